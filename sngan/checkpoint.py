@@ -1,0 +1,114 @@
+"""Checkpoints: plain dicts of tensors and Python scalars, saved atomically, loaded with `weights_only=True`.
+
+A checkpoint never contains pickled objects, so loading one cannot run code. Layout (format_version 1):
+
+    format_version  int
+    config          the resolved config as a plain nested dict (everything needed to rebuild the models)
+    step            completed generator iterations
+    generator, discriminator, generator_ema (optional)   state dicts
+    opt_g, opt_d    optimizer state dicts
+    rng             {"python", "numpy", "torch", "cuda", "data"} generator states
+    best            {"metric", "value", "step"} or None
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sngan.config import SnganError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
+_NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+
+
+class CheckpointError(SnganError):
+    """A checkpoint that cannot be used, explained in one line."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write `state` to `path` atomically: temp file in the same folder, flush, fsync, rename.
+
+    Args:
+        state: plain dict (tensors, numbers, strings, lists, dicts).
+        path: destination; its folder is created if needed.
+
+    Returns:
+        The path written. A crash at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint as data only (`torch.load(weights_only=True)`), checking its layout.
+
+    Args:
+        path: checkpoint file.
+        map_location: where tensors land.
+
+    Returns:
+        The checkpoint dict. Raises CheckpointError with one line for a missing, truncated, foreign or
+        object-carrying file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files; all mean "unusable"
+        text = str(exc)
+        if "Weights only load failed" in text or "weights_only" in text:
+            reason = "it contains pickled Python objects, which sngan never loads (a checkpoint is data, not code)"
+        elif "zip archive" in text or "central directory" in text or "EOF" in text or "truncated" in text:
+            reason = "the file is truncated or corrupt"
+        else:
+            reason = "it is not a PyTorch checkpoint"
+        raise CheckpointError(f"{path}: cannot load checkpoint: {reason}") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not an sngan checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {state['format_version']} is newer than this sngan "
+                              f"understands ({FORMAT_VERSION}); upgrade sngan")
+    return state
+
+
+def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
+    return Path(ckpt_dir) / f"ckpt-{step:07d}.pt"
+
+
+def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """Periodic checkpoints in `ckpt_dir`, oldest step first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` periodic checkpoints (best.pt is never touched)."""
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)

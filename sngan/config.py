@@ -1,0 +1,275 @@
+"""The configuration schema: one dataclass per section, loaded strictly from YAML.
+
+`load_config(path, overrides)` reads a YAML file, applies `KEY=VALUE` overrides and returns a `Config`.
+Every problem (unknown key, wrong type, value out of range, malformed YAML, missing file) raises `ConfigError`
+with one line that names the file and the key; nothing is written anywhere while loading.
+
+This module imports nothing else from the package (the bottom of the import graph).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SnganError(Exception):
+    """A problem the user can fix; the CLI prints its one-line message and exits 1."""
+
+
+class ConfigError(SnganError, ValueError):
+    """A configuration problem, worded as one line for the user."""
+
+
+def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
+         gt: float | None = None, le: float | None = None) -> Any:
+    """A config field with its help text and validation bounds kept in the dataclass metadata."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    name: str = _opt("synthetic", "image source", choices=("synthetic", "folder", "cifar10", "stl10", "imagenet"))
+    root: str = _opt("data", "dataset folder (downloads land here; a class-folder tree for folder/imagenet)")
+    split: str = _opt("train", "dataset split used for training (cifar10: train|test; stl10: unlabeled|train|test|"
+                      "train+unlabeled)")
+    download: bool = _opt(True, "let torchvision download cifar10/stl10 when absent (needs network)")
+    num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1)
+    dequantize: bool = _opt(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")
+    cache_dir: str = _opt("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache")
+    device_budget_mb: float = _opt(2048.0, "largest packed array (MiB) kept resident on the training device", ge=0)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
+                     choices=("resnet", "cnn"))
+    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 128))
+    z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1)
+    g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1)
+    d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1)
+    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and projection D", ge=0)
+    d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
+    sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1)
+
+
+@dataclass
+class LossConfig:
+    type: str = _opt("hinge", "adversarial loss", choices=("hinge", "nonsaturating"))
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _opt(2e-4, "Adam learning rate alpha for G and D", gt=0)
+    beta1: float = _opt(0.0, "Adam beta1", ge=0, le=1)
+    beta2: float = _opt(0.9, "Adam beta2", ge=0, le=1)
+    lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
+    lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = _opt(50000, "number of generator updates", ge=1)
+    n_dis: int = _opt(5, "discriminator updates per generator update", ge=1)
+    batch_size: int = _opt(64, "real (and fake) images per discriminator step", ge=1)
+    g_batch_size: int = _opt(128, "fake images per generator step", ge=1)
+    seed: int = _opt(0, "seed for weights, latents and data order", ge=0)
+    device: str = _opt("auto", "auto = cuda when available, else cpu", choices=("auto", "cpu", "cuda"))
+    log_every: int = _opt(100, "G iterations between log lines", ge=1)
+    sample_every: int = _opt(5000, "G iterations between sample grids (0 = only at the end)", ge=0)
+    ckpt_every: int = _opt(10000, "G iterations between checkpoints (0 = only at the end)", ge=0)
+    keep_checkpoints: int = _opt(3, "newest periodic checkpoints kept (best.pt is kept apart)", ge=1)
+    num_samples: int = _opt(64, "images in each sample grid (fixed z)", ge=1)
+    ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
+    ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (YAML/JSON/checkpoint friendly)."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+
+def _suggest(name: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _field_type(section_cls: type, name: str) -> Any:
+    return typing.get_type_hints(section_cls)[name]
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML value to the schema type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        typ = next(a for a in args if a is not type(None))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "2e-4" as a string
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _check(value: Any, meta: dict, key: str) -> None:
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        options = "|".join(str(c) for c in meta["choices"])
+        raise ConfigError(f"key '{key}' must be one of {options}, got {value!r}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {value!r}")
+    if meta.get("ge") is not None and not value >= meta["ge"]:
+        raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {value!r}")
+    if meta.get("le") is not None and not value <= meta["le"]:
+        raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {value!r}")
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build a validated Config from a nested dict (missing keys take their defaults)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"top level must be a mapping of sections, got {type(raw).__name__}")
+    sections = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown section '{name}'{_suggest(str(name), SECTIONS)}")
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"section '{name}' must be a mapping, got {type(value).__name__}")
+        sections[name] = value
+    built = {}
+    for name, cls in SECTIONS.items():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in sections.get(name, {}).items():
+            dotted = f"{name}.{key}"
+            if key not in fields:
+                raise ConfigError(f"unknown key '{dotted}'{_suggest(str(key), fields)}")
+            values[key] = _coerce(value, _field_type(cls, key), dotted)
+        instance = cls(**values)
+        for key, f in fields.items():
+            _check(getattr(instance, key), dict(f.metadata), f"{name}.{key}")
+        built[name] = instance
+    cfg = Config(**built)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
+        raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
+                          f"got {cfg.optim.lr_decay_start}")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `section.key=value` applied (value parsed as YAML)."""
+    out = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override key '{dotted}' must look like section.key (e.g. train.iterations)")
+        section, key = parts
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section '{section}' in override{_suggest(section, SECTIONS)}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        bucket = out.setdefault(section, {})
+        if not isinstance(bucket, dict):
+            raise ConfigError(f"section '{section}' must be a mapping")
+        bucket[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from `path`, turning every failure into a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    return {} if raw is None else raw
+
+
+def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
+    """Load, override and validate a YAML config.
+
+    Args:
+        path: YAML file with sections data/model/loss/optim/train.
+        overrides: strings like ``"train.iterations=10"``; values are parsed as YAML.
+
+    Returns:
+        The validated Config. Raises ConfigError (one line, naming the file) on any problem.
+    """
+    raw = read_yaml(path)
+    try:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"top level must be a mapping of sections, got {type(raw).__name__}")
+        return from_dict(apply_overrides(raw, overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text (sections in schema order)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def field_help() -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type name, default, help) for every field: the config reference."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{name}.{f.name}", getattr(hints[f.name], "__name__", str(hints[f.name])), default,
+                         f.metadata["help"]))
+    return rows

@@ -1,0 +1,51 @@
+"""Model registry: `build_generator(model_cfg)` / `build_discriminator(model_cfg)` pick the family by `arch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from sngan.config import ConfigError, ModelConfig
+from sngan.models.cnn import CNNDiscriminator, CNNGenerator
+from sngan.models.resnet import LAYOUTS, ResNetDiscriminator, ResNetGenerator
+
+GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "resnet": lambda m: ResNetGenerator(m.z_dim, m.resolution, m.g_ch, m.num_classes),
+    "cnn": lambda m: CNNGenerator(m.z_dim, m.resolution, m.g_ch, m.num_classes),
+}
+DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "resnet": lambda m: ResNetDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias,
+                                            m.sn_power_iterations),
+    "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations),
+}
+RESOLUTIONS = {"resnet": tuple(LAYOUTS), "cnn": (32, 48)}
+
+
+def _check(model_cfg: ModelConfig) -> None:
+    if model_cfg.arch not in GENERATORS:
+        raise ConfigError(f"key 'model.arch' must be one of {'|'.join(GENERATORS)}, got {model_cfg.arch!r}")
+    if model_cfg.arch == "cnn" and model_cfg.num_classes:
+        raise ConfigError("key 'model.num_classes' must be 0 for arch cnn (the paper's conditional models are "
+                          "ResNets with a projection discriminator)")
+    if model_cfg.resolution not in RESOLUTIONS[model_cfg.arch]:
+        sizes = "|".join(map(str, RESOLUTIONS[model_cfg.arch]))
+        raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
+                          f"got {model_cfg.resolution}")
+
+
+def build_generator(model_cfg: ModelConfig) -> nn.Module:
+    """The generator described by the `model` config section (freshly initialised, on CPU)."""
+    _check(model_cfg)
+    return GENERATORS[model_cfg.arch](model_cfg)
+
+
+def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
+    """The spectrally normalised discriminator described by the `model` config section (on CPU)."""
+    _check(model_cfg)
+    return DISCRIMINATORS[model_cfg.arch](model_cfg)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters (spectral-norm u/v vectors are buffers and do not count)."""
+    return sum(p.numel() for p in module.parameters())

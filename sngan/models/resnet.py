@@ -1,0 +1,71 @@
+"""ResNet generator and discriminator of the SN-GAN paper (Tables 4-6) and the authors' Chainer code.
+
+Widths are `base width x multiplier`, one multiplier per stage, fixed per resolution:
+
+| resolution | G: dense, block widths (x g_ch) | D: block widths (x d_ch); downsample? | source                        |
+|------------|---------------------------------|---------------------------------------|-------------------------------|
+| 32         | 4x4; 1 1 1 1                    | 1 1 1 1; T T F F                      | Table 4, sn_cifar10 (256/128) |
+| 48         | 6x6; 8 4 2 1                    | 1 2 4 8 16; T T T T F                 | Table 5 (64/64)               |
+| 128        | 4x4; 16 16 8 4 2 1              | 1 2 4 8 16 16; T T T T T F            | Table 6, sn_projection (64/64)|
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sngan.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, sn
+
+LAYOUTS = {
+    32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},
+    48: {"bottom_width": 6, "g_mult": (8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16),
+         "d_down": (True, True, True, True, False)},
+    128: {"bottom_width": 4, "g_mult": (16, 16, 8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16, 16),
+          "d_down": (True, True, True, True, True, False)},
+}
+
+
+class ResNetGenerator(nn.Module):
+    """z (B, z_dim) [, y (B,)] -> images (B, 3, R, R) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, resolution: int, g_ch: int, num_classes: int = 0):
+        super().__init__()
+        layout = LAYOUTS[resolution]
+        widths = [g_ch * m for m in layout["g_mult"]]
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.bottom_width = layout["bottom_width"]
+        self.l1 = glorot(nn.Linear(z_dim, self.bottom_width ** 2 * widths[0]))
+        self.blocks = nn.ModuleList(GBlock(a, b, num_classes) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.bn = nn.BatchNorm2d(widths[-1], eps=BN_EPS)
+        self.out = conv(widths[-1], 3, 3)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.l1(z).view(z.shape[0], -1, self.bottom_width, self.bottom_width)  # (B, C0, bw, bw)
+        for block in self.blocks:
+            h = block(h, y)
+        return torch.tanh(self.out(F.relu(self.bn(h))))  # (B, 3, R, R)
+
+
+class ResNetDiscriminator(nn.Module):
+    """images (B, 3, R, R) [, y (B,)] -> logits (B,); projection term <embed(y), h> when conditional."""
+
+    def __init__(self, resolution: int, d_ch: int, num_classes: int = 0, linear_bias: bool = False,
+                 power_iterations: int = 1):
+        super().__init__()
+        layout = LAYOUTS[resolution]
+        widths = [d_ch * m for m in layout["d_mult"]]
+        self.num_classes = num_classes
+        blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations)]
+        for a, b, down in zip(widths[:-1], widths[1:], layout["d_down"][1:], strict=True):
+            blocks.append(DBlock(a, b, down, power_iterations))
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
+        self.embed = sn(glorot(nn.Embedding(num_classes, widths[-1])), power_iterations) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling: (B, C, h, w) -> (B, C)
+        out = self.linear(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(dim=1)
+        return out

@@ -1,0 +1,74 @@
+import os
+
+import pytest
+import torch
+
+from sngan.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+
+
+def minimal_state(step: int = 1) -> dict:
+    return {"format_version": 1, "config": {"model": {}}, "step": step, "generator": {"w": torch.ones(2)},
+            "discriminator": {"w": torch.zeros(3)}}
+
+
+def test_round_trip(tmp_path):
+    path = save_checkpoint(minimal_state(5), tmp_path / "a" / "ckpt.pt")
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 5 and torch.equal(loaded["generator"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.joinpath("a").iterdir()] == ["ckpt.pt"]  # no temp file left
+
+
+def test_truncated_file_is_one_line_error(tmp_path):
+    path = save_checkpoint(minimal_state(), tmp_path / "ckpt.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello, I am text\n")
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_checkpoint(path)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.ones(1)}, other)
+    with pytest.raises(CheckpointError, match="not an sngan checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickled_code_is_refused_without_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = minimal_state()
+    state["evil"] = Payload()
+    path = tmp_path / "evil.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_listing_and_pruning(tmp_path):
+    for step in (1, 20, 3):
+        save_checkpoint(minimal_state(step), checkpoint_path(tmp_path, step))
+    (tmp_path / "best.pt").write_bytes(b"x")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-0000001.pt", "ckpt-0000003.pt",
+                                                             "ckpt-0000020.pt"]
+    prune_checkpoints(tmp_path, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-0000020.pt"]
+    assert (tmp_path / "best.pt").exists()

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from sngan.checkpoint import load_checkpoint
+from sngan.config import SnganError, load_config
+from sngan.training import lr_at, read_metrics, train
+
+
+def test_lr_schedule_linear_in_generator_iterations():
+    assert lr_at(1.0, "none", 0, 10, 9) == 1.0
+    assert [lr_at(1.0, "linear", 0, 4, s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert [lr_at(2.0, "linear", 2, 6, s) for s in (0, 2, 3, 5)] == [2.0, 2.0, 1.5, 0.5]
+
+
+def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    last = train(load_config(tiny_config), run, progress=False, log=lambda s: None)
+    assert last == run / "checkpoints" / "ckpt-0000003.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["step"] == 3 and state["config"]["train"]["iterations"] == 3
+    assert {"generator", "discriminator", "opt_g", "opt_d", "rng"} <= set(state)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png", "step-0000003.png"]
+    assert (run / "config.yaml").read_text().startswith("data:")
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(r["lr"] > 0 and r["d_loss"] > 0 for r in records)
+
+
+def test_training_changes_weights_and_is_deterministic(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    a = load_checkpoint(train(cfg, tmp_path / "a", progress=False, log=lambda s: None))
+    b = load_checkpoint(train(cfg, tmp_path / "b", progress=False, log=lambda s: None))
+    for key in ("generator", "discriminator"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), name
+    from sngan.models import build_generator
+
+    torch.manual_seed(cfg.train.seed)
+    fresh = build_generator(cfg.model).state_dict()
+    assert not torch.equal(fresh["l1.weight"], a["generator"]["l1.weight"])
+
+
+def test_a_new_run_never_overwrites_existing_checkpoints(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    last = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    before = last.read_bytes()
+    with pytest.raises(SnganError, match="already holds checkpoints"):
+        train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    assert last.read_bytes() == before
+
+
+def test_conditional_training_on_labelled_data(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, ["model.num_classes=3", "train.iterations=1"])
+    state = load_checkpoint(train(cfg, tmp_path / "run", progress=False, log=lambda s: None))
+    assert state["generator"]["blocks.0.b1.gamma.weight"].shape == (3, 8)
+    with pytest.raises(SnganError, match="dataset has 3 classes"):
+        train(load_config(tiny_config, ["model.num_classes=5"]), tmp_path / "r2", progress=False,
+              log=lambda s: None)
