@@ -26,6 +26,7 @@ from sngan.config import SnganError
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_FORBIDDEN = re.compile(r"GLOBAL|[Uu]nsupported (global|operand|class)|allowed global|blocked")  # weights_only refusals
 
 
 class CheckpointError(SnganError):
@@ -79,20 +80,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; all mean "unusable"
-        text = str(exc)
-        if "Weights only load failed" in text or "weights_only" in text:
-            reason = "it contains pickled Python objects, which sngan never loads (a checkpoint is data, not code)"
-        elif "zip archive" in text or "central directory" in text or "EOF" in text or "truncated" in text:
-            reason = "the file is truncated or corrupt"
-        else:
-            reason = "it is not a PyTorch checkpoint"
-        raise CheckpointError(f"{path}: cannot load checkpoint: {reason}") from None
+        raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an sngan checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {state['format_version']} is newer than this sngan "
                               f"understands ({FORMAT_VERSION}); upgrade sngan")
     return state
+
+
+def _why_unloadable(path: Path, message: str) -> str:
+    """Explain a torch.load failure from the file's first bytes and the error text."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head not in (b"PK", b"\x80\x02") and not head.startswith(b"\x80"):
+        return "it is not a PyTorch checkpoint"
+    if _FORBIDDEN.search(message):
+        return "it contains pickled Python objects, which sngan never loads (a checkpoint is data, not code)"
+    return "the file is truncated or corrupt"
 
 
 def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:

@@ -92,6 +92,7 @@ class TrainConfig:
     num_samples: int = _opt(64, "images in each sample grid (fixed z)", ge=1)
     ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
     ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
+    ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,46 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as a line (the run's metrics log)."""
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+class RunLog:
+    """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events.
+
+    On resume at step S, records after S (written by the interrupted process after its last checkpoint) are dropped
+    from metrics.jsonl and TensorBoard (`purge_step`), so the log describes exactly the training that happened.
+    """
+
+    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_yaml)
+        if start_step and self.metrics_path.exists():
+            kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= start_step]
+            tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp.replace(self.metrics_path)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
+            self.tensorboard = None
+        else:
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step or None)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard."""
+        append_jsonl(self.metrics_path, record)
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Records of a run's metrics.jsonl, in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -12,7 +12,6 @@ bitwise-exactly on CPU: every RNG in use, both optimizers, the EMA generator and
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import signal
@@ -30,10 +29,12 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, SnganError, to_yaml
 from sngan.data import Batches, epochs, load_images
+from sngan.ema import ema_update, recalibrate_batchnorm
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
-from sngan.rundir import append_jsonl, check_fresh
+from sngan.rundir import RunLog, check_fresh
 from sngan.sampling import generate, latents, save_grid
+from sngan.signals import SignalGuard
 
 
 class TrainingStopped(SnganError):
@@ -191,78 +192,27 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     return loss.detach()
 
 
-@torch.no_grad()
-def ema_update(state: TrainState) -> None:
-    """EMA of G's parameters (copy before ema_start); BatchNorm running statistics are copied from G."""
-    ema, decay = state.generator_ema, state.cfg.train.ema_decay
-    if ema is None:
-        return
-    decay = 0.0 if state.step < state.cfg.train.ema_start else decay
-    for p_ema, p in zip(ema.parameters(), state.generator.parameters(), strict=True):
-        p_ema.lerp_(p, 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), state.generator.buffers(), strict=True):
-        b_ema.copy_(b)
+def update_ema(state: TrainState) -> None:
+    """Average G into the EMA generator (a plain copy before `train.ema_start`)."""
+    if state.generator_ema is not None:
+        decay = state.cfg.train.ema_decay if state.step >= state.cfg.train.ema_start else 0.0
+        ema_update(state.generator_ema, state.generator, decay)
 
 
-class SignalGuard:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, stop. Second: stop at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> SignalGuard:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt(f"second signal {signal.Signals(signum).name}: stopping without a checkpoint")
-        self.received = signum
-        tqdm.write(f"{signal.Signals(signum).name} received: finishing this step and writing a checkpoint "
-                   f"(send it again to stop at once)")
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+def refresh_ema_batchnorm(state: TrainState) -> None:
+    """Give the EMA generator BatchNorm statistics of its own weights before it is sampled or saved."""
+    if state.generator_ema is not None:
+        m = state.cfg.model
+        t = state.cfg.train
+        recalibrate_batchnorm(state.generator_ema, m.z_dim, m.num_classes, t.g_batch_size, t.ema_bn_samples)
 
 
-class RunWriter:
-    """Files of one run: config.yaml, metrics.jsonl, samples/, checkpoints/ (+ TensorBoard when installed)."""
-
-    def __init__(self, run_dir: Path, cfg: Config):
-        self.run_dir = run_dir
-        self.ckpt_dir = run_dir / "checkpoints"
-        self.samples_dir = run_dir / "samples"
-        self.metrics_path = run_dir / "metrics.jsonl"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is the optional extra sngan[tensorboard]
-            self.tensorboard = None
-
-    def log(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.metrics_path, record)
-        if self.tensorboard is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tensorboard.add_scalar(key, value, record["step"])
-
-    def save(self, state: TrainState, keep: int) -> Path:
-        check_finite_weights(state)
-        path = ckpt.save_checkpoint(state.snapshot(), ckpt.checkpoint_path(self.ckpt_dir, state.step))
-        ckpt.prune_checkpoints(self.ckpt_dir, keep)
-        return path
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+def save_checkpoint(state: TrainState, ckpt_dir: Path) -> Path:
+    """Write `ckpt-<step>.pt` atomically after checking the weights, then prune old periodic checkpoints."""
+    check_finite_weights(state)
+    path = ckpt.save_checkpoint(state.snapshot(), ckpt.checkpoint_path(ckpt_dir, state.step))
+    ckpt.prune_checkpoints(ckpt_dir, state.cfg.train.keep_checkpoints)
+    return path
 
 
 def check_finite_weights(state: TrainState) -> None:
@@ -277,6 +227,50 @@ def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | Non
     return save_grid(generate(net, *fixed), path)
 
 
+class LossWindow:
+    """Running sums of the losses between two log lines, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device, step: int):
+        self.device, self.first_step = device, step + 1
+        self.d_sum = torch.zeros((), device=device)
+        self.g_sum = torch.zeros((), device=device)
+        self.n, self.start = 0, time.perf_counter()
+
+    def add(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
+        self.d_sum += d_loss
+        self.g_sum += g_loss
+        self.n += 1
+
+    def record(self, step: int, lr: float) -> dict[str, Any]:
+        """The log record for the window ending at `step`; raises TrainingDiverged on a non-finite loss."""
+        d_loss, g_loss = (self.d_sum / self.n).item(), (self.g_sum / self.n).item()
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+            raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
+                                   f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
+                                   f"lower optim.lr or check the data")
+        return {"step": step, "d_loss": d_loss, "g_loss": g_loss, "lr": lr,
+                "it_per_s": self.n / max(time.perf_counter() - self.start, 1e-9), "time": time.time()}
+
+
+def set_lr(state: TrainState) -> float:
+    o = state.cfg.optim
+    lr = lr_at(o.lr, o.lr_decay, o.lr_decay_start, state.cfg.train.iterations, state.step)
+    for opt in (state.opt_g, state.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    return lr
+
+
+def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
+    """The checkpoint to resume from, refused when `cfg` describes a different model."""
+    saved = ckpt.load_checkpoint(resume)
+    changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
+    if changed:
+        raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); resume "
+                         f"with the checkpoint's model settings")
+    return saved
+
+
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
           stop_after: int | None = None, log: Callable[[str], None] = tqdm.write) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
@@ -288,77 +282,61 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         progress: show a tqdm progress bar.
         stop_after: stop (with a checkpoint) after this many completed G iterations (tests, schedulers).
         log: where one-line messages go.
+
+    Returns:
+        The newest checkpoint. Raises TrainingStopped after a signal (with a checkpoint) and TrainingDiverged on
+        non-finite losses or weights (without one).
     """
     run_dir = Path(run_dir)
-    saved = ckpt.load_checkpoint(resume) if resume is not None else None
-    if saved is not None:
-        changed = models_differ(saved["config"]["model"], cfg.to_dict()["model"])
-        if changed:
-            raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); "
-                             f"resume with the checkpoint's model settings")
-    else:
+    saved = load_resume(resume, cfg) if resume is not None else None
+    if saved is None:
         check_fresh(run_dir)
     device = resolve_device(cfg.train.device)
     state = build_state(cfg, device, log)
     if saved is not None:
         state.restore(saved)
         log(f"resumed from {resume} at step {state.step}")
-    writer = RunWriter(run_dir, cfg)
+    run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step)
+    ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     log(f"run directory: {run_dir} | device {device} | G {count_parameters(state.generator):,} params, "
         f"D {count_parameters(state.discriminator):,} params")
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
-    total, t = cfg.train.iterations, cfg.train
-    last_path: Path | None = None
-    window = {"d_loss": torch.zeros((), device=device), "g_loss": torch.zeros((), device=device), "n": 0}
-    bar = tqdm(total=total, initial=state.step, disable=not progress, dynamic_ncols=True, desc="train")
-    tick = time.perf_counter()
+    t = cfg.train
+    last_path = Path(resume) if resume is not None else None
+    window = LossWindow(device, state.step)
+    bar = tqdm(total=t.iterations, initial=state.step, disable=not progress, dynamic_ncols=True, desc="train")
     try:
         with SignalGuard() as signals:
-            while state.step < total:
-                lr = lr_at(cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.lr_decay_start, total, state.step)
-                for opt in (state.opt_g, state.opt_d):
-                    for group in opt.param_groups:
-                        group["lr"] = lr
+            while state.step < t.iterations and state.step != stop_after:
+                lr = set_lr(state)
                 g_loss = g_step(state, g_loss_fn)
                 d_loss = torch.stack([d_step(state, d_loss_fn) for _ in range(t.n_dis)]).mean()
                 state.step += 1
-                ema_update(state)
-                window["d_loss"] += d_loss
-                window["g_loss"] += g_loss
-                window["n"] += 1
+                update_ema(state)
+                window.add(d_loss, g_loss)
                 bar.update(1)
-                end = state.step == total or signals.received is not None or state.step == stop_after
+                end = state.step in (t.iterations, stop_after) or signals.received is not None
                 if state.step % t.log_every == 0 or end:
-                    now = time.perf_counter()
-                    record = {"step": state.step, "d_loss": (window["d_loss"] / window["n"]).item(),
-                              "g_loss": (window["g_loss"] / window["n"]).item(), "lr": lr,
-                              "it_per_s": window["n"] / max(now - tick, 1e-9), "time": time.time()}
-                    if not (math.isfinite(record["d_loss"]) and math.isfinite(record["g_loss"])):
-                        raise TrainingDiverged(f"non-finite loss between steps {state.step - window['n'] + 1} and "
-                                               f"{state.step} (d_loss {record['d_loss']}, g_loss "
-                                               f"{record['g_loss']}); no checkpoint written after it: lower "
-                                               f"optim.lr or check the data")
-                    writer.log(record)
+                    record = window.record(state.step, lr)
+                    run_log.log(record)
                     bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{lr:.2e}")
-                    window = {"d_loss": torch.zeros((), device=device), "g_loss": torch.zeros((), device=device),
-                              "n": 0}
-                    tick = now
-                if (t.sample_every and state.step % t.sample_every == 0) or end:
-                    sample_grid(state, fixed, writer.samples_dir / f"step-{state.step:07d}.png")
-                if (t.ckpt_every and state.step % t.ckpt_every == 0) or end:
-                    last_path = writer.save(state, t.keep_checkpoints)
+                    window = LossWindow(device, state.step)
+                sample_now = (t.sample_every and state.step % t.sample_every == 0) or end
+                save_now = (t.ckpt_every and state.step % t.ckpt_every == 0) or end
+                if sample_now or save_now:
+                    refresh_ema_batchnorm(state)
+                if sample_now:
+                    sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                if save_now:
+                    last_path = save_checkpoint(state, ckpt_dir)
                 if signals.received is not None:
-                    name = signal.Signals(signals.received).name
-                    raise TrainingStopped(f"stopped by {name} at step {state.step}; checkpoint {last_path}; "
-                                          f"continue with: sngan train --out {run_dir} --resume auto")
-                if state.step == stop_after:
-                    break
+                    raise TrainingStopped(f"stopped by {signal.Signals(signals.received).name} at step {state.step}; "
+                                          f"checkpoint {last_path}; continue with: sngan train --out {run_dir} "
+                                          f"--resume auto")
     finally:
         bar.close()
-        writer.close()
-    if last_path is None:  # resumed a finished run: nothing to do
-        last_path = ckpt.list_checkpoints(writer.ckpt_dir)[-1]
+        run_log.close()
     log(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 
@@ -368,9 +346,3 @@ def dry_run_summary(cfg: Config) -> str:
     g, d = build_generator(cfg.model), build_discriminator(cfg.model)
     return (f"{to_yaml(cfg)}generator parameters: {count_parameters(g)}\n"
             f"discriminator parameters: {count_parameters(d)}")
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of a run's metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

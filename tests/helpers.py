@@ -15,7 +15,7 @@ TINY = {
     "model": {"arch": "resnet", "resolution": 32, "z_dim": 16, "g_ch": 8, "d_ch": 8},
     "optim": {"lr": 2e-4, "beta1": 0, "beta2": 0.9, "lr_decay": "linear"},
     "train": {"iterations": 3, "n_dis": 2, "batch_size": 8, "g_batch_size": 8, "device": "cpu", "log_every": 1,
-              "sample_every": 2, "ckpt_every": 2, "num_samples": 4, "seed": 0},
+              "sample_every": 2, "ckpt_every": 2, "num_samples": 4, "seed": 0, "ema_bn_samples": 32},
 }
 
 

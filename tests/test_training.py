@@ -3,7 +3,8 @@ import torch
 
 from sngan.checkpoint import load_checkpoint
 from sngan.config import SnganError, load_config
-from sngan.training import lr_at, read_metrics, train
+from sngan.rundir import read_metrics
+from sngan.training import lr_at, train
 
 
 def test_lr_schedule_linear_in_generator_iterations():
