@@ -6,6 +6,7 @@ Every user-facing problem is a `SnganError` and becomes one line on stderr with 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +32,8 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             typer.echo(str(exc), err=True)
             raise typer.Exit(143) from None
         except SnganError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+            typer.echo(f"error{f' (rank {rank})' if rank else ''}: {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -83,14 +85,26 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
-    from sngan.training import dry_run_summary
+    from sngan import distributed
+    from sngan.training import dry_run_summary, resolve_device
     from sngan.training import train as run_training
 
     cfg, run_dir, ckpt_path = _resolve_run(config, set_ or [], out, resume)
     if dry_run:
         typer.echo(dry_run_summary(cfg))
         return
-    run_training(cfg, run_dir, resume=ckpt_path, progress=progress)
+    info = distributed.from_env()
+    distributed.init_process_group(info, resolve_device(cfg.train.device).type)
+    try:
+        run_dir = distributed.broadcast_object(run_dir, info)  # every rank uses rank 0's choice
+        run_training(cfg, run_dir, resume=ckpt_path, progress=progress, info=info)
+    except RuntimeError as exc:
+        if not distributed.is_peer_failure(exc, info):
+            raise
+        raise SnganError("lost contact with another process of this job: it failed or was stopped (its own "
+                         "message above names the cause)") from None
+    finally:
+        distributed.shutdown()
 
 
 @app.command()

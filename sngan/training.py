@@ -14,10 +14,9 @@ from __future__ import annotations
 import copy
 import math
 import random
-import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,16 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, SnganError, to_yaml
 from sngan.data import Batches, epochs, load_images
+from sngan.distributed import (
+    SINGLE,
+    DistInfo,
+    any_rank,
+    gather_objects,
+    local_batch,
+    max_divergence,
+    mean_over_ranks,
+    wrap,
+)
 from sngan.ema import ema_update, recalibrate_batchnorm
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
@@ -45,12 +54,13 @@ class TrainingDiverged(SnganError):
     """A loss or weight became NaN/inf; no checkpoint was written after that point."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
+    """`auto` = cuda when available, else cpu; under torchrun each rank takes the GPU of its LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise SnganError("train.device is cuda but no CUDA device is available; use train.device=auto or cpu")
-    return torch.device(name)
+    return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -73,7 +83,11 @@ def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 @dataclass
 class TrainState:
-    """Everything that changes during training and is checkpointed."""
+    """Everything that changes during training and is checkpointed.
+
+    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train` are what the update
+    steps call: DistributedDataParallel wrappers under torchrun, the same modules otherwise.
+    """
 
     cfg: Config
     device: torch.device
@@ -83,17 +97,39 @@ class TrainState:
     opt_d: torch.optim.Optimizer
     batches: Batches
     generator_ema: nn.Module | None = None
+    dist: DistInfo = SINGLE
     step: int = 0
     best: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    g_train: nn.Module | None = None
+    d_train: nn.Module | None = None
 
-    def snapshot(self) -> dict[str, Any]:
-        """The checkpoint dict (plain data only)."""
+    def __post_init__(self) -> None:
+        self.g_train = self.g_train or self.generator
+        self.d_train = self.d_train or self.discriminator
+        self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
+        self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
+
+    def rng_state(self) -> dict[str, Any]:
+        """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
         np_state = np.random.get_state()
         rng = {"python": random.getstate(), "torch": torch.get_rng_state(), "data": self.batches.state_dict(),
                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])]}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def set_rng_state(self, rng: dict[str, Any]) -> None:
+        random.setstate(_as_tuple(rng["python"]))
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), int(rest[0]), int(rest[1]), rest[2]))
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.batches.load_state_dict(rng["data"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """The checkpoint dict (plain data only). Under torchrun every rank must call it (RNG states are gathered)."""
+        rng_ranks = gather_objects(_to_cpu(self.rng_state()), self.dist)
         return {
             "format_version": ckpt.FORMAT_VERSION,
             "config": self.cfg.to_dict(),
@@ -103,11 +139,12 @@ class TrainState:
             "generator_ema": None if self.generator_ema is None else self.generator_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "rng": rng,
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks if self.dist.enabled else None,
             "best": self.best,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
         """Load a checkpoint dict produced by `snapshot` (same model config)."""
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
@@ -115,14 +152,12 @@ class TrainState:
             self.generator_ema.load_state_dict(state.get("generator_ema") or state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        rng = state["rng"]
-        random.setstate(_as_tuple(rng["python"]))
-        name, keys, *rest = rng["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), int(rest[0]), int(rest[1]), rest[2]))
-        torch.set_rng_state(rng["torch"])
-        if self.device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.batches.load_state_dict(rng["data"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) == self.dist.world_size:
+            self.set_rng_state(ranks[self.dist.rank])
+        else:
+            log(f"checkpoint was written by {len(ranks)} process(es), this run has {self.dist.world_size}: "
+                f"weights and optimizers are restored, random streams restart from the seed (not bitwise exact)")
         self.step = int(state["step"])
         self.best = state.get("best")
 
@@ -131,8 +166,17 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print) -> TrainState:
-    """Seeded models, optimizers and data for `cfg` on `device`."""
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value
+
+
+def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
+                info: DistInfo = SINGLE) -> TrainState:
+    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
     seed_everything(cfg.train.seed)
     image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed)
     _check_labels(cfg, len(image_set.classes))
@@ -144,8 +188,12 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=betas)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-    batches = Batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize)
-    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema)
+    if info.enabled:  # latents and data order differ per rank; weights above do not
+        torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
+    batches = Batches(image_set, device, seed=cfg.train.seed + 1 + 10_007 * info.rank,
+                      dequantize=cfg.data.dequantize)
+    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info,
+                      g_train=wrap(generator, info, device), d_train=wrap(discriminator, info, device))
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:
@@ -164,11 +212,10 @@ def _fake_labels(state: TrainState, n: int) -> torch.Tensor | None:
 
 def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     """One generator update on fresh latents; D's weights get no gradient. Returns the loss (0-d tensor)."""
-    n = state.cfg.train.g_batch_size
-    z = torch.randn(n, state.cfg.model.z_dim, device=state.device)
-    y = _fake_labels(state, n)
+    z = torch.randn(state.g_batch, state.cfg.model.z_dim, device=state.device)
+    y = _fake_labels(state, state.g_batch)
     state.discriminator.requires_grad_(False)
-    loss = g_loss_fn(state.discriminator(state.generator(z, y), y))
+    loss = g_loss_fn(state.discriminator(state.g_train(z, y), y))  # D unwrapped: it needs no gradient sync here
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_g.step()
@@ -178,17 +225,22 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
 
 def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     """One discriminator update on a fresh real batch and fresh fakes. Returns the loss (0-d tensor)."""
-    n = state.cfg.train.batch_size
-    x_real, y_real = state.batches.next(n)
-    z = torch.randn(n, state.cfg.model.z_dim, device=state.device)
-    y_fake = _fake_labels(state, n)
+    x_real, y_real = state.batches.next(state.d_batch)
+    z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
+    y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad():
         x_fake = state.generator(z, y_fake)
     y_real = y_real if state.cfg.model.num_classes else None
-    loss = d_loss_fn(state.discriminator(x_real, y_real), state.discriminator(x_fake, y_fake))
-    state.opt_d.zero_grad(set_to_none=True)
+    return d_update(state.d_train, state.opt_d, d_loss_fn, x_real, y_real, x_fake, y_fake)
+
+
+def d_update(d_net: nn.Module, opt_d: torch.optim.Optimizer, d_loss_fn: Callable, x_real: torch.Tensor,
+             y_real: torch.Tensor | None, x_fake: torch.Tensor, y_fake: torch.Tensor | None) -> torch.Tensor:
+    """D forward on real and on fake (two passes, as the authors), loss, backward, Adam step. Returns the loss."""
+    loss = d_loss_fn(d_net(x_real, y_real), d_net(x_fake, y_fake))
+    opt_d.zero_grad(set_to_none=True)
     loss.backward()
-    state.opt_d.step()
+    opt_d.step()
     return loss.detach()
 
 
@@ -208,11 +260,28 @@ def refresh_ema_batchnorm(state: TrainState) -> None:
 
 
 def save_checkpoint(state: TrainState, ckpt_dir: Path) -> Path:
-    """Write `ckpt-<step>.pt` atomically after checking the weights, then prune old periodic checkpoints."""
+    """Write `ckpt-<step>.pt` atomically after checking the weights, then prune old periodic checkpoints.
+
+    Under torchrun every rank calls this (RNG states are gathered, ranks are checked to agree); rank 0 writes.
+    """
     check_finite_weights(state)
-    path = ckpt.save_checkpoint(state.snapshot(), ckpt.checkpoint_path(ckpt_dir, state.step))
-    ckpt.prune_checkpoints(ckpt_dir, state.cfg.train.keep_checkpoints)
+    check_ranks_agree(state)
+    snapshot = state.snapshot()
+    path = ckpt.checkpoint_path(ckpt_dir, state.step)
+    if state.dist.is_main:
+        ckpt.save_checkpoint(snapshot, path)
+        ckpt.prune_checkpoints(ckpt_dir, state.cfg.train.keep_checkpoints)
     return path
+
+
+def check_ranks_agree(state: TrainState) -> None:
+    """Under torchrun, the trained weights (and D's spectral-norm vectors) must be identical on every rank."""
+    for name, tensors in (("generator", list(state.generator.parameters())),
+                          ("discriminator", [*state.discriminator.parameters(), *state.discriminator.buffers()])):
+        diff = max_divergence(tensors, state.dist)
+        if diff > 0:
+            raise SnganError(f"{name} differs between ranks by {diff:.3g} at step {state.step}: the processes "
+                             f"are out of sync (report this as a bug)")
 
 
 def check_finite_weights(state: TrainState) -> None:
@@ -241,9 +310,11 @@ class LossWindow:
         self.g_sum += g_loss
         self.n += 1
 
-    def record(self, step: int, lr: float) -> dict[str, Any]:
-        """The log record for the window ending at `step`; raises TrainingDiverged on a non-finite loss."""
-        d_loss, g_loss = (self.d_sum / self.n).item(), (self.g_sum / self.n).item()
+    def record(self, step: int, lr: float, info: DistInfo = SINGLE) -> dict[str, Any]:
+        """The log record for the window ending at `step` (averaged over ranks); raises TrainingDiverged on a
+        non-finite loss (on every rank at once)."""
+        sums = mean_over_ranks(torch.stack([self.d_sum, self.g_sum]), info)
+        d_loss, g_loss = (sums / self.n).tolist()
         if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
             raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
                                    f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
@@ -272,7 +343,7 @@ def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
 
 
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
-          stop_after: int | None = None, log: Callable[[str], None] = tqdm.write) -> Path:
+          stop_after: int | None = None, log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
 
     Args:
@@ -281,31 +352,34 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         resume: a checkpoint to continue from (same model config), or None for a fresh run.
         progress: show a tqdm progress bar.
         stop_after: stop (with a checkpoint) after this many completed G iterations (tests, schedulers).
-        log: where one-line messages go.
+        log: where one-line messages go (rank 0 only under torchrun).
+        info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
 
     Returns:
         The newest checkpoint. Raises TrainingStopped after a signal (with a checkpoint) and TrainingDiverged on
         non-finite losses or weights (without one).
     """
     run_dir = Path(run_dir)
+    log = log if info.is_main else (lambda message: None)
     saved = load_resume(resume, cfg) if resume is not None else None
     if saved is None:
         check_fresh(run_dir)
-    device = resolve_device(cfg.train.device)
-    state = build_state(cfg, device, log)
+    device = resolve_device(cfg.train.device, info)
+    state = build_state(cfg, device, log, info)
     if saved is not None:
-        state.restore(saved)
+        state.restore(saved, log)
         log(f"resumed from {resume} at step {state.step}")
-    run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step)
+    run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step) if info.is_main else None
     ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
-    log(f"run directory: {run_dir} | device {device} | G {count_parameters(state.generator):,} params, "
-        f"D {count_parameters(state.discriminator):,} params")
+    log(f"run directory: {run_dir} | device {device} x {info.world_size} | G {count_parameters(state.generator):,} "
+        f"params, D {count_parameters(state.discriminator):,} params")
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     t = cfg.train
     last_path = Path(resume) if resume is not None else None
     window = LossWindow(device, state.step)
-    bar = tqdm(total=t.iterations, initial=state.step, disable=not progress, dynamic_ncols=True, desc="train")
+    bar = tqdm(total=t.iterations, initial=state.step, disable=not (progress and info.is_main), dynamic_ncols=True,
+               desc="train")
     try:
         with SignalGuard() as signals:
             while state.step < t.iterations and state.step != stop_after:
@@ -316,27 +390,29 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                 update_ema(state)
                 window.add(d_loss, g_loss)
                 bar.update(1)
-                end = state.step in (t.iterations, stop_after) or signals.received is not None
+                stopping = any_rank(signals.received is not None, info, device)
+                end = state.step in (t.iterations, stop_after) or stopping
                 if state.step % t.log_every == 0 or end:
-                    record = window.record(state.step, lr)
-                    run_log.log(record)
+                    record = window.record(state.step, lr, info)
+                    if run_log is not None:
+                        run_log.log(record)
                     bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{lr:.2e}")
                     window = LossWindow(device, state.step)
-                sample_now = (t.sample_every and state.step % t.sample_every == 0) or end
+                sample_now = info.is_main and ((t.sample_every and state.step % t.sample_every == 0) or end)
                 save_now = (t.ckpt_every and state.step % t.ckpt_every == 0) or end
-                if sample_now or save_now:
+                if info.is_main and (sample_now or save_now):
                     refresh_ema_batchnorm(state)
                 if sample_now:
                     sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
                 if save_now:
                     last_path = save_checkpoint(state, ckpt_dir)
-                if signals.received is not None:
-                    raise TrainingStopped(f"stopped by {signal.Signals(signals.received).name} at step {state.step}; "
-                                          f"checkpoint {last_path}; continue with: sngan train --out {run_dir} "
-                                          f"--resume auto")
+                if stopping:
+                    raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; "
+                                          f"continue with: sngan train --out {run_dir} --resume auto")
     finally:
         bar.close()
-        run_log.close()
+        if run_log is not None:
+            run_log.close()
     log(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 

@@ -1,0 +1,137 @@
+"""torchrun / DistributedDataParallel on CPU with gloo: real 2-process runs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sngan.checkpoint import list_checkpoints, load_checkpoint
+from sngan.config import ModelConfig, SnganError
+from sngan.distributed import DistInfo, local_batch
+from sngan.losses import hinge_d
+from sngan.models import build_discriminator
+from sngan.training import d_update
+from tests.helpers import REPO, write_config
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+HARNESS = """
+import sys, torch
+from sngan.config import load_config
+from sngan.distributed import from_env, init_process_group, shutdown
+from sngan.training import build_state, train
+info = from_env()
+init_process_group(info, "cpu")
+cfg = load_config(sys.argv[1])
+train(cfg, sys.argv[2], progress=False, info=info)
+state = build_state(cfg, torch.device("cpu"), log=lambda s: None, info=info)
+state.restore(torch.load(sys.argv[2] + "/checkpoints/ckpt-0000003.pt", weights_only=True))
+shutdown()
+"""
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_torchrun_two_processes_train_with_identical_weights(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
+    run = tmp_path / "run"
+    proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--config", str(config), "--out", str(run),
+                           "--no-progress"], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000003.pt"]
+    assert sorted(p.name for p in run.iterdir() if p.is_file()) == ["config.yaml", "metrics.jsonl"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    state = load_checkpoint(run / "checkpoints" / "ckpt-0000003.pt")
+    assert len(state["rng_ranks"]) == 2
+    assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # per-rank streams
+    # the checkpoint is written only after every rank's weights were compared to rank 0's
+    assert "differs between ranks" not in proc.stderr
+
+
+def test_weights_are_identical_on_both_ranks_after_training(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
+    script = tmp_path / "dump.py"
+    script.write_text(HARNESS + "torch.save({'g': state.generator.state_dict(), 'd': state.discriminator"
+                      ".state_dict()}, sys.argv[2] + f'/rank{info.rank}.pt')\n")
+    proc = subprocess.run([*TORCHRUN, str(script), str(config), str(tmp_path / "run")], capture_output=True,
+                          text=True, env=env(), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)
+    for net in ("g", "d"):
+        for name, tensor in r0[net].items():
+            if "running_" in name or "num_batches" in name:
+                continue  # BatchNorm statistics are per rank by design
+            assert torch.equal(tensor, r1[net][name]), (net, name)
+
+
+def _first_d_update(rank: int, world: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    x_real, x_fake, d = _fixed_problem()
+    shard = slice(rank * 4, rank * 4 + 4)
+    ddp = torch.nn.parallel.DistributedDataParallel(d)
+    opt = torch.optim.SGD(d.parameters(), lr=0.1)  # linear in the gradient: a wrong split cannot hide
+    d_update(ddp, opt, hinge_d, x_real[shard], None, x_fake[shard], None)
+    if rank == 0:
+        torch.save(d.state_dict(), out)
+    dist.destroy_process_group()
+
+
+def _fixed_problem():
+    g = torch.Generator().manual_seed(1)
+    x_real, x_fake = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1, torch.rand(8, 3, 32, 32, generator=g) * 2 - 1
+    torch.manual_seed(0)
+    d = build_discriminator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=8))
+    return x_real, x_fake, d
+
+
+def test_two_process_d_update_equals_one_process_update_on_the_global_batch(tmp_path):
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_first_d_update, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    x_real, x_fake, d = _fixed_problem()
+    opt = torch.optim.SGD(d.parameters(), lr=0.1)
+    d_update(d, opt, hinge_d, x_real, None, x_fake, None)
+    ddp_state = torch.load(out, weights_only=True)
+    for name, tensor in d.state_dict().items():
+        assert torch.allclose(tensor, ddp_state[name], atol=1e-6, rtol=1e-5), name
+    fresh = _fixed_problem()[2].state_dict()
+    moved = sum(not torch.equal(fresh[k], v) for k, v in d.state_dict().items())
+    assert moved > 0  # the update did something
+
+
+def test_global_batch_must_split_evenly():
+    assert local_batch(64, DistInfo(rank=1, world_size=4), "train.batch_size") == 16
+    with pytest.raises(SnganError, match="must be divisible by the number of processes"):
+        local_batch(64, DistInfo(rank=0, world_size=3), "train.batch_size")
+
+
+FAILING_RANK = """
+import sys
+import sngan.training as T
+from sngan.config import SnganError
+from sngan.cli import main
+original = T.d_step
+def failing(state, loss_fn):
+    if state.dist.rank == 1 and state.step == 2:
+        raise SnganError("rank 1 cannot read its data")
+    return original(state, loss_fn)
+T.d_step = failing
+sys.argv = ["sngan", "train", "--config", sys.argv[1], "--out", sys.argv[2], "--no-progress"]
+main()
+"""
+
+
+def test_a_failing_rank_ends_the_job_with_readable_messages(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", {"train": {"iterations": 1000}})
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_RANK)
+    proc = subprocess.run([*TORCHRUN, str(script), str(config), str(tmp_path / "run")], capture_output=True,
+                          text=True, env=env(), cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "error (rank 1): rank 1 cannot read its data" in proc.stderr
+    assert "error (rank 0): lost contact with another process" in proc.stderr
