@@ -96,12 +96,23 @@ class TrainConfig:
 
 
 @dataclass
+class PerfConfig:
+    precision: str = _opt("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
+                          choices=("auto", "fp32", "tf32", "bf16"))
+    channels_last: str = _opt("auto", "channels_last memory format; auto = on for CUDA", choices=("auto", "on", "off"))
+    compile: str = _opt("off", "torch.compile mode for G and D", choices=("off", "default", "reduce-overhead",
+                                                                            "max-autotune"))
+    fused_adam: str = _opt("auto", "fused Adam kernel; auto = on for CUDA", choices=("auto", "on", "off"))
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (YAML/JSON/checkpoint friendly)."""
@@ -147,6 +158,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
+            return "on" if value else "off"
     raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
 
 

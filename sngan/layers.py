@@ -1,9 +1,12 @@
 """Building blocks shared by the generator and discriminator families.
 
-Spectral normalization uses `torch.nn.utils.parametrizations.spectral_norm`: one power iteration per forward in
-training mode with a persistent `u` (saved in the state dict), eps 1e-12 — the same algorithm as the authors'
-Chainer `SNConvolution2D`/`SNLinear`/`SNEmbedID`. Initialisation follows the authors' code: Glorot-uniform with gain
-sqrt(2) on the residual 3x3 convs, gain 1 on shortcuts, dense layers, embeddings and output convs; biases zero.
+Spectral normalization is PyTorch's own parametrization (`torch.nn.utils.parametrizations`): one power iteration
+per forward in training mode with a persistent `u` (saved in the state dict), eps 1e-12 — the same algorithm as the
+authors' Chainer `SNConvolution2D`/`SNLinear`/`SNEmbedID`. We register it ourselves only to run it in float32 with
+autocast off: under CUDA autocast the power iteration's `mv` would otherwise run in bf16/fp16, and sigma (a norm
+of the whole matrix) loses about three significant digits there. State-dict keys are those of `spectral_norm`.
+Initialisation follows the authors' code: Glorot-uniform with gain sqrt(2) on the residual 3x3 convs, gain 1 on
+shortcuts, dense layers, embeddings and output convs; biases zero.
 BatchNorm uses eps 2e-5 and momentum 0.1 (Chainer's defaults: eps 2e-5, decay 0.9).
 """
 
@@ -14,7 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 BN_EPS = 2e-5
 RESIDUAL_GAIN = math.sqrt(2.0)
@@ -28,9 +32,20 @@ def glorot(module: nn.Module, gain: float = 1.0) -> nn.Module:
     return module
 
 
+class FP32SpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrization, computed in float32 with autocast disabled."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            return super().forward(weight.float())
+
+
 def sn(module: nn.Module, power_iterations: int = 1) -> nn.Module:
-    """Wrap `module.weight` in spectral normalization (weight / sigma(weight))."""
-    return spectral_norm(module, n_power_iterations=power_iterations, eps=1e-12)
+    """Wrap `module.weight` in spectral normalization (weight / sigma(weight)), as `spectral_norm(module)`."""
+    dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, power_iterations, dim,
+                                                                            eps=1e-12))
+    return module
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, gain: float = 1.0, stride: int = 1, padding: int | None = None,

@@ -11,12 +11,13 @@ bitwise-exactly on CPU: every RNG in use, both optimizers, the EMA generator and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from sngan.distributed import (
 from sngan.ema import ema_update, recalibrate_batchnorm
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.perf import Perf, adam, autocast, compiled, prepare, resolve_perf, set_matmul_precision
 from sngan.rundir import RunLog, check_fresh
 from sngan.sampling import generate, latents, save_grid
 from sngan.signals import SignalGuard
@@ -85,8 +87,9 @@ def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 class TrainState:
     """Everything that changes during training and is checkpointed.
 
-    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train` are what the update
-    steps call: DistributedDataParallel wrappers under torchrun, the same modules otherwise.
+    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train`/`d_frozen` are what
+    the update steps call: DistributedDataParallel wrappers under torchrun and `torch.compile`d when asked for,
+    the same modules otherwise.
     """
 
     cfg: Config
@@ -100,12 +103,15 @@ class TrainState:
     dist: DistInfo = SINGLE
     step: int = 0
     best: dict[str, Any] | None = None
+    perf: Perf = field(default_factory=Perf)
     g_train: nn.Module | None = None
     d_train: nn.Module | None = None
+    d_frozen: nn.Module | None = None
 
     def __post_init__(self) -> None:
         self.g_train = self.g_train or self.generator
         self.d_train = self.d_train or self.discriminator
+        self.d_frozen = self.d_frozen or self.discriminator  # D inside the G step (no gradient sync needed)
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 
@@ -182,18 +188,21 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     _check_labels(cfg, len(image_set.classes))
     passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
     log(f"{image_set.summary()} ({passes:.1f} epochs)")
-    generator = build_generator(cfg.model).to(device)
-    discriminator = build_discriminator(cfg.model).to(device)
-    betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=betas)
+    perf = resolve_perf(cfg.perf, device)
+    set_matmul_precision(perf)
+    generator = prepare(build_generator(cfg.model).to(device), perf)
+    discriminator = prepare(build_discriminator(cfg.model).to(device), perf)
+    opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
     if info.enabled:  # latents and data order differ per rank; weights above do not
         torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
     batches = Batches(image_set, device, seed=cfg.train.seed + 1 + 10_007 * info.rank,
                       dequantize=cfg.data.dequantize)
-    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info,
-                      g_train=wrap(generator, info, device), d_train=wrap(discriminator, info, device))
+    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
+                      g_train=compiled(wrap(generator, info, device), perf),
+                      d_train=compiled(wrap(discriminator, info, device), perf),
+                      d_frozen=compiled(discriminator, perf))
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:
@@ -215,7 +224,9 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     z = torch.randn(state.g_batch, state.cfg.model.z_dim, device=state.device)
     y = _fake_labels(state, state.g_batch)
     state.discriminator.requires_grad_(False)
-    loss = g_loss_fn(state.discriminator(state.g_train(z, y), y))  # D unwrapped: it needs no gradient sync here
+    with autocast(state.perf, state.device):
+        logits = state.d_frozen(state.g_train(z, y), y)
+    loss = g_loss_fn(logits.float())
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_g.step()
@@ -228,16 +239,33 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     x_real, y_real = state.batches.next(state.d_batch)
     z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
     y_fake = _fake_labels(state, state.d_batch)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(state.perf, state.device):
         x_fake = state.generator(z, y_fake)
     y_real = y_real if state.cfg.model.num_classes else None
-    return d_update(state.d_train, state.opt_d, d_loss_fn, x_real, y_real, x_fake, y_fake)
+    if state.perf.channels_last:
+        x_real = x_real.contiguous(memory_format=torch.channels_last)
+    return d_update(state.d_train, state.opt_d, d_loss_fn, x_real, y_real, x_fake, y_fake,
+                    autocast(state.perf, state.device))
 
 
 def d_update(d_net: nn.Module, opt_d: torch.optim.Optimizer, d_loss_fn: Callable, x_real: torch.Tensor,
-             y_real: torch.Tensor | None, x_fake: torch.Tensor, y_fake: torch.Tensor | None) -> torch.Tensor:
-    """D forward on real and on fake (two passes, as the authors), loss, backward, Adam step. Returns the loss."""
-    loss = d_loss_fn(d_net(x_real, y_real), d_net(x_fake, y_fake))
+             y_real: torch.Tensor | None, x_fake: torch.Tensor, y_fake: torch.Tensor | None,
+             precision: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """D forward on real and on fake (two passes, as the authors), fp32 loss, backward, Adam step.
+
+    Args:
+        d_net: the discriminator as trained (DDP-wrapped/compiled or plain).
+        opt_d: its optimizer.
+        d_loss_fn: loss of (real_logits, fake_logits).
+        x_real, y_real, x_fake, y_fake: the batch (labels None for unconditional models).
+        precision: autocast context for the forward passes (None = fp32).
+
+    Returns:
+        The loss (0-d tensor, detached).
+    """
+    with precision or contextlib.nullcontext():
+        real_logits, fake_logits = d_net(x_real, y_real), d_net(x_fake, y_fake)
+    loss = d_loss_fn(real_logits.float(), fake_logits.float())
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
     opt_d.step()

@@ -1,0 +1,78 @@
+"""Speed options for the training step: precision, memory format, torch.compile, fused Adam.
+
+What stays in float32 whatever `perf.precision` says:
+- spectral norm's power iteration and sigma (`sngan.layers.FP32SpectralNorm` runs with autocast off);
+- the losses (computed on float32 logits) and every parameter, gradient and Adam moment (autocast changes only the
+  dtype of activations and of the matmul/conv inputs, never the stored weights).
+BatchNorm under autocast runs in float32 as well (PyTorch keeps batch_norm out of the bf16 list).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sngan.config import PerfConfig
+
+
+@dataclass(frozen=True)
+class Perf:
+    """Resolved speed options for one device (no 'auto' left)."""
+
+    precision: str = "fp32"  # fp32 | tf32 | bf16
+    channels_last: bool = False
+    compile: str = "off"  # off | default | reduce-overhead | max-autotune
+    fused_adam: bool = False
+
+    def describe(self) -> str:
+        return (f"precision {self.precision}, channels_last {'on' if self.channels_last else 'off'}, "
+                f"compile {self.compile}, fused Adam {'on' if self.fused_adam else 'off'}")
+
+
+def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
+    """Turn the `perf` config section into concrete options: 'auto' = the fast path on CUDA, plain fp32 on CPU."""
+    cuda = device.type == "cuda"
+    precision = ("bf16" if cuda else "fp32") if perf_cfg.precision == "auto" else perf_cfg.precision
+    if precision == "tf32" and not cuda:
+        precision = "fp32"  # TF32 is a CUDA matmul mode; on CPU it is plain fp32
+    channels_last = cuda if perf_cfg.channels_last == "auto" else perf_cfg.channels_last == "on"
+    fused = cuda if perf_cfg.fused_adam == "auto" else perf_cfg.fused_adam == "on"
+    return Perf(precision, channels_last, perf_cfg.compile, fused)
+
+
+def set_matmul_precision(perf: Perf) -> None:
+    """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise."""
+    allow = perf.precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast around forward passes in bf16 mode, else nothing."""
+    if perf.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare(module: nn.Module, perf: Perf) -> nn.Module:
+    """channels_last weights (in place) for a module; returns it."""
+    return module.to(memory_format=torch.channels_last) if perf.channels_last else module
+
+
+def compiled(module: nn.Module, perf: Perf) -> nn.Module:
+    """`torch.compile(module, mode=...)` when asked for, else the module itself."""
+    if perf.compile == "off":
+        return module
+    return torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], perf: Perf) -> torch.optim.Adam:
+    """Adam with float betas (torch >= 2.14 rejects int/float mixes); fused kernel when `perf.fused_adam`."""
+    betas = (float(betas[0]), float(betas[1]))
+    if perf.fused_adam:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
