@@ -51,7 +51,7 @@ def test_fused_adam_matches_plain_adam():
     fused = adam(params, 1e-3, (0, 0.9), Perf(fused_adam=True))
     plain = adam(twins, 1e-3, (0, 0.9), Perf(fused_adam=False))
     assert fused.defaults["fused"] and not plain.defaults["fused"] and fused.defaults["betas"] == (0.0, 0.9)
-    for step in range(3):
+    for _ in range(3):
         grads = [torch.randn_like(p) for p in params]
         for p, q, g in zip(params, twins, grads, strict=True):
             p.grad, q.grad = g.clone(), g.clone()
