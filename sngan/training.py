@@ -109,9 +109,9 @@ class TrainState:
     d_frozen: nn.Module | None = None
 
     def __post_init__(self) -> None:
-        self.g_train = self.g_train or self.generator
-        self.d_train = self.d_train or self.discriminator
-        self.d_frozen = self.d_frozen or self.discriminator  # D inside the G step (no gradient sync needed)
+        self.g_train = self.generator if self.g_train is None else self.g_train
+        self.d_train = self.discriminator if self.d_train is None else self.d_train
+        self.d_frozen = self.discriminator if self.d_frozen is None else self.d_frozen  # D in the G step
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 
