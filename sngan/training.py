@@ -30,6 +30,7 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, SnganError, to_yaml
 from sngan.data import Batches, epochs, load_images
+from sngan.evaluation import TrainingEvaluator
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.rundir import append_jsonl, check_fresh
@@ -277,6 +278,28 @@ def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | Non
     return save_grid(generate(net, *fixed), path)
 
 
+def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, writer: RunWriter,
+                           log: Callable[[str], None]) -> None:
+    """Score the EMA (else raw) generator, log the metrics, and write checkpoints/best.pt when FID improves.
+
+    best.pt is a full checkpoint (resumable), written atomically and never pruned. A best FID recorded under
+    another metric name (e.g. eval_num_samples changed on resume) is not comparable and is replaced.
+    """
+    net = state.generator_ema if state.generator_ema is not None else state.generator
+    metrics = evaluator(net)
+    writer.log({"step": state.step, **metrics, "eval_network": evaluator.net.network,
+                "eval_generator": "ema" if state.generator_ema is not None else "raw"})
+    fid_name = next(k for k in metrics if k.startswith("fid"))
+    fid = metrics[fid_name]
+    log(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    best = state.best
+    if best is None or best.get("metric") != fid_name or fid < best["value"]:
+        state.best = {"metric": fid_name, "value": fid, "step": state.step}
+        check_finite_weights(state)
+        ckpt.save_checkpoint(state.snapshot(), writer.ckpt_dir / "best.pt")
+        log(f"new best {fid_name} {fid:.3f}: {writer.ckpt_dir / 'best.pt'}")
+
+
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
           stop_after: int | None = None, log: Callable[[str], None] = tqdm.write) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
@@ -299,6 +322,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     else:
         check_fresh(run_dir)
     device = resolve_device(cfg.train.device)
+    evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log)
     if saved is not None:
         state.restore(saved)
@@ -344,6 +368,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     window = {"d_loss": torch.zeros((), device=device), "g_loss": torch.zeros((), device=device),
                               "n": 0}
                     tick = now
+                if evaluator is not None and (state.step % t.eval_every == 0 or state.step == total):
+                    evaluate_and_keep_best(state, evaluator, writer, log)
                 if (t.sample_every and state.step % t.sample_every == 0) or end:
                     sample_grid(state, fixed, writer.samples_dir / f"step-{state.step:07d}.png")
                 if (t.ckpt_every and state.step % t.ckpt_every == 0) or end:
