@@ -4,8 +4,10 @@ A protocol fixes every count a reader would otherwise have to guess:
 
 | protocol | generated | IS splits | FID generated | FID real |
 |---|---|---|---|---|
-| standard | 50,000 | 10 (5,000 each) | all 50,000 | all images of the train split (CIFAR-10: 50,000) |
-| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | the first 10,000 of the train split |
+| standard | 50,000 | 10 (5,000 each) | all 50,000 | every image of the training split (CIFAR-10 train: 50,000) |
+| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | the first 10,000 of the training split |
+
+The training split is the checkpoint's `data.split` (CIFAR-10: train).
 
 Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
 same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
@@ -40,23 +42,22 @@ EVAL_BATCH = 100  # images per Inception pass during training (the authors' eval
 
 @dataclass(frozen=True)
 class Protocol:
-    """How many images go where. `num_real` None = every image of the split."""
+    """How many images go where. Real images come from the training split; `num_real` None = all of them."""
 
     name: str
     num_generated: int
     splits: int
     fid_generated: int
-    split: str
     num_real: int | None
     description: str
 
 
 PROTOCOLS = {
-    "standard": Protocol("standard", 50000, 10, 50000, "train", None,
-                         "IS 50k in 10 splits; FID 50k generated vs the whole train split"),
-    "paper": Protocol("paper", 50000, 10, 5000, "train", 10000,
+    "standard": Protocol("standard", 50000, 10, 50000, None,
+                         "IS 50k in 10 splits; FID 50k generated vs the whole training split"),
+    "paper": Protocol("paper", 50000, 10, 5000, 10000,
                       "SN-GAN App. B.1: IS 10 x 5000 generated; FID 5000 generated vs 10000 real (first 10000 of "
-                      "the train split)"),
+                      "the training split)"),
 }
 
 
@@ -91,13 +92,15 @@ def count_label(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
-def metric_names(protocol: Protocol, num_real: int | None) -> tuple[str, str]:
-    """(IS name, FID name): e.g. ('is50k', 'fid5k_train10k'); unknown real counts read 'ext'."""
+def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, str]:
+    """(IS name, FID name), e.g. ('is50k', 'fid5k_train10k'), from the protocol and the reference statistics'
+    record (split and count); statistics without a record (foreign files) read 'ext'."""
     is_name = f"is{count_label(protocol.num_generated)}"
     if protocol.splits != 10:
         is_name += f"_{protocol.splits}splits"
-    real = count_label(num_real) if num_real is not None else "ext"
-    return is_name, f"fid{count_label(protocol.fid_generated)}_{protocol.split}{real}"
+    known = real is not None and "split" in real and "num_real" in real
+    label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
+    return is_name, f"fid{count_label(protocol.fid_generated)}_{label}"
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
@@ -134,14 +137,12 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     return ReferenceStats(mu, sigma, record, path)
 
 
-def check_reference(ref: ReferenceStats, network: str) -> int | None:
-    """The number of real images behind `ref` (None if unrecorded); refuses statistics of another network."""
-    if ref.protocol is None:
-        return None
-    if ref.protocol.get("network") not in (None, network):
-        raise MetricError(f"{ref.path}: statistics were computed with {ref.protocol['network']} but this evaluation "
-                          f"uses {network}; FIDs across networks are not comparable")
-    return ref.protocol.get("num_real")
+def check_reference(ref: ReferenceStats, network: str) -> None:
+    """Refuse reference statistics recorded with another network (FIDs across networks are not comparable)."""
+    recorded = (ref.protocol or {}).get("network")
+    if recorded not in (None, network):
+        raise MetricError(f"{ref.path}: statistics were computed with {recorded} but this evaluation uses "
+                          f"{network}; FIDs across networks are not comparable")
 
 
 def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
@@ -159,6 +160,7 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     Returns:
         {is name: mean, is name + '_std': std, fid name: value}.
     """
+    check_reference(ref, net.network)
     device = next(net.buffers()).device
     z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed)
     acc, logits = FeatureStats(), []
@@ -171,7 +173,7 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
         logits.append(batch_logits.cpu())
     is_mean, is_std = inception_score_from_logits(torch.cat(logits).numpy(), protocol.splits)
     mu, sigma = acc.mu_sigma()
-    is_name, fid_name = metric_names(protocol, check_reference(ref, net.network))
+    is_name, fid_name = metric_names(protocol, ref.protocol)
     return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma)}
 
 
@@ -182,7 +184,7 @@ def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceSt
             "network": net.network, "weights_sha256": net.sha256, "num_generated": protocol.num_generated,
             "is_splits": protocol.splits, "fid_generated": protocol.fid_generated,
             "num_real": real.get("num_real"), "real_dataset": real.get("dataset"),
-            "split": real.get("split", protocol.split), "real_subset": real.get("subset"),
+            "split": real.get("split"), "real_subset": real.get("subset"),
             "stats": str(ref.path) if ref.path else None, "resize": RESIZE, "input": INPUT,
             "precision": PRECISION, **extra}
 
@@ -233,8 +235,9 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
         ref = load_stats(stats)
     else:
         cfg = from_dict(state["config"])
-        ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, protocol.split, protocol.num_real,
+        ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log)
+    check_reference(ref, net.network)
     used_ema = state.get("generator_ema") is not None and ema is not False
     metrics = score_generator(generator, net, protocol, ref, seed, batch_size)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(state["step"]), seed=seed,
@@ -252,7 +255,7 @@ class TrainingEvaluator:
         n = cfg.train.eval_num_samples
         self.cfg, self.log = cfg, log
         self.net = load_inception(cfg.train.eval_inception_weights or None, device)
-        self.protocol = Protocol("train", n, 10, n, cfg.data.split, None,
+        self.protocol = Protocol("train", n, 10, n, None,
                                  f"during training: {n} generated (10 splits) vs all of {cfg.data.split}")
         self.ref: ReferenceStats | None = None
 

@@ -5,9 +5,10 @@ FID = ‖μ1 − μ2‖² + tr(Σ1) + tr(Σ2) − 2 tr((Σ1 Σ2)^½).
 The trace term avoids `scipy.linalg.sqrtm` (pytorch-fid 0.3.0 calls it with an argument scipy 1.18 removed, and
 the Schur route is slow and can return complex noise). For any factor F with F Fᵀ = Σ1, Σ1 Σ2 = F (Fᵀ Σ2) has the
 same eigenvalues as the symmetric positive semi-definite M = Fᵀ Σ2 F, so tr((Σ1 Σ2)^½) = Σ_i sqrt(λ_i(M)), found
-with one symmetric eigenvalue call. F is the Cholesky factor when Σ1 is positive definite (the usual case: more
-samples than dimensions) and V·diag(sqrt(λ)) from a symmetric eigendecomposition otherwise (rank-deficient Σ1).
-Tiny negative eigenvalues from round-off are clipped to 0.
+with one symmetric eigenvalue call. F is the Cholesky factor of Σ1 when both covariances are positive definite (the
+usual case: more samples than dimensions); otherwise the singular one is factored as V·diag(sqrt(λ)) over its
+numerical range (symmetric eigendecomposition; the roles of Σ1 and Σ2 may be swapped since tr((Σ1Σ2)^½) =
+tr((Σ2Σ1)^½)), so its null space contributes exact zeros. Tiny negative eigenvalues of M are clipped to 0.
 
 The work is done by torch in float64 on the CPU (its eigvalsh is ~1.6x faster than numpy's here) on one thread:
 on the shared 2-core development machine, OpenMP spin-waiting made the 2-thread eigensolver 3-6x slower
@@ -37,12 +38,23 @@ def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
         torch.set_num_threads(threads)
 
 
+def _range_factor(a: torch.Tensor) -> torch.Tensor:
+    """F (D, r) with F Fᵀ = a on a's numerical range: eigenvalues at round-off level are dropped, so the null
+    space adds exact zeros to the spectrum instead of sqrt(round-off) noise."""
+    eigval, eigvec = torch.linalg.eigh(a)
+    keep = eigval > eigval.max().clamp(min=0) * a.shape[0] * torch.finfo(a.dtype).eps
+    return eigvec[:, keep] * eigval[keep].sqrt()
+
+
 def _trace_sqrt_product_torch(a: torch.Tensor, b: torch.Tensor) -> float:
-    factor, info = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
-    if info.item() != 0:
-        eigval, eigvec = torch.linalg.eigh(a)
-        factor = eigvec * eigval.clamp(min=0).sqrt()  # a = (V √Λ)(V √Λ)ᵀ
-    middle = factor.T @ b @ factor  # (D, D), symmetric PSD, same spectrum as a @ b
+    chol_a, info_a = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
+    if info_a.item() != 0:
+        factor, other = _range_factor(a), b
+    elif torch.linalg.cholesky_ex(b)[1].item() != 0:
+        factor, other = _range_factor(b), a  # tr((ab)^½) = tr((ba)^½): factor the singular one
+    else:
+        factor, other = chol_a, b
+    middle = factor.T @ other @ factor  # (r, r), symmetric PSD, same non-zero spectrum as a @ b
     eig = torch.linalg.eigvalsh((middle + middle.T) / 2)
     return eig.clamp(min=0).sqrt().sum().item()
 
