@@ -122,7 +122,10 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     """
     path = cache_path(data_cfg, seed, split, num, resolution, net.network)
     if path.is_file():
-        return load_stats(path)
+        try:
+            return load_stats(path)
+        except MetricError as exc:
+            raise MetricError(f"{exc}; delete this cached file to rebuild it") from None
     images = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed).images
     if num is not None and num > len(images):
         raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}")

@@ -16,7 +16,7 @@ from sngan.evaluation import PROTOCOLS, make_protocol, metric_names, reference_s
 from sngan.metrics import MetricError, frechet_distance, inception_score
 from sngan.metrics.stats import ReferenceStats, load_stats
 from sngan.sampling import generate, latents, load_generator, to_uint8
-from sngan.training import train
+from sngan.training import RunWriter, build_state, evaluate_and_keep_best, train
 from tests.helpers import pytorch_fid_reference_net, sngan_cmd, write_config
 
 runner = CliRunner()
@@ -152,20 +152,50 @@ def test_offline_without_weights_eval_and_train_fail_with_one_line(tiny_run, off
     assert not (tmp_path / "evalrun").exists()  # failed before training wrote anything
 
 
-def test_training_logs_metrics_and_keeps_best_by_fid(inception_weights, tmp_path):
+def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_path):
     weights, _ = inception_weights
     config = write_config(tmp_path / "c.yaml", {
         "data": {"num_images": 6, "root": str(tmp_path / "data")},
-        "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 1, "eval_num_samples": 10,
+        "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 2, "eval_num_samples": 10,
                   "eval_inception_weights": str(weights), "ckpt_every": 1, "keep_checkpoints": 1}})
     run = tmp_path / "run"
     train(load_config(config), run, progress=False, log=lambda s: None)
     evals = [r for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()) if "is10" in r]
-    assert [r["step"] for r in evals] == [1, 2]
-    assert all(r["eval_network"].startswith("custom-") and r["fid10_train6"] > 0 for r in evals)
-    best_step = min(evals, key=lambda r: r["fid10_train6"])["step"]
+    assert len(evals) == 1 and evals[0]["step"] == 2 and evals[0]["eval_network"].startswith("custom-")
+    assert evals[0]["fid10_train6"] > 0 and evals[0]["is10"] >= 1 and evals[0]["eval_generator"] == "raw"
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    assert best["step"] == best_step
-    assert best["best"] == {"metric": "fid10_train6", "value": pytest.approx(min(r["fid10_train6"] for r in evals)),
-                            "step": best_step}
+    assert best["step"] == 2 and best["best"] == {"metric": "fid10_train6", "value": evals[0]["fid10_train6"],
+                                                  "step": 2}
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "ckpt-0000002.pt"]
+    plain = train(load_config(config, ["train.eval_every=0"]), tmp_path / "plain", progress=False, log=lambda s: None)
+    evaluated = torch.load(run / "checkpoints" / "ckpt-0000002.pt", weights_only=True)
+    for key, tensor in torch.load(plain, weights_only=True)["generator"].items():
+        assert torch.equal(tensor, evaluated["generator"][key]), key  # evaluation leaves training untouched
+
+
+class ScriptedEvaluator:
+    """Stands in for TrainingEvaluator: returns the given FIDs in turn."""
+
+    net = FakeNet()
+
+    def __init__(self, fids):
+        self.fids = iter(fids)
+
+    def __call__(self, generator):
+        return {"is10": 1.0, "is10_std": 0.0, "fid10_train6": next(self.fids)}
+
+
+def test_best_checkpoint_follows_the_lowest_fid(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    writer = RunWriter(tmp_path / "run", cfg)
+    evaluator, best_steps = ScriptedEvaluator([5.0, 7.0, 3.0]), []
+    for step in (1, 2, 3):
+        state.step = step
+        evaluate_and_keep_best(state, evaluator, writer, log=lambda s: None)
+        best_steps.append(torch.load(writer.ckpt_dir / "best.pt", weights_only=True)["step"])
+    writer.close()
+    assert best_steps == [1, 1, 3] and state.best == {"metric": "fid10_train6", "value": 3.0, "step": 3}
+    logged = [json.loads(x) for x in writer.metrics_path.read_text().splitlines()]
+    assert [(r["step"], r["fid10_train6"], r["eval_network"]) for r in logged] == [
+        (1, 5.0, "fake-net"), (2, 7.0, "fake-net"), (3, 3.0, "fake-net")]

@@ -45,6 +45,9 @@ def test_rank_deficient_covariances_take_the_eigen_route_and_stay_exact():
     assert np.linalg.matrix_rank(s1) < 64
     assert frechet_distance(m1, s1, m2, s2) == pytest.approx(sqrtm_reference(m1, s1, m2, s2), rel=1e-6)
     assert abs(frechet_distance(m1, s1, m1, s1)) < 1e-8
+    (m3, s3) = random_stats(rng, 64, 500)  # positive definite against singular, both ways round
+    assert frechet_distance(m3, s3, m2, s2) == pytest.approx(sqrtm_reference(m3, s3, m2, s2), rel=1e-6)
+    assert frechet_distance(m2, s2, m3, s3) == pytest.approx(sqrtm_reference(m3, s3, m2, s2), rel=1e-6)
 
 
 def test_closed_forms_in_2048_dimensions():

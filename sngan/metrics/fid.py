@@ -5,10 +5,11 @@ FID = ‖μ1 − μ2‖² + tr(Σ1) + tr(Σ2) − 2 tr((Σ1 Σ2)^½).
 The trace term avoids `scipy.linalg.sqrtm` (pytorch-fid 0.3.0 calls it with an argument scipy 1.18 removed, and
 the Schur route is slow and can return complex noise). For any factor F with F Fᵀ = Σ1, Σ1 Σ2 = F (Fᵀ Σ2) has the
 same eigenvalues as the symmetric positive semi-definite M = Fᵀ Σ2 F, so tr((Σ1 Σ2)^½) = Σ_i sqrt(λ_i(M)), found
-with one symmetric eigenvalue call. F is the Cholesky factor of Σ1 when both covariances are positive definite (the
-usual case: more samples than dimensions); otherwise the singular one is factored as V·diag(sqrt(λ)) over its
-numerical range (symmetric eigendecomposition; the roles of Σ1 and Σ2 may be swapped since tr((Σ1Σ2)^½) =
-tr((Σ2Σ1)^½)), so its null space contributes exact zeros. Tiny negative eigenvalues of M are clipped to 0.
+with one symmetric eigenvalue call. F is the Cholesky factor of Σ1 when Σ1 is positive definite (the usual case:
+more samples than dimensions), else V·diag(sqrt(λ)) over Σ1's numerical range (symmetric eigendecomposition), so
+its null space contributes exact zeros instead of sqrt(round-off) noise. When M shows round-off-level eigenvalues
+and Σ2 is the singular one, the roles swap (tr((Σ1Σ2)^½) = tr((Σ2Σ1)^½)) and Σ2 is factored over its range.
+Tiny negative eigenvalues are clipped to 0.
 
 The work is done by torch in float64 on the CPU (its eigvalsh is ~1.6x faster than numpy's here) on one thread:
 on the shared 2-core development machine, OpenMP spin-waiting made the 2-thread eigensolver 3-6x slower
@@ -46,16 +47,21 @@ def _range_factor(a: torch.Tensor) -> torch.Tensor:
     return eigvec[:, keep] * eigval[keep].sqrt()
 
 
+def _spectrum(factor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of Fᵀ B F (r, r): symmetric PSD, the same non-zero spectrum as (F Fᵀ) B."""
+    middle = factor.T @ other @ factor
+    return torch.linalg.eigvalsh((middle + middle.T) / 2)
+
+
 def _trace_sqrt_product_torch(a: torch.Tensor, b: torch.Tensor) -> float:
-    chol_a, info_a = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
-    if info_a.item() != 0:
-        factor, other = _range_factor(a), b
-    elif torch.linalg.cholesky_ex(b)[1].item() != 0:
-        factor, other = _range_factor(b), a  # tr((ab)^½) = tr((ba)^½): factor the singular one
+    chol, info = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
+    if info.item() != 0:
+        eig = _spectrum(_range_factor(a), b)
     else:
-        factor, other = chol_a, b
-    middle = factor.T @ other @ factor  # (r, r), symmetric PSD, same non-zero spectrum as a @ b
-    eig = torch.linalg.eigvalsh((middle + middle.T) / 2)
+        eig = _spectrum(chol, b)
+        round_off = eig.max().clamp(min=0) * eig.shape[0] * torch.finfo(eig.dtype).eps
+        if eig.min() <= round_off and torch.linalg.cholesky_ex(b)[1].item() != 0:
+            eig = _spectrum(_range_factor(b), a)  # b singular: tr((ab)^½) = tr((ba)^½), factor b instead
     return eig.clamp(min=0).sqrt().sum().item()
 
 
