@@ -130,6 +130,80 @@ def sample(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+@one_line_errors
+def stats(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config naming the dataset (data section) "
+                                         "and resolution.")],
+    out: Annotated[Path, typer.Option(help="Output .npz (keys mu, sigma, protocol).")],
+    split: Annotated[str | None, typer.Option(help="Dataset split (default: data.split of the config).")] = None,
+    num: Annotated[int | None, typer.Option(min=2, help="Use the first NUM images of the split (default all).")]
+    = None,
+    inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
+                                                           "torch hub cache, then download).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per Inception pass.")] = 250,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
+    from sngan.config import load_config
+    from sngan.evaluation import reference_stats
+    from sngan.metrics.inception import load_inception
+    from sngan.metrics.stats import save_stats
+    from sngan.training import resolve_device
+
+    cfg = load_config(config)
+    net = load_inception(inception_weights, resolve_device(device))
+    ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
+                          batch_size, typer.echo)
+    save_stats(out, ref.mu, ref.sigma, ref.protocol)
+    typer.echo(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} "
+               f"images, {ref.protocol['network']} (cache {ref.path})")
+
+
+@app.command(name="eval")
+@one_line_errors
+def eval_(
+    ckpt: Annotated[Path, typer.Option(help="Checkpoint written by sngan train.")],
+    protocol: Annotated[str, typer.Option(help="standard: IS 50k/10 splits, FID 50k vs the whole train split; "
+                                          "paper: SN-GAN App. B.1 (IS 10x5000, FID 5000 vs 10000 real).")]
+    = "standard",
+    num_samples: Annotated[int | None, typer.Option(min=2, help="Generated images (default: the protocol's).")]
+    = None,
+    splits: Annotated[int | None, typer.Option(min=1, help="IS splits (default: the protocol's, 10).")] = None,
+    stats: Annotated[Path | None, typer.Option(help="Reference statistics .npz (default: the cache, built from "
+                                               "the checkpoint's dataset when absent).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per generator/Inception pass.")] = 250,
+    seed: Annotated[int, typer.Option(help="Latent seed.")] = 0,
+    ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Use the EMA generator (default: when "
+                                                "the checkpoint has one).")] = None,
+    inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
+                                                           "torch hub cache, then download).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Append the result and its protocol as one "
+                                                  "JSON line to this file.")] = None,
+) -> None:
+    """Inception Score and FID of a checkpoint, printed with the protocol that produced them."""
+    from sngan import distributed
+    from sngan.evaluation import evaluate_checkpoint, format_block, make_protocol
+    from sngan.rundir import append_jsonl
+    from sngan.training import resolve_device
+
+    chosen = make_protocol(protocol, num_samples, splits)
+    info = distributed.from_env()  # under torchrun, generation and features are sharded over the processes
+    distributed.init_process_group(info, resolve_device(device).type)
+    try:
+        record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
+                                     weights=inception_weights, device=resolve_device(device, info),
+                                     log=typer.echo if info.is_main else lambda message: None, info=info)
+    finally:
+        distributed.shutdown()
+    if info.is_main:
+        typer.echo(format_block(record))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            append_jsonl(json_out, record)
+
+
 def main() -> None:
     """Console entry point."""
     app()

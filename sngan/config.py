@@ -93,6 +93,13 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
     ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
     ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1)
+    eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
+                           "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
+                           ge=0)
+    eval_num_samples: int = _opt(5000, "generated images per evaluation during training (IS in 10 splits, FID "
+                                 "against every image of data.split)", ge=10)
+    eval_inception_weights: str = _opt("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
+                                       "empty = torch hub cache, then download")
 
 
 @dataclass

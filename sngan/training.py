@@ -40,6 +40,7 @@ from sngan.distributed import (
     wrap,
 )
 from sngan.ema import ema_update, recalibrate_batchnorm
+from sngan.evaluation import TrainingEvaluator
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.perf import Perf, adam, autocast, compiled, prepare, resolve_perf, set_matmul_precision
@@ -324,6 +325,32 @@ def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | Non
     return save_grid(generate(net, *fixed), path)
 
 
+def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_log: RunLog | None, ckpt_dir: Path,
+                           log: Callable[[str], None]) -> None:
+    """Score the EMA (else raw) generator, log the metrics, and write checkpoints/best.pt when FID improves.
+
+    best.pt is a full checkpoint (resumable), written atomically and never pruned. A best FID recorded under
+    another metric name (e.g. eval_num_samples changed on resume) is not comparable and is replaced. Under
+    torchrun, generation and Inception features are sharded over the ranks; every rank takes the same decision.
+    """
+    net = state.generator_ema if state.generator_ema is not None else state.generator
+    metrics = evaluator(net, state.dist)
+    if run_log is not None:
+        run_log.log({"step": state.step, **metrics, "eval_network": evaluator.net.network,
+                     "eval_generator": "ema" if state.generator_ema is not None else "raw"})
+    fid_name = next(k for k in metrics if k.startswith("fid"))
+    fid = metrics[fid_name]
+    log(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    best = state.best
+    if best is None or best.get("metric") != fid_name or fid < best["value"]:
+        state.best = {"metric": fid_name, "value": fid, "step": state.step}
+        check_finite_weights(state)
+        snapshot = state.snapshot()
+        if state.dist.is_main:
+            ckpt.save_checkpoint(snapshot, ckpt_dir / "best.pt")
+        log(f"new best {fid_name} {fid:.3f}: {ckpt_dir / 'best.pt'}")
+
+
 class LossWindow:
     """Running sums of the losses between two log lines, kept on the device (no sync per step)."""
 
@@ -393,6 +420,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     if saved is None:
         check_fresh(run_dir)
     device = resolve_device(cfg.train.device, info)
+    evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:
         state.restore(saved, log)
@@ -426,12 +454,15 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                         run_log.log(record)
                     bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{lr:.2e}")
                     window = LossWindow(device, state.step)
-                sample_now = info.is_main and ((t.sample_every and state.step % t.sample_every == 0) or end)
+                sample_now = (t.sample_every and state.step % t.sample_every == 0) or end
                 save_now = (t.ckpt_every and state.step % t.ckpt_every == 0) or end
-                if info.is_main and (sample_now or save_now):
-                    refresh_ema_batchnorm(state)
-                if sample_now:
+                eval_now = evaluator is not None and (state.step % t.eval_every == 0 or end)
+                if sample_now or save_now or eval_now:
+                    refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
+                if sample_now and info.is_main:
                     sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                if eval_now:
+                    evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log)
                 if save_now:
                     last_path = save_checkpoint(state, ckpt_dir)
                 if stopping:

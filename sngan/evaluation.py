@@ -1,0 +1,298 @@
+"""IS and FID of a generator under a named protocol: generate -> Inception -> scores, stamped with how.
+
+A protocol fixes every count a reader would otherwise have to guess:
+
+| protocol | generated | IS splits | FID generated | FID real |
+|---|---|---|---|---|
+| standard | 50,000 | 10 (5,000 each) | all 50,000 | every image of the training split (CIFAR-10 train: 50,000) |
+| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | the first 10,000 of the training split |
+
+The training split is the checkpoint's `data.split` (CIFAR-10: train).
+
+Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
+same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
+`sngan.sampling.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the protocol
+(StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
+against 10,000 real images of the train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sngan.config import Config, DataConfig
+from sngan.data import load_images
+from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
+from sngan.metrics import FeatureStats, MetricError, frechet_distance, inception_score_from_logits
+from sngan.metrics.inception import InceptionFeatures, load_inception
+from sngan.metrics.stats import RESIZE, ReferenceStats, cache_path, feature_stats, load_stats, save_stats, uint8_to_unit
+from sngan.sampling import generate, latents, to_uint8
+
+INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
+PRECISION = "float32, eval mode, TF32 off"
+EVAL_BATCH = 100  # images per Inception pass during training (the authors' evaluation batch)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How many images go where. Real images come from the training split; `num_real` None = all of them."""
+
+    name: str
+    num_generated: int
+    splits: int
+    fid_generated: int
+    num_real: int | None
+    description: str
+
+
+PROTOCOLS = {
+    "standard": Protocol("standard", 50000, 10, 50000, None,
+                         "IS 50k in 10 splits; FID 50k generated vs the whole training split"),
+    "paper": Protocol("paper", 50000, 10, 5000, 10000,
+                      "SN-GAN App. B.1: IS 10 x 5000 generated; FID 5000 generated vs 10000 real (first 10000 of "
+                      "the training split)"),
+}
+
+
+def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None) -> Protocol:
+    """A named protocol, with the number of generated images and IS splits optionally changed.
+
+    Args:
+        name: standard | paper.
+        num_samples: generated images (IS uses all; FID the protocol's count, at most this many).
+        splits: IS splits.
+
+    Returns:
+        The protocol (its name gains ' (modified)' when a count differs from the definition).
+    """
+    if name not in PROTOCOLS:
+        raise MetricError(f"--protocol must be one of {'|'.join(PROTOCOLS)}, got {name!r}")
+    base = PROTOCOLS[name]
+    n = base.num_generated if num_samples is None else num_samples
+    s = base.splits if splits is None else splits
+    fid_n = n if base.fid_generated == base.num_generated else min(base.fid_generated, n)
+    if n < max(2, s):
+        raise MetricError(f"--num-samples {n} is too small: IS needs one image per split ({s}) and FID at least 2")
+    if (n, s) == (base.num_generated, base.splits):
+        return base
+    changed = f"modified here: IS {n} generated in {s} splits, FID {fid_n} generated"
+    return dataclasses.replace(base, name=f"{name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
+                               description=f"{base.description}; {changed}")
+
+
+def count_label(n: int) -> str:
+    """50000 -> '50k', 5000 -> '5k', 6 -> '6'."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, str]:
+    """(IS name, FID name), e.g. ('is50k', 'fid5k_train10k'), from the protocol and the reference statistics'
+    record (split and count); statistics without a record (foreign files) read 'ext'."""
+    is_name = f"is{count_label(protocol.num_generated)}"
+    if protocol.splits != 10:
+        is_name += f"_{protocol.splits}splits"
+    known = real is not None and "split" in real and "num_real" in real
+    label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
+    return is_name, f"fid{count_label(protocol.fid_generated)}_{label}"
+
+
+def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
+                    net: InceptionFeatures, batch_size: int, log: Callable[[str], None] = print) -> ReferenceStats:
+    """Statistics of real images from the cache, computed (and cached) when absent.
+
+    Args:
+        data_cfg: the data section (name, root, cache_dir) of the run.
+        resolution: image side (the model's resolution).
+        seed: the run's seed (synthetic images depend on it).
+        split: which split of the dataset.
+        num: the first `num` images of the split, or None for all.
+        net: the Inception network (names the cache entry).
+        batch_size: images per Inception pass.
+        log: progress messages.
+
+    Returns:
+        The statistics with their protocol record and cache path.
+    """
+    path = cache_path(data_cfg, seed, split, num, resolution, net.network)
+    if path.is_file():
+        try:
+            return load_stats(path)
+        except MetricError as exc:
+            raise MetricError(f"{exc}; delete this cached file to rebuild it") from None
+    images = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed).images
+    if num is not None and num > len(images):
+        raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}")
+    images = images if num is None else images[:num]
+    log(f"computing reference statistics of {len(images)} {data_cfg.name} {split} images -> {path}")
+    device = next(net.buffers()).device
+    mu, sigma = feature_stats(images, net, batch_size, device)
+    record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
+              "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
+              "weights_sha256": net.sha256, "resize": RESIZE, "input": "uint8 /255", "precision": PRECISION}
+    save_stats(path, mu, sigma, record)
+    return ReferenceStats(mu, sigma, record, path)
+
+
+def check_reference(ref: ReferenceStats, network: str) -> None:
+    """Refuse reference statistics recorded with another network (FIDs across networks are not comparable)."""
+    recorded = (ref.protocol or {}).get("network")
+    if recorded not in (None, network):
+        raise MetricError(f"{ref.path}: statistics were computed with {recorded} but this evaluation uses "
+                          f"{network}; FIDs across networks are not comparable")
+
+
+def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
+                    seed: int, batch_size: int, info: DistInfo = SINGLE) -> dict[str, float]:
+    """IS (mean, std) and FID of `generator` under `protocol` against `ref`.
+
+    Args:
+        generator: the generator (any mode; evaluated in eval mode, then restored).
+        net: the Inception network.
+        protocol: the counts.
+        ref: reference statistics of real images.
+        seed: latent seed.
+        batch_size: images per generator and Inception pass.
+        info: under torchrun, batches are shared out over the ranks and their features gathered in order, so the
+            result equals the single-process one; every rank must call this.
+
+    Returns:
+        {is name: mean, is name + '_std': std, fid name: value}.
+    """
+    check_reference(ref, net.network)
+    z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed)
+    starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
+    acc, logits = FeatureStats(), {}
+    kept: list[tuple[int, torch.Tensor]] = []
+    for start in starts:
+        stop = min(start + batch_size, protocol.num_generated)
+        features, logits[start] = _inception_batch(generator, net, z[start:stop],
+                                                   None if y is None else y[start:stop])
+        features = features[:max(0, protocol.fid_generated - start)]
+        if info.enabled:
+            kept.append((start, features.cpu()))
+        elif len(features):
+            acc.update(features)
+    if info.enabled:  # reassemble every rank's batches in index order
+        kept = sorted(pair for part in gather_objects(kept, info) for pair in part)
+        for _, features in kept:
+            if len(features):
+                acc.update(features)
+        logits = {k: v for part in gather_objects(logits, info) for k, v in part.items()}
+    is_mean, is_std = inception_score_from_logits(torch.cat([logits[k] for k in sorted(logits)]).numpy(),
+                                                  protocol.splits)
+    mu, sigma = acc.mu_sigma()
+    is_name, fid_name = metric_names(protocol, ref.protocol)
+    return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma)}
+
+
+def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,
+                     y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pool3 features (B, 2048) on the network's device, logits (B, 1008) on the CPU) of generated images."""
+    device = next(net.buffers()).device
+    images = generate(generator, z, y, len(z))
+    features, logits = net(uint8_to_unit(to_uint8(images).to(device)))
+    return features, logits.cpu()
+
+
+def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceStats, **extra: Any) -> dict[str, Any]:
+    """Everything a reader needs to reproduce a score (appended to --json files)."""
+    real = ref.protocol or {}
+    return {"time": time.time(), "protocol": protocol.name, "protocol_description": protocol.description,
+            "network": net.network, "weights_sha256": net.sha256, "num_generated": protocol.num_generated,
+            "is_splits": protocol.splits, "fid_generated": protocol.fid_generated,
+            "num_real": real.get("num_real"), "real_dataset": real.get("dataset"),
+            "split": real.get("split"), "real_subset": real.get("subset"),
+            "stats": str(ref.path) if ref.path else None, "resize": RESIZE, "input": INPUT,
+            "precision": PRECISION, **extra}
+
+
+def format_block(record: dict[str, Any]) -> str:
+    """The printed result: IS mean ± std, FID and the protocol, in one block."""
+    metrics = record["metrics"]
+    is_name = next(k for k in metrics if k.startswith("is") and not k.endswith("_std"))
+    fid_name = next(k for k in metrics if k.startswith("fid"))
+    real = f"{record['num_real']} {record['real_dataset']} {record['split']}" if record["num_real"] else \
+        f"statistics {record['stats']}"
+    return "\n".join([
+        f"IS   {metrics[is_name]:.3f} ± {metrics[is_name + '_std']:.3f}   ({is_name}: {record['num_generated']} "
+        f"generated, {record['is_splits']} in-order splits, std ddof=0)",
+        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} generated vs {real} images)",
+        f"protocol: {record['protocol']} - {record['protocol_description']}",
+        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | resize {RESIZE} | "
+        f"{PRECISION} | seed {record['seed']} | step {record['step']} | {record['generator']} generator",
+    ])
+
+
+def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Path | None = None,
+                        batch_size: int = 250, seed: int = 0, ema: bool | None = None,
+                        weights: str | Path | None = None, device: str | torch.device = "cpu",
+                        log: Callable[[str], None] = print, info: DistInfo = SINGLE) -> dict[str, Any]:
+    """IS and FID of a checkpoint's generator, with the full protocol record.
+
+    Args:
+        ckpt: checkpoint written by `sngan train` (its config names the dataset for reference statistics).
+        protocol: the counts (see `make_protocol`).
+        stats: a reference statistics file; None = the cache, built from the dataset when absent.
+        batch_size: images per generator and Inception pass.
+        seed: latent seed.
+        ema: True/False/None = EMA generator / raw generator / EMA when present.
+        weights: Inception weights file; None = torch hub cache, then download.
+        device: where the generator and the Inception run.
+        log: progress messages.
+        info: under torchrun, rank 0 prepares the reference statistics and every rank scores a share of the
+            generated images (the result equals the single-process one).
+
+    Returns:
+        The record: protocol fields, checkpoint, step, seed, generator, and `metrics`.
+    """
+    from sngan.config import from_dict
+    from sngan.sampling import load_generator
+
+    net = load_inception(weights, device)
+    generator, state = load_generator(ckpt, ema, device)
+    if stats is not None:
+        ref = load_stats(stats)
+    elif info.is_main:
+        cfg = from_dict(state["config"])
+        ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
+                              net, batch_size, log)
+    ref = broadcast_object(ref if info.is_main else None, info)
+    check_reference(ref, net.network)
+    used_ema = state.get("generator_ema") is not None and ema is not False
+    metrics = score_generator(generator, net, protocol, ref, seed, batch_size, info)
+    return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(state["step"]), seed=seed,
+                           generator="EMA" if used_ema else "raw", device=str(device), metrics=metrics)
+
+
+class TrainingEvaluator:
+    """IS/FID during training: `train.eval_num_samples` generated (10 splits) vs every image of `data.split`.
+
+    Creating it loads the Inception weights (so a run with evaluation on fails before training if they are
+    missing); the reference statistics are computed (or read from the cache) at the first evaluation.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, log: Callable[[str], None] = print):
+        n = cfg.train.eval_num_samples
+        self.cfg, self.log = cfg, log
+        self.net = load_inception(cfg.train.eval_inception_weights or None, device)
+        self.protocol = Protocol("train", n, 10, n, None,
+                                 f"during training: {n} generated (10 splits) vs all of {cfg.data.split}")
+        self.ref: ReferenceStats | None = None
+
+    def __call__(self, generator: nn.Module, info: DistInfo = SINGLE) -> dict[str, float]:
+        """{is name: mean, is name + '_std': std, fid name: value} of `generator` (latent seed train.seed)."""
+        if self.ref is None:
+            cfg = self.cfg
+            if info.is_main:  # one rank reads the data and writes the cache; the others receive the result
+                self.ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, None,
+                                           self.net, EVAL_BATCH, self.log)
+            self.ref = broadcast_object(self.ref, info)
+        return score_generator(generator, self.net, self.protocol, self.ref, self.cfg.train.seed, EVAL_BATCH, info)

@@ -1,0 +1,14 @@
+"""Inception Score and FID, computed the way papers report them and stamped with their protocol.
+
+- `fid.py`: the Fréchet distance in float64 (symmetric eigendecompositions, no sqrtm) and streaming statistics.
+- `inception_score.py`: IS over in-order splits, std with ddof=0.
+- `inception.py`: pytorch-fid's FID Inception and the resolution of its weights (offline-friendly).
+- `stats.py`: reference statistics of real images (npz with mu/sigma + protocol record) and their cache.
+
+Generating images and choosing a protocol happen one level up, in `sngan.evaluation`.
+"""
+
+from sngan.metrics.fid import FeatureStats, MetricError, frechet_distance
+from sngan.metrics.inception_score import inception_score, inception_score_from_logits
+
+__all__ = ["FeatureStats", "MetricError", "frechet_distance", "inception_score", "inception_score_from_logits"]

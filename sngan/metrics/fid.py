@@ -1,0 +1,125 @@
+"""Fréchet distance between Gaussians, in float64, and the streaming mean/covariance that feeds it.
+
+FID = ‖μ1 − μ2‖² + tr(Σ1) + tr(Σ2) − 2 tr((Σ1 Σ2)^½).
+
+The trace term avoids `scipy.linalg.sqrtm` (pytorch-fid 0.3.0 calls it with an argument scipy 1.18 removed, and
+the Schur route is slow and can return complex noise). For any factor F with F Fᵀ = Σ1, Σ1 Σ2 = F (Fᵀ Σ2) has the
+same eigenvalues as the symmetric positive semi-definite M = Fᵀ Σ2 F, so tr((Σ1 Σ2)^½) = Σ_i sqrt(λ_i(M)), found
+with one symmetric eigenvalue call. F is the Cholesky factor of Σ1 when Σ1 is positive definite (the usual case:
+more samples than dimensions), else V·diag(sqrt(λ)) over Σ1's numerical range (symmetric eigendecomposition), so
+its null space contributes exact zeros instead of sqrt(round-off) noise. When M shows round-off-level eigenvalues
+and Σ2 is the singular one, the roles swap (tr((Σ1Σ2)^½) = tr((Σ2Σ1)^½)) and Σ2 is factored over its range.
+Tiny negative eigenvalues are clipped to 0.
+
+The work is done by torch in float64 on the CPU (its eigvalsh is ~1.6x faster than numpy's here) on one thread:
+on the shared 2-core development machine, OpenMP spin-waiting made the 2-thread eigensolver 3-6x slower
+(2048-d: 2.2 s on one thread, 7 s on two; scripts/bench_fid.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sngan.config import SnganError
+
+
+class MetricError(SnganError):
+    """A metric input that cannot be used (shapes, counts, non-finite values), in one line."""
+
+
+def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr((sigma1 sigma2)^½) for symmetric PSD float64 matrices, as sum(sqrt(eigvalsh(Fᵀ sigma2 F)))."""
+    a, b = torch.from_numpy(sigma1), torch.from_numpy(sigma2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _trace_sqrt_product_torch(a, b)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _range_factor(a: torch.Tensor) -> torch.Tensor:
+    """F (D, r) with F Fᵀ = a on a's numerical range: eigenvalues at round-off level are dropped, so the null
+    space adds exact zeros to the spectrum instead of sqrt(round-off) noise."""
+    eigval, eigvec = torch.linalg.eigh(a)
+    keep = eigval > eigval.max().clamp(min=0) * a.shape[0] * torch.finfo(a.dtype).eps
+    return eigvec[:, keep] * eigval[keep].sqrt()
+
+
+def _spectrum(factor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of Fᵀ B F (r, r): symmetric PSD, the same non-zero spectrum as (F Fᵀ) B."""
+    middle = factor.T @ other @ factor
+    return torch.linalg.eigvalsh((middle + middle.T) / 2)
+
+
+def _trace_sqrt_product_torch(a: torch.Tensor, b: torch.Tensor) -> float:
+    chol, info = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
+    if info.item() != 0:
+        eig = _spectrum(_range_factor(a), b)
+    else:
+        eig = _spectrum(chol, b)
+        round_off = eig.max().clamp(min=0) * eig.shape[0] * torch.finfo(eig.dtype).eps
+        if eig.min() <= round_off and torch.linalg.cholesky_ex(b)[1].item() != 0:
+            eig = _spectrum(_range_factor(b), a)  # b singular: tr((ab)^½) = tr((ba)^½), factor b instead
+    return eig.clamp(min=0).sqrt().sum().item()
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed exactly in float64.
+
+    Args:
+        mu1: mean, shape (D,).
+        sigma1: covariance, shape (D, D) (symmetric positive semi-definite).
+        mu2: mean, shape (D,).
+        sigma2: covariance, shape (D, D).
+
+    Returns:
+        The distance (the FID when the statistics are Inception pool3 features).
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise MetricError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
+                          f"{sigma2.shape} (were they computed with the same network layer?)")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
+        raise MetricError("statistics contain NaN or inf")
+    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
+    diff = mu1 - mu2
+    trace_term = np.trace(sigma1) + np.trace(sigma2) - 2.0 * _trace_sqrt_product(sigma1, sigma2)
+    return float(diff @ diff + trace_term)
+
+
+class FeatureStats:
+    """Streaming mean and covariance (ddof=1, as pytorch-fid's np.cov) of feature rows, accumulated in float64.
+
+    Rows are shifted by the first batch's mean before the sums are taken, so the covariance keeps its precision
+    when features sit far from 0. Sums stay on the device the features come from.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._shift: torch.Tensor | None = None
+        self._sum: torch.Tensor | None = None
+        self._outer: torch.Tensor | None = None
+
+    def update(self, features: torch.Tensor) -> None:
+        """Add rows of `features` (B, D) (any float dtype, any device)."""
+        x = features.detach().to(torch.float64)
+        if self._shift is None:
+            self._shift = x.mean(dim=0)
+            self._sum = torch.zeros_like(self._shift)
+            self._outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+        x = x - self._shift
+        self._sum += x.sum(dim=0)
+        self._outer += x.T @ x  # (D, B) @ (B, D) -> (D, D)
+        self.count += x.shape[0]
+
+    def mu_sigma(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu (D,), sigma (D, D)) as float64 numpy arrays; needs at least 2 rows."""
+        if self.count < 2:
+            raise MetricError(f"a covariance needs at least 2 images, got {self.count}")
+        mean_shifted = self._sum / self.count
+        sigma = (self._outer - self.count * torch.outer(mean_shifted, mean_shifted)) / (self.count - 1)
+        return (mean_shifted + self._shift).cpu().numpy(), sigma.cpu().numpy()

@@ -1,0 +1,134 @@
+"""Reference statistics (mean and covariance of pool3 features) of real images: compute, save, load, cache.
+
+Files are `.npz` with float64 `mu` (2048,) and `sigma` (2048, 2048), the keys pytorch-fid and the TTUR code use,
+plus `protocol`: a JSON string saying what they were computed from (dataset, split, count, resolution, network,
+resize). Cached files live in `<data.cache_dir or data.root/sngan-cache>/fid-stats/`, one per dataset, split,
+count, resolution and network, and are written atomically so an interrupted run never leaves a torn file.
+The real images used are the first N of the split in dataset order (N = all unless a count is given).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sngan.config import DataConfig
+from sngan.metrics.fid import FeatureStats, MetricError
+
+RESIZE = "bilinear to 299x299 (pytorch-fid F.interpolate, align_corners=False), [0,1] -> [-1,1]"
+
+
+@dataclass
+class ReferenceStats:
+    """mu (D,), sigma (D, D) and the record of how they were made (None for foreign files without one)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    protocol: dict[str, Any] | None
+    path: Path | None = None
+
+
+def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], the Inception input."""
+    return images.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                  batch_size: int, device: torch.device | str) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the pool3 features of uint8 images (N, H, W, 3), batched on `device`.
+
+    Args:
+        images: real images, uint8 (N, H, W, 3).
+        net: the Inception (`InceptionFeatures`), already on `device`.
+        batch_size: images per forward pass.
+        device: where batches go.
+
+    Returns:
+        float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
+    """
+    acc = FeatureStats()
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        acc.update(net(uint8_to_unit(batch))[0])
+    return acc.mu_sigma()
+
+
+def dataset_tag(data_cfg: DataConfig, seed: int) -> str:
+    """A file-name-safe name for the image source: synthetic images depend on their count and seed, folders on
+    their absolute path."""
+    if data_cfg.name == "synthetic":
+        return f"synthetic{data_cfg.num_images}-seed{seed}"
+    if data_cfg.name in ("folder", "imagenet"):
+        digest = hashlib.sha256(str(Path(data_cfg.root).resolve()).encode()).hexdigest()[:8]
+        return f"{data_cfg.name}-{Path(data_cfg.root).resolve().name}-{digest}"
+    return data_cfg.name
+
+
+def cache_path(data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
+               network: str) -> Path:
+    """Where the statistics of (dataset, split, count, resolution, network) are cached."""
+    root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else Path(data_cfg.root) / "sngan-cache"
+    count = "all" if num is None else str(num)
+    return root / "fid-stats" / f"{dataset_tag(data_cfg, seed)}-{split}-{resolution}px-n{count}-{network}.npz"
+
+
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: dict[str, Any]) -> Path:
+    """Write mu, sigma and the protocol record (JSON) to `path` atomically.
+
+    Args:
+        path: destination `.npz` (folder created).
+        mu: mean (D,).
+        sigma: covariance (D, D).
+        protocol: what the statistics were computed from.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, mu=mu, sigma=sigma, protocol=np.array(json.dumps(protocol, sort_keys=True)))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_stats(path: str | Path) -> ReferenceStats:
+    """Read a statistics file (ours, pytorch-fid's or TTUR's: keys `mu` and `sigma`).
+
+    Args:
+        path: the `.npz` file.
+
+    Returns:
+        The statistics; `protocol` is None when the file carries no record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MetricError(f"{path}: statistics file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "mu" not in data or "sigma" not in data:
+                raise MetricError(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma', has "
+                                  f"{', '.join(data.files) or 'none'})")
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+            protocol = json.loads(str(data["protocol"])) if "protocol" in data else None
+    except MetricError:
+        raise
+    except Exception:  # zip/pickle/JSON failures all mean an unreadable file
+        raise MetricError(f"{path}: cannot read statistics (truncated, corrupt or not an .npz file)") from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise MetricError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    return ReferenceStats(mu, sigma, protocol, path)
