@@ -64,7 +64,12 @@ def prepare(module: nn.Module, perf: Perf) -> nn.Module:
 
 
 def compiled(module: nn.Module, perf: Perf) -> nn.Module:
-    """`torch.compile(module, mode=...)` when asked for, else the module itself."""
+    """`torch.compile(module, mode=...)` when asked for, else the module itself.
+
+    Applied to the generator only: with torch 2.14 a compiled discriminator fails in backward ("modified by an
+    inplace operation") because spectral norm updates its u/v buffers in place during each of the two D forwards
+    that share one backward (tests/test_perf.py). The discriminator runs eagerly.
+    """
     if perf.compile == "off":
         return module
     return torch.compile(module, mode=None if perf.compile == "default" else perf.compile)

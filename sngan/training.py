@@ -202,8 +202,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                       dequantize=cfg.data.dequantize)
     return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
                       g_train=compiled(wrap(generator, info, device), perf),
-                      d_train=compiled(wrap(discriminator, info, device), perf),
-                      d_frozen=compiled(discriminator, perf))
+                      d_train=wrap(discriminator, info, device))
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:
