@@ -23,6 +23,8 @@ from sngan.sampling import (
     check_class,
     check_output,
     generate,
+    generate_batches,
+    generate_uint8,
     latents,
     parse_classes,
     save_folder,
@@ -115,12 +117,12 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
         labels = None if request.class_index is None else torch.full((num,), request.class_index)
     check_output(request.out, fmt == "folder", request.force)
     z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels)
-    images = generate(generator, z, y, request.batch_size, request.progress)
     if fmt == "grid":
-        return [save_grid(images, request.out, nrow)]
+        return [save_grid(generate(generator, z, y, request.batch_size, request.progress), request.out, nrow)]
     if fmt == "npz":
-        return [save_npz(images, y, request.out)]
-    return save_folder(images, y, request.out, request.progress)
+        return [save_npz(generate_uint8(generator, z, y, request.batch_size, request.progress), y, request.out)]
+    batches = generate_batches(generator, z, y, request.batch_size, request.progress)
+    return save_folder(batches, y, request.out, num)
 
 
 def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,

@@ -132,7 +132,7 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
     frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
     return path
 
 
@@ -144,5 +144,5 @@ def _to_pil(grid: torch.Tensor) -> Image.Image:
 def _save_png(grid: torch.Tensor, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(grid).save(path)
+    _to_pil(grid).save(path, format="PNG")
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,34 +54,58 @@ def latents(num: int, z_dim: int, num_classes: int, seed: int,
 
 
 @torch.no_grad()
+def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
+                     batch_size: int = 256, progress: bool = False) -> Iterator[torch.Tensor]:
+    """Images in [-1, 1], one (B, 3, R, R) float32 CPU batch at a time, from latents z (N, z_dim) in eval mode.
+
+    Streaming keeps long exports at one batch of memory; the progress bar (counted in images) also covers whatever
+    the caller does with each batch.
+
+    Args:
+        generator: the generator (its mode is restored when the iteration ends).
+        z: latents on any device.
+        y: labels (N,) or class weights (N, num_classes) for conditional models.
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Yields:
+        Consecutive batches of generated images on the CPU.
+    """
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    try:
+        with tqdm(total=len(z), disable=not progress, desc="sample", unit="img", dynamic_ncols=True) as bar:
+            for start in range(0, len(z), batch_size):
+                zb = z[start:start + batch_size].to(device)
+                yb = None if y is None else y[start:start + batch_size].to(device)
+                yield generator(zb, yb).float().cpu()
+                bar.update(len(zb))
+    finally:
+        generator.train(was_training)
+
+
 def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
              batch_size: int = 256, progress: bool = False) -> torch.Tensor:
-    """Images in [-1, 1], (N, 3, R, R) float32 on the CPU, from latents z (N, z_dim) in eval mode.
+    """All images of `generate_batches` at once: (N, 3, R, R) float32 in [-1, 1] on the CPU.
 
     Args:
         generator: the generator (its mode is restored afterwards).
         z: latents on any device.
         y: labels (N,) or class weights (N, num_classes) for conditional models.
         batch_size: images per forward pass.
-        progress: show a progress bar (counted in images).
+        progress: show a progress bar.
 
     Returns:
-        The generated images on the CPU.
+        The generated images.
     """
-    device = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval()
-    try:
-        out = []
-        with tqdm(total=len(z), disable=not progress, desc="generate", unit="img", dynamic_ncols=True) as bar:
-            for start in range(0, len(z), batch_size):
-                zb = z[start:start + batch_size].to(device)
-                yb = None if y is None else y[start:start + batch_size].to(device)
-                out.append(generator(zb, yb).float().cpu())
-                bar.update(len(zb))
-        return torch.cat(out)
-    finally:
-        generator.train(was_training)
+    return torch.cat(list(generate_batches(generator, z, y, batch_size, progress)))
+
+
+def generate_uint8(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
+                   batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    """Like `generate`, converted batch by batch to uint8 (N, R, R, 3): a quarter of the float memory."""
+    return torch.cat([to_uint8(b) for b in generate_batches(generator, z, y, batch_size, progress)])
 
 
 def parse_classes(text: str, num_classes: int) -> list[int]:
@@ -161,22 +186,22 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or default_nrow(len(images))
-    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
     return path
 
 
-def save_folder(images: torch.Tensor, labels: torch.Tensor | None, folder: str | Path,
-                progress: bool = False) -> list[Path]:
+def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, folder: str | Path,
+                num: int) -> list[Path]:
     """Save each image as its own PNG: `00000.png`, ... or `00000_class3.png` for conditional models.
 
     Earlier sample PNGs in the folder (same naming) are removed first, so the folder holds exactly this export;
     other files are left alone. Callers check with `check_output` before.
 
     Args:
-        images: generated images in [-1, 1], (N, 3, H, W).
-        labels: (N,) class labels, or None.
+        batches: images in [-1, 1], (B, 3, H, W) per batch (e.g. `generate_batches`), written as they come.
+        labels: (num,) class labels, or None.
         folder: destination folder (created if needed).
-        progress: show a progress bar.
+        num: total number of images (sets the zero-padding of the names).
 
     Returns:
         The paths written, in index order.
@@ -188,25 +213,25 @@ def save_folder(images: torch.Tensor, labels: torch.Tensor | None, folder: str |
     for old in folder.iterdir():
         if old.is_file() and FOLDER_NAME.match(old.name):
             old.unlink()
-    width = max(5, len(str(len(images) - 1)))
-    pixels = to_uint8(images).numpy()  # (N, H, W, 3)
-    paths = []
-    for i in tqdm(range(len(pixels)), disable=not progress, desc="write", unit="img", dynamic_ncols=True):
-        suffix = "" if labels is None else f"_class{int(labels[i])}"
-        path = folder / f"{i:0{width}d}{suffix}.png"
-        Image.fromarray(pixels[i]).save(path)
-        paths.append(path)
+    width = max(5, len(str(num - 1)))
+    paths: list[Path] = []
+    for batch in batches:
+        for image in to_uint8(batch).numpy():  # (H, W, 3)
+            i = len(paths)
+            suffix = "" if labels is None else f"_class{int(labels[i])}"
+            paths.append(folder / f"{i:0{width}d}{suffix}.png")
+            Image.fromarray(image).save(paths[-1], format="PNG")
     return paths
 
 
-def save_npz(images: torch.Tensor, labels: torch.Tensor | None, path: str | Path) -> Path:
+def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path) -> Path:
     """Save `x` (N, H, W, 3) uint8 and, for conditional models, `y` (N,) int64 in an uncompressed .npz.
 
     The file is written beside its destination and renamed into place, and its zip entries carry a fixed date, so
     the same images always give the same bytes. `numpy.load(path)["x"]` reads it.
 
     Args:
-        images: generated images in [-1, 1], (N, 3, H, W).
+        pixels: uint8 images (N, H, W, 3), as `generate_uint8` returns them.
         labels: (N,) class labels, or None.
         path: destination (.npz).
 
@@ -215,7 +240,7 @@ def save_npz(images: torch.Tensor, labels: torch.Tensor | None, path: str | Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"x": to_uint8(images).numpy()}
+    arrays = {"x": pixels.numpy()}
     if labels is not None:
         arrays["y"] = labels.numpy().astype(np.int64)
     tmp = path.with_name(f".{path.name}.tmp")

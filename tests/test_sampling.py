@@ -93,6 +93,17 @@ def test_same_seed_gives_byte_identical_outputs(tiny_runs, tmp_path, args):
     assert first != other
 
 
+def test_format_option_wins_over_the_extension(tiny_runs, tmp_path):
+    ckpt = tiny_runs["uncond_ckpt"]
+    ok(sample(ckpt, tmp_path / "grid", "--format", "grid", "--num", 4))
+    assert Image.open(tmp_path / "grid").format == "PNG"
+    ok(sample(ckpt, tmp_path / "arrays.bin", "--format", "npz", "--num", 2))
+    with np.load(tmp_path / "arrays.bin") as data:
+        assert data["x"].shape == (2, 32, 32, 3)
+    ok(sample(ckpt, tmp_path / "pngs.png", "--format", "folder", "--num", 2))
+    assert len(list((tmp_path / "pngs.png").iterdir())) == 2
+
+
 def test_npz_zip_entries_carry_a_fixed_date(tiny_runs, tmp_path):
     """Byte-identity must not depend on the clock: zip entries would otherwise hold the write time."""
     ok(sample(tiny_runs["uncond_ckpt"], tmp_path / "u.npz", "--num", 2))
