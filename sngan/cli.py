@@ -99,21 +99,24 @@ def sample(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by sngan train.")],
     out: Annotated[Path, typer.Option(help="Output: grid .png, .npz, folder (no extension), or with "
                                            "--interpolate a .png strip + .gif.")],
-    format_: Annotated[str | None, typer.Option("--format", help="grid, folder, npz or gif (default: from "
-                                                "--out).")] = None,
+    format_: Annotated[str | None, typer.Option("--format", metavar="FORMAT",
+                                                help="grid, folder, npz or gif (default: from --out).")] = None,
     num: Annotated[int | None, typer.Option(min=1, help="Images (default 64); per class with --classes "
                                                         "(default 10); paths with --interpolate (default 8).")
                    ] = None,
     seed: Annotated[int, typer.Option(help="Latent seed (same seed, same images, same bytes).")] = 0,
     nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row (default ~sqrt(num)); paths per "
                                                          "GIF frame row.")] = None,
-    class_: Annotated[int | None, typer.Option("--class", help="Conditional models: every image of class K.")
-                      ] = None,
-    classes: Annotated[str | None, typer.Option(help="Conditional models: '0,3,7' or 'all'; one grid row per "
-                                                     "class, or with --interpolate a path through them.")] = None,
-    interpolate: Annotated[int | None, typer.Option(help="Write interpolations with STEPS frames (PNG strip + "
-                                                         "GIF): between seeds, or between --classes.")] = None,
-    interp: Annotated[str | None, typer.Option(help="Latent interpolation: slerp (default) or lerp.")] = None,
+    class_: Annotated[int | None, typer.Option("--class", metavar="K",
+                                               help="Conditional models: every image of class K.")] = None,
+    classes: Annotated[str | None, typer.Option(metavar="LIST", help="Conditional models: '0,3,7' or 'all'; one "
+                                                "grid row per class, or with --interpolate a path through them.")
+                       ] = None,
+    interpolate: Annotated[int | None, typer.Option(metavar="STEPS", help="Write interpolations with STEPS "
+                                                    "frames (PNG strip + GIF): between seeds, or between --classes.")
+                           ] = None,
+    interp: Annotated[str | None, typer.Option(metavar="METHOD",
+                                               help="Latent interpolation: slerp (default) or lerp.")] = None,
     end_seed: Annotated[int | None, typer.Option(help="Seed of the latent interpolation's end points "
                                                       "(default seed + 1).")] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Use the EMA generator (default: when "
@@ -121,8 +124,8 @@ def sample(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    force: Annotated[bool, typer.Option(help="Overwrite existing output files / replace the sample PNGs of a "
-                                             "non-empty folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files; replace the sample "
+                                                        "PNGs of a non-empty folder.")] = False,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.export import SampleRequest, export
