@@ -111,23 +111,62 @@ def train(
 @one_line_errors
 def sample(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by sngan train.")],
-    out: Annotated[Path, typer.Option(help="Output PNG grid.")],
-    num: Annotated[int, typer.Option(min=1, help="Number of images.")] = 64,
-    seed: Annotated[int, typer.Option(help="Latent seed (same seed, same images).")] = 0,
-    nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row (default ~sqrt(num)).")] = None,
+    out: Annotated[Path, typer.Option(help="Output: grid .png, .npz, folder (no extension), or with "
+                                           "--interpolate a .png strip + .gif.")],
+    format_: Annotated[str | None, typer.Option("--format", metavar="FORMAT",
+                                                help="grid, folder, npz or gif (default: from --out).")] = None,
+    num: Annotated[int | None, typer.Option(min=1, help="Images (default 64); per class with --classes "
+                                                        "(default 10); paths with --interpolate (default 8).")
+                   ] = None,
+    seed: Annotated[int, typer.Option(help="Latent seed (same seed, same images, same bytes).")] = 0,
+    nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row (default ~sqrt(num)); paths per "
+                                                         "GIF frame row.")] = None,
+    class_: Annotated[int | None, typer.Option("--class", metavar="K",
+                                               help="Conditional models: every image of class K.")] = None,
+    classes: Annotated[str | None, typer.Option(metavar="LIST", help="Conditional models: '0,3,7' or 'all'; one "
+                                                "grid row per class, or with --interpolate a path through them.")
+                       ] = None,
+    interpolate: Annotated[int | None, typer.Option(metavar="STEPS", help="Write interpolations with STEPS "
+                                                    "frames (PNG strip + GIF): between seeds, or between --classes.")
+                           ] = None,
+    interp: Annotated[str | None, typer.Option(metavar="METHOD",
+                                               help="Latent interpolation: slerp (default) or lerp.")] = None,
+    end_seed: Annotated[int | None, typer.Option(help="Seed of the latent interpolation's end points "
+                                                      "(default seed + 1).")] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Use the EMA generator (default: when "
                                                 "the checkpoint has one).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files; replace the sample "
+                                                        "PNGs of a non-empty folder.")] = False,
 ) -> None:
-    """Write a grid of generated images from a checkpoint."""
-    from sngan.sampling import generate, latents, load_generator, save_grid
+    """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
+    from sngan.export import SampleRequest, export
+    from sngan.sampling import load_generator
     from sngan.training import resolve_device
 
+    request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
+                            classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
+                            batch_size=batch_size, progress=progress, force=force)
     generator, _ = load_generator(ckpt, ema, resolve_device(device))
-    z, y = latents(num, generator.z_dim, generator.num_classes, seed)
-    path = save_grid(generate(generator, z, y, batch_size), out, nrow)
-    typer.echo(f"wrote {path}")
+    paths = export(generator, request)
+    if out.is_dir():
+        typer.echo(f"wrote {len(paths)} images to {out}")
+    else:
+        typer.echo("\n".join(f"wrote {path}" for path in paths))
+
+
+@app.command()
+@one_line_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by sngan train.")],
+    out: Annotated[Path | None, typer.Option(help="Output PNG (default RUN_DIR/report.png).")] = None,
+) -> None:
+    """Draw a run's loss curves, metric curves and newest sample grid into one PNG."""
+    from sngan.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir, out)}")
 
 
 @app.command()

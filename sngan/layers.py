@@ -55,7 +55,13 @@ def conv(in_ch: int, out_ch: int, kernel: int, gain: float = 1.0, stride: int = 
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm without its own affine, followed by per-class scale and shift (gamma init 1, beta init 0)."""
+    """BatchNorm without its own affine, followed by per-class scale and shift (gamma init 1, beta init 0).
+
+    The condition `y` is either integer labels (B,) or float class weights (B, num_classes): with weights the scale
+    and shift are the weighted sums of the per-class ones, sum_k w_k gamma_k and sum_k w_k beta_k, as the `weights`
+    argument of the authors' CategoricalConditionalBatchNormalization (used for class morphing). One-hot weights
+    give exactly the labels' result.
+    """
 
     def __init__(self, num_features: int, num_classes: int):
         super().__init__()
@@ -67,7 +73,11 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.bn(x)  # (B, C, H, W)
-        return self.gamma(y)[:, :, None, None] * h + self.beta(y)[:, :, None, None]
+        if y.is_floating_point():  # class weights (B, K) @ (K, C) -> (B, C)
+            gamma, beta = y @ self.gamma.weight, y @ self.beta.weight
+        else:
+            gamma, beta = self.gamma(y), self.beta(y)
+        return gamma[:, :, None, None] * h + beta[:, :, None, None]
 
 
 def batch_norm(num_features: int, num_classes: int) -> nn.Module:

@@ -31,3 +31,23 @@ def offline_hub(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("SNGAN_OFFLINE", "1")
     return tmp_path / "torch-home" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two finished tiny runs, trained once per session: 'uncond' (3 iterations) and 'cond' (3 classes, EMA).
+
+    Returns run directories under keys 'uncond' and 'cond' and their last checkpoints under
+    'uncond_ckpt' and 'cond_ckpt'.
+    """
+    from sngan.config import load_config
+    from sngan.training import train
+
+    base = tmp_path_factory.mktemp("tiny_runs")
+    out: dict[str, Path] = {}
+    overrides = {"uncond": {}, "cond": {"model": {"num_classes": 3}, "train": {"ema_decay": 0.9}}}
+    for name, extra in overrides.items():
+        cfg = load_config(write_config(base / f"{name}.yaml", extra))
+        out[f"{name}_ckpt"] = train(cfg, base / name, progress=False, log=lambda _: None)
+        out[name] = base / name
+    return out

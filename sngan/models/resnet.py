@@ -27,7 +27,7 @@ LAYOUTS = {
 
 
 class ResNetGenerator(nn.Module):
-    """z (B, z_dim) [, y (B,)] -> images (B, 3, R, R) in [-1, 1]."""
+    """z (B, z_dim) [, y: labels (B,) or class weights (B, num_classes)] -> images (B, 3, R, R) in [-1, 1]."""
 
     def __init__(self, z_dim: int, resolution: int, g_ch: int, num_classes: int = 0):
         super().__init__()

@@ -1,0 +1,173 @@
+"""`sngan sample` as plain Python: choose the format, check the request against the model, generate, write.
+
+Formats (`--format`, or from `--out`): `grid` (.png), `folder` (no extension, or an existing folder: one PNG per
+image, for external FID tools), `npz` (.npz: `x` uint8 (N, H, W, 3), `y` int64 (N,) when conditional) and, with
+`--interpolate`, a PNG strip plus a GIF (.png or .gif: both are written, side by side).
+
+Class options (conditional models only): `--class K` makes every image class K; `--classes 0,3,7` or `--classes
+all` gives `--num` images per listed class (one grid row per class), or, with `--interpolate`, a path through the
+listed classes at fixed z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sngan.interpolation import METHODS, class_path, latent_path, save_gif, save_strip
+from sngan.sampling import (
+    SamplingError,
+    check_class,
+    check_output,
+    generate,
+    generate_batches,
+    generate_uint8,
+    latents,
+    parse_classes,
+    save_folder,
+    save_grid,
+    save_npz,
+)
+
+FORMATS = ("grid", "folder", "npz", "gif")
+SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
+DEFAULT_NUM = 64  # images in a grid, folder or npz
+DEFAULT_PER_CLASS = 10  # images per class with --classes
+DEFAULT_PATHS = 8  # interpolation paths (strip rows)
+
+
+@dataclass
+class SampleRequest:
+    """What `sngan sample` was asked for (None = not given)."""
+
+    out: Path
+    fmt: str | None = None
+    num: int | None = None
+    seed: int = 0
+    nrow: int | None = None
+    class_index: int | None = None
+    classes: str | None = None
+    interpolate: int | None = None
+    method: str | None = None
+    end_seed: int | None = None
+    batch_size: int = 256
+    progress: bool = False
+    force: bool = False
+
+
+def output_format(out: Path, fmt: str | None) -> str:
+    """The format named by `fmt`, else the one `out` implies (existing folder or no extension = folder).
+
+    Args:
+        out: the output path.
+        fmt: grid, folder, npz, gif, or None.
+
+    Returns:
+        One of FORMATS.
+    """
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise SamplingError(f"--format must be one of {'|'.join(FORMATS)}, got {fmt!r}")
+        return fmt
+    if out.is_dir() or out.suffix == "":
+        return "folder"
+    if out.suffix.lower() in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[out.suffix.lower()]
+    raise SamplingError(f"cannot tell the format of --out '{out}': use .png (grid), .npz, .gif (interpolation), "
+                        f"a name without extension (folder of PNGs), or --format")
+
+
+def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
+    """Generate what `request` asks of `generator` and write it.
+
+    Args:
+        generator: a generator with `z_dim` and `num_classes` attributes (see `load_generator`).
+        request: the options.
+
+    Returns:
+        The files written (for a folder, every PNG in index order).
+    """
+    fmt = output_format(request.out, request.fmt)
+    if request.class_index is not None and request.classes is not None:
+        raise SamplingError("--class and --classes exclude each other: --class K for one class, --classes for "
+                            "several")
+    if request.class_index is not None:
+        check_class(request.class_index, generator.num_classes)
+    classes = parse_classes(request.classes, generator.num_classes) if request.classes is not None else None
+    if request.interpolate is not None or fmt == "gif":
+        return _interpolation(generator, request, fmt, classes)
+    if request.method is not None or request.end_seed is not None:
+        raise SamplingError("--interp and --end-seed apply only with --interpolate STEPS")
+    return _samples(generator, request, fmt, classes)
+
+
+def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None) -> list[Path]:
+    if classes is not None:
+        if request.nrow is not None:
+            raise SamplingError("--nrow does not apply with --classes: the grid has one row per class, --num "
+                                "images each")
+        per_class = request.num or DEFAULT_PER_CLASS
+        labels = torch.tensor(classes).repeat_interleave(per_class)  # (len(classes) * per_class,)
+        num, nrow = len(labels), per_class
+    else:
+        num, nrow = request.num or DEFAULT_NUM, request.nrow
+        labels = None if request.class_index is None else torch.full((num,), request.class_index)
+    check_output(request.out, fmt == "folder", request.force)
+    z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels)
+    if fmt == "grid":
+        return [save_grid(generate(generator, z, y, request.batch_size, request.progress), request.out, nrow)]
+    if fmt == "npz":
+        return [save_npz(generate_uint8(generator, z, y, request.batch_size, request.progress), y, request.out)]
+    batches = generate_batches(generator, z, y, request.batch_size, request.progress)
+    return save_folder(batches, y, request.out, num)
+
+
+def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
+                   classes: list[int] | None) -> list[Path]:
+    steps = request.interpolate
+    if steps is None:
+        raise SamplingError("a GIF shows an interpolation: add --interpolate STEPS")
+    if steps < 2:
+        raise SamplingError(f"--interpolate needs at least 2 steps, got {steps}")
+    if fmt not in ("grid", "gif"):
+        raise SamplingError("--interpolate writes a PNG strip and a GIF: give --out a .png or .gif name")
+    strip_path, gif_path = request.out.with_suffix(".png"), request.out.with_suffix(".gif")
+    for path in (strip_path, gif_path):
+        check_output(path, False, request.force)
+    rows = request.num or DEFAULT_PATHS
+    if classes is not None:
+        z, y = _class_interpolation(generator, request, classes, rows, steps)
+    else:
+        z, y = _latent_interpolation(generator, request, rows, steps)
+    images = generate(generator, z, y, request.batch_size, request.progress)  # (rows * steps, 3, H, W)
+    return [save_strip(images, steps, strip_path), save_gif(images, steps, gif_path, request.nrow)]
+
+
+def _class_interpolation(generator: nn.Module, request: SampleRequest, classes: list[int], rows: int,
+                         steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed z per row, class weights moving through `classes` (the authors' class morphing)."""
+    if len(classes) < 2:
+        raise SamplingError("class interpolation needs at least two classes in --classes (e.g. --classes 0,1)")
+    if request.method is not None or request.end_seed is not None:
+        raise SamplingError("--interp and --end-seed apply to latent interpolation; class interpolation keeps z "
+                            "fixed")
+    z, _ = latents(rows, generator.z_dim, 0, request.seed)
+    weights = class_path(classes, steps, generator.num_classes)  # (steps, K)
+    return z.repeat_interleave(steps, dim=0), weights.repeat(rows, 1)
+
+
+def _latent_interpolation(generator: nn.Module, request: SampleRequest, rows: int,
+                          steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Row r goes from latent r of `--seed` to latent r of `--end-seed` (default seed + 1), class held fixed."""
+    method = request.method or "slerp"
+    if method not in METHODS:
+        raise SamplingError(f"--interp must be one of {'|'.join(METHODS)}, got {method!r}")
+    fixed = None if request.class_index is None else torch.full((rows,), request.class_index)
+    z_start, y = latents(rows, generator.z_dim, generator.num_classes, request.seed, fixed)
+    end_seed = request.seed + 1 if request.end_seed is None else request.end_seed
+    z_end, _ = latents(rows, generator.z_dim, 0, end_seed)
+    z = latent_path(z_start, z_end, steps, method)  # (rows * steps, z_dim)
+    return z, None if y is None else y.repeat_interleave(steps)

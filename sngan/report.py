@@ -1,0 +1,160 @@
+"""`sngan report RUN_DIR`: one PNG with a run's loss curves, learning rate, metric curves and newest sample grid.
+
+It reads only the run's files: `metrics.jsonl` (every numeric key other than the training log's own - step, time,
+d_loss, g_loss, lr, it_per_s - is a metric, e.g. IS or FID logged at some steps, and gets its own chart),
+`samples/step-*.png` (the newest grid) and `config.yaml` (the title line). It works on a run in progress too (a
+half-written last line is skipped). The report is derived data: writing it again replaces the old picture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image, ImageDraw
+
+from sngan.config import SnganError
+from sngan.plot import TEXT, Series, font, line_chart
+
+LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
+SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
+CHART_SIZE = (640, 240)
+GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) to about this width
+HEADER = 64
+MARGIN = 16
+
+
+class ReportError(SnganError):
+    """A run directory the report cannot be drawn from, in one line."""
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl, in order; blank and unparsable (half-written) lines are skipped."""
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and _is_number(record.get("step")):
+            records.append(record)
+    return records
+
+
+def metric_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Numeric keys that are not part of the training log, in order of first appearance."""
+    keys: dict[str, None] = {}
+    for record in records:
+        keys.update({k: None for k, v in record.items() if k not in LOG_KEYS and _is_number(v)})
+    return list(keys)
+
+
+def curves(records: list[dict[str, Any]], keys: tuple[str, ...] | list[str]) -> Series:
+    """(step, value) points of each key, from the records that hold it."""
+    return {k: [(float(r["step"]), float(r[k])) for r in records if _is_number(r.get(k))] for k in keys}
+
+
+def latest_sample_grid(run_dir: Path) -> tuple[int, Path] | None:
+    """(step, path) of the newest `samples/step-NNNNNNN.png`, or None."""
+    folder = run_dir / "samples"
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := SAMPLE_NAME.match(p.name))] \
+        if folder.is_dir() else []
+    return max(found) if found else None
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draw the report of a run directory into one PNG.
+
+    Args:
+        run_dir: a directory written by `sngan train` (finished or in progress).
+        out: the PNG to write (default RUN_DIR/report.png).
+
+    Returns:
+        The path written.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"run directory '{run_dir}' not found")
+    out = Path(out) if out is not None else run_dir / "report.png"
+    if out.suffix.lower() != ".png":
+        raise ReportError(f"--out must be a .png file, got '{out}'")
+    records = read_records(run_dir / "metrics.jsonl")
+    grid = latest_sample_grid(run_dir)
+    if not records and grid is None:
+        raise ReportError(f"'{run_dir}' is not a run directory with results: no metrics.jsonl records and no "
+                          f"samples/step-*.png")
+    charts = [line_chart(curves(records, ("d_loss", "g_loss")), "losses", CHART_SIZE),
+              line_chart(curves(records, ("lr",)), "learning rate", CHART_SIZE)]
+    charts += [line_chart(curves(records, (key,)), key, CHART_SIZE) for key in metric_keys(records)]
+    picture = _compose(_title(run_dir, records), charts, _sample_panel(grid))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(out)
+    return out
+
+
+def _compose(title: tuple[str, str], charts: list[Image.Image], samples: Image.Image) -> Image.Image:
+    """Header on top, charts stacked on the left, samples on the right."""
+    charts_height = sum(c.height for c in charts)
+    width = MARGIN * 3 + CHART_SIZE[0] + samples.width
+    height = HEADER + max(charts_height, samples.height) + MARGIN
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((MARGIN, 10), title[0], fill=TEXT, font=font(20))
+    draw.text((MARGIN, 38), title[1], fill=TEXT, font=font(13))
+    y = HEADER
+    for chart in charts:
+        canvas.paste(chart, (MARGIN, y))
+        y += chart.height
+    canvas.paste(samples, (MARGIN * 2 + CHART_SIZE[0], HEADER))
+    return canvas
+
+
+def _title(run_dir: Path, records: list[dict[str, Any]]) -> tuple[str, str]:
+    """(run name and model, last-step summary) for the header."""
+    config_path = run_dir / "config.yaml"
+    name = run_dir.resolve().name
+    try:
+        cfg = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
+        model, data = cfg["model"], cfg["data"]
+        classes = f", {model['num_classes']} classes" if model["num_classes"] else ""
+        name += f"  -  {model['arch']} {model['resolution']}px, {data['name']}{classes}"
+    except (yaml.YAMLError, TypeError, KeyError):
+        pass  # a report without the model line is still useful
+    if not records:
+        return name, "no metrics logged yet"
+    last = records[-1]
+    parts = [f"step {int(last['step'])}"]
+    parts += [f"{k} {last[k]:.4g}" for k in ("d_loss", "g_loss") if _is_number(last.get(k))]
+    speeds = [r["it_per_s"] for r in records if _is_number(r.get("it_per_s"))]
+    if speeds:
+        parts.append(f"{statistics.median(speeds):.3g} it/s (median)")
+    return name, "   |   ".join(parts)
+
+
+def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
+    """The newest sample grid under a caption, scaled to about GRID_WIDTH pixels."""
+    caption_height = 28
+    if grid is None:
+        panel = Image.new("RGB", (GRID_WIDTH, caption_height), "white")
+        ImageDraw.Draw(panel).text((0, 6), "no sample grid yet", fill=TEXT, font=font(14))
+        return panel
+    step, path = grid
+    image = Image.open(path).convert("RGB")
+    if image.width <= GRID_WIDTH:
+        factor = max(1, GRID_WIDTH // image.width)
+        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    else:
+        image = image.resize((GRID_WIDTH, round(image.height * GRID_WIDTH / image.width)), Image.Resampling.LANCZOS)
+    panel = Image.new("RGB", (image.width, image.height + caption_height), "white")
+    ImageDraw.Draw(panel).text((0, 6), f"samples at step {step} ({path.name})", fill=TEXT, font=font(14))
+    panel.paste(image, (0, caption_height))
+    return panel
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

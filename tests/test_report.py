@@ -1,0 +1,105 @@
+"""`sngan report`: one PNG from a run directory; the chart helpers it draws with."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.plot import line_chart, nice_ticks, tick_label
+from sngan.report import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid, metric_keys, read_records
+
+runner = CliRunner()
+
+
+def report(*args):
+    return runner.invoke(app, ["report", *map(str, args)])
+
+
+def test_report_on_a_finished_run_writes_its_picture(tiny_runs):
+    run = tiny_runs["uncond"]
+    result = report(run)
+    assert result.exit_code == 0, result.output
+    picture = Image.open(run / "report.png")
+    grid = Image.open(run / "samples" / "step-0000003.png")
+    assert picture.mode == "RGB"
+    assert picture.width > 640 + grid.width and picture.height > 2 * 240  # two charts beside the grid
+
+
+def test_metric_records_add_one_chart_each(tiny_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["cond"], run)
+    base = report(run, "--out", tmp_path / "base.png")
+    assert base.exit_code == 0, base.output
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 2, "is_5k": 1.5, "fid_10k": 300.0}) + "\n")
+        fh.write(json.dumps({"step": 3, "is_5k": 1.7, "fid_10k": 280.0, "note": "text", "flag": True}) + "\n")
+        fh.write('{"step": 4, "d_lo')  # a half-written line of a run in progress
+    more = report(run, "--out", tmp_path / "more.png")
+    assert more.exit_code == 0, more.output
+    charts = 4  # losses, learning rate, is_5k, fid_10k
+    assert Image.open(tmp_path / "more.png").height == HEADER + charts * CHART_SIZE[1] + MARGIN
+    assert Image.open(tmp_path / "base.png").height < Image.open(tmp_path / "more.png").height
+
+
+def test_report_refuses_what_is_not_a_run(tmp_path):
+    assert report(tmp_path / "missing").exit_code == 1
+    result = report(tmp_path)
+    assert result.exit_code == 1 and "not a run directory" in result.output
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "d_loss": 1.0}) + "\n")
+    result = report(tmp_path, "--out", tmp_path / "r.jpg")
+    assert result.exit_code == 1 and ".png" in result.output
+    assert report(tmp_path).exit_code == 0  # metrics without samples are enough
+
+
+def test_records_and_metric_keys(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "d_loss": 1.0, "lr": 0.1}\n\n{"step": 2, "fid": 9.5, "ok": true, "x": NaN}\n[1]\n'
+                    '{"step": 3, "d_loss": 0.5, "fid": 8.0, "is": 2}\n{"step": 4, "d_lo')
+    records = read_records(path)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert metric_keys(records) == ["fid", "is"]
+    assert curves(records, ["fid", "d_loss"]) == {"fid": [(2.0, 9.5), (3.0, 8.0)], "d_loss": [(1.0, 1.0), (3.0, 0.5)]}
+
+
+def test_latest_sample_grid_is_the_highest_step(tmp_path):
+    assert latest_sample_grid(tmp_path) is None
+    (tmp_path / "samples").mkdir()
+    for step in (900, 10000, 2000):
+        (tmp_path / "samples" / f"step-{step:07d}.png").touch()
+    (tmp_path / "samples" / "other.png").touch()
+    assert latest_sample_grid(tmp_path) == (10000, tmp_path / "samples" / "step-0010000.png")
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 500), (2e-4, 2e-4), (0.8, 1.37), (-3, 7), (25.3, 80.1), (0, 1.2e6)])
+def test_nice_ticks_cover_the_range_with_round_steps(lo, hi):
+    ticks = nice_ticks(lo, hi)
+    assert ticks[0] <= lo and ticks[-1] >= hi and 3 <= len(ticks) <= 11
+    diffs = [b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)]
+    assert max(diffs) - min(diffs) < 1e-9 * max(diffs)
+    mantissa = diffs[0] / 10 ** math.floor(math.log10(diffs[0]))
+    assert any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5))
+
+
+def test_tick_labels_are_short_and_exact():
+    assert [tick_label(v) for v in (0, 50000, 1.5e6, 0.8, 1.0, 1.9e-4, 2e-4, 0.0012)] == \
+        ["0", "50k", "1.5M", "0.8", "1", "1.9e-04", "2e-04", "0.0012"]
+
+
+def _near(pixels, colour, tolerance=40):
+    return int((np.abs(pixels.astype(int) - np.array(colour)).sum(axis=2) < tolerance).sum())
+
+
+def test_line_chart_draws_series_in_their_colours():
+    blue, red = (31, 119, 180), (214, 39, 40)
+    chart = line_chart({"a": [(0, 0.0), (10, 1.0)], "b": [(5, 0.5)]}, "t", size=(300, 200))
+    assert chart.size == (300, 200)
+    pixels = np.asarray(chart)
+    assert _near(pixels, blue) > 200  # a's diagonal line (and its legend key)
+    assert 10 < _near(pixels, red) < 150  # b's single dot (and its legend key), no line
+    empty = np.asarray(line_chart({"a": []}, "nothing", size=(300, 200)))
+    assert empty.shape == (200, 300, 3) and _near(empty, blue) == 0
