@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
 from sngan.config import Config, SnganError, to_yaml
-from sngan.data import Batches, epochs, load_images
+from sngan.data import Batches, StreamBatches, epochs, load_images, make_batches
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.rundir import append_jsonl, check_fresh
@@ -80,7 +80,7 @@ class TrainState:
     discriminator: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    batches: Batches
+    batches: Batches | StreamBatches
     generator_ema: nn.Module | None = None
     step: int = 0
     best: dict[str, Any] | None = None
@@ -133,7 +133,7 @@ def _as_tuple(value: Any) -> Any:
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device`."""
     seed_everything(cfg.train.seed)
-    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed)
+    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
     _check_labels(cfg, len(image_set.classes))
     passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
     log(f"{image_set.summary()} ({passes:.1f} epochs)")
@@ -143,7 +143,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=betas)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-    batches = Batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize)
+    batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
+                           budget_mb=cfg.data.device_budget_mb, log=log)
     return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema)
 
 
@@ -357,6 +358,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     finally:
         bar.close()
         writer.close()
+        state.batches.close()
     if last_path is None:  # resumed a finished run: nothing to do
         last_path = ckpt.list_checkpoints(writer.ckpt_dir)[-1]
     log(f"done: step {state.step}, checkpoint {last_path}")
