@@ -136,7 +136,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
     _check_labels(cfg, len(image_set.classes))
     passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
-    log(f"{image_set.summary()} ({passes:.1f} epochs)")
+    log(f"{image_set.summary()}; {passes:.1f} epochs")
     generator = build_generator(cfg.model).to(device)
     discriminator = build_discriminator(cfg.model).to(device)
     betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))
