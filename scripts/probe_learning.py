@@ -8,7 +8,7 @@ noise. It is a probe for "does training learn", not FID: numbers are not compara
 
 Usage:
     python scripts/probe_learning.py --train DIR/train --test DIR/test --weights resnet20-12fca82f.th \
-        [--iterations 400] [--num 2000] [--out runs/probe] [--set section.key=value ...]
+        [--iterations 1000] [--num 2000] [--out runs/probe] [--set section.key=value ...]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--train", type=Path, required=True, help="CIFAR-10 train class-folder tree")
     parser.add_argument("--test", type=Path, required=True, help="CIFAR-10 test class-folder tree")
     parser.add_argument("--weights", type=Path, required=True, help="resnet20-12fca82f.th")
-    parser.add_argument("--iterations", type=int, default=400, help="generator iterations")
+    parser.add_argument("--iterations", type=int, default=1000, help="generator iterations")
     parser.add_argument("--num", type=int, default=2000, help="generated and test images per distance")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "probe", help="run directory (must be new)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared "
