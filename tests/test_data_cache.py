@@ -103,3 +103,11 @@ def test_prepare_command_packs_then_reuses_and_reports_errors(tmp_path):
     bad = CliRunner().invoke(app, ["prepare", "--config", str(config), "--set", f"data.root={tmp_path / 'nope'}"])
     assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: data.root")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
+    root = _tree(tmp_path / "tree")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write the packed cache.*data.cache_dir"):
+        prepare(_cfg(root, cache_dir=str(blocker / "cache")), 32, progress=False)

@@ -70,7 +70,11 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
     """Pack `source` into a temporary sibling of `folder`, then rename it into place."""
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(f"cannot write the packed cache under '{folder.parent}' ({exc.strerror}): set "
+                        f"data.cache_dir to a writable folder") from None
     writers: list[PackWriter] = []
 
     def open_writer(capacity: int) -> PackWriter:
@@ -101,6 +105,8 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
         except OSError:
             if not (folder / "manifest.json").exists():  # another process did not finish the same set first
                 raise
+    except OSError as exc:  # disk full, permissions: one line, and no half-written cache is left behind
+        raise DataError(f"packing into '{folder}' failed: {exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
