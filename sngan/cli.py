@@ -243,6 +243,24 @@ def eval_(
             append_jsonl(json_out, record)
 
 
+@app.command()
+@one_line_errors
+def prepare(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file (its data section and "
+                                         "model.resolution are used).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value "
+                                                      "(repeatable).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar while packing.")] = True,
+) -> None:
+    """Pack the config's dataset into its uint8 cache (reused when current) and print its summary."""
+    from sngan.config import load_config
+    from sngan.data import load_images
+
+    cfg = load_config(config, set_ or [])
+    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, progress=progress, log=typer.echo)
+    typer.echo(image_set.summary())
+
+
 def main() -> None:
     """Console entry point."""
     app()

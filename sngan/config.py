@@ -39,15 +39,19 @@ def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | N
 
 @dataclass
 class DataConfig:
-    name: str = _opt("synthetic", "image source", choices=("synthetic", "folder", "cifar10", "stl10", "imagenet"))
+    name: str = _opt("synthetic", "image source: synthetic (built in), cifar10/stl10 (torchvision), folder (a "
+                     "class-folder tree or a flat folder), imagenet (ILSVRC2012 train tree)",
+                     choices=("synthetic", "folder", "cifar10", "stl10", "imagenet"))
     root: str = _opt("data", "dataset folder (downloads land here; a class-folder tree for folder/imagenet)")
     split: str = _opt("train", "dataset split used for training (cifar10: train|test; stl10: unlabeled|train|test|"
-                      "train+unlabeled)")
+                      "train+unlabeled; unused for folder/imagenet/synthetic)")
     download: bool = _opt(True, "let torchvision download cifar10/stl10 when absent (needs network)")
     num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1)
     dequantize: bool = _opt(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")
-    cache_dir: str = _opt("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache")
-    device_budget_mb: float = _opt(2048.0, "largest packed array (MiB) kept resident on the training device", ge=0)
+    cache_dir: str = _opt("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache for cifar10/stl10, "
+                          "a sngan-cache folder next to <root> for folder/imagenet")
+    device_budget_mb: float = _opt(2048.0, "largest packed array (MiB) kept resident on the training device; a "
+                                   "larger one is memory-mapped and prefetched by a thread", ge=0)
 
 
 @dataclass

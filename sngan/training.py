@@ -28,11 +28,12 @@ from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
 from sngan.config import Config, SnganError, to_yaml
-from sngan.data import Batches, epochs, load_images
+from sngan.data import Batches, StreamBatches, epochs, load_images, make_batches
 from sngan.distributed import (
     SINGLE,
     DistInfo,
     any_rank,
+    barrier,
     gather_objects,
     local_batch,
     max_divergence,
@@ -99,7 +100,7 @@ class TrainState:
     discriminator: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    batches: Batches
+    batches: Batches | StreamBatches
     generator_ema: nn.Module | None = None
     dist: DistInfo = SINGLE
     step: int = 0
@@ -185,10 +186,14 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                 info: DistInfo = SINGLE) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
     seed_everything(cfg.train.seed)
-    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed)
+    if not info.is_main:
+        barrier(info)  # rank 0 packs the dataset cache first; the others then read it
+    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
+    if info.is_main:
+        barrier(info)
     _check_labels(cfg, len(image_set.classes))
     passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
-    log(f"{image_set.summary()} ({passes:.1f} epochs)")
+    log(f"{image_set.summary()}; {passes:.1f} epochs")
     perf = resolve_perf(cfg.perf, device)
     set_matmul_precision(perf)
     generator = prepare(build_generator(cfg.model).to(device), perf)
@@ -196,10 +201,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-    if info.enabled:  # latents and data order differ per rank; weights above do not
+    if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
         torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
-    batches = Batches(image_set, device, seed=cfg.train.seed + 1 + 10_007 * info.rank,
-                      dequantize=cfg.data.dequantize)
+    batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
+                           budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
     return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
                       g_train=compiled(wrap(generator, info, device), perf),
                       d_train=wrap(discriminator, info, device))
@@ -471,6 +476,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         bar.close()
         if run_log is not None:
             run_log.close()
+        state.batches.close()
     log(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 

@@ -135,3 +135,53 @@ def test_a_failing_rank_ends_the_job_with_readable_messages(tmp_path):
     assert proc.returncode != 0
     assert "error (rank 1): rank 1 cannot read its data" in proc.stderr
     assert "error (rank 0): lost contact with another process" in proc.stderr
+
+
+class FakeInception(torch.nn.Module):
+    """A cheap stand-in with the InceptionFeatures interface: 16-d 'features', 10-way logits."""
+
+    network = "fake-net"
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.register_buffer("proj", torch.randn(3 * 32 * 32, 16, generator=g) / 50)
+        self.register_buffer("fc", torch.randn(16, 10, generator=g))
+
+    def forward(self, images):
+        features = images.flatten(1) @ self.proj
+        return features, features @ self.fc
+
+
+def _score(info, out):
+    import numpy as np
+
+    from sngan.evaluation import Protocol, score_generator
+    from sngan.metrics.stats import ReferenceStats
+
+    torch.manual_seed(0)
+    from sngan.models import build_generator
+
+    generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4))
+    ref = ReferenceStats(np.zeros(16), np.eye(16), {"network": "fake-net"})
+    protocol = Protocol("test", 40, 4, 30, None, "test")
+    torch.save(score_generator(generator, FakeInception(), protocol, ref, seed=5, batch_size=6, info=info), out)
+
+
+def _sharded_score(rank: int, world: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    _score(DistInfo(rank, world, rank), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_sharded_evaluation_equals_single_process(tmp_path):
+    from sngan.distributed import SINGLE
+
+    _score(SINGLE, tmp_path / "single.pt")
+    mp.spawn(_sharded_score, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    single = torch.load(tmp_path / "single.pt", weights_only=True)
+    for rank in (0, 1):
+        sharded = torch.load(tmp_path / f"ddp.pt.{rank}", weights_only=True)
+        assert sharded.keys() == single.keys()
+        for key, value in single.items():
+            assert abs(sharded[key] - value) <= 1e-9 * max(1.0, abs(value)), key

@@ -1,0 +1,171 @@
+"""The packed cache: a source is decoded once into `images.npy` (N, H, W, 3) uint8, `labels.npy` (N,) int64 and
+`manifest.json`, then memory-mapped by every later run.
+
+Where: `data.cache_dir`, or by default `<root>/sngan-cache` for cifar10/stl10 (their download folder) and a
+`sngan-cache` folder next to `<root>` for folder/imagenet (never inside an image tree). Each packed set is a folder
+`<source>-<split or folder name>-<R>px-<key>`, where the key hashes the source identity (file names, sizes and
+modification times, or the listing of an image tree), the split, the resolution and the preprocessing version: when
+any of them changes the key changes and the set is packed again (older folders are left in place, never deleted).
+A folder is written under a temporary name and renamed when complete, so an interrupted pack leaves no half cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sngan.config import DataConfig
+from sngan.data.common import DataError, ImageSet
+from sngan.data.files import FolderSource, ImageNetSource
+from sngan.data.pack import PackResult, PackWriter, Source
+from sngan.data.sources import Cifar10Source, Stl10Source, synthetic_shapes
+
+FORMAT_VERSION = 1
+SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}
+SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    """The folder that holds packed sets for this data config."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    root = Path(cfg.root)
+    return root / "sngan-cache" if cfg.name in ("cifar10", "stl10") else root.resolve().parent / "sngan-cache"
+
+
+def cache_key(source: Source, resolution: int, identity: object) -> str:
+    """Hex sha256 over everything that makes a packed set what it is."""
+    facts = {"format": FORMAT_VERSION, "source": source.name, "tag": source.tag, "resolution": resolution,
+             "preprocessing": source.preprocessing, "identity": identity}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _folder_name(source: Source, resolution: int, key: str) -> str:
+    return f"{source.name}-{source.tag}-{resolution}px-{key[:16]}"
+
+
+def open_packed(folder: Path) -> ImageSet:
+    """Memory-map a packed set (read-only, copy-on-write) and check it against its manifest."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        images = np.load(folder / "images.npy", mmap_mode="c")
+        labels = np.load(folder / "labels.npy")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"packed cache '{folder}' is unreadable ({exc}); delete that folder to pack again") from None
+    if images.shape[0] != manifest["count"] or labels.shape != (manifest["count"],):
+        raise DataError(f"packed cache '{folder}' does not match its manifest; delete that folder to pack again")
+    notes = [f"{manifest['skipped_count']} unreadable files skipped"] if manifest["skipped_count"] else []
+    notes += [f"{n} dropped ({why})" for why, n in manifest["dropped"].items()]
+    return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest)
+
+
+def _write(source: Source, folder: Path, resolution: int, key: str, progress: bool) -> None:
+    """Pack `source` into a temporary sibling of `folder`, then rename it into place."""
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(f"cannot write the packed cache under '{folder.parent}' ({exc.strerror}): set "
+                        f"data.cache_dir to a writable folder") from None
+    writers: list[PackWriter] = []
+
+    def open_writer(capacity: int) -> PackWriter:
+        writers.append(PackWriter(tmp, capacity, resolution))
+        return writers[-1]
+
+    start = time.perf_counter()
+    try:
+        result: PackResult = source.pack(open_writer, progress)
+        if not writers or writers[0].count == 0:
+            raise DataError(f"data source '{source.name}' at '{source.root}' gave no usable images "
+                            f"(unreadable or dropped)")
+        writer = writers[0]
+        count, content = writer.count, writer.finish()
+        labels = np.load(tmp / "labels.npy")
+        manifest = {
+            "format_version": FORMAT_VERSION, "source": source.name, "root": str(Path(source.root).resolve()),
+            "split": source.tag, "resolution": resolution, "preprocessing": source.preprocessing, "key": key,
+            "count": count, "classes": list(result.classes),
+            "per_class": np.bincount(labels, minlength=len(result.classes)).tolist(),
+            "skipped_count": len(result.skipped), "skipped": result.skipped[:SKIPPED_LISTED],
+            "dropped": result.dropped, "content_sha256": content,
+            "pack_seconds": round(time.perf_counter() - start, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "manifest.json").exists():  # another process did not finish the same set first
+                raise
+    except OSError as exc:  # disk full, permissions: one line, and no half-written cache is left behind
+        raise DataError(f"packing into '{folder}' failed: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
+            log: Callable[[str], None] | None = None) -> ImageSet:
+    """The packed set for `cfg` at `resolution`: reused when its cache is current, else packed first.
+
+    Args:
+        cfg: the `data` config section (name other than synthetic).
+        resolution: image side in pixels (`model.resolution`).
+        progress: show a progress bar while packing.
+        log: where one-line messages go (None = silent).
+
+    Returns:
+        ImageSet memory-mapped from the cache; its notes say where the cache is and whether it was reused.
+    """
+    if cfg.name not in SOURCES:
+        raise DataError(f"data.name '{cfg.name}' has no packed form (sources: {', '.join(SOURCES)})")
+    source: Source = SOURCES[cfg.name](cfg, resolution)
+    start = time.perf_counter()
+    identity = source.identity()
+    reused = False
+    if identity is None:  # torchvision files absent: download them (or explain where to put them), then identify
+        source.fetch()
+        identity = source.identity()
+    key = cache_key(source, resolution, identity)
+    folder = cache_root(cfg) / _folder_name(source, resolution, key)
+    if (folder / "manifest.json").exists():
+        reused = True
+    else:
+        if log:
+            log(f"packing {cfg.name} '{cfg.root}' at {resolution}x{resolution} into {folder}")
+        _write(source, folder, resolution, key, progress)
+    image_set = open_packed(folder)
+    verb = "reused" if reused else "packed"
+    image_set.notes.append(f"cache {folder} ({verb} in {time.perf_counter() - start:.1f} s)")
+    return image_set
+
+
+def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: bool = True,
+                log: Callable[[str], None] | None = None) -> ImageSet:
+    """The uint8 image set named by the `data` config section at `resolution` (packed sources via the cache).
+
+    Args:
+        data_cfg: the `data` config section.
+        resolution: image side in pixels.
+        seed: synthetic only: the seed of the procedural images.
+        progress: show a progress bar when a source has to be packed.
+        log: where one-line messages go (None = silent).
+
+    Returns:
+        ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
+    """
+    if data_cfg.name == "synthetic":
+        image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
+    else:
+        image_set = prepare(data_cfg, resolution, progress, log)
+    if image_set.images.shape[1:3] != (resolution, resolution):
+        raise DataError(f"images are {image_set.images.shape[1]}x{image_set.images.shape[2]} but model.resolution "
+                        f"is {resolution}")
+    return image_set

@@ -1,0 +1,197 @@
+"""Image files on disk: `folder` (a class-folder tree or a flat folder) and `imagenet` (ILSVRC2012 train layout).
+
+Layout rules for `folder`: when `root` holds sub-folders with images, each sub-folder is a class (sorted names give
+labels 0..K-1, images found recursively inside); when it holds only image files, it is one class named after the
+folder. A root that mixes loose images with class folders is refused, so a tree is never silently read as one class.
+Folders named `sngan-cache` and hidden entries are ignored.
+
+Preprocessing (decoded with Pillow, converted to RGB):
+- folder: resize the short side to `model.resolution` (bilinear, antialiased when shrinking), centre crop.
+- imagenet, as the authors' `datasets/preprocess.sh` + `datasets/imagenet.py`: images with a side < 256 are DROPPED
+  (the shell script skips them; they are counted in the manifest), the short side is resized to 256 (Lanczos, as
+  ImageMagick's `-resize` when shrinking), centre crop 256x256, then a bilinear resize to `model.resolution` (their
+  `imresize(..., 'bilinear')`). Their intermediate JPEG (quality 95) is not reproduced: one lossy step fewer.
+
+Unreadable or corrupt files are skipped and reported, never fatal. Decoding runs in a few threads (Pillow releases
+the GIL while decoding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from sngan.config import DataConfig
+from sngan.data.common import IMAGE_EXTENSIONS, DataError
+from sngan.data.pack import PackResult, PackWriter
+
+CACHE_FOLDER_NAME = "sngan-cache"
+DECODE_CHUNK = 512  # files handed to the thread pool at a time
+IMAGENET_MIN_SIDE = 256  # authors' preprocess.sh keeps an image only if both sides are >= 256
+READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def _is_image(entry: os.DirEntry) -> bool:
+    return entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS) and not entry.name.startswith(".")
+
+
+def _walk_images(folder: Path) -> Iterator[os.DirEntry]:
+    """Image files under `folder`, recursively, in sorted order (hidden and cache folders skipped)."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name == CACHE_FOLDER_NAME:
+            continue
+        if entry.is_dir():
+            yield from _walk_images(Path(entry.path))
+        elif _is_image(entry):
+            yield entry
+
+
+def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]], str]:
+    """Classes, (relative path, label) pairs and a listing hash (names, sizes, mtimes) of an image folder.
+
+    Args:
+        root: a class-folder tree or a flat folder of images.
+
+    Returns:
+        (class names, files as (path relative to root, label), sha256 hex of the listing).
+    """
+    if not root.is_dir():
+        raise DataError(f"data.root '{root}' is not a folder")
+    with os.scandir(root) as it:
+        top = sorted(it, key=lambda e: e.name)
+    loose = [e for e in top if _is_image(e)]
+    subdirs = [e for e in top if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER_NAME]
+    digest = hashlib.sha256()
+    files: list[tuple[str, int]] = []
+    classes: list[str] = []
+    groups = [(root.resolve().name, loose)] if loose else []
+    groups += [(d.name, list(_walk_images(Path(d.path)))) for d in subdirs]
+    groups = [(name, entries) for name, entries in groups if entries]
+    if loose and len(groups) > 1:
+        raise DataError(f"data.root '{root}' holds both image files and class folders: move the loose images into "
+                        f"a class folder (or point data.root at one class)")
+    for label, (name, entries) in enumerate(groups):
+        classes.append(name)
+        for entry in entries:
+            rel = os.path.relpath(entry.path, root)
+            stat = entry.stat()
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            files.append((rel, label))
+    if not files:
+        raise DataError(f"data.root '{root}' holds no images ({', '.join(IMAGE_EXTENSIONS)}), directly or in class "
+                        f"folders")
+    return tuple(classes), files, digest.hexdigest()
+
+
+def _centre_crop(img: Image.Image, side: int) -> Image.Image:
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def _resize_short(img: Image.Image, side: int, resample: int) -> Image.Image:
+    scale = side / min(img.size)
+    size = (max(side, round(img.width * scale)), max(side, round(img.height * scale)))
+    return img if img.size == size else img.resize(size, resample)
+
+
+def folder_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
+    """Short side to `resolution` (bilinear), centre crop -> (R, R, 3) uint8."""
+    img = _centre_crop(_resize_short(img, resolution, Image.BILINEAR), resolution)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def imagenet_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
+    """The authors' ImageNet preprocessing -> (R, R, 3) uint8, or the reason the image is dropped."""
+    if min(img.size) < IMAGENET_MIN_SIDE:
+        return f"side < {IMAGENET_MIN_SIDE}"
+    img = _centre_crop(_resize_short(img, IMAGENET_MIN_SIDE, Image.LANCZOS), IMAGENET_MIN_SIDE)
+    if resolution != IMAGENET_MIN_SIDE:
+        img = img.resize((resolution, resolution), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _decode(path: Path, transform: Callable, resolution: int) -> np.ndarray | str | Exception:
+    """The transformed image, a drop reason (str) or the read error (returned, never raised)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return transform(img.convert("RGB"), resolution)
+    except READ_ERRORS as exc:
+        return exc
+
+
+class FolderSource:
+    """Images under `data.root` (see the module docstring), at `model.resolution`."""
+
+    name = "folder"
+    preprocessing = "folder-v1: RGB, bilinear short side to resolution, centre crop"
+    transform = staticmethod(folder_transform)
+
+    def __init__(self, cfg: DataConfig, resolution: int):
+        self.root, self.resolution = Path(cfg.root), resolution
+        self.tag = self.root.resolve().name or "root"
+        self.workers = min(4, os.cpu_count() or 1)
+        self._listing: tuple | None = None
+
+    def listing(self) -> tuple[tuple[str, ...], list[tuple[str, int]], str]:
+        if self._listing is None:
+            self._listing = list_class_tree(self.root)
+        return self._listing
+
+    def identity(self) -> str:
+        return self.listing()[2]
+
+    def fetch(self) -> tuple:
+        """Nothing to download: reading the listing is all (it raises when the folder is missing or empty)."""
+        return self.listing()
+
+    def pack(self, open_writer: Callable[[int], PackWriter], progress: bool) -> PackResult:
+        classes, files, _ = self.listing()
+        writer = open_writer(len(files))
+        result = PackResult(classes)
+        bar = tqdm(total=len(files), desc=f"packing {self.tag}", unit="img", disable=not progress)
+        with ThreadPoolExecutor(self.workers) as pool:
+            for start in range(0, len(files), DECODE_CHUNK):
+                chunk = files[start:start + DECODE_CHUNK]
+                outs = pool.map(lambda f: _decode(self.root / f[0], self.transform, self.resolution), chunk)
+                self._collect(writer, result, chunk, list(outs))
+                bar.update(len(chunk))
+        bar.close()
+        return result
+
+    @staticmethod
+    def _collect(writer: PackWriter, result: PackResult, chunk: list, outs: list) -> None:
+        keep = [i for i, out in enumerate(outs) if isinstance(out, np.ndarray)]
+        for (rel, _), out in zip(chunk, outs, strict=True):
+            if isinstance(out, Exception):
+                result.skipped.append(f"{rel}: {type(out).__name__}: {str(out).splitlines()[0] if str(out) else ''}")
+            elif isinstance(out, str):
+                result.dropped[out] = result.dropped.get(out, 0) + 1
+        if keep:
+            writer.add(np.stack([outs[i] for i in keep]), np.asarray([chunk[i][1] for i in keep], dtype=np.int64))
+
+
+class ImageNetSource(FolderSource):
+    """An ILSVRC2012 train folder (root/<wnid>/<image>.JPEG), preprocessed as the authors."""
+
+    name = "imagenet"
+    preprocessing = "imagenet-v1: drop side < 256, lanczos short side 256, centre crop 256, bilinear to resolution"
+    transform = staticmethod(imagenet_transform)
+
+    def __init__(self, cfg: DataConfig, resolution: int):
+        if resolution > IMAGENET_MIN_SIDE:
+            raise DataError(f"model.resolution {resolution} is larger than the 256x256 ImageNet crops")
+        if not Path(cfg.root).is_dir():
+            raise DataError(f"data.root '{cfg.root}' is not a folder: ILSVRC2012 cannot be downloaded "
+                            f"automatically; place the train folder (one sub-folder per class, e.g. "
+                            f"n01440764/*.JPEG) there")
+        super().__init__(cfg, resolution)

@@ -1,0 +1,113 @@
+"""The packed cache (reuse, invalidation, atomic writes), folder layouts and the checks before training."""
+
+import os
+
+import numpy as np
+import pytest
+
+from sngan.config import DataConfig, SnganError, load_config
+from sngan.data import DataError, cache_root, prepare
+from sngan.training import train
+from tests.data_fakes import write_image
+from tests.helpers import write_config
+
+
+def _tree(root, n_per_class=3, classes=("cat", "dog")):
+    for c, name in enumerate(classes):
+        for i in range(n_per_class):
+            write_image(root / name / f"{i}.png", (40, 32), (c * 100 + i, 50, 60))
+    return root
+
+
+def _cfg(root, **kw):
+    return DataConfig(name="folder", root=str(root), **kw)
+
+
+def test_class_tree_and_flat_folder_layouts(tmp_path):
+    tree = prepare(_cfg(_tree(tmp_path / "tree")), 32, progress=False)
+    assert tree.classes == ("cat", "dog") and tree.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert tree.images.shape == (6, 32, 32, 3) and tuple(tree.images[4, 16, 16]) == (101, 50, 60)
+    write_image(tmp_path / "flat" / "a.png", (64, 64))
+    write_image(tmp_path / "flat" / "b.jpg", (64, 80))
+    flat = prepare(_cfg(tmp_path / "flat"), 32, progress=False)
+    assert flat.classes == ("flat",) and len(flat.images) == 2
+    write_image(tmp_path / "tree" / "loose.png", (32, 32))
+    with pytest.raises(DataError, match="holds both image files and class folders"):
+        prepare(_cfg(tmp_path / "tree"), 32, progress=False)
+
+
+def test_corrupt_file_is_skipped_counted_and_reported(tmp_path):
+    root = _tree(tmp_path / "tree")
+    (root / "dog" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    packed = prepare(_cfg(root), 32, progress=False)
+    assert len(packed.images) == 6 and packed.manifest["per_class"] == [3, 3]
+    assert packed.manifest["skipped_count"] == 2 and packed.manifest["count"] == 6
+    assert "2 unreadable files skipped" in packed.summary()
+    assert np.load(os.path.join(packed.notes[-1].split()[1], "images.npy")).shape == (6, 32, 32, 3)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no images"):
+        prepare(_cfg(tmp_path / "empty"), 32, progress=False)
+    with pytest.raises(DataError, match="is not a folder"):
+        prepare(_cfg(tmp_path / "missing"), 32, progress=False)
+
+
+def test_cache_is_reused_and_invalidated_by_source_or_resolution(tmp_path):
+    root = _tree(tmp_path / "tree")
+    first = prepare(_cfg(root), 32, progress=False)
+    again = prepare(_cfg(root), 32, progress=False)
+    assert "(reused" in again.notes[-1] and again.manifest["key"] == first.manifest["key"]
+    other_res = prepare(_cfg(root), 48, progress=False)
+    assert other_res.images.shape[1:3] == (48, 48) and other_res.manifest["key"] != first.manifest["key"]
+    write_image(root / "cat" / "new.png", (32, 32))
+    changed = prepare(_cfg(root), 32, progress=False)
+    assert "(packed" in changed.notes[-1] and len(changed.images) == 7
+    folders = sorted(p.name for p in cache_root(_cfg(root)).iterdir())
+    assert len(folders) == 3 and not any(".tmp" in f for f in folders)  # old sets kept, no temporaries left
+    assert cache_root(_cfg(root)) == tmp_path / "sngan-cache"  # next to the tree, never inside it
+
+
+def test_cache_dir_setting_is_used_and_a_broken_cache_is_reported(tmp_path):
+    root = _tree(tmp_path / "tree")
+    packed = prepare(_cfg(root, cache_dir=str(tmp_path / "c")), 32, progress=False)
+    folder = tmp_path / "c" / os.listdir(tmp_path / "c")[0]
+    assert str(folder) in packed.notes[-1]
+    (folder / "labels.npy").write_bytes(b"junk")
+    with pytest.raises(DataError, match="unreadable.*delete that folder"):
+        prepare(_cfg(root, cache_dir=str(tmp_path / "c")), 32, progress=False)
+
+
+def test_one_class_conditional_is_refused_before_training(tmp_path):
+    write_image(tmp_path / "flat" / "a.png", (32, 32))
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": str(tmp_path / "flat")},
+                                                         "model": {"num_classes": 2}}))
+    with pytest.raises(SnganError, match="dataset has 1 class"):
+        train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_prepare_command_packs_then_reuses_and_reports_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from sngan.cli import app
+
+    root = _tree(tmp_path / "tree", classes=("a", "b", "c"))
+    config = write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": str(root)}})
+    runs = [CliRunner().invoke(app, ["prepare", "--config", str(config), "--no-progress"]) for _ in range(2)]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output
+    assert "dataset: 9 images 32x32, 3 classes, per class min 3 max 3" in runs[0].stdout
+    assert "packed in" in runs[0].stdout and "reused in" in runs[1].stdout
+    bad = CliRunner().invoke(app, ["prepare", "--config", str(config), "--set", f"data.root={tmp_path / 'nope'}"])
+    assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: data.root")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
+    root = _tree(tmp_path / "tree")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write the packed cache.*data.cache_dir"):
+        prepare(_cfg(root, cache_dir=str(blocker / "cache")), 32, progress=False)
