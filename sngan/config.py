@@ -110,7 +110,7 @@ class TrainConfig:
 class PerfConfig:
     precision: str = _opt("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
                           choices=("auto", "fp32", "tf32", "bf16"))
-    channels_last: str = _opt("auto", "channels_last memory format; auto = on for CUDA", choices=("auto", "on", "off"))
+    channels_last: str = _opt("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
     compile: str = _opt("off", "torch.compile mode for the generator (D stays eager, see sngan/perf.py)",
                         choices=("off", "default", "reduce-overhead", "max-autotune"))
     fused_adam: str = _opt("auto", "fused Adam kernel; auto = on for CUDA", choices=("auto", "on", "off"))

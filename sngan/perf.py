@@ -34,12 +34,16 @@ class Perf:
 
 
 def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
-    """Turn the `perf` config section into concrete options: 'auto' = the fast path on CUDA, plain fp32 on CPU."""
+    """Turn the `perf` config section into concrete options.
+
+    'auto' = bf16 autocast, channels_last and fused Adam on CUDA; fp32 with channels_last on CPU (channels_last
+    made a full-width cifar10_resnet G-iteration 1.3x and the demo 1.7x faster on the 2-core development CPU).
+    """
     cuda = device.type == "cuda"
     precision = ("bf16" if cuda else "fp32") if perf_cfg.precision == "auto" else perf_cfg.precision
     if precision == "tf32" and not cuda:
         precision = "fp32"  # TF32 is a CUDA matmul mode; on CPU it is plain fp32
-    channels_last = cuda if perf_cfg.channels_last == "auto" else perf_cfg.channels_last == "on"
+    channels_last = perf_cfg.channels_last in ("auto", "on")  # measured faster on CPU too (README Speed)
     fused = cuda if perf_cfg.fused_adam == "auto" else perf_cfg.fused_adam == "on"
     return Perf(precision, channels_last, perf_cfg.compile, fused)
 

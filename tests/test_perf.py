@@ -87,7 +87,7 @@ def test_spectral_norm_runs_in_fp32_with_autocast_off(monkeypatch):
 
 def test_auto_means_fast_on_cuda_and_plain_on_cpu():
     cpu = resolve_perf(PerfConfig(), torch.device("cpu"))
-    assert (cpu.precision, cpu.channels_last, cpu.fused_adam, cpu.compile) == ("fp32", False, False, "off")
+    assert (cpu.precision, cpu.channels_last, cpu.fused_adam, cpu.compile) == ("fp32", True, False, "off")
     cuda = resolve_perf(PerfConfig(), torch.device("cuda"))
     assert (cuda.precision, cuda.channels_last, cuda.fused_adam) == ("bf16", True, True)
     assert resolve_perf(PerfConfig(precision="fp32", channels_last="off", fused_adam="off"),
