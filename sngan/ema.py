@@ -24,8 +24,10 @@ def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
         live: the generator being trained.
         decay: weight of the old average.
     """
-    for p_ema, p in zip(ema.parameters(), live.parameters(), strict=True):
-        p_ema.lerp_(p, 1.0 - decay)
+    ema_params, live_params = list(ema.parameters()), list(live.parameters())
+    if len(ema_params) != len(live_params):
+        raise ValueError("EMA and live generator differ in their parameters")
+    torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)  # one multi-tensor kernel, not one per tensor
 
 
 @torch.no_grad()
