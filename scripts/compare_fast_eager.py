@@ -4,7 +4,8 @@ Usage:
     python scripts/compare_fast_eager.py --config configs/cifar10_resnet.yaml --iterations 2000 --out /tmp/cmp
         [--set KEY=VALUE ...]
 
-Both runs share seed, data and schedule; only the `perf` section differs. Prints one row per logged step
+Both runs share seed, data (the built-in synthetic set, so it runs offline) and schedule; only the `perf` section
+differs. Runs go to fresh numbered folders under --out (eager-NNN, fast-NNN). Prints one row per logged step
 (d_loss and g_loss of each run) and the mean absolute difference over the second half of the run.
 """
 
@@ -15,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from sngan.config import load_config
-from sngan.rundir import read_metrics
+from sngan.rundir import next_run_dir, read_metrics
 from sngan.training import train
 
 EAGER = ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"]
@@ -28,13 +29,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    common = [f"train.iterations={args.iterations}", "train.ckpt_every=0", "train.sample_every=0",
+    common = ["data.name=synthetic", "data.num_images=4096", f"train.iterations={args.iterations}",
+              "train.ckpt_every=0", "train.sample_every=0",
               f"train.log_every={max(1, args.iterations // 20)}", *args.overrides]
     curves = {}
     for name, perf in (("eager", EAGER), ("fast", [])):
         cfg = load_config(args.config, [*common, *perf])
-        train(cfg, args.out / name, progress=False)
-        curves[name] = read_metrics(args.out / name)
+        run = next_run_dir(name, args.out)
+        train(cfg, run, progress=False)
+        curves[name] = read_metrics(run)
     print("| step | eager d_loss | fast d_loss | eager g_loss | fast g_loss |")
     print("|---|---|---|---|---|")
     for e, f in zip(curves["eager"], curves["fast"], strict=True):

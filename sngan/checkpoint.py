@@ -104,12 +104,20 @@ def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
     return Path(ckpt_dir) / f"ckpt-{step:07d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a periodic checkpoint's file name (`ckpt-0001000.pt` -> 1000)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"{path}: not a periodic checkpoint name (ckpt-NNNNNNN.pt)")
+    return int(match.group(1))
+
+
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     """Periodic checkpoints in `ckpt_dir`, oldest step first."""
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
     return [p for _, p in sorted(found)]
 
 

@@ -3,15 +3,17 @@
 Launch with `torchrun --nproc_per_node=N -m sngan train --config FILE` (one node) or with torchrun's rendezvous
 options across nodes. Semantics:
 - the config's batch sizes are global (the paper's) and are split evenly across ranks;
-- every rank draws its own data order and latents (seeded by rank), BatchNorm statistics stay per rank as in the
-  authors' ChainerMN code (no SyncBatchNorm); DistributedDataParallel averages gradients, so the weights, Adam
-  states and spectral-norm vectors are identical on every rank;
+- every rank draws its own latents (seeded by rank) and a disjoint share of each epoch's data order; BatchNorm
+  normalises with per-rank batch statistics as in the authors' ChainerMN code (no SyncBatchNorm), and rank 0's
+  running statistics are broadcast before sampling, evaluating and saving; DistributedDataParallel averages
+  gradients, so the weights, Adam states and spectral-norm vectors are identical on every rank;
 - only rank 0 writes logs, samples and checkpoints; checkpoints hold every rank's RNG state.
 Backend: nccl on CUDA, gloo on CPU.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,9 @@ class DistInfo:
 
 
 SINGLE = DistInfo()
+# Rank 0 alone computes missing FID reference statistics while the others wait in a collective; allow an hour
+# (a dead peer is noticed sooner: torchrun stops the job when any process exits).
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def from_env() -> DistInfo:
@@ -57,7 +62,7 @@ def init_process_group(info: DistInfo, device_type: str) -> None:
     if info.enabled and not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
 
 
 def shutdown() -> None:
@@ -91,6 +96,13 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics drift apart between DDP forwards)."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:

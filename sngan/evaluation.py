@@ -30,6 +30,7 @@ from torch import nn
 
 from sngan.config import Config, DataConfig
 from sngan.data import load_images
+from sngan.data.cache import cache_root
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
 from sngan.metrics import FeatureStats, MetricError, frechet_distance, inception_score_from_logits
 from sngan.metrics.inception import InceptionFeatures, load_inception
@@ -121,7 +122,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     Returns:
         The statistics with their protocol record and cache path.
     """
-    path = cache_path(data_cfg, seed, split, num, resolution, net.network)
+    path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.network)
     if path.is_file():
         try:
             return load_stats(path)
@@ -137,7 +138,11 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
               "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
               "weights_sha256": net.sha256, "resize": RESIZE, "input": "uint8 /255", "precision": PRECISION}
-    save_stats(path, mu, sigma, record)
+    try:
+        save_stats(path, mu, sigma, record)
+    except OSError as exc:
+        raise MetricError(f"cannot write reference statistics to {path} ({exc.strerror or exc}); set data.cache_dir "
+                          f"to a writable folder") from None
     return ReferenceStats(mu, sigma, record, path)
 
 

@@ -51,8 +51,13 @@ def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
 def set_matmul_precision(perf: Perf) -> None:
     """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise."""
     allow = perf.precision in ("tf32", "bf16")
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if getattr(conv, "fp32_precision", None) is not None:  # torch >= 2.9: mixing with allow_tf32 is an error
+        torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = (
+            "tf32" if allow else "ieee")
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
 
 
 def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextManager:

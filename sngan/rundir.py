@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
-from sngan.checkpoint import list_checkpoints
+from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from sngan.config import SnganError
 
 DEFAULT_BASE = Path("runs")
@@ -37,6 +38,28 @@ def check_fresh(run_dir: Path) -> None:
     if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
         raise SnganError(f"run directory '{run_dir}' already holds checkpoints: continue it with --resume auto "
                          f"or choose another --out")
+    if (run_dir / "metrics.jsonl").exists():
+        raise SnganError(f"run directory '{run_dir}' already holds the log of another run (metrics.jsonl): choose "
+                         f"another --out")
+
+
+def set_aside_later_checkpoints(ckpt_dir: Path, step: int) -> Path | None:
+    """Move checkpoints newer than `step` into `superseded-<time>/` (resuming from an older checkpoint).
+
+    Without this, pruning would delete the checkpoints of the continued run first (they have lower step numbers)
+    and `--resume auto` would pick up the abandoned one; nothing is deleted. Returns the folder, or None.
+    """
+    later = [p for p in list_checkpoints(ckpt_dir) if checkpoint_step(p) > step]
+    best = ckpt_dir / "best.pt"
+    if best.exists() and load_checkpoint(best)["step"] > step:
+        later.append(best)
+    if not later:
+        return None
+    folder = ckpt_dir / time.strftime("superseded-%Y%m%d-%H%M%S")
+    folder.mkdir()
+    for path in later:
+        path.rename(folder / path.name)
+    return folder
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

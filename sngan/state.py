@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,10 @@ def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
     """`auto` = cuda when available, else cpu; under torchrun each rank takes the GPU of its LOCAL_RANK."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SnganError("train.device is cuda but no CUDA device is available; use train.device=auto or cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise SnganError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SnganError(f"device {name} asked for but no CUDA device is available; use auto or cpu")
     return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
 
 
@@ -44,7 +47,7 @@ def seed_everything(seed: int) -> None:
 class TrainState:
     """Everything that changes during training and is checkpointed.
 
-    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train`/`d_frozen` are what
+    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train` are what
     the update steps call: DistributedDataParallel wrappers under torchrun and `torch.compile`d when asked for,
     the same modules otherwise.
     """
@@ -63,12 +66,10 @@ class TrainState:
     perf: Perf = field(default_factory=Perf)
     g_train: nn.Module | None = None
     d_train: nn.Module | None = None
-    d_frozen: nn.Module | None = None
 
     def __post_init__(self) -> None:
         self.g_train = self.generator if self.g_train is None else self.g_train
         self.d_train = self.discriminator if self.d_train is None else self.d_train
-        self.d_frozen = self.discriminator if self.d_frozen is None else self.d_frozen  # D in the G step
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 

@@ -29,6 +29,7 @@ from sngan.distributed import (
     SINGLE,
     DistInfo,
     any_rank,
+    broadcast_buffers,
     max_divergence,
     mean_over_ranks,
 )
@@ -37,10 +38,12 @@ from sngan.evaluation import TrainingEvaluator
 from sngan.losses import get_losses
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.perf import autocast
-from sngan.rundir import RunLog, check_fresh
+from sngan.rundir import RunLog, check_fresh, set_aside_later_checkpoints
 from sngan.sampling import generate, latents, save_grid
 from sngan.signals import SignalGuard
 from sngan.state import TrainState, build_state, resolve_device
+
+SIGNAL_POLL_EVERY = 10  # under torchrun, ranks agree on a received signal every this many G iterations
 
 
 class TrainingStopped(SnganError):
@@ -74,7 +77,7 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     y = _fake_labels(state, state.g_batch)
     state.discriminator.requires_grad_(False)
     with autocast(state.perf, state.device):
-        logits = state.d_frozen(state.g_train(z, y), y)
+        logits = state.discriminator(state.g_train(z, y), y)
     loss = g_loss_fn(logits.float())
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
@@ -133,7 +136,7 @@ def refresh_ema_batchnorm(state: TrainState) -> None:
     if state.generator_ema is not None:
         m = state.cfg.model
         t = state.cfg.train
-        recalibrate_batchnorm(state.generator_ema, m.z_dim, m.num_classes, t.g_batch_size, t.ema_bn_samples)
+        recalibrate_batchnorm(state.generator_ema, m.z_dim, m.num_classes, state.g_batch, t.ema_bn_samples)
 
 
 def save_checkpoint(state: TrainState, ckpt_dir: Path) -> Path:
@@ -153,7 +156,7 @@ def save_checkpoint(state: TrainState, ckpt_dir: Path) -> Path:
 
 def check_ranks_agree(state: TrainState) -> None:
     """Under torchrun, the trained weights (and D's spectral-norm vectors) must be identical on every rank."""
-    for name, tensors in (("generator", list(state.generator.parameters())),
+    for name, tensors in (("generator", [*state.generator.parameters(), *state.generator.buffers()]),
                           ("discriminator", [*state.discriminator.parameters(), *state.discriminator.buffers()])):
         diff = max_divergence(tensors, state.dist)
         if diff > 0:
@@ -273,6 +276,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     if saved is not None:
         state.restore(saved, log)
         log(f"resumed from {resume} at step {state.step}")
+        aside = set_aside_later_checkpoints(run_dir / "checkpoints", state.step) if info.is_main else None
+        if aside is not None:
+            log(f"checkpoints after step {state.step} (from the run being replaced) moved to {aside}")
     run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step) if info.is_main else None
     ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     log(f"run directory: {run_dir} | device {device} x {info.world_size} | G {count_parameters(state.generator):,} "
@@ -294,7 +300,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                 update_ema(state)
                 window.add(d_loss, g_loss)
                 bar.update(1)
-                stopping = any_rank(signals.received is not None, info, device)
+                poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
+                stopping = poll and any_rank(signals.received is not None, info, device)
                 end = state.step in (t.iterations, stop_after) or stopping
                 if state.step % t.log_every == 0 or end:
                     record = window.record(state.step, lr, info)
@@ -304,8 +311,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     window = LossWindow(device, state.step)
                 sample_now = (t.sample_every and state.step % t.sample_every == 0) or end
                 save_now = (t.ckpt_every and state.step % t.ckpt_every == 0) or end
-                eval_now = evaluator is not None and (state.step % t.eval_every == 0 or end)
+                eval_now = evaluator is not None and not stopping and (state.step % t.eval_every == 0 or end)
                 if sample_now or save_now or eval_now:
+                    broadcast_buffers(state.generator, info)  # rank 0's BatchNorm statistics everywhere
                     refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
                 if sample_now and info.is_main:
                     sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")

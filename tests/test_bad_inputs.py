@@ -58,6 +58,8 @@ CASES = {  # name: (command line, fragment the one-line error must contain)
     "malicious resume": ([*TRAIN, "--resume", "evil.pt", "--out", "run"], "pickled Python objects"),
     "malicious sample": (["sample", "--ckpt", "evil.pt", "--out", "x.png"], "pickled Python objects"),
     "missing checkpoint": (["sample", "--ckpt", "nothing.pt", "--out", "x.png"], "checkpoint not found"),
+    "bad device": (["sample", "--ckpt", "run/checkpoints/ckpt-0000003.pt", "--out", "x.png", "--device", "gpu"],
+                   "device must be auto, cpu, cuda or cuda:N"),
 }
 
 

@@ -163,3 +163,24 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path)
     if state["step"] == 1:
         assert torch.equal(state["generator"]["w"], torch.ones(3))
     assert list_checkpoints(tmp_path) == [path]
+
+
+def test_resuming_an_older_checkpoint_sets_the_later_ones_aside(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, ["train.iterations=5", "train.ckpt_every=1", "train.keep_checkpoints=5"])
+    train(cfg, tmp_path / "run", **QUIET)
+    ckpts = tmp_path / "run" / "checkpoints"
+    again = load_config(tiny_config, ["train.iterations=3", "train.ckpt_every=1", "train.keep_checkpoints=2"])
+    last = train(again, tmp_path / "run", resume=ckpts / "ckpt-0000001.pt", **QUIET)
+    assert last == ckpts / "ckpt-0000003.pt" and last.exists()
+    assert [p.name for p in list_checkpoints(ckpts)] == ["ckpt-0000002.pt", "ckpt-0000003.pt"]
+    (aside,) = [p for p in ckpts.iterdir() if p.is_dir()]
+    assert aside.name.startswith("superseded-")
+    assert sorted(p.name for p in aside.iterdir()) == [f"ckpt-000000{i}.pt" for i in (2, 3, 4, 5)]
+
+
+def test_a_new_run_refuses_a_folder_with_another_runs_log(tiny_config, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 50}\n')
+    with pytest.raises(SnganError, match="already holds the log of another run"):
+        train(load_config(tiny_config), tmp_path / "run", **QUIET)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 50}\n'

@@ -73,10 +73,9 @@ def dataset_tag(data_cfg: DataConfig, seed: int) -> str:
     return data_cfg.name
 
 
-def cache_path(data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
+def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
                network: str) -> Path:
-    """Where the statistics of (dataset, split, count, resolution, network) are cached."""
-    root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else Path(data_cfg.root) / "sngan-cache"
+    """Where the statistics of (dataset, split, count, resolution, network) are cached under the cache `root`."""
     count = "all" if num is None else str(num)
     return root / "fid-stats" / f"{dataset_tag(data_cfg, seed)}-{split}-{resolution}px-n{count}-{network}.npz"
 
