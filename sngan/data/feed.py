@@ -79,7 +79,6 @@ class Batches:
                  rank: int = 0, world: int = 1):
         self.images = torch.from_numpy(np.asarray(image_set.images)).permute(0, 3, 1, 2).contiguous().to(device)
         self.labels = torch.from_numpy(np.asarray(image_set.labels)).to(device)  # (N,) int64
-        self.num_classes = len(image_set.classes)
         self.dequantize = dequantize
         self.order = IndexOrder(len(self.images), seed, rank, world, device=self.images.device)
 
@@ -108,7 +107,6 @@ class StreamBatches:
                  rank: int = 0, world: int = 1, depth: int = PREFETCH_DEPTH):
         self.images = image_set.images  # (N, H, W, 3) uint8 memory map
         self.labels = torch.from_numpy(np.asarray(image_set.labels))
-        self.num_classes = len(image_set.classes)
         self.device, self.dequantize, self.depth = device, dequantize, depth
         self.pin = device.type == "cuda"
         self.order = IndexOrder(len(self.images), seed, rank, world)
