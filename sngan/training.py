@@ -166,7 +166,7 @@ def check_ranks_agree(state: TrainState) -> None:
 
 def check_finite_weights(state: TrainState) -> None:
     for name, net in (("generator", state.generator), ("discriminator", state.discriminator)):
-        if not all(torch.isfinite(p).all() for p in net.parameters()):
+        if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all():  # one host sync
             raise TrainingDiverged(f"non-finite {name} weights at step {state.step}; no checkpoint written "
                                    f"(the last good one is kept): lower optim.lr or check the data")
 
