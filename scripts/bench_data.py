@@ -20,8 +20,10 @@ import torch
 
 from sngan.config import DataConfig, load_config
 from sngan.data import Batches, StreamBatches, load_images
-from sngan.losses import get_losses
-from sngan.training import build_state, d_step, g_step, resolve_device
+from sngan.distributed import resolve_device
+from sngan.train.build import build_state
+from sngan.train.losses import get_losses
+from sngan.train.steps import d_step, g_step
 
 REPO = Path(__file__).resolve().parents[1]
 

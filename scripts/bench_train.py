@@ -23,8 +23,10 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from sngan.config import load_config
-from sngan.losses import get_losses
-from sngan.training import build_state, d_step, g_step, resolve_device
+from sngan.distributed import resolve_device
+from sngan.train.build import build_state
+from sngan.train.losses import get_losses
+from sngan.train.steps import d_step, g_step
 
 VARIANTS = {
     "eager-fp32": ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"],

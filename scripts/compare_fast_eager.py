@@ -16,8 +16,8 @@ import statistics
 from pathlib import Path
 
 from sngan.config import load_config
-from sngan.rundir import next_run_dir, read_metrics
-from sngan.training import train
+from sngan.train.loop import train
+from sngan.train.rundir import next_run_dir, read_metrics
 
 EAGER = ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"]
 

@@ -25,8 +25,10 @@ from torch import nn
 from sngan import metrics
 from sngan.config import DataConfig, load_config
 from sngan.data import load_images
-from sngan.sampling import generate, latents, load_generator, to_uint8
-from sngan.training import build_state, train
+from sngan.sample.generate import generate, latents, load_generator
+from sngan.sample.writers import to_uint8
+from sngan.train.build import build_state
+from sngan.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

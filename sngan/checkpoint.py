@@ -7,21 +7,21 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
     step            completed generator iterations
     generator, discriminator, generator_ema (optional)   state dicts
     opt_g, opt_d    optimizer state dicts
-    rng             {"python", "numpy", "torch", "cuda", "data"} generator states
+    rng             {"python", "numpy", "torch", "cuda", "data"} generator states of rank 0
+    rng_ranks       under torchrun, the list of every rank's `rng` (None for one process)
     best            {"metric", "value", "step"} or None
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sngan.config import SnganError
+from sngan.errors import CheckpointError
+from sngan.io import atomic_write
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
@@ -29,38 +29,13 @@ _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 _FORBIDDEN = re.compile(r"GLOBAL|[Uu]nsupported (global|operand|class)|allowed global|blocked")  # weights_only refusals
 
 
-class CheckpointError(SnganError):
-    """A checkpoint that cannot be used, explained in one line."""
-
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` to `path` atomically: temp file in the same folder, flush, fsync, rename.
+    """Write `state` (plain dict: tensors, numbers, strings, lists, dicts) to `path` through `sngan.io.atomic_write`.
 
-    Args:
-        state: plain dict (tensors, numbers, strings, lists, dicts).
-        path: destination; its folder is created if needed.
-
-    Returns:
-        The path written. A crash at any moment leaves either the old file or the new one, never a torn file.
+    A crash at any moment leaves either the old file or the new one, never a torn file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -125,3 +100,17 @@ def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> None:
     """Delete all but the newest `keep` periodic checkpoints (best.pt is never touched)."""
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def generator_weights(state: dict[str, Any], ema: bool | None) -> tuple[dict[str, Any], bool]:
+    """The generator state dict to sample from, and whether it is the EMA one: the only place this is decided.
+
+    Args:
+        state: a loaded checkpoint.
+        ema: True = the EMA generator (error if absent), False = the raw one, None = EMA when present.
+    """
+    has_ema = state.get("generator_ema") is not None
+    if ema and not has_ema:
+        raise CheckpointError("the checkpoint has no EMA generator (trained with train.ema_decay 0); use --no-ema")
+    use_ema = has_ema and ema is not False
+    return (state["generator_ema"] if use_ema else state["generator"]), use_ema

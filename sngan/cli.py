@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sngan.config import SnganError
+from sngan.errors import SnganError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train, evaluate and sample Spectrally Normalized GANs.")
@@ -24,7 +24,7 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sngan.training import TrainingStopped
+        from sngan.errors import TrainingStopped
 
         try:
             return command(*args, **kwargs)
@@ -37,38 +37,6 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def _resolve_run(config: Path | None, overrides: list[str], out: Path | None,
-                 resume: str | None) -> tuple[object, Path, Path | None]:
-    """(config, run directory, checkpoint to resume or None) from the train options."""
-    from sngan.checkpoint import list_checkpoints, load_checkpoint
-    from sngan.config import apply_overrides, from_dict, load_config
-    from sngan.rundir import latest_run_dir, next_run_dir
-
-    if config is None and resume is None:
-        raise SnganError("--config FILE is required (or --resume to continue a run)")
-    name = config.stem if config is not None else None
-    ckpt_path: Path | None = None
-    if resume == "auto":
-        run_dir = out or (latest_run_dir(name) if name else None)
-        if run_dir is None:
-            raise SnganError("--resume auto needs --out RUN_DIR (or --config with an earlier run under runs/)")
-        found = list_checkpoints(run_dir / "checkpoints")
-        if not found:
-            raise SnganError(f"--resume auto: no checkpoint in '{run_dir / 'checkpoints'}'")
-        ckpt_path = found[-1]
-    elif resume is not None:
-        ckpt_path = Path(resume)
-        run_dir = out or (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent)
-    else:
-        run_dir = out or next_run_dir(name)
-    if config is not None:
-        cfg = load_config(config, overrides)
-    else:
-        saved = load_checkpoint(ckpt_path)["config"]
-        cfg = from_dict(apply_overrides(saved, overrides))
-    return cfg, run_dir, ckpt_path
 
 
 @app.command()
@@ -85,26 +53,11 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
-    from sngan import distributed
-    from sngan.training import dry_run_summary, resolve_device
-    from sngan.training import train as run_training
+    from sngan.train.launch import launch
 
-    cfg, run_dir, ckpt_path = _resolve_run(config, set_ or [], out, resume)
-    if dry_run:
-        typer.echo(dry_run_summary(cfg))
-        return
-    info = distributed.from_env()
-    distributed.init_process_group(info, resolve_device(cfg.train.device).type)
-    try:
-        run_dir = distributed.broadcast_object(run_dir, info)  # every rank uses rank 0's choice
-        run_training(cfg, run_dir, resume=ckpt_path, progress=progress, info=info)
-    except RuntimeError as exc:
-        if not distributed.is_peer_failure(exc, info):
-            raise
-        raise SnganError("lost contact with another process of this job: it failed or was stopped (its own "
-                         "message above names the cause)") from None
-    finally:
-        distributed.shutdown()
+    summary = launch(config, set_ or [], out, resume, dry_run, progress)
+    if summary is not None:
+        typer.echo(summary)
 
 
 @app.command()
@@ -142,9 +95,9 @@ def sample(
                                                         "PNGs of a non-empty folder.")] = False,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
-    from sngan.export import SampleRequest, export
-    from sngan.sampling import load_generator
-    from sngan.training import resolve_device
+    from sngan.distributed import resolve_device
+    from sngan.sample.command import SampleRequest, export
+    from sngan.sample.generate import load_generator
 
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
@@ -164,7 +117,7 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Output PNG (default RUN_DIR/report.png).")] = None,
 ) -> None:
     """Draw a run's loss curves, metric curves and newest sample grid into one PNG."""
-    from sngan.report import write_report
+    from sngan.report.page import write_report
 
     typer.echo(f"wrote {write_report(run_dir, out)}")
 
@@ -185,10 +138,10 @@ def stats(
 ) -> None:
     """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
     from sngan.config import load_config
+    from sngan.distributed import resolve_device
     from sngan.evaluation import reference_stats
     from sngan.metrics.inception import load_inception
     from sngan.metrics.stats import save_stats
-    from sngan.training import resolve_device
 
     cfg = load_config(config)
     net = load_inception(inception_weights, resolve_device(device))
@@ -222,25 +175,10 @@ def eval_(
                                                   "JSON line to this file.")] = None,
 ) -> None:
     """Inception Score and FID of a checkpoint, printed with the protocol that produced them."""
-    from sngan import distributed
-    from sngan.evaluation import evaluate_checkpoint, format_block, make_protocol
-    from sngan.rundir import append_jsonl
-    from sngan.training import resolve_device
+    from sngan.evaluation import evaluate_command
 
-    chosen = make_protocol(protocol, num_samples, splits)
-    info = distributed.from_env()  # under torchrun, generation and features are sharded over the processes
-    distributed.init_process_group(info, resolve_device(device).type)
-    try:
-        record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
-                                     weights=inception_weights, device=resolve_device(device, info),
-                                     log=typer.echo if info.is_main else lambda message: None, info=info)
-    finally:
-        distributed.shutdown()
-    if info.is_main:
-        typer.echo(format_block(record))
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            append_jsonl(json_out, record)
+    evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
+                     seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo)
 
 
 @app.command()

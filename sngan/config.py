@@ -4,7 +4,7 @@
 Every problem (unknown key, wrong type, value out of range, malformed YAML, missing file) raises `ConfigError`
 with one line that names the file and the key; nothing is written anywhere while loading.
 
-This module imports nothing else from the package (the bottom of the import graph).
+This module imports nothing from the package but `sngan.errors` (the bottom of the import graph).
 """
 
 from __future__ import annotations
@@ -19,13 +19,7 @@ from typing import Any
 
 import yaml
 
-
-class SnganError(Exception):
-    """A problem the user can fix; the CLI prints its one-line message and exits 1."""
-
-
-class ConfigError(SnganError, ValueError):
-    """A configuration problem, worded as one line for the user."""
+from sngan.errors import ConfigError
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,

@@ -1,4 +1,4 @@
-"""torchrun integration: rank discovery, process-group set-up, and the few collectives the trainer needs.
+"""Devices and processes: the device to run on, torchrun rank discovery, and the few collectives sngan needs.
 
 Launch with `torchrun --nproc_per_node=N -m sngan train --config FILE` (one node) or with torchrun's rendezvous
 options across nodes. Semantics:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sngan.config import SnganError
+from sngan.errors import SnganError
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ def from_env() -> DistInfo:
                         int(os.environ.get("LOCAL_RANK", 0)))
     except ValueError:
         raise SnganError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (launch with torchrun)") from None
+
+
+def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
+    """`auto` = cuda when available, else cpu; under torchrun each rank takes the GPU of its LOCAL_RANK."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise SnganError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SnganError(f"device {name} asked for but no CUDA device is available; use auto or cpu")
+    return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
 
 
 def init_process_group(info: DistInfo, device_type: str) -> None:

@@ -11,8 +11,8 @@ The training split is the checkpoint's `data.split` (CIFAR-10: train).
 
 Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
 same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
-`sngan.sampling.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the protocol
-(StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
+`sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the
+protocol (StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
 against 10,000 real images of the train split.
 """
 
@@ -32,10 +32,20 @@ from sngan.config import Config, DataConfig
 from sngan.data import load_images
 from sngan.data.cache import cache_root
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
-from sngan.metrics import FeatureStats, MetricError, frechet_distance, inception_score_from_logits
+from sngan.errors import MetricError
+from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
 from sngan.metrics.inception import InceptionFeatures, load_inception
-from sngan.metrics.stats import RESIZE, ReferenceStats, cache_path, feature_stats, load_stats, save_stats, uint8_to_unit
-from sngan.sampling import generate, latents, to_uint8
+from sngan.metrics.stats import (
+    RESIZE,
+    ReferenceStats,
+    cache_path,
+    feature_stats,
+    load_stats,
+    save_stats,
+    uint8_to_unit,
+)
+from sngan.sample.generate import generate, latents, load_generator
+from sngan.sample.writers import to_uint8
 
 INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
 PRECISION = "float32, eval mode, TF32 off"
@@ -258,8 +268,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     Returns:
         The record: protocol fields, checkpoint, step, seed, generator, and `metrics`.
     """
+    from sngan.checkpoint import generator_weights
     from sngan.config import from_dict
-    from sngan.sampling import load_generator
 
     net = load_inception(weights, device)
     generator, state = load_generator(ckpt, ema, device)
@@ -271,10 +281,33 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                               net, batch_size, log)
     ref = broadcast_object(ref if info.is_main else None, info)
     check_reference(ref, net.network)
-    used_ema = state.get("generator_ema") is not None and ema is not False
+    _, used_ema = generator_weights(state, ema)
     metrics = score_generator(generator, net, protocol, ref, seed, batch_size, info)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(state["step"]), seed=seed,
                            generator="EMA" if used_ema else "raw", device=str(device), metrics=metrics)
+
+
+def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, splits: int | None,
+                     stats: Path | None, batch_size: int, seed: int, ema: bool | None, weights: Path | None,
+                     device: str, json_out: Path | None, log: Callable[[str], None]) -> None:
+    """`sngan eval`: score a checkpoint (sharded over the processes under torchrun), print it, append --json."""
+    from sngan import distributed
+    from sngan.io import append_jsonl
+
+    chosen = make_protocol(protocol, num_samples, splits)
+    info = distributed.from_env()
+    distributed.init_process_group(info, distributed.resolve_device(device).type)
+    try:
+        record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
+                                     weights=weights, device=distributed.resolve_device(device, info),
+                                     log=log if info.is_main else lambda message: None, info=info)
+    finally:
+        distributed.shutdown()
+    if info.is_main:
+        log(format_block(record))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            append_jsonl(json_out, record)
 
 
 class TrainingEvaluator:

@@ -41,7 +41,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     'uncond_ckpt' and 'cond_ckpt'.
     """
     from sngan.config import load_config
-    from sngan.training import train
+    from sngan.train.loop import train
 
     base = tmp_path_factory.mktemp("tiny_runs")
     out: dict[str, Path] = {}

@@ -65,3 +65,28 @@ def pytorch_fid_reference_net(state: dict):
 
     with mock.patch.object(inception, "load_state_dict_from_url", lambda *args, **kwargs: state):
         return inception.InceptionV3([3]).eval()
+
+
+def train_until(cfg, run_dir: Path, step: int, **kwargs) -> Path:
+    """Train until `step` G iterations are done, then stop through the real signal path (SIGTERM to this process,
+    received by the loop's SignalGuard), and return the checkpoint written at that step."""
+    import os
+    import signal
+    from unittest import mock
+
+    import pytest
+
+    import sngan.train.loop as loop
+    from sngan.checkpoint import checkpoint_path
+    from sngan.errors import TrainingStopped
+
+    real_update = loop.update_ema
+
+    def update_then_signal(state) -> None:
+        real_update(state)
+        if state.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with mock.patch.object(loop, "update_ema", update_then_signal), pytest.raises(TrainingStopped):
+        loop.train(cfg, run_dir, **kwargs)
+    return checkpoint_path(Path(run_dir) / "checkpoints", step)

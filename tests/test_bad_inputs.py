@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from sngan.cli import app
 from sngan.config import load_config
-from sngan.training import train
+from sngan.train.loop import train
 
 
 class Payload:

@@ -3,14 +3,8 @@ import os
 import pytest
 import torch
 
-from sngan.checkpoint import (
-    CheckpointError,
-    checkpoint_path,
-    list_checkpoints,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from sngan.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from sngan.errors import CheckpointError
 
 
 def minimal_state(step: int = 1) -> dict:

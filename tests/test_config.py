@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from sngan.config import Config, ConfigError, field_help, from_dict, load_config, to_yaml
+from sngan.config import Config, field_help, from_dict, load_config, to_yaml
+from sngan.errors import ConfigError
 from tests.helpers import CONFIGS, write_config
 
 PAPER_CONFIGS = sorted(CONFIGS.glob("*.yaml"))

@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from sngan.config import DataConfig, SnganError, load_config
-from sngan.data import DataError, cache_root, prepare
-from sngan.training import train
+from sngan.config import DataConfig, load_config
+from sngan.data import cache_root, prepare
+from sngan.errors import DataError, SnganError
+from sngan.train.loop import train
 from tests.data_fakes import write_image
 from tests.helpers import write_config
 

@@ -7,9 +7,9 @@ import torch
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.data import Batches, IndexOrder, StreamBatches, make_batches, synthetic_shapes
-from sngan.training import train
+from sngan.train.loop import train
 from tests.data_fakes import write_image
-from tests.helpers import write_config
+from tests.helpers import train_until, write_config
 
 CPU = torch.device("cpu")
 
@@ -75,7 +75,7 @@ def test_training_from_a_memory_mapped_folder_matches_the_resident_run(tmp_path)
     resident = load_config(write_config(tmp_path / "a.yaml", base), ["data.device_budget_mb=64"])
     expected = load_checkpoint(train(resident, tmp_path / "resident", progress=False, log=lambda s: None))
     cfg = load_config(write_config(tmp_path / "b.yaml", base), ["data.device_budget_mb=0"])
-    train(cfg, tmp_path / "stream", progress=False, log=lambda s: None, stop_after=1)
+    train_until(cfg, tmp_path / "stream", 1, progress=False, log=lambda s: None)
     streamed = load_checkpoint(train(cfg, tmp_path / "stream", resume=tmp_path / "stream/checkpoints/ckpt-0000001.pt",
                                      progress=False, log=lambda s: None))
     for name, tensor in expected["discriminator"].items():

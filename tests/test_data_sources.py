@@ -6,7 +6,8 @@ import torch
 from torchvision.transforms.functional import resize
 
 from sngan.config import DataConfig
-from sngan.data import DataError, prepare
+from sngan.data import prepare
+from sngan.errors import DataError
 from tests.data_fakes import (
     CIFAR_CLASSES,
     register_cifar10_md5,

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,11 +11,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sngan.checkpoint import list_checkpoints, load_checkpoint
-from sngan.config import ModelConfig, SnganError
+from sngan.config import ModelConfig, from_dict
 from sngan.distributed import DistInfo, local_batch
-from sngan.losses import hinge_d
+from sngan.errors import SnganError
 from sngan.models import build_discriminator
-from sngan.training import d_update
+from sngan.train.losses import hinge_d
+from sngan.train.perf import Perf
+from sngan.train.steps import d_step
 from tests.helpers import REPO, write_config
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -22,7 +25,7 @@ HARNESS = """
 import sys, torch
 from sngan.config import load_config
 from sngan.distributed import from_env, init_process_group, shutdown
-from sngan.training import build_state, train
+from sngan.train.loop import build_state, train
 info = from_env()
 init_process_group(info, "cpu")
 cfg = load_config(sys.argv[1])
@@ -76,10 +79,31 @@ def _first_d_update(rank: int, world: int, init_file: str, out: str) -> None:
     shard = slice(rank * 4, rank * 4 + 4)
     ddp = torch.nn.parallel.DistributedDataParallel(d)
     opt = torch.optim.SGD(d.parameters(), lr=0.1)  # linear in the gradient: a wrong split cannot hide
-    d_update(ddp, opt, hinge_d, x_real[shard], None, x_fake[shard], None)
+    d_step(_fixed_state(ddp, d, opt, x_real[shard], x_fake[shard]), hinge_d)
     if rank == 0:
         torch.save(d.state_dict(), out)
     dist.destroy_process_group()
+
+
+class _Fixed(torch.nn.Module):
+    """Stands in for the generator and the data: always the same fake (or real) batch."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = images
+
+    def forward(self, z, y=None):
+        return self.images
+
+    def next(self, n):
+        return self.images, torch.zeros(n, dtype=torch.long)
+
+
+def _fixed_state(d_train, d, opt, x_real, x_fake):
+    """The parts of a TrainState that the production `d_step` reads, around fixed batches."""
+    cfg = from_dict({"model": {"z_dim": 8}})
+    return SimpleNamespace(batches=_Fixed(x_real), d_batch=len(x_real), cfg=cfg, device=torch.device("cpu"),
+                           perf=Perf(), generator=_Fixed(x_fake), discriminator=d, d_train=d_train, opt_d=opt)
 
 
 def _fixed_problem():
@@ -95,7 +119,7 @@ def test_two_process_d_update_equals_one_process_update_on_the_global_batch(tmp_
     mp.spawn(_first_d_update, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
     x_real, x_fake, d = _fixed_problem()
     opt = torch.optim.SGD(d.parameters(), lr=0.1)
-    d_update(d, opt, hinge_d, x_real, None, x_fake, None)
+    d_step(_fixed_state(d, d, opt, x_real, x_fake), hinge_d)
     ddp_state = torch.load(out, weights_only=True)
     for name, tensor in d.state_dict().items():
         assert torch.allclose(tensor, ddp_state[name], atol=1e-6, rtol=1e-5), name
@@ -112,8 +136,8 @@ def test_global_batch_must_split_evenly():
 
 FAILING_RANK = """
 import sys
-import sngan.training as T
-from sngan.config import SnganError
+import sngan.train.loop as T
+from sngan.errors import SnganError
 from sngan.cli import main
 original = T.d_step
 def failing(state, loss_fn):
@@ -175,7 +199,7 @@ def _sharded_score(rank: int, world: int, init_file: str, out: str) -> None:
 
 
 def test_sharded_evaluation_equals_single_process(tmp_path):
-    from sngan.distributed import SINGLE
+    from sngan.train.build import SINGLE
 
     _score(SINGLE, tmp_path / "single.pt")
     mp.spawn(_sharded_score, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=2, join=True)

@@ -12,12 +12,15 @@ from typer.testing import CliRunner
 from sngan.cli import app
 from sngan.config import DataConfig, load_config, to_yaml
 from sngan.data import synthetic_shapes
+from sngan.errors import MetricError
 from sngan.evaluation import PROTOCOLS, make_protocol, metric_names, reference_stats, score_generator
-from sngan.metrics import MetricError, frechet_distance, inception_score
+from sngan.metrics import frechet_distance, inception_score
 from sngan.metrics.stats import ReferenceStats, load_stats
-from sngan.rundir import RunLog
-from sngan.sampling import generate, latents, load_generator, to_uint8
-from sngan.training import build_state, evaluate_and_keep_best, train
+from sngan.sample.generate import generate, latents, load_generator
+from sngan.sample.writers import to_uint8
+from sngan.train.build import build_state
+from sngan.train.loop import evaluate_and_keep_best, train
+from sngan.train.rundir import RunLog
 from tests.helpers import pytorch_fid_reference_net, sngan_cmd, write_config
 
 runner = CliRunner()

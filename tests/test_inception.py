@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from sngan.errors import InceptionWeightsError
 from sngan.metrics import inception
-from sngan.metrics.inception import InceptionWeightsError, hub_weights_path, load_inception, resolve_weights
+from sngan.metrics.inception import hub_weights_path, load_inception, resolve_weights
 from tests.helpers import pytorch_fid_reference_net
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from sngan.interpolation import class_path, latent_path, lerp, slerp
-from sngan.layers import ConditionalBatchNorm2d
+from sngan.models.layers import ConditionalBatchNorm2d
 from sngan.models.resnet import ResNetGenerator
+from sngan.sample.interpolation import class_path, latent_path, lerp, slerp
 
 
 def test_slerp_keeps_the_radius_and_hits_both_ends():

@@ -1,6 +1,6 @@
 import torch
 
-from sngan.losses import get_losses, hinge_d, hinge_g, nonsaturating_d, nonsaturating_g
+from sngan.train.losses import get_losses, hinge_d, hinge_g, nonsaturating_d, nonsaturating_g
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])

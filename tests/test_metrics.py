@@ -7,7 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from sngan.metrics import FeatureStats, MetricError, frechet_distance, inception_score, inception_score_from_logits
+from sngan.errors import MetricError
+from sngan.metrics import FeatureStats, frechet_distance, inception_score, inception_score_from_logits
 
 
 def random_stats(rng, dim, samples):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from sngan.config import ConfigError, ModelConfig, load_config
+from sngan.config import ModelConfig, load_config
+from sngan.errors import ConfigError
 from sngan.models import build_discriminator, build_generator, count_parameters
 from tests.helpers import CONFIGS
 

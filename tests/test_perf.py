@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from sngan.config import PerfConfig, load_config
-from sngan.layers import FP32SpectralNorm, sn
-from sngan.losses import get_losses
-from sngan.perf import Perf, adam, resolve_perf
-from sngan.training import build_state, d_step, g_step
+from sngan.models.layers import FP32SpectralNorm, sn
+from sngan.train.build import build_state
+from sngan.train.losses import get_losses
+from sngan.train.perf import Perf, adam, resolve_perf
+from sngan.train.steps import d_step, g_step
 
 FAST = ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=on"]
 EAGER = ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off"]

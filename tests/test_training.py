@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from sngan.checkpoint import load_checkpoint
-from sngan.config import SnganError, load_config
-from sngan.rundir import read_metrics
-from sngan.training import lr_at, train
+from sngan.config import load_config
+from sngan.errors import SnganError
+from sngan.train.loop import train
+from sngan.train.rundir import read_metrics
+from sngan.train.steps import lr_at
 
 
 def test_lr_schedule_linear_in_generator_iterations():

@@ -9,9 +9,10 @@ This package needs only `sngan.config`.
 """
 
 from sngan.data.cache import cache_root, load_images, open_packed, prepare
-from sngan.data.common import DataError, ImageSet, epochs, to_float
+from sngan.data.common import ImageSet, epochs, to_float
 from sngan.data.feed import Batches, IndexOrder, StreamBatches, make_batches
 from sngan.data.sources import SYNTHETIC_CLASSES, synthetic_shapes
+from sngan.errors import DataError
 
 __all__ = ["SYNTHETIC_CLASSES", "Batches", "DataError", "ImageSet", "IndexOrder", "StreamBatches", "cache_root",
            "epochs", "load_images", "make_batches", "open_packed", "prepare", "synthetic_shapes", "to_float"]

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from sngan.config import DataConfig
-from sngan.data.common import DataError, ImageSet
+from sngan.data.common import ImageSet
 from sngan.data.files import FolderSource, ImageNetSource
 from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import Cifar10Source, Stl10Source, synthetic_shapes
+from sngan.errors import DataError
 
 FORMAT_VERSION = 1
 SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}

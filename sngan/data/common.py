@@ -8,13 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sngan.config import SnganError
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-
-class DataError(SnganError):
-    """A dataset problem (missing files, empty folder, wrong layout), in one line."""
 
 
 @dataclass

@@ -29,8 +29,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from sngan.config import DataConfig
-from sngan.data.common import IMAGE_EXTENSIONS, DataError
+from sngan.data.common import IMAGE_EXTENSIONS
 from sngan.data.pack import PackResult, PackWriter
+from sngan.errors import DataError
 
 CACHE_FOLDER_NAME = "sngan-cache"
 DECODE_CHUNK = 512  # files handed to the thread pool at a time

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from sngan.data.common import DataError
+from sngan.errors import DataError
 
 COPY_CHUNK = 4096  # images per copy when compacting after skipped files
 

@@ -18,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from sngan.config import DataConfig
-from sngan.data.common import DataError, ImageSet
+from sngan.data.common import ImageSet
 from sngan.data.pack import PackResult, PackWriter
+from sngan.errors import DataError
 
 SYNTHETIC_CLASSES = ("circle", "square", "triangle")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

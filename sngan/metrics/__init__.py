@@ -8,7 +8,8 @@
 Generating images and choosing a protocol happen one level up, in `sngan.evaluation`.
 """
 
-from sngan.metrics.fid import FeatureStats, MetricError, frechet_distance
+from sngan.errors import MetricError
+from sngan.metrics.fid import FeatureStats, frechet_distance
 from sngan.metrics.inception_score import inception_score, inception_score_from_logits
 
 __all__ = ["FeatureStats", "MetricError", "frechet_distance", "inception_score", "inception_score_from_logits"]

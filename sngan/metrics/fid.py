@@ -21,11 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sngan.config import SnganError
-
-
-class MetricError(SnganError):
-    """A metric input that cannot be used (shapes, counts, non-finite values), in one line."""
+from sngan.errors import MetricError
 
 
 def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from unittest import mock
 import torch
 from torch import nn
 
-from sngan.config import SnganError
+from sngan.errors import InceptionWeightsError
 
 WEIGHTS_NAME = "pt_inception-2015-12-05"
 WEIGHTS_FILE = f"{WEIGHTS_NAME}-6726825d.pth"
@@ -36,9 +36,6 @@ WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_we
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
 
-
-class InceptionWeightsError(SnganError):
-    """The Inception weights are missing, unreadable or corrupt; the message says how to supply them."""
 
 
 @dataclass(frozen=True)

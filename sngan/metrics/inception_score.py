@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sngan.metrics.fid import MetricError
+from sngan.errors import MetricError
 
 
 def _split_score(probs: np.ndarray) -> float:

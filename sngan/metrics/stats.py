@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,9 @@ import numpy as np
 import torch
 
 from sngan.config import DataConfig
-from sngan.metrics.fid import FeatureStats, MetricError
+from sngan.errors import MetricError
+from sngan.io import atomic_write
+from sngan.metrics.fid import FeatureStats
 
 RESIZE = "bilinear to 299x299 (pytorch-fid F.interpolate, align_corners=False), [0,1] -> [-1,1]"
 
@@ -92,17 +92,8 @@ def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: di
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, mu=mu, sigma=sigma, protocol=np.array(json.dumps(protocol, sort_keys=True)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    record = np.array(json.dumps(protocol, sort_keys=True))
+    return atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, protocol=record))
 
 
 def load_stats(path: str | Path) -> ReferenceStats:

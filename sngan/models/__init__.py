@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from sngan.config import ConfigError, ModelConfig
+from sngan.config import ModelConfig
+from sngan.errors import ConfigError
 from sngan.models.cnn import CNNDiscriminator, CNNGenerator
 from sngan.models.resnet import LAYOUTS, ResNetDiscriminator, ResNetGenerator
 

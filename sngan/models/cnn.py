@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.layers import BN_EPS, sn
+from sngan.models.layers import BN_EPS, sn
 
 LRELU_SLOPE = 0.1
 INIT_STD = 0.02

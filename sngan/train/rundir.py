@@ -6,11 +6,13 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
-from sngan.config import SnganError
+from sngan.errors import SnganError
+from sngan.io import append_jsonl, read_jsonl, write_text
 
 DEFAULT_BASE = Path("runs")
 
@@ -62,12 +64,6 @@ def set_aside_later_checkpoints(ckpt_dir: Path, step: int) -> Path | None:
     return folder
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON object as a line (the run's metrics log)."""
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 class RunLog:
     """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events.
 
@@ -75,16 +71,15 @@ class RunLog:
     from metrics.jsonl and TensorBoard (`purge_step`), so the log describes exactly the training that happened.
     """
 
-    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0):
+    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
+                 notice: Callable[[str], None] | None = None):
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        kept = [r for r in read_metrics(run_dir, notice) if r.get("step", 0) <= start_step] if start_step else None
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_yaml)
-        if start_step and self.metrics_path.exists():
-            kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= start_step]
-            tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            tmp.replace(self.metrics_path)
+        write_text(run_dir / "config.yaml", config_yaml)
+        if kept is not None and self.metrics_path.exists():
+            write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
@@ -105,7 +100,6 @@ class RunLog:
             self.tensorboard.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of a run's metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+def read_metrics(run_dir: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Records of a run's metrics.jsonl, in order (`sngan.io.read_jsonl`: a torn last line is dropped)."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl", notice)

@@ -1,4 +1,4 @@
-"""Interpolations: paths through latent space or between classes, written as a GIF and as a PNG strip.
+"""Interpolation maths: paths through latent space (slerp, lerp) and between classes (class weights).
 
 Latent paths are spherical (slerp) by default. z ~ N(0, I) in d = z_dim dimensions lies close to the sphere of
 radius sqrt(d); the straight line between two independent draws cuts through the inside (its midpoint has norm
@@ -7,23 +7,14 @@ about sqrt(d / 2), a region the generator never saw in training), while slerp st
 
 Class paths follow the authors' `evaluations/gen_interpolated_images.py`: a fixed z per row and class weights
 that blend linearly from one class to the next, fed to the conditional BatchNorm, which mixes the classes'
-scales and shifts (`sngan.layers.ConditionalBatchNorm2d`).
-
-Layout: one row per path, one column per step. The strip PNG is that grid; GIF frame s shows column s of every
-row as a grid, and the animation plays forward then backward.
+scales and shifts (`sngan.models.layers.ConditionalBatchNorm2d`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from PIL import Image
-
-from sngan.sampling import default_nrow, grid_tensor
 
 METHODS = ("slerp", "lerp")
-FRAME_MS = 80  # GIF frame duration in milliseconds
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -98,51 +89,3 @@ def class_path(classes: list[int], steps: int, num_classes: int) -> torch.Tensor
         weights[s, classes[i]] += 1 - f
         weights[s, classes[i + 1]] += f
     return weights
-
-
-def save_strip(images: torch.Tensor, steps: int, path: str | Path) -> Path:
-    """Write the paths as one PNG: one row per path, `steps` columns.
-
-    Args:
-        images: (R * steps, 3, H, W) in [-1, 1], path-major as `latent_path` orders them.
-        steps: points per path.
-        path: PNG destination (its folder is created).
-
-    Returns:
-        The path written.
-    """
-    return _save_png(grid_tensor(images, nrow=steps), path)
-
-
-def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None) -> Path:
-    """Write the paths as an animated GIF: frame s shows step s of every path as a grid; plays forward then back.
-
-    Args:
-        images: (R * steps, 3, H, W) in [-1, 1], path-major.
-        steps: points per path.
-        path: GIF destination (its folder is created).
-        nrow: paths per frame row (default about sqrt(R)).
-
-    Returns:
-        The path written.
-    """
-    paths = images.reshape(-1, steps, *images.shape[1:])  # (R, steps, 3, H, W)
-    nrow = nrow or default_nrow(len(paths))
-    frames = [_to_pil(grid_tensor(paths[:, s], nrow)) for s in range(steps)]
-    frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
-    return path
-
-
-def _to_pil(grid: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> RGB image, rounded as torchvision's save_image."""
-    return Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
-
-
-def _save_png(grid: torch.Tensor, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(grid).save(path, format="PNG")
-    return path

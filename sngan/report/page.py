@@ -3,12 +3,11 @@
 It reads only the run's files: `metrics.jsonl` (every numeric key other than the training log's own - step, time,
 d_loss, g_loss, lr, it_per_s - is a metric, e.g. IS or FID logged at some steps, and gets its own chart),
 `samples/step-*.png` (the newest grid) and `config.yaml` (the title line). It works on a run in progress too (a
-half-written last line is skipped). The report is derived data: writing it again replaces the old picture.
+half-written last line is dropped). The report is derived data: writing it again replaces the old picture.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -18,8 +17,9 @@ from typing import Any
 import yaml
 from PIL import Image, ImageDraw
 
-from sngan.config import SnganError
-from sngan.plot import TEXT, Series, font, line_chart
+from sngan.errors import ReportError
+from sngan.io import atomic_write, read_jsonl
+from sngan.report.charts import TEXT, Series, font, line_chart
 
 LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -29,21 +29,9 @@ HEADER = 64
 MARGIN = 16
 
 
-class ReportError(SnganError):
-    """A run directory the report cannot be drawn from, in one line."""
-
-
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a metrics.jsonl, in order; blank and unparsable (half-written) lines are skipped."""
-    records = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and _is_number(record.get("step")):
-            records.append(record)
-    return records
+    """The records of a metrics.jsonl that carry a step (`sngan.io.read_jsonl`: a torn last line is dropped)."""
+    return [r for r in read_jsonl(path) if _is_number(r.get("step"))]
 
 
 def metric_keys(records: list[dict[str, Any]]) -> list[str]:
@@ -92,9 +80,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
               line_chart(curves(records, ("lr",)), "learning rate", CHART_SIZE)]
     charts += [line_chart(curves(records, (key,)), key, CHART_SIZE) for key in metric_keys(records)]
     picture = _compose(_title(run_dir, records), charts, _sample_panel(grid))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(out)
-    return out
+    return atomic_write(out, lambda fh: picture.save(fh, format="PNG"))
 
 
 def _compose(title: tuple[str, str], charts: list[Image.Image], samples: Image.Image) -> Image.Image:

@@ -1,15 +1,13 @@
-"""Training state: devices, seeding, and `TrainState` — everything a checkpoint holds — built from a config.
+"""`TrainState`: the run in memory, and its conversion to and from a checkpoint dict.
 
-`build_state` gives identical weights on every rank (seeded before the models are built) and per-rank latent
-streams and data shares under torchrun. `TrainState.snapshot`/`restore` turn it into a checkpoint dict and back,
-including every random generator in use, so a resumed run continues bitwise-exactly on CPU.
+`snapshot`/`restore` cover every random generator in use (Python, NumPy, torch CPU/CUDA, the data order), so a
+resumed run continues bitwise-exactly on CPU. Under torchrun every rank's generators are gathered into the
+checkpoint and each rank restores its own.
 """
 
 from __future__ import annotations
 
-import copy
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,33 +17,16 @@ import torch
 from torch import nn
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config, SnganError
-from sngan.data import Batches, StreamBatches, epochs, load_images, make_batches
-from sngan.distributed import SINGLE, DistInfo, barrier, gather_objects, local_batch, wrap
-from sngan.models import build_discriminator, build_generator
-from sngan.perf import Perf, adam, compiled, prepare, resolve_perf, set_matmul_precision
-
-
-def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
-    """`auto` = cuda when available, else cpu; under torchrun each rank takes the GPU of its LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise SnganError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SnganError(f"device {name} asked for but no CUDA device is available; use auto or cpu")
-    return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
+from sngan.config import Config
+from sngan.data import Batches, StreamBatches
+from sngan.distributed import SINGLE, DistInfo, gather_objects, local_batch
+from sngan.train.perf import Perf
 
 
 @dataclass
 class TrainState:
-    """Everything that changes during training and is checkpointed.
+    """The run in memory: what a checkpoint holds (networks, optimisers, step, best metric, random streams through
+    `batches` and the global generators) plus what it runs on (`cfg`, `device`, `dist`, `perf`), which are not saved.
 
     `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train` are what
     the update steps call: DistributedDataParallel wrappers under torchrun and `torch.compile`d when asked for,
@@ -72,6 +53,15 @@ class TrainState:
         self.d_train = self.discriminator if self.d_train is None else self.d_train
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    @property
+    def sampler_name(self) -> str:
+        return "raw" if self.generator_ema is None else "ema"
 
     def rng_state(self) -> dict[str, Any]:
         """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
@@ -136,40 +126,3 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _to_cpu(v) for k, v in value.items()}
     return value
-
-
-def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
-                info: DistInfo = SINGLE) -> TrainState:
-    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
-    seed_everything(cfg.train.seed)
-    if not info.is_main:
-        barrier(info)  # rank 0 packs the dataset cache first; the others then read it
-    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
-    if info.is_main:
-        barrier(info)
-    _check_labels(cfg, len(image_set.classes))
-    passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
-    log(f"{image_set.summary()}; {passes:.1f} epochs")
-    perf = resolve_perf(cfg.perf, device)
-    set_matmul_precision(perf)
-    generator = prepare(build_generator(cfg.model).to(device), perf)
-    discriminator = prepare(build_discriminator(cfg.model).to(device), perf)
-    opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-    ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-    if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
-        torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
-    batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
-                           budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
-    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
-                      g_train=compiled(wrap(generator, info, device), perf),
-                      d_train=wrap(discriminator, info, device))
-
-
-def _check_labels(cfg: Config, num_data_classes: int) -> None:
-    k = cfg.model.num_classes
-    if k and num_data_classes < 2:
-        raise SnganError(f"model.num_classes is {k} but the dataset has {num_data_classes} class: a conditional "
-                         f"model needs a class-folder tree with at least 2 classes")
-    if k and k != num_data_classes:
-        raise SnganError(f"model.num_classes is {k} but the dataset has {num_data_classes} classes")

@@ -17,20 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sngan.interpolation import METHODS, class_path, latent_path, save_gif, save_strip
-from sngan.sampling import (
-    SamplingError,
-    check_class,
-    check_output,
-    generate,
-    generate_batches,
-    generate_uint8,
-    latents,
-    parse_classes,
-    save_folder,
-    save_grid,
-    save_npz,
-)
+from sngan.errors import SamplingError
+from sngan.sample.generate import generate, generate_batches, generate_uint8, latents
+from sngan.sample.interpolation import METHODS, class_path, latent_path
+from sngan.sample.writers import check_output, save_folder, save_gif, save_grid, save_npz, save_strip
 
 FORMATS = ("grid", "folder", "npz", "gif")
 SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
@@ -56,6 +46,39 @@ class SampleRequest:
     batch_size: int = 256
     progress: bool = False
     force: bool = False
+
+
+def parse_classes(text: str, num_classes: int) -> list[int]:
+    """The classes named by `--classes`: a comma-separated list ("0,3,7") or "all", checked against the model.
+
+    Args:
+        text: the option's value.
+        num_classes: the model's class count (0 = unconditional: always an error).
+
+    Returns:
+        Class indices in the order given.
+    """
+    if text.strip().lower() == "all":
+        check_class(0, num_classes)
+        return list(range(num_classes))
+    try:
+        classes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SamplingError(f"--classes must be comma-separated class indices or 'all', got {text!r}") from None
+    if not classes:
+        raise SamplingError("--classes needs at least one class index (or 'all')")
+    for k in classes:
+        check_class(k, num_classes)
+    return classes
+
+
+def check_class(k: int, num_classes: int) -> None:
+    """Raise SamplingError unless class `k` exists in a model with `num_classes` classes."""
+    if num_classes == 0:
+        raise SamplingError("this model is unconditional (model.num_classes 0): --class/--classes need a "
+                            "class-conditional checkpoint")
+    if not 0 <= k < num_classes:
+        raise SamplingError(f"class {k} is out of range: the model has {num_classes} classes (0-{num_classes - 1})")
 
 
 def output_format(out: Path, fmt: str | None) -> str:

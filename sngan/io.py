@@ -1,0 +1,108 @@
+"""The two ways sngan touches files: every file is written atomically, and JSON-lines logs are read tolerantly.
+
+`atomic_write` is the only way the package writes a file (checkpoints, config.yaml, the metrics rewrite on resume,
+FID statistics, PNG/GIF/npz samples, reports): the bytes go to a temporary file in the destination's folder, are
+flushed and fsynced, the file is renamed over the destination, and the folder is fsynced so the rename itself
+survives a power cut. A crash at any moment leaves the old file or the new one, never a torn one. Temporary files
+are named `.<name>.<random>.tmp` (`TEMP_FILE`), so a later start can recognise and remove ones a killed process
+left behind.
+
+`read_jsonl` is the only reader of `metrics.jsonl`: a process killed while appending leaves a torn last line,
+which is dropped with a one-line notice; a bad line anywhere else is a real corruption and an error.
+This module imports nothing from the package but its errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from sngan.errors import SnganError
+
+TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's temporary files look like
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call `write(fh)` on a temporary binary file beside `path`, then move it into place atomically.
+
+    Args:
+        path: destination; its folder is created if needed.
+        write: fills the open file (e.g. `lambda fh: torch.save(state, fh)`).
+
+    Returns:
+        The path written. On any failure the temporary file is removed and the old `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """`atomic_write` of UTF-8 text."""
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, in order ([] when it does not exist).
+
+    Args:
+        path: the file.
+        notice: told, in one line, when a torn last line (a crash while appending) is dropped.
+
+    Returns:
+        One dict per complete line. Raises SnganError naming the line when any other line is not a JSON object.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SnganError(f"{path}: cannot read ({exc})") from None
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    records = []
+    for k, (number, line) in enumerate(numbered):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif k == len(numbered) - 1:
+            if notice is not None:
+                notice(f"{path}: dropped an incomplete last line (line {number}, written by a process that stopped "
+                       f"mid-write)")
+        else:
+            raise SnganError(f"{path}: line {number} is not a JSON object; the log is corrupt (move the file aside "
+                             f"to continue)")
+    return records

@@ -1,0 +1,127 @@
+"""Generating images from a generator: seeded latents, batched generation, and loading a checkpoint's generator.
+
+Latents are drawn on the CPU from a seeded generator and then moved, so the same seed gives the same z on every
+device. The generator runs in eval mode (BatchNorm uses its running statistics), as the authors' sampling code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sngan.sample.writers import to_uint8
+
+
+def latents(num: int, z_dim: int, num_classes: int, seed: int,
+            classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Seeded z ~ N(0, I) of shape (num, z_dim) and, for conditional models, labels (num,).
+
+    Args:
+        num: how many latents.
+        z_dim: latent size.
+        num_classes: 0 for unconditional models (labels None).
+        seed: the same seed gives the same latents and labels.
+        classes: fixed labels to use instead of uniformly drawn ones.
+
+    Returns:
+        (z, y) on the CPU.
+    """
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(num, z_dim, generator=g)
+    if num_classes == 0:
+        return z, None
+    y = classes if classes is not None else torch.randint(0, num_classes, (num,), generator=g)
+    return z, y.long()
+
+
+@torch.no_grad()
+def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
+                     batch_size: int = 256, progress: bool = False) -> Iterator[torch.Tensor]:
+    """Images in [-1, 1], one (B, 3, R, R) float32 CPU batch at a time, from latents z (N, z_dim) in eval mode.
+
+    Streaming keeps long exports at one batch of memory; the progress bar (counted in images) also covers whatever
+    the caller does with each batch.
+
+    Args:
+        generator: the generator (its mode is restored when the iteration ends).
+        z: latents on any device.
+        y: labels (N,) or class weights (N, num_classes) for conditional models.
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Yields:
+        Consecutive batches of generated images on the CPU.
+    """
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    try:
+        with tqdm(total=len(z), disable=not progress, desc="sample", unit="img", dynamic_ncols=True) as bar:
+            for start in range(0, len(z), batch_size):
+                zb = z[start:start + batch_size].to(device)
+                yb = None if y is None else y[start:start + batch_size].to(device)
+                yield generator(zb, yb).float().cpu()
+                bar.update(len(zb))
+    finally:
+        generator.train(was_training)
+
+
+def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
+             batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    """All images of `generate_batches` at once: (N, 3, R, R) float32 in [-1, 1] on the CPU.
+
+    Args:
+        generator: the generator (its mode is restored afterwards).
+        z: latents on any device.
+        y: labels (N,) or class weights (N, num_classes) for conditional models.
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        The generated images.
+    """
+    return torch.cat(list(generate_batches(generator, z, y, batch_size, progress)))
+
+
+def generate_uint8(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
+                   batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    """Like `generate`, converted batch by batch to uint8 (N, R, R, 3): a quarter of the float memory."""
+    return torch.cat([to_uint8(b) for b in generate_batches(generator, z, y, batch_size, progress)])
+
+
+def load_generator(path: str | Path, ema: bool | None = None,
+                   device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the generator stored in a checkpoint (needs nothing but the file).
+
+    Args:
+        path: checkpoint written by `sngan train`.
+        ema: True = the EMA generator (error if absent), False = the raw generator, None = EMA when present.
+        device: where the generator goes.
+
+    Returns:
+        (generator in eval mode, checkpoint dict).
+    """
+    from sngan.checkpoint import generator_weights, load_checkpoint
+    from sngan.config import from_dict
+    from sngan.errors import CheckpointError, ConfigError
+    from sngan.models import build_generator
+
+    state = load_checkpoint(path)
+    try:
+        model_cfg = from_dict({"model": state["config"].get("model", {})}).model
+    except (ConfigError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
+    try:
+        weights, _ = generator_weights(state, ema)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    generator = build_generator(model_cfg)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: generator weights do not match its model config") from None
+    return generator.to(device).eval(), state

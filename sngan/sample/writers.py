@@ -1,0 +1,179 @@
+"""Where generated images go: PNG grids and strips, animated GIFs, folders of PNGs, and npz arrays.
+
+Every writer goes through `sngan.io.atomic_write` and is deterministic: the same images give byte-identical files
+(PNG via PIL carries no timestamp; the npz zip entries carry a fixed date). `check_output` refuses to replace
+existing work unless asked to (`force`).
+
+Interpolation layout (strip and GIF): one row per path, one column per step. The strip PNG is that grid; GIF frame
+s shows column s of every row as a grid, and the animation plays forward then backward.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid, save_image
+
+from sngan.errors import SamplingError
+from sngan.io import atomic_write
+
+FOLDER_NAME = re.compile(r"^\d+(_class\d+)?\.png$")  # the files save_folder writes (and --force replaces)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
+FRAME_MS = 80  # GIF frame duration in milliseconds
+
+
+def check_output(path: Path, folder: bool, force: bool) -> None:
+    """Refuse to replace existing work: an existing file, or a folder that holds anything, needs `force`.
+
+    Args:
+        path: the output file or folder.
+        folder: whether the output is a folder.
+        force: allow replacing an existing file, or writing into a non-empty folder.
+    """
+    if folder and path.exists() and not path.is_dir():
+        raise SamplingError(f"--out '{path}' is a file; a folder export needs a folder (or use --format)")
+    if not folder and path.is_dir():
+        raise SamplingError(f"--out '{path}' is a folder; give a file name (.png, .npz or .gif)")
+    if force:
+        return
+    if folder and path.is_dir() and any(path.iterdir()):
+        raise SamplingError(f"folder '{path}' is not empty; choose a new folder or add --force to replace its "
+                            f"sample PNGs")
+    if not folder and path.exists():
+        raise SamplingError(f"'{path}' exists; choose another --out or add --force to overwrite it")
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3), rounded as torchvision's save_image does."""
+    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def default_nrow(num: int) -> int:
+    """Images per grid row for a roughly square grid: the ceiling of sqrt(num)."""
+    return max(1, int(num ** 0.5 + 0.999))
+
+
+def grid_tensor(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """The grid as a (3, H, W) tensor in [0, 1] (for TensorBoard and reports)."""
+    return make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Save images in [-1, 1] (N, 3, H, W) as one PNG grid with 2-pixel padding.
+
+    Args:
+        images: generated images.
+        path: PNG destination (folder created if needed).
+        nrow: images per row; default the ceiling of sqrt(N).
+
+    Returns:
+        The path written.
+    """
+    nrow = nrow or default_nrow(len(images))
+    return atomic_write(path, lambda fh: save_image(images, fh, nrow=nrow, normalize=True, value_range=(-1, 1),
+                                                    format="PNG"))
+
+
+def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, folder: str | Path,
+                num: int) -> list[Path]:
+    """Save each image as its own PNG: `00000.png`, ... or `00000_class3.png` for conditional models.
+
+    Earlier sample PNGs in the folder (same naming) are removed first, so the folder holds exactly this export;
+    other files are left alone. Callers check with `check_output` before.
+
+    Args:
+        batches: images in [-1, 1], (B, 3, H, W) per batch (e.g. `generate_batches`), written as they come.
+        labels: (num,) class labels, or None.
+        folder: destination folder (created if needed).
+        num: total number of images (sets the zero-padding of the names).
+
+    Returns:
+        The paths written, in index order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.is_file() and FOLDER_NAME.match(old.name):
+            old.unlink()
+    width = max(5, len(str(num - 1)))
+    paths: list[Path] = []
+    for batch in batches:
+        for image in to_uint8(batch).numpy():  # (H, W, 3)
+            i = len(paths)
+            suffix = "" if labels is None else f"_class{int(labels[i])}"
+            paths.append(folder / f"{i:0{width}d}{suffix}.png")
+            atomic_write(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
+    return paths
+
+
+def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path) -> Path:
+    """Save `x` (N, H, W, 3) uint8 and, for conditional models, `y` (N,) int64 in an uncompressed .npz.
+
+    The file is written atomically (`sngan.io.atomic_write`) and its zip entries carry a fixed date, so
+    the same images always give the same bytes. `numpy.load(path)["x"]` reads it.
+
+    Args:
+        pixels: uint8 images (N, H, W, 3), as `generate_uint8` returns them.
+        labels: (N,) class labels, or None.
+        path: destination (.npz).
+
+    Returns:
+        The path written.
+    """
+    arrays = {"x": pixels.numpy()}
+    if labels is not None:
+        arrays["y"] = labels.numpy().astype(np.int64)
+
+    def write(out: IO[bytes]) -> None:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+            for key, array in arrays.items():
+                with archive.open(zipfile.ZipInfo(f"{key}.npy", ZIP_DATE), "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+    return atomic_write(path, write)
+
+
+def save_strip(images: torch.Tensor, steps: int, path: str | Path) -> Path:
+    """Write the paths as one PNG: one row per path, `steps` columns.
+
+    Args:
+        images: (R * steps, 3, H, W) in [-1, 1], path-major as `latent_path` orders them.
+        steps: points per path.
+        path: PNG destination (its folder is created).
+
+    Returns:
+        The path written.
+    """
+    return atomic_write(path, lambda fh: _to_pil(grid_tensor(images, nrow=steps)).save(fh, format="PNG"))
+
+
+def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None) -> Path:
+    """Write the paths as an animated GIF: frame s shows step s of every path as a grid; plays forward then back.
+
+    Args:
+        images: (R * steps, 3, H, W) in [-1, 1], path-major.
+        steps: points per path.
+        path: GIF destination (its folder is created).
+        nrow: paths per frame row (default about sqrt(R)).
+
+    Returns:
+        The path written.
+    """
+    paths = images.reshape(-1, steps, *images.shape[1:])  # (R, steps, 3, H, W)
+    nrow = nrow or default_nrow(len(paths))
+    frames = [_to_pil(grid_tensor(paths[:, s], nrow)) for s in range(steps)]
+    frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
+    return atomic_write(path, lambda fh: frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
+                                                       duration=FRAME_MS, loop=0))
+
+
+def _to_pil(grid: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [0, 1] -> RGB image, rounded as torchvision's save_image."""
+    return Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())

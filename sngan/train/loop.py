@@ -1,0 +1,201 @@
+"""The training loop, top to bottom: resume or start -> per iteration: lr, G step, n_dis D steps, EMA -> what is due.
+
+A run lives in one directory: config.yaml, metrics.jsonl, samples/, checkpoints/. `train(..., resume=...)` continues
+bitwise-exactly on CPU: every RNG in use, both optimizers, the EMA generator and the data order are checkpointed
+(`sngan.train.state.TrainState`). The pieces of one iteration are in `sngan.train.steps`; checkpoints are written
+only through `sngan.train.saving`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sngan import checkpoint as ckpt
+from sngan.config import Config, TrainConfig, to_yaml
+from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
+from sngan.errors import SnganError, TrainingStopped
+from sngan.evaluation import TrainingEvaluator
+from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.sample.generate import generate, latents
+from sngan.sample.writers import save_grid
+from sngan.train.build import build_state
+from sngan.train.losses import get_losses
+from sngan.train.rundir import RunLog, check_fresh, set_aside_later_checkpoints
+from sngan.train.saving import save_periodic, write_checkpoint
+from sngan.train.signals import SignalGuard
+from sngan.train.state import TrainState
+from sngan.train.steps import LossWindow, d_step, g_step, refresh_ema_batchnorm, set_lr, update_ema
+
+SIGNAL_POLL_EVERY = 10  # under torchrun, ranks agree on a received signal every this many G iterations
+
+
+@dataclass(frozen=True)
+class Due:
+    """What happens after one G iteration besides the update itself."""
+
+    log: bool
+    sample: bool
+    save: bool
+    evaluate: bool
+    stop: bool
+
+    @property
+    def refresh(self) -> bool:
+        """Whether the generators are about to be used (sampled, scored or saved)."""
+        return self.sample or self.save or self.evaluate
+
+
+def due(step: int, t: TrainConfig, stopping: bool, evaluating: bool) -> Due:
+    """What is due after G iteration `step` (1-based count of completed iterations).
+
+    Collective-order rule: under torchrun every rank must run the same collectives (all-reduces, broadcasts,
+    gathers) in the same order, or the job hangs. So this decision may depend only on values equal on every rank:
+    the step, the config, whether evaluation is on, and `stopping` (itself agreed on by an all-reduce in
+    `any_rank`). Nothing rank-local (a signal seen by one rank, rank 0's files) may enter here, and the loop runs
+    every due action on every rank, leaving only file writes to rank 0.
+
+    The last iteration and a stop request make everything due except evaluation on a stop (a signal asks for a
+    quick checkpoint, not an IS/FID pass).
+    """
+    end = step == t.iterations or stopping
+    return Due(log=step % t.log_every == 0 or end,
+               sample=bool(t.sample_every and step % t.sample_every == 0) or end,
+               save=bool(t.ckpt_every and step % t.ckpt_every == 0) or end,
+               evaluate=evaluating and not stopping and (step % t.eval_every == 0 or end),
+               stop=stopping)
+
+
+def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys of the `model` config section whose values differ between two configs."""
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | None], path: Path) -> Path:
+    return save_grid(generate(state.sampler, *fixed), path)
+
+
+def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_log: RunLog | None, ckpt_dir: Path,
+                           log: Callable[[str], None]) -> None:
+    """Score the generator to sample from, log the metrics, and write checkpoints/best.pt when FID improves.
+
+    best.pt is a full checkpoint (resumable), written through the same checks as periodic ones and never pruned.
+    A best FID recorded under another metric name (e.g. eval_num_samples changed on resume) is not comparable and
+    is replaced. Under torchrun, generation and Inception features are sharded over the ranks; every rank takes
+    the same decision.
+    """
+    metrics = evaluator(state.sampler, state.dist)
+    if run_log is not None:
+        run_log.log({"step": state.step, **metrics, "eval_network": evaluator.net.network,
+                     "eval_generator": state.sampler_name})
+    fid_name = next(k for k in metrics if k.startswith("fid"))
+    fid = metrics[fid_name]
+    log(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    best = state.best
+    if best is None or best.get("metric") != fid_name or fid < best["value"]:
+        state.best = {"metric": fid_name, "value": fid, "step": state.step}
+        write_checkpoint(state, ckpt_dir / "best.pt")
+        log(f"new best {fid_name} {fid:.3f}: {ckpt_dir / 'best.pt'}")
+
+
+def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
+    """The checkpoint to resume from, refused when `cfg` describes a different model."""
+    saved = ckpt.load_checkpoint(resume)
+    changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
+    if changed:
+        raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); resume "
+                         f"with the checkpoint's model settings")
+    return saved
+
+
+def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
+          log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE) -> Path:
+    """Train (or continue) a run and return the path of its last checkpoint.
+
+    Args:
+        cfg: validated config.
+        run_dir: the run directory (created; must not hold checkpoints unless resuming).
+        resume: a checkpoint to continue from (same model config), or None for a fresh run.
+        progress: show a tqdm progress bar.
+        log: where one-line messages go (rank 0 only under torchrun).
+        info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
+
+    Returns:
+        The newest checkpoint. Raises TrainingStopped after a signal (with a checkpoint) and TrainingDiverged on
+        non-finite losses or weights (without one).
+    """
+    run_dir = Path(run_dir)
+    log = log if info.is_main else (lambda message: None)
+    saved = load_resume(resume, cfg) if resume is not None else None
+    if saved is None:
+        check_fresh(run_dir)
+    device = resolve_device(cfg.train.device, info)
+    evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
+    state = build_state(cfg, device, log, info)
+    if saved is not None:
+        state.restore(saved, log)
+        log(f"resumed from {resume} at step {state.step}")
+        aside = set_aside_later_checkpoints(run_dir / "checkpoints", state.step) if info.is_main else None
+        if aside is not None:
+            log(f"checkpoints after step {state.step} (from the run being replaced) moved to {aside}")
+    run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=log) if info.is_main else None
+    ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
+    log(f"run directory: {run_dir} | device {device} x {info.world_size} | G {count_parameters(state.generator):,} "
+        f"params, D {count_parameters(state.discriminator):,} params")
+    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
+    t = cfg.train
+    last_path = Path(resume) if resume is not None else None
+    window = LossWindow(device, state.step)
+    bar = tqdm(total=t.iterations, initial=state.step, disable=not (progress and info.is_main), dynamic_ncols=True,
+               desc="train")
+    try:
+        with SignalGuard() as signals:
+            while state.step < t.iterations:
+                lr = set_lr(state)
+                g_loss = g_step(state, g_loss_fn)
+                d_loss = torch.stack([d_step(state, d_loss_fn) for _ in range(t.n_dis)]).mean()
+                state.step += 1
+                update_ema(state)
+                window.add(d_loss, g_loss)
+                bar.update(1)
+                poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
+                now = due(state.step, t, poll and any_rank(signals.received is not None, info, device),
+                          evaluator is not None)
+                if now.log:
+                    record = window.record(state.step, lr, info)
+                    if run_log is not None:
+                        run_log.log(record)
+                    bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{lr:.2e}")
+                    window = LossWindow(device, state.step)
+                if now.refresh:
+                    broadcast_buffers(state.generator, info)  # rank 0's BatchNorm statistics everywhere
+                    refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
+                if now.sample and info.is_main:
+                    sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                if now.evaluate:
+                    evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log)
+                if now.save:
+                    last_path = save_periodic(state, ckpt_dir)
+                if now.stop:
+                    raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; "
+                                          f"continue with: sngan train --out {run_dir} --resume auto")
+    finally:
+        bar.close()
+        if run_log is not None:
+            run_log.close()
+        state.batches.close()
+    log(f"done: step {state.step}, checkpoint {last_path}")
+    return last_path
+
+
+def dry_run_summary(cfg: Config) -> str:
+    """The resolved config and the parameter counts, as printed by `sngan train --dry-run`."""
+    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
+    return (f"{to_yaml(cfg)}generator parameters: {count_parameters(g)}\n"
+            f"discriminator parameters: {count_parameters(d)}")

@@ -1,0 +1,123 @@
+"""One generator iteration, piece by piece: learning rate, G step, D steps, EMA, and the running loss window.
+
+One generator iteration, as the authors' `updater.py`: a G step on `g_batch_size` fresh latents, then `n_dis`
+D steps, each on a fresh real batch and fresh fakes; real and fake go through D in two forward passes, so spectral
+norm's power iteration runs once per pass exactly as in the Chainer code. The learning rate decays linearly (in G
+iterations) from `optim.lr_decay_start` to 0 at `train.iterations`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
+from sngan.errors import TrainingDiverged
+from sngan.train.ema import ema_update, recalibrate_batchnorm
+from sngan.train.perf import autocast
+from sngan.train.state import TrainState
+
+
+def lr_at(base_lr: float, decay: str, decay_start: int, iterations: int, step: int) -> float:
+    """Learning rate for the G iteration `step` (0-based): constant, then linear to 0 at `iterations`."""
+    if decay == "none" or step <= decay_start:
+        return base_lr
+    return base_lr * max(0.0, 1.0 - (step - decay_start) / (iterations - decay_start))
+
+
+def set_lr(state: TrainState) -> float:
+    """Set both optimisers' learning rate for the coming G iteration; returns it."""
+    o = state.cfg.optim
+    lr = lr_at(o.lr, o.lr_decay, o.lr_decay_start, state.cfg.train.iterations, state.step)
+    for opt in (state.opt_g, state.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    return lr
+
+
+def _fake_labels(state: TrainState, n: int) -> torch.Tensor | None:
+    k = state.cfg.model.num_classes
+    return torch.randint(0, k, (n,), device=state.device) if k else None
+
+
+def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
+    """One generator update on fresh latents; D's weights get no gradient. Returns the loss (0-d tensor)."""
+    z = torch.randn(state.g_batch, state.cfg.model.z_dim, device=state.device)
+    y = _fake_labels(state, state.g_batch)
+    state.discriminator.requires_grad_(False)
+    with autocast(state.perf, state.device):
+        logits = state.discriminator(state.g_train(z, y), y)
+    loss = g_loss_fn(logits.float())
+    state.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_g.step()
+    state.discriminator.requires_grad_(True)
+    return loss.detach()
+
+
+def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
+    """One discriminator update on a fresh real batch and fresh fakes. Returns the loss (0-d tensor).
+
+    Real and fake go through D in two forward passes (one power iteration each, as the authors); the loss is
+    computed in float32 on the logits.
+    """
+    x_real, y_real = state.batches.next(state.d_batch)
+    z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
+    y_fake = _fake_labels(state, state.d_batch)
+    with torch.no_grad(), autocast(state.perf, state.device):
+        x_fake = state.generator(z, y_fake)
+    y_real = y_real if state.cfg.model.num_classes else None
+    if state.perf.channels_last:
+        x_real = x_real.contiguous(memory_format=torch.channels_last)
+    with autocast(state.perf, state.device):
+        real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
+    loss = d_loss_fn(real_logits.float(), fake_logits.float())
+    state.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_d.step()
+    return loss.detach()
+
+
+def update_ema(state: TrainState) -> None:
+    """Average G into the EMA generator (a plain copy before `train.ema_start`)."""
+    if state.generator_ema is not None:
+        decay = state.cfg.train.ema_decay if state.step >= state.cfg.train.ema_start else 0.0
+        ema_update(state.generator_ema, state.generator, decay)
+
+
+def refresh_ema_batchnorm(state: TrainState) -> None:
+    """Give the EMA generator BatchNorm statistics of its own weights before it is sampled or saved."""
+    if state.generator_ema is not None:
+        m, t = state.cfg.model, state.cfg.train
+        recalibrate_batchnorm(state.generator_ema, m.z_dim, m.num_classes, state.g_batch, t.ema_bn_samples)
+
+
+class LossWindow:
+    """Running sums of the losses between two log lines, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device, step: int):
+        self.device, self.first_step = device, step + 1
+        self.d_sum = torch.zeros((), device=device)
+        self.g_sum = torch.zeros((), device=device)
+        self.n, self.start = 0, time.perf_counter()
+
+    def add(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
+        self.d_sum += d_loss
+        self.g_sum += g_loss
+        self.n += 1
+
+    def record(self, step: int, lr: float, info: DistInfo = SINGLE) -> dict[str, Any]:
+        """The log record for the window ending at `step` (averaged over ranks); raises TrainingDiverged on a
+        non-finite loss (on every rank at once)."""
+        sums = mean_over_ranks(torch.stack([self.d_sum, self.g_sum]), info)
+        d_loss, g_loss = (sums / self.n).tolist()
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+            raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
+                                   f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
+                                   f"lower optim.lr or check the data")
+        return {"step": step, "d_loss": d_loss, "g_loss": g_loss, "lr": lr,
+                "it_per_s": self.n / max(time.perf_counter() - self.start, 1e-9), "time": time.time()}
