@@ -28,15 +28,21 @@ from sngan.errors import SnganError
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place in the job (world_size 1 when not launched by torchrun)."""
+    """This process's place in the job (world_size 1 when not launched by torchrun).
+
+    `enabled` (a process group, DDP and collectives) holds for every torchrun job, one process included: a
+    1-process torchrun runs the same code path as N processes (nccl on a GPU), which is how it is checked on a
+    single-GPU machine.
+    """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -53,7 +59,7 @@ def from_env() -> DistInfo:
     """Read RANK / WORLD_SIZE / LOCAL_RANK as set by torchrun."""
     try:
         return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                        int(os.environ.get("LOCAL_RANK", 0)))
+                        int(os.environ.get("LOCAL_RANK", 0)), launched="TORCHELASTIC_RUN_ID" in os.environ)
     except ValueError:
         raise SnganError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (launch with torchrun)") from None
 

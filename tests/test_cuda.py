@@ -1,0 +1,113 @@
+"""The CUDA paths, run where a GPU exists (skipped on CPU-only machines such as CI; scripts/gpu_check.sh runs them).
+
+Each test names one CUDA-only mechanism: the fast-path defaults, bf16 autocast with fp32 spectral norm, the
+GPU-resident uint8 dataset and its index gather, the pinned-memory prefetch path, TF32 switching around evaluation,
+and the CUDA random state in checkpoints.
+"""
+
+import pytest
+import torch
+
+from sngan.checkpoint import load_checkpoint
+from sngan.config import load_config
+from sngan.data import Batches, StreamBatches
+from sngan.metrics.inception import no_tf32
+from sngan.train.build import build_state
+from sngan.train.loop import train
+from sngan.train.losses import get_losses
+from sngan.train.perf import Perf, set_matmul_precision
+from sngan.train.steps import d_step, g_step
+from tests.helpers import train_until
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+QUIET = {"progress": False, "log": lambda s: None}
+
+
+def cuda_config(path, *extra):
+    return load_config(path, ["train.device=cuda", *extra])
+
+
+def flat(module):
+    return torch.cat([p.detach().flatten().float().clone() for p in module.parameters()])
+
+
+def test_auto_perf_on_cuda_is_bf16_channels_last_and_fused_adam(tiny_config):
+    state = build_state(cuda_config(tiny_config), CUDA, log=lambda s: None)
+    assert (state.perf.precision, state.perf.channels_last, state.perf.fused_adam) == ("bf16", True, True)
+    assert state.opt_d.defaults["fused"] and state.opt_g.defaults["fused"]
+    conv = next(m for m in state.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in state.discriminator.parameters())
+
+
+def test_bf16_step_keeps_weights_and_sn_vectors_fp32_and_follows_the_fp32_gradient(tiny_config):
+    updates = {}
+    for name, perf in (("fp32", ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off"]),
+                       ("bf16", ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=off"])):
+        cfg = cuda_config(tiny_config, "model.g_ch=16", "model.d_ch=16", "train.batch_size=16", *perf)
+        state = build_state(cfg, CUDA, log=lambda s: None)
+        state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)  # update = -gradient
+        d_loss_fn, _ = get_losses(cfg.loss.type)
+        before = flat(state.discriminator)
+        loss = d_step(state, d_loss_fn)
+        updates[name] = flat(state.discriminator) - before
+        assert loss.dtype == torch.float32
+        vectors = [b for n, b in state.discriminator.named_buffers() if n.rsplit(".", 1)[-1] in ("_u", "_v", "u", "v")]
+        assert vectors and all(v.dtype == torch.float32 for v in vectors)
+    cosine = torch.nn.functional.cosine_similarity(updates["fp32"], updates["bf16"], dim=0)
+    assert cosine > 0.99, cosine
+
+
+def test_resident_uint8_dataset_lives_on_the_gpu_and_batches_are_dataset_images(tiny_config):
+    state = build_state(cuda_config(tiny_config, "data.dequantize=false"), CUDA, log=lambda s: None)
+    assert isinstance(state.batches, Batches)
+    x, y = state.batches.next(8)
+    assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and x.shape == (8, 3, 32, 32)
+    assert state.batches.images.is_cuda and state.batches.images.dtype == torch.uint8
+    pixels = ((x + 1) * 127.5).round().to(torch.uint8)  # dequantize off: x = p / 127.5 - 1 exactly
+    dataset = state.batches.images.flatten(1)  # (N, 3 * H * W)
+    assert all((dataset == p.flatten()).all(1).any() for p in pixels)
+
+
+def test_streamed_batches_with_pinned_prefetch_equal_the_resident_ones(tiny_config):
+    resident = build_state(cuda_config(tiny_config, "data.dequantize=false"), CUDA, log=lambda s: None).batches
+    streamed = build_state(cuda_config(tiny_config, "data.dequantize=false", "data.device_budget_mb=0"), CUDA,
+                           log=lambda s: None).batches
+    assert isinstance(streamed, StreamBatches)
+    try:
+        for _ in range(3):
+            (xr, yr), (xs, ys) = resident.next(8), streamed.next(8)
+            assert xs.is_cuda and torch.equal(xr, xs) and torch.equal(yr, ys)
+    finally:
+        streamed.close()
+
+
+def test_tf32_is_off_during_evaluation_and_restored_afterwards():
+    set_matmul_precision(Perf(precision="bf16"))
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    with no_tf32():
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    set_matmul_precision(Perf(precision="fp32"))
+
+
+def test_cuda_rng_state_is_checkpointed_and_a_resumed_run_matches_a_straight_one(tiny_config, tmp_path):
+    cfg = cuda_config(tiny_config, "train.iterations=4", "train.ckpt_every=0", "train.sample_every=0",
+                      "perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off")
+    straight = load_checkpoint(train(cfg, tmp_path / "straight", **QUIET))
+    half = train_until(cfg, tmp_path / "split", 2, **QUIET)
+    assert load_checkpoint(half)["rng"]["cuda"].dtype == torch.uint8
+    resumed = load_checkpoint(train(cfg, tmp_path / "split", resume=half, **QUIET))
+    for name, tensor in straight["generator"].items():
+        assert torch.allclose(tensor.float(), resumed["generator"][name].float(), rtol=1e-4, atol=1e-5), name
+
+
+def test_one_fp32_iteration_on_cuda_moves_both_networks(tiny_config):
+    cfg = cuda_config(tiny_config)
+    state = build_state(cfg, CUDA, log=lambda s: None)
+    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    g0, d0 = flat(state.generator), flat(state.discriminator)
+    assert torch.isfinite(g_step(state, g_loss_fn)) and torch.isfinite(d_step(state, d_loss_fn))
+    assert not torch.equal(g0, flat(state.generator)) and not torch.equal(d0, flat(state.discriminator))
