@@ -99,9 +99,9 @@ def peak_memory_mb(device: torch.device) -> float:
 def bench(config: str, overrides: list[str], name: str, iters: int, warmup: int) -> dict:
     cfg = load_config(config, ["data.name=synthetic", "data.num_images=4096", *overrides, *VARIANTS[name]])
     device = resolve_device(cfg.train.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     state = build_state(cfg, device, log=lambda s: None)
+    if device.type == "cuda":  # after build_state: before CUDA is initialised torch 2.11 calls the device invalid
+        torch.cuda.reset_peak_memory_stats(device)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     for _ in range(warmup):
         iteration(state, d_loss_fn, g_loss_fn)
