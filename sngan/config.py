@@ -262,7 +262,8 @@ def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Confi
     """Load, override and validate a YAML config.
 
     Args:
-        path: YAML file with sections data/model/loss/optim/train.
+        path: YAML file with sections data/model/loss/optim/train/perf (each optional; missing keys take their
+            defaults).
         overrides: strings like ``"train.iterations=10"``; values are parsed as YAML.
 
     Returns:

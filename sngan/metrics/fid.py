@@ -11,9 +11,8 @@ its null space contributes exact zeros instead of sqrt(round-off) noise. When M 
 and Σ2 is the singular one, the roles swap (tr((Σ1Σ2)^½) = tr((Σ2Σ1)^½)) and Σ2 is factored over its range.
 Tiny negative eigenvalues are clipped to 0.
 
-The work is done by torch in float64 on the CPU (its eigvalsh is ~1.6x faster than numpy's here) on one thread:
-on the shared 2-core development machine, OpenMP spin-waiting made the 2-thread eigensolver 3-6x slower
-(2048-d: 2.2 s on one thread, 7 s on two; scripts/bench_fid.py).
+The work is done by torch in float64 on the CPU (its eigvalsh was faster than numpy's) on one thread: OpenMP
+spin-waiting made the multi-threaded eigensolver slower on a busy CPU (timings: benchmarks/RESULTS.md, FID maths).
 """
 
 from __future__ import annotations
