@@ -103,7 +103,7 @@ def _fixed_state(d_train, d, opt, x_real, x_fake):
     """The parts of a TrainState that the production `d_step` reads, around fixed batches."""
     cfg = from_dict({"model": {"z_dim": 8}})
     return SimpleNamespace(batches=_Fixed(x_real), d_batch=len(x_real), cfg=cfg, device=torch.device("cpu"),
-                           perf=Perf(), generator=_Fixed(x_fake), discriminator=d, d_train=d_train, opt_d=opt)
+                           perf=Perf(), g_plain=_Fixed(x_fake), discriminator=d, d_train=d_train, opt_d=opt)
 
 
 def _fixed_problem():
