@@ -4,12 +4,14 @@ fp32."""
 import pytest
 import torch
 
+from sngan.checkpoint import load_checkpoint
 from sngan.config import PerfConfig, load_config
 from sngan.models import build_discriminator, build_generator
 from sngan.models.layers import FP32SpectralNorm, sn
 from sngan.train.build import build_state
+from sngan.train.loop import train
 from sngan.train.losses import get_losses
-from sngan.train.perf import Perf, adam, resolve_perf
+from sngan.train.perf import Perf, adam, compiled, resolve_perf
 from sngan.train.steps import d_step, g_step
 
 FAST = ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=on"]
@@ -108,6 +110,23 @@ def test_generator_and_discriminator_forwards_compile_without_graph_breaks(tiny_
             assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
 
 
+def test_compiled_d_step_matches_eager(tiny_config):
+    """The D step that failed in backward before: two compiled D forwards (real, fake) share one backward."""
+    results = []
+    for compile_mode in ("off", "default"):
+        cfg = load_config(tiny_config, [*EAGER, "model.d_ch=4"])
+        state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+        state.d_train = compiled(state.discriminator, Perf(compile=compile_mode))
+        state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)
+        d0 = flat_params(state.discriminator)
+        loss = d_step(state, get_losses(cfg.loss.type)[0])
+        results.append((loss, flat_params(state.discriminator) - d0, torch.cat(list(state.discriminator.buffers()))))
+    (loss_e, step_e, uv_e), (loss_c, step_c, uv_c) = results
+    assert torch.allclose(loss_c, loss_e, rtol=1e-4) and torch.allclose(step_c, step_e, rtol=1e-3, atol=1e-5)
+    assert torch.allclose(uv_c, uv_e, atol=1e-5)  # two power iterations each
+
+
+@pytest.mark.slow
 def test_one_compiled_iteration_matches_eager(tiny_config):
     g_e, d_e, dg_e, dd_e = one_iteration(tiny_config, EAGER)
     g_c, d_c, dg_c, dd_c = one_iteration(tiny_config, [*EAGER, "perf.compile=default"])
@@ -144,3 +163,22 @@ def test_single_pass_d_step_sees_the_same_batches_with_one_power_iteration(tiny_
                                                                                        "perf.d_single_pass=true"])[1]
     # same real and fake batches and weights: the losses differ only through sigma (one power iteration, not two)
     assert torch.allclose(d_one, d_two, rtol=1e-2) and not torch.equal(d_one, d_two)
+
+
+@pytest.mark.slow
+def test_compiled_checkpoint_resumes_eagerly_and_back(tiny_config, tmp_path):
+    quiet = {"progress": False, "log": lambda _: None}
+    eager, comp = load_config(tiny_config, EAGER), load_config(tiny_config, [*EAGER, "perf.compile=default"])
+    straight = load_checkpoint(train(eager, tmp_path / "eager", **quiet))  # 3 iterations, checkpoints at 2 and 3
+    train(comp, tmp_path / "compiled", **quiet)
+    eager2, compiled2 = (tmp_path / run / "checkpoints" / "ckpt-0000002.pt" for run in ("eager", "compiled"))
+    a, b = load_checkpoint(eager2), load_checkpoint(compiled2)
+    for key in ("generator", "discriminator", "opt_g", "opt_d"):
+        assert a[key].keys() == b[key].keys(), key  # no `_orig_mod.` prefixes
+    for resumed in (train(eager, tmp_path / "c-then-e", resume=compiled2, **quiet),
+                    train(comp, tmp_path / "e-then-c", resume=eager2, **quiet)):
+        state = load_checkpoint(resumed)
+        assert state["step"] == 3
+        for key in ("generator", "discriminator"):
+            for name, tensor in straight[key].items():
+                assert torch.allclose(state[key][name], tensor, rtol=0, atol=1e-4), (key, name)
