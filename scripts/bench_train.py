@@ -4,9 +4,11 @@ Usage:
     python scripts/bench_train.py --config configs/cifar10_resnet.yaml [--iters 20] [--warmup 5]
         [--variants eager-fp32,bf16,...] [--set model.g_ch=64 ...] [--sn-cost]
 
-Columns: G-iterations/s (one G step + n_dis D steps), images/s through D (real + fake per D step, fakes per G
-step), ms per D step and per G step (timed alone), peak memory, achieved TFLOP/s (FLOPs of one iteration counted
-with torch.utils.flop_counter, times it/s) and its share of a matmul peak measured in the same run and precision.
+Columns: seconds of the `--warmup` first iterations (for compiled variants this includes compiling G and D on
+their first calls), then steady state: G-iterations/s (one G step + n_dis D steps), images/s through D (real +
+fake per D step, fakes per G step), ms per D step and per G step (timed alone), peak memory, achieved TFLOP/s
+(FLOPs of one iteration counted with torch.utils.flop_counter on the run's eager variants, times it/s) and its
+share of a matmul peak measured in the same run and precision.
 Data are the built-in synthetic set, resident on the device (as the trainer keeps CIFAR-10). `--sn-cost` also
 times a D step with spectral norm against the same D with its weights frozen to plain tensors.
 """
@@ -39,6 +41,9 @@ VARIANTS = {
     "bf16+cl+fused+cudagraphs": ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=on",
                                  "perf.compile=reduce-overhead"],
     "default": [],
+    "default+compile": ["perf.compile=default"],
+    "default+reduce-overhead": ["perf.compile=reduce-overhead"],
+    "default+d-single-pass": ["perf.d_single_pass=true"],
 }
 CUDA_ONLY = {"tf32", "bf16+cl+fused+cudagraphs"}
 
@@ -103,18 +108,22 @@ def bench(config: str, overrides: list[str], name: str, iters: int, warmup: int)
     if device.type == "cuda":  # after build_state: before CUDA is initialised torch 2.11 calls the device invalid
         torch.cuda.reset_peak_memory_stats(device)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    sync(device)
+    start = time.perf_counter()
     for _ in range(warmup):
         iteration(state, d_loss_fn, g_loss_fn)
+    sync(device)
+    warmup_s = time.perf_counter() - start
     it_time = timed(lambda: iteration(state, d_loss_fn, g_loss_fn), iters, device)
     g_time = timed(lambda: g_step(state, g_loss_fn), iters, device)
     d_time = timed(lambda: d_step(state, d_loss_fn), iters, device)
     t = cfg.train
-    flops = flops_per_iteration(state, d_loss_fn, g_loss_fn)
-    achieved = flops / it_time / 1e12
+    # the FLOP counter runs the step under a dispatch mode, which compiled graphs would trace again
+    flops = flops_per_iteration(state, d_loss_fn, g_loss_fn) if state.perf.compile == "off" else None
     peak = matmul_peak(device, state.perf.precision)
-    return {"variant": name, "perf": state.perf.describe(), "it_s": 1 / it_time,
+    return {"variant": name, "perf": state.perf.describe(), "it_s": 1 / it_time, "warmup_s": warmup_s,
             "img_s": (t.n_dis * 2 * t.batch_size + t.g_batch_size) / it_time, "d_ms": d_time * 1e3,
-            "g_ms": g_time * 1e3, "mem_mb": peak_memory_mb(device), "tflops": achieved, "peak": peak,
+            "g_ms": g_time * 1e3, "mem_mb": peak_memory_mb(device), "peak": peak,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "flop_per_it": flops}
 
@@ -148,20 +157,26 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     names = [n for n in args.variants.split(",") if cuda or n not in CUDA_ONLY]
     print(f"torch {torch.__version__}, config {args.config} {' '.join(args.overrides)}, iters {args.iters}")
-    print("| variant | G-it/s | img/s | ms/D step | ms/G step | peak MiB | TFLOP/s | % of matmul peak | options |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = []
+    print(f"| variant | first {args.warmup} it (s) | G-it/s | img/s | ms/D step | ms/G step | peak MiB | TFLOP/s | "
+          f"% of matmul peak | options |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows, flops = [], None
     for name in names:
         r = bench(args.config, args.overrides, name, args.iters, args.warmup)
         rows.append(r)
-        print(f"| {name} | {r['it_s']:.2f} | {r['img_s']:.0f} | {r['d_ms']:.1f} | {r['g_ms']:.1f} | "
-              f"{r['mem_mb']:.0f} | {r['tflops']:.2f} | {100 * r['tflops'] / r['peak']:.0f}% of {r['peak']:.2f} | "
-              f"{r['perf']} |", flush=True)
+        flops = r["flop_per_it"] or flops
+        r["flop_per_it"] = flops
+        tflops = f"{flops * r['it_s'] / 1e12:.2f}" if flops else "n/a"
+        share = f"{100 * flops * r['it_s'] / 1e12 / r['peak']:.0f}%" if flops else "n/a"
+        print(f"| {name} | {r['warmup_s']:.1f} | {r['it_s']:.2f} | {r['img_s']:.0f} | {r['d_ms']:.1f} | "
+              f"{r['g_ms']:.1f} | {r['mem_mb']:.0f} | {tflops} | {share} of {r['peak']:.2f} | {r['perf']} |",
+              flush=True)
     base = next((r for r in rows if r["variant"] == "eager-fp32"), None)
     if base:
         for r in rows:
             print(f"{r['variant']}: {r['it_s'] / base['it_s']:.2f}x eager fp32")
-    print(f"device: {rows[0]['device']}; FLOP per G-iteration: {rows[0]['flop_per_it'] / 1e12:.2f} T")
+    if flops:
+        print(f"device: {rows[0]['device']}; FLOP per G-iteration: {flops / 1e12:.2f} T")
     if args.sn_cost:
         with_sn, without = sn_cost(args.config, args.overrides, args.iters)
         print(f"spectral norm: D step {with_sn:.1f} ms with SN, {without:.1f} ms without ({with_sn / without:.2f}x)")

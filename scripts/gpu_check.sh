@@ -18,7 +18,8 @@ mkdir -p "$out"
 data=${DEVDATA:-.devdata}
 stages=" ${STAGES:-bench fidelity smoke eval} "
 iters=${FIDELITY_ITERATIONS:-1500}
-variants=${BENCH_VARIANTS:-eager-fp32,tf32,bf16,bf16+cl,default}
+variants=${BENCH_VARIANTS:-eager-fp32,tf32,bf16,bf16+cl,default,default+reduce-overhead,default+compile}
+bench_iters=${BENCH_ITERS:-30}
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
@@ -33,11 +34,13 @@ has() { [[ $stages == *" $1 "* ]]; }
 
 if has bench; then
     say "bench: $variants"
-    python3 scripts/bench_train.py --config configs/cifar10_resnet.yaml --iters 30 --warmup 10 --variants "$variants" \
-        --sn-cost 2>&1 | tee "$out/bench_train.txt" | grep -v Warning
-    say "bench: profile of the default"
-    python3 scripts/profile_step.py --config configs/cifar10_resnet.yaml --iters 5 --rows 15 > "$out/profile.txt" 2>&1
-    tail -3 "$out/profile.txt"
+    python3 scripts/bench_train.py --config configs/cifar10_resnet.yaml --iters "$bench_iters" --warmup 10 \
+        --variants "$variants" ${BENCH_SN_COST---sn-cost} 2>&1 | tee "$out/bench_train.txt" | grep -v Warning
+    if [[ -z ${NO_PROFILE:-} ]]; then
+        say "bench: profile of the default"
+        python3 scripts/profile_step.py --config configs/cifar10_resnet.yaml --iters 5 --rows 15 > "$out/profile.txt" 2>&1
+        tail -3 "$out/profile.txt"
+    fi
 fi
 
 fidelity_pids=()
@@ -55,7 +58,8 @@ fi
 
 if has smoke; then
     say "smoke: CUDA tests"
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_perf.py 2>&1 | tail -15 | tee "$out/tests.txt"
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_perf.py \
+        tests/test_spectral_norm.py 2>&1 | tail -15 | tee "$out/tests.txt"
     train=(python3 -m sngan train --config configs/cifar10_resnet.yaml --set data.name=folder
            --set "data.root=$data/cifar5k/train" --set train.log_every=50 --set train.sample_every=100 --no-progress)
     say "smoke: 200 iterations of cifar10_resnet at full width on packed CIFAR-10 (resident)"

@@ -105,8 +105,11 @@ class PerfConfig:
     precision: str = _opt("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
                           choices=("auto", "fp32", "tf32", "bf16"))
     channels_last: str = _opt("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
-    compile: str = _opt("off", "torch.compile mode for the generator (D stays eager, see sngan/perf.py)",
+    compile: str = _opt("off", "torch.compile mode for the generator and the discriminator (off = eager)",
                         choices=("off", "default", "reduce-overhead", "max-autotune"))
+    d_single_pass: bool = _opt(False, "D step: one D forward on the concatenated real+fake batch instead of two; "
+                                      "halves spectral norm's power iterations per D step (one instead of the "
+                                      "authors' two), so off by default")
     fused_adam: str = _opt("auto", "fused Adam kernel; auto = on for CUDA", choices=("auto", "on", "off"))
 
 

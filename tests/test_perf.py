@@ -1,13 +1,17 @@
-"""The fast path (bf16 autocast, channels_last, fused Adam, compile) computes the same step as eager fp32."""
+"""The fast path (bf16 autocast, channels_last, fused Adam, compile of G and D) computes the same step as eager
+fp32."""
 
 import pytest
 import torch
 
+from sngan.checkpoint import load_checkpoint
 from sngan.config import PerfConfig, load_config
+from sngan.models import build_discriminator, build_generator
 from sngan.models.layers import FP32SpectralNorm, sn
 from sngan.train.build import build_state
+from sngan.train.loop import train
 from sngan.train.losses import get_losses
-from sngan.train.perf import Perf, adam, resolve_perf
+from sngan.train.perf import Perf, adam, compiled, resolve_perf
 from sngan.train.steps import d_step, g_step
 
 FAST = ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=on"]
@@ -95,9 +99,86 @@ def test_auto_means_fast_on_cuda_and_plain_on_cpu():
                         torch.device("cuda")).precision == "fp32"
 
 
+def test_generator_and_discriminator_forwards_compile_without_graph_breaks(tiny_config):
+    for extra in ([], ["model.num_classes=3"]):
+        cfg = load_config(tiny_config, extra)
+        y = torch.tensor([0, 2]) if extra else None
+        g, d = build_generator(cfg.model), build_discriminator(cfg.model)
+        g_explained = torch._dynamo.explain(g)(torch.randn(2, cfg.model.z_dim), y)
+        d_explained = torch._dynamo.explain(d)(torch.randn(2, 3, 32, 32), y)
+        for explained in (g_explained, d_explained):
+            assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+def test_compiled_d_step_matches_eager(tiny_config):
+    """The D step that failed in backward before: two compiled D forwards (real, fake) share one backward."""
+    results = []
+    for compile_mode in ("off", "default"):
+        cfg = load_config(tiny_config, [*EAGER, "model.d_ch=4"])
+        state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+        state.d_train = compiled(state.discriminator, Perf(compile=compile_mode))
+        state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)
+        d0 = flat_params(state.discriminator)
+        loss = d_step(state, get_losses(cfg.loss.type)[0])
+        results.append((loss, flat_params(state.discriminator) - d0, torch.cat(list(state.discriminator.buffers()))))
+    (loss_e, step_e, uv_e), (loss_c, step_c, uv_c) = results
+    assert torch.allclose(loss_c, loss_e, rtol=1e-4) and torch.allclose(step_c, step_e, rtol=1e-3, atol=1e-5)
+    assert torch.allclose(uv_c, uv_e, atol=1e-5)  # two power iterations each
+
+
 @pytest.mark.slow
-def test_compiled_step_matches_eager(tiny_config):
+def test_one_compiled_iteration_matches_eager(tiny_config):
     g_e, d_e, dg_e, dd_e = one_iteration(tiny_config, EAGER)
     g_c, d_c, dg_c, dd_c = one_iteration(tiny_config, [*EAGER, "perf.compile=default"])
-    assert torch.allclose(g_c, g_e, rtol=1e-4, atol=1e-5) and torch.allclose(d_c, d_e, rtol=1e-4, atol=1e-5)
-    assert torch.cosine_similarity(dd_c, dd_e, dim=0) > 0.999
+    assert torch.allclose(g_c, g_e, rtol=1e-4, atol=1e-6) and torch.allclose(d_c, d_e, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(dg_c, dg_e, rtol=1e-3, atol=1e-5) and torch.allclose(dd_c, dd_e, rtol=1e-3, atol=1e-5)
+
+
+def train_steps(config, overrides, iterations, params_at):
+    """Losses of `iterations` full G iterations (G step, n_dis D steps) and both networks' parameters after
+    `params_at` of them."""
+    cfg = load_config(config, ["train.iterations=100", *overrides])
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    losses, params = [], None
+    for i in range(iterations):
+        losses.append(g_step(state, g_loss_fn))
+        losses.extend(d_step(state, d_loss_fn) for _ in range(cfg.train.n_dis))
+        if i + 1 == params_at:
+            params = torch.cat([flat_params(state.generator), flat_params(state.discriminator)])
+    return torch.stack(losses), params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_training_follows_eager_for_20_iterations(tiny_config, mode):
+    losses_e, params_e = train_steps(tiny_config, EAGER, 20, params_at=5)
+    losses_c, params_c = train_steps(tiny_config, [*EAGER, f"perf.compile={mode}"], 20, params_at=5)
+    assert torch.allclose(losses_c, losses_e, rtol=1e-4, atol=1e-6), (losses_c - losses_e).abs().max()
+    assert torch.allclose(params_c, params_e, rtol=0, atol=1e-4), (params_c - params_e).abs().max()
+
+
+def test_single_pass_d_step_sees_the_same_batches_with_one_power_iteration(tiny_config):
+    d_two, d_one = one_iteration(tiny_config, EAGER)[1], one_iteration(tiny_config, [*EAGER,
+                                                                                       "perf.d_single_pass=true"])[1]
+    # same real and fake batches and weights: the losses differ only through sigma (one power iteration, not two)
+    assert torch.allclose(d_one, d_two, rtol=1e-2) and not torch.equal(d_one, d_two)
+
+
+@pytest.mark.slow
+def test_compiled_checkpoint_resumes_eagerly_and_back(tiny_config, tmp_path):
+    quiet = {"progress": False, "log": lambda _: None}
+    eager, comp = load_config(tiny_config, EAGER), load_config(tiny_config, [*EAGER, "perf.compile=default"])
+    straight = load_checkpoint(train(eager, tmp_path / "eager", **quiet))  # 3 iterations, checkpoints at 2 and 3
+    train(comp, tmp_path / "compiled", **quiet)
+    eager2, compiled2 = (tmp_path / run / "checkpoints" / "ckpt-0000002.pt" for run in ("eager", "compiled"))
+    a, b = load_checkpoint(eager2), load_checkpoint(compiled2)
+    for key in ("generator", "discriminator", "opt_g", "opt_d"):
+        assert a[key].keys() == b[key].keys(), key  # no `_orig_mod.` prefixes
+    for resumed in (train(eager, tmp_path / "c-then-e", resume=compiled2, **quiet),
+                    train(comp, tmp_path / "e-then-c", resume=eager2, **quiet)):
+        state = load_checkpoint(resumed)
+        assert state["step"] == 3
+        for key in ("generator", "discriminator"):
+            for name, tensor in straight[key].items():
+                assert torch.allclose(state[key][name], tensor, rtol=0, atol=1e-4), (key, name)

@@ -1,4 +1,4 @@
-"""Config -> a ready `TrainState`: seeding, data (rank 0 packs first), models, optimisers, DDP and compile.
+"""Config -> a ready `TrainState`: seeding, data (rank 0 packs first), models, optimisers, DDP, then compile.
 
 `build_state` gives identical weights on every rank (seeded before the models are built) and per-rank latent
 streams and data shares under torchrun.
@@ -51,9 +51,12 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
     batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
                            budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
+    if perf.compile != "off":
+        log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
     return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
                       g_train=compiled(wrap(generator, info, device), perf),
-                      d_train=wrap(discriminator, info, device))
+                      d_train=compiled(wrap(discriminator, info, device), perf),
+                      g_plain=compiled(generator, perf), d_plain=compiled(discriminator, perf))
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:

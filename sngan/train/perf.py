@@ -1,7 +1,8 @@
 """Speed options for the training step: precision, memory format, torch.compile, fused Adam.
 
 What stays in float32 whatever `perf.precision` says:
-- spectral norm's power iteration and sigma (`sngan.models.layers.FP32SpectralNorm` runs with autocast off);
+- spectral norm's power iteration and sigma (`sngan.models.layers.FP32SpectralNorm` runs with autocast off, compiled
+  or not);
 - the losses (computed on float32 logits) and every parameter, gradient and Adam moment (autocast changes only the
   dtype of activations and of the matmul/conv inputs, never the stored weights).
 BatchNorm under autocast runs in float32 as well (PyTorch keeps batch_norm out of the bf16 list).
@@ -27,10 +28,12 @@ class Perf:
     channels_last: bool = False
     compile: str = "off"  # off | default | reduce-overhead | max-autotune
     fused_adam: bool = False
+    d_single_pass: bool = False
 
     def describe(self) -> str:
         return (f"precision {self.precision}, channels_last {'on' if self.channels_last else 'off'}, "
-                f"compile {self.compile}, fused Adam {'on' if self.fused_adam else 'off'}")
+                f"compile {self.compile}, fused Adam {'on' if self.fused_adam else 'off'}, "
+                f"D passes per step {1 if self.d_single_pass else 2}")
 
 
 def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
@@ -46,7 +49,7 @@ def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
         precision = "fp32"  # TF32 is a CUDA matmul mode; on CPU it is plain fp32
     channels_last = perf_cfg.channels_last in ("auto", "on")  # measured faster on CPU too (README Speed)
     fused = cuda if perf_cfg.fused_adam == "auto" else perf_cfg.fused_adam == "on"
-    return Perf(precision, channels_last, perf_cfg.compile, fused)
+    return Perf(precision, channels_last, perf_cfg.compile, fused, perf_cfg.d_single_pass)
 
 
 def set_matmul_precision(perf: Perf) -> None:
@@ -76,9 +79,11 @@ def prepare(module: nn.Module, perf: Perf) -> nn.Module:
 def compiled(module: nn.Module, perf: Perf) -> nn.Module:
     """`torch.compile(module, mode=...)` when asked for, else the module itself.
 
-    Applied to the generator only: with torch 2.14 a compiled discriminator fails in backward ("modified by an
-    inplace operation") because spectral norm updates its u/v buffers in place during each of the two D forwards
-    that share one backward (tests/test_perf.py). The discriminator runs eagerly.
+    Applied to both networks, after the DistributedDataParallel wrapper (as PyTorch recommends: DDP's graph
+    splitting then keeps gradient buckets overlapping backward). Both forwards compile with no graph break; the
+    discriminator can be compiled because `FP32SpectralNorm` never mutates a tensor that backward needs. The
+    returned wrapper shares the module's parameters and buffers: checkpoints keep saving the plain modules, so
+    their keys carry no `_orig_mod.` prefix and a run resumes compiled or eager from either.
     """
     if perf.compile == "off":
         return module

@@ -28,9 +28,11 @@ class TrainState:
     """The run in memory: what a checkpoint holds (networks, optimisers, step, best metric, random streams through
     `batches` and the global generators) plus what it runs on (`cfg`, `device`, `dist`, `perf`), which are not saved.
 
-    `generator`/`discriminator` are the plain modules (saved, sampled); `g_train`/`d_train` are what
-    the update steps call: DistributedDataParallel wrappers under torchrun and `torch.compile`d when asked for,
-    the same modules otherwise.
+    `generator`/`discriminator` are the plain modules (saved, sampled); the update steps call the others, which
+    share their parameters and buffers: `g_train`/`d_train` for the network being updated (DistributedDataParallel
+    under torchrun, then `torch.compile`d when asked for) and `g_plain`/`d_plain` for the one that is not (the D
+    step's no-grad fakes, the D forward inside the G step: compiled when asked for, never DDP, since no gradient of
+    theirs is synchronised). Without DDP or compile all four are the plain modules.
     """
 
     cfg: Config
@@ -47,10 +49,14 @@ class TrainState:
     perf: Perf = field(default_factory=Perf)
     g_train: nn.Module | None = None
     d_train: nn.Module | None = None
+    g_plain: nn.Module | None = None
+    d_plain: nn.Module | None = None
 
     def __post_init__(self) -> None:
         self.g_train = self.generator if self.g_train is None else self.g_train
         self.d_train = self.discriminator if self.d_train is None else self.d_train
+        self.g_plain = self.generator if self.g_plain is None else self.g_plain
+        self.d_plain = self.discriminator if self.d_plain is None else self.d_plain
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 

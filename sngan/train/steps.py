@@ -2,7 +2,8 @@
 
 One generator iteration, as the authors' `updater.py`: a G step on `g_batch_size` fresh latents, then `n_dis`
 D steps, each on a fresh real batch and fresh fakes; real and fake go through D in two forward passes, so spectral
-norm's power iteration runs once per pass exactly as in the Chainer code. The learning rate decays linearly (in G
+norm's power iteration runs once per pass exactly as in the Chainer code (`perf.d_single_pass` trades this for one
+pass on the concatenated batch). The learning rate decays linearly (in G
 iterations) from `optim.lr_decay_start` to 0 at `train.iterations`.
 """
 
@@ -50,7 +51,7 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     y = _fake_labels(state, state.g_batch)
     state.discriminator.requires_grad_(False)
     with autocast(state.perf, state.device):
-        logits = state.discriminator(state.g_train(z, y), y)
+        logits = state.d_plain(state.g_train(z, y), y)
     loss = g_loss_fn(logits.float())
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
@@ -62,19 +63,24 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
 def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     """One discriminator update on a fresh real batch and fresh fakes. Returns the loss (0-d tensor).
 
-    Real and fake go through D in two forward passes (one power iteration each, as the authors); the loss is
-    computed in float32 on the logits.
+    Real and fake go through D in two forward passes (one power iteration each, as the authors), or in one pass
+    on the concatenated batch with `perf.d_single_pass` (one power iteration); the loss is computed in float32 on
+    the logits.
     """
     x_real, y_real = state.batches.next(state.d_batch)
     z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
     y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad(), autocast(state.perf, state.device):
-        x_fake = state.generator(z, y_fake)
+        x_fake = state.g_plain(z, y_fake)
     y_real = y_real if state.cfg.model.num_classes else None
     if state.perf.channels_last:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
     with autocast(state.perf, state.device):
-        real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
+        if state.perf.d_single_pass:
+            y_both = None if y_real is None else torch.cat([y_real, y_fake])
+            real_logits, fake_logits = state.d_train(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
+        else:
+            real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
     loss = d_loss_fn(real_logits.float(), fake_logits.float())
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()

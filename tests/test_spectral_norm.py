@@ -1,0 +1,98 @@
+"""FP32SpectralNorm computes torch's spectral_norm exactly, and loads checkpoints written before it existed."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from sngan.checkpoint import load_checkpoint
+from sngan.config import load_config
+from sngan.models import build_discriminator
+from sngan.models.layers import sn
+from sngan.train.loop import train
+from tests.helpers import REPO, write_config
+
+# written by the code before FP32SpectralNorm (torch's _SpectralNorm subclass): TINY config, 2 iterations
+FORMAT1_CKPT = REPO / "tests" / "fixtures" / "tiny-format1-step2.pt"
+# that code's discriminator logits on torch.manual_seed(0); randn(2, 3, 32, 32), eval mode, then training mode
+FORMAT1_LOGITS_EVAL = [-6.081501007080078, -5.6118083000183105]
+FORMAT1_LOGITS_TRAIN = [-6.067060470581055, -5.599287033081055]
+
+
+def twins(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(ours, torch's) spectral norm around copies of `layer`, with the same u and v."""
+    torch.manual_seed(0)
+    plain = copy.deepcopy(layer)
+    ours, ref = sn(layer), spectral_norm(plain, eps=1e-12)
+    ref.parametrizations.weight[0]._u.copy_(ours.parametrizations.weight[0]._u)
+    ref.parametrizations.weight[0]._v.copy_(ours.parametrizations.weight[0]._v)
+    return ours, ref
+
+
+LAYERS = [lambda: nn.Conv2d(6, 10, 3), lambda: nn.Linear(12, 1), lambda: nn.Embedding(5, 12)]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_sigma_and_updates_equal_torch_spectral_norm(make):
+    ours, ref = twins(make())
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    for mode in ("train", "train", "eval", "train"):  # eval leaves u, v alone; training updates them once
+        ours.train(mode == "train")
+        ref.train(mode == "train")
+        w_ours, w_ref = ours.weight, ref.weight
+        assert torch.allclose(w_ours, w_ref, rtol=1e-6, atol=0), mode
+        for key, value in ref.state_dict().items():
+            assert torch.allclose(ours.state_dict()[key], value, rtol=1e-6, atol=1e-7), key
+
+
+def test_eval_mode_leaves_u_and_v_unchanged_and_training_updates_them():
+    layer = sn(nn.Linear(8, 4))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer.eval()
+    layer(torch.randn(2, 8))
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+    with torch.no_grad():
+        layer.parametrizations.weight.original.add_(torch.randn(4, 8))  # u, v are now off the top singular pair
+    layer.train()
+    layer(torch.randn(2, 8))
+    assert not torch.equal(before["parametrizations.weight.0._u"], layer.parametrizations.weight[0]._u)
+
+
+def test_gradient_treats_u_and_v_as_constants_as_torch():
+    ours, ref = twins(nn.Conv2d(4, 6, 3))
+    x = torch.randn(2, 4, 7, 7)
+    for net in (ours, ref):
+        (net(x) ** 2).sum().backward()
+    g_ours = ours.parametrizations.weight.original.grad
+    g_ref = ref.parametrizations.weight.original.grad
+    assert torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_two_forwards_share_one_backward_when_compiled():
+    torch.manual_seed(0)
+    layer = sn(nn.Conv2d(3, 8, 1))
+    twin = sn(nn.Conv2d(3, 8, 1))
+    twin.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 3, 4, 4)
+    compiled = torch.compile(layer)
+    for net in (compiled, twin):
+        (net(x).sum() - net(x * 0.5).sum()).backward()  # the second forward updates u, v before backward
+    assert torch.allclose(layer.parametrizations.weight.original.grad, twin.parametrizations.weight.original.grad,
+                          rtol=1e-5, atol=1e-6)
+    assert torch.allclose(layer.parametrizations.weight[0]._u, twin.parametrizations.weight[0]._u, atol=1e-6)
+
+
+def test_checkpoint_written_before_the_rewrite_loads_and_resumes(tmp_path):
+    state = load_checkpoint(FORMAT1_CKPT)
+    cfg = load_config(write_config(tmp_path / "tiny.yaml"))
+    d = build_discriminator(cfg.model)
+    d.load_state_dict(state["discriminator"])  # strict: same keys
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(d.eval()(x).flatten(), torch.tensor(FORMAT1_LOGITS_EVAL), rtol=1e-6)
+        assert torch.allclose(d.train()(x).flatten(), torch.tensor(FORMAT1_LOGITS_TRAIN), rtol=1e-6)
+    resumed = load_checkpoint(train(cfg, tmp_path / "run", resume=FORMAT1_CKPT, progress=False, log=lambda _: None))
+    assert resumed["step"] == 3 and resumed["discriminator"].keys() == state["discriminator"].keys()
