@@ -141,10 +141,12 @@ def test_d_step_loss_is_the_loss_by_hand_on_the_real_batch_given_and_its_gradien
     assert abs(loss_a - loss_b) > 1e-4
 
 
-def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves(tmp_path):
+def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves_even_with_stale_d_gradients(tmp_path):
     state = _state(tmp_path, ["model.num_classes=3"])
     g_copy, d_copy = copy.deepcopy(state.generator), copy.deepcopy(state.discriminator)
     state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=1.0)
+    for p in state.discriminator.parameters():
+        p.grad = torch.ones_like(p)  # as left by the last D step: a G step must not apply it
     g_before, d_before = _params(state.generator), _params(state.discriminator)
     torch.manual_seed(4)
     loss = g_step(state, get_losses("hinge")[1]).item()
