@@ -11,10 +11,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sngan.checkpoint import list_checkpoints, load_checkpoint
-from sngan.config import ModelConfig, from_dict
+from sngan.config import ModelConfig, from_dict, load_config
 from sngan.distributed import DistInfo, local_batch
 from sngan.errors import SnganError
-from sngan.models import build_discriminator
+from sngan.models import build_discriminator, build_generator
 from sngan.train.losses import hinge_d
 from sngan.train.perf import Perf
 from sngan.train.steps import d_step
@@ -23,15 +23,20 @@ from tests.helpers import REPO, write_config
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 HARNESS = """
 import sys, torch
+import sngan.train.loop as loop
 from sngan.config import load_config
 from sngan.distributed import from_env, init_process_group, shutdown
-from sngan.train.loop import build_state, train
 info = from_env()
 init_process_group(info, "cpu")
-cfg = load_config(sys.argv[1])
-train(cfg, sys.argv[2], progress=False, info=info)
-state = build_state(cfg, torch.device("cpu"), log=lambda s: None, info=info)
-state.restore(torch.load(sys.argv[2] + "/checkpoints/ckpt-0000003.pt", weights_only=True))
+real_save = loop.save_periodic
+
+def dump_then_save(state, ckpt_dir):  # each rank's own weights in memory, before the checkpoint's rank check
+    torch.save({"g": state.generator.state_dict(), "d": state.discriminator.state_dict(), "step": state.step},
+               f"{sys.argv[3]}/rank{info.rank}.pt")
+    return real_save(state, ckpt_dir)
+
+loop.save_periodic = dump_then_save
+loop.train(load_config(sys.argv[1]), sys.argv[2], progress=False, info=info)
 shutdown()
 """
 
@@ -40,7 +45,7 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
-def test_torchrun_two_processes_train_with_identical_weights(tmp_path):
+def test_torchrun_two_processes_write_one_checkpoint_log_and_per_rank_random_streams(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
     run = tmp_path / "run"
     proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--config", str(config), "--out", str(run),
@@ -69,20 +74,22 @@ def test_torchrun_two_processes_train_compiled(tmp_path):
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000003.pt"]
 
 
-def test_weights_are_identical_on_both_ranks_after_training(tmp_path):
+def test_each_rank_holds_the_same_trained_weights_in_memory_when_the_checkpoint_is_written(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
     script = tmp_path / "dump.py"
-    script.write_text(HARNESS + "torch.save({'g': state.generator.state_dict(), 'd': state.discriminator"
-                      ".state_dict()}, sys.argv[2] + f'/rank{info.rank}.pt')\n")
-    proc = subprocess.run([*TORCHRUN, str(script), str(config), str(tmp_path / "run")], capture_output=True,
-                          text=True, env=env(), cwd=tmp_path, timeout=600)
+    script.write_text(HARNESS)
+    proc = subprocess.run([*TORCHRUN, str(script), str(config), str(tmp_path / "run"), str(tmp_path)],
+                          capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)
-    for net in ("g", "d"):
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert r0["step"] == r1["step"] == 3
+    torch.manual_seed(0)
+    fresh = build_generator(load_config(config).model)
+    assert not torch.equal(fresh.state_dict()["l1.weight"], r0["g"]["l1.weight"])  # trained, not the init
+    for net in ("g", "d"):  # BatchNorm statistics included: the loop broadcasts rank 0's before a checkpoint
+        assert r0[net].keys() == r1[net].keys()
         for name, tensor in r0[net].items():
-            if "running_" in name or "num_batches" in name:
-                continue  # BatchNorm statistics are per rank by design
             assert torch.equal(tensor, r1[net][name]), (net, name)
 
 

@@ -1,0 +1,92 @@
+"""The package's shape: imports flow one way (bottom-up layers, nothing imports the CLI) and files stay small.
+
+Layers, bottom-up (STYLE.md): errors, io -> config -> distributed, checkpoint -> models, data, metrics -> sample
+-> evaluation -> train -> report -> cli (-> __main__, the `python -m sngan` entry point).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "sngan"
+MAX_LINES = 350
+LAYERS = [["sngan"], ["errors"], ["io"], ["config"], ["distributed", "checkpoint"], ["models", "data", "metrics"],
+          ["sample"], ["evaluation"], ["train"], ["report"], ["cli"], ["__main__"]]
+RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
+BASICS = {"sngan", "errors", "io", "config"}  # all that models, data and metrics may import besides themselves
+
+
+def unit_of(module: str) -> str:
+    """`sngan.train.loop` -> 'train'; `sngan` -> 'sngan'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def sngan_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module) for every import of our package in `source`, function-level ones included."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "sngan"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "sngan":
+            if node.module == "sngan":  # `from sngan import checkpoint` imports sngan.checkpoint
+                found += [(node.lineno, f"sngan.{a.name}") for a in node.names if a.name != "__version__"]
+            else:
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.append((node.lineno, "relative import (use absolute sngan.* imports)"))
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def layer_violations(importer: str, imported: str) -> str | None:
+    src, dst = unit_of(importer), unit_of(imported)
+    if imported.startswith("relative"):
+        return imported
+    if dst not in RANK:
+        return f"{dst} has no layer in LAYERS"
+    if src == dst:
+        return None
+    if src in ("models", "data", "metrics") and dst not in BASICS:
+        return f"{src} may import only {sorted(BASICS)} and itself"
+    if RANK[dst] >= RANK[src]:
+        return f"{src} (layer {RANK[src]}) imports {dst} (layer {RANK[dst]}), not below it"
+    return None
+
+
+def test_layer_check_refuses_upward_and_sideways_imports():
+    assert layer_violations("sngan.train.loop", "sngan.models.resnet") is None
+    assert layer_violations("sngan.models.resnet", "sngan.models.layers") is None
+    assert layer_violations("sngan.config", "sngan.train.steps")  # upward
+    assert layer_violations("sngan.models.layers", "sngan.data")  # sideways in the same layer
+    assert layer_violations("sngan.data.feed", "sngan.distributed")  # below, but not a basic
+    assert layer_violations("sngan.report.page", "sngan.cli")  # nothing imports the CLI
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_import_goes_to_the_same_or_a_lower_layer(path):
+    importer = module_name(path)
+    assert unit_of(importer) in RANK, f"{importer} has no layer in LAYERS"
+    bad = [f"line {line}: {imported}: {why}" for line, imported in sngan_imports(path.read_text())
+           if (why := layer_violations(importer, imported))]
+    assert not bad, f"{importer}: " + "; ".join(bad)
+
+
+def test_function_level_and_from_package_imports_are_seen():
+    source = "import torch\nfrom sngan import checkpoint as c\ndef f():\n    from sngan.cli import main\n"
+    assert sngan_imports(source) == [(2, "sngan.checkpoint"), (4, "sngan.cli")]
+
+
+def test_no_file_in_the_package_is_over_350_lines():
+    long = {str(p.relative_to(REPO)): n for p in SOURCES if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines: {long}"
