@@ -96,3 +96,21 @@ def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], 
     if perf.fused_adam:
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def begin_step(perf: Perf) -> None:
+    """Tell CUDA-graph trees (`compile: reduce-overhead`) that a new training step starts, so the graphs of this
+    step may reuse the memory of the previous step's outputs (nothing of it is read again)."""
+    if perf.compile == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def own_memory(x: torch.Tensor, perf: Perf) -> torch.Tensor:
+    """A generator output that other graphs will read, moved out of the CUDA-graph memory pool.
+
+    Under `reduce-overhead` a graph's output lives in memory that the next replay of a graph in the same tree may
+    overwrite; the H100 run showed it for the fakes a D step feeds to two D passes ("accessing tensor output of
+    CUDAGraphs that has been overwritten by a subsequent run"). One copy of a batch of images costs nothing next
+    to the step. Other modes return `x` itself.
+    """
+    return x.clone() if perf.compile == "reduce-overhead" else x

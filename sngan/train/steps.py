@@ -19,7 +19,7 @@ import torch
 from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
 from sngan.errors import TrainingDiverged
 from sngan.train.ema import ema_update, recalibrate_batchnorm
-from sngan.train.perf import autocast
+from sngan.train.perf import autocast, begin_step, own_memory
 from sngan.train.state import TrainState
 
 
@@ -47,11 +47,12 @@ def _fake_labels(state: TrainState, n: int) -> torch.Tensor | None:
 
 def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     """One generator update on fresh latents; D's weights get no gradient. Returns the loss (0-d tensor)."""
+    begin_step(state.perf)
     z = torch.randn(state.g_batch, state.cfg.model.z_dim, device=state.device)
     y = _fake_labels(state, state.g_batch)
     state.discriminator.requires_grad_(False)
     with autocast(state.perf, state.device):
-        logits = state.d_plain(state.g_train(z, y), y)
+        logits = state.d_plain(own_memory(state.g_train(z, y), state.perf), y)
     loss = g_loss_fn(logits.float())
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
@@ -67,11 +68,12 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     on the concatenated batch with `perf.d_single_pass` (one power iteration); the loss is computed in float32 on
     the logits.
     """
+    begin_step(state.perf)
     x_real, y_real = state.batches.next(state.d_batch)
     z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
     y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad(), autocast(state.perf, state.device):
-        x_fake = state.g_plain(z, y_fake)
+        x_fake = own_memory(state.g_plain(z, y_fake), state.perf)
     y_real = y_real if state.cfg.model.num_classes else None
     if state.perf.channels_last:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
