@@ -52,11 +52,14 @@ class DataConfig:
 class ModelConfig:
     arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
                      choices=("resnet", "cnn"))
-    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 128))
+    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 64, 128))
     z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1)
     g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1)
     d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1)
-    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and projection D", ge=0)
+    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0)
+    d_conditioning: str = _opt("projection", "how a conditional D uses the label: projection (<embed(y), h>, "
+                               "Miyato & Koyama 2018) or concat (a 128-d embedding concatenated after block 3, "
+                               "SN-GAN Table 6)", choices=("projection", "concat"))
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1)
 
