@@ -94,6 +94,9 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
     ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
     ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1)
+    inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
+                              "sigma-hat / exact sigma (sn_ratio/*, min, max) and the per-layer operator-norm "
+                              "product lipschitz_bound (0 = never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
                            ge=0)
