@@ -104,10 +104,10 @@ def format_table(ins: Inspection) -> str:
     """The command's printed report: one row per layer, then the bounds."""
     head = (f"{'layer':<24} {'shape':<18} {'input':<7} {'sigma_hat':>9} {'exact':>9} {'ratio':>7} {'conv':>9} | "
             f"{'exact/sh':>8} {'conv/sh':>8}")
-    lines = [f"discriminator of {ins.checkpoint} (step {ins.step}); exact = largest singular value of W.reshape(out,"
-             f" -1), float64 SVD; conv = exact operator norm of the convolution at its input size, circular "
-             f"padding (FFT, Sedghi et al. 2019); /sh = of the normalised weights W / sigma_hat", head,
-             "-" * len(head)]
+    lines = [f"discriminator of {ins.checkpoint} (step {ins.step})",
+             "sigma_hat = u^T W v (stored vectors); exact = largest singular value of W.reshape(out, -1) (float64 SVD)",
+             "conv = exact operator norm of the convolution at its input size, circular padding (FFT, Sedghi et al. "
+             "2019)", "exact/sh, conv/sh = the same for the normalised weights W / sigma_hat", head, "-" * len(head)]
     for r in ins.layers:
         size = "x".join(map(str, r.input_size)) or "-"
         conv = r.sigma_operator if r.kind == "conv" else None
@@ -116,8 +116,8 @@ def format_table(ins: Inspection) -> str:
                      f"{_fmt(r.normalised('matrix')):>8} "
                      f"{_fmt(r.normalised('operator') if conv is not None else None):>8}")
     b = ins.bounds
-    lines += ["", "product of per-layer norms over every layer but class embeddings (the paper's bound for a chain "
-              "with 1-Lipschitz activations; residual sums and pooling not included):",
+    lines += ["", "product of per-layer norms over every layer but class embeddings (the paper's bound for a chain",
+              "with 1-Lipschitz activations; residual sums and pooling are not in it):",
               f"  matrix norms (W.reshape(out, -1)): trained {b['matrix_trained']:.4g}, normalised "
               f"{b['matrix_normalised']:.4g}",
               f"  operator norms (conv: circular FFT; dense: matrix): trained {b['operator_trained']:.4g}, "
