@@ -199,6 +199,23 @@ def prepare(
     typer.echo(image_set.summary())
 
 
+@app.command()
+@one_line_errors
+def inspect(
+    ckpt: Annotated[Path, typer.Option(help="Checkpoint written by sngan train.")],
+    lipschitz: Annotated[int, typer.Option(min=0, metavar="N", help="Also estimate a Lipschitz lower bound: the "
+                                           "largest ||grad_x D(x)|| over N real and N generated images.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Write the spectra figure (squared singular values over the "
+                                              "largest, one curve per layer; .png, .pdf or .svg).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write everything as JSON.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+) -> None:
+    """Spectral norms of a checkpoint's discriminator: estimate vs exact per layer, conv operator norms, bounds."""
+    from sngan.inspect.command import run_inspect
+
+    run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo)
+
+
 def main() -> None:
     """Console entry point."""
     app()

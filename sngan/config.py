@@ -52,11 +52,14 @@ class DataConfig:
 class ModelConfig:
     arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
                      choices=("resnet", "cnn"))
-    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 128))
+    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 64, 128))
     z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1)
     g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1)
     d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1)
-    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and projection D", ge=0)
+    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0)
+    d_conditioning: str = _opt("projection", "how a conditional D uses the label: projection (<embed(y), h>, "
+                               "Miyato & Koyama 2018) or concat (a 128-d embedding concatenated after block 3, "
+                               "SN-GAN Table 6)", choices=("projection", "concat"))
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1)
 
@@ -91,6 +94,9 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
     ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
     ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1)
+    inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
+                              "sigma-hat / exact sigma (sn_ratio/*, min, max) and the per-layer operator-norm "
+                              "product lipschitz_bound (0 = never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
                            ge=0)

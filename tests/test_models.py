@@ -14,13 +14,18 @@ EXPECTED = {
     "cifar10_cnn": (3_828_739, 2_935_873),
     "stl10_cnn": (5_170_179, 2_946_113),
     "stl10_resnet": (4_878_083, 10_141_441),
+    "cifar10_resnet_conditional": (4_304_387, 1_055_104),  # authors' sn_cifar10_conditional.yml
+    "imagenet64_projection": (17_974_915, 11_165_441),  # authors' resnet_64 / snresnet_64, 1000 classes
+    "imagenet128_concat": (41_996_931, 30_538_625),  # authors' sn_concat.yml (SNResNetConcatDiscriminator)
 }
 
 TINY_MODELS = [
     ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4),
     ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3),
     ModelConfig(arch="resnet", resolution=48, z_dim=8, g_ch=2, d_ch=2, d_linear_bias=True),
+    ModelConfig(arch="resnet", resolution=64, z_dim=8, g_ch=1, d_ch=1, num_classes=5, d_linear_bias=True),
     ModelConfig(arch="resnet", resolution=128, z_dim=8, g_ch=1, d_ch=1, num_classes=5, d_linear_bias=True),
+    ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3, d_conditioning="concat"),
     ModelConfig(arch="cnn", resolution=32, z_dim=8, g_ch=16, d_ch=4, d_linear_bias=True),
     ModelConfig(arch="cnn", resolution=48, z_dim=8, g_ch=16, d_ch=4, d_linear_bias=True),
 ]
@@ -33,7 +38,7 @@ def test_parameter_counts_match_the_paper(name):
     assert counts == EXPECTED[name]
 
 
-@pytest.mark.parametrize("m", TINY_MODELS, ids=lambda m: f"{m.arch}{m.resolution}-c{m.num_classes}")
+@pytest.mark.parametrize("m", TINY_MODELS, ids=lambda m: f"{m.arch}{m.resolution}-c{m.num_classes}-{m.d_conditioning}")
 def test_forward_backward_shapes(m):
     torch.manual_seed(0)
     g, d = build_generator(m), build_discriminator(m)
@@ -110,3 +115,14 @@ def test_cnn_refuses_classes_and_bad_resolution():
         build_generator(ModelConfig(arch="cnn", num_classes=10))
     with pytest.raises(ConfigError, match="model.resolution"):
         build_discriminator(ModelConfig(arch="cnn", resolution=128))
+
+
+def test_concat_discriminator_uses_the_label_and_refuses_unconditional_models():
+    torch.manual_seed(0)
+    m = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3, d_conditioning="concat")
+    d = build_discriminator(m).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert not torch.allclose(d(x, torch.tensor([0])), d(x, torch.tensor([2])))
+    assert d.tail[0].c1.weight.shape[1] == 4 + 128  # block 4 reads the features and the 128-d embedding
+    with pytest.raises(ConfigError, match="d_conditioning"):
+        build_discriminator(ModelConfig(num_classes=0, d_conditioning="concat"))

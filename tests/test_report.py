@@ -103,3 +103,12 @@ def test_line_chart_draws_series_in_their_colours():
     assert 10 < _near(pixels, red) < 150  # b's single dot (and its legend key), no line
     empty = np.asarray(line_chart({"a": []}, "nothing", size=(300, 200)))
     assert empty.shape == (200, 300, 3) and _near(empty, blue) == 0
+
+
+def test_prefixed_keys_share_one_chart():
+    from sngan.report.page import chart_groups
+
+    records = [{"step": 1, "fid5k": 3.0, "sn_ratio_min": 0.9, **{f"sn_ratio/l{i}": 0.9 for i in range(20)}}]
+    groups = chart_groups(records)
+    assert [title for title, _ in groups] == ["fid5k", "sn_ratio_min", "sn_ratio/* (20 series)"]
+    assert len(groups[-1][1]) == 20

@@ -7,6 +7,7 @@ from sngan.errors import SnganError
 from sngan.train.loop import train
 from sngan.train.rundir import read_metrics
 from sngan.train.steps import lr_at
+from tests.helpers import CONFIGS
 
 
 def test_lr_schedule_linear_in_generator_iterations():
@@ -59,3 +60,15 @@ def test_conditional_training_on_labelled_data(tiny_config, tmp_path):
     with pytest.raises(SnganError, match="dataset has 3 classes"):
         train(load_config(tiny_config, ["model.num_classes=5"]), tmp_path / "r2", progress=False,
               log=lambda s: None)
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet_conditional", "imagenet64_projection", "imagenet128_concat"])
+def test_paper_config_trains_three_iterations_at_tiny_width(name, tmp_path):
+    """The paper config as written, shrunk: tiny widths, synthetic data (3 classes), 3 iterations on CPU."""
+    tiny = ["data.name=synthetic", "data.num_images=32", "model.g_ch=2", "model.d_ch=2", "model.num_classes=3",
+            "train.iterations=3", "train.batch_size=4", "train.g_batch_size=4", "train.n_dis=1", "train.device=cpu",
+            "train.num_samples=4", "train.ema_bn_samples=8", "optim.lr_decay_start=0", "perf.precision=fp32"]
+    cfg = load_config(CONFIGS / f"{name}.yaml", tiny)
+    state = load_checkpoint(train(cfg, tmp_path / "run", progress=False, log=lambda s: None))
+    assert state["step"] == 3
+    assert state["config"]["model"]["resolution"] == load_config(CONFIGS / f"{name}.yaml").model.resolution

@@ -6,7 +6,12 @@ Widths are `base width x multiplier`, one multiplier per stage, fixed per resolu
 |------------|---------------------------------|---------------------------------------|-------------------------------|
 | 32         | 4x4; 1 1 1 1                    | 1 1 1 1; T T F F                      | Table 4, sn_cifar10 (256/128) |
 | 48         | 6x6; 8 4 2 1                    | 1 2 4 8 16; T T T T F                 | Table 5 (64/64)               |
+| 64         | 4x4; 16 8 4 2 1                 | 1 2 4 8 16; T T T T T                 | resnet_64/snresnet_64 (64/64) |
 | 128        | 4x4; 16 16 8 4 2 1              | 1 2 4 8 16 16; T T T T T F            | Table 6, sn_projection (64/64)|
+
+The concat discriminator (`ResNetConcatDiscriminator`, the projection paper's comparison, SN-GAN Table 6's
+"concat") is the authors' `SNResNetConcatDiscriminator`: an SN class embedding of CONCAT_EMBED_DIM channels is
+broadcast over the feature map and concatenated after the third block; no projection term.
 """
 
 from __future__ import annotations
@@ -21,9 +26,22 @@ LAYOUTS = {
     32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},
     48: {"bottom_width": 6, "g_mult": (8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16),
          "d_down": (True, True, True, True, False)},
+    64: {"bottom_width": 4, "g_mult": (16, 8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16),
+         "d_down": (True, True, True, True, True)},
     128: {"bottom_width": 4, "g_mult": (16, 16, 8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16, 16),
           "d_down": (True, True, True, True, True, False)},
 }
+CONCAT_EMBED_DIM = 128  # authors' SNResNetConcatDiscriminator(dim_emb=128)
+CONCAT_AFTER = 3  # the class embedding joins the features after this many blocks (authors' block3)
+
+
+def _d_blocks(widths: list[int], down: tuple[bool, ...], power_iterations: int, extra_in: int = 0,
+              extra_at: int = -1) -> list[nn.Module]:
+    """Optimized first block, then one block per width; block `extra_at` takes `extra_in` more input channels."""
+    blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations)]
+    for i, (a, b, d) in enumerate(zip(widths[:-1], widths[1:], down[1:], strict=True), start=1):
+        blocks.append(DBlock(a + (extra_in if i == extra_at else 0), b, d, power_iterations))
+    return blocks
 
 
 class ResNetGenerator(nn.Module):
@@ -56,10 +74,7 @@ class ResNetDiscriminator(nn.Module):
         layout = LAYOUTS[resolution]
         widths = [d_ch * m for m in layout["d_mult"]]
         self.num_classes = num_classes
-        blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations)]
-        for a, b, down in zip(widths[:-1], widths[1:], layout["d_down"][1:], strict=True):
-            blocks.append(DBlock(a, b, down, power_iterations))
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*_d_blocks(widths, layout["d_down"], power_iterations))
         self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
         self.embed = sn(glorot(nn.Embedding(num_classes, widths[-1])), power_iterations) if num_classes else None
 
@@ -69,3 +84,24 @@ class ResNetDiscriminator(nn.Module):
         if self.embed is not None:
             out = out + (self.embed(y) * h).sum(dim=1)
         return out
+
+
+class ResNetConcatDiscriminator(nn.Module):
+    """images (B, 3, R, R), y (B,) -> logits (B,); embed(y) (B, E) is concatenated to the features after block 3."""
+
+    def __init__(self, resolution: int, d_ch: int, num_classes: int, linear_bias: bool = False,
+                 power_iterations: int = 1):
+        super().__init__()
+        layout = LAYOUTS[resolution]
+        widths = [d_ch * m for m in layout["d_mult"]]
+        self.num_classes = num_classes
+        blocks = _d_blocks(widths, layout["d_down"], power_iterations, CONCAT_EMBED_DIM, CONCAT_AFTER)
+        self.head, self.tail = nn.Sequential(*blocks[:CONCAT_AFTER]), nn.Sequential(*blocks[CONCAT_AFTER:])
+        self.embed = sn(glorot(nn.Embedding(num_classes, CONCAT_EMBED_DIM)), power_iterations)
+        self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)  # (B, C, H, W)
+        emb = self.embed(y)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # (B, E) -> (B, E, H, W)
+        h = F.relu(self.tail(torch.cat([h, emb], dim=1))).sum(dim=(2, 3))  # (B, C+E, H, W) -> ... -> (B, C')
+        return self.linear(h).squeeze(1)  # (B,)

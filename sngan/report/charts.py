@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 SUPERSAMPLE = 2
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MAX_LEGEND = 6  # a chart with more series draws no legend
 AXIS, GRID, TEXT = "#444444", "#e6e6e6", "#222222"
 
 Series = dict[str, list[tuple[float, float]]]  # name -> [(x, y), ...]
@@ -114,6 +115,8 @@ def line_chart(series: Series, title: str, size: tuple[int, int] = (640, 260), x
         markers = pixels if len(pixels) <= 30 else []  # dots only where they stay readable
         for px, py in markers:
             draw.ellipse([px - 2.5 * s, py - 2.5 * s, px + 2.5 * s, py + 2.5 * s], fill=color)
+        if len(points) > MAX_LEGEND:  # too many series to name: the title says what they are
+            continue
         legend_x -= draw.textlength(name, font=small) + 26 * s
         draw.line([(legend_x, 17 * s), (legend_x + 16 * s, 17 * s)], fill=color, width=3 * s)
         draw.text((legend_x + 20 * s, 17 * s), name, fill=TEXT, font=small, anchor="lm")

@@ -1,7 +1,8 @@
 """`sngan report RUN_DIR`: one PNG with a run's loss curves, learning rate, metric curves and newest sample grid.
 
 It reads only the run's files: `metrics.jsonl` (every numeric key other than the training log's own - step, time,
-d_loss, g_loss, lr, it_per_s - is a metric, e.g. IS or FID logged at some steps, and gets its own chart),
+d_loss, g_loss, lr, it_per_s - is a metric, e.g. IS or FID logged at some steps, and gets its own chart; keys
+sharing a `prefix/` share one chart, so per-layer series such as `sn_ratio/<layer>` add one chart, not dozens),
 `samples/step-*.png` (the newest grid) and `config.yaml` (the title line). It works on a run in progress too (a
 half-written last line is dropped). The report is derived data: writing it again replaces the old picture.
 """
@@ -42,6 +43,16 @@ def metric_keys(records: list[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
+def chart_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(title, keys) per chart: one key alone, or every key of one `prefix/` together."""
+    groups: dict[str, list[str]] = {}
+    for key in metric_keys(records):
+        prefix = key.split("/", 1)[0] + "/*" if "/" in key else key
+        groups.setdefault(prefix, []).append(key)
+    return [(f"{title} ({len(keys)} series)" if title.endswith("/*") else title, keys)
+            for title, keys in groups.items()]
+
+
 def curves(records: list[dict[str, Any]], keys: tuple[str, ...] | list[str]) -> Series:
     """(step, value) points of each key, from the records that hold it."""
     return {k: [(float(r["step"]), float(r[k])) for r in records if _is_number(r.get(k))] for k in keys}
@@ -78,7 +89,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                           f"samples/step-*.png")
     charts = [line_chart(curves(records, ("d_loss", "g_loss")), "losses", CHART_SIZE),
               line_chart(curves(records, ("lr",)), "learning rate", CHART_SIZE)]
-    charts += [line_chart(curves(records, (key,)), key, CHART_SIZE) for key in metric_keys(records)]
+    charts += [line_chart(curves(records, keys), title, CHART_SIZE) for title, keys in chart_groups(records)]
     picture = _compose(_title(run_dir, records), charts, _sample_panel(grid))
     return atomic_write(out, lambda fh: picture.save(fh, format="PNG"))
 

@@ -8,6 +8,7 @@ only through `sngan.train.saving`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ import torch
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config, TrainConfig, to_yaml
+from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
 from sngan.errors import SnganError, TrainingStopped
 from sngan.evaluation import TrainingEvaluator
+from sngan.inspect.summary import input_sizes, training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
@@ -43,6 +45,7 @@ class Due:
     sample: bool
     save: bool
     evaluate: bool
+    inspect: bool
     stop: bool
 
     @property
@@ -68,11 +71,14 @@ def due(step: int, t: TrainConfig, stopping: bool, evaluating: bool) -> Due:
                sample=bool(t.sample_every and step % t.sample_every == 0) or end,
                save=bool(t.ckpt_every and step % t.ckpt_every == 0) or end,
                evaluate=evaluating and not stopping and (step % t.eval_every == 0 or end),
+               inspect=bool(t.inspect_every and step % t.inspect_every == 0) and not stopping,
                stop=stopping)
 
 
 def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys of the `model` config section whose values differ between two configs."""
+    """Keys of the `model` config section whose values differ between two configs (a key an older checkpoint lacks
+    counts as its default)."""
+    saved = {**dataclasses.asdict(ModelConfig()), **saved}
     return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 
@@ -152,6 +158,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     t = cfg.train
     last_path = Path(resume) if resume is not None else None
     window = LossWindow(device, state.step)
+    d_sizes = input_sizes(state.discriminator, cfg.model.resolution, cfg.model.num_classes)
     bar = tqdm(total=t.iterations, initial=state.step, disable=not (progress and info.is_main), dynamic_ncols=True,
                desc="train")
     try:
@@ -178,6 +185,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
                 if now.sample and info.is_main:
                     sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
+                    run_log.log({"step": state.step, **training_record(state.discriminator, d_sizes)})
                 if now.evaluate:
                     evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log)
                 if now.save:

@@ -1,0 +1,172 @@
+"""The `sngan inspect` command's plain functions: checkpoint -> Inspection -> table, JSON, spectra figure.
+
+The discriminator is rebuilt from the checkpoint alone; layer input sizes come from forward hooks on one forward
+pass at the model resolution. The empirical Lipschitz lower bound uses the first N images of the checkpoint's
+dataset (its `data` section) and N images from the checkpoint's generator (EMA when present), labels drawn with
+the images (real) or uniformly (generated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sngan.errors import CheckpointError, ConfigError, SnganError
+from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra
+from sngan.io import atomic_write, write_text
+
+BATCH = 64  # images per gradient pass of the Lipschitz estimate
+
+
+@dataclass
+class Inspection:
+    checkpoint: str
+    step: int
+    resolution: int
+    num_classes: int
+    layers: list[LayerSpectrum]
+    bounds: dict[str, float]  # per-layer products, see sngan.inspect.summary
+    lipschitz_lower: float | None = None  # max ||grad_x D|| over lipschitz_samples real + as many generated inputs
+    lipschitz_samples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Inspection:
+        return cls(**{**raw, "layers": [LayerSpectrum(**row) for row in raw["layers"]]})
+
+
+def load_discriminator(path: str | Path, device: torch.device | str) -> tuple[torch.nn.Module, dict]:
+    """The checkpoint's discriminator (with its stored power-iteration vectors) and the checkpoint dict."""
+    from sngan.checkpoint import load_checkpoint
+    from sngan.config import from_dict
+    from sngan.models import build_discriminator
+
+    state = load_checkpoint(path)
+    try:
+        cfg = from_dict(state["config"])
+    except (ConfigError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its config is invalid: {exc}") from None
+    model = build_discriminator(cfg.model)
+    model.load_state_dict(state["discriminator"])
+    return model.to(device).eval(), state
+
+
+def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.device | str = "cpu",
+                       seed: int = 0) -> Inspection:
+    """Spectra, bounds and (with `lipschitz` > 0) the empirical Lipschitz lower bound of a checkpoint's D."""
+    model, state = load_discriminator(path, device)
+    m = state["config"]["model"]
+    rows = layer_spectra(model, input_sizes(model, m["resolution"], m["num_classes"]))
+    batches = _lipschitz_batches(path, state, lipschitz, seed, device)
+    lower = gradient_norm_max(model, batches, device) if lipschitz else None
+    return Inspection(str(path), int(state["step"]), m["resolution"], m["num_classes"], rows, bounds(rows),
+                      lower, lipschitz)
+
+
+def _lipschitz_batches(path: str | Path, state: dict, num: int, seed: int, device: torch.device | str
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """`num` real then `num` generated (x, y) pairs, BATCH at a time (y None when unconditional)."""
+    from sngan.config import from_dict
+    from sngan.data import load_images
+    from sngan.data.common import to_float
+    from sngan.sample.generate import generate, latents, load_generator
+
+    cfg = from_dict(state["config"])
+    images = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, progress=False)
+    if len(images.images) < num:
+        raise SnganError(f"--lipschitz {num} asks for more real images than the dataset has ({len(images.images)})")
+    conditional = cfg.model.num_classes > 0
+    for start in range(0, num, BATCH):
+        x = torch.from_numpy(np.asarray(images.images[start:start + BATCH][:num - start])).permute(0, 3, 1, 2)
+        y = torch.from_numpy(np.asarray(images.labels[start:start + x.shape[0]])) if conditional else None
+        yield to_float(x, cfg.data.dequantize), y
+    generator, _ = load_generator(path, None, device)
+    z, y = latents(num, cfg.model.z_dim, cfg.model.num_classes, seed)
+    fakes = generate(generator, z, y, BATCH)
+    for start in range(0, num, BATCH):
+        yield fakes[start:start + BATCH], (y[start:start + BATCH] if y is not None else None)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_table(ins: Inspection) -> str:
+    """The command's printed report: one row per layer, then the bounds."""
+    head = (f"{'layer':<24} {'shape':<18} {'input':<7} {'sigma_hat':>9} {'exact':>9} {'ratio':>7} {'conv':>9} | "
+            f"{'exact/sh':>8} {'conv/sh':>8}")
+    lines = [f"discriminator of {ins.checkpoint} (step {ins.step})",
+             "sigma_hat = u^T W v (stored vectors); exact = largest singular value of W.reshape(out, -1) (float64 SVD)",
+             "conv = exact operator norm of the convolution at its input size, circular padding (FFT, Sedghi et al. "
+             "2019)", "exact/sh, conv/sh = the same for the normalised weights W / sigma_hat", head, "-" * len(head)]
+    for r in ins.layers:
+        size = "x".join(map(str, r.input_size)) or "-"
+        conv = r.sigma_operator if r.kind == "conv" else None
+        lines.append(f"{r.name:<24} {'x'.join(map(str, r.shape)):<18} {size:<7} {_fmt(r.sigma_hat):>9} "
+                     f"{_fmt(r.sigma_matrix):>9} {_fmt(r.ratio):>7} {_fmt(conv):>9} | "
+                     f"{_fmt(r.normalised('matrix')):>8} "
+                     f"{_fmt(r.normalised('operator') if conv is not None else None):>8}")
+    b = ins.bounds
+    lines += ["", "product of per-layer norms over every layer but class embeddings (the paper's bound for a chain",
+              "with 1-Lipschitz activations; residual sums and pooling are not in it):",
+              f"  matrix norms (W.reshape(out, -1)): trained {b['matrix_trained']:.4g}, normalised "
+              f"{b['matrix_normalised']:.4g}",
+              f"  operator norms (conv: circular FFT; dense: matrix): trained {b['operator_trained']:.4g}, "
+              f"normalised {b['operator_normalised']:.4g}"]
+    if ins.lipschitz_lower is not None:
+        lines.append(f"empirical lower bound: max ||grad_x D(x)|| over {ins.lipschitz_samples} real + "
+                     f"{ins.lipschitz_samples} generated inputs = {ins.lipschitz_lower:.4g}")
+    return "\n".join(lines)
+
+
+def write_json(ins: Inspection, path: str | Path) -> Path:
+    return write_text(path, json.dumps(ins.to_dict(), indent=1) + "\n")
+
+
+def read_json(path: str | Path) -> Inspection:
+    return Inspection.from_dict(json.loads(Path(path).read_text()))
+
+
+def plot_spectra(ins: Inspection, path: str | Path) -> Path:
+    """Squared singular values over the largest, one curve per layer (the paper's Figures 3 and 9)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in ins.layers:
+        ax.plot(range(len(r.spectrum)), r.spectrum, label=r.name, linewidth=1)
+    ax.set(xlabel="index of singular value", ylabel="squared singular value / largest", ylim=(0, 1.02),
+           title=f"spectra of the discriminator's W.reshape(out, -1), step {ins.step}")
+    if len(ins.layers) <= 24:
+        ax.legend(fontsize=6, ncol=2, loc="upper right")
+    fig.tight_layout()
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=150))
+    finally:
+        plt.close(fig)
+
+
+def run_inspect(ckpt: Path, lipschitz: int, plot: Path | None, json_out: Path | None, device: str,
+                log: Callable[[str], None]) -> Inspection:
+    """What `sngan inspect` does: print the table, then write the figure and the JSON when asked."""
+    from sngan.distributed import resolve_device
+
+    ins = inspect_checkpoint(ckpt, lipschitz, resolve_device(device))
+    log(format_table(ins))
+    if plot is not None:
+        log(f"wrote {plot_spectra(ins, plot)}")
+    if json_out is not None:
+        log(f"wrote {write_json(ins, json_out)}")
+    return ins

@@ -1,0 +1,128 @@
+"""Spectra of discriminator weights: the stored spectral-norm estimate, exact singular values, conv operator norms.
+
+Pure functions on tensors and modules; nothing here reads files or prints.
+
+- `sn_state(module)` is the one place that knows how a spectral-norm implementation stores its weight and power-
+  iteration vectors (torch's parametrization, or plain attributes `weight_orig`/`u`/`v`); adapt it there.
+- `sigma_estimate` is what spectral normalization divides by: u^T W v with the stored vectors.
+- `matrix_sigma` is the exact largest singular value of W reshaped to (out, -1), the matrix SN normalises.
+- `conv_operator_sigma` is the exact operator norm of a stride-1 convolution with *circular* padding on an n x n
+  input (Sedghi, Gupta & Long, ICLR 2019): the conv is block-diagonalised by the 2-D DFT, so its singular values
+  are those of the n^2 matrices (out x in) obtained from the FFT of the kernel zero-padded to n x n. For zero
+  padding this is an estimate of the same size (the circular operator at n + 2*pad bounds it from above); for a
+  stride-2 convolution it is the norm of the stride-1 one, an upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SNState:
+    """A layer's raw weight and, when it is spectrally normalised, its stored power-iteration vectors."""
+
+    weight: torch.Tensor  # the weight as trained (before division by sigma)
+    u: torch.Tensor | None  # (rows,) left singular vector estimate
+    v: torch.Tensor | None  # (cols,) right singular vector estimate; None = derive from u as Chainer does
+    dim: int  # the weight dimension that becomes the matrix rows (1 for transposed convs)
+
+
+def sn_state(module: nn.Module) -> SNState | None:
+    """The raw weight and SN vectors of `module`, or None when it has no weight matrix (biases, BN scales)."""
+    params = getattr(module, "parametrizations", None)
+    if params is not None and "weight" in params:  # torch.nn.utils.parametrizations.spectral_norm and subclasses
+        norm = params.weight[0]
+        return SNState(params.weight.original.detach(), getattr(norm, "_u", None), getattr(norm, "_v", None),
+                       getattr(norm, "dim", 0))
+    if isinstance(getattr(module, "weight_orig", None), torch.Tensor):  # attribute-style implementations
+        u = getattr(module, "u", getattr(module, "weight_u", None))
+        v = getattr(module, "v", getattr(module, "weight_v", None))
+        return SNState(module.weight_orig.detach(), u, v, getattr(module, "dim", 0))
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() >= 2:  # an unnormalised layer: exact values only
+        return SNState(weight.detach(), None, None, 0)
+    return None
+
+
+def weight_matrix(weight: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """W (out, in, kh, kw) or (out, in) -> the (W.shape[dim], -1) matrix spectral normalization works on."""
+    if dim != 0:
+        weight = weight.movedim(dim, 0)
+    return weight.reshape(weight.shape[0], -1)
+
+
+def sigma_estimate(state: SNState) -> float | None:
+    """u^T W v with the stored vectors (None for a layer without them)."""
+    if state.u is None:
+        return None
+    w = weight_matrix(state.weight, state.dim).double()
+    u = state.u.double()
+    v = state.v.double() if state.v is not None else nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
+    return float(u @ (w @ v))
+
+
+def singular_values(weight: torch.Tensor, dim: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """All singular values of the reshaped weight, largest first, computed in `dtype` on the weight's device."""
+    return torch.linalg.svdvals(weight_matrix(weight, dim).to(dtype))
+
+
+def matrix_sigma(weight: torch.Tensor, dim: int = 0, dtype: torch.dtype = torch.float64) -> float:
+    """The exact largest singular value of the reshaped weight."""
+    return float(singular_values(weight, dim, dtype)[0])
+
+
+def conv_operator_sigma(kernel: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float64) -> float:
+    """Operator norm of the stride-1 circular convolution with `kernel` (out, in, kh, kw) on (in, H, W) inputs.
+
+    Per frequency (p, q) the conv acts as the complex matrix K_hat[:, :, p, q] (out x in); the largest singular
+    value over all H*W of them is the operator norm. Cross-correlation (PyTorch's conv) and convolution share it.
+    """
+    h, w = max(size[0], kernel.shape[2]), max(size[1], kernel.shape[3])
+    transform = torch.fft.fft2(kernel.to(dtype), s=(h, w), dim=(2, 3))  # (out, in, H, W) complex
+    per_frequency = transform.permute(2, 3, 0, 1)  # (H, W, out, in)
+    return float(torch.linalg.matrix_norm(per_frequency, ord=2).max())
+
+
+def circular_conv_matrix(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The dense (out*H*W, in*H*W) matrix of the stride-1, circularly padded conv (a slow reference for tests)."""
+    out_ch, in_ch, kh, kw = kernel.shape
+    basis = torch.eye(in_ch * size[0] * size[1], dtype=kernel.dtype).reshape(-1, in_ch, *size)
+    padded = nn.functional.pad(basis, (kw // 2, (kw - 1) // 2, kh // 2, (kh - 1) // 2), mode="circular")
+    columns = nn.functional.conv2d(padded, kernel)  # (in*H*W, out, H, W): the image of each basis vector
+    return columns.reshape(columns.shape[0], -1).t()
+
+
+def normalised_spectrum(weight: torch.Tensor, dim: int = 0) -> list[float]:
+    """Squared singular values over the largest squared one, largest first (the paper's Figures 3 and 9)."""
+    s = singular_values(weight, dim)
+    return (s / s[0]).square().tolist() if s[0] > 0 else s.tolist()
+
+
+def record_input_sizes(model: nn.Module, layers: dict[str, nn.Module], *inputs: torch.Tensor
+                       ) -> dict[str, tuple[int, ...]]:
+    """Spatial input size of each layer in `layers` (name -> (H, W); () for dense layers) from one forward."""
+    sizes: dict[str, tuple[int, ...]] = {}
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple) -> None:  # a pre-hook's non-None return would replace args
+            sizes.setdefault(name, tuple(args[0].shape[2:]))
+        return record
+
+    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every submodule that owns a weight matrix, by qualified name, in registration order."""
+    return {name: module for name, module in model.named_modules()
+            if "parametrizations" not in name.split(".") and sn_state(module) is not None}

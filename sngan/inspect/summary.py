@@ -1,0 +1,131 @@
+"""Per-layer spectra of a discriminator and the Lipschitz bounds built from them (`sngan.inspect.spectra` maths).
+
+Two norms per layer, for the weights as trained (W) and as used (W / sigma-hat):
+- `matrix`: the largest singular value of W reshaped to (out, -1), what spectral normalization controls;
+- `operator`: for convolutions the exact norm of the convolution at the layer's input size with circular padding
+  (FFT method), otherwise the matrix norm. For a k x k kernel it can exceed the matrix norm by up to a factor k.
+
+`upper_bound` multiplies one of them over every layer except class embeddings (which act on the label, not the
+image): the paper's bound for a chain of layers with 1-Lipschitz activations. It ignores the architecture's own
+factors (residual sums add branch norms; 2x2 average pooling has norm 1/2; global sum pooling over h x w has norm
+sqrt(h w)), so for a ResNet it is the per-layer product the paper reasons with, not a certificate: the empirical
+lower bound (largest input gradient norm) may exceed it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sngan.inspect import spectra
+
+
+@dataclass
+class LayerSpectrum:
+    name: str
+    kind: str  # conv, linear, embedding or the module's class name
+    shape: list[int]
+    input_size: list[int]  # [H, W] seen in a forward pass at the model resolution ([] for dense layers)
+    sigma_hat: float | None  # u^T W v with the stored vectors (None: the layer is not spectrally normalised)
+    sigma_matrix: float  # exact largest singular value of W.reshape(out, -1)
+    sigma_operator: float  # conv: exact circular-conv operator norm at input_size; else = sigma_matrix
+    spectrum: list[float] = field(default_factory=list)  # squared singular values / largest, largest first
+
+    @property
+    def ratio(self) -> float | None:
+        """sigma-hat over the exact matrix sigma: 1 when the power iteration has converged."""
+        return None if self.sigma_hat is None else self.sigma_hat / self.sigma_matrix
+
+    def normalised(self, norm: str) -> float:
+        """The layer's `norm` (matrix|operator) after division by sigma-hat (as trained without SN)."""
+        value = self.sigma_matrix if norm == "matrix" else self.sigma_operator
+        return value if self.sigma_hat is None else value / self.sigma_hat
+
+
+KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.Embedding, "embedding"))
+
+
+def kind_of(module: nn.Module) -> str:
+    return next((name for cls, name in KINDS if isinstance(module, cls)), type(module).__name__)
+
+
+def probe_inputs(resolution: int, num_classes: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """One zero image (and label 0 when conditional) at the model resolution, for the size-recording forward."""
+    x = torch.zeros(1, 3, resolution, resolution, device=device)
+    return (x, torch.zeros(1, dtype=torch.long, device=device)) if num_classes else (x,)
+
+
+def input_sizes(model: nn.Module, resolution: int, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Each weight layer's spatial input size, from one eval-mode forward (no power-iteration update)."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        return spectra.record_input_sizes(model, spectra.weight_layers(model),
+                                          *probe_inputs(resolution, num_classes, device))
+    finally:
+        model.train(was_training)
+
+
+def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], dtype: torch.dtype = torch.float64,
+                  with_spectrum: bool = True) -> list[LayerSpectrum]:
+    """One LayerSpectrum per weight layer of `model`; SVDs in `dtype` on the weights' device."""
+    rows = []
+    with torch.no_grad():
+        for name, module in spectra.weight_layers(model).items():
+            state = spectra.sn_state(module)
+            size = tuple(sizes.get(name, ()))
+            sigma = spectra.matrix_sigma(state.weight, state.dim, dtype)
+            conv = kind_of(module) == "conv" and len(size) == 2
+            rows.append(LayerSpectrum(
+                name=name, kind=kind_of(module), shape=list(state.weight.shape), input_size=list(size),
+                sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
+                sigma_operator=spectra.conv_operator_sigma(state.weight, size, dtype) if conv else sigma,
+                spectrum=spectra.normalised_spectrum(state.weight, state.dim) if with_spectrum else []))
+    return rows
+
+
+def upper_bound(rows: list[LayerSpectrum], norm: str, normalised: bool) -> float:
+    """Product over the non-embedding layers of their `norm`, as trained or divided by sigma-hat."""
+    values = [r.normalised(norm) if normalised else (r.sigma_matrix if norm == "matrix" else r.sigma_operator)
+              for r in rows if r.kind != "embedding"]
+    return math.prod(values)
+
+
+def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
+    """The four per-layer products: {matrix, operator} x {as trained, normalised}."""
+    return {f"{norm}_{which}": upper_bound(rows, norm, which == "normalised")
+            for norm in ("matrix", "operator") for which in ("trained", "normalised")}
+
+
+def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, float]:
+    """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`) and the
+    operator-norm product of the normalised weights; float32 SVDs on the model's device."""
+    rows = layer_spectra(model, sizes, torch.float32, with_spectrum=False)
+    ratios = {f"sn_ratio/{r.name}": r.ratio for r in rows if r.ratio is not None}
+    summary = {"lipschitz_bound": upper_bound(rows, "operator", normalised=True)}
+    if ratios:
+        summary.update(sn_ratio_min=min(ratios.values()), sn_ratio_max=max(ratios.values()))
+    return {**summary, **ratios}
+
+
+def gradient_norm_max(model: nn.Module, batches, device: torch.device | str) -> float:
+    """Largest ||grad_x D(x, y)||_2 over the (x, y) batches (y None when unconditional): a lower bound of the
+    Lipschitz constant. D has no batch statistics, so the gradient of the summed logits is per-sample."""
+    was_training = model.training
+    model.eval()
+    best = 0.0
+    try:
+        for x, y in batches:
+            x = x.to(device).requires_grad_(True)
+            logits = model(x, y.to(device)) if y is not None else model(x)
+            (grad,) = torch.autograd.grad(logits.sum(), x)
+            best = max(best, float(grad.flatten(1).norm(dim=1).max()))
+    finally:
+        model.train(was_training)
+    return best
+
+
