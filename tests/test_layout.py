@@ -1,7 +1,7 @@
 """The package's shape: imports flow one way (bottom-up layers, nothing imports the CLI) and files stay small.
 
 Layers, bottom-up (STYLE.md): errors, io -> config -> distributed, checkpoint -> models, data, metrics -> sample
--> evaluation -> train -> report -> cli (-> __main__, the `python -m sngan` entry point).
+-> evaluation, inspect -> train -> report -> cli (-> __main__, the `python -m sngan` entry point).
 """
 
 import ast
@@ -14,7 +14,7 @@ from tests.helpers import REPO
 PACKAGE = REPO / "sngan"
 MAX_LINES = 350
 LAYERS = [["sngan"], ["errors"], ["io"], ["config"], ["distributed", "checkpoint"], ["models", "data", "metrics"],
-          ["sample"], ["evaluation"], ["train"], ["report"], ["cli"], ["__main__"]]
+          ["sample"], ["evaluation", "inspect"], ["train"], ["report"], ["cli"], ["__main__"]]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 BASICS = {"sngan", "errors", "io", "config"}  # all that models, data and metrics may import besides themselves
 
