@@ -106,3 +106,51 @@ def read_jsonl(path: str | Path, notice: Callable[[str], None] | None = None) ->
             raise SnganError(f"{path}: line {number} is not a JSON object; the log is corrupt (move the file aside "
                              f"to continue)")
     return records
+
+
+class FolderLock:
+    """An exclusive lock on a folder (`flock` on `<folder>/.lock`, which records the holder's PID), held until
+    `release`. The kernel drops it when the process dies, so a stale lock never blocks the next start.
+
+    Taking it creates the folder when needed; `release` removes what it created if nothing else was written there
+    (a run that failed before writing anything leaves no trace). The `.lock` file itself is otherwise left in place:
+    deleting it while another process waits on it would let two processes hold "the" lock.
+    """
+
+    def __init__(self, folder: str | Path):
+        import fcntl
+
+        self.folder = Path(folder)
+        self.created = not self.folder.exists()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SnganError(f"cannot use '{self.folder}' as a run folder: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise SnganError(f"'{self.folder}' is in use by another sngan process (PID {holder}): wait for it to "
+                             f"finish or choose another --out") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def remove_stale_temporaries(self, *subfolders: str) -> list[Path]:
+        """Delete `atomic_write` temporaries left by a killed process (only names matching TEMP_FILE)."""
+        removed = []
+        for folder in (self.folder, *(self.folder / s for s in subfolders)):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if TEMP_FILE.match(path.name) and path.is_file():
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+        return removed
+
+    def release(self) -> None:
+        lock = self.folder / ".lock"
+        if self.created and [p.name for p in self.folder.iterdir()] == [".lock"]:
+            lock.unlink(missing_ok=True)
+            self.folder.rmdir()
+        os.close(self.fd)
