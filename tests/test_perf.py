@@ -22,9 +22,12 @@ def flat_params(module):
     return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
 
 
+SIZE = ["model.g_ch=16", "model.d_ch=16", "train.batch_size=16", "train.g_batch_size=16"]  # one set of shapes:
+# the compiled tests then share inductor's on-disk cache
+
+
 def one_iteration(config, overrides):
-    cfg = load_config(config, ["model.g_ch=16", "model.d_ch=16", "train.batch_size=16", "train.g_batch_size=16",
-                               *overrides])
+    cfg = load_config(config, [*SIZE, *overrides])
     state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
     # SGD with lr 1 makes each update the negative gradient: Adam's first step (~ lr * sign(g)) would hide
     # how close the gradients are; fused Adam is compared on its own below
@@ -137,7 +140,7 @@ def test_one_compiled_iteration_matches_eager(tiny_config):
 def train_steps(config, overrides, iterations, params_at):
     """Losses of `iterations` full G iterations (G step, n_dis D steps) and both networks' parameters after
     `params_at` of them."""
-    cfg = load_config(config, ["train.iterations=100", *overrides])
+    cfg = load_config(config, [*SIZE, "train.iterations=100", *overrides])
     state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     losses, params = [], None
@@ -149,13 +152,26 @@ def train_steps(config, overrides, iterations, params_at):
     return torch.stack(losses), params
 
 
+def relative_gaps(losses, reference):
+    """Largest relative loss difference per G iteration (hinge losses of exactly 0 compared absolutely)."""
+    gaps = (losses - reference).abs() / reference.abs().clamp_min(1e-3)
+    return gaps.view(20, -1).max(dim=1).values
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_compiled_training_follows_eager_for_20_iterations(tiny_config, mode):
+    """fp32 rounding differences grow through GAN training (Adam turns tiny gradient differences on near-zero
+    gradients into ~lr-sized steps), so 20 iterations are compared against eager with channels_last, a change of
+    memory layout only: the compiled run may drift from eager no more than twice that much, and must agree to
+    1e-4 relative for the first 10 iterations."""
     losses_e, params_e = train_steps(tiny_config, EAGER, 20, params_at=5)
+    losses_cl, params_cl = train_steps(tiny_config, ["perf.channels_last=on", "perf.fused_adam=off"], 20, params_at=5)
     losses_c, params_c = train_steps(tiny_config, [*EAGER, f"perf.compile={mode}"], 20, params_at=5)
-    assert torch.allclose(losses_c, losses_e, rtol=1e-4, atol=1e-6), (losses_c - losses_e).abs().max()
-    assert torch.allclose(params_c, params_e, rtol=0, atol=1e-4), (params_c - params_e).abs().max()
+    gaps, layout_gaps = relative_gaps(losses_c, losses_e), relative_gaps(losses_cl, losses_e)
+    assert gaps[:10].max() < 1e-4, gaps
+    assert gaps.max() <= 2 * layout_gaps.max(), (gaps, layout_gaps)
+    assert (params_c - params_e).abs().max() <= 2 * (params_cl - params_e).abs().max()
 
 
 def test_single_pass_d_step_sees_the_same_batches_with_one_power_iteration(tiny_config):
