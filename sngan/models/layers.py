@@ -37,13 +37,14 @@ class FP32SpectralNorm(nn.Module):
     """Spectral-norm parametrization (weight / sigma) that torch.compile can train; float32 with autocast off.
 
     The algorithm and the state are those of torch's `parametrizations.spectral_norm` (buffers `_u`, `_v`; 15
-    iterations at construction; eps 1e-12; in eval mode u and v are used as they are). What differs is how the
-    update is written: in training mode the power iteration runs under no_grad on the detached weight, its results
-    are copied into the buffers, and sigma = u^T W v is computed from those fresh result tensors, never from the
-    buffers. No tensor saved for backward is therefore ever mutated later, so two D forwards (real, fake) can share
-    one backward when D is compiled; torch's own version clones the buffers after updating them in place, which
-    eager autograd accepts and a compiled graph does not. As in torch, u and v are constants for autograd:
-    the gradient of sigma flows through W only.
+    iterations at construction, drawing the same random numbers; eps 1e-12; in eval mode u and v are used as they
+    are). What differs is how the training-mode update is written. torch updates the buffers in place and then
+    reads clones of them; compiled, AOTAutograd's partitioner drops those clones and recomputes u and v in backward
+    from the buffers, which by then hold the next forward's values (two D forwards, real and fake, share one
+    backward): a version-counter error in backward. Here the power iteration is an opaque custom op
+    (`power_iteration`) whose fresh output tensors sigma = u^T W v is computed from and backward saves; they are
+    copied into the buffers and never mutated. As in torch, u and v are constants for autograd: the gradient of
+    sigma flows through W only.
     """
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12):
@@ -55,7 +56,7 @@ class FP32SpectralNorm(nn.Module):
         with torch.no_grad():
             weight_mat = self._matrix(weight)  # (out, in * kh * kw)
             h, w = weight_mat.shape
-            u = F.normalize(weight_mat.new_empty(h).normal_(0, 1), dim=0, eps=eps)
+            u = F.normalize(weight_mat.new_empty(h).normal_(0, 1), dim=0, eps=eps)  # drawn as torch does
             v = F.normalize(weight_mat.new_empty(w).normal_(0, 1), dim=0, eps=eps)
             u, v = power_iteration(weight_mat, v, 15, eps)  # start near the top singular vectors, as torch
         self.register_buffer("_u", u)
@@ -78,7 +79,7 @@ class FP32SpectralNorm(nn.Module):
                     self._u.copy_(u)
                     self._v.copy_(v)
             else:
-                u, v = self._u.clone(), self._v.clone()
+                u, v = self._u.clone(), self._v.clone()  # what backward saves must not be a buffer
             sigma = torch.vdot(u, torch.mv(weight_mat, v))  # grad through W only: u, v carry no graph
             return weight / sigma
 

@@ -39,9 +39,9 @@ class Perf:
 def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
     """Turn the `perf` config section into concrete options.
 
-    'auto' = bf16 autocast, channels_last and fused Adam on CUDA; fp32 with channels_last on CPU (channels_last
-    made cifar10_resnet at full width 1.23x and the demo 1.25x faster on the 2-core development CPU, as measured by
-    scripts/bench_train.py's `default` vs `eager-fp32` rows in benchmarks/RESULTS.md).
+    'auto' = bf16 autocast, channels_last and fused Adam on CUDA; fp32 with channels_last on CPU (channels_last is
+    faster on the development CPU too: scripts/bench_train.py's `default` vs `eager-fp32` rows in
+    benchmarks/RESULTS.md). `compile` and `d_single_pass` are taken as given.
     """
     cuda = device.type == "cuda"
     precision = ("bf16" if cuda else "fp32") if perf_cfg.precision == "auto" else perf_cfg.precision
