@@ -58,12 +58,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an sngan checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
-    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model", {}), dict):
-        raise CheckpointError(f"{path}: its config is not a mapping of sections (the file is damaged or foreign)")
-    if not isinstance(state["step"], int) or isinstance(state["step"], bool) or state["step"] < 0:
-        raise CheckpointError(f"{path}: its step is not a non-negative integer, got {state['step']!r}")
-    if not isinstance(state["format_version"], int):
-        raise CheckpointError(f"{path}: its format_version is not an integer")
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {state['format_version']} is newer than this sngan "
                               f"understands ({FORMAT_VERSION}); upgrade sngan")
@@ -120,36 +114,3 @@ def generator_weights(state: dict[str, Any], ema: bool | None) -> tuple[dict[str
         raise CheckpointError("the checkpoint has no EMA generator (trained with train.ema_decay 0); use --no-ema")
     use_ema = has_ema and ema is not False
     return (state["generator_ema"] if use_ema else state["generator"]), use_ema
-
-
-def check_weights(module: torch.nn.Module, weights: Any, what: str) -> None:
-    """Raise CheckpointError naming the first tensor of `weights` whose name or shape `module` does not expect."""
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"{what} is not a state dict")
-    expected = module.state_dict()
-    for name, tensor in expected.items():
-        got = weights.get(name)
-        if not isinstance(got, torch.Tensor):
-            raise CheckpointError(f"{what} lacks the tensor '{name}'")
-        if got.shape != tensor.shape:
-            raise CheckpointError(f"{what} '{name}' has shape {tuple(got.shape)} but the model built from the "
-                                  f"checkpoint's config expects {tuple(tensor.shape)}")
-    extra = sorted(set(weights) - set(expected))
-    if extra:
-        raise CheckpointError(f"{what} holds '{extra[0]}', which the model built from its config does not have")
-
-
-def check_optimizer(optimizer: torch.optim.Optimizer, saved: Any, what: str) -> None:
-    """Raise CheckpointError unless `saved` is an optimizer state whose groups and moments fit `optimizer`."""
-    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
-            or not isinstance(saved.get("state"), dict):
-        raise CheckpointError(f"{what} is missing or not an optimizer state")
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    ids = [i for group in saved["param_groups"] for i in group.get("params", [])]
-    if len(ids) != len(params) or len(saved["param_groups"]) != len(optimizer.param_groups):
-        raise CheckpointError(f"{what} holds {len(ids)} parameters, the model has {len(params)}")
-    for index, param in zip(ids, params, strict=True):
-        for key, value in saved["state"].get(index, {}).items():
-            if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
-                raise CheckpointError(f"{what} '{key}' of parameter {index} has shape {tuple(value.shape)}, the "
-                                      f"parameter has {tuple(param.shape)}")

@@ -20,9 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The exit-code table (README: Exit codes) for every command: a `SnganError` or a failed file operation is
-    `error: ...` on stderr and exit 1; a run stopped by a signal exits 143 with its resume hint (the first signal)
-    or 130 (the second, without a checkpoint)."""
+    """Turn SnganError into `error: ...` on stderr and exit 1 (a stopped run exits 143 with its resume hint)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,28 +31,12 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except TrainingStopped as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(143) from None
-        except KeyboardInterrupt as exc:
-            typer.echo(f"stopped at once: {exc or 'interrupted'}; the last checkpoint is kept", err=True)
-            raise typer.Exit(130) from None
-        except (SnganError, OSError) as exc:
-            typer.echo(f"error{_rank_label()}: {_one_line(exc)}", err=True)
+        except SnganError as exc:
+            rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+            typer.echo(f"error{f' (rank {rank})' if rank else ''}: {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def _rank_label() -> str:
-    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
-    return f" (rank {rank})" if rank else ""
-
-
-def _one_line(exc: BaseException) -> str:
-    """A SnganError's message, or for an OSError what failed and where (`cannot write x: No space left on
-    device`)."""
-    if isinstance(exc, OSError) and not isinstance(exc, SnganError):
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"cannot read or write{where}: {exc.strerror or exc}"
-    return " ".join(str(exc).split("\n"))
 
 
 @app.command()
@@ -235,17 +217,5 @@ def inspect(
 
 
 def main() -> None:
-    """Console entry point: usage errors (unknown option, bad option value) are one line too, with exit code 2."""
-    try:
-        code = app(standalone_mode=False)
-    except typer.Abort:
-        typer.echo("stopped", err=True)
-        raise SystemExit(130) from None
-    except Exception as exc:  # click's UsageError (vendored by newer Typer versions): exit_code 2, format_message
-        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
-            raise
-        command = getattr(getattr(exc, "ctx", None), "command_path", "sngan")
-        if exc.format_message():  # empty when the help was printed instead (no arguments at all)
-            typer.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
-        raise SystemExit(2) from None
-    raise SystemExit(code or 0)
+    """Console entry point."""
+    app()

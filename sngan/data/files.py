@@ -5,7 +5,7 @@ labels 0..K-1, images found recursively inside); when it holds only image files,
 folder. A root that mixes loose images with class folders is refused, so a tree is never silently read as one class.
 Folders named `sngan-cache` and hidden entries are ignored.
 
-Preprocessing (decoded with Pillow, converted to 8-bit RGB by `to_rgb8`, whatever the file's mode):
+Preprocessing (decoded with Pillow, converted to RGB):
 - folder: resize the short side to `model.resolution` (bilinear, antialiased when shrinking), centre crop.
 - imagenet, as the authors' `datasets/preprocess.sh` + `datasets/imagenet.py`: images with a side < 256 are DROPPED
   (the shell script skips them; they are counted in the manifest), the short side is resized to 256 (Lanczos, as
@@ -120,31 +120,12 @@ def imagenet_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
     return np.asarray(img, dtype=np.uint8)
 
 
-def to_rgb8(img: Image.Image) -> Image.Image:
-    """Any mode Pillow opens -> 8-bit RGB, keeping the full tonal range.
-
-    Pillow's own `convert("RGB")` clips 16- and 32-bit integer images to 255 (a 16-bit PNG packs as white) and
-    truncates float images: integer modes (`I;16*`, `I`) are read as 16-bit and scaled by 255/65535, float (`F`)
-    as [0, 1] and scaled by 255, both rounded. Palette images with transparency go through RGBA first (Pillow warns
-    otherwise); alpha is then dropped as torchvision's loader does. CMYK, L, LA, 1, RGBA use Pillow's conversion.
-    """
-    if img.mode.startswith("I;16") or img.mode == "I":
-        scaled = np.rint(np.asarray(img, dtype=np.float64) / 257.0)
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if img.mode == "F":
-        scaled = np.rint(np.asarray(img, dtype=np.float64) * 255.0)
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if (img.mode == "P" and "transparency" in img.info) or img.mode == "PA":
-        img = img.convert("RGBA")
-    return img.convert("RGB")
-
-
 def _decode(path: Path, transform: Callable, resolution: int) -> np.ndarray | str | Exception:
     """The transformed image, a drop reason (str) or the read error (returned, never raised)."""
     try:
         with Image.open(path) as img:
             img.load()
-            return transform(to_rgb8(img), resolution)
+            return transform(img.convert("RGB"), resolution)
     except READ_ERRORS as exc:
         return exc
 

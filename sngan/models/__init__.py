@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from sngan.config import ModelConfig
@@ -54,21 +53,3 @@ def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (spectral-norm u/v vectors are buffers and do not count)."""
     return sum(p.numel() for p in module.parameters())
-
-
-MAX_PARAMETERS = 2_000_000_000  # G + D: 8 GB of float32 weights before gradients and Adam's two moments
-
-
-def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
-    """(generator, discriminator) trainable parameters, counted on the meta device: nothing is allocated."""
-    with torch.device("meta"):
-        return count_parameters(build_generator(model_cfg)), count_parameters(build_discriminator(model_cfg))
-
-
-def check_size(model_cfg: ModelConfig) -> tuple[int, int]:
-    """`parameter_counts`, refused above MAX_PARAMETERS before any weight is allocated."""
-    g, d = parameter_counts(model_cfg)
-    if g + d > MAX_PARAMETERS:
-        raise ConfigError(f"the model has {g + d:,} parameters (G {g:,}, D {d:,}), over the limit of "
-                          f"{MAX_PARAMETERS:,}: lower model.g_ch / model.d_ch")
-    return g, d

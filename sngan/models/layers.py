@@ -68,8 +68,6 @@ class FP32SpectralNorm(nn.Module):
         return weight.flatten(1)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if weight.is_meta:  # a shape-only build (`sngan.models.parameter_counts`): nothing to normalise
-            return weight
         with torch.autocast(device_type=weight.device.type, enabled=False):
             weight = weight.float()
             weight_mat = self._matrix(weight)

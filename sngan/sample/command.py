@@ -27,10 +27,6 @@ SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
 DEFAULT_NUM = 64  # images in a grid, folder or npz
 DEFAULT_PER_CLASS = 10  # images per class with --classes
 DEFAULT_PATHS = 8  # interpolation paths (strip rows)
-MAX_GRID_IMAGES = 10_000  # one PNG (grid or interpolation strip) or GIF frame set
-MAX_IMAGES = 1_000_000  # a folder or npz export
-MAX_NPZ_BYTES = 8 * 2**30  # an npz is assembled in memory as uint8
-MAX_BATCH = 4096
 
 
 @dataclass
@@ -118,7 +114,6 @@ def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
         The files written (for a folder, every PNG in index order).
     """
     fmt = output_format(request.out, request.fmt)
-    check_sizes(request, fmt, generator)
     if request.class_index is not None and request.classes is not None:
         raise SamplingError("--class and --classes exclude each other: --class K for one class, --classes for "
                             "several")
@@ -130,30 +125,6 @@ def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
     if request.method is not None or request.end_seed is not None:
         raise SamplingError("--interp and --end-seed apply only with --interpolate STEPS")
     return _samples(generator, request, fmt, classes)
-
-
-def check_sizes(request: SampleRequest, fmt: str, generator: nn.Module) -> None:
-    """Refuse sizes that cannot be generated or written before anything is allocated (one line each)."""
-    def bound(name: str, value: int | None, limit: int) -> None:
-        if value is not None and value > limit:
-            raise SamplingError(f"{name} {value} is over the limit of {limit:,}")
-
-    bound("--batch-size", request.batch_size, MAX_BATCH)
-    bound("--nrow", request.nrow, MAX_GRID_IMAGES)
-    bound("--interpolate", request.interpolate, MAX_GRID_IMAGES)
-    num = request.num or DEFAULT_NUM
-    if request.interpolate is not None:
-        bound("--num x --interpolate (images in the strip)", (request.num or DEFAULT_PATHS) * request.interpolate,
-              MAX_GRID_IMAGES)
-    elif fmt == "grid":
-        per_class = len(request.classes.split(",")) if request.classes and request.classes != "all" else 1
-        bound("--num (images in one grid)", num * per_class, MAX_GRID_IMAGES)
-    else:
-        bound("--num", num, MAX_IMAGES)
-        if fmt == "npz":
-            side = generate(generator, *latents(1, generator.z_dim, generator.num_classes, 0)).shape[-1]
-            bound(f"--num x {side}x{side}x3 bytes (the npz is assembled in memory)", num * side * side * 3,
-                  MAX_NPZ_BYTES)
 
 
 def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None) -> list[Path]:

@@ -105,7 +105,7 @@ def load_generator(path: str | Path, ema: bool | None = None,
     Returns:
         (generator in eval mode, checkpoint dict).
     """
-    from sngan.checkpoint import check_weights, generator_weights, load_checkpoint
+    from sngan.checkpoint import generator_weights, load_checkpoint
     from sngan.config import from_dict
     from sngan.errors import CheckpointError, ConfigError
     from sngan.models import build_generator
@@ -120,6 +120,8 @@ def load_generator(path: str | Path, ema: bool | None = None,
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     generator = build_generator(model_cfg)
-    check_weights(generator, weights, f"{path}: generator")
-    generator.load_state_dict(weights)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: generator weights do not match its model config") from None
     return generator.to(device).eval(), state

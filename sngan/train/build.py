@@ -17,7 +17,7 @@ from sngan.config import Config
 from sngan.data import epochs, load_images, make_batches
 from sngan.distributed import SINGLE, DistInfo, barrier, wrap
 from sngan.errors import SnganError
-from sngan.models import build_discriminator, build_generator, check_size
+from sngan.models import build_discriminator, build_generator
 from sngan.train.perf import adam, compiled, prepare, resolve_perf, set_matmul_precision
 from sngan.train.state import TrainState
 
@@ -31,7 +31,6 @@ def seed_everything(seed: int) -> None:
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
                 info: DistInfo = SINGLE) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
-    check_size(cfg.model)
     seed_everything(cfg.train.seed)
     if not info.is_main:
         barrier(info)  # rank 0 packs the dataset cache first; the others then read it

@@ -23,8 +23,7 @@ from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, res
 from sngan.errors import SnganError, TrainingStopped
 from sngan.evaluation import TrainingEvaluator
 from sngan.inspect.summary import input_sizes, training_record
-from sngan.io import FolderLock
-from sngan.models import check_size, count_parameters
+from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.build import build_state
@@ -138,19 +137,6 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     """
     run_dir = Path(run_dir)
     log = log if info.is_main else (lambda message: None)
-    lock = FolderLock(run_dir) if info.is_main else None  # one writer per run folder, for the run's life
-    try:
-        if lock is not None:
-            for path in lock.remove_stale_temporaries("checkpoints", "samples"):
-                log(f"removed {path}, a partial file left by a process that was killed while writing it")
-        return _train(cfg, run_dir, resume, progress, log, info)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _train(cfg: Config, run_dir: Path, resume: str | Path | None, progress: bool, log: Callable[[str], None],
-           info: DistInfo) -> Path:
     saved = load_resume(resume, cfg) if resume is not None else None
     if saved is None:
         check_fresh(run_dir)
@@ -158,7 +144,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | None, progress: bool
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:
-        state.restore(saved, log, source=str(resume))
+        state.restore(saved, log)
         log(f"resumed from {resume} at step {state.step}")
         aside = set_aside_later_checkpoints(run_dir / "checkpoints", state.step) if info.is_main else None
         if aside is not None:
@@ -219,5 +205,6 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | None, progress: bool
 
 def dry_run_summary(cfg: Config) -> str:
     """The resolved config and the parameter counts, as printed by `sngan train --dry-run`."""
-    g, d = check_size(cfg.model)
-    return f"{to_yaml(cfg)}generator parameters: {g}\ndiscriminator parameters: {d}"
+    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
+    return (f"{to_yaml(cfg)}generator parameters: {count_parameters(g)}\n"
+            f"discriminator parameters: {count_parameters(d)}")

@@ -67,26 +67,18 @@ def set_aside_later_checkpoints(ckpt_dir: Path, step: int) -> Path | None:
 class RunLog:
     """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events.
 
-    On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
-    longer run being replaced) are moved from metrics.jsonl into `metrics.superseded-<time>.jsonl` and purged from
-    TensorBoard (`purge_step`), so the log describes exactly the training that happened and nothing is deleted.
+    On resume at step S, records after S (written by the interrupted process after its last checkpoint) are dropped
+    from metrics.jsonl and TensorBoard (`purge_step`), so the log describes exactly the training that happened.
     """
 
     def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
                  notice: Callable[[str], None] | None = None):
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
-        records = read_metrics(run_dir, notice) if start_step else []
-        kept = [r for r in records if r.get("step", 0) <= start_step]
-        later = [r for r in records if r.get("step", 0) > start_step]
+        kept = [r for r in read_metrics(run_dir, notice) if r.get("step", 0) <= start_step] if start_step else None
         run_dir.mkdir(parents=True, exist_ok=True)
-        if later:  # moved aside, never deleted: they belong to the run being replaced
-            aside = run_dir / time.strftime("metrics.superseded-%Y%m%d-%H%M%S.jsonl")
-            write_text(aside, "".join(json.dumps(r) + "\n" for r in later))
-            if notice is not None:
-                notice(f"{len(later)} log records after step {start_step} moved to {aside}")
         write_text(run_dir / "config.yaml", config_yaml)
-        if start_step and self.metrics_path.exists():
+        if kept is not None and self.metrics_path.exists():
             write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter

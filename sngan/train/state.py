@@ -20,7 +20,6 @@ from sngan import checkpoint as ckpt
 from sngan.config import Config
 from sngan.data import Batches, StreamBatches
 from sngan.distributed import SINGLE, DistInfo, gather_objects, local_batch
-from sngan.errors import CheckpointError
 from sngan.train.perf import Perf
 
 
@@ -105,10 +104,8 @@ class TrainState:
             "best": self.best,
         }
 
-    def restore(self, state: dict[str, Any], log: Callable[[str], None] = print, source: str = "checkpoint") -> None:
-        """Load a checkpoint dict produced by `snapshot` (same model config), after checking every section it needs
-        (CheckpointError names the first missing or mis-shaped entry, before anything is changed)."""
-        self.check(state, source)
+    def restore(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
+        """Load a checkpoint dict produced by `snapshot` (same model config)."""
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         if self.generator_ema is not None:
@@ -123,19 +120,6 @@ class TrainState:
                 f"weights and optimizers are restored, random streams restart from the seed (not bitwise exact)")
         self.step = int(state["step"])
         self.best = state.get("best")
-
-    def check(self, state: dict[str, Any], source: str) -> None:
-        """Everything `restore` reads is present and fits this run's models and optimisers."""
-        ckpt.check_weights(self.generator, state.get("generator"), f"{source}: generator")
-        ckpt.check_weights(self.discriminator, state.get("discriminator"), f"{source}: discriminator")
-        if self.generator_ema is not None and state.get("generator_ema") is not None:
-            ckpt.check_weights(self.generator_ema, state["generator_ema"], f"{source}: generator_ema")
-        ckpt.check_optimizer(self.opt_g, state.get("opt_g"), f"{source}: opt_g")
-        ckpt.check_optimizer(self.opt_d, state.get("opt_d"), f"{source}: opt_d")
-        ranks = state.get("rng_ranks") or [state.get("rng")]
-        needed = {"python", "numpy", "torch", "data"}
-        if not all(isinstance(r, dict) and needed <= set(r) for r in ranks):
-            raise CheckpointError(f"{source}: its random-generator states (rng) are missing or incomplete")
 
 
 def _as_tuple(value: Any) -> Any:
