@@ -19,7 +19,7 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
-from sngan.errors import SnganError, TrainingStopped
+from sngan.errors import CheckpointError, SnganError, TrainingStopped
 from sngan.evaluation import TrainingEvaluator
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
@@ -153,7 +153,10 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:
-        state.restore(saved, log)  # validates the whole checkpoint before loading any of it
+        try:
+            state.restore(saved, log)  # validates the whole checkpoint before loading any of it
+        except CheckpointError as exc:
+            raise CheckpointError(f"{resume}: {exc}") from None
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     t = cfg.train
