@@ -48,6 +48,17 @@ def writing(path: str | Path) -> Iterator[None]:
         raise SnganError(f"cannot write {path}: {reason}") from None
 
 
+def check_can_create(path: str | Path) -> None:
+    """Raise SnganError unless `path` (file or folder) could be created: its nearest existing ancestor must be a
+    folder this process may write (checked before work whose result would have nowhere to go)."""
+    path = Path(path)
+    existing = next(p for p in path.parents if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise SnganError(f"cannot write {path}: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SnganError(f"cannot write {path}: permission denied in '{existing}'")
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call `write(fh)` on a temporary binary file beside `path`, then move it into place atomically.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from sngan.errors import SnganError
-from sngan.io import append_jsonl, read_jsonl, remove_stale_temps, write_text, writing
+from sngan.io import append_jsonl, check_can_create, read_jsonl, remove_stale_temps, write_text, writing
 
 DEFAULT_BASE = Path("runs")
 
@@ -48,11 +48,7 @@ def check_run_dir(run_dir: Path) -> None:
     """Refuse a run folder that cannot be created or written: a file, a path under a file, a read-only parent."""
     if run_dir.exists() and not run_dir.is_dir():
         raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
-    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise SnganError(f"cannot create run folder '{run_dir}': '{existing}' is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SnganError(f"cannot write to '{existing}': permission denied (choose another --out)")
+    check_can_create(run_dir / ".lock")
 
 
 def check_fresh(run_dir: Path) -> None:
