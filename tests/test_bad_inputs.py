@@ -49,11 +49,12 @@ YAML = {
     "scalar_section.yaml": "train: 5\n",
     "huge.yaml": "# padding\n" * 120_000 + "train: {iterations: 3}\n",
 }
+D_KEY = "linear.parametrizations.weight.0._u"  # the final layer's spectral-norm vector
 BROKEN_CHECKPOINTS = {  # file name: change to a good checkpoint
     "wrong_shape.pt": lambda s: s["generator"].update({"l1.weight": torch.zeros(3, 3)}),
     "missing_key.pt": lambda s: s["generator"].pop("l1.weight"),
     "extra_key.pt": lambda s: s["generator"].update({"stowaway": torch.zeros(1)}),
-    "d_wrong_shape.pt": lambda s: s["discriminator"].update({"linear.parametrizations.weight.0._u": torch.zeros(7)}),
+    "d_wrong_shape.pt": lambda s: s["discriminator"].update({D_KEY: torch.zeros(7)}),
     "no_opt_g.pt": lambda s: s.pop("opt_g"),
     "no_rng.pt": lambda s: s.pop("rng"),
     "rng_no_data.pt": lambda s: s.update({"rng": {k: v for k, v in s["rng"].items() if k != "data"}}),
@@ -82,7 +83,7 @@ def workspace(tiny_runs, tmp_path_factory) -> Path:
     (root / "notes.pt").write_text("not a checkpoint\n")
     good = torch.load(ckpt, weights_only=True)
     torch.save({**good, "payload": Payload()}, root / "evil.pt")
-    assert "l1.weight" in good["generator"] and "linear.parametrizations.weight.0._u" in good["discriminator"]
+    assert "l1.weight" in good["generator"] and D_KEY in good["discriminator"]
     for name, change in BROKEN_CHECKPOINTS.items():
         torch.save(variant(good, change), root / name)
     (root / "empty").mkdir()
@@ -164,7 +165,7 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "huge g batch": ([*FRESH, "--set", "train.g_batch_size=1000000"], 1, "'train.g_batch_size' must be <="),
     "huge iterations": ([*FRESH, "--set", "train.iterations=1000000000000"], 1, "'train.iterations' must be <="),
     "huge grid": ([*FRESH, "--set", "train.num_samples=100000"], 1, "'train.num_samples' must be <= 4096"),
-    "huge eval samples": ([*FRESH, "--set", "train.eval_num_samples=1000000000"], 1, "'train.eval_num_samples' must be"),
+    "huge eval samples": ([*FRESH, "--set", "train.eval_num_samples=1000000000"], 1, "'train.eval_num_samples'"),
     "huge ema bn samples": ([*FRESH, "--set", "train.ema_bn_samples=1000000000"], 1, "'train.ema_bn_samples' must be"),
     "huge classes": ([*FRESH, "--set", "model.num_classes=1000000000"], 1, "'model.num_classes' must be <="),
     "huge synthetic set": ([*FRESH, "--set", "data.num_images=1000000000000"], 1, "'data.num_images' must be <="),
@@ -194,7 +195,8 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "wrong tensor shape": ([*RESUME, "wrong_shape.pt"], 1, "'generator.l1.weight' has shape (3, 3)"),
     "missing tensor": ([*RESUME, "missing_key.pt"], 1, "'generator' lacks 'l1.weight'"),
     "extra tensor": ([*RESUME, "extra_key.pt"], 1, "'generator' has 'stowaway'"),
-    "discriminator shape": ([*RESUME, "d_wrong_shape.pt"], 1, "'discriminator.linear.parametrizations.weight.0._u' has shape (7,)"),
+    "discriminator shape": ([*RESUME, "d_wrong_shape.pt"], 1,
+                            "'discriminator.linear.parametrizations.weight.0._u' has shape (7,)"),
     "no optimizer": ([*RESUME, "no_opt_g.pt"], 1, "no 'opt_g' section"),
     "no rng": ([*RESUME, "no_rng.pt"], 1, "no 'rng' section"),
     "rng without data order": ([*RESUME, "rng_no_data.pt"], 1, "'rng' section lacks 'data'"),
