@@ -278,3 +278,134 @@ def test_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, case)
 
 def test_the_table_is_large(workspace):
     assert len(CASES) >= 60
+
+
+# Inputs that must work, and failures in the middle of work: nothing is lost.
+
+def copy_run(tiny_runs, tmp_path: Path, name: str = "run") -> Path:
+    return Path(shutil.copytree(tiny_runs["uncond"], tmp_path / name))
+
+
+def steps(run: Path, name: str = "metrics.jsonl") -> list[int]:
+    import json
+
+    return [json.loads(line)["step"] for line in (run / name).read_text().splitlines()]
+
+
+def test_torn_last_metrics_line_is_dropped_with_a_notice_and_resume_auto_works(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "d_lo')
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                      "train.iterations=4"])
+    assert result.exit_code == 0, result.output
+    assert "dropped an incomplete last line" in result.output
+    assert steps(run) == [1, 2, 3, 4]
+
+
+def test_resuming_an_older_checkpoint_into_another_run_moves_later_records_aside(tiny_runs, tmp_path):
+    a, b = copy_run(tiny_runs, tmp_path, "a"), copy_run(tiny_runs, tmp_path, "b")
+    original = (b / "metrics.jsonl").read_text()
+    older = a / "checkpoints" / "ckpt-0000002.pt"
+    result = CliRunner().invoke(app, ["train", "--out", str(b), "--resume", str(older), "--no-progress", "--set",
+                                      "train.iterations=3"])
+    assert result.exit_code == 0, result.output
+    (aside,) = b.glob("metrics.superseded-*.jsonl")
+    assert steps(b, aside.name) == [3]
+    assert steps(b) == [1, 2, 3]
+    kept = [line for line in original.splitlines() if '"step": 3' not in line]
+    assert (b / "metrics.jsonl").read_text().splitlines()[:2] == kept
+    (ckpt_aside,) = [p for p in (b / "checkpoints").iterdir() if p.is_dir()]
+    assert [p.name for p in ckpt_aside.iterdir()] == ["ckpt-0000003.pt"]
+
+
+def test_partial_files_of_a_killed_save_are_removed_on_the_next_start(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    stale = [run / "checkpoints" / ".ckpt-0000004.pt.a1b2c3d4.tmp", run / ".config.yaml.zz99yy88.tmp",
+             run / "samples" / ".step-0000004.png.abcdefgh.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    mine = run / "checkpoints" / "notes.tmp"  # not an atomic_write temporary: left alone
+    mine.write_text("mine")
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert not any(p.exists() for p in stale) and mine.read_text() == "mine"
+    assert "a partial file left by a process that was stopped mid-write" in result.output
+
+
+def test_a_failing_grid_write_leaves_the_old_grid_byte_identical(tmp_path, monkeypatch):
+    import sngan.sample.writers as writers
+    from sngan.errors import SnganError
+
+    path = writers.save_grid(torch.zeros(4, 3, 8, 8), tmp_path / "grid.png")
+    before = path.read_bytes()
+
+    def full_disk(images, fh, **kwargs):
+        fh.write(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writers, "save_image", full_disk)
+    with pytest.raises(SnganError, match="cannot write .*grid.png: no space left on device"):
+        writers.save_grid(torch.ones(4, 3, 8, 8), path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_disk_full_while_logging_is_one_line_and_leaves_no_partial_file(tiny_runs, tmp_path, monkeypatch):
+    import sngan.io
+
+    run = copy_run(tiny_runs, tmp_path)
+    before = (run / "metrics.jsonl").read_bytes()
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sngan.io, "open", full_disk, raising=False)
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                      "train.iterations=4"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {run / 'metrics.jsonl'}: no space left on "
+                                                  f"device"]
+    assert (run / "metrics.jsonl").read_bytes() == before and not list(run.rglob("*.tmp"))
+    assert (run / "config.yaml").stat().st_size > 0 and (run / ".lock").read_bytes() == b""
+
+
+def test_a_dead_holders_lock_never_blocks_and_a_live_one_is_named(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from sngan.errors import SnganError
+    from sngan.train.rundir import RunLock
+
+    holder = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+              "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); "
+              "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(SnganError, match=f"in use by another sngan process \\(PID {proc.pid}\\)"):
+            RunLock(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    lock = RunLock(tmp_path)  # the kernel released the dead process's lock
+    assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert (tmp_path / ".lock").read_bytes() == b""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; 'out under a file' covers it")
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_an_unwritable_out_folder_is_one_line(tiny_runs, tmp_path, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    args = (["train", "--config", str(write_config(tmp_path / "tiny.yaml")), "--out", str(locked / "run")]
+            if command == "train" else ["sample", "--ckpt", str(tiny_runs["uncond_ckpt"]), "--out",
+                                        str(locked / "x.png")])
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 1 and "permission denied" in result.stderr
+    assert list(locked.iterdir()) == []
