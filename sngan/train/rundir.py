@@ -113,16 +113,10 @@ def later_checkpoints(ckpt_dir: Path, step: int) -> list[Path]:
     return later
 
 
-def set_aside_later_checkpoints(ckpt_dir: Path, step: int) -> Path | None:
-    """Move checkpoints newer than `step` into `superseded-<time>/` (resuming from an older checkpoint).
-
-    Without this, pruning would delete the checkpoints of the continued run first (they have lower step numbers)
-    and `--resume auto` would pick up the abandoned one; nothing is deleted. Returns the folder, or None.
-    """
-    return _move_aside(later_checkpoints(ckpt_dir, step), ckpt_dir)
-
-
 def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
+    """Move `paths` into a new `ckpt_dir/superseded-<time>/` (None when there are none). Without this, pruning would
+    delete the continued run's checkpoints first (lower step numbers) and `--resume auto` would pick the abandoned
+    one."""
     if not paths:
         return None
     folder = _aside(ckpt_dir, "superseded-<time>")
