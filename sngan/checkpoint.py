@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from sngan.errors import CheckpointError
 from sngan.io import atomic_write
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
+TRAINING_KEYS = ("opt_g", "opt_d", "rng")  # what resuming needs beyond REQUIRED_KEYS
+RNG_KEYS = ("python", "numpy", "torch", "data")
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 _FORBIDDEN = re.compile(r"GLOBAL|[Uu]nsupported (global|operand|class)|allowed global|blocked")  # weights_only refusals
 
@@ -58,10 +61,75 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an sngan checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
-    if state["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {state['format_version']} is newer than this sngan "
+    version, config, step = state["format_version"], state["config"], state["step"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: format_version must be an integer, got {type(version).__name__}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} is newer than this sngan "
                               f"understands ({FORMAT_VERSION}); upgrade sngan")
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise CheckpointError(f"{path}: its 'config' must be a mapping of config sections, got "
+                              f"{type(config).__name__}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: its 'step' must be a non-negative integer, got {step!r}")
     return state
+
+
+def check_state_dict(module: nn.Module, weights: Any, what: str) -> None:
+    """Raise CheckpointError naming the first key or shape where `weights` does not fit `module`."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"'{what}' must be a state dict, got {type(weights).__name__}")
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in weights:
+            raise CheckpointError(f"'{what}' lacks '{key}' (the checkpoint does not match its model config)")
+        saved = weights[key]
+        if not isinstance(saved, torch.Tensor):
+            raise CheckpointError(f"'{what}.{key}' must be a tensor, got {type(saved).__name__}")
+        if saved.shape != tensor.shape:
+            raise CheckpointError(f"'{what}.{key}' has shape {tuple(saved.shape)}, its model config needs "
+                                  f"{tuple(tensor.shape)}")
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise CheckpointError(f"'{what}' has '{extra[0]}', which its model config does not (a foreign checkpoint)")
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any, what: str) -> None:
+    """Raise CheckpointError naming the first group, parameter or moment where `saved` does not fit `optimizer`."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \
+            not isinstance(saved.get("param_groups"), list):
+        raise CheckpointError(f"'{what}' must be an optimizer state dict (with 'state' and 'param_groups')")
+    groups = optimizer.param_groups
+    if len(saved["param_groups"]) != len(groups):
+        raise CheckpointError(f"'{what}' has {len(saved['param_groups'])} parameter groups, the optimizer "
+                              f"{len(groups)}")
+    params = [p for group in groups for p in group["params"]]
+    ids = []
+    for k, group in enumerate(saved["param_groups"]):
+        if not isinstance(group, dict) or len(group.get("params", ())) != len(groups[k]["params"]):
+            raise CheckpointError(f"'{what}' parameter group {k} does not match the model's parameters")
+        ids += list(group["params"])
+    shapes = dict(zip(ids, (p.shape for p in params), strict=True))
+    for index, moments in saved["state"].items():
+        if index not in shapes or not isinstance(moments, dict):
+            raise CheckpointError(f"'{what}' holds state for an unknown parameter {index!r}")
+        for name, value in moments.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != shapes[index]:
+                raise CheckpointError(f"'{what}' state {index}.{name} has shape {tuple(value.shape)}, the "
+                                      f"parameter {tuple(shapes[index])}")
+
+
+def check_sections(state: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Raise CheckpointError naming the first of `names` missing from `state` (None counts as missing)."""
+    for name in names:
+        if state.get(name) is None:
+            raise CheckpointError(f"the checkpoint has no '{name}' section (it cannot be resumed; sample from it "
+                                  f"with sngan sample)")
+    rng = state.get("rng")
+    if "rng" in names:
+        missing = [k for k in RNG_KEYS if not isinstance(rng, dict) or k not in rng]
+        if missing:
+            raise CheckpointError(f"the checkpoint's 'rng' section lacks '{missing[0]}'")
 
 
 def _why_unloadable(path: Path, message: str) -> str:

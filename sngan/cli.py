@@ -1,26 +1,66 @@
 """The `sngan` command line: parse options -> config -> call one function. No maths here.
 
-Every user-facing problem is a `SnganError` and becomes one line on stderr with exit code 1.
+Exit codes (README "Exit codes"): 0 done; 1 bad input or a failure, as one line `error: ...` on stderr; 2 a usage
+error (unknown option, missing or out-of-range option value), also one line; 130 interrupted with nothing saved
+(Ctrl-C outside training, or a second signal during training); 143 training stopped by a signal after writing a
+checkpoint. No path prints a traceback for a problem the user can fix.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click import exceptions as click_errors
+from typer.core import TyperGroup
 
 from sngan.errors import SnganError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+EXIT_INTERRUPTED = 130  # stopped at once: nothing saved since the last checkpoint
+EXIT_STOPPED = 143  # stopped by a signal after writing a checkpoint
+
+
+def _error_line(message: str) -> str:
+    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    return f"error{f' (rank {rank})' if rank else ''}: {' '.join(message.split())}"
+
+
+class OneLineGroup(TyperGroup):
+    """Typer's group with usage errors as one `error: ...` line (exit 2) instead of a boxed help excerpt."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()  # `sngan` alone prints the help, as before
+            code = exc.exit_code
+        except click_errors.UsageError as exc:
+            command = f"sngan {exc.ctx.command.name} --help" if exc.ctx and exc.ctx.parent else "sngan --help"
+            typer.echo(f"{_error_line(exc.format_message())} (see {command})", err=True)
+            code = exc.exit_code
+        except click_errors.ClickException as exc:
+            typer.echo(_error_line(exc.format_message()), err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("interrupted", err=True)
+            code = EXIT_INTERRUPTED
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(cls=OneLineGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train, evaluate and sample Spectrally Normalized GANs.")
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SnganError into `error: ...` on stderr and exit 1 (a stopped run exits 143 with its resume hint)."""
+    """Turn every expected failure into one line on stderr and its exit code (see the module docstring)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,10 +70,22 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except TrainingStopped as exc:
             typer.echo(str(exc), err=True)
-            raise typer.Exit(143) from None
+            raise typer.Exit(EXIT_STOPPED) from None
         except SnganError as exc:
-            rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
-            typer.echo(f"error{f' (rank {rank})' if rank else ''}: {exc}", err=True)
+            typer.echo(_error_line(str(exc)), err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt as exc:
+            typer.echo(f"interrupted{f': {exc}' if str(exc) else ''}", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:  # a file-system failure not already worded by sngan.io
+            typer.echo(_error_line(str(exc)), err=True)
+            raise typer.Exit(1) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, MemoryError) and type(exc).__name__ != "OutOfMemoryError":
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(_error_line(f"out of memory ({first or type(exc).__name__}): lower the batch size or the "
+                                   f"model width"), err=True)
             raise typer.Exit(1) from None
 
     return wrapper

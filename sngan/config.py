@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,17 @@ from typing import Any
 import yaml
 
 from sngan.errors import ConfigError
+
+# Upper bounds on every size a user can type, so an impossible value is refused before anything is allocated. Each is
+# far above the paper's settings (widths <= 1024, z 128, 1000 classes, batch 64-128, 450K iterations) yet small
+# enough that a mistyped extra digit or two is caught; the parameter count itself is bounded in sngan.limits.
+MAX_WIDTH = 4096  # z_dim, g_ch, d_ch
+MAX_CLASSES = 100_000  # model.num_classes
+MAX_BATCH = 65_536  # images per D or G step
+MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
+MAX_GRID = 4096  # images in one sample grid
+MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
+MAX_CONFIG_BYTES = 1_048_576  # a config file is a page of YAML, not a data set
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
@@ -40,12 +52,12 @@ class DataConfig:
     split: str = _opt("train", "dataset split used for training (cifar10: train|test; stl10: unlabeled|train|test|"
                       "train+unlabeled; unused for folder/imagenet/synthetic)")
     download: bool = _opt(True, "let torchvision download cifar10/stl10 when absent (needs network)")
-    num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1)
+    num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1, le=10_000_000)
     dequantize: bool = _opt(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")
     cache_dir: str = _opt("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache for cifar10/stl10, "
                           "a sngan-cache folder next to <root> for folder/imagenet")
     device_budget_mb: float = _opt(2048.0, "largest packed array (MiB) kept resident on the training device; a "
-                                   "larger one is memory-mapped and prefetched by a thread", ge=0)
+                                   "larger one is memory-mapped and prefetched by a thread", ge=0, le=1_048_576)
 
 
 @dataclass
@@ -53,15 +65,19 @@ class ModelConfig:
     arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
                      choices=("resnet", "cnn"))
     resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 64, 128))
-    z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1)
-    g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1)
-    d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1)
-    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0)
+    z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
+    g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
+                       le=MAX_WIDTH)
+    d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1,
+                       le=MAX_WIDTH)
+    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0,
+                            le=MAX_CLASSES)
     d_conditioning: str = _opt("projection", "how a conditional D uses the label: projection (<embed(y), h>, "
                                "Miyato & Koyama 2018) or concat (a 128-d embedding concatenated after block 3, "
                                "SN-GAN Table 6)", choices=("projection", "concat"))
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
-    sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1)
+    sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
+                                     le=100)
 
 
 @dataclass
@@ -75,33 +91,39 @@ class OptimConfig:
     beta1: float = _opt(0.0, "Adam beta1", ge=0, le=1)
     beta2: float = _opt(0.9, "Adam beta2", ge=0, le=1)
     lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
-    lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0)
+    lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
+                            le=MAX_ITERATIONS)
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = _opt(50000, "number of generator updates", ge=1)
-    n_dis: int = _opt(5, "discriminator updates per generator update", ge=1)
-    batch_size: int = _opt(64, "real (and fake) images per discriminator step", ge=1)
-    g_batch_size: int = _opt(128, "fake images per generator step", ge=1)
-    seed: int = _opt(0, "seed for weights, latents and data order", ge=0)
+    iterations: int = _opt(50000, "number of generator updates", ge=1, le=MAX_ITERATIONS)
+    n_dis: int = _opt(5, "discriminator updates per generator update", ge=1, le=100)
+    batch_size: int = _opt(64, "real (and fake) images per discriminator step", ge=1, le=MAX_BATCH)
+    g_batch_size: int = _opt(128, "fake images per generator step", ge=1, le=MAX_BATCH)
+    seed: int = _opt(0, "seed for weights, latents and data order", ge=0, le=2 ** 63 - 1)
     device: str = _opt("auto", "auto = cuda when available, else cpu", choices=("auto", "cpu", "cuda"))
-    log_every: int = _opt(100, "G iterations between log lines", ge=1)
-    sample_every: int = _opt(5000, "G iterations between sample grids (0 = only at the end)", ge=0)
-    ckpt_every: int = _opt(10000, "G iterations between checkpoints (0 = only at the end)", ge=0)
-    keep_checkpoints: int = _opt(3, "newest periodic checkpoints kept (best.pt is kept apart)", ge=1)
-    num_samples: int = _opt(64, "images in each sample grid (fixed z)", ge=1)
+    log_every: int = _opt(100, "G iterations between log lines", ge=1, le=MAX_ITERATIONS)
+    sample_every: int = _opt(5000, "G iterations between sample grids (0 = only at the end)", ge=0,
+                             le=MAX_ITERATIONS)
+    ckpt_every: int = _opt(10000, "G iterations between checkpoints (0 = only at the end)", ge=0,
+                           le=MAX_ITERATIONS)
+    keep_checkpoints: int = _opt(3, "newest periodic checkpoints kept (best.pt is kept apart)", ge=1,
+                                 le=10_000)
+    num_samples: int = _opt(64, "images in each sample grid (fixed z)", ge=1, le=MAX_GRID)
     ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
-    ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0)
-    ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1)
+    ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0,
+                           le=MAX_ITERATIONS)
+    ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1,
+                                le=MAX_IMAGES)
     inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
                               "sigma-hat / exact sigma (sn_ratio/*, min, max) and the per-layer operator-norm "
                               "product lipschitz_bound (0 = never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
-                           ge=0)
+                           ge=0, le=MAX_ITERATIONS)
     eval_num_samples: int = _opt(5000, "generated images per evaluation during training (IS in 10 splits, FID "
-                                 "against every image of data.split)", ge=10)
+                                 "against every image of data.split)", ge=10, le=MAX_IMAGES)
     eval_inception_weights: str = _opt("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
                                        "empty = torch hub cache, then download")
 
@@ -178,6 +200,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
 
 
 def _check(value: Any, meta: dict, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
     if meta.get("choices") is not None and value not in meta["choices"]:
         options = "|".join(str(c) for c in meta["choices"])
         raise ConfigError(f"key '{key}' must be one of {options}, got {value!r}")
@@ -240,7 +264,9 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
         if section not in SECTIONS:
             raise ConfigError(f"unknown section '{section}' in override{_suggest(section, SECTIONS)}")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = yaml.load(text, Loader=StrictLoader) if text.strip() else ""
+        except ConfigError as exc:
+            raise ConfigError(f"override '{dotted}': {exc}") from None
         except yaml.YAMLError:
             value = text
         bucket = out.setdefault(section, {})
@@ -250,13 +276,41 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
     return out
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what a config never needs and a typo can cause: a key given twice in one mapping
+    (PyYAML keeps the last silently) and aliases (`*name`, which also make 'billion laughs' documents possible)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in a config; write the "
+                              f"value out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"key '{key}' is given twice (lines {seen[key]} and {line}); keep one")
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from `path`, turning every failure into a one-line ConfigError."""
+    """Read a non-empty YAML mapping from `path` (`StrictLoader`), turning every failure into a one-line ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file (at most "
+                              f"{MAX_CONFIG_BYTES})")
+        raw = yaml.load(path.read_text(), Loader=StrictLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -264,7 +318,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    return {} if raw is None else raw
+    if raw is None or raw == {}:
+        raise ConfigError(f"{path}: the config file is empty; start from a file in configs/ (an empty file would "
+                          f"silently train the paper-size defaults)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
 
 
 def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
@@ -280,8 +339,6 @@ def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Confi
     """
     raw = read_yaml(path)
     try:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"top level must be a mapping of sections, got {type(raw).__name__}")
         return from_dict(apply_overrides(raw, overrides))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -271,8 +271,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     from sngan.checkpoint import generator_weights
     from sngan.config import from_dict
 
+    generator, state = load_generator(ckpt, ema, device)  # a bad checkpoint fails before the weights are fetched
     net = load_inception(weights, device)
-    generator, state = load_generator(ckpt, ema, device)
     if stats is not None:
         ref = load_stats(stats)
     elif info.is_main:

@@ -9,22 +9,54 @@ left behind.
 
 `read_jsonl` is the only reader of `metrics.jsonl`: a process killed while appending leaves a torn last line,
 which is dropped with a one-line notice; a bad line anywhere else is a real corruption and an error.
+A write the file system refuses (no space left, quota, read-only, permission, a file where a folder should be)
+becomes one `SnganError` line naming the path (`cannot write X: no space left on device`); nothing half-written
+stays behind. `remove_stale_temps` clears the temporaries of a process that was killed mid-write.
 This module imports nothing from the package but its errors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from sngan.errors import SnganError
 
 TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's temporary files look like
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST, errno.EFBIG, errno.EIO}  # what a full, read-only or misnamed destination raises
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a refused write (`WRITE_ERRORS`) inside the block into one SnganError line naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        reason = (exc.strerror or os.strerror(exc.errno)).lower()
+        raise SnganError(f"cannot write {path}: {reason}") from None
+
+
+def check_can_create(path: str | Path) -> None:
+    """Raise SnganError unless `path` (file or folder) could be created: its nearest existing ancestor must be a
+    folder this process may write (checked before work whose result would have nowhere to go)."""
+    path = Path(path)
+    existing = next(p for p in path.parents if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise SnganError(f"cannot write {path}: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SnganError(f"cannot write {path}: permission denied in '{existing}'")
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -38,18 +70,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         The path written. On any failure the temporary file is removed and the old `path` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
     return path
 
 
@@ -68,8 +101,24 @@ def _fsync_dir(folder: Path) -> None:
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
-    with open(path, "a") as fh:
+    with writing(path), open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete `atomic_write` temporaries (`TEMP_FILE` names only) left in `folder` by a killed process.
+
+    Call it only where no other process can be writing (sngan takes the run folder's lock first).
+    Returns the files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if TEMP_FILE.match(p.name) and p.is_file()]
+    with writing(folder):
+        for path in stale:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 def read_jsonl(path: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:

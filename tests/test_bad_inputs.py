@@ -1,14 +1,24 @@
-"""Every bad input is one line on stderr, a non-zero exit, and leaves existing run files untouched."""
+"""Every bad input is one line on stderr and its exit code (README "Exit codes"), and leaves every existing file
+byte-identical: the run folder, its checkpoints, the data and the configs.
 
+The table runs in-process (typer's CliRunner) on copies of the session's tiny finished runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from sngan.cli import app
-from sngan.config import load_config
-from sngan.train.loop import train
+from tests.helpers import write_config
 
 
 class Payload:
@@ -16,62 +26,386 @@ class Payload:
         return (os.system, ("touch PWNED",))
 
 
-def snapshot(folder):
+def snapshot(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    from tests.helpers import write_config
+def variant(state: dict, change: Callable[[dict], None]) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+    change(out)
+    return out
 
+
+CKPT = "run/checkpoints/ckpt-0000003.pt"
+COND = "cond/checkpoints/ckpt-0000003.pt"
+YAML = {
+    "malformed.yaml": "train: {iterations: 3\n",
+    "empty.yaml": "",
+    "emptymap.yaml": "{}\n",
+    "list.yaml": "- train\n",
+    "dupkey.yaml": "train:\n  iterations: 3\n  iterations: 4\n",
+    "dupsection.yaml": "train:\n  iterations: 3\nmodel:\n  z_dim: 16\ntrain:\n  n_dis: 1\n",
+    "alias.yaml": "base: &b {iterations: 3}\ntrain: *b\n",
+    "scalar_section.yaml": "train: 5\n",
+    "huge.yaml": "# padding\n" * 120_000 + "train: {iterations: 3}\n",
+}
+D_KEY = "linear.parametrizations.weight.0._u"  # the final layer's spectral-norm vector
+BROKEN_CHECKPOINTS = {  # file name: change to a good checkpoint
+    "wrong_shape.pt": lambda s: s["generator"].update({"l1.weight": torch.zeros(3, 3)}),
+    "missing_key.pt": lambda s: s["generator"].pop("l1.weight"),
+    "extra_key.pt": lambda s: s["generator"].update({"stowaway": torch.zeros(1)}),
+    "d_wrong_shape.pt": lambda s: s["discriminator"].update({D_KEY: torch.zeros(7)}),
+    "no_opt_g.pt": lambda s: s.pop("opt_g"),
+    "no_rng.pt": lambda s: s.pop("rng"),
+    "rng_no_data.pt": lambda s: s.update({"rng": {k: v for k, v in s["rng"].items() if k != "data"}}),
+    "opt_groups.pt": lambda s: s.update({"opt_d": {"state": {}, "param_groups": []}}),
+    "opt_moment_shape.pt": lambda s: s.update({"opt_g": {**s["opt_g"], "state": {
+        0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2, 2), "exp_avg_sq": torch.zeros(2, 2)}}}}),
+    "config_string.pt": lambda s: s.update({"config": "model: resnet"}),
+    "config_section_list.pt": lambda s: s.update({"config": {"model": [1, 2]}}),
+    "negative_step.pt": lambda s: s.update({"step": -4}),
+    "newer_format.pt": lambda s: s.update({"format_version": 99}),
+    "generator_list.pt": lambda s: s.update({"generator": [1, 2, 3]}),
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tiny_runs, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bad")
-    config = write_config(root / "tiny.yaml")
-    train(load_config(config), root / "run", progress=False, log=lambda s: None)
-    ckpt = root / "run" / "checkpoints" / "ckpt-0000003.pt"
-    (root / "malformed.yaml").write_text("train: {iterations: 3\n")
+    shutil.copytree(tiny_runs["uncond"], root / "run")
+    shutil.copytree(tiny_runs["cond"], root / "cond")
+    write_config(root / "tiny.yaml")
+    for name, text in YAML.items():
+        (root / name).write_text(text)
+    ckpt = root / CKPT
     data = ckpt.read_bytes()
     (root / "truncated.pt").write_bytes(data[: len(data) // 3])
     (root / "notes.pt").write_text("not a checkpoint\n")
-    evil = torch.load(ckpt, weights_only=True)
-    evil["payload"] = Payload()
-    torch.save(evil, root / "evil.pt")
+    good = torch.load(ckpt, weights_only=True)
+    torch.save({**good, "payload": Payload()}, root / "evil.pt")
+    assert "l1.weight" in good["generator"] and D_KEY in good["discriminator"]
+    for name, change in BROKEN_CHECKPOINTS.items():
+        torch.save(variant(good, change), root / name)
     (root / "empty").mkdir()
+    (root / "nockpt").mkdir()
+    (root / "afile").write_text("a file, not a folder\n")
+    (root / "taken.png").write_bytes(b"an earlier grid")
     return root
 
 
-TRAIN = ["train", "--config", "tiny.yaml"]
-CASES = {  # name: (command line, fragment the one-line error must contain)
-    "malformed yaml": (["train", "--config", "malformed.yaml", "--out", "run"], "malformed YAML"),
-    "unknown key": ([*TRAIN, "--set", "train.iteratons=5", "--out", "run"], "did you mean 'iterations'"),
-    "wrong type": ([*TRAIN, "--set", "train.batch_size=big", "--out", "run"], "'train.batch_size' must be int"),
-    "negative lr": ([*TRAIN, "--set", "optim.lr=-1", "--out", "run"], "'optim.lr' must be > 0"),
-    "missing data root": ([*TRAIN, "--set", "data.name=folder", "--set", "data.root=nowhere", "--out", "fresh"],
+def hold_lock(root: Path) -> Callable[[], None]:
+    """Another process's lock on run/.lock (flock is per open file, so this process's second open conflicts)."""
+    fd = os.open(root / "run" / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, b"4242\n", 0)
+
+    def release() -> None:
+        os.ftruncate(fd, 0)
+        os.close(fd)
+
+    return release
+
+
+def fail_fsync(code: int) -> Callable[[pytest.MonkeyPatch], None]:
+    def setup(monkeypatch: pytest.MonkeyPatch) -> None:
+        def refuse(fd: int) -> None:
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", refuse)
+    return setup
+
+
+def second_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("second signal SIGTERM: stopping without a checkpoint")
+
+    monkeypatch.setattr("sngan.train.launch.train", interrupted)
+
+
+TRAIN = ["train", "--config", "tiny.yaml", "--no-progress"]
+FRESH = [*TRAIN, "--out", "fresh"]
+RESUME = [*TRAIN, "--out", "run", "--resume"]
+SAMPLE = ["sample", "--ckpt", CKPT, "--no-progress", "--out"]
+CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the one line[, setup])
+    # config files
+    "malformed yaml": (["train", "--config", "malformed.yaml", "--out", "fresh"], 1, "malformed YAML"),
+    "empty config": (["train", "--config", "empty.yaml", "--out", "fresh"], 1, "config file is empty"),
+    "empty mapping config": (["train", "--config", "emptymap.yaml", "--out", "fresh"], 1, "config file is empty"),
+    "list config": (["train", "--config", "list.yaml", "--out", "fresh"], 1, "must be a mapping of sections"),
+    "duplicate key": (["train", "--config", "dupkey.yaml", "--out", "fresh"], 1,
+                      "key 'iterations' is given twice (lines 2 and 3)"),
+    "duplicate section": (["train", "--config", "dupsection.yaml", "--out", "fresh"], 1,
+                          "key 'train' is given twice (lines 1 and 5)"),
+    "yaml alias": (["train", "--config", "alias.yaml", "--out", "fresh"], 1, "aliases"),
+    "section not a mapping": (["train", "--config", "scalar_section.yaml", "--out", "fresh"], 1,
+                              "section 'train' must be a mapping"),
+    "config too large": (["train", "--config", "huge.yaml", "--out", "fresh"], 1, "too large for a config file"),
+    "missing config": (["train", "--config", "nothing.yaml", "--out", "fresh"], 1, "config file not found"),
+    # config values
+    "unknown key": ([*FRESH, "--set", "train.iteratons=5"], 1, "did you mean 'iterations'"),
+    "unknown section": ([*FRESH, "--set", "trian.iterations=5"], 1, "unknown section 'trian'"),
+    "override without =": ([*FRESH, "--set", "train.iterations"], 1, "must look like section.key=value"),
+    "override alias": ([*FRESH, "--set", "train.iterations=*x"], 1, "aliases"),
+    "wrong type": ([*FRESH, "--set", "train.batch_size=big"], 1, "'train.batch_size' must be int"),
+    "negative lr": ([*FRESH, "--set", "optim.lr=-1"], 1, "'optim.lr' must be > 0"),
+    "infinite lr": ([*FRESH, "--set", "optim.lr=.inf"], 1, "'optim.lr' must be a finite number"),
+    "nan lr": ([*FRESH, "--set", "optim.lr=.nan"], 1, "'optim.lr' must be a finite number"),
+    "infinite ema decay": ([*FRESH, "--set", "train.ema_decay=-.inf"], 1, "'train.ema_decay' must be a finite"),
+    "beta above 1": ([*FRESH, "--set", "optim.beta2=1.5"], 1, "'optim.beta2' must be <= 1"),
+    "bad choice": ([*FRESH, "--set", "loss.type=wgan"], 1, "must be one of hinge|nonsaturating"),
+    "decay after the end": ([*FRESH, "--set", "optim.lr_decay_start=3"], 1, "must be < train.iterations"),
+    "negative seed": ([*FRESH, "--set", "train.seed=-1"], 1, "'train.seed' must be >= 0"),
+    "huge z_dim": ([*FRESH, "--set", "model.z_dim=1000000000"], 1, "'model.z_dim' must be <= 4096"),
+    "huge z_dim dry run": ([*FRESH, "--dry-run", "--set", "model.z_dim=1000000000"], 1, "must be <= 4096"),
+    "huge width dry run": ([*FRESH, "--dry-run", "--set", "model.resolution=128", "--set", "model.g_ch=4096"], 1,
+                           "more than the limit of 1,000,000,000"),
+    "huge width train": ([*FRESH, "--set", "model.d_ch=4096", "--set", "model.resolution=128"], 1,
+                         "discriminator of"),
+    "huge batch": ([*FRESH, "--set", "train.batch_size=1000000"], 1, "'train.batch_size' must be <= 65536"),
+    "huge g batch": ([*FRESH, "--set", "train.g_batch_size=1000000"], 1, "'train.g_batch_size' must be <="),
+    "huge iterations": ([*FRESH, "--set", "train.iterations=1000000000000"], 1, "'train.iterations' must be <="),
+    "huge grid": ([*FRESH, "--set", "train.num_samples=100000"], 1, "'train.num_samples' must be <= 4096"),
+    "huge eval samples": ([*FRESH, "--set", "train.eval_num_samples=1000000000"], 1, "'train.eval_num_samples'"),
+    "huge ema bn samples": ([*FRESH, "--set", "train.ema_bn_samples=1000000000"], 1, "'train.ema_bn_samples' must be"),
+    "huge classes": ([*FRESH, "--set", "model.num_classes=1000000000"], 1, "'model.num_classes' must be <="),
+    "huge synthetic set": ([*FRESH, "--set", "data.num_images=1000000000000"], 1, "'data.num_images' must be <="),
+    # data
+    "missing data root": ([*FRESH, "--set", "data.name=folder", "--set", "data.root=nowhere"], 1,
                           "is not a folder"),
-    "empty folder": ([*TRAIN, "--set", "data.name=folder", "--set", "data.root=empty", "--out", "fresh"],
-                     "class folder"),
-    "new run over old": ([*TRAIN, "--out", "run"], "already holds checkpoints"),
-    "truncated resume": ([*TRAIN, "--resume", "truncated.pt", "--out", "run"], "truncated or corrupt"),
-    "truncated sample": (["sample", "--ckpt", "truncated.pt", "--out", "x.png"], "truncated or corrupt"),
-    "other model": ([*TRAIN, "--set", "model.d_ch=16", "--resume", "run/checkpoints/ckpt-0000003.pt"],
-                    "changes the model (d_ch)"),
-    "not a checkpoint": (["sample", "--ckpt", "notes.pt", "--out", "x.png"], "not a PyTorch checkpoint"),
-    "malicious resume": ([*TRAIN, "--resume", "evil.pt", "--out", "run"], "pickled Python objects"),
-    "malicious sample": (["sample", "--ckpt", "evil.pt", "--out", "x.png"], "pickled Python objects"),
-    "missing checkpoint": (["sample", "--ckpt", "nothing.pt", "--out", "x.png"], "checkpoint not found"),
-    "bad device": (["sample", "--ckpt", "run/checkpoints/ckpt-0000003.pt", "--out", "x.png", "--device", "gpu"],
-                   "device must be auto, cpu, cuda or cuda:N"),
+    "empty data folder": ([*FRESH, "--set", "data.name=folder", "--set", "data.root=empty"], 1, "class folder"),
+    # run folders
+    "new run over old": ([*TRAIN, "--out", "run"], 1, "already holds checkpoints"),
+    "out is a file": ([*TRAIN, "--out", "afile"], 1, "'afile' is a file; a run needs a folder"),
+    "out under a file": ([*TRAIN, "--out", "afile/run"], 1, "'afile' is a file, not a folder"),
+    "run folder locked": ([*RESUME, "auto", "--set", "train.iterations=5"], 1, "in use by another sngan process "
+                          "(PID 4242)", "lock"),
+    "resume auto without checkpoints": ([*TRAIN, "--out", "nockpt", "--resume", "auto"], 1, "no checkpoint in"),
+    "nothing to train": (["train", "--out", "fresh"], 1, "--config FILE is required"),
+    "disk full on resume": ([*RESUME, "auto", "--set", "train.iterations=5"], 1,
+                            "metrics.jsonl: no space left on device", fail_fsync(errno.ENOSPC)),
+    "read-only file system on resume": ([*RESUME, "auto", "--set", "train.iterations=5"], 1,
+                                        "read-only file system", fail_fsync(errno.EROFS)),
+    "second signal": ([*FRESH], 130, "interrupted: second signal SIGTERM", second_signal),
+    # resuming from a checkpoint
+    "truncated resume": ([*RESUME, "truncated.pt"], 1, "truncated or corrupt"),
+    "malicious resume": ([*RESUME, "evil.pt"], 1, "pickled Python objects"),
+    "not a checkpoint resume": ([*RESUME, "notes.pt"], 1, "not a PyTorch checkpoint"),
+    "missing checkpoint resume": ([*RESUME, "nothing.pt"], 1, "checkpoint not found"),
+    "other model": ([*RESUME, CKPT, "--set", "model.d_ch=16"], 1, "changes the model (d_ch)"),
+    "wrong tensor shape": ([*RESUME, "wrong_shape.pt"], 1, "'generator.l1.weight' has shape (3, 3)"),
+    "missing tensor": ([*RESUME, "missing_key.pt"], 1, "'generator' lacks 'l1.weight'"),
+    "extra tensor": ([*RESUME, "extra_key.pt"], 1, "'generator' has 'stowaway'"),
+    "discriminator shape": ([*RESUME, "d_wrong_shape.pt"], 1,
+                            "'discriminator.linear.parametrizations.weight.0._u' has shape (7,)"),
+    "no optimizer": ([*RESUME, "no_opt_g.pt"], 1, "no 'opt_g' section"),
+    "no rng": ([*RESUME, "no_rng.pt"], 1, "no 'rng' section"),
+    "rng without data order": ([*RESUME, "rng_no_data.pt"], 1, "'rng' section lacks 'data'"),
+    "optimizer groups": ([*RESUME, "opt_groups.pt"], 1, "'opt_d' has 0 parameter groups"),
+    "optimizer moment shape": ([*RESUME, "opt_moment_shape.pt"], 1, "'opt_g' state 0.exp_avg has shape (2, 2)"),
+    "config not a mapping": ([*RESUME, "config_string.pt"], 1, "'config' must be a mapping"),
+    "config section a list": ([*RESUME, "config_section_list.pt"], 1, "'config' must be a mapping"),
+    "config not a mapping, no --config": (["train", "--out", "run", "--resume", "config_string.pt"], 1,
+                                          "'config' must be a mapping"),
+    "negative step": ([*RESUME, "negative_step.pt"], 1, "'step' must be a non-negative integer"),
+    "newer format": ([*RESUME, "newer_format.pt"], 1, "newer than this sngan understands"),
+    "generator not a dict": ([*RESUME, "generator_list.pt"], 1, "'generator' must be a state dict"),
+    # sampling
+    "truncated sample": (["sample", "--ckpt", "truncated.pt", "--out", "x.png"], 1, "truncated or corrupt"),
+    "not a checkpoint sample": (["sample", "--ckpt", "notes.pt", "--out", "x.png"], 1, "not a PyTorch checkpoint"),
+    "malicious sample": (["sample", "--ckpt", "evil.pt", "--out", "x.png"], 1, "pickled Python objects"),
+    "missing checkpoint sample": (["sample", "--ckpt", "nothing.pt", "--out", "x.png"], 1, "checkpoint not found"),
+    "sample wrong shape": (["sample", "--ckpt", "wrong_shape.pt", "--out", "x.png"], 1, "has shape (3, 3)"),
+    "sample config not a mapping": (["sample", "--ckpt", "config_string.pt", "--out", "x.png"], 1,
+                                    "'config' must be a mapping"),
+    "bad device": ([*SAMPLE, "x.png", "--device", "gpu"], 1, "device must be auto, cpu, cuda or cuda:N"),
+    "huge num": ([*SAMPLE, "x.npz", "--num", "1000000000"], 1, "--num must be between 1 and 50,000"),
+    "huge batch size": ([*SAMPLE, "x.png", "--batch-size", "100000"], 1, "--batch-size must be between 1 and"),
+    "huge nrow": ([*SAMPLE, "x.png", "--nrow", "100000"], 1, "--nrow must be between 1 and 1,024"),
+    "huge interpolation": ([*SAMPLE, "x.png", "--interpolate", "100000"], 1, "--interpolate must be between 2"),
+    "huge seed": ([*SAMPLE, "x.png", "--seed", str(2 ** 70)], 1, "--seed must be between 0 and"),
+    "grid too large": ([*SAMPLE, "x.png", "--num", "5000"], 1, "the grid would hold 5,000 images"),
+    "strip too large": ([*SAMPLE, "x.png", "--num", "100", "--interpolate", "200"], 1,
+                        "the interpolation strip would hold 20,000 images"),
+    "per-class export too large": (["sample", "--ckpt", COND, "--out", "x.npz", "--classes", "all", "--num",
+                                    "20000"], 1, "the export would hold 60,000 images"),
+    "sample out under a file": ([*SAMPLE, "afile/x.png"], 1, "'afile' is a file, not a folder"),
+    "sample out is a folder": ([*SAMPLE, "empty", "--format", "grid"], 1, "is a folder; give a file name"),
+    "folder export into a file": ([*SAMPLE, "afile", "--format", "folder"], 1, "is a file; a folder export"),
+    "sample over existing output": ([*SAMPLE, "taken.png"], 1, "exists; choose another --out or add --force"),
+    "class on unconditional": ([*SAMPLE, "x.png", "--class", "1"], 1, "this model is unconditional"),
+    "disk full while sampling": ([*SAMPLE, "x.png"], 1, "cannot write x.png: no space left on device",
+                                 fail_fsync(errno.ENOSPC)),
+    "quota while sampling": ([*SAMPLE, "x.npz"], 1, "cannot write x.npz: disk quota exceeded",
+                             fail_fsync(errno.EDQUOT)),
+    # usage errors: one line too, exit 2
+    "unknown option": ([*TRAIN, "--bogus"], 2, "No such option: --bogus"),
+    "missing required option": (["sample", "--out", "x.png"], 2, "Missing option '--ckpt'"),
+    "value below minimum": ([*SAMPLE, "x.png", "--num", "0"], 2, "Invalid value for '--num'"),
+    "not a number": ([*SAMPLE, "x.png", "--num", "many"], 2, "Invalid value for '--num'"),
+    "unknown command": (["fly"], 2, "No such command 'fly'"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, case):
+    args, code, expected, *setup = CASES[case]
     monkeypatch.chdir(workspace)
+    release = None
+    if setup and setup[0] == "lock":
+        release = hold_lock(workspace)
     before = snapshot(workspace)
-    args, expected = CASES[case]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1, (case, result.output)
+    if setup and callable(setup[0]):
+        setup[0](monkeypatch)
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        monkeypatch.undo()
+        monkeypatch.chdir(workspace)
+        if release is not None:
+            release()
+    assert result.exit_code == code, (case, result.output)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (case, result.stderr)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert snapshot(workspace) == before, case
+    assert len(lines) == 1 and expected in lines[0], (case, result.stderr)
+    assert lines[0].startswith("error: ") or code == 130, lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    after = snapshot(workspace)
+    if release is not None:  # the other holder's PID was in the lock file only while it held it
+        before[workspace / "run" / ".lock"] = b""
+    assert after == before, case
     assert not (workspace / "PWNED").exists() and not (workspace / "fresh").exists()
+    assert not [p for p in workspace.rglob("*.tmp")], case
+
+
+def test_the_table_is_large(workspace):
+    assert len(CASES) >= 60
+
+
+# Inputs that must work, and failures in the middle of work: nothing is lost.
+
+def copy_run(tiny_runs, tmp_path: Path, name: str = "run") -> Path:
+    return Path(shutil.copytree(tiny_runs["uncond"], tmp_path / name))
+
+
+def steps(run: Path, name: str = "metrics.jsonl") -> list[int]:
+    import json
+
+    return [json.loads(line)["step"] for line in (run / name).read_text().splitlines()]
+
+
+def test_torn_last_metrics_line_is_dropped_with_a_notice_and_resume_auto_works(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "d_lo')
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                      "train.iterations=4"])
+    assert result.exit_code == 0, result.output
+    assert "dropped an incomplete last line" in result.output
+    assert steps(run) == [1, 2, 3, 4]
+
+
+def test_resuming_an_older_checkpoint_into_another_run_moves_later_records_aside(tiny_runs, tmp_path):
+    a, b = copy_run(tiny_runs, tmp_path, "a"), copy_run(tiny_runs, tmp_path, "b")
+    original = (b / "metrics.jsonl").read_text()
+    older = a / "checkpoints" / "ckpt-0000002.pt"
+    result = CliRunner().invoke(app, ["train", "--out", str(b), "--resume", str(older), "--no-progress", "--set",
+                                      "train.iterations=3"])
+    assert result.exit_code == 0, result.output
+    (aside,) = b.glob("metrics.superseded-*.jsonl")
+    assert steps(b, aside.name) == [3]
+    assert steps(b) == [1, 2, 3]
+    kept = [line for line in original.splitlines() if '"step": 3' not in line]
+    assert (b / "metrics.jsonl").read_text().splitlines()[:2] == kept
+    (ckpt_aside,) = [p for p in (b / "checkpoints").iterdir() if p.is_dir()]
+    assert [p.name for p in ckpt_aside.iterdir()] == ["ckpt-0000003.pt"]
+
+
+def test_partial_files_of_a_killed_save_are_removed_on_the_next_start(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    stale = [run / "checkpoints" / ".ckpt-0000004.pt.a1b2c3d4.tmp", run / ".config.yaml.zz99yy88.tmp",
+             run / "samples" / ".step-0000004.png.abcdefgh.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    mine = run / "checkpoints" / "notes.tmp"  # not an atomic_write temporary: left alone
+    mine.write_text("mine")
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert not any(p.exists() for p in stale) and mine.read_text() == "mine"
+    assert "a partial file left by a process that was stopped mid-write" in result.output
+
+
+def test_a_failing_grid_write_leaves_the_old_grid_byte_identical(tmp_path, monkeypatch):
+    import sngan.sample.writers as writers
+    from sngan.errors import SnganError
+
+    path = writers.save_grid(torch.zeros(4, 3, 8, 8), tmp_path / "grid.png")
+    before = path.read_bytes()
+
+    def full_disk(images, fh, **kwargs):
+        fh.write(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writers, "save_image", full_disk)
+    with pytest.raises(SnganError, match="cannot write .*grid.png: no space left on device"):
+        writers.save_grid(torch.ones(4, 3, 8, 8), path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_disk_full_while_logging_is_one_line_and_leaves_no_partial_file(tiny_runs, tmp_path, monkeypatch):
+    import sngan.io
+
+    run = copy_run(tiny_runs, tmp_path)
+    before = (run / "metrics.jsonl").read_bytes()
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sngan.io, "open", full_disk, raising=False)
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                      "train.iterations=4"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {run / 'metrics.jsonl'}: no space left on "
+                                                  f"device"]
+    assert (run / "metrics.jsonl").read_bytes() == before and not list(run.rglob("*.tmp"))
+    assert (run / "config.yaml").stat().st_size > 0 and (run / ".lock").read_bytes() == b""
+
+
+def test_a_dead_holders_lock_never_blocks_and_a_live_one_is_named(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from sngan.errors import SnganError
+    from sngan.train.rundir import RunLock
+
+    holder = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+              "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); "
+              "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(SnganError, match=f"in use by another sngan process \\(PID {proc.pid}\\)"):
+            RunLock(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    lock = RunLock(tmp_path)  # the kernel released the dead process's lock
+    assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert (tmp_path / ".lock").read_bytes() == b""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; 'out under a file' covers it")
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_an_unwritable_out_folder_is_one_line(tiny_runs, tmp_path, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    args = (["train", "--config", str(write_config(tmp_path / "tiny.yaml")), "--out", str(locked / "run")]
+            if command == "train" else ["sample", "--ckpt", str(tiny_runs["uncond_ckpt"]), "--out",
+                                        str(locked / "x.png")])
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 1 and "permission denied" in result.stderr
+    assert list(locked.iterdir()) == []

@@ -168,7 +168,7 @@ def test_class_operations_are_refused_on_an_unconditional_model(tiny_runs, tmp_p
     (["--classes", "1", "--interpolate", 4], "at least two classes"),
     (["--class", 1, "--classes", "0,1"], "exclude each other"),
     (["--classes", "0,1", "--nrow", 2], "--nrow does not apply"),
-    (["--interpolate", 1], "at least 2 steps"),
+    (["--interpolate", 1], "--interpolate must be between 2 and 256"),
     (["--interp", "cubic", "--interpolate", 3], "--interp must be one of slerp|lerp"),
     (["--end-seed", 3], "only with --interpolate"),
     (["--format", "jpeg"], "--format must be one of"),

@@ -12,6 +12,12 @@ Preprocessing (decoded with Pillow, converted to RGB):
   ImageMagick's `-resize` when shrinking), centre crop 256x256, then a bilinear resize to `model.resolution` (their
   `imresize(..., 'bilinear')`). Their intermediate JPEG (quality 95) is not reproduced: one lossy step fewer.
 
+Every mode Pillow opens becomes 8-bit RGB by `to_rgb`, not by a bare `convert("RGB")` (which clips 16-bit and
+32-bit grey to white and drops transparency onto whatever colour hides under it): 16-bit grey ('I;16*', and 'I', as
+Pillow opens 16-bit PNG and TIFF) is scaled by 255/65535; float grey ('F') is read as [0, 1]; transparency ('RGBA',
+'LA', 'PA', 'P' or 'L' with a transparent colour, premultiplied 'RGBa'/'La') is composited over white; '1', 'L',
+'P', 'CMYK', 'YCbCr' go through Pillow's own conversion.
+
 Unreadable or corrupt files are skipped and reported, never fatal. Decoding runs in a few threads (Pillow releases
 the GIL while decoding).
 """
@@ -36,6 +42,7 @@ from sngan.errors import DataError
 CACHE_FOLDER_NAME = "sngan-cache"
 DECODE_CHUNK = 512  # files handed to the thread pool at a time
 IMAGENET_MIN_SIDE = 256  # authors' preprocess.sh keeps an image only if both sides are >= 256
+TRANSPARENT_BACKGROUND = (255, 255, 255, 255)  # what transparent pixels become
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
@@ -120,12 +127,26 @@ def imagenet_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
     return np.asarray(img, dtype=np.uint8)
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """`img` in any Pillow mode as 8-bit RGB, with high bit depths scaled and transparency over white."""
+    if img.mode.startswith("I") or img.mode == "F":
+        grey = np.asarray(img, dtype=np.float64)  # (H, W)
+        scale = 255.0 if img.mode == "F" else 255.0 / 65535.0
+        grey = np.clip(np.rint(np.nan_to_num(grey) * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, TRANSPARENT_BACKGROUND)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
 def _decode(path: Path, transform: Callable, resolution: int) -> np.ndarray | str | Exception:
     """The transformed image, a drop reason (str) or the read error (returned, never raised)."""
     try:
         with Image.open(path) as img:
             img.load()
-            return transform(img.convert("RGB"), resolution)
+            return transform(to_rgb(img), resolution)
     except READ_ERRORS as exc:
         return exc
 
@@ -134,7 +155,8 @@ class FolderSource:
     """Images under `data.root` (see the module docstring), at `model.resolution`."""
 
     name = "folder"
-    preprocessing = "folder-v1: RGB, bilinear short side to resolution, centre crop"
+    preprocessing = ("folder-v2: RGB (16-bit scaled, alpha over white), bilinear short side to resolution, "
+                     "centre crop")
     transform = staticmethod(folder_transform)
 
     def __init__(self, cfg: DataConfig, resolution: int):
@@ -185,7 +207,8 @@ class ImageNetSource(FolderSource):
     """An ILSVRC2012 train folder (root/<wnid>/<image>.JPEG), preprocessed as the authors."""
 
     name = "imagenet"
-    preprocessing = "imagenet-v1: drop side < 256, lanczos short side 256, centre crop 256, bilinear to resolution"
+    preprocessing = ("imagenet-v2: RGB (16-bit scaled, alpha over white), drop side < 256, lanczos short side 256, "
+                     "centre crop 256, bilinear to resolution")
     transform = staticmethod(imagenet_transform)
 
     def __init__(self, cfg: DataConfig, resolution: int):

@@ -27,6 +27,15 @@ SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
 DEFAULT_NUM = 64  # images in a grid, folder or npz
 DEFAULT_PER_CLASS = 10  # images per class with --classes
 DEFAULT_PATHS = 8  # interpolation paths (strip rows)
+# Bounds checked before anything is generated or allocated. MAX_IMAGES is the standard FID sample count (a folder
+# or npz for an external tool); a grid, strip or GIF frame is held whole in memory and kept to MAX_GRID images.
+MAX_IMAGES = 50_000
+MAX_GRID = 4096
+MAX_BATCH = 4096  # images per forward pass
+MAX_STEPS = 256  # interpolation frames
+MAX_NROW = 1024  # images per grid row
+MAX_SEED = 2 ** 63 - 1
+MAX_CLASS = 100_000  # as config model.num_classes
 
 
 @dataclass
@@ -46,6 +55,23 @@ class SampleRequest:
     batch_size: int = 256
     progress: bool = False
     force: bool = False
+
+    def __post_init__(self) -> None:
+        """Every size the user typed, bounded before anything is generated."""
+        for option, value, low, high in (("--num", self.num, 1, MAX_IMAGES), ("--batch-size", self.batch_size, 1,
+                                         MAX_BATCH), ("--nrow", self.nrow, 1, MAX_NROW),
+                                         ("--interpolate", self.interpolate, 2, MAX_STEPS),
+                                         ("--seed", self.seed, 0, MAX_SEED), ("--end-seed", self.end_seed, 0, MAX_SEED),
+                                         ("--class", self.class_index, 0, MAX_CLASS)):
+            if value is not None and not low <= value <= high:
+                raise SamplingError(f"{option} must be between {low} and {high:,}, got {value:,}")
+
+
+def check_count(count: int, limit: int, what: str) -> None:
+    """Raise SamplingError when `count` images exceed `limit`."""
+    if count > limit:
+        raise SamplingError(f"{what} would hold {count:,} images, more than the limit of {limit:,}: lower --num "
+                            f"(or --classes / --interpolate)")
 
 
 def parse_classes(text: str, num_classes: int) -> list[int]:
@@ -133,11 +159,14 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
             raise SamplingError("--nrow does not apply with --classes: the grid has one row per class, --num "
                                 "images each")
         per_class = request.num or DEFAULT_PER_CLASS
+        num, nrow = len(classes) * per_class, per_class
+        check_count(num, MAX_IMAGES, "the export")
         labels = torch.tensor(classes).repeat_interleave(per_class)  # (len(classes) * per_class,)
-        num, nrow = len(labels), per_class
     else:
         num, nrow = request.num or DEFAULT_NUM, request.nrow
         labels = None if request.class_index is None else torch.full((num,), request.class_index)
+    if fmt == "grid":
+        check_count(num, MAX_GRID, "the grid")
     check_output(request.out, fmt == "folder", request.force)
     z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels)
     if fmt == "grid":
@@ -153,14 +182,13 @@ def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
     steps = request.interpolate
     if steps is None:
         raise SamplingError("a GIF shows an interpolation: add --interpolate STEPS")
-    if steps < 2:
-        raise SamplingError(f"--interpolate needs at least 2 steps, got {steps}")
     if fmt not in ("grid", "gif"):
         raise SamplingError("--interpolate writes a PNG strip and a GIF: give --out a .png or .gif name")
     strip_path, gif_path = request.out.with_suffix(".png"), request.out.with_suffix(".gif")
     for path in (strip_path, gif_path):
         check_output(path, False, request.force)
     rows = request.num or DEFAULT_PATHS
+    check_count(rows * steps, MAX_GRID, "the interpolation strip")
     if classes is not None:
         z, y = _class_interpolation(generator, request, classes, rows, steps)
     else:

@@ -105,9 +105,10 @@ def load_generator(path: str | Path, ema: bool | None = None,
     Returns:
         (generator in eval mode, checkpoint dict).
     """
-    from sngan.checkpoint import generator_weights, load_checkpoint
+    from sngan.checkpoint import check_state_dict, generator_weights, load_checkpoint
     from sngan.config import from_dict
     from sngan.errors import CheckpointError, ConfigError
+    from sngan.limits import check_model_size
     from sngan.models import build_generator
 
     state = load_checkpoint(path)
@@ -116,12 +117,16 @@ def load_generator(path: str | Path, ema: bool | None = None,
     except (ConfigError, AttributeError) as exc:
         raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
     try:
-        weights, _ = generator_weights(state, ema)
+        weights, use_ema = generator_weights(state, ema)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    check_model_size(model_cfg)
     generator = build_generator(model_cfg)
     try:
+        check_state_dict(generator, weights, "generator_ema" if use_ema else "generator")
         generator.load_state_dict(weights)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     except RuntimeError:
         raise CheckpointError(f"{path}: generator weights do not match its model config") from None
     return generator.to(device).eval(), state

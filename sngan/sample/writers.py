@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from sngan.errors import SamplingError
-from sngan.io import atomic_write
+from sngan.io import atomic_write, check_can_create
 
 FOLDER_NAME = re.compile(r"^\d+(_class\d+)?\.png$")  # the files save_folder writes (and --force replaces)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
@@ -41,6 +41,7 @@ def check_output(path: Path, folder: bool, force: bool) -> None:
         raise SamplingError(f"--out '{path}' is a file; a folder export needs a folder (or use --format)")
     if not folder and path.is_dir():
         raise SamplingError(f"--out '{path}' is a folder; give a file name (.png, .npz or .gif)")
+    check_can_create(path / "00000.png" if folder else path)
     if force:
         return
     if folder and path.is_dir() and any(path.iterdir()):

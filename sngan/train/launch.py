@@ -12,6 +12,7 @@ from sngan import distributed
 from sngan.checkpoint import list_checkpoints, load_checkpoint
 from sngan.config import Config, apply_overrides, from_dict, load_config
 from sngan.errors import SnganError
+from sngan.limits import check_model_size
 from sngan.train.loop import dry_run_summary, train
 from sngan.train.rundir import latest_run_dir, next_run_dir
 
@@ -48,6 +49,7 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
            progress: bool) -> str | None:
     """Run `sngan train`; returns the dry-run summary text instead of training when `dry_run`."""
     cfg, run_dir, ckpt_path = resolve_run(config, overrides, out, resume)
+    check_model_size(cfg.model)  # before any network is allocated, for --dry-run too
     if dry_run:
         return dry_run_summary(cfg)
     info = distributed.from_env()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
-from sngan.errors import SnganError, TrainingStopped
+from sngan.errors import CheckpointError, SnganError, TrainingStopped
 from sngan.evaluation import TrainingEvaluator
 from sngan.inspect.summary import input_sizes, training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
@@ -28,7 +28,7 @@ from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.build import build_state
 from sngan.train.losses import get_losses
-from sngan.train.rundir import RunLog, check_fresh, set_aside_later_checkpoints
+from sngan.train.rundir import RunLog, check_fresh, check_run_dir
 from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
 from sngan.train.state import TrainState
@@ -119,6 +119,20 @@ def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
     return saved
 
 
+def open_run_log(run_dir: Path, cfg: Config, step: int, log: Callable[[str], None], info: DistInfo,
+                 device: torch.device) -> RunLog | None:
+    """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed."""
+    run_log, failure = None, None
+    if info.is_main:
+        try:
+            run_log = RunLog(run_dir, to_yaml(cfg), start_step=step, notice=log)
+        except SnganError as exc:
+            failure = exc
+    if any_rank(failure is not None, info, device):
+        raise failure or SnganError("rank 0 could not open the run folder (its message names the cause)")
+    return run_log
+
+
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
           log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
@@ -138,21 +152,17 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     run_dir = Path(run_dir)
     log = log if info.is_main else (lambda message: None)
     saved = load_resume(resume, cfg) if resume is not None else None
+    check_run_dir(run_dir)
     if saved is None:
         check_fresh(run_dir)
     device = resolve_device(cfg.train.device, info)
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:
-        state.restore(saved, log)
-        log(f"resumed from {resume} at step {state.step}")
-        aside = set_aside_later_checkpoints(run_dir / "checkpoints", state.step) if info.is_main else None
-        if aside is not None:
-            log(f"checkpoints after step {state.step} (from the run being replaced) moved to {aside}")
-    run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=log) if info.is_main else None
-    ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
-    log(f"run directory: {run_dir} | device {device} x {info.world_size} | G {count_parameters(state.generator):,} "
-        f"params, D {count_parameters(state.discriminator):,} params")
+        try:
+            state.restore(saved, log)  # validates the whole checkpoint before loading any of it
+        except CheckpointError as exc:
+            raise CheckpointError(f"{resume}: {exc}") from None
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     t = cfg.train
@@ -161,7 +171,14 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     d_sizes = input_sizes(state.discriminator, cfg.model.resolution, cfg.model.num_classes)
     bar = tqdm(total=t.iterations, initial=state.step, disable=not (progress and info.is_main), dynamic_ncols=True,
                desc="train")
+    run_log = None
     try:
+        run_log = open_run_log(run_dir, cfg, state.step, log, info, device)
+        if saved is not None:
+            log(f"resumed from {resume} at step {state.step}")
+        ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
+        log(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
+            f"{count_parameters(state.generator):,} params, D {count_parameters(state.discriminator):,} params")
         with SignalGuard() as signals:
             while state.step < t.iterations:
                 lr = set_lr(state)

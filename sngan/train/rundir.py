@@ -1,9 +1,18 @@
-"""Run directories: `runs/<config-name>-<NNN>` holding config.yaml, checkpoints/, samples/ and metrics.jsonl."""
+"""Run directories: `runs/<config-name>-<NNN>` holding config.yaml, checkpoints/, samples/ and metrics.jsonl.
+
+One writer per run folder: `RunLock` holds an OS lock (`fcntl.flock`) on `<run>/.lock` for the life of a training
+process, with the holder's PID written inside; the kernel releases it when the process dies, so a crashed run never
+blocks its own resume. `RunLog` takes the lock, checks everything it needs, and only then changes the folder:
+records and checkpoints of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`,
+`checkpoints/superseded-<time>/`), never deleted.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -12,7 +21,7 @@ from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from sngan.errors import SnganError
-from sngan.io import append_jsonl, read_jsonl, write_text
+from sngan.io import append_jsonl, check_can_create, read_jsonl, remove_stale_temps, write_text, writing
 
 DEFAULT_BASE = Path("runs")
 
@@ -35,6 +44,13 @@ def latest_run_dir(name: str, base: Path = DEFAULT_BASE) -> Path | None:
     return runs[-1][1] if runs else None
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be created or written: a file, a path under a file, a read-only parent."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
+    check_can_create(run_dir / ".lock")
+
+
 def check_fresh(run_dir: Path) -> None:
     """Refuse to start a new run on top of an existing one (its checkpoints would be overwritten)."""
     if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
@@ -45,47 +61,121 @@ def check_fresh(run_dir: Path) -> None:
                          f"another --out")
 
 
-def set_aside_later_checkpoints(ckpt_dir: Path, step: int) -> Path | None:
-    """Move checkpoints newer than `step` into `superseded-<time>/` (resuming from an older checkpoint).
+class RunLock:
+    """An exclusive `flock` on `<run_dir>/.lock` (creating the folder), or SnganError naming the holder's PID.
 
-    Without this, pruning would delete the checkpoints of the continued run first (they have lower step numbers)
-    and `--resume auto` would pick up the abandoned one; nothing is deleted. Returns the folder, or None.
+    The file holds the PID while locked and is emptied on release, so a finished run leaves it byte-identical.
     """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        with writing(self.path):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise SnganError(f"run directory '{run_dir}' is in use by another sngan process (PID {holder}); wait "
+                             f"for it to finish or stop it, or choose another --out") from None
+        with writing(self.path):
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:  # the lock still goes with the descriptor
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = -1
+
+
+def _aside(folder: Path, name: str) -> Path:
+    """A new path `folder/name` with `<time>` filled in, unique even for two resumes in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = folder / name.replace("<time>", stamp), 1
+    while path.exists():
+        n += 1
+        path = folder / name.replace("<time>", f"{stamp}-{n}")
+    return path
+
+
+def later_checkpoints(ckpt_dir: Path, step: int) -> list[Path]:
+    """Periodic checkpoints and best.pt written after `step` (by a continuation that resuming abandons)."""
     later = [p for p in list_checkpoints(ckpt_dir) if checkpoint_step(p) > step]
     best = ckpt_dir / "best.pt"
     if best.exists() and load_checkpoint(best)["step"] > step:
         later.append(best)
-    if not later:
+    return later
+
+
+def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
+    """Move `paths` into a new `ckpt_dir/superseded-<time>/` (None when there are none). Without this, pruning would
+    delete the continued run's checkpoints first (lower step numbers) and `--resume auto` would pick the abandoned
+    one."""
+    if not paths:
         return None
-    folder = ckpt_dir / time.strftime("superseded-%Y%m%d-%H%M%S")
-    folder.mkdir()
-    for path in later:
-        path.rename(folder / path.name)
+    folder = _aside(ckpt_dir, "superseded-<time>")
+    with writing(folder):
+        folder.mkdir()
+        for path in paths:
+            path.rename(folder / path.name)
     return folder
 
 
 class RunLog:
-    """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events.
+    """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events; holds the lock.
 
-    On resume at step S, records after S (written by the interrupted process after its last checkpoint) are dropped
-    from metrics.jsonl and TensorBoard (`purge_step`), so the log describes exactly the training that happened.
+    On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
+    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl` and later checkpoints to
+    `checkpoints/superseded-<time>/`; TensorBoard drops its later events (`purge_step`). The log then describes
+    exactly the training that happened, and nothing is lost. A start at step 0 refuses a folder holding another run.
+    Every check (lock, fresh folder, readable log and best.pt) passes before the first change to the folder.
     """
 
     def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
                  notice: Callable[[str], None] | None = None):
+        notice = notice or (lambda message: None)
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
-        kept = [r for r in read_metrics(run_dir, notice) if r.get("step", 0) <= start_step] if start_step else None
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(run_dir)
+        try:
+            self._prepare(config_yaml, start_step, notice)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _prepare(self, config_yaml: str, start_step: int, notice: Callable[[str], None]) -> None:
+        run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
+        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
+            for stale in remove_stale_temps(folder):
+                notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
+        if not start_step:
+            check_fresh(run_dir)
+        records = read_metrics(run_dir, notice) if start_step else []
+        kept = [r for r in records if r.get("step", 0) <= start_step]
+        later_records = [r for r in records if r.get("step", 0) > start_step]
+        later = later_checkpoints(ckpt_dir, start_step) if start_step else []
+        aside = _move_aside(later, ckpt_dir)
+        if aside is not None:
+            notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
+        if later_records:
+            moved = write_text(_aside(run_dir, "metrics.superseded-<time>.jsonl"), _jsonl(later_records))
+            notice(f"{len(later_records)} log records after step {start_step} moved to {moved}")
+        if start_step and self.metrics_path.exists():
+            write_text(self.metrics_path, _jsonl(kept))
         write_text(run_dir / "config.yaml", config_yaml)
-        if kept is not None and self.metrics_path.exists():
-            write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
             self.tensorboard = None
         else:
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step or None)
+            with writing(run_dir / "tensorboard"):
+                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step or None)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard."""
@@ -96,8 +186,15 @@ class RunLog:
                     self.tensorboard.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        try:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        finally:
+            self.lock.release()
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
 
 
 def read_metrics(run_dir: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:

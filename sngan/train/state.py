@@ -105,17 +105,33 @@ class TrainState:
         }
 
     def restore(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
-        """Load a checkpoint dict produced by `snapshot` (same model config)."""
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
+        """Load a checkpoint dict produced by `snapshot` (same model config).
+
+        Every section, tensor shape and optimizer moment is checked before anything is loaded; a mismatch is one
+        CheckpointError line naming the first one.
+        """
+        ema_weights = state.get("generator_ema") or state["generator"]
+        ckpt.check_sections(state, ckpt.TRAINING_KEYS)
+        ckpt.check_state_dict(self.generator, state["generator"], "generator")
+        ckpt.check_state_dict(self.discriminator, state["discriminator"], "discriminator")
         if self.generator_ema is not None:
-            self.generator_ema.load_state_dict(state.get("generator_ema") or state["generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+            ckpt.check_state_dict(self.generator_ema, ema_weights, "generator_ema")
+        ckpt.check_optimizer_state(self.opt_g, state["opt_g"], "opt_g")
+        ckpt.check_optimizer_state(self.opt_d, state["opt_d"], "opt_d")
         ranks = state.get("rng_ranks") or [state["rng"]]
-        if len(ranks) == self.dist.world_size:
-            self.set_rng_state(ranks[self.dist.rank])
-        else:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            if self.generator_ema is not None:
+                self.generator_ema.load_state_dict(ema_weights)
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            if len(ranks) == self.dist.world_size:
+                self.set_rng_state(ranks[self.dist.rank])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ckpt.CheckpointError(f"the checkpoint's state cannot be restored: {first}") from None
+        if len(ranks) != self.dist.world_size:
             log(f"checkpoint was written by {len(ranks)} process(es), this run has {self.dist.world_size}: "
                 f"weights and optimizers are restored, random streams restart from the seed (not bitwise exact)")
         self.step = int(state["step"])
