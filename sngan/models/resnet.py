@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, sn
+from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot
+from sngan.models.norms import norm_weight
 
 LAYOUTS = {
     32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},
@@ -51,17 +52,18 @@ class ResNetDiscriminator(nn.Module):
     """images (B, 3, R, R) [, y (B,)] -> logits (B,); projection term <embed(y), h> when conditional."""
 
     def __init__(self, resolution: int, d_ch: int, num_classes: int = 0, linear_bias: bool = False,
-                 power_iterations: int = 1):
+                 power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
         layout = LAYOUTS[resolution]
         widths = [d_ch * m for m in layout["d_mult"]]
         self.num_classes = num_classes
-        blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations)]
+        blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations, d_norm)]
         for a, b, down in zip(widths[:-1], widths[1:], layout["d_down"][1:], strict=True):
-            blocks.append(DBlock(a, b, down, power_iterations))
+            blocks.append(DBlock(a, b, down, power_iterations, d_norm))
         self.blocks = nn.Sequential(*blocks)
-        self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
-        self.embed = sn(glorot(nn.Embedding(num_classes, widths[-1])), power_iterations) if num_classes else None
+        self.linear = norm_weight(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), d_norm, power_iterations)
+        self.embed = norm_weight(glorot(nn.Embedding(num_classes, widths[-1])), d_norm, power_iterations) \
+            if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling: (B, C, h, w) -> (B, C)

@@ -8,6 +8,7 @@ only through `sngan.train.saving`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config, TrainConfig, to_yaml
+from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
 from sngan.errors import SnganError, TrainingStopped
 from sngan.evaluation import TrainingEvaluator
@@ -72,7 +73,9 @@ def due(step: int, t: TrainConfig, stopping: bool, evaluating: bool) -> Due:
 
 
 def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys of the `model` config section whose values differ between two configs."""
+    """Keys of the `model` config section whose values differ between two configs (a key the saved config
+    predates, such as d_norm, counts as its default)."""
+    saved = {**dataclasses.asdict(ModelConfig()), **saved}
     return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 

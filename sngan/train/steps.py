@@ -19,6 +19,7 @@ from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
 from sngan.errors import TrainingDiverged
 from sngan.train.ema import ema_update, recalibrate_batchnorm
 from sngan.train.perf import autocast
+from sngan.train.regularizers import after_d_update, regularized_d_loss
 from sngan.train.state import TrainState
 
 
@@ -63,7 +64,8 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     """One discriminator update on a fresh real batch and fresh fakes. Returns the loss (0-d tensor).
 
     Real and fake go through D in two forward passes (one power iteration each, as the authors); the loss is
-    computed in float32 on the logits.
+    computed in float32 on the logits, plus the gradient penalty / orthonormal term and followed by weight
+    clipping when the config asks (`sngan.train.regularizers`).
     """
     x_real, y_real = state.batches.next(state.d_batch)
     z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
@@ -75,10 +77,11 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
     with autocast(state.perf, state.device):
         real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
-    loss = d_loss_fn(real_logits.float(), fake_logits.float())
+    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_real)
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_d.step()
+    after_d_update(state)
     return loss.detach()
 
 
