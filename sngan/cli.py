@@ -268,6 +268,27 @@ def inspect(
     run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo)
 
 
+@app.command()
+@one_line_errors
+def study(
+    plan: Annotated[Path, typer.Option(help="Study plan YAML (configs/study/): base config, methods x settings, "
+                                            "seeds, evaluation.")],
+    out: Annotated[Path | None, typer.Option(help="Study folder (default: the plan's 'out').")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process (one GPU each when "
+                                                  "there are GPUs).")] = 1,
+    only: Annotated[str | None, typer.Option(hidden=True, help="Run just this run (VARIANT-sSEED); used by "
+                                                               "--jobs.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run every variant of a study plan (skipping finished runs, resuming interrupted ones); write the table
+    (study.md, study.jsonl) and the figures."""
+    from sngan.study.plan import load_plan
+    from sngan.study.run import run_study
+
+    folder = run_study(load_plan(plan), out, jobs, only, progress, typer.echo)
+    typer.echo(f"study folder: {folder}")
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -78,11 +78,20 @@ class ModelConfig:
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
+    d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
+                       "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
+                       "multiplier gamma, as the paper", choices=("spectral", "weight", "batch", "layer", "none"))
 
 
 @dataclass
 class LossConfig:
-    type: str = _opt("hinge", "adversarial loss", choices=("hinge", "nonsaturating"))
+    type: str = _opt("hinge", "adversarial loss (wasserstein: D E[D(fake)] - E[D(real)], G -E[D(fake)], for WGAN)",
+                     choices=("hinge", "nonsaturating", "wasserstein"))
+    gp_weight: float = _opt(0.0, "gradient penalty lambda on real/fake interpolates, (||grad D||_2 - 1)^2 "
+                            "(WGAN-GP, GAN-GP; paper section 4.1: 10); 0 = off", ge=0)
+    orthonormal_weight: float = _opt(0.0, "orthonormal regularisation gamma * sum ||W^T W - I||_F^2 over D's "
+                                     "weights, D initialised orthonormal (paper eq. 14, Brock et al. 2016); 0 = off",
+                                     ge=0)
 
 
 @dataclass
@@ -93,6 +102,8 @@ class OptimConfig:
     lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
     lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
                             le=MAX_ITERATIONS)
+    d_weight_clip: float = _opt(0.0, "clip every D parameter to [-c, c] after each D update (WGAN weight clipping; "
+                                "paper section 4.1: c = 0.01); 0 = off", ge=0)
 
 
 @dataclass
@@ -248,6 +259,28 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
         raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
                           f"got {cfg.optim.lr_decay_start}")
+    _check_methods(cfg)
+
+
+def _check_methods(cfg: Config) -> None:
+    """Allow the discriminator methods only in the combinations the paper's comparison (section 4.1) uses.
+
+    Weight clipping, the gradient penalty and the orthonormal term act on a plain D (d_norm none): on a normalised
+    weight they would act on a reparametrised tensor, and BatchNorm makes D(x) depend on the whole batch, so a
+    per-sample input gradient (the penalty) is ill-defined. An unconstrained Wasserstein critic diverges.
+    """
+    norm, loss, o = cfg.model.d_norm, cfg.loss, cfg.optim
+    for key, value in (("optim.d_weight_clip", o.d_weight_clip), ("loss.gp_weight", loss.gp_weight),
+                       ("loss.orthonormal_weight", loss.orthonormal_weight)):
+        if value > 0 and norm != "none":
+            raise ConfigError(f"key '{key}' ({value}) needs model.d_norm none (the paper applies it to a plain D), "
+                              f"got d_norm {norm}")
+    if o.d_weight_clip > 0 and loss.gp_weight > 0:
+        raise ConfigError("keys 'optim.d_weight_clip' and 'loss.gp_weight' are both set: choose one Lipschitz "
+                          "constraint (WGAN clips, WGAN-GP penalises)")
+    if loss.type == "wasserstein" and norm == "none" and not (o.d_weight_clip > 0 or loss.gp_weight > 0):
+        raise ConfigError("key 'loss.type' wasserstein needs a Lipschitz constraint on D: set optim.d_weight_clip "
+                          "(WGAN), loss.gp_weight (WGAN-GP) or model.d_norm spectral")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:

@@ -46,3 +46,7 @@ class TrainingStopped(SnganError):
 
 class TrainingDiverged(SnganError):
     """A loss or weight became NaN/inf; no checkpoint was written after that point."""
+
+
+class StudyError(SnganError):
+    """A study plan that cannot be run (bad plan file, changed plan over an existing study)."""

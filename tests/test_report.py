@@ -1,16 +1,14 @@
-"""`sngan report`: one PNG from a run directory; the chart helpers it draws with."""
+"""`sngan report`: one PNG from a run directory; the matplotlib line chart it draws with."""
 
 import json
-import math
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from sngan.cli import app
-from sngan.report.charts import line_chart, nice_ticks, tick_label
+from sngan.report.charts import line_chart
 from sngan.report.page import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid, metric_keys, read_records
 
 runner = CliRunner()
@@ -73,21 +71,6 @@ def test_latest_sample_grid_is_the_highest_step(tmp_path):
         (tmp_path / "samples" / f"step-{step:07d}.png").touch()
     (tmp_path / "samples" / "other.png").touch()
     assert latest_sample_grid(tmp_path) == (10000, tmp_path / "samples" / "step-0010000.png")
-
-
-@pytest.mark.parametrize(("lo", "hi"), [(0, 500), (2e-4, 2e-4), (0.8, 1.37), (-3, 7), (25.3, 80.1), (0, 1.2e6)])
-def test_nice_ticks_cover_the_range_with_round_steps(lo, hi):
-    ticks = nice_ticks(lo, hi)
-    assert ticks[0] <= lo and ticks[-1] >= hi and 3 <= len(ticks) <= 11
-    diffs = [b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)]
-    assert max(diffs) - min(diffs) < 1e-9 * max(diffs)
-    mantissa = diffs[0] / 10 ** math.floor(math.log10(diffs[0]))
-    assert any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5))
-
-
-def test_tick_labels_are_short_and_exact():
-    assert [tick_label(v) for v in (0, 50000, 1.5e6, 0.8, 1.0, 1.9e-4, 2e-4, 0.0012)] == \
-        ["0", "50k", "1.5M", "0.8", "1", "1.9e-04", "2e-04", "0.0012"]
 
 
 def _near(pixels, colour, tolerance=40):

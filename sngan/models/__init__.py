@@ -17,8 +17,9 @@ GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 }
 DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "resnet": lambda m: (ResNetConcatDiscriminator if m.d_conditioning == "concat" else ResNetDiscriminator)(
-        m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations),
-    "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations),
+        m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations, m.d_norm),
+    "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations,
+                                      m.d_norm),
 }
 RESOLUTIONS = {"resnet": tuple(LAYOUTS), "cnn": (32, 48)}
 
@@ -45,7 +46,7 @@ def build_generator(model_cfg: ModelConfig) -> nn.Module:
 
 
 def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
-    """The spectrally normalised discriminator described by the `model` config section (on CPU)."""
+    """The discriminator described by the `model` config section, normalised by `d_norm` (on CPU)."""
     _check(model_cfg)
     return DISCRIMINATORS[model_cfg.arch](model_cfg)
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS, sn
+from sngan.models.layers import BN_EPS
+from sngan.models.norms import has_activation_norm, norm_activation, norm_weight
 
 LRELU_SLOPE = 0.1
 INIT_STD = 0.02
@@ -57,10 +58,10 @@ class CNNGenerator(nn.Module):
 
 
 class CNNDiscriminator(nn.Module):
-    """images (B, 3, R, R) -> logits (B,); every conv and the dense layer spectrally normalised."""
+    """images (B, 3, R, R) -> logits (B,); every conv and the dense layer normalised by `d_norm` (default SN)."""
 
     def __init__(self, resolution: int, d_ch: int, num_classes: int = 0, linear_bias: bool = True,
-                 power_iterations: int = 1):
+                 power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
         if num_classes:
             raise ValueError("the standard CNN discriminator is unconditional")
@@ -70,14 +71,17 @@ class CNNDiscriminator(nn.Module):
         in_ch = 3
         for i, out_ch in enumerate(widths):
             kernel, stride = (4, 2) if i % 2 else (3, 1)  # odd layers halve the resolution
-            layers += [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=1), nn.LeakyReLU(LRELU_SLOPE)]
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=1))
+            if i > 0 and has_activation_norm(d_norm):  # BN/LN after every conv but the first (DCGAN)
+                layers.append(norm_activation(d_norm, out_ch))
+            layers.append(nn.LeakyReLU(LRELU_SLOPE))
             in_ch = out_ch
         self.body = nn.Sequential(*layers)
         self.linear = nn.Linear((resolution // 8) ** 2 * in_ch, 1, bias=linear_bias)
         _normal_init(self)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                sn(m, power_iterations)
+                norm_weight(m, d_norm, power_iterations)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.body(x).flatten(1)  # (B, 512, M, M) -> (B, 512 * M * M)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from sngan.models.norms import norm_activation, norm_weight
+
 BN_EPS = 2e-5
 RESIDUAL_GAIN = math.sqrt(2.0)
 
@@ -179,19 +181,22 @@ class GBlock(nn.Module):
 class DBlock(nn.Module):
     """Discriminator block: ReLU-conv3x3-ReLU-conv3x3[-avgpool2]; shortcut 1x1 conv[-avgpool2] when shapes change.
 
-    The hidden width equals the input width, as in the authors' `dis_models/resblocks.py`.
+    The hidden width equals the input width, as in the authors' `dis_models/resblocks.py`. `d_norm` picks the
+    normalisation (`sngan.models.norms`): BN/LN, when chosen, come before each ReLU of the residual branch.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool, power_iterations: int = 1):
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, power_iterations: int = 1,
+                 d_norm: str = "spectral"):
         super().__init__()
         self.downsample = downsample
-        self.c1 = sn(conv(in_ch, in_ch, 3, RESIDUAL_GAIN), power_iterations)
-        self.c2 = sn(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), power_iterations)
+        self.n1, self.n2 = norm_activation(d_norm, in_ch), norm_activation(d_norm, in_ch)
+        self.c1 = norm_weight(conv(in_ch, in_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c2 = norm_weight(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
         learnable_sc = in_ch != out_ch or downsample
-        self.c_sc = sn(conv(in_ch, out_ch, 1), power_iterations) if learnable_sc else None
+        self.c_sc = norm_weight(conv(in_ch, out_ch, 1), d_norm, power_iterations) if learnable_sc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.c2(F.relu(self.c1(F.relu(x))))
+        h = self.c2(F.relu(self.n2(self.c1(F.relu(self.n1(x))))))
         sc = x if self.c_sc is None else self.c_sc(x)
         if self.downsample:
             h, sc = F.avg_pool2d(h, 2), F.avg_pool2d(sc, 2)  # (B, C, H/2, W/2)
@@ -201,12 +206,13 @@ class DBlock(nn.Module):
 class DBlockOptimized(nn.Module):
     """First discriminator block on RGB input: conv3x3-ReLU-conv3x3-avgpool2; shortcut avgpool2 then 1x1 conv."""
 
-    def __init__(self, in_ch: int, out_ch: int, power_iterations: int = 1):
+    def __init__(self, in_ch: int, out_ch: int, power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
-        self.c1 = sn(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), power_iterations)
-        self.c2 = sn(conv(out_ch, out_ch, 3, RESIDUAL_GAIN), power_iterations)
-        self.c_sc = sn(conv(in_ch, out_ch, 1), power_iterations)
+        self.c1 = norm_weight(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
+        self.n1 = norm_activation(d_norm, out_ch)
+        self.c2 = norm_weight(conv(out_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c_sc = norm_weight(conv(in_ch, out_ch, 1), d_norm, power_iterations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(self.c2(F.relu(self.c1(x))), 2)
+        h = F.avg_pool2d(self.c2(F.relu(self.n1(self.c1(x)))), 2)
         return h + self.c_sc(F.avg_pool2d(x, 2))

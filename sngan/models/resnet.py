@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, sn
+from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot
+from sngan.models.norms import norm_weight
 
 LAYOUTS = {
     32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},
@@ -35,12 +36,12 @@ CONCAT_EMBED_DIM = 128  # authors' SNResNetConcatDiscriminator(dim_emb=128)
 CONCAT_AFTER = 3  # the class embedding joins the features after this many blocks (authors' block3)
 
 
-def _d_blocks(widths: list[int], down: tuple[bool, ...], power_iterations: int, extra_in: int = 0,
-              extra_at: int = -1) -> list[nn.Module]:
+def _d_blocks(widths: list[int], down: tuple[bool, ...], power_iterations: int, d_norm: str = "spectral",
+              extra_in: int = 0, extra_at: int = -1) -> list[nn.Module]:
     """Optimized first block, then one block per width; block `extra_at` takes `extra_in` more input channels."""
-    blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations)]
+    blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], power_iterations, d_norm)]
     for i, (a, b, d) in enumerate(zip(widths[:-1], widths[1:], down[1:], strict=True), start=1):
-        blocks.append(DBlock(a + (extra_in if i == extra_at else 0), b, d, power_iterations))
+        blocks.append(DBlock(a + (extra_in if i == extra_at else 0), b, d, power_iterations, d_norm))
     return blocks
 
 
@@ -69,14 +70,15 @@ class ResNetDiscriminator(nn.Module):
     """images (B, 3, R, R) [, y (B,)] -> logits (B,); projection term <embed(y), h> when conditional."""
 
     def __init__(self, resolution: int, d_ch: int, num_classes: int = 0, linear_bias: bool = False,
-                 power_iterations: int = 1):
+                 power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
         layout = LAYOUTS[resolution]
         widths = [d_ch * m for m in layout["d_mult"]]
         self.num_classes = num_classes
-        self.blocks = nn.Sequential(*_d_blocks(widths, layout["d_down"], power_iterations))
-        self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
-        self.embed = sn(glorot(nn.Embedding(num_classes, widths[-1])), power_iterations) if num_classes else None
+        self.blocks = nn.Sequential(*_d_blocks(widths, layout["d_down"], power_iterations, d_norm))
+        self.linear = norm_weight(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), d_norm, power_iterations)
+        self.embed = norm_weight(glorot(nn.Embedding(num_classes, widths[-1])), d_norm, power_iterations) \
+            if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling: (B, C, h, w) -> (B, C)
@@ -90,15 +92,15 @@ class ResNetConcatDiscriminator(nn.Module):
     """images (B, 3, R, R), y (B,) -> logits (B,); embed(y) (B, E) is concatenated to the features after block 3."""
 
     def __init__(self, resolution: int, d_ch: int, num_classes: int, linear_bias: bool = False,
-                 power_iterations: int = 1):
+                 power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
         layout = LAYOUTS[resolution]
         widths = [d_ch * m for m in layout["d_mult"]]
         self.num_classes = num_classes
-        blocks = _d_blocks(widths, layout["d_down"], power_iterations, CONCAT_EMBED_DIM, CONCAT_AFTER)
+        blocks = _d_blocks(widths, layout["d_down"], power_iterations, d_norm, CONCAT_EMBED_DIM, CONCAT_AFTER)
         self.head, self.tail = nn.Sequential(*blocks[:CONCAT_AFTER]), nn.Sequential(*blocks[CONCAT_AFTER:])
-        self.embed = sn(glorot(nn.Embedding(num_classes, CONCAT_EMBED_DIM)), power_iterations)
-        self.linear = sn(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), power_iterations)
+        self.embed = norm_weight(glorot(nn.Embedding(num_classes, CONCAT_EMBED_DIM)), d_norm, power_iterations)
+        self.linear = norm_weight(glorot(nn.Linear(widths[-1], 1, bias=linear_bias)), d_norm, power_iterations)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.head(x)  # (B, C, H, W)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from sngan.errors import ReportError
 from sngan.io import atomic_write, read_jsonl
-from sngan.report.charts import TEXT, Series, font, line_chart
+from sngan.report.charts import Series, line_chart
 
 LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -28,6 +28,15 @@ CHART_SIZE = (640, 240)
 GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) to about this width
 HEADER = 64
 MARGIN = 16
+TEXT = "#222222"
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at `size` pixels (the fixed bitmap font on Pillow < 10.1), for the header lines."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

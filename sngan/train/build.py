@@ -19,6 +19,7 @@ from sngan.distributed import SINGLE, DistInfo, barrier, wrap
 from sngan.errors import SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.train.perf import adam, compiled, prepare, resolve_perf, set_matmul_precision
+from sngan.train.regularizers import orthogonal_init
 from sngan.train.state import TrainState
 
 
@@ -43,7 +44,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     perf = resolve_perf(cfg.perf, device)
     set_matmul_precision(perf)
     generator = prepare(build_generator(cfg.model).to(device), perf)
-    discriminator = prepare(build_discriminator(cfg.model).to(device), perf)
+    d_net = build_discriminator(cfg.model)
+    if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
+        orthogonal_init(d_net)
+    discriminator = prepare(d_net.to(device), perf)
     opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None

@@ -4,6 +4,9 @@ hinge (paper eq. 16-17, authors' `updater.py`):
     D: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))      G: -mean(D(G(z)))
 nonsaturating (the "standard" GAN loss of the paper's CNN rows, Goodfellow et al. 2014):
     D: mean(softplus(-D(x))) + mean(softplus(D(G(z))))     G: mean(softplus(-D(G(z))))
+wasserstein (WGAN, Arjovsky et al. 2017; the paper's weight-clipping and WGAN-GP rows):
+    D: mean(D(G(z))) - mean(D(x))                           G: -mean(D(G(z)))
+The Lipschitz constraint a Wasserstein critic needs (clipping, gradient penalty) is in `sngan.train.regularizers`.
 """
 
 from __future__ import annotations
@@ -64,9 +67,15 @@ def nonsaturating_g(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def wasserstein_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Critic loss E[D(G(z))] - E[D(x)] (the negated Wasserstein-1 estimate)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
 LOSSES: dict[str, tuple[Callable, Callable]] = {
     "hinge": (hinge_d, hinge_g),
     "nonsaturating": (nonsaturating_d, nonsaturating_g),
+    "wasserstein": (wasserstein_d, hinge_g),  # the generator's -E[D(G(z))] is the hinge generator loss
 }
 
 

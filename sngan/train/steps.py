@@ -20,6 +20,7 @@ from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
 from sngan.errors import TrainingDiverged
 from sngan.train.ema import ema_update, recalibrate_batchnorm
 from sngan.train.perf import autocast, begin_step, own_memory
+from sngan.train.regularizers import after_d_update, regularized_d_loss
 from sngan.train.state import TrainState
 
 
@@ -66,7 +67,8 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
 
     Real and fake go through D in two forward passes (one power iteration each, as the authors), or in one pass
     on the concatenated batch with `perf.d_single_pass` (one power iteration); the loss is computed in float32 on
-    the logits.
+    the logits, plus the gradient penalty / orthonormal term and followed by weight clipping when the config asks
+    (`sngan.train.regularizers`).
     """
     begin_step(state.perf)
     x_real, y_real = state.batches.next(state.d_batch)
@@ -83,10 +85,11 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
             real_logits, fake_logits = state.d_train(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
         else:
             real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
-    loss = d_loss_fn(real_logits.float(), fake_logits.float())
+    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_real)
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_d.step()
+    after_d_update(state)
     return loss.detach()
 
 

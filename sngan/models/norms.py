@@ -1,0 +1,74 @@
+"""The discriminator normalisations of the paper's comparison (section 4.1): where each acts, in one place.
+
+`model.d_norm` picks one kind; the D constructors ask this module twice per layer:
+- `norm_weight(layer, kind)`: a weight reparametrisation on every conv/linear of D. spectral wraps it with `sn`
+  (W / sigma(W)); weight (WN) with w_i / ||w_i||_2 per output unit, the paper's WN without the multiplier g
+  ("we excluded the multiplier parameter gamma in WN, BN and LN", section 4.1); the other kinds leave it as is.
+- `norm_activation(kind, channels)`: for batch (BN) and layer (LN) a normalisation of a conv's output, without the
+  multiplier gamma but with a learnt shift beta (the paper excludes only gamma); Identity for the other kinds.
+Where BN/LN go: the paper does not say. In the standard CNN we follow DCGAN (Radford et al. 2016, the architecture
+Table 3 derives from): after every conv except the first, before the lReLU, never on the final dense layer. In the
+ResNet blocks we put them where the generator's ResBlock has its BN (Fig. 8: "for the discriminator we removed BN
+layers in ResBlock"): before each ReLU of the residual branch, never on the RGB input. LN normalises each sample
+over (C, H, W) (`GroupNorm` with one group).
+
+`sn` lives in `layers` (which imports this module for its blocks), so it is imported where it is used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+KINDS = ("spectral", "weight", "batch", "layer", "none")
+WN_EPS = 1e-12
+
+
+class UnitRowNorm(nn.Module):
+    """Weight normalisation without a multiplier: each output unit's weights w_i / ||w_i||_2 (W as (out, -1))."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        rows = weight.flatten(1)  # (out, in * k * k)
+        norms = rows.norm(dim=1).clamp_min(WN_EPS)  # (out,)
+        return weight / norms.view(-1, *([1] * (weight.dim() - 1)))
+
+
+class ShiftedNorm(nn.Module):
+    """A normalisation without learnt scale, followed by a learnt per-channel shift (beta, init 0)."""
+
+    def __init__(self, norm: nn.Module, channels: int):
+        super().__init__()
+        self.norm = norm
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) + self.beta.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+def norm_weight(layer: nn.Module, kind: str, power_iterations: int = 1) -> nn.Module:
+    """`layer` with its weight reparametrised for `kind` (spectral: `sn`, weight: WN); returns the layer."""
+    if kind == "spectral":
+        from sngan.models.layers import sn
+
+        return sn(layer, power_iterations)
+    if kind == "weight":
+        parametrize.register_parametrization(layer, "weight", UnitRowNorm())
+    elif kind not in KINDS:
+        raise ValueError(f"unknown discriminator normalisation {kind!r}; choose one of {'|'.join(KINDS)}")
+    return layer
+
+
+def norm_activation(kind: str, channels: int) -> nn.Module:
+    """The activation normalisation after a conv for `kind`: BN or LN without gamma, else Identity."""
+    from sngan.models.layers import BN_EPS
+
+    if kind == "batch":
+        return ShiftedNorm(nn.BatchNorm2d(channels, eps=BN_EPS, affine=False), channels)
+    if kind == "layer":
+        return ShiftedNorm(nn.GroupNorm(1, channels, eps=BN_EPS, affine=False), channels)
+    return nn.Identity()
+
+
+def has_activation_norm(kind: str) -> bool:
+    return kind in ("batch", "layer")

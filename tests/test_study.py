@@ -1,0 +1,93 @@
+"""`sngan study`: plans load strictly, runs are skipped or resumed, and the table and figures are written."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.errors import StudyError
+from sngan.study.plan import load_plan
+from tests.helpers import CONFIGS, train_until, write_config
+
+runner = CliRunner()
+
+
+def tiny_plan(tmp_path: Path, **extra) -> Path:
+    write_config(tmp_path / "base.yaml", {"train": {"iterations": 2, "n_dis": 1, "ckpt_every": 1,
+                                                    "sample_every": 0}})
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump({"optim": {"lr": 1e-3}}))
+    plan = {"base": "base.yaml", "out": str(tmp_path / "study"),
+            "methods": {"SN": ["model.d_norm=spectral"],
+                        "WGAN-GP": ["model.d_norm=none", "loss.type=wasserstein", "loss.gp_weight=10"]},
+            "settings": {"fast": "fast.yaml"}, "seeds": [0], "evaluation": "none", **extra}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def checkpoint_times(study: Path) -> dict[str, float]:
+    return {str(p.relative_to(study)): p.stat().st_mtime_ns for p in study.glob("*/checkpoints/*.pt")}
+
+
+def test_cross_product_names_and_setting_files_win_over_methods(tmp_path):
+    plan = load_plan(tiny_plan(tmp_path, overrides=["optim.lr=5e-4"]))
+    assert [v.name for v in plan.variants] == ["SN-fast", "WGAN-GP-fast"]
+    cfg = plan.config(plan.variants[1], 3)
+    assert cfg.optim.lr == 1e-3 and cfg.loss.gp_weight == 10 and cfg.train.seed == 3 and cfg.train.eval_every == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"seed": [0]}, "unknown key 'seed'"),
+    ({"seeds": [0, 0]}, "distinct integers"),
+    ({"methods": {"bad name": ["model.d_norm=none"]}}, "no spaces"),
+    ({"methods": {"WC": ["optim.d_weight_clip=0.01"]}}, "variant 'WC-fast'"),
+    ({"settings": {"X": "missing.yaml"}}, "config file not found"),
+    ({"evaluation": {"num_samples": 10}}, "key 'evaluation'"),
+])
+def test_bad_plans_fail_in_one_line_before_training(tmp_path, extra, message):
+    with pytest.raises(StudyError, match=message) as info:
+        load_plan(tiny_plan(tmp_path, **extra))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "study").exists()
+
+
+def test_study_runs_then_skips_finished_runs_and_resumes_interrupted_ones(tmp_path):
+    plan_path = tiny_plan(tmp_path)
+    study = tmp_path / "study"
+    plan = load_plan(plan_path)
+    sn, wgan = plan.variants
+    train_until(plan.config(wgan, 0), study / "WGAN-GP-fast-s0", 1, progress=False, log=lambda _: None)
+    first = runner.invoke(app, ["study", "--plan", str(plan_path), "--no-progress"])
+    assert first.exit_code == 0, first.output
+    assert "WGAN-GP-fast-s0: resuming from ckpt-0000001.pt" in first.output
+    records = [json.loads(line) for line in (study / "study.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["method"], r["setting"], r["status"], r["step"]) for r in records] == \
+        [("SN-fast", "SN", "fast", "finished", 2), ("WGAN-GP-fast", "WGAN-GP", "fast", "finished", 2)]
+    assert all(r["sec_per_g_iter"] > 0 and not r["diverged"] for r in records)
+    steps = [json.loads(x)["step"] for x in (study / "WGAN-GP-fast-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # the resumed run continued its log
+    for name in ("study.md", "metric-d_loss.png", "seconds_per_iteration.png", "samples.png"):
+        assert (study / name).stat().st_size > 0
+    assert "| SN-fast | 0 | finished | 2 |" in (study / "study.md").read_text()
+    before = checkpoint_times(study)
+    second = runner.invoke(app, ["study", "--plan", str(plan_path), "--no-progress"])
+    assert second.exit_code == 0, second.output
+    assert "2 runs, 2 already done" in second.output and "done: step" not in second.output
+    assert checkpoint_times(study) == before and len(before) == 4
+
+
+def test_a_changed_plan_over_an_existing_study_is_refused(tmp_path):
+    plan_path = tiny_plan(tmp_path, settings={"fast": ["optim.lr=1e-3"]}, methods={"SN": []})
+    assert runner.invoke(app, ["study", "--plan", str(plan_path), "--no-progress"]).exit_code == 0
+    changed = tiny_plan(tmp_path, settings={"fast": ["optim.lr=2e-3"]}, methods={"SN": []})
+    result = runner.invoke(app, ["study", "--plan", str(changed), "--no-progress"])
+    assert result.exit_code == 1 and "another config" in result.output
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "figure1_cifar10.yaml"])
+def test_shipped_plans_load(name):
+    plan = load_plan(CONFIGS / "study" / name)
+    assert len(plan.runs()) >= 4
