@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from sngan.errors import ConfigError
+from sngan.yamlfile import StrictLoader, read_yaml
 
 # Upper bounds on every size a user can type, so an impossible value is refused before anything is allocated. Each is
 # far above the paper's settings (widths <= 1024, z 128, 1000 classes, batch 64-128, 450K iterations) yet small
@@ -31,7 +32,6 @@ MAX_BATCH = 65_536  # images per D or G step
 MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
-MAX_CONFIG_BYTES = 1_048_576  # a config file is a page of YAML, not a data set
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
@@ -307,56 +307,6 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
             raise ConfigError(f"section '{section}' must be a mapping")
         bucket[key] = value
     return out
-
-
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses what a config never needs and a typo can cause: a key given twice in one mapping
-    (PyYAML keeps the last silently) and aliases (`*name`, which also make 'billion laughs' documents possible)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in a config; write the "
-                              f"value out")
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, typing.Hashable) and key in seen:
-                raise ConfigError(f"key '{key}' is given twice (lines {seen[key]} and {line}); keep one")
-            if isinstance(key, typing.Hashable):
-                seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a non-empty YAML mapping from `path` (`StrictLoader`), turning every failure into a one-line ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file (at most "
-                              f"{MAX_CONFIG_BYTES})")
-        raw = yaml.load(path.read_text(), Loader=StrictLoader)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    if raw is None or raw == {}:
-        raise ConfigError(f"{path}: the config file is empty; start from a file in configs/ (an empty file would "
-                          f"silently train the paper-size defaults)")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
-    return raw
 
 
 def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:

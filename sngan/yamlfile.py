@@ -1,0 +1,64 @@
+"""Reading a config file: YAML's safe loader made strict (no duplicate keys, no aliases), size-bounded, one line per
+problem. Used for configs and study plans; imports nothing from the package but its errors."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sngan.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1_048_576  # a config file is a page of YAML, not a data set
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what a config never needs and a typo can cause: a key given twice in one mapping
+    (PyYAML keeps the last silently) and aliases (`*name`, which also make 'billion laughs' documents possible)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in a config; write the "
+                              f"value out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"key '{key}' is given twice (lines {seen[key]} and {line}); keep one")
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a non-empty YAML mapping from `path` (`StrictLoader`), turning every failure into a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file (at most "
+                              f"{MAX_CONFIG_BYTES})")
+        raw = yaml.load(path.read_text(), Loader=StrictLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if raw is None or raw == {}:
+        raise ConfigError(f"{path}: the config file is empty; start from a file in configs/ (an empty file would "
+                          f"silently train the paper-size defaults)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
