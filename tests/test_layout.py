@@ -13,11 +13,12 @@ from tests.helpers import REPO
 
 PACKAGE = REPO / "sngan"
 MAX_LINES = 350
-LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config"], ["distributed", "checkpoint"], ["models", "data", "metrics"],
+LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config"], ["distributed", "checkpoint"],
+          ["models", "data", "metrics"],
           ["limits"],
           ["sample"], ["evaluation", "inspect"], ["train"], ["report"], ["study"], ["cli"], ["__main__"]]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
-BASICS = {"sngan", "errors", "io", "yamlfile", "config"}  # all that models, data and metrics may import besides themselves
+BASICS = {"sngan", "errors", "io", "yamlfile", "config"}  # all models, data and metrics may import besides themselves
 
 
 def unit_of(module: str) -> str:
