@@ -16,13 +16,14 @@ set -uo pipefail
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 data=${DEVDATA:-.devdata}
+work=$(mktemp -d)  # scratch runs of this check
 stages=" ${STAGES:-bench fidelity smoke eval} "
 iters=${FIDELITY_ITERATIONS:-1500}
 variants=${BENCH_VARIANTS:-eager-fp32,tf32,bf16,bf16+cl,default,default+reduce-overhead,default+compile}
 bench_iters=${BENCH_ITERS:-30}
 if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" .whl/*.whl
+    export PYTHONPATH=$work/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 say() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
@@ -50,8 +51,8 @@ if has fidelity; then
     say "fidelity: $iters iterations each, eager s0 / fast s0 ${FIDELITY_SEEDS:+/ eager s$FIDELITY_SEEDS} (background)"
     for run in "eager 0" "fast 0" ${FIDELITY_SEEDS:+"eager $FIDELITY_SEEDS"}; do
         set -- $run
-        python3 scripts/fidelity.py "${probe[@]}" --variant "$1" --seed "$2" --out "/tmp/fid-$1-s$2" \
-            > "$out/fidelity-$1-s$2.json" 2> "/tmp/fid-$1-s$2.err" &
+        python3 scripts/fidelity.py "${probe[@]}" --variant "$1" --seed "$2" --out "$work/fid-$1-s$2" \
+            > "$out/fidelity-$1-s$2.json" 2> "$work/fid-$1-s$2.err" &
         fidelity_pids+=($!)
     done
 fi
@@ -64,33 +65,33 @@ if has smoke; then
            --set "data.root=$data/cifar5k/train" --set train.log_every=50 --set train.sample_every=100 --no-progress)
     say "smoke: 200 iterations of cifar10_resnet at full width on packed CIFAR-10 (resident)"
     start=$SECONDS
-    "${train[@]}" --set train.iterations=200 --set train.ckpt_every=100 --out /tmp/smoke 2>&1 | tail -3 \
+    "${train[@]}" --set train.iterations=200 --set train.ckpt_every=100 --out $work/smoke 2>&1 | tail -3 \
         | tee -a "$out/summary.txt"
     echo "$((SECONDS - start)) s wall for the 200-iteration run (start-up and packing included)" | tee -a "$out/summary.txt"
-    tail -1 /tmp/smoke/metrics.jsonl | tee -a "$out/summary.txt"
+    tail -1 $work/smoke/metrics.jsonl | tee -a "$out/summary.txt"
     say "smoke: SIGTERM a run, then --resume auto"
-    "${train[@]}" --set train.iterations=100000 --set train.ckpt_every=100000 --out /tmp/sig > /tmp/sig.log 2>&1 &
+    "${train[@]}" --set train.iterations=100000 --set train.ckpt_every=100000 --out $work/sig > $work/sig.log 2>&1 &
     pid=$!
-    for _ in $(seq 120); do grep -q '"step": 100' /tmp/sig/metrics.jsonl 2>/dev/null && break; sleep 1; done
+    for _ in $(seq 120); do grep -q '"step": 100' $work/sig/metrics.jsonl 2>/dev/null && break; sleep 1; done
     kill -TERM $pid; wait $pid; echo "exit code after SIGTERM: $? (expected 143)" | tee -a "$out/summary.txt"
-    tail -2 /tmp/sig.log | tee -a "$out/summary.txt"
-    python3 -m sngan train --out /tmp/sig --resume auto --set train.iterations=300 --no-progress 2>&1 | tail -2 \
+    tail -2 $work/sig.log | tee -a "$out/summary.txt"
+    python3 -m sngan train --out $work/sig --resume auto --set train.iterations=300 --no-progress 2>&1 | tail -2 \
         | tee -a "$out/summary.txt"
     say "smoke: sngan sample to npz"
-    python3 -m sngan sample --ckpt /tmp/smoke/checkpoints/ckpt-0000200.pt --out /tmp/samples.npz --num 1000 \
+    python3 -m sngan sample --ckpt $work/smoke/checkpoints/ckpt-0000200.pt --out $work/samples.npz --num 1000 \
         --no-progress 2>&1 | tail -1 | tee -a "$out/summary.txt"
-    python3 -c "import numpy as np; x = np.load('/tmp/samples.npz')['x']; print('npz', x.shape, x.dtype)" \
+    python3 -c "import numpy as np; x = np.load('$work/samples.npz')['x']; print('npz', x.shape, x.dtype)" \
         | tee -a "$out/summary.txt"
     say "smoke: 1-process torchrun (nccl) of the demo"
     python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m sngan train --config configs/demo.yaml \
-        --set train.iterations=100 --set train.device=cuda --out /tmp/ddp --no-progress 2>&1 | grep -E \
+        --set train.iterations=100 --set train.device=cuda --out $work/ddp --no-progress 2>&1 | grep -E \
         "device|done|error|Error" | tail -3 | tee -a "$out/summary.txt"
 fi
 
 if ((${#fidelity_pids[@]})); then
     say "fidelity: waiting"
     wait "${fidelity_pids[@]}"
-    tail -3 /tmp/fid-*.err > "$out/fidelity-stderr.txt" 2>/dev/null
+    tail -3 $work/fid-*.err > "$out/fidelity-stderr.txt" 2>/dev/null
     python3 - "$out" <<'EOF' | tee "$out/fidelity.md"
 import json, pathlib, sys
 runs = [json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("fidelity-*.json")) if p.stat().st_size]
