@@ -27,7 +27,7 @@ from typing import Any
 from sngan.checkpoint import checkpoint_step, list_checkpoints
 from sngan.config import Config, to_yaml
 from sngan.errors import StudyError, TrainingDiverged
-from sngan.io import read_jsonl, write_text
+from sngan.io import write_text
 from sngan.report.page import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
@@ -166,8 +166,3 @@ def markdown(plan: Plan, records: list[dict[str, Any]], figures: list[Path]) -> 
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def read_study(out: str | Path) -> list[dict[str, Any]]:
-    """The records of a study folder's study.jsonl."""
-    return read_jsonl(Path(out) / "study.jsonl")
