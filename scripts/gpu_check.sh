@@ -7,7 +7,12 @@
 #   fidelity  cifar10_resnet at full width, 1,500 iterations, eager fp32 and the default fast path, same seed (and
 #             a second fp32 seed FIDELITY_SEEDS), each scored by the ResNet-20 probe (scripts/fidelity.py); the runs
 #             go side by side on the GPU while the smoke stage runs, so their wall time is not a speed number;
-#   eval      Inception images/s at batch 500 and IS + FID of 50,000 samples end to end (scripts/bench_eval.py).
+#   eval      Inception images/s at batch 500 and IS + FID of 50,000 samples end to end (scripts/bench_eval.py);
+#   costs     each method's step time for the paper's comparison plan (scripts/bench_study.py) and the cost of one
+#             train.inspect_every check (scripts/bench_inspect.py, CIFAR-10 ResNet and unconditional ImageNet 128);
+#   compiled  a 30-iteration demo run with perf.compile=reduce-overhead (CUDA graphs) on CUDA, then --resume auto
+#             in eager mode to iteration 40.
+# BENCH_TIMEOUT bounds the bench stage's benchmark (seconds, default 330) so later stages still run.
 # Needs, beside the repository: .devdata/cifar5k/{train,test} (class-folder trees: 500 + 200 images per class) and
 # .devdata/resnet20-12fca82f.th (see ../shared/data), and pytorch-fid as a wheel in .whl/ if not installed.
 # Run from the repository root on a CUDA machine; writes everything to ${OUT:-gpu-results}/.
@@ -17,7 +22,7 @@ out=${OUT:-gpu-results}
 mkdir -p "$out"
 data=${DEVDATA:-.devdata}
 work=$(mktemp -d)  # scratch runs of this check
-stages=" ${STAGES:-bench fidelity smoke eval} "
+stages=" ${STAGES:-bench fidelity smoke eval costs compiled} "
 iters=${FIDELITY_ITERATIONS:-1500}
 variants=${BENCH_VARIANTS:-eager-fp32,tf32,bf16,bf16+cl,default,default+reduce-overhead,default+compile}
 bench_iters=${BENCH_ITERS:-30}
@@ -35,8 +40,8 @@ has() { [[ $stages == *" $1 "* ]]; }
 
 if has bench; then
     say "bench: $variants"
-    python3 scripts/bench_train.py --config configs/cifar10_resnet.yaml --iters "$bench_iters" --warmup 10 \
-        --variants "$variants" ${BENCH_SN_COST---sn-cost} 2>&1 | tee "$out/bench_train.txt" | grep -v Warning
+    timeout "${BENCH_TIMEOUT:-330}" python3 scripts/bench_train.py --config configs/cifar10_resnet.yaml \
+        --iters "$bench_iters" --warmup 10 --variants "$variants" ${BENCH_SN_COST---sn-cost} 2>&1 | tee "$out/bench_train.txt" | grep -v Warning
     if [[ -z ${NO_PROFILE:-} ]]; then
         say "bench: profile of the default"
         python3 scripts/profile_step.py --config configs/cifar10_resnet.yaml --iters 5 --rows 15 > "$out/profile.txt" 2>&1
@@ -109,5 +114,28 @@ fi
 if has eval; then
     say "eval: Inception speed and IS + FID of 50k"
     python3 scripts/bench_eval.py --num 50000 --batch 500 2>&1 | tee "$out/eval.txt"
+fi
+if has costs; then
+    say "costs: step times of the figure-1 comparison plan's methods (full-size CNN)"
+    timeout 150 python3 scripts/bench_study.py --plan configs/study/figure1_cifar10.yaml 2>&1 | grep -v Warning \
+        | tee "$out/bench_study.txt"
+    say "costs: one train.inspect_every check"
+    for config in cifar10_resnet imagenet128_unconditional; do
+        timeout 90 python3 scripts/bench_inspect.py --config configs/$config.yaml --iters 5 --warmup 2 2>&1 \
+            | grep -v Warning | tee -a "$out/bench_inspect.txt"
+    done
+fi
+
+if has compiled; then
+    say "compiled: demo with perf.compile=reduce-overhead on CUDA, 30 iterations, then eager --resume auto to 40"
+    start=$SECONDS
+    timeout 150 python3 -m sngan train --config configs/demo.yaml --set train.device=cuda \
+        --set perf.compile=reduce-overhead --set train.iterations=30 --set train.ckpt_every=30 \
+        --set train.sample_every=30 --set train.log_every=10 --out $work/compiled --no-progress 2>&1 \
+        | grep -v Warning | tail -6 | tee -a "$out/summary.txt"
+    echo "$((SECONDS - start)) s wall (compiling included)" | tee -a "$out/summary.txt"
+    timeout 60 python3 -m sngan train --out $work/compiled --resume auto --set perf.compile=off \
+        --set train.iterations=40 --no-progress 2>&1 | grep -v Warning | tail -3 | tee -a "$out/summary.txt"
+    tail -1 $work/compiled/metrics.jsonl | tee -a "$out/summary.txt"
 fi
 say "done"
