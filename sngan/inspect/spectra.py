@@ -11,6 +11,9 @@ Pure functions on tensors and modules; nothing here reads files or prints.
   are those of the n^2 matrices (out x in) obtained from the FFT of the kernel zero-padded to n x n. For zero
   padding this is an estimate of the same size (the circular operator at n + 2*pad bounds it from above); for a
   stride-2 convolution it is the norm of the stride-1 one, an upper bound.
+- Both take `exact`: True (the default, `sngan inspect`) computes float64 SVDs; False (`train.inspect_every`) runs
+  `largest_singular_value` in float32 on the weights' device: batched matrix products instead of a batched SVD,
+  which cuSOLVER runs one small matrix at a time (9.1 s per check of the CIFAR-10 ResNet D on an H100).
 """
 
 from __future__ import annotations
@@ -70,20 +73,59 @@ def singular_values(weight: torch.Tensor, dim: int = 0, dtype: torch.dtype = tor
     return torch.linalg.svdvals(weight_matrix(weight, dim).to(dtype))
 
 
-def matrix_sigma(weight: torch.Tensor, dim: int = 0, dtype: torch.dtype = torch.float64) -> float:
-    """The exact largest singular value of the reshaped weight."""
-    return float(singular_values(weight, dim, dtype)[0])
+def largest_singular_value(matrices: torch.Tensor, rtol: float = 1e-5, max_squarings: int = 30) -> float:
+    """max over a batch (..., m, n) of the matrices' largest singular values, in float32 by matrix products.
+
+    With G = A^H A (or A A^H, the smaller) scaled to trace 1, P_j = G^(2^j) / tr(G^(2^j)) by repeated squaring.
+    Two bounds of each top eigenvalue lambda of G hold at every step: the Rayleigh quotient x^H G x / x^H x of
+    P_j's largest column x (a lower bound, converging as (lambda_2 / lambda)^(2^j)) and tr(G^(2^j))^(2^-j) (an
+    upper bound, at most dim^(2^-j) times lambda). The loop stops once the batch's largest upper bound is within
+    `rtol` of its largest lower bound, and returns the square root of that lower bound (scaled back): the operator
+    norm lies in [result, result * sqrt(1 + rtol)] up to float32 rounding.
+    """
+    a = matrices.detach().reshape(-1, *matrices.shape[-2:])
+    a = a.to(torch.complex64 if a.is_complex() else torch.float32)
+    if a.shape[-1] > a.shape[-2]:
+        a = a.mH
+    gram = a.mH @ a  # (B, k, k) Hermitian, k = min(m, n)
+    scale = gram.diagonal(dim1=-2, dim2=-1).real.sum(-1).clamp_min(torch.finfo(torch.float32).tiny)
+    gram = gram / scale[:, None, None].to(gram.dtype)
+    power, log_upper = gram, torch.zeros_like(scale)  # log of tr(G^(2^j))^(2^-j), trace-1 G: starts at 0
+    for j in range(1, max_squarings + 1):
+        power = power @ power
+        trace = power.diagonal(dim1=-2, dim2=-1).real.sum(-1).clamp_min(torch.finfo(torch.float32).tiny)
+        power = power / trace[:, None, None].to(power.dtype)
+        log_upper = log_upper + trace.log() / 2 ** j
+        column = power.abs().square().sum(-2).argmax(-1)  # (B,) the largest column of P_j
+        x = power.gather(-1, column[:, None, None].expand(-1, power.shape[-2], 1))  # (B, k, 1)
+        lower = ((x.mH @ gram @ x).real / (x.mH @ x).real).flatten().nan_to_num(0.0) * scale  # 0/0: zero A
+        best = float(lower.max())
+        if float((log_upper.exp() * scale).max()) <= best * (1 + rtol):
+            break
+    return best ** 0.5
 
 
-def conv_operator_sigma(kernel: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float64) -> float:
+def matrix_sigma(weight: torch.Tensor, dim: int = 0, exact: bool = True) -> float:
+    """The largest singular value of the reshaped weight: float64 SVD, or `largest_singular_value` (not exact)."""
+    if not exact:
+        return largest_singular_value(weight_matrix(weight, dim))
+    return float(singular_values(weight, dim)[0])
+
+
+def conv_operator_sigma(kernel: torch.Tensor, size: tuple[int, int], exact: bool = True) -> float:
     """Operator norm of the stride-1 circular convolution with `kernel` (out, in, kh, kw) on (in, H, W) inputs.
 
     Per frequency (p, q) the conv acts as the complex matrix K_hat[:, :, p, q] (out x in); the largest singular
     value over all H*W of them is the operator norm. Cross-correlation (PyTorch's conv) and convolution share it.
+    A real kernel's transform at (-p, -q) is the conjugate of that at (p, q), with the same singular values, so
+    the half-spectrum of `rfft2` holds every value. `exact` as in `matrix_sigma`.
     """
     h, w = max(size[0], kernel.shape[2]), max(size[1], kernel.shape[3])
-    transform = torch.fft.fft2(kernel.to(dtype), s=(h, w), dim=(2, 3))  # (out, in, H, W) complex
-    per_frequency = transform.permute(2, 3, 0, 1)  # (H, W, out, in)
+    dtype = torch.float64 if exact else torch.float32
+    transform = torch.fft.rfft2(kernel.to(dtype), s=(h, w), dim=(2, 3))  # (out, in, H, W // 2 + 1) complex
+    per_frequency = transform.permute(2, 3, 0, 1)  # (H, W // 2 + 1, out, in)
+    if not exact:
+        return largest_singular_value(per_frequency)
     return float(torch.linalg.matrix_norm(per_frequency, ord=2).max())
 
 

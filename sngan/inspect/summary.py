@@ -70,20 +70,21 @@ def input_sizes(model: nn.Module, resolution: int, num_classes: int) -> dict[str
         model.train(was_training)
 
 
-def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], dtype: torch.dtype = torch.float64,
+def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], exact: bool = True,
                   with_spectrum: bool = True) -> list[LayerSpectrum]:
-    """One LayerSpectrum per weight layer of `model`; SVDs in `dtype` on the weights' device."""
+    """One LayerSpectrum per weight layer of `model`, on the weights' device: float64 SVDs when `exact`, else
+    float32 matrix products (`spectra.largest_singular_value`)."""
     rows = []
     with torch.no_grad():
         for name, module in spectra.weight_layers(model).items():
             state = spectra.sn_state(module)
             size = tuple(sizes.get(name, ()))
-            sigma = spectra.matrix_sigma(state.weight, state.dim, dtype)
+            sigma = spectra.matrix_sigma(state.weight, state.dim, exact)
             conv = kind_of(module) == "conv" and len(size) == 2
             rows.append(LayerSpectrum(
                 name=name, kind=kind_of(module), shape=list(state.weight.shape), input_size=list(size),
                 sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
-                sigma_operator=spectra.conv_operator_sigma(state.weight, size, dtype) if conv else sigma,
+                sigma_operator=spectra.conv_operator_sigma(state.weight, size, exact) if conv else sigma,
                 spectrum=spectra.normalised_spectrum(state.weight, state.dim) if with_spectrum else []))
     return rows
 
@@ -103,8 +104,8 @@ def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
 
 def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, float]:
     """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`) and the
-    operator-norm product of the normalised weights; float32 SVDs on the model's device."""
-    rows = layer_spectra(model, sizes, torch.float32, with_spectrum=False)
+    operator-norm product of the normalised weights; float32 matrix products on the model's device."""
+    rows = layer_spectra(model, sizes, exact=False, with_spectrum=False)
     ratios = {f"sn_ratio/{r.name}": r.ratio for r in rows if r.ratio is not None}
     summary = {"lipschitz_bound": upper_bound(rows, "operator", normalised=True)}
     if ratios:
