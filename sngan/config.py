@@ -78,6 +78,8 @@ class ModelConfig:
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
+    sn_init: str = _opt("svd", "spectral norm's u, v at a fresh start: svd (exact top singular vectors: sigma exact "
+                        "from step 1) or torch (15 power iterations from random vectors)", choices=("svd", "torch"))
     d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
                        "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
                        "multiplier gamma, as the paper", choices=("spectral", "weight", "batch", "layer", "none"))

@@ -11,15 +11,19 @@ from sngan.inspect import spectra
 from sngan.inspect.command import inspect_checkpoint, plot_spectra, read_json, write_json
 from sngan.inspect.summary import input_sizes, layer_spectra, training_record
 from sngan.models import build_discriminator
+from sngan.models.layers import start_sn_exact
 from sngan.train.loop import train
 from sngan.train.rundir import read_metrics
 from tests.helpers import CONFIGS, sngan_cmd
 
 
-def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0):
-    """A checkpoint holding a freshly built D after `forwards` training-mode forwards (power iterations)."""
+def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0, exact_start: bool = False):
+    """A checkpoint holding a freshly built D (u, v started exact when `exact_start`, as `build_state` does for
+    `model.sn_init: svd`) after `forwards` training-mode forwards (power iterations)."""
     torch.manual_seed(seed)
     d = build_discriminator(model)
+    if exact_start:
+        start_sn_exact(d)
     x = torch.randn(2, 3, model.resolution, model.resolution)
     y = torch.randint(0, model.num_classes, (2,)) if model.num_classes else None
     with torch.no_grad():
@@ -31,8 +35,10 @@ def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0):
     return path
 
 
-@pytest.mark.parametrize("kernel,size", [((3, 2, 3, 3), (5, 5)), ((4, 3, 1, 1), (4, 4)), ((2, 3, 3, 3), (6, 4))])
-def test_fft_operator_norm_equals_the_dense_convolution_matrix_norm(kernel, size):
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("kernel,size", [((3, 2, 3, 3), (5, 5)), ((4, 3, 1, 1), (4, 4)), ((2, 3, 3, 3), (6, 4)),
+                                         ((5, 4, 3, 3), (7, 6))])
+def test_fft_operator_norm_equals_the_dense_convolution_matrix_norm(kernel, size, exact):
     torch.manual_seed(0)
     k = torch.randn(*kernel, dtype=torch.float64)
     dense = spectra.circular_conv_matrix(k, size)
@@ -40,8 +46,39 @@ def test_fft_operator_norm_equals_the_dense_convolution_matrix_norm(kernel, size
     pad = (kernel[3] // 2, (kernel[3] - 1) // 2, kernel[2] // 2, (kernel[2] - 1) // 2)
     conv = nn.functional.conv2d(nn.functional.pad(x, pad, mode="circular"), k)
     assert torch.allclose(dense @ x.flatten(), conv.flatten())  # the reference really is the convolution
-    exact = torch.linalg.matrix_norm(dense, ord=2).item()
-    assert spectra.conv_operator_sigma(k, size) == pytest.approx(exact, abs=1e-6)
+    reference = torch.linalg.matrix_norm(dense, ord=2).item()
+    # exact: float64 SVDs; otherwise float32 repeated squaring (what training logs)
+    assert spectra.conv_operator_sigma(k, size, exact) == pytest.approx(reference, abs=1e-6 if exact else 1e-5)
+
+
+def _with_singular_values(values: list[float], rows: int, cols: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(rows, rows, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(cols, cols, generator=g, dtype=torch.float64))
+    s = torch.zeros(rows, cols, dtype=torch.float64)
+    s[range(len(values)), range(len(values))] = torch.tensor(values, dtype=torch.float64)
+    return u @ s @ v.T
+
+
+@pytest.mark.parametrize("values", [
+    [3.0, 1.0, 0.5],                        # a clear gap
+    [1.0, 1.0 - 1e-4, 0.999, 0.99, 0.5],    # the top four within 1 %: slow for one-vector power iteration
+    [2.0, 2.0, 2.0],                        # a repeated top value
+    [0.7],                                  # rank one
+])
+def test_largest_singular_value_matches_svd_on_chosen_spectra(values):
+    for rows, cols in ((6, 9), (9, 6)):  # the Gram matrix of the smaller side either way
+        a = _with_singular_values(values, rows, cols)
+        assert spectra.largest_singular_value(a) == pytest.approx(values[0], rel=1e-5)
+
+
+def test_largest_singular_value_is_the_maximum_over_a_complex_batch():
+    torch.manual_seed(0)
+    batch = torch.randn(7, 5, 12, 8, dtype=torch.complex128)
+    batch[3, 2] *= 1.5  # the largest lives in one entry of the middle of the batch
+    reference = torch.linalg.matrix_norm(batch, ord=2).max().item()
+    assert spectra.largest_singular_value(batch) == pytest.approx(reference, rel=1e-5)
+    assert spectra.largest_singular_value(torch.zeros(2, 3, 4)) == 0.0
 
 
 def test_sigma_estimate_reads_torch_parametrization_and_attribute_style_modules():
@@ -61,18 +98,28 @@ def test_sigma_estimate_reads_torch_parametrization_and_attribute_style_modules(
     assert spectra.sn_state(nn.BatchNorm2d(3)) is None
 
 
-def test_cifar_discriminator_after_30_forwards_is_normalised_to_within_two_percent(tmp_path):
-    """Measured: after 30 power iterations (plus torch's 15 at registration) from Glorot init the worst layer of
-    the full-width CIFAR D is 1.7% off (seeds 0-2: 1.7%, 1.0%, 1.2%; still 0.3-1.2% after 100); the power
-    iteration converges slowly when the top singular values of a random matrix are close. It under-estimates."""
+def test_fresh_cifar_discriminator_is_normalised_to_1e3_after_30_forwards(tmp_path):
+    """The acceptance check: the full-width CIFAR-10 D as training builds it (`model.sn_init: svd`), 30 training-
+    mode forwards, then `inspect`: every normalised reshaped weight has exact sigma within 1e-3 of 1."""
     cfg = load_config(CONFIGS / "cifar10_resnet.yaml").model
-    ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30))
+    assert cfg.sn_init == "svd"
+    ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30, exact_start=True))
     assert len(ins.layers) == 11  # 10 convs + the final linear
     for row in ins.layers:
-        assert row.normalised("matrix") == pytest.approx(1.0, abs=2e-2), row.name
+        assert row.normalised("matrix") == pytest.approx(1.0, abs=1e-3), row.name
         assert row.sigma_hat <= row.sigma_matrix * (1 + 1e-6)  # u^T W v <= sigma_max (float32 u, v)
     convs = [r for r in ins.layers if r.kind == "conv" and r.shape[2] == 3]
     assert all(r.sigma_operator > r.sigma_matrix for r in convs)  # 3x3 convs: operator norm above the matrix one
+
+
+def test_torch_start_leaves_the_cifar_discriminator_under_normalised_after_30_forwards(tmp_path):
+    """Why `svd` is the default. torch's start (15 power iterations at registration) plus 30 forwards: the worst
+    layer of the full-width CIFAR D is still 1-2 % off (seeds 0-2 measured 1.7 %, 1.0 %, 1.2 %; 0.3-1.2 % after
+    100), because the top singular values of a random matrix are close. sigma-hat under-estimates sigma."""
+    cfg = load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=torch"]).model
+    ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30))
+    errors = [row.normalised("matrix") - 1 for row in ins.layers]
+    assert all(-1e-6 <= e <= 2e-2 for e in errors) and max(errors) > 5e-3
 
 
 def test_converged_vectors_give_normalised_sigma_one_to_1e6(tmp_path):

@@ -96,3 +96,24 @@ def test_checkpoint_written_before_the_rewrite_loads_and_resumes(tmp_path):
         assert torch.allclose(d.train()(x).flatten(), torch.tensor(FORMAT1_LOGITS_TRAIN), rtol=1e-6)
     resumed = load_checkpoint(train(cfg, tmp_path / "run", resume=FORMAT1_CKPT, progress=False, log=lambda _: None))
     assert resumed["step"] == 3 and resumed["discriminator"].keys() == state["discriminator"].keys()
+
+
+def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_config):
+    """svd: u, v are the top singular vectors, so u^T W v is sigma to float32 precision before the first step and
+    nothing else changes (weights equal torch's start); torch: the 15-iteration start, visibly short of sigma."""
+    from sngan.inspect.spectra import sigma_estimate, sn_state, weight_layers
+    from sngan.train.build import build_state
+
+    worst, weights = {}, {}
+    for init in ("svd", "torch"):
+        cfg = load_config(tiny_config, [f"model.sn_init={init}", "model.d_ch=16"])
+        d = build_state(cfg, torch.device("cpu"), log=lambda s: None).discriminator
+        errors = []
+        for module in weight_layers(d).values():
+            state = sn_state(module)
+            exact = torch.linalg.svdvals(state.weight.double().flatten(1))[0].item()
+            errors.append(abs(sigma_estimate(state) / exact - 1))
+        worst[init] = max(errors)
+        weights[init] = {k: v for k, v in d.state_dict().items() if not k.endswith(("_u", "_v"))}
+    assert worst["svd"] < 1e-6 and worst["torch"] > 1e-4
+    assert all(torch.equal(weights["svd"][k], weights["torch"][k]) for k in weights["torch"])

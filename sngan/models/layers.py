@@ -107,6 +107,23 @@ def _(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[to
     return weight_mat.new_empty(weight_mat.shape[0]), torch.empty_like(v)
 
 
+def start_sn_exact(model: nn.Module) -> int:
+    """Set every spectral-norm layer's u, v to the exact top singular vectors of its weight (SVD on the weight's
+    device); returns how many layers. From random vectors (torch: 15 power iterations at construction; the authors'
+    Chainer code: none) one power iteration per forward converges slowly, because the top singular values of a
+    random matrix are close: sigma-hat stays below sigma for hundreds of steps (full-width CIFAR-10 D: up to 1.7 %
+    after 30 forwards). Started exact, W / sigma-hat has spectral norm 1 from the first step."""
+    layers = [(m.parametrizations.weight.original, norm) for m in model.modules()
+              if parametrize.is_parametrized(m, "weight") for norm in m.parametrizations.weight
+              if isinstance(norm, FP32SpectralNorm)]
+    with torch.no_grad():
+        for weight, norm in layers:
+            u, _, vh = torch.linalg.svd(norm._matrix(weight.float()), full_matrices=False)
+            norm._u.copy_(u[:, 0])
+            norm._v.copy_(vh[0])
+    return len(layers)
+
+
 def sn(module: nn.Module, power_iterations: int = 1) -> nn.Module:
     """Wrap `module.weight` in spectral normalization (weight / sigma(weight)), as `spectral_norm(module)`.
 
