@@ -51,6 +51,17 @@ def test_fft_operator_norm_equals_the_dense_convolution_matrix_norm(kernel, size
     assert spectra.conv_operator_sigma(k, size, exact) == pytest.approx(reference, abs=1e-6 if exact else 1e-5)
 
 
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("size", [(6, 4), (5, 5)])
+def test_operator_norm_of_a_high_frequency_kernel_comes_from_the_last_frequencies(size, exact):
+    """A checkerboard kernel's norm sits at the highest frequencies, the last column of rfft2's half spectrum."""
+    torch.manual_seed(1)
+    sign = torch.tensor([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, 1.0]], dtype=torch.float64)
+    k = torch.randn(3, 2, 1, 1, dtype=torch.float64) * sign + 0.1 * torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    reference = torch.linalg.matrix_norm(spectra.circular_conv_matrix(k, size), ord=2).item()
+    assert spectra.conv_operator_sigma(k, size, exact) == pytest.approx(reference, rel=1e-6 if exact else 1e-5)
+
+
 def _with_singular_values(values: list[float], rows: int, cols: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     u, _ = torch.linalg.qr(torch.randn(rows, rows, generator=g, dtype=torch.float64))
