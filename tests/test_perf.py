@@ -169,15 +169,18 @@ def relative_gaps(losses, reference):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_compiled_training_follows_eager_for_20_iterations(tiny_config, mode):
-    """fp32 rounding differences grow through GAN training (Adam turns tiny gradient differences on near-zero
-    gradients into ~lr-sized steps), so 20 iterations are compared against eager with channels_last, a change of
-    memory layout only: the compiled run may drift from eager no more than twice that much, and must agree to
-    1e-4 relative for the first 10 iterations."""
+    """fp32 rounding differences grow through GAN training: Adam with beta1 0 starts as lr * sign(gradient), so a
+    rounding difference that flips a near-zero gradient's sign is an lr-sized step (scripts/fp32_drift.py). So the
+    20 iterations are compared with eager + channels_last, a change of memory layout only: the compiled run may
+    drift no more than twice as far. Before the drift grows, the first 5 iterations (15 losses) agree to 1e-4
+    relative, absolute below 1 (hinge losses near 0 make a pure relative gap meaningless): measured 4e-6, where the
+    layout-only run is already at 2e-4."""
     losses_e, params_e = train_steps(tiny_config, EAGER, 20, params_at=5)
     losses_cl, params_cl = train_steps(tiny_config, ["perf.channels_last=on", "perf.fused_adam=off"], 20, params_at=5)
     losses_c, params_c = train_steps(tiny_config, [*EAGER, f"perf.compile={mode}"], 20, params_at=5)
+    early = ((losses_c - losses_e).abs() / losses_e.abs().clamp_min(1.0)).view(20, -1)[:5]
+    assert early.max() < 1e-4, early
     gaps, layout_gaps = relative_gaps(losses_c, losses_e), relative_gaps(losses_cl, losses_e)
-    assert gaps[:10].max() < 1e-4, gaps
     assert gaps.max() <= 2 * layout_gaps.max(), (gaps, layout_gaps)
     assert (params_c - params_e).abs().max() <= 2 * (params_cl - params_e).abs().max()
 
