@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's checks for benchmarks/RESULTS.md, in stages chosen by STAGES (default: all of them):
+# One GPU session's checks for benchmarks/RESULTS.md, in stages chosen by STAGES (default: bench fidelity smoke eval, about 7 minutes on an H100; costs and compiled when named):
 #   smoke     CUDA tests (tests/test_cuda.py + the fast-path tests), a 200-iteration full-width cifar10_resnet run on
 #             packed CIFAR-10 resident on the GPU, SIGTERM + --resume auto, sngan sample to npz, 1-process torchrun
 #             (nccl) of the demo;
@@ -22,7 +22,7 @@ out=${OUT:-gpu-results}
 mkdir -p "$out"
 data=${DEVDATA:-.devdata}
 work=$(mktemp -d)  # scratch runs of this check
-stages=" ${STAGES:-bench fidelity smoke eval costs compiled} "
+stages=" ${STAGES:-bench fidelity smoke eval} "
 iters=${FIDELITY_ITERATIONS:-1500}
 variants=${BENCH_VARIANTS:-eager-fp32,tf32,bf16,bf16+cl,default,default+reduce-overhead,default+compile}
 bench_iters=${BENCH_ITERS:-30}
