@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session's checks for benchmarks/RESULTS.md, in stages chosen by STAGES (default: bench fidelity smoke eval, about 7 minutes on an H100; costs and compiled when named):
+# One GPU session's checks for benchmarks/RESULTS.md, in stages chosen by STAGES (default: bench fidelity smoke
+# eval, about 7 minutes on an H100; costs and compiled run when named):
 #   smoke     CUDA tests (tests/test_cuda.py + the fast-path tests), a 200-iteration full-width cifar10_resnet run on
 #             packed CIFAR-10 resident on the GPU, SIGTERM + --resume auto, sngan sample to npz, 1-process torchrun
 #             (nccl) of the demo;
