@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import torch
+from bench_train import sync
 
 from sngan.inspect import spectra
 
@@ -19,12 +20,10 @@ def main() -> None:
     for c_in, c_out, size in [(3, 128, 32), (128, 128, 32), (128, 128, 16), (128, 128, 8), (1024, 1024, 8)]:
         kernel = torch.randn(c_out, c_in, 3, 3, device=device) / (3 * c_in) ** 0.5
         for exact in (True, False):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             start = time.perf_counter()
             value = spectra.conv_operator_sigma(kernel, (size, size), exact=exact)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             seconds = time.perf_counter() - start
             if exact:
                 reference, exact_s = value, exact_s + seconds

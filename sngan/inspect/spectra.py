@@ -13,7 +13,7 @@ Pure functions on tensors and modules; nothing here reads files or prints.
   stride-2 convolution it is the norm of the stride-1 one, an upper bound.
 - Both take `exact`: True (the default, `sngan inspect`) computes float64 SVDs; False (`train.inspect_every`) runs
   `largest_singular_value` in float32 on the weights' device: batched matrix products instead of a batched SVD,
-  which cuSOLVER runs one small matrix at a time (9.1 s per check of the CIFAR-10 ResNet D on an H100).
+  which torch's CUDA SVD runs one small matrix at a time (timings: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
