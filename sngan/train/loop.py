@@ -32,7 +32,7 @@ from sngan.train.rundir import RunLog, check_fresh, check_run_dir
 from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
 from sngan.train.state import TrainState
-from sngan.train.steps import LossWindow, d_step, g_step, refresh_ema_batchnorm, set_lr, update_ema
+from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
 
 SIGNAL_POLL_EVERY = 10  # under torchrun, ranks agree on a received signal every this many G iterations
 
@@ -163,7 +163,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             state.restore(saved, log)  # validates the whole checkpoint before loading any of it
         except CheckpointError as exc:
             raise CheckpointError(f"{resume}: {exc}") from None
-    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    losses = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     t = cfg.train
     last_path = Path(resume) if resume is not None else None
@@ -181,11 +181,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             f"{count_parameters(state.generator):,} params, D {count_parameters(state.discriminator):,} params")
         with SignalGuard() as signals:
             while state.step < t.iterations:
-                lr = set_lr(state)
-                g_loss = g_step(state, g_loss_fn)
-                d_loss = torch.stack([d_step(state, d_loss_fn) for _ in range(t.n_dis)]).mean()
-                state.step += 1
-                update_ema(state)
+                lr, d_loss, g_loss = iteration(state, losses)
                 window.add(d_loss, g_loss)
                 bar.update(1)
                 poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -105,6 +105,29 @@ def refresh_ema_batchnorm(state: TrainState) -> None:
     if state.generator_ema is not None:
         m, t = state.cfg.model, state.cfg.train
         recalibrate_batchnorm(state.generator_ema, m.z_dim, m.num_classes, state.g_batch, t.ema_bn_samples)
+
+
+class Stepped(NamedTuple):
+    """What one G iteration leaves for the log: its learning rate and losses (0-d tensors, not yet synced)."""
+
+    lr: float
+    d_loss: torch.Tensor  # mean over the n_dis D steps
+    g_loss: torch.Tensor
+
+
+def iteration(state: TrainState, losses: tuple[Callable, Callable]) -> Stepped:
+    """One G iteration exactly as training runs it: learning rate, G step, `n_dis` D steps, step count, EMA.
+
+    The loop and every benchmark in scripts/ call this, so a benchmark times what training runs. `losses` is
+    `(d_loss_fn, g_loss_fn)` as `sngan.train.losses.get_losses` returns it.
+    """
+    d_loss_fn, g_loss_fn = losses
+    lr = set_lr(state)
+    g_loss = g_step(state, g_loss_fn)
+    d_loss = torch.stack([d_step(state, d_loss_fn) for _ in range(state.cfg.train.n_dis)]).mean()
+    state.step += 1
+    update_ema(state)
+    return Stepped(lr, d_loss, g_loss)
 
 
 class LossWindow:
