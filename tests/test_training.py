@@ -5,6 +5,7 @@ from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.errors import SnganError
 from sngan.train.loop import train
+from sngan.train.perf import Perf, path_line
 from sngan.train.rundir import read_metrics
 from sngan.train.steps import lr_at
 from tests.helpers import CONFIGS
@@ -17,8 +18,10 @@ def test_lr_schedule_linear_in_generator_iterations():
 
 
 def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_path):
-    run = tmp_path / "run"
-    last = train(load_config(tiny_config), run, progress=False, log=lambda s: None)
+    run, lines = tmp_path / "run", []
+    last = train(load_config(tiny_config), run, progress=False, log=lines.append)
+    assert lines[0].startswith("training step: eager (perf.compile off), precision fp32, on cpu;")
+    assert "--set perf.compile=reduce-overhead" in lines[0]
     assert last == run / "checkpoints" / "ckpt-0000003.pt"
     state = torch.load(last, weights_only=True)
     assert state["step"] == 3 and state["config"]["train"]["iterations"] == 3
@@ -60,6 +63,12 @@ def test_conditional_training_on_labelled_data(tiny_config, tmp_path):
     with pytest.raises(SnganError, match="dataset has 3 classes"):
         train(load_config(tiny_config, ["model.num_classes=5"]), tmp_path / "r2", progress=False,
               log=lambda s: None)
+
+
+def test_the_path_line_names_a_compiled_step_and_how_to_turn_it_off():
+    line = path_line(Perf(precision="bf16", compile="reduce-overhead"), torch.device("cuda", 0))
+    assert line == ("training step: compiled (perf.compile reduce-overhead), precision bf16, on cuda:0; eager with "
+                    "--set perf.compile=off")
 
 
 @pytest.mark.parametrize("name", ["cifar10_resnet_conditional", "imagenet64_projection", "imagenet128_concat"])

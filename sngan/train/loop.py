@@ -28,6 +28,7 @@ from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.build import build_state
 from sngan.train.losses import get_losses
+from sngan.train.perf import path_line, resolve_perf
 from sngan.train.rundir import RunLog, check_fresh, check_run_dir
 from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
@@ -156,6 +157,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     if saved is None:
         check_fresh(run_dir)
     device = resolve_device(cfg.train.device, info)
+    log(path_line(resolve_perf(cfg.perf, device), device))  # the first line: which step runs, how to switch
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:

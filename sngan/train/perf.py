@@ -52,6 +52,18 @@ def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
     return Perf(precision, channels_last, perf_cfg.compile, fused, perf_cfg.d_single_pass)
 
 
+def path_line(perf: Perf, device: torch.device) -> str:
+    """The first log line of a training run: which step runs (eager or compiled, precision, device) and the one
+    override that switches it."""
+    if perf.compile == "off":
+        mode = "eager (perf.compile off)"
+        switch = "compile with --set perf.compile=reduce-overhead (CUDA graphs, CUDA) or --set perf.compile=default"
+    else:
+        mode = f"compiled (perf.compile {perf.compile})"
+        switch = "eager with --set perf.compile=off"
+    return f"training step: {mode}, precision {perf.precision}, on {device}; {switch}"
+
+
 def set_matmul_precision(perf: Perf) -> None:
     """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise."""
     allow = perf.precision in ("tf32", "bf16")
