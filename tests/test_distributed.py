@@ -61,17 +61,37 @@ def test_torchrun_two_processes_write_one_checkpoint_log_and_per_rank_random_str
     assert "differs between ranks" not in proc.stderr
 
 
+def checkpoint_keys(ckpt: dict) -> dict:
+    """Every section's keys, and the keys of each state dict inside (weights, optimisers, EMA)."""
+    return {k: sorted(v) if isinstance(v, dict) and k != "config" else None for k, v in ckpt.items()}
+
+
 @pytest.mark.slow
-def test_torchrun_two_processes_train_compiled(tmp_path):
-    config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0},
-                                                    "perf": {"compile": "default"}})
-    run = tmp_path / "run"
-    proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--config", str(config), "--out", str(run),
-                           "--no-progress"], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=1800)
+def test_torchrun_two_processes_train_compiled_write_eager_keys_and_resume_eagerly(tmp_path):
+    """The compiled 2-process gloo run's checkpoint has exactly an eager run's keys (no `_orig_mod.` prefix) and
+    an eager 2-process job resumes it bitwise from its random streams."""
+    runs = {}
+    for mode in ("off", "default"):
+        config = write_config(tmp_path / f"{mode}.yaml", {"train": {"ckpt_every": 0, "sample_every": 0},
+                                                           "perf": {"compile": mode}})
+        runs[mode] = tmp_path / mode
+        proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--config", str(config), "--out", str(runs[mode]),
+                               "--no-progress"], capture_output=True, text=True, env=env(), cwd=tmp_path,
+                              timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "differs between ranks" not in proc.stderr  # weights compared across ranks before the save
+    assert "training step: compiled (perf.compile default)" in proc.stdout + proc.stderr
+    eager, compiled = (load_checkpoint(runs[m] / "checkpoints" / "ckpt-0000003.pt") for m in ("off", "default"))
+    assert checkpoint_keys(compiled) == checkpoint_keys(eager)
+    assert compiled["config"]["perf"]["compile"] == "default"
+    proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--out", str(runs["default"]), "--resume", "auto",
+                           "--set", "perf.compile=off", "--set", "train.iterations=5", "--no-progress"],
+                          capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "compiled: generator, discriminator (mode default" in proc.stdout + proc.stderr
-    assert "differs between ranks" not in proc.stderr  # weights compared across ranks before the save
-    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000003.pt"]
+    assert "training step: eager (perf.compile off)" in proc.stdout + proc.stderr
+    assert "random streams restart" not in proc.stdout + proc.stderr  # both ranks' streams restored
+    resumed = load_checkpoint(runs["default"] / "checkpoints" / "ckpt-0000005.pt")
+    assert resumed["step"] == 5 and checkpoint_keys(resumed) == checkpoint_keys(eager)
 
 
 def test_each_rank_holds_the_same_trained_weights_in_memory_when_the_checkpoint_is_written(tmp_path):
