@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import yaml
 
 from sngan.errors import ConfigError
-from sngan.yamlfile import StrictLoader, read_yaml
+from sngan.yamlfile import StrictLoader, check_value, coerce, read_yaml
 
 # Upper bounds on every size a user can type, so an impossible value is refused before anything is allocated. Each is
 # far above the paper's settings (widths <= 1024, z 128, 1000 classes, batch 64-128, 450K iterations) yet small
@@ -32,6 +30,8 @@ MAX_BATCH = 65_536  # images per D or G step
 MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
+EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; sngan.evaluation.PROTOCOLS defines them
+D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.norms builds each
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
@@ -78,11 +78,16 @@ class ModelConfig:
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
-    sn_init: str = _opt("svd", "spectral norm's u, v at a fresh start: svd (exact top singular vectors: sigma exact "
-                        "from step 1) or torch (15 power iterations from random vectors)", choices=("svd", "torch"))
+    sn_init: str = _opt("random", "spectral norm's u, v at a fresh start: random (the authors': u ~ N(0, I), "
+                        "v = W^T u normalised, no iteration; Algorithm 1), svd (ours: exact top singular vectors, "
+                        "sigma exact from step 1) or torch (15 power iterations from random vectors)",
+                        choices=("random", "svd", "torch"))
     d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
                        "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
-                       "multiplier gamma, as the paper", choices=("spectral", "weight", "batch", "layer", "none"))
+                       "multiplier gamma, as the paper", choices=D_NORMS)
+    d_norm_gamma: bool = _opt(False, "a learnt scalar gamma on every normalised D weight, W~ = gamma * W-bar (paper "
+                              "App. E eq. 32, Tables 7-8: WGAN-GP with SN or WN; gamma starts at sigma(W)); needs "
+                              "d_norm spectral or weight and loss.gp_weight > 0")
 
 
 @dataclass
@@ -104,8 +109,8 @@ class OptimConfig:
     lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
     lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
                             le=MAX_ITERATIONS)
-    d_weight_clip: float = _opt(0.0, "clip every D parameter to [-c, c] after each D update (WGAN weight clipping; "
-                                "paper section 4.1: c = 0.01); 0 = off", ge=0)
+    d_weight_clip: float = _opt(0.0, "clip the weight of every D conv and dense layer to [-c, c] after each D "
+                                "update (weight clipping; paper section 4.1: c = 0.01); 0 = off", ge=0)
 
 
 @dataclass
@@ -135,8 +140,12 @@ class TrainConfig:
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
                            ge=0, le=MAX_ITERATIONS)
-    eval_num_samples: int = _opt(5000, "generated images per evaluation during training (IS in 10 splits, FID "
-                                 "against every image of data.split)", ge=10, le=MAX_IMAGES)
+    eval_protocol: str = _opt("paper", "IS/FID protocol during training, as `sngan eval --protocol` (README "
+                              "Evaluation): paper (App. B.1: IS 10 x 5000, FID 5000 vs 10000 real), standard (IS "
+                              "50k, FID 50k vs the whole split) or quick (ours: 5000 generated, IS in 10 splits of "
+                              "500, biased low)", choices=EVAL_PROTOCOLS)
+    eval_num_samples: int = _opt(0, "generated images per evaluation during training; 0 = the protocol's count, "
+                                 "else the protocol is recorded as modified", ge=0, le=MAX_IMAGES)
     eval_inception_weights: str = _opt("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
                                        "empty = torch hub cache, then download")
 
@@ -180,52 +189,6 @@ def _field_type(section_cls: type, name: str) -> Any:
     return typing.get_type_hints(section_cls)[name]
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    """Convert a YAML value to the schema type, or raise ConfigError naming the key."""
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(typ)
-        if value is None and type(None) in args:
-            return None
-        typ = next(a for a in args if a is not type(None))
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads "2e-4" as a string
-            except ValueError:
-                pass
-    elif typ is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
-            return "on" if value else "off"
-    raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _check(value: Any, meta: dict, key: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        options = "|".join(str(c) for c in meta["choices"])
-        raise ConfigError(f"key '{key}' must be one of {options}, got {value!r}")
-    if meta.get("gt") is not None and not value > meta["gt"]:
-        raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {value!r}")
-    if meta.get("ge") is not None and not value >= meta["ge"]:
-        raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {value!r}")
-    if meta.get("le") is not None and not value <= meta["le"]:
-        raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {value!r}")
-
-
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build a validated Config from a nested dict (missing keys take their defaults)."""
     if not isinstance(raw, dict):
@@ -247,10 +210,10 @@ def from_dict(raw: dict[str, Any]) -> Config:
             dotted = f"{name}.{key}"
             if key not in fields:
                 raise ConfigError(f"unknown key '{dotted}'{_suggest(str(key), fields)}")
-            values[key] = _coerce(value, _field_type(cls, key), dotted)
+            values[key] = coerce(value, _field_type(cls, key), dotted)
         instance = cls(**values)
         for key, f in fields.items():
-            _check(getattr(instance, key), dict(f.metadata), f"{name}.{key}")
+            check_value(getattr(instance, key), dict(f.metadata), f"{name}.{key}")
         built[name] = instance
     cfg = Config(**built)
     _check_consistency(cfg)
@@ -261,22 +224,34 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
         raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
                           f"got {cfg.optim.lr_decay_start}")
+    if 0 < cfg.train.eval_num_samples < 10:
+        raise ConfigError(f"key 'train.eval_num_samples' must be 0 (the protocol's count) or >= 10 (IS in 10 "
+                          f"splits), got {cfg.train.eval_num_samples}")
     _check_methods(cfg)
 
 
 def _check_methods(cfg: Config) -> None:
-    """Allow the discriminator methods only in the combinations the paper's comparison (section 4.1) uses.
+    """Allow the discriminator methods only in the combinations the paper runs (section 4.1, Appendix E).
 
-    Weight clipping, the gradient penalty and the orthonormal term act on a plain D (d_norm none): on a normalised
-    weight they would act on a reparametrised tensor, and BatchNorm makes D(x) depend on the whole batch, so a
-    per-sample input gradient (the penalty) is ill-defined. An unconstrained Wasserstein critic diverges.
+    Weight clipping and the orthonormal term act on a plain D (d_norm none), as in section 4.1: on a normalised
+    weight they would act on a reparametrised tensor. The gradient penalty also runs with SN or WN, with or without
+    the learnt gamma (App. E, Tables 7-8), but not with BN, which makes D(x) depend on the whole batch, so a
+    per-sample input gradient is ill-defined. A learnt gamma undoes the normalisation's Lipschitz bound, so it
+    needs the penalty ("we need to control the Lipschitz condition by other means", App. E). An unconstrained
+    Wasserstein critic diverges.
     """
     norm, loss, o = cfg.model.d_norm, cfg.loss, cfg.optim
-    for key, value in (("optim.d_weight_clip", o.d_weight_clip), ("loss.gp_weight", loss.gp_weight),
-                       ("loss.orthonormal_weight", loss.orthonormal_weight)):
+    for key, value in (("optim.d_weight_clip", o.d_weight_clip), ("loss.orthonormal_weight", loss.orthonormal_weight)):
         if value > 0 and norm != "none":
             raise ConfigError(f"key '{key}' ({value}) needs model.d_norm none (the paper applies it to a plain D), "
                               f"got d_norm {norm}")
+    if loss.gp_weight > 0 and norm not in ("none", "spectral", "weight"):
+        raise ConfigError(f"key 'loss.gp_weight' ({loss.gp_weight}) needs model.d_norm none, spectral or weight "
+                          f"(paper section 4.1 and App. E), got d_norm {norm}")
+    if cfg.model.d_norm_gamma and (norm not in ("spectral", "weight") or loss.gp_weight <= 0):
+        raise ConfigError(f"key 'model.d_norm_gamma' needs model.d_norm spectral or weight and loss.gp_weight > 0 "
+                          f"(paper App. E: WGAN-GP with a reparametrised SN or WN), got d_norm {norm} and "
+                          f"gp_weight {loss.gp_weight}")
     if o.d_weight_clip > 0 and loss.gp_weight > 0:
         raise ConfigError("keys 'optim.d_weight_clip' and 'loss.gp_weight' are both set: choose one Lipschitz "
                           "constraint (WGAN clips, WGAN-GP penalises)")

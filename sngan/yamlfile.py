@@ -1,8 +1,11 @@
 """Reading a config file: YAML's safe loader made strict (no duplicate keys, no aliases), size-bounded, one line per
-problem. Used for configs and study plans; imports nothing from the package but its errors."""
+problem, and each YAML value coerced to its field's type and checked against its bounds (`coerce`, `check_value`).
+Used for configs and study plans; imports nothing from the package but its errors."""
 
 from __future__ import annotations
 
+import math
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -62,3 +65,50 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML value to a config field's type (`typ`), or raise ConfigError naming the key."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        typ = next(a for a in args if a is not type(None))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "2e-4" as a string
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
+            return "on" if value else "off"
+    raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
+
+
+def check_value(value: Any, meta: dict, key: str) -> None:
+    """Refuse a value outside its field's bounds (`meta`: choices, gt, ge, le) or a non-finite float."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        options = "|".join(str(c) for c in meta["choices"])
+        raise ConfigError(f"key '{key}' must be one of {options}, got {value!r}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {value!r}")
+    if meta.get("ge") is not None and not value >= meta["ge"]:
+        raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {value!r}")
+    if meta.get("le") is not None and not value <= meta["le"]:
+        raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {value!r}")

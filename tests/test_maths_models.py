@@ -11,12 +11,14 @@ import torch.nn.functional as F
 
 from sngan.config import ModelConfig
 from sngan.models import build_discriminator, build_generator
-from sngan.models.layers import BN_EPS, ConditionalBatchNorm2d, DBlock, DBlockOptimized
+from sngan.models.layers import ConditionalBatchNorm2d, DBlock, DBlockOptimized
 
 RESNET_D = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4)
 PROJECTION_D = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3,
                            d_linear_bias=True)
 CNN_D = ModelConfig(arch="cnn", resolution=32, z_dim=8, g_ch=16, d_ch=2, d_linear_bias=True)
+
+CHAINER_BN_EPS = 2e-5  # chainer.links.BatchNormalization's default eps, the authors' BN
 
 
 def _conv(x, m):
@@ -140,7 +142,7 @@ def _bn_by_hand(x, gamma, beta):
     """Training-mode BatchNorm with biased batch variance and eps 2e-5, then per-sample (B, C) gamma/beta."""
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
-    return gamma[:, :, None, None] * (x - mean) / torch.sqrt(var + BN_EPS) + beta[:, :, None, None]
+    return gamma[:, :, None, None] * (x - mean) / torch.sqrt(var + CHAINER_BN_EPS) + beta[:, :, None, None]
 
 
 def _distinct_class_affines(cbn, seed):

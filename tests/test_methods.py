@@ -14,15 +14,20 @@ from sngan.train.losses import get_losses
 from sngan.train.regularizers import clip_weights, gradient_penalty, orthonormal_penalty
 from tests.helpers import write_config
 
-METHODS = {
-    "SN": {"model": {"d_norm": "spectral"}},
-    "WC": {"model": {"d_norm": "none"}, "loss": {"type": "wasserstein"}, "optim": {"d_weight_clip": 0.01}},
+METHODS = {  # the paper's section 4.1 methods (every one but WGAN-GP on the standard loss), App. E, and ours
+    "SN": {"model": {"d_norm": "spectral"}, "loss": {"type": "nonsaturating"}},
+    "WC": {"model": {"d_norm": "none"}, "loss": {"type": "nonsaturating"}, "optim": {"d_weight_clip": 0.01}},
     "GAN-GP": {"model": {"d_norm": "none"}, "loss": {"type": "nonsaturating", "gp_weight": 10.0}},
     "WGAN-GP": {"model": {"d_norm": "none"}, "loss": {"type": "wasserstein", "gp_weight": 10.0}},
     "BN": {"model": {"d_norm": "batch"}, "loss": {"type": "nonsaturating"}},
     "LN": {"model": {"d_norm": "layer"}, "loss": {"type": "nonsaturating"}},
     "WN": {"model": {"d_norm": "weight"}, "loss": {"type": "nonsaturating"}},
     "orthonormal": {"model": {"d_norm": "none"}, "loss": {"type": "nonsaturating", "orthonormal_weight": 1e-4}},
+    "WGAN-GP+SN": {"model": {"d_norm": "spectral", "d_norm_gamma": True},
+                   "loss": {"type": "wasserstein", "gp_weight": 10.0}},
+    "WGAN-GP+WN": {"model": {"d_norm": "weight", "d_norm_gamma": True},
+                   "loss": {"type": "wasserstein", "gp_weight": 10.0}},
+    "WGAN-clip": {"model": {"d_norm": "none"}, "loss": {"type": "wasserstein"}, "optim": {"d_weight_clip": 0.01}},
 }
 
 
@@ -71,14 +76,43 @@ def test_orthonormal_penalty_on_a_known_matrix():
     assert orthonormal_penalty(lin).item() == pytest.approx(0.0, abs=1e-5)
 
 
-def test_clipping_bounds_every_parameter():
-    lin = nn.Linear(4, 4)
+def test_clipping_bounds_the_layers_weights_and_leaves_biases():
+    """Paper section 4.1: "set the clipping constant c at 0.01 for the convolutional weight of each layer"."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Linear(4, 4))
     with torch.no_grad():
-        lin.weight.mul_(100)
-        lin.bias.fill_(-3)
-    clip_weights(lin, 0.01)
-    assert all(p.abs().max().item() <= 0.01 for p in lin.parameters())
-    assert lin.weight.abs().max().item() == pytest.approx(0.01)
+        for m in net:
+            m.weight.mul_(100)
+            m.bias.fill_(-3)
+    clip_weights(net, 0.01)
+    for m in net:
+        assert m.weight.abs().max().item() == pytest.approx(0.01)
+        assert torch.all(m.bias == -3)
+
+
+def test_learnt_gamma_starts_at_sigma_of_w_and_scales_the_normalised_weight():
+    """App. E eq. 32: W~ = gamma W / sigma(W), gamma learnt, started (as the authors' use_gamma) at the largest
+    singular value of the initial W; for WN at sigma(W) / sigma(W_WN). Checked against float64 SVDs."""
+    for kind in ("spectral", "weight"):
+        torch.manual_seed(0)
+        d = build_discriminator(ModelConfig(arch="cnn", d_ch=2, d_norm=kind, d_norm_gamma=True))
+        if kind == "spectral":
+            from sngan.models.spectral import start_sn_exact
+
+            start_sn_exact(d)
+        layers = [m for m in d.modules() if hasattr(m, "parametrizations")]
+        assert len(layers) == 8  # 7 convs and the dense layer (Table 3b)
+        for m in layers:
+            raw = m.parametrizations.weight.original.detach().double().flatten(1)
+            sigma = torch.linalg.svdvals(raw)[0]
+            gamma = m.parametrizations.weight[1].gamma
+            rows = raw / raw.norm(dim=1, keepdim=True)
+            start = sigma if kind == "spectral" else sigma / torch.linalg.svdvals(rows)[0]
+            assert gamma.item() == pytest.approx(start.item(), rel=1e-6)
+            used = m.weight.detach().double().flatten(1)
+            expected = gamma.item() * (raw / sigma if kind == "spectral" else rows)
+            assert torch.allclose(used, expected, rtol=1e-5, atol=1e-7)
+        d.eval()(torch.randn(2, 3, 32, 32)).sum().backward()
+        assert all(m.parametrizations.weight[1].gamma.grad is not None for m in layers)  # gamma is trained
 
 
 @pytest.mark.parametrize("arch", ["resnet", "cnn"])
@@ -99,10 +133,12 @@ def test_spectral_default_keeps_the_state_dict_keys():
 
 @pytest.mark.parametrize("extra, message", [
     ({"optim": {"d_weight_clip": 0.01}}, "needs model.d_norm none"),
-    ({"model": {"d_norm": "batch"}, "loss": {"gp_weight": 10.0}}, "needs model.d_norm none"),
+    ({"model": {"d_norm": "batch"}, "loss": {"gp_weight": 10.0}}, "needs model.d_norm none, spectral or weight"),
     ({"loss": {"orthonormal_weight": 1.0}}, "needs model.d_norm none"),
     ({"model": {"d_norm": "none"}, "loss": {"type": "wasserstein"}}, "needs a Lipschitz constraint"),
     ({"model": {"d_norm": "none"}, "loss": {"gp_weight": 10.0}, "optim": {"d_weight_clip": 0.01}}, "choose one"),
+    ({"model": {"d_norm_gamma": True}}, "d_norm_gamma' needs"),
+    ({"model": {"d_norm": "weight", "d_norm_gamma": True}}, "d_norm_gamma. needs"),
 ])
 def test_combinations_the_paper_does_not_use_are_refused(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -110,18 +146,66 @@ def test_combinations_the_paper_does_not_use_are_refused(tmp_path, extra, messag
     assert "\n" not in str(info.value)
 
 
+def _d_losses(method: str, tmp_path, seed: int = 3):
+    """(configured D loss, plain adversarial D loss, state, batches) of one D step's inputs for `method`."""
+    from sngan.train.build import build_state
+    from sngan.train.regularizers import regularized_d_loss
+
+    cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_init=svd"])
+    state = build_state(cfg, torch.device("cpu"), log=lambda _: None)
+    x_real = torch.randn(4, 3, 32, 32)
+    x_fake = torch.randn(4, 3, 32, 32)
+    d_loss, _ = get_losses(cfg.loss.type)
+    plain = d_loss(state.discriminator(x_real), state.discriminator(x_fake))
+    torch.manual_seed(seed)
+    total = regularized_d_loss(state, plain, x_real, x_fake, None)
+    return total, plain, state, (x_real, x_fake)
+
+
+@pytest.mark.parametrize("method", ["GAN-GP", "WGAN-GP", "WGAN-GP+SN"])
+def test_configured_d_loss_adds_lambda_times_the_penalty_computed_sample_by_sample(method, tmp_path):
+    total, plain, state, (x_real, x_fake) = _d_losses(method, tmp_path)
+    torch.manual_seed(3)
+    eps = torch.rand(4)  # the interpolation weights the step drew
+    penalties = []
+    for i in range(4):  # one sample at a time: grad of D at x_hat_i = eps_i x_i + (1 - eps_i) G(z)_i
+        x_hat = (eps[i] * x_real[i:i + 1] + (1 - eps[i]) * x_fake[i:i + 1]).requires_grad_(True)
+        (grad,) = torch.autograd.grad(state.discriminator(x_hat).sum(), x_hat)
+        penalties.append((grad.norm() - 1) ** 2)
+    expected = plain + 10.0 * torch.stack(penalties).mean()
+    assert total.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_configured_d_loss_adds_the_orthonormal_term_of_eq_14(tmp_path):
+    total, plain, state, _ = _d_losses("orthonormal", tmp_path)
+    term = 0.0
+    for m in state.discriminator.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight.detach().double().flatten(1)  # (d_out, d_in)
+            d_out, d_in = w.shape
+            term += ((w.T @ w - torch.eye(d_in, dtype=w.dtype)) ** 2).sum().item() - max(d_in - d_out, 0)
+    assert (total - plain).item() == pytest.approx(1e-4 * term, rel=1e-4)
+
+
 @pytest.mark.parametrize("method", list(METHODS))
-def test_each_method_trains_the_tiny_config(tmp_path, method):
+def test_each_method_trains_with_its_effect_in_place(tmp_path, method):
+    """Two iterations per method, then the method's own mark on the trained D: clipped weights <= c, the learnt
+    gamma present and moved, orthonormal start, normalisation layers present."""
     from sngan.io import read_jsonl
     from sngan.train.loop import train
 
     extra = {section: dict(values) for section, values in METHODS[method].items()}
-    extra["train"] = {"iterations": 20, "n_dis": 1, "log_every": 10, "sample_every": 0, "ckpt_every": 0}
+    extra["train"] = {"iterations": 2, "n_dis": 1, "log_every": 1, "sample_every": 0, "ckpt_every": 0}
     cfg = load_config(write_config(tmp_path / "c.yaml", extra))
     last = train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [r["step"] for r in records] == [10, 20]
-    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records)
-    if method == "WC":
-        state = torch.load(last, weights_only=True)
-        assert max(v.abs().max().item() for v in state["discriminator"].values()) <= 0.01
+    assert [r["step"] for r in records if "d_loss" in r] == [1, 2]
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records if "d_loss" in r)
+    weights = torch.load(last, weights_only=True)["discriminator"]
+    if "clip" in method or method == "WC":
+        clipped = [v for k, v in weights.items() if k.endswith("weight") and v.dim() > 1]
+        assert clipped and max(v.abs().max().item() for v in clipped) <= 0.01
+    gammas = [v for k, v in weights.items() if k.endswith(".gamma")]
+    assert bool(gammas) == ("+" in method)
+    if method in ("BN", "LN"):
+        assert any(k.endswith(".beta") for k in weights)

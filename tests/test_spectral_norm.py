@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.models import build_discriminator
-from sngan.models.layers import sn
+from sngan.models.spectral import sn
 from sngan.train.loop import train
 from tests.helpers import REPO, write_config
 
@@ -105,7 +106,7 @@ def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_confi
     from sngan.train.build import build_state
 
     worst, weights = {}, {}
-    for init in ("svd", "torch"):
+    for init in ("svd", "torch", "random"):
         cfg = load_config(tiny_config, [f"model.sn_init={init}", "model.d_ch=16"])
         d = build_state(cfg, torch.device("cpu"), log=lambda s: None).discriminator
         errors = []
@@ -115,5 +116,61 @@ def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_confi
             errors.append(abs(sigma_estimate(state) / exact - 1))
         worst[init] = max(errors)
         weights[init] = {k: v for k, v in d.state_dict().items() if not k.endswith(("_u", "_v"))}
-    assert worst["svd"] < 1e-6 and worst["torch"] > 1e-4
-    assert all(torch.equal(weights["svd"][k], weights["torch"][k]) for k in weights["torch"])
+    assert worst["svd"] < 1e-6 and worst["torch"] > 1e-4 and worst["random"] > 1e-3
+    assert all(torch.equal(weights["svd"][k], weights[other][k]) for other in ("torch", "random")
+               for k in weights["torch"])
+
+
+def chainer_max_singular_value(w: np.ndarray, u: np.ndarray, ip: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' `_max_singular_value` (sngan_projection, source/links/sn_convolution_2d.py) in numpy: v from
+    u, then u from v; returns (u, v)."""
+    for _ in range(ip):
+        v = u @ w
+        v = v / (np.linalg.norm(v) + 1e-12)
+        u = v @ w.T
+        u = u / (np.linalg.norm(u) + 1e-12)
+    return u, v
+
+
+def test_random_start_is_the_authors_start_and_follows_their_power_iteration(tiny_config):
+    """sn_init random: u random, v = W^T u normalised, no iteration at construction (Algorithm 1, the authors'
+    `self.u = np.random.normal(...)`); then, with W fixed, the stored u after each training forward is the u the
+    authors' code computes from the same start."""
+    from sngan.models.spectral import sn_layers
+    from sngan.train.build import build_state
+
+    cfg = load_config(tiny_config, ["model.sn_init=random", "model.d_ch=16"])
+    d = build_state(cfg, torch.device("cpu"), log=lambda s: None).discriminator.train()
+    modules = [m for m in d.modules() if hasattr(m, "parametrizations")]
+    assert len(modules) == len(sn_layers(d)) > 3
+    for module in modules:
+        norm = module.parametrizations.weight[0]
+        w = module.parametrizations.weight.original.detach().double().flatten(1).numpy()
+        u = norm._u.double().numpy()
+        v0 = w.T @ u / np.linalg.norm(w.T @ u)
+        assert np.allclose(norm._v.double().numpy(), v0, atol=1e-6)  # derived from u, no iteration
+        if w.shape[0] > 1:  # (a 1-row W has only one unit u)
+            assert abs(abs(u @ np.linalg.svd(w)[0][:, 0]) - 1) > 1e-3  # random, not the top singular vector
+        for _ in range(3):
+            _ = module.weight  # one training-mode forward of the parametrization: one power iteration
+            u = chainer_max_singular_value(w, u)[0]
+            assert np.allclose(norm._u.double().numpy(), u, atol=1e-5)
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_power_iterations_per_forward_follow_the_hand_written_loop(iterations):
+    """model.sn_power_iterations > 1: each training forward runs that many u <- Wv/|Wv|, v <- W^T u/|W^T u|
+    steps, and sigma-hat is u^T W v of the last ones."""
+    torch.manual_seed(1)
+    layer = sn(nn.Linear(7, 5), power_iterations=iterations)
+    norm = layer.parametrizations.weight[0]
+    w = layer.parametrizations.weight.original.detach().double()
+    v = norm._v.double().clone()
+    for _ in range(iterations):
+        u = w @ v
+        u = u / u.norm()
+        v = w.T @ u
+        v = v / v.norm()
+    weight = layer.weight  # training mode: the update runs
+    assert torch.allclose(norm._u.double(), u, atol=1e-6) and torch.allclose(norm._v.double(), v, atol=1e-6)
+    assert torch.allclose(weight.double(), w / (u @ w @ v), atol=1e-6)

@@ -9,6 +9,7 @@ from torch import nn
 from sngan.config import ModelConfig
 from sngan.errors import ConfigError
 from sngan.models.cnn import CNNDiscriminator, CNNGenerator
+from sngan.models.norms import add_learnt_scale
 from sngan.models.resnet import LAYOUTS, ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -46,9 +47,13 @@ def build_generator(model_cfg: ModelConfig) -> nn.Module:
 
 
 def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
-    """The discriminator described by the `model` config section, normalised by `d_norm` (on CPU)."""
+    """The discriminator described by the `model` config section, normalised by `d_norm` (and scaled by a learnt
+    gamma per layer with `d_norm_gamma`, paper App. E), on CPU."""
     _check(model_cfg)
-    return DISCRIMINATORS[model_cfg.arch](model_cfg)
+    d = DISCRIMINATORS[model_cfg.arch](model_cfg)
+    if model_cfg.d_norm_gamma:
+        add_learnt_scale(d)
+    return d
 
 
 def count_parameters(module: nn.Module) -> int:

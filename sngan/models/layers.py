@@ -1,15 +1,9 @@
 """Building blocks shared by the generator and discriminator families.
 
-Spectral normalization is torch's `spectral_norm` parametrization algorithm (`FP32SpectralNorm`): one power
-iteration per forward in training mode with persistent `u` and `v` (saved in the state dict), none in eval mode,
-eps 1e-12 — the same algorithm as the authors' Chainer `SNConvolution2D`/`SNLinear`/`SNEmbedID`. We write it
-ourselves for two reasons: it runs in float32 with autocast off (under CUDA autocast the power iteration's `mv`
-would otherwise run in bf16/fp16, and sigma, a norm of the whole matrix, loses about three significant digits), and
-it can be trained under torch.compile (see `FP32SpectralNorm`). It is registered through
-`torch.nn.utils.parametrize`, so the state-dict keys are those of torch's `spectral_norm`.
-Initialisation follows the authors' code: Glorot-uniform with gain sqrt(2) on the residual 3x3 convs, gain 1 on
-shortcuts, dense layers, embeddings and output convs; biases zero.
-BatchNorm uses eps 2e-5 and momentum 0.1 (Chainer's defaults: eps 2e-5, decay 0.9).
+Spectral normalization itself is in `sngan.models.spectral`; the discriminator's normalisations are chosen in
+`sngan.models.norms`. Initialisation follows the authors' code: Glorot-uniform with gain sqrt(2) on the residual
+3x3 convs, gain 1 on shortcuts, dense layers, embeddings and output convs; biases zero.
+BatchNorm uses eps 2e-5 and momentum 0.1 (Chainer's defaults: eps 2e-5, decay 0.9), `norms.BN_EPS`.
 """
 
 from __future__ import annotations
@@ -19,11 +13,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
-from sngan.models.norms import norm_activation, norm_weight
+from sngan.models.norms import BN_EPS, norm_activation, norm_weight
 
-BN_EPS = 2e-5
 RESIDUAL_GAIN = math.sqrt(2.0)
 
 
@@ -32,112 +24,6 @@ def glorot(module: nn.Module, gain: float = 1.0) -> nn.Module:
     nn.init.xavier_uniform_(module.weight, gain=gain)
     if getattr(module, "bias", None) is not None:
         nn.init.zeros_(module.bias)
-    return module
-
-
-class FP32SpectralNorm(nn.Module):
-    """Spectral-norm parametrization (weight / sigma) that torch.compile can train; float32 with autocast off.
-
-    The algorithm and the state are those of torch's `parametrizations.spectral_norm` (buffers `_u`, `_v`; 15
-    iterations at construction, drawing the same random numbers; eps 1e-12; in eval mode u and v are used as they
-    are). What differs is how the training-mode update is written. torch updates the buffers in place and then
-    reads clones of them; compiled, AOTAutograd's partitioner drops those clones and recomputes u and v in backward
-    from the buffers, which by then hold the next forward's values (two D forwards, real and fake, share one
-    backward): a version-counter error in backward. Here the power iteration is an opaque custom op
-    (`power_iteration`) whose fresh output tensors sigma = u^T W v is computed from and backward saves; they are
-    copied into the buffers and never mutated. As in torch, u and v are constants for autograd: the gradient of
-    sigma flows through W only.
-    """
-
-    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12):
-        super().__init__()
-        if weight.ndim < 2 or n_power_iterations < 1:
-            raise ValueError(f"spectral norm needs a weight of 2 or more dimensions and n_power_iterations >= 1, "
-                             f"got shape {tuple(weight.shape)} and {n_power_iterations}")
-        self.dim, self.eps, self.n_power_iterations = dim, eps, n_power_iterations
-        with torch.no_grad():
-            weight_mat = self._matrix(weight)  # (out, in * kh * kw)
-            h, w = weight_mat.shape
-            u = F.normalize(weight_mat.new_empty(h).normal_(0, 1), dim=0, eps=eps)  # drawn as torch does
-            v = F.normalize(weight_mat.new_empty(w).normal_(0, 1), dim=0, eps=eps)
-            u, v = power_iteration(weight_mat, v, 15, eps)  # start near the top singular vectors, as torch
-        self.register_buffer("_u", u)
-        self.register_buffer("_v", v)
-
-    def _matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.dim != 0:
-            weight = weight.permute(self.dim, *(d for d in range(weight.ndim) if d != self.dim))
-        return weight.flatten(1)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=weight.device.type, enabled=False):
-            weight = weight.float()
-            weight_mat = self._matrix(weight)
-            if self.training:
-                with torch.no_grad():
-                    u, v = power_iteration(weight_mat.detach(), self._v, self.n_power_iterations, self.eps)
-                    self._u.copy_(u)
-                    self._v.copy_(v)
-            else:
-                u, v = self._u.clone(), self._v.clone()  # what backward saves must not be a buffer
-            sigma = torch.vdot(u, torch.mv(weight_mat, v))  # grad through W only: u, v carry no graph
-            return weight / sigma
-
-    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
-        return value
-
-
-@torch.library.custom_op("sngan::power_iteration", mutates_args=())
-def power_iteration(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` >= 1 steps of u <- normalize(W v), v <- normalize(W^T u), returned as new tensors (each step starts from
-    v alone, as in torch and in the authors' Chainer code, so the previous u is not an input).
-
-    A custom op, opaque to torch.compile, on purpose: compiled, the partitioner would otherwise recompute u and v
-    in backward from the buffers' values at graph entry, after the buffers had been overwritten (by this forward's
-    update, or by the second D forward that shares the backward) — a version-counter error, or wrong gradients.
-    """
-    for _ in range(n):
-        u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=eps)
-        v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=eps)
-    return u, v
-
-
-@power_iteration.register_fake
-def _(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return weight_mat.new_empty(weight_mat.shape[0]), torch.empty_like(v)
-
-
-def start_sn_exact(model: nn.Module) -> int:
-    """Set every spectral-norm layer's u, v to the exact top singular vectors of its weight (float64 eigh of the
-    smaller Gram matrix, on the weight's device); returns how many layers. From random vectors (torch: 15 power
-    iterations at construction; the authors' Chainer code: none) one power iteration per forward converges slowly,
-    because the top singular values of a random matrix are close: sigma-hat stays below sigma for hundreds of steps
-    (full-width CIFAR-10 D: up to 1.7 % after 30 forwards). Started exact, W / sigma-hat has spectral norm 1 from
-    the first step."""
-    layers = [(m.parametrizations.weight.original, norm) for m in model.modules()
-              if parametrize.is_parametrized(m, "weight") for norm in m.parametrizations.weight
-              if isinstance(norm, FP32SpectralNorm)]
-    with torch.no_grad():
-        for weight, norm in layers:
-            w = norm._matrix(weight.float())
-            wide = w.shape[0] <= w.shape[1]  # the top eigenvector of the smaller Gram matrix, then the other side
-            gram = (w @ w.T if wide else w.T @ w).double()
-            top = torch.linalg.eigh(gram).eigenvectors[:, -1].float()
-            other = F.normalize(w.T @ top if wide else w @ top, dim=0, eps=norm.eps)
-            norm._u.copy_(top if wide else other)
-            norm._v.copy_(other if wide else top)
-    return len(layers)
-
-
-def sn(module: nn.Module, power_iterations: int = 1) -> nn.Module:
-    """Wrap `module.weight` in spectral normalization (weight / sigma(weight)), as `spectral_norm(module)`.
-
-    Registered through `torch.nn.utils.parametrize`, so the state-dict keys are those of torch's `spectral_norm`
-    (`...parametrizations.weight.original`, `...parametrizations.weight.0._u`, `._v`).
-    """
-    dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
-    parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, power_iterations, dim,
-                                                                            eps=1e-12))
     return module
 
 

@@ -12,7 +12,11 @@ ResNet blocks we put them where the generator's ResBlock has its BN (Fig. 8: "fo
 layers in ResBlock"): before each ReLU of the residual branch, never on the RGB input. LN normalises each sample
 over (C, H, W) (`GroupNorm` with one group).
 
-`sn` lives in `layers` (which imports this module for its blocks), so it is imported where it is used.
+`model.d_norm_gamma` adds the paper's Appendix E reparametrisation W~ = gamma * W-bar (eq. 32) to every normalised
+weight: one learnt scalar per layer, for WGAN-GP with SN or WN (Tables 7-8). gamma starts where the authors'
+`use_gamma` starts it, at the largest singular value of the initial W (SN: gamma * W / sigma(W) = W at the start);
+for WN (the paper's eq. 32 "with W-bar_SN replaced by W normalized by other criterions") we start it at
+sigma(W) / sigma(W-bar_WN), so the reparametrised weight also starts with W's spectral norm (our choice).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-KINDS = ("spectral", "weight", "batch", "layer", "none")
+from sngan.config import D_NORMS as KINDS
+from sngan.models.spectral import FP32SpectralNorm, sn
+
 WN_EPS = 1e-12
+BN_EPS = 2e-5  # every BatchNorm/LayerNorm of G and D (Chainer's default)
 
 
 class UnitRowNorm(nn.Module):
@@ -49,8 +56,6 @@ class ShiftedNorm(nn.Module):
 def norm_weight(layer: nn.Module, kind: str, power_iterations: int = 1) -> nn.Module:
     """`layer` with its weight reparametrised for `kind` (spectral: `sn`, weight: WN); returns the layer."""
     if kind == "spectral":
-        from sngan.models.layers import sn
-
         return sn(layer, power_iterations)
     if kind == "weight":
         parametrize.register_parametrization(layer, "weight", UnitRowNorm())
@@ -61,8 +66,6 @@ def norm_weight(layer: nn.Module, kind: str, power_iterations: int = 1) -> nn.Mo
 
 def norm_activation(kind: str, channels: int) -> nn.Module:
     """The activation normalisation after a conv for `kind`: BN or LN without gamma, else Identity."""
-    from sngan.models.layers import BN_EPS
-
     if kind == "batch":
         return ShiftedNorm(nn.BatchNorm2d(channels, eps=BN_EPS, affine=False), channels)
     if kind == "layer":
@@ -72,3 +75,37 @@ def norm_activation(kind: str, channels: int) -> nn.Module:
 
 def has_activation_norm(kind: str) -> bool:
     return kind in ("batch", "layer")
+
+
+class LearntScale(nn.Module):
+    """W~ = gamma * W-bar with one learnt scalar gamma (paper App. E, eq. 32), chained after a normalisation."""
+
+    def __init__(self, gamma: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.tensor(float(gamma)))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.gamma * weight
+
+
+def add_learnt_scale(model: nn.Module) -> int:
+    """Chain a `LearntScale` after the normalisation of every SN or WN weight of `model`; returns how many.
+
+    gamma starts at sigma(W) / sigma(W-bar) of the weight as it is now (float64 SVDs): sigma(W) for SN (the
+    authors' `use_gamma` start: the exact sigma(W-bar) is 1), the same spectral norm as W for WN.
+    """
+    count = 0
+    for module in model.modules():
+        if not parametrize.is_parametrized(module, "weight"):
+            continue
+        norm = module.parametrizations.weight[0]
+        if not isinstance(norm, (FP32SpectralNorm, UnitRowNorm)):
+            continue
+        with torch.no_grad():
+            raw = module.parametrizations.weight.original.double()
+            gamma = torch.linalg.matrix_norm(raw.flatten(1), ord=2)
+            if isinstance(norm, UnitRowNorm):
+                gamma = gamma / torch.linalg.matrix_norm(norm(raw).flatten(1), ord=2)
+        parametrize.register_parametrization(module, "weight", LearntScale(float(gamma)))
+        count += 1
+    return count

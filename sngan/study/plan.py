@@ -4,6 +4,7 @@
 base: ../cifar10_cnn.yaml          # the config every run starts from (relative to the plan file, as are settings)
 out: runs/study-figure1            # study folder, relative to the working directory (default runs/study-<plan
                                    # name>; `--out` overrides)
+precision: fp32                    # perf.precision of every run (default fp32: the paper's comparison is fp32)
 overrides: [data.root=data/cifar10]  # applied to every run first
 methods:                           # name -> overrides
   SN: [model.d_norm=spectral]
@@ -14,12 +15,14 @@ settings:                          # name -> a partial config file, or overrides
 variants:                          # explicit runs besides the cross product (name + overrides)
   - {name: SN-long, overrides: [train.iterations=200000]}
 seeds: [0, 1]
-evaluation: none                   # or {every: 10000, num_samples: 5000, inception_weights: ""}
+evaluation: none                   # or {every: 10000, protocol: paper, num_samples: 0, inception_weights: ""}
 ```
-The cross product methods x settings gives variants `<method>-<setting>` (methods alone, or settings alone, give
-one variant each). Later overrides win: plan overrides, then method, then setting (a setting's optimiser values
-beat a method's), then the variant's seed and evaluation. Every run's config is built and validated when the plan
-is loaded, so a typo fails before any training; every problem is one `StudyError` line naming the plan and key.
+The cross product methods x settings gives variants `<method>-<setting>` (methods alone, or settings alone, give one
+variant each). `evaluation.protocol` names an IS/FID protocol of `sngan eval --protocol` (paper, standard, quick),
+and the metric names record it. Later overrides win: precision, plan overrides, then method, then setting (a
+setting's optimiser values beat a method's), then the variant's seed and evaluation. Every run's config is built and
+validated when the plan is loaded, so a typo fails before any training; every problem is one `StudyError` line
+naming the plan and key.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from typing import Any
 from sngan.config import Config, load_config, read_yaml
 from sngan.errors import ConfigError, StudyError
 
-KEYS = ("base", "out", "overrides", "methods", "settings", "variants", "seeds", "evaluation")
-EVAL_KEYS = {"every": "train.eval_every", "num_samples": "train.eval_num_samples",
+KEYS = ("base", "out", "precision", "overrides", "methods", "settings", "variants", "seeds", "evaluation")
+EVAL_KEYS = {"every": "train.eval_every", "protocol": "train.eval_protocol", "num_samples": "train.eval_num_samples",
              "inception_weights": "train.eval_inception_weights"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # folder-safe
 
@@ -108,7 +111,11 @@ def _named(value: Any, where: str, folder: Path, files: bool) -> dict[str, tuple
 
 
 def _variants(raw: dict[str, Any], where: str, folder: Path) -> list[Variant]:
-    common = _overrides(raw.get("overrides", []), f"{where}: key 'overrides'")
+    precision = raw.get("precision", "fp32")
+    if not isinstance(precision, str):
+        raise StudyError(f"{where}: key 'precision' must be a perf.precision name (fp32, tf32, bf16, auto), got "
+                         f"{precision!r}")
+    common = (f"perf.precision={precision}",) + _overrides(raw.get("overrides", []), f"{where}: key 'overrides'")
     methods = _named(raw.get("methods"), f"{where}: key 'methods'", folder, files=False)
     settings = _named(raw.get("settings"), f"{where}: key 'settings'", folder, files=True)
     variants = [Variant(f"{m}-{s}" if m and s else m or s, m, s, common + methods.get(m, ()) + settings.get(s, ()))
@@ -137,7 +144,7 @@ def _evaluation(value: Any, where: str) -> tuple[bool, tuple[str, ...]]:
         return False, ("train.eval_every=0",)
     if not isinstance(value, dict) or not value or set(value) - set(EVAL_KEYS) or "every" not in value:
         raise StudyError(f"{where}: key 'evaluation' must be none or a mapping with 'every' (and optionally "
-                         f"num_samples, inception_weights), got {value!r}")
+                         f"protocol, num_samples, inception_weights), got {value!r}")
     return True, tuple(f"{EVAL_KEYS[k]}={json.dumps(v)}" for k, v in value.items())
 
 

@@ -18,7 +18,7 @@ from sngan.data import epochs, load_images, make_batches
 from sngan.distributed import SINGLE, DistInfo, barrier, wrap
 from sngan.errors import SnganError
 from sngan.models import build_discriminator, build_generator
-from sngan.models.layers import start_sn_exact
+from sngan.models.spectral import start_sn
 from sngan.train.perf import adam, compiled, prepare, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
 from sngan.train.state import TrainState
@@ -49,8 +49,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
         orthogonal_init(d_net)
     discriminator = prepare(d_net.to(device), perf)
-    if cfg.model.sn_init == "svd":  # a resumed run then loads its own u, v over these
-        start_sn_exact(discriminator)
+    start_sn(discriminator, cfg.model.sn_init)  # a resumed run then loads its own u, v over these
     opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
     ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None

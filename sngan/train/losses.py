@@ -4,9 +4,11 @@ hinge (paper eq. 16-17, authors' `updater.py`):
     D: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))      G: -mean(D(G(z)))
 nonsaturating (the "standard" GAN loss of the paper's CNN rows, Goodfellow et al. 2014):
     D: mean(softplus(-D(x))) + mean(softplus(D(G(z))))     G: mean(softplus(-D(G(z))))
-wasserstein (WGAN, Arjovsky et al. 2017; the paper's weight-clipping and WGAN-GP rows):
+wasserstein (WGAN, Arjovsky et al. 2017; the paper's WGAN-GP rows):
     D: mean(D(G(z))) - mean(D(x))                           G: -mean(D(G(z)))
-The Lipschitz constraint a Wasserstein critic needs (clipping, gradient penalty) is in `sngan.train.regularizers`.
+The paper trains every other method, weight clipping included, with the standard loss (section 4: "For all methods
+other than WGAN-GP, we used the following standard objective function", eq. 15): nonsaturating here. The
+Lipschitz constraint a Wasserstein critic needs (clipping, gradient penalty) is in `sngan.train.regularizers`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Speed options for the training step: precision, memory format, torch.compile, fused Adam.
 
 What stays in float32 whatever `perf.precision` says:
-- spectral norm's power iteration and sigma (`sngan.models.layers.FP32SpectralNorm` runs with autocast off, compiled
+- spectral norm's power iteration and sigma (`sngan.models.spectral.FP32SpectralNorm` runs with autocast off, compiled
   or not);
 - the losses (computed on float32 logits) and every parameter, gradient and Adam moment (autocast changes only the
   dtype of activations and of the matmul/conv inputs, never the stored weights).

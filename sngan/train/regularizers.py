@@ -5,7 +5,12 @@
 - orthonormal regularisation (Brock et al. 2016, paper eq. 14): gamma * sum_W ||W^T W - I||_F^2 over D's conv and
   linear weights W reshaped to (out, in * k * k) as the paper's W in R^{d_out x d_in}, with D initialised
   orthonormal ("we initialized each weight of D with a randomly selected orthonormal operator");
-- weight clipping (WGAN, Arjovsky et al. 2017): every D parameter clamped to [-c, c] after each D update.
+- weight clipping: the weight of every conv and dense layer of D clamped to [-c, c] after each D update. The paper
+  (section 4.1): "For weight clipping, we followed the original work Arjovsky et al. (2017) and set the clipping
+  constant c at 0.01 for the convolutional weight of each layer"; biases, BN/LN shifts and embeddings are not
+  clipped (Arjovsky et al.'s code clamps every parameter; the paper names the layers' weights). The paper trains
+  it with the standard loss of eq. 15 ("For all methods other than WGAN-GP, we used the following standard
+  objective function"); the Wasserstein critic with clipping is our extra plan method WGAN-clip.
 
 `regularized_d_loss` and `after_d_update` are the two hooks `sngan.train.steps.d_step` calls; both do nothing when
 the config turns the methods off.
@@ -72,9 +77,10 @@ def orthogonal_init(module: nn.Module) -> None:
 
 @torch.no_grad()
 def clip_weights(module: nn.Module, c: float) -> None:
-    """Clamp every parameter of `module` to [-c, c] in place."""
-    for p in module.parameters():
-        p.clamp_(-c, c)
+    """Clamp the weight of every conv and linear layer of `module` to [-c, c] in place (biases untouched)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.clamp_(-c, c)
 
 
 def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tensor, x_fake: torch.Tensor,
@@ -93,6 +99,6 @@ def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tens
 
 
 def after_d_update(state: TrainState) -> None:
-    """Weight clipping after the optimiser step (WGAN), when `optim.d_weight_clip` > 0."""
+    """Weight clipping after the optimiser step, when `optim.d_weight_clip` > 0."""
     if state.cfg.optim.d_weight_clip > 0:
         clip_weights(state.discriminator, state.cfg.optim.d_weight_clip)

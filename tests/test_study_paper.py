@@ -1,0 +1,107 @@
+"""The shipped study plans against the paper's words (Miyato et al. 2018, section 4.1, Table 1, Figures 1-2,
+App. B.1 and E), and `sngan study --dry-run`. Every expected value is typed here from the paper, not read from
+the code."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.study.plan import load_plan
+from tests.helpers import CONFIGS, write_config
+
+runner = CliRunner()
+
+TABLE_1 = {  # setting: (alpha, beta1, beta2, n_dis), the paper's Table 1
+    "A": (1e-4, 0.5, 0.9, 5), "B": (1e-4, 0.5, 0.999, 1), "C": (2e-4, 0.5, 0.999, 1),
+    "D": (1e-3, 0.5, 0.9, 5), "E": (1e-3, 0.5, 0.999, 5), "F": (1e-3, 0.9, 0.999, 5),
+}
+# Figure 1 (a) CIFAR-10 and (b) STL-10: the methods each panel shows
+FIGURE_1 = {"figure1_cifar10.yaml": {"WC", "GAN-GP", "WGAN-GP", "BN", "LN", "WN", "orthonormal", "SN"},
+            "figure1_stl10.yaml": {"WC", "WGAN-GP", "LN", "WN", "orthonormal", "SN"}}
+D_NORM = {"SN": "spectral", "BN": "batch", "LN": "layer", "WN": "weight", "WC": "none", "GAN-GP": "none",
+          "WGAN-GP": "none", "orthonormal": "none"}
+
+
+@pytest.mark.parametrize("name", list(FIGURE_1))
+def test_figure_1_plans_run_the_papers_grid_with_its_losses_and_protocol(name):
+    plan = load_plan(CONFIGS / "study" / name)
+    assert {v.method for v in plan.variants} == FIGURE_1[name]
+    assert {v.setting for v in plan.variants} == set(TABLE_1)
+    for variant, seed in plan.runs():
+        cfg = plan.config(variant, seed)
+        assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2, cfg.train.n_dis) == TABLE_1[variant.setting]
+        assert cfg.model.arch == "cnn" and cfg.train.iterations == 100_000  # "100K for all experiments"
+        assert cfg.model.d_norm == D_NORM[variant.method]
+        # "For all methods other than WGAN-GP, we used the following standard objective function" (eq. 15)
+        assert cfg.loss.type == ("wasserstein" if variant.method == "WGAN-GP" else "nonsaturating")
+        # "set the clipping constant c at 0.01"; "For gradient penalty, we set lambda to 10"
+        assert cfg.optim.d_weight_clip == (0.01 if variant.method == "WC" else 0.0)
+        assert cfg.loss.gp_weight == (10.0 if variant.method.endswith("GP") else 0.0)
+        assert (cfg.model.sn_init, cfg.perf.precision) == ("random", "fp32")  # Algorithm 1's start; fp32
+        # App. B.1: IS of 10 x 5000 generated, FID of 5000 generated against 10000 real
+        assert (cfg.train.eval_protocol, cfg.train.eval_num_samples) == ("paper", 0) and cfg.train.eval_every > 0
+
+
+def test_appendix_e_plan_reparametrises_sn_and_wn_with_a_learnt_gamma_under_wgan_gp():
+    plan = load_plan(CONFIGS / "study" / "appendix_e_cifar10.yaml")
+    runs = {v.method: plan.config(v, s) for v, s in plan.runs()}
+    assert set(runs) == {"WGAN-GP", "WGAN-GP+SN", "WGAN-GP+WN"}  # Table 7's standard-CNN rows we can train
+    for method, cfg in runs.items():
+        assert (cfg.loss.type, cfg.loss.gp_weight, cfg.model.arch) == ("wasserstein", 10.0, "cnn")
+        expected = {"WGAN-GP": ("none", False), "WGAN-GP+SN": ("spectral", True), "WGAN-GP+WN": ("weight", True)}
+        assert (cfg.model.d_norm, cfg.model.d_norm_gamma) == expected[method]
+
+
+def test_demo_plan_uses_the_standard_cnn():
+    plan = load_plan(CONFIGS / "study" / "demo.yaml")
+    assert {plan.config(v, s).model.arch for v, s in plan.runs()} == {"cnn"}
+
+
+def _plan(tmp_path, **extra):
+    write_config(tmp_path / "base.yaml", {"train": {"iterations": 7, "n_dis": 3}})
+    raw = {"base": "base.yaml", "out": str(tmp_path / "study"), "seeds": [0, 1],
+           "methods": {"SN": ["model.d_norm=spectral"], "WC": ["model.d_norm=none", "optim.d_weight_clip=0.01",
+                                                              "loss.type=nonsaturating"]}, **extra}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_plans_run_in_fp32_unless_they_say_otherwise(tmp_path):
+    plan = load_plan(_plan(tmp_path))
+    assert {plan.config(v, s).perf.precision for v, s in plan.runs()} == {"fp32"}
+    plan = load_plan(_plan(tmp_path, precision="bf16"))
+    assert {plan.config(v, s).perf.precision for v, s in plan.runs()} == {"bf16"}
+
+
+def test_a_plan_names_its_evaluation_protocol(tmp_path):
+    plan = load_plan(_plan(tmp_path, evaluation={"every": 5, "protocol": "quick", "num_samples": 20}))
+    cfg = plan.config(*plan.runs()[0])
+    assert (cfg.train.eval_every, cfg.train.eval_protocol, cfg.train.eval_num_samples) == (5, "quick", 20)
+
+
+def test_dry_run_prints_each_run_and_its_differences_and_writes_nothing(tmp_path):
+    result = runner.invoke(app, ["study", "--plan", str(_plan(tmp_path)), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for name in ("SN-s0", "SN-s1", "WC-s0", "WC-s1"):
+        assert f"{name}:" in result.output
+    assert "optim.d_weight_clip=0.01" in result.output and "loss.type=nonsaturating" in result.output
+    assert "7 G steps + 21 D steps (n_dis 3)" in result.output  # 7 iterations x n_dis 3
+    assert "total: 28 G steps and 84 D steps" in result.output  # 4 runs
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("extra", [{"evaluation": {"every": 5, "protocol": "nosuch"}}, {"precision": "fp8"},
+                                   {"methods": {"X": ["model.d_norm=batch", "loss.gp_weight=10"]}}])
+def test_dry_run_of_a_bad_plan_is_one_line_and_exit_1(tmp_path, extra):
+    result = runner.invoke(app, ["study", "--plan", str(_plan(tmp_path, **extra)), "--dry-run"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "study").exists()
+
+
+def test_protocol_names_are_one_list():
+    from sngan.config import EVAL_PROTOCOLS
+    from sngan.evaluation import PROTOCOLS
+
+    assert set(PROTOCOLS) == set(EVAL_PROTOCOLS) and len(EVAL_PROTOCOLS) == 3
