@@ -10,6 +10,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
     rng             {"python", "numpy", "torch", "cuda", "data"} generator states of rank 0
     rng_ranks       under torchrun, the list of every rank's `rng` (None for one process)
     best            {"metric", "value", "step"} or None
+    run_id          the id in the run folder's marker (`sngan.train.ownership`); absent in older checkpoints
 """
 
 from __future__ import annotations

@@ -5,7 +5,13 @@ FID statistics, PNG/GIF/npz samples, reports): the bytes go to a temporary file 
 flushed and fsynced, the file is renamed over the destination, and the folder is fsynced so the rename itself
 survives a power cut. A crash at any moment leaves the old file or the new one, never a torn one. Temporary files
 are named `.<name>.<random>.tmp` (`TEMP_FILE`), so a later start can recognise and remove ones a killed process
-left behind.
+left behind. Files get the mode a plain `open()` gives (0666 minus the umask).
+
+Links: nothing is written through a symbolic link. Temporaries are created with `O_EXCL | O_NOFOLLOW`, a
+destination that is a link is refused (`cannot write X: it is a symbolic link ...`), and appends open with
+`O_NOFOLLOW`, so a planted link can never make sngan write or truncate a file outside the folder it writes in.
+`publishing` stages an output beside its target and moves it into place only at the end: replacing (`--force`) or
+only while the target is still absent, so of two processes writing one new target, the second is refused.
 
 `read_jsonl` is the only reader of `metrics.jsonl`: a process killed while appending leaves a torn last line,
 which is dropped with a one-line notice; a bad line anywhere else is a real corruption and an error.
@@ -22,7 +28,8 @@ import errno
 import json
 import os
 import re
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +49,9 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SnganError(f"cannot write {path}: it is a symbolic link; sngan never writes through links "
+                             f"(remove the link or choose another path)") from None
         if exc.errno not in WRITE_ERRORS:
             raise
         reason = (exc.strerror or os.strerror(exc.errno)).lower()
@@ -71,8 +81,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """
     path = Path(path)
     with writing(path):
+        refuse_link(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
@@ -84,6 +95,52 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             raise
         _fsync_dir(path.parent)
     return path
+
+
+def refuse_link(path: Path) -> None:
+    """Raise SnganError when `path` is a symbolic link (dangling or not): sngan never writes through one."""
+    if path.is_symlink():
+        raise SnganError(f"cannot write {path}: it is a symbolic link; sngan never writes through links (remove the "
+                         f"link or choose another path)")
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new `.<name>.<random>.tmp` beside `path`, created exclusively and never through a link (mode 0666 & ~umask,
+    as `open()` gives)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+
+
+def atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
+    """Write several files so that a refused write (full disk) changes none of them: every temporary is written and
+    fsynced before the first rename (renames need no space)."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files:
+            with writing(path):
+                refuse_link(path)
+                fd, tmp = _create_temp(path)
+                staged.append((tmp, path))
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        for tmp, path in staged:
+            with writing(path):
+                os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    for folder in {path.parent for path, _ in files}:
+        _fsync_dir(folder)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -99,9 +156,73 @@ def _fsync_dir(folder: Path) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
+    """Yield where to write an output (a file or a folder named like `target`, in a new `.<name>.<random>.tmp`
+    folder beside it), then move it into place when the block ends without an error.
+
+    With `replace`, an existing target is swapped out: a file by one rename, a folder by renaming the old one aside,
+    the new one in, then deleting the old (a crash between the two renames leaves the old export in the staging
+    folder, never neither). Without `replace`, the target must still be absent (or an empty folder) at that moment:
+    a target another process published meanwhile is refused with one line, and its result kept.
+    """
+    target = Path(target)
+    with writing(target):
+        refuse_link(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            stage_dir = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                stage_dir.mkdir(mode=0o700)
+                break
+            except FileExistsError:
+                continue
+    try:
+        yield stage_dir / target.name
+        with writing(target):
+            _commit(stage_dir / target.name, target, replace)
+    finally:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+
+
+def _commit(stage: Path, target: Path, replace: bool) -> None:
+    taken = SnganError(f"'{target}' was written by another process while this one worked; its result is kept: "
+                       f"choose another --out or add --force")
+    refuse_link(target)
+    if stage.is_dir() and target.is_dir() and any(target.iterdir()):
+        if not replace:
+            raise taken
+        old = stage.parent / ".replaced"
+        os.rename(target, old)
+        try:
+            os.rename(stage, target)
+        except OSError:
+            os.rename(old, target)
+            raise
+    elif stage.is_dir() or replace:
+        try:
+            os.replace(stage, target)  # a folder replaces only an empty folder
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise taken from None
+            raise
+    else:
+        try:
+            os.link(stage, target)  # unlike rename, never replaces a file another process put there
+        except FileExistsError:
+            raise taken from None
+        except OSError as exc:  # a file system without hard links
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if os.path.lexists(target):
+                raise taken from None
+            os.rename(stage, target)
+    _fsync_dir(target.parent)
+
+
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
-    with writing(path), open(path, "a") as fh:
+    with writing(path), open(path, "a", opener=_no_follow) as fh:
         fh.write(json.dumps(record) + "\n")
 
 
@@ -114,7 +235,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if TEMP_FILE.match(p.name) and p.is_file()]
+    stale = [p for p in folder.iterdir() if TEMP_FILE.match(p.name) and p.is_file() and not p.is_symlink()]
     with writing(folder):
         for path in stale:
             path.unlink(missing_ok=True)

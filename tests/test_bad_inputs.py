@@ -90,7 +90,34 @@ def workspace(tiny_runs, tmp_path_factory) -> Path:
     (root / "nockpt").mkdir()
     (root / "afile").write_text("a file, not a folder\n")
     (root / "taken.png").write_bytes(b"an earlier grid")
+    plant_links_and_foreign_folders(root)
     return root
+
+
+def plant_links_and_foreign_folders(root: Path) -> None:
+    """Links out of run folders (group 1) and folders sngan did not make or that belong to another run (group 2)."""
+    (root / "victim.txt").write_text("someone else's file\n")
+    for name, part in (("linklock", ".lock"), ("linkmetrics", "metrics.jsonl"), ("linkconfig", "config.yaml"),
+                       ("linksamples", "samples"), ("linkmarker", ".sngan-run")):
+        shutil.copytree(root / "run", root / name)
+        target = root / name / part
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(root / ("empty" if part == "samples" else "victim.txt"))
+    (root / "dangling").mkdir()
+    (root / "dangling" / "metrics.jsonl").symlink_to(root / "nowhere" / "log.jsonl")
+    (root / "danglingcfg").mkdir()
+    (root / "danglingcfg" / "config.yaml").symlink_to(root / "nowhere" / "config.yaml")
+    (root / "link.png").symlink_to(root / "victim.txt")
+    foreign = root / "foreign"
+    (foreign / "samples").mkdir(parents=True)
+    (foreign / "config.yaml").write_text("my own notes\n")
+    (foreign / "samples" / "holiday.png").write_bytes(b"a photo")
+    (foreign / ".x.12345678.tmp").write_text("not sngan's\n")
+    (root / "dl").mkdir()
+    shutil.copy(root / CKPT, root / "dl" / "model.pt")
+    shutil.copytree(root / "run", root / "other")
+    (root / "other" / ".sngan-run").write_text("0" * 32 + "\n")
+    assert len((root / "run" / ".sngan-run").read_text().strip()) == 32
 
 
 def hold_lock(root: Path) -> Callable[[], None]:
@@ -186,6 +213,30 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "read-only file system on resume": ([*RESUME, "auto", "--set", "train.iterations=5"], 1,
                                         "read-only file system", fail_fsync(errno.EROFS)),
     "second signal": ([*FRESH], 130, "interrupted: second signal SIGTERM", second_signal),
+    # links out of the run folder (group 1)
+    "lock is a link": ([*TRAIN, "--out", "linklock", "--resume", "auto"], 1, "linklock/.lock: it is a symbolic link"),
+    "metrics is a link": ([*TRAIN, "--out", "linkmetrics", "--resume", "auto"], 1,
+                          "linkmetrics/metrics.jsonl: it is a symbolic link"),
+    "config is a link": ([*TRAIN, "--out", "linkconfig", "--resume", "auto"], 1,
+                         "linkconfig/config.yaml: it is a symbolic link"),
+    "samples is a link": ([*TRAIN, "--out", "linksamples", "--resume", "auto"], 1, "must be a real folder"),
+    "marker is a link": ([*TRAIN, "--out", "linkmarker", "--resume", "auto"], 1, ".sngan-run: it is a symbolic link"),
+    "dangling log link, new run": ([*TRAIN, "--out", "dangling"], 1, "already holds the log of another run"),
+    "dangling config link, new run": ([*TRAIN, "--out", "danglingcfg"], 1, "is not empty and is not a run folder"),
+    "sample --force onto a link": ([*SAMPLE, "link.png", "--force"], 1, "link.png: it is a symbolic link"),
+    "sample onto a link": ([*SAMPLE, "link.png"], 1, "exists; choose another --out or add --force"),
+    # folders sngan did not make, or another run's (group 2)
+    "new run into a foreign folder": ([*TRAIN, "--out", "foreign"], 1, "is not empty and is not a run folder"),
+    "resume into a foreign folder": ([*TRAIN, "--out", "foreign", "--resume", CKPT], 1,
+                                     "'foreign' is not a run folder sngan made"),
+    "resume from a download folder": ([*TRAIN, "--resume", "dl/model.pt"], 1, "'dl' is not a run folder sngan"),
+    "resume into another run": ([*TRAIN, "--out", "other", "--resume", CKPT], 1,
+                                "'other' is the folder of another run (run id 0000"),
+    "resume auto into another run's folder": ([*TRAIN, "--out", "other", "--resume", "auto"], 1,
+                                              "'other' is the folder of another run"),
+    # an older checkpoint on a full disk: nothing moved, no "moved" line (group 3)
+    "disk full resuming an older checkpoint": ([*RESUME, "run/checkpoints/ckpt-0000002.pt"], 1,
+                                               "no space left on device", fail_fsync(errno.ENOSPC)),
     # resuming from a checkpoint
     "truncated resume": ([*RESUME, "truncated.pt"], 1, "truncated or corrupt"),
     "malicious resume": ([*RESUME, "evil.pt"], 1, "pickled Python objects"),
@@ -273,7 +324,7 @@ def test_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, case)
         before[workspace / "run" / ".lock"] = b""
     assert after == before, case
     assert not (workspace / "PWNED").exists() and not (workspace / "fresh").exists()
-    assert not [p for p in workspace.rglob("*.tmp")], case
+    assert not [p for p in workspace.rglob("*.tmp") if p.parent.name != "foreign"], case
 
 
 def test_the_table_is_large(workspace):

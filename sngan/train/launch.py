@@ -14,6 +14,7 @@ from sngan.config import Config, apply_overrides, from_dict, load_config
 from sngan.errors import SnganError
 from sngan.limits import check_model_size
 from sngan.train.loop import dry_run_summary, train
+from sngan.train.ownership import run_folder_of
 from sngan.train.rundir import latest_run_dir, next_run_dir
 
 
@@ -34,7 +35,7 @@ def resolve_run(config: Path | None, overrides: list[str], out: Path | None,
         ckpt_path = found[-1]
     elif resume is not None:
         ckpt_path = Path(resume)
-        run_dir = out or (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent)
+        run_dir = out or run_folder_of(ckpt_path) or ckpt_path.parent  # check_owner refuses a foreign folder
     else:
         run_dir = out or next_run_dir(name)
     if config is not None:

@@ -28,8 +28,9 @@ from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.build import build_state
 from sngan.train.losses import get_losses
+from sngan.train.ownership import check_owner, checkpoint_run_id
 from sngan.train.perf import path_line, resolve_perf
-from sngan.train.rundir import RunLog, check_fresh, check_run_dir
+from sngan.train.rundir import RunLog, check_run_dir
 from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
 from sngan.train.state import TrainState
@@ -120,16 +121,18 @@ def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
     return saved
 
 
-def open_run_log(run_dir: Path, cfg: Config, step: int, log: Callable[[str], None], info: DistInfo,
-                 device: torch.device) -> RunLog | None:
+def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, log: Callable[[str], None],
+                 info: DistInfo) -> RunLog | None:
     """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed."""
     run_log, failure = None, None
     if info.is_main:
         try:
-            run_log = RunLog(run_dir, to_yaml(cfg), start_step=step, notice=log)
+            run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=log, run_id=state.run_id,
+                             resume=resume)
+            state.run_id = run_log.run_id  # recorded in every checkpoint from now on
         except SnganError as exc:
             failure = exc
-    if any_rank(failure is not None, info, device):
+    if any_rank(failure is not None, info, state.device):
         raise failure or SnganError("rank 0 could not open the run folder (its message names the cause)")
     return run_log
 
@@ -154,8 +157,11 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     log = log if info.is_main else (lambda message: None)
     saved = load_resume(resume, cfg) if resume is not None else None
     check_run_dir(run_dir)
-    if saved is None:
-        check_fresh(run_dir)
+    try:
+        run_id = None if saved is None else checkpoint_run_id(saved)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{resume}: {exc}") from None
+    check_owner(run_dir, run_id, None if resume is None else Path(resume))  # before anything is written
     device = resolve_device(cfg.train.device, info)
     log(path_line(resolve_perf(cfg.perf, device), device))  # the first line: which step runs, how to switch
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
@@ -175,7 +181,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                desc="train")
     run_log = None
     try:
-        run_log = open_run_log(run_dir, cfg, state.step, log, info, device)
+        run_log = open_run_log(run_dir, cfg, state, None if resume is None else Path(resume), log, info)
         if saved is not None:
             log(f"resumed from {resume} at step {state.step}")
         ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"

@@ -1,18 +1,17 @@
 """Run directories: `runs/<config-name>-<NNN>` holding config.yaml, checkpoints/, samples/ and metrics.jsonl.
 
-One writer per run folder: `RunLock` holds an OS lock (`fcntl.flock`) on `<run>/.lock` for the life of a training
-process, with the holder's PID written inside; the kernel releases it when the process dies, so a crashed run never
-blocks its own resume. `RunLog` takes the lock, checks everything it needs, and only then changes the folder:
-records and checkpoints of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`,
-`checkpoints/superseded-<time>/`), never deleted.
+One writer per run folder: `RunLock` (`sngan.train.ownership.FolderLock`) holds an OS lock on `<run>/.lock` for the
+life of a training process; the kernel releases it when the process dies, so a crashed run never blocks its own
+resume. Which folders a run may write at all is `sngan.train.ownership.check_owner` (the run marker). `RunLog`
+takes the lock, checks everything it needs, and only then changes the folder: records, checkpoints and sample grids
+of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`, `checkpoints/superseded-<time>/`,
+`samples/superseded-<time>/`), never deleted.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -21,9 +20,19 @@ from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from sngan.errors import SnganError
-from sngan.io import append_jsonl, check_can_create, read_jsonl, remove_stale_temps, write_text, writing
+from sngan.io import (
+    append_jsonl,
+    atomic_write_all,
+    check_can_create,
+    read_jsonl,
+    remove_stale_temps,
+    write_text,
+    writing,
+)
+from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
 
 DEFAULT_BASE = Path("runs")
+GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids
 
 
 def numbered_runs(base: Path, name: str) -> list[tuple[int, Path]]:
@@ -51,49 +60,6 @@ def check_run_dir(run_dir: Path) -> None:
     check_can_create(run_dir / ".lock")
 
 
-def check_fresh(run_dir: Path) -> None:
-    """Refuse to start a new run on top of an existing one (its checkpoints would be overwritten)."""
-    if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
-        raise SnganError(f"run directory '{run_dir}' already holds checkpoints: continue it with --resume auto "
-                         f"or choose another --out")
-    if (run_dir / "metrics.jsonl").exists():
-        raise SnganError(f"run directory '{run_dir}' already holds the log of another run (metrics.jsonl): choose "
-                         f"another --out")
-
-
-class RunLock:
-    """An exclusive `flock` on `<run_dir>/.lock` (creating the folder), or SnganError naming the holder's PID.
-
-    The file holds the PID while locked and is emptied on release, so a finished run leaves it byte-identical.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-        with writing(self.path):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
-            raise SnganError(f"run directory '{run_dir}' is in use by another sngan process (PID {holder}); wait "
-                             f"for it to finish or stop it, or choose another --out") from None
-        with writing(self.path):
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self.fd < 0:
-            return
-        try:
-            os.ftruncate(self.fd, 0)
-        except OSError:  # the lock still goes with the descriptor
-            pass
-        os.close(self.fd)  # closing drops the flock
-        self.fd = -1
-
-
 def _aside(folder: Path, name: str) -> Path:
     """A new path `folder/name` with `<time>` filled in, unique even for two resumes in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -111,6 +77,13 @@ def later_checkpoints(ckpt_dir: Path, step: int) -> list[Path]:
     if best.exists() and load_checkpoint(best)["step"] > step:
         later.append(best)
     return later
+
+
+def later_grids(samples_dir: Path, step: int) -> list[Path]:
+    """Sample grids `step-N.png` with N > `step` (a resumed run would overwrite them)."""
+    if not samples_dir.is_dir():
+        return []
+    return sorted(p for p in samples_dir.iterdir() if (m := GRID.match(p.name)) and int(m.group(1)) > step)
 
 
 def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
@@ -131,19 +104,24 @@ class RunLog:
     """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events; holds the lock.
 
     On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
-    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl` and later checkpoints to
-    `checkpoints/superseded-<time>/`; TensorBoard drops its later events (`purge_step`). The log then describes
-    exactly the training that happened, and nothing is lost. A start at step 0 refuses a folder holding another run.
-    Every check (lock, fresh folder, readable log and best.pt) passes before the first change to the folder.
+    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
+    `checkpoints/superseded-<time>/` and later sample grids to `samples/superseded-<time>/`; TensorBoard hides its
+    later events (`purge_step`: they stay in the event files, which TensorBoard cannot split). The log then describes
+    exactly the training that happened, and nothing is lost. Every check (owner, lock, readable log and best.pt)
+    passes before the first change to the folder; the marker (`.sngan-run`) is written when the folder lacks one.
     """
 
     def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
-                 notice: Callable[[str], None] | None = None):
+                 notice: Callable[[str], None] | None = None, run_id: str | None = None,
+                 resume: Path | None = None):
         notice = notice or (lambda message: None)
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        check_owner(run_dir, run_id, resume)  # before the lock file is made in it
         self.lock = RunLock(run_dir)
         try:
+            check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
+            self.run_id = read_run_id(run_dir) or run_id or new_run_id()
             self._prepare(config_yaml, start_step, notice)
         except BaseException:
             self.lock.release()
@@ -154,20 +132,25 @@ class RunLog:
         for folder in (run_dir, ckpt_dir, run_dir / "samples"):
             for stale in remove_stale_temps(folder):
                 notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
-        if not start_step:
-            check_fresh(run_dir)
         records = read_metrics(run_dir, notice) if start_step else []
         kept = [r for r in records if r.get("step", 0) <= start_step]
         later_records = [r for r in records if r.get("step", 0) > start_step]
         later = later_checkpoints(ckpt_dir, start_step) if start_step else []
+        grids = later_grids(run_dir / "samples", start_step) if start_step else []
+        if later_records:  # both files or neither: a full disk leaves the log as it was
+            moved = _aside(run_dir, "metrics.superseded-<time>.jsonl")
+            atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
+            notice(f"{len(later_records)} log records after step {start_step} moved to {moved}")
+        elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
+            write_text(self.metrics_path, _jsonl(kept))
         aside = _move_aside(later, ckpt_dir)
         if aside is not None:
             notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
-        if later_records:
-            moved = write_text(_aside(run_dir, "metrics.superseded-<time>.jsonl"), _jsonl(later_records))
-            notice(f"{len(later_records)} log records after step {start_step} moved to {moved}")
-        if start_step and self.metrics_path.exists():
-            write_text(self.metrics_path, _jsonl(kept))
+        aside = _move_aside(grids, run_dir / "samples")
+        if aside is not None:
+            notice(f"sample grids after step {start_step} moved to {aside}")
+        if read_run_id(run_dir) is None:
+            write_text(run_dir / MARKER, f"{self.run_id}\n")
         write_text(run_dir / "config.yaml", config_yaml)
         try:
             from torch.utils.tensorboard import SummaryWriter

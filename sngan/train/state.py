@@ -46,6 +46,7 @@ class TrainState:
     dist: DistInfo = SINGLE
     step: int = 0
     best: dict[str, Any] | None = None
+    run_id: str | None = None  # the run's marker (sngan.train.ownership), recorded in every checkpoint
     perf: Perf = field(default_factory=Perf)
     g_train: nn.Module | None = None
     d_train: nn.Module | None = None
@@ -102,6 +103,7 @@ class TrainState:
             "rng": rng_ranks[0],
             "rng_ranks": rng_ranks if self.dist.enabled else None,
             "best": self.best,
+            "run_id": self.run_id,
         }
 
     def restore(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
@@ -136,6 +138,7 @@ class TrainState:
                 f"weights and optimizers are restored, random streams restart from the seed (not bitwise exact)")
         self.step = int(state["step"])
         self.best = state.get("best")
+        self.run_id = state.get("run_id")
 
 
 def _as_tuple(value: Any) -> Any:

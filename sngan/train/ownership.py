@@ -1,0 +1,170 @@
+"""Which folders sngan may write: the run marker, the ownership checks, and the folder lock.
+
+A run folder is recognised by its marker `<run>/.sngan-run`, which holds the run's id (32 hex digits, made when the
+run starts); every checkpoint records the same id (`run_id`). The rules (`check_owner`), checked before anything is
+written:
+- a new run goes only into a folder that does not exist or is empty (or holds only what an earlier start of the
+  same marked folder left before its first record);
+- a resume writes only into the folder of the run its checkpoint belongs to (same run id), or into a new, empty
+  `--out`; a folder of another run, or one sngan did not make, is refused. The run folder of a checkpoint in
+  `RUN/checkpoints/superseded-<time>/` is RUN, never the superseded folder;
+- checkpoints written before run ids existed (no `run_id`) resume into their own folder, the RUN of
+  `RUN/checkpoints/x.pt`, when it holds a config.yaml (a folder of an older sngan), and then get the folder's id.
+The parts of a run folder (checkpoints/, samples/, tensorboard/) must be real folders, not links.
+
+`FolderLock` holds an OS lock (`fcntl.flock`) on `<folder>/.lock`, opened without following links, with the
+holder's PID inside; the kernel releases it when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sngan.checkpoint import list_checkpoints
+from sngan.errors import CheckpointError, SnganError
+from sngan.io import writing
+
+MARKER = ".sngan-run"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+PARTS = ("checkpoints", "samples", "tensorboard")  # the run's own folders
+STARTABLE = {MARKER, "config.yaml", *PARTS}  # what a marked start leaves before its first record (parts empty)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The id in `run_dir`'s marker, or None when there is no marker (or a link, or not an id)."""
+    path = run_dir / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        text = fh.read(64).decode(errors="replace").strip()
+    return text if RUN_ID.match(text) else None
+
+
+def checkpoint_run_id(state: dict[str, Any]) -> str | None:
+    """The run id a checkpoint records (None for checkpoints from before run ids)."""
+    run_id = state.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and RUN_ID.match(run_id)):
+        raise CheckpointError(f"its 'run_id' must be 32 hex digits, got {str(run_id)[:40]!r}")
+    return run_id
+
+
+def run_folder_of(ckpt_path: Path) -> Path | None:
+    """The run folder a checkpoint lies in (RUN/checkpoints/x.pt, RUN/checkpoints/superseded-*/x.pt), else None."""
+    parent = ckpt_path.parent
+    if parent.name.startswith("superseded-") and parent.parent.name == "checkpoints":
+        parent = parent.parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _is_released_lock(path: Path) -> bool:
+    """An unheld sngan lock file (a regular file, empty or a PID) that an empty folder may hold."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
+        return False
+    return path.read_bytes().strip().isdigit() or path.stat().st_size == 0
+
+
+def _entries(run_dir: Path) -> list[Path]:
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise SnganError(f"--out '{run_dir}' is a dangling symbolic link; choose another --out")
+    if not run_dir.is_dir():
+        return []
+    return [p for p in run_dir.iterdir() if not (p.name == ".lock" and _is_released_lock(p))]
+
+
+def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:
+    """Raise SnganError unless this run may write `run_dir` (module docstring): a new run (`ckpt_path` None) or the
+    resume of `ckpt_path`, whose checkpoint records `run_id`."""
+    entries = _entries(run_dir)
+    for part in PARTS:
+        if (run_dir / part).is_symlink():
+            raise SnganError(f"'{run_dir / part}' is a symbolic link; a run folder's {part}/ must be a real folder "
+                             f"(sngan never writes through links)")
+    if not entries:
+        return
+    marker = read_run_id(run_dir)
+    if ckpt_path is None:
+        if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
+            raise SnganError(f"run directory '{run_dir}' already holds checkpoints: continue it with --resume auto "
+                             f"or choose another --out")
+        if os.path.lexists(run_dir / "metrics.jsonl"):
+            raise SnganError(f"run directory '{run_dir}' already holds the log of another run (metrics.jsonl): "
+                             f"choose another --out")
+        unstarted = all(p.name in STARTABLE and not p.is_symlink() and (not p.is_dir() or not any(p.iterdir()))
+                        for p in entries)
+        if marker is None or not unstarted:
+            raise SnganError(f"--out '{run_dir}' is not empty and is not a run folder sngan made: a new run needs an "
+                             f"empty or new folder (choose another --out)")
+        return
+    own = run_folder_of(ckpt_path)
+    in_own = own is not None and _same(own, run_dir)
+    if marker is not None:
+        if marker == run_id or (run_id is None and in_own):
+            return
+        raise SnganError(f"'{run_dir}' is the folder of another run (run id {marker}); {ckpt_path} belongs to "
+                         f"{f'run {run_id}' if run_id else 'no recorded run'}: resume into the checkpoint's own run "
+                         f"folder or a new, empty --out")
+    if in_own and (run_dir / "config.yaml").is_file():
+        return  # a run folder of an sngan from before run markers
+    raise SnganError(f"'{run_dir}' is not a run folder sngan made (no {MARKER} marker): resume into the "
+                     f"checkpoint's own run folder or a new, empty --out")
+
+
+class FolderLock:
+    """An exclusive `flock` on `<folder>/.lock` (creating the folder), or SnganError naming the holder's PID.
+
+    The file is created exclusively or opened without following links, and must be a regular file. It holds the
+    PID while locked and is emptied on release, so a finished run leaves it byte-identical.
+    """
+
+    def __init__(self, folder: Path, what: str = "run directory", hint: str = "choose another --out"):
+        self.path = folder / ".lock"
+        with writing(self.path):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  0o666)
+            except FileExistsError:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise SnganError(f"'{self.path}' is not a regular file; remove it (sngan keeps its lock there)")
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise SnganError(f"{what} '{folder}' is in use by another sngan process (PID {self.holder}); wait "
+                             f"for it to finish or stop it, or {hint}") from None
+        with writing(self.path):
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:  # the lock still goes with the descriptor
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = -1
+
+
+RunLock = FolderLock

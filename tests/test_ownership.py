@@ -1,0 +1,113 @@
+"""Links, file modes, run markers and what a resume moves aside (issue 24, groups 1-3), beyond the bad-input table."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.errors import SnganError
+from sngan.io import append_jsonl, atomic_write_all, publishing, write_text
+
+RESUME = ["train", "--no-progress", "--resume"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_mode_open_gives_under_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        append_jsonl(tmp_path / "b.jsonl", {"step": 1})
+        atomic_write_all([(tmp_path / "c.txt", b"c")])
+        with publishing(tmp_path / "d.txt", replace=False) as stage:
+            stage.write_text("d")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.jsonl", "c.txt", "d.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_no_write_follows_a_link_and_the_target_stays_intact(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    for name in ("a", "b"):
+        (tmp_path / name).symlink_to(victim)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SnganError, match="it is a symbolic link"):
+        write_text(tmp_path / "a", "x")
+    with pytest.raises(SnganError, match="it is a symbolic link"):
+        append_jsonl(tmp_path / "b", {"step": 1})
+    with pytest.raises(SnganError, match="it is a symbolic link"):
+        append_jsonl(tmp_path / "dangling", {"step": 1})
+    assert victim.read_text() == "keep" and not (tmp_path / "nowhere").exists()
+
+
+def test_publishing_refuses_a_target_another_writer_published_first(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(SnganError, match="written by another process"):
+        with publishing(target, replace=False) as stage:
+            stage.write_text("mine")
+            target.write_text("theirs")
+    assert target.read_text() == "theirs" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_publishing_a_folder_with_replace_swaps_it_whole(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "00000.png").write_text("old")
+    with publishing(target, replace=True) as stage:
+        stage.mkdir()
+        (stage / "00001.png").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["00001.png"] and sorted(tmp_path.iterdir()) == [target]
+
+
+def copy_run(tiny_runs, tmp_path: Path, name: str = "run") -> Path:
+    return Path(shutil.copytree(tiny_runs["uncond"], tmp_path / name))
+
+
+def test_checkpoints_record_the_run_id_of_the_folder_marker(tiny_runs):
+    run_id = (tiny_runs["uncond"] / ".sngan-run").read_text().strip()
+    assert torch.load(tiny_runs["uncond_ckpt"], weights_only=True)["run_id"] == run_id
+    assert run_id != (tiny_runs["cond"] / ".sngan-run").read_text().strip()
+
+
+def test_resume_from_a_superseded_checkpoint_continues_its_run_folder(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    aside = run / "checkpoints" / "superseded-20240101-000000"
+    aside.mkdir()
+    shutil.copy(run / "checkpoints" / "ckpt-0000002.pt", aside / "ckpt-0000002.pt")
+    result = CliRunner().invoke(app, [*RESUME, str(aside / "ckpt-0000002.pt"), "--set", "train.iterations=3"])
+    assert result.exit_code == 0, result.output
+    assert not (aside / "metrics.jsonl").exists() and not (aside / "samples").exists()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_from_an_older_checkpoint_moves_later_grids_aside(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    later = (run / "samples" / "step-0000003.png").read_bytes()
+    result = CliRunner().invoke(app, [*RESUME, str(run / "checkpoints" / "ckpt-0000002.pt"), "--set",
+                                      "train.iterations=2"])
+    assert result.exit_code == 0, result.output
+    (aside,) = [p for p in (run / "samples").iterdir() if p.is_dir()]
+    assert (aside / "step-0000003.png").read_bytes() == later and not (run / "samples" / "step-0000003.png").exists()
+    assert "1 log records after step 2 moved to" in result.output
+
+
+def test_a_checkpoint_without_run_id_resumes_into_its_own_folder_and_gets_its_id(tiny_runs, tmp_path):
+    run = copy_run(tiny_runs, tmp_path)
+    (run / ".sngan-run").unlink()  # a folder of an sngan from before run markers
+    for path in (run / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        state.pop("run_id")
+        torch.save(state, path)
+    result = CliRunner().invoke(app, ["train", "--no-progress", "--out", str(run), "--resume", "auto", "--set",
+                                      "train.iterations=4"])
+    assert result.exit_code == 0, result.output
+    run_id = (run / ".sngan-run").read_text().strip()
+    assert torch.load(run / "checkpoints" / "ckpt-0000004.pt", weights_only=True)["run_id"] == run_id
