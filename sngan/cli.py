@@ -225,12 +225,16 @@ def eval_(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Append the result and its protocol as one "
                                                   "JSON line to this file.")] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated, from is,fid,kid,prdc,intra_fid: IS and FID always; "
+                                         "kid, prdc (k=5) and intra_fid (conditional) on the FID's features.")]
+    = "is,fid",
 ) -> None:
-    """Inception Score and FID of a checkpoint, printed with the protocol that produced them."""
+    """Inception Score and FID (and optionally KID, PRDC, intra-FID) of a checkpoint, with their protocol."""
     from sngan.evaluation import evaluate_command
 
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
-                     seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo)
+                     seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
+                     metrics=metrics)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,9 @@ from sngan.data.cache import cache_root
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
 from sngan.errors import MetricError
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
+from sngan.metrics.extra import extra_scores, parse_metrics
 from sngan.metrics.inception import InceptionFeatures, load_inception
+from sngan.metrics.printout import format_block
 from sngan.metrics.stats import (
     RESIZE,
     ReferenceStats,
@@ -116,7 +119,8 @@ def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, 
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
-                    net: InceptionFeatures, batch_size: int, log: Callable[[str], None] = print) -> ReferenceStats:
+                    net: InceptionFeatures, batch_size: int, log: Callable[[str], None] = print,
+                    features: bool = False) -> ReferenceStats:
     """Statistics of real images from the cache, computed (and cached) when absent.
 
     Args:
@@ -128,6 +132,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
         net: the Inception network (names the cache entry).
         batch_size: images per Inception pass.
         log: progress messages.
+        features: also load (or compute and store) the real features and labels, for KID, PRDC and intra-FID.
 
     Returns:
         The statistics with their protocol record and cache path.
@@ -135,25 +140,30 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.network)
     if path.is_file():
         try:
-            return load_stats(path)
+            ref = load_stats(path, features)
         except MetricError as exc:
             raise MetricError(f"{exc}; delete this cached file to rebuild it") from None
-    images = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed).images
+        if not features or ref.features is not None:
+            return ref
+    loaded = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed)
+    images, labels = loaded.images, loaded.labels
     if num is not None and num > len(images):
         raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}")
-    images = images if num is None else images[:num]
+    images, labels = (images, labels) if num is None else (images[:num], labels[:num])
     log(f"computing reference statistics of {len(images)} {data_cfg.name} {split} images -> {path}")
     device = next(net.buffers()).device
-    mu, sigma = feature_stats(images, net, batch_size, device)
+    kept: list | None = [] if features else None
+    mu, sigma = feature_stats(images, net, batch_size, device, kept)
+    real = (np.concatenate(kept), np.asarray(labels)) if kept is not None else (None, None)
     record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
               "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
               "weights_sha256": net.sha256, "resize": RESIZE, "input": "uint8 /255", "precision": PRECISION}
     try:
-        save_stats(path, mu, sigma, record)
+        save_stats(path, mu, sigma, record, *real)
     except OSError as exc:
         raise MetricError(f"cannot write reference statistics to {path} ({exc.strerror or exc}); set data.cache_dir "
                           f"to a writable folder") from None
-    return ReferenceStats(mu, sigma, record, path)
+    return ReferenceStats(mu, sigma, record, path, *real)
 
 
 def check_reference(ref: ReferenceStats, network: str) -> None:
@@ -165,8 +175,9 @@ def check_reference(ref: ReferenceStats, network: str) -> None:
 
 
 def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
-                    seed: int, batch_size: int, info: DistInfo = SINGLE) -> dict[str, float]:
-    """IS (mean, std) and FID of `generator` under `protocol` against `ref`.
+                    seed: int, batch_size: int, info: DistInfo = SINGLE,
+                    extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """IS (mean, std), FID and the `extra` metrics (`sngan.metrics.extra`) of `generator` under `protocol`.
 
     Args:
         generator: the generator (any mode; evaluated in eval mode, then restored).
@@ -177,9 +188,10 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
         batch_size: images per generator and Inception pass.
         info: under torchrun, batches are shared out over the ranks and their features gathered in order, so the
             result equals the single-process one; every rank must call this.
+        extra: KID, PRDC, intra-FID from the FID's features (`ref` must hold the real features).
 
     Returns:
-        {is name: mean, is name + '_std': std, fid name: value}.
+        {is name: mean, is name + '_std': std, fid name: value, extra names: values}.
     """
     check_reference(ref, net.network)
     z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed)
@@ -191,21 +203,20 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
         features, logits[start] = _inception_batch(generator, net, z[start:stop],
                                                    None if y is None else y[start:stop])
         features = features[:max(0, protocol.fid_generated - start)]
-        if info.enabled:
-            kept.append((start, features.cpu()))
-        elif len(features):
-            acc.update(features)
+        kept.append((start, features.cpu() if info.enabled else features))
     if info.enabled:  # reassemble every rank's batches in index order
         kept = sorted(pair for part in gather_objects(kept, info) for pair in part)
-        for _, features in kept:
-            if len(features):
-                acc.update(features)
         logits = {k: v for part in gather_objects(logits, info) for k, v in part.items()}
     is_mean, is_std = inception_score_from_logits(torch.cat([logits[k] for k in sorted(logits)]).numpy(),
                                                   protocol.splits)
+    for _, features in kept:
+        if len(features):
+            acc.update(features)
     mu, sigma = acc.mu_sigma()
     is_name, fid_name = metric_names(protocol, ref.protocol)
-    return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma)}
+    fake = [f for _, f in kept if len(f)] if extra else []
+    return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
+            **extra_scores(extra, fid_name, fake, y, ref, generator.num_classes)}
 
 
 def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,
@@ -229,28 +240,12 @@ def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceSt
             "precision": PRECISION, **extra}
 
 
-def format_block(record: dict[str, Any]) -> str:
-    """The printed result: IS mean ± std, FID and the protocol, in one block."""
-    metrics = record["metrics"]
-    is_name = next(k for k in metrics if k.startswith("is") and not k.endswith("_std"))
-    fid_name = next(k for k in metrics if k.startswith("fid"))
-    real = f"{record['num_real']} {record['real_dataset']} {record['split']}" if record["num_real"] else \
-        f"statistics {record['stats']}"
-    return "\n".join([
-        f"IS   {metrics[is_name]:.3f} ± {metrics[is_name + '_std']:.3f}   ({is_name}: {record['num_generated']} "
-        f"generated, {record['is_splits']} in-order splits, std ddof=0)",
-        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} generated vs {real} images)",
-        f"protocol: {record['protocol']} - {record['protocol_description']}",
-        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | resize {RESIZE} | "
-        f"{PRECISION} | seed {record['seed']} | step {record['step']} | {record['generator']} generator",
-    ])
-
-
 def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Path | None = None,
                         batch_size: int = 250, seed: int = 0, ema: bool | None = None,
                         weights: str | Path | None = None, device: str | torch.device = "cpu",
-                        log: Callable[[str], None] = print, info: DistInfo = SINGLE) -> dict[str, Any]:
-    """IS and FID of a checkpoint's generator, with the full protocol record.
+                        log: Callable[[str], None] = print, info: DistInfo = SINGLE,
+                        extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """IS, FID and the `extra` metrics of a checkpoint's generator, with the full protocol record.
 
     Args:
         ckpt: checkpoint written by `sngan train` (its config names the dataset for reference statistics).
@@ -264,6 +259,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
         log: progress messages.
         info: under torchrun, rank 0 prepares the reference statistics and every rank scores a share of the
             generated images (the result equals the single-process one).
+        extra: from `sngan.metrics.extra.parse_metrics` (they need the real features: `stats` must hold them).
 
     Returns:
         The record: protocol fields, checkpoint, step, seed, generator, and `metrics`.
@@ -274,33 +270,33 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     generator, state = load_generator(ckpt, ema, device)  # a bad checkpoint fails before the weights are fetched
     net = load_inception(weights, device)
     if stats is not None:
-        ref = load_stats(stats)
+        ref = load_stats(stats, bool(extra))
     elif info.is_main:
         cfg = from_dict(state["config"])
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
-                              net, batch_size, log)
+                              net, batch_size, log, bool(extra))
     ref = broadcast_object(ref if info.is_main else None, info)
     check_reference(ref, net.network)
     _, used_ema = generator_weights(state, ema)
-    metrics = score_generator(generator, net, protocol, ref, seed, batch_size, info)
+    metrics = score_generator(generator, net, protocol, ref, seed, batch_size, info, extra)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(state["step"]), seed=seed,
                            generator="EMA" if used_ema else "raw", device=str(device), metrics=metrics)
 
 
 def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, splits: int | None,
                      stats: Path | None, batch_size: int, seed: int, ema: bool | None, weights: Path | None,
-                     device: str, json_out: Path | None, log: Callable[[str], None]) -> None:
+                     device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid") -> None:
     """`sngan eval`: score a checkpoint (sharded over the processes under torchrun), print it, append --json."""
     from sngan import distributed
     from sngan.io import append_jsonl
 
-    chosen = make_protocol(protocol, num_samples, splits)
+    chosen, extra = make_protocol(protocol, num_samples, splits), parse_metrics(metrics)
     info = distributed.from_env()
     distributed.init_process_group(info, distributed.resolve_device(device).type)
     try:
         record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
                                      weights=weights, device=distributed.resolve_device(device, info),
-                                     log=log if info.is_main else lambda message: None, info=info)
+                                     log=log if info.is_main else lambda message: None, info=info, extra=extra)
     finally:
         distributed.shutdown()
     if info.is_main:

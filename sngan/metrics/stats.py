@@ -2,8 +2,11 @@
 
 Files are `.npz` with float64 `mu` (2048,) and `sigma` (2048, 2048), the keys pytorch-fid and the TTUR code use,
 plus `protocol`: a JSON string saying what they were computed from (dataset, split, count, resolution, network,
-resize). Cached files live in `<data.cache_dir or data.root/sngan-cache>/fid-stats/`, one per dataset, split,
-count, resolution and network, and are written atomically so an interrupted run never leaves a torn file.
+resize). KID and precision/recall need the real features themselves, not only their moments: those files also hold
+float32 `features` (N, 2048) and int64 `labels` (N,) (intra-FID's classes). Features are stored only when a metric
+asks for them (CIFAR-10 train: 400 MB), so a cached file without them is rebuilt the first time one does.
+Cached files live in `<data.cache_dir or data.root/sngan-cache>/fid-stats/`, one per dataset, split, count,
+resolution and network, and are written atomically so an interrupted run never leaves a torn file.
 The real images used are the first N of the split in dataset order (N = all unless a count is given).
 """
 
@@ -35,6 +38,8 @@ class ReferenceStats:
     sigma: np.ndarray
     protocol: dict[str, Any] | None
     path: Path | None = None
+    features: np.ndarray | None = None  # float32 (N, D) pool3 features of the real images, when stored
+    labels: np.ndarray | None = None  # int64 (N,) their classes, when stored
 
 
 def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -43,7 +48,8 @@ def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                  batch_size: int, device: torch.device | str) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int, device: torch.device | str,
+                  keep: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the pool3 features of uint8 images (N, H, W, 3), batched on `device`.
 
     Args:
@@ -51,6 +57,7 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
         net: the Inception (`InceptionFeatures`), already on `device`.
         batch_size: images per forward pass.
         device: where batches go.
+        keep: when given, each batch's float32 features (B, 2048) are appended to it.
 
     Returns:
         float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
@@ -58,7 +65,10 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     acc = FeatureStats()
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        acc.update(net(uint8_to_unit(batch))[0])
+        features = net(uint8_to_unit(batch))[0]
+        acc.update(features)
+        if keep is not None:
+            keep.append(features.float().cpu().numpy())
     return acc.mu_sigma()
 
 
@@ -80,7 +90,8 @@ def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int
     return root / "fid-stats" / f"{dataset_tag(data_cfg, seed)}-{split}-{resolution}px-n{count}-{network}.npz"
 
 
-def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: dict[str, Any]) -> Path:
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: dict[str, Any],
+               features: np.ndarray | None = None, labels: np.ndarray | None = None) -> Path:
     """Write mu, sigma and the protocol record (JSON) to `path` atomically.
 
     Args:
@@ -88,19 +99,24 @@ def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: di
         mu: mean (D,).
         sigma: covariance (D, D).
         protocol: what the statistics were computed from.
+        features: the real features (N, D), stored as float32 when given.
+        labels: their classes (N,), stored when given.
 
     Returns:
         The path written.
     """
     record = np.array(json.dumps(protocol, sort_keys=True))
-    return atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, protocol=record))
+    arrays = {} if features is None else {"features": np.asarray(features, np.float32)}
+    arrays |= {} if labels is None else {"labels": np.asarray(labels, np.int64)}
+    return atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, protocol=record, **arrays))
 
 
-def load_stats(path: str | Path) -> ReferenceStats:
+def load_stats(path: str | Path, features: bool = False) -> ReferenceStats:
     """Read a statistics file (ours, pytorch-fid's or TTUR's: keys `mu` and `sigma`).
 
     Args:
         path: the `.npz` file.
+        features: also read the stored real features and labels (None when the file has none).
 
     Returns:
         The statistics; `protocol` is None when the file carries no record.
@@ -115,10 +131,14 @@ def load_stats(path: str | Path) -> ReferenceStats:
                                   f"{', '.join(data.files) or 'none'})")
             mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
             protocol = json.loads(str(data["protocol"])) if "protocol" in data else None
+            real = data["features"] if features and "features" in data else None
+            labels = data["labels"] if features and "labels" in data else None
     except MetricError:
         raise
     except Exception:  # zip/pickle/JSON failures all mean an unreadable file
         raise MetricError(f"{path}: cannot read statistics (truncated, corrupt or not an .npz file)") from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise MetricError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
-    return ReferenceStats(mu, sigma, protocol, path)
+    if real is not None and real.shape[1:] != mu.shape:
+        raise MetricError(f"{path}: features {real.shape} do not fit mu {mu.shape}")
+    return ReferenceStats(mu, sigma, protocol, path, real, labels)

@@ -1,0 +1,80 @@
+"""`sngan eval --metrics`: KID, PRDC and intra-FID from the FID's own features, real features in the cache."""
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.config import DataConfig
+from sngan.errors import MetricError
+from sngan.evaluation import make_protocol, reference_stats, score_generator
+from sngan.metrics import frechet_distance
+from sngan.metrics.extra import extra_scores, intra_fid, parse_metrics
+from sngan.metrics.kid import kernel_inception_distance
+from sngan.metrics.prdc import prdc
+from sngan.metrics.stats import ReferenceStats, load_stats, save_stats
+from sngan.sample.generate import generate, latents, load_generator
+from sngan.sample.writers import to_uint8
+from tests.test_evaluation import FakeNet, tiny_run  # noqa: F401 (the fixture)
+
+
+def test_kid_and_prdc_come_from_the_fid_features_without_a_second_pass(tiny_run):  # noqa: F811
+    generator, _ = load_generator(tiny_run[1])
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((20, 9)).astype(np.float32)
+    ref = ReferenceStats(real.mean(0), np.cov(real, rowvar=False), {"num_real": 20, "split": "train",
+                                                                    "network": "fake-net"}, None, real, None)
+    net = FakeNet()
+    metrics = score_generator(generator, net, make_protocol("standard", 12, 3), ref, seed=1, batch_size=4,
+                              extra=("kid", "prdc"))
+    assert net.calls == 3  # 12 images in batches of 4, once
+    z, y = latents(12, generator.z_dim, generator.num_classes, 1)
+    fake = net(to_uint8(generate(generator, z, y)).permute(0, 3, 1, 2).float() / 255)[0].numpy()
+    kid, kid_std = kernel_inception_distance(fake, real)
+    assert (metrics["kid12_train20"], metrics["kid12_train20_std"]) == pytest.approx((kid, kid_std), rel=1e-5)
+    expected = prdc(fake, real)
+    assert {k: metrics[f"prdc_k5_12_train20_{k}"] for k in expected} == pytest.approx(expected, abs=1e-6)
+    assert "fid12_train20" in metrics
+
+
+def test_reference_cache_gains_features_and_labels_when_a_metric_asks(tmp_path):
+    data = DataConfig(name="synthetic", num_images=9, root=str(tmp_path / "data"))
+    net = FakeNet()
+    plain = reference_stats(data, 32, 0, "train", None, net, 4, log=lambda s: None)
+    assert load_stats(plain.path, features=True).features is None
+    rich = reference_stats(data, 32, 0, "train", None, net, 4, log=lambda s: None, features=True)
+    assert net.calls == 6 and rich.features.shape == (9, 9) and rich.labels.shape == (9,)  # rebuilt once
+    again = load_stats(plain.path, features=True)
+    np.testing.assert_allclose(again.features.mean(0), again.mu, rtol=1e-5)
+    np.testing.assert_array_equal(again.labels, rich.labels)
+    assert reference_stats(data, 32, 0, "train", None, net, 4, features=True).features is not None
+    assert net.calls == 6  # read back
+
+
+def test_intra_fid_is_the_mean_of_per_class_frechet_distances():
+    rng = np.random.default_rng(2)
+    fake, real = rng.standard_normal((30, 3)), rng.standard_normal((40, 3)) + 0.5
+    fl, rl = np.arange(30) % 2, np.arange(40) % 2
+    per_class = [frechet_distance(fake[fl == c].mean(0), np.cov(fake[fl == c], rowvar=False),
+                                  real[rl == c].mean(0), np.cov(real[rl == c], rowvar=False)) for c in (0, 1)]
+    assert intra_fid(fake, fl, real, rl, 2) == pytest.approx(sum(per_class) / 2, rel=1e-6)
+    with pytest.raises(MetricError, match="class 2 has 0 generated"):
+        intra_fid(fake, fl, real, rl, 3)
+    ref = ReferenceStats(real.mean(0), np.eye(3), {}, None, real.astype(np.float32), rl)
+    out = extra_scores(("intra_fid",), "fid30_train40", [torch.from_numpy(fake)], torch.from_numpy(fl), ref, 2)
+    assert out == {"intra_fid30_train40": pytest.approx(sum(per_class) / 2, rel=1e-5)}
+    with pytest.raises(MetricError, match="conditional"):
+        extra_scores(("intra_fid",), "fid30_train40", [torch.from_numpy(fake)], None, ref, 0)
+
+
+def test_metrics_option_refuses_unknown_names_and_statistics_without_features(tiny_run, tmp_path):  # noqa: F811
+    assert parse_metrics("is,fid,prdc,kid") == ("kid", "prdc")
+    with pytest.raises(MetricError, match="unknown lpips"):
+        parse_metrics("fid,lpips")
+    stats = save_stats(tmp_path / "plain.npz", np.zeros(9), np.eye(9), {"network": "fake-net"})
+    result = CliRunner().invoke(app, ["eval", "--ckpt", str(tiny_run[1]), "--metrics", "fid,lpips"])
+    assert result.exit_code == 1 and "unknown lpips" in result.output
+    ref = load_stats(stats, features=True)
+    with pytest.raises(MetricError, match="hold only mu and sigma"):
+        extra_scores(("kid",), "fid5k_train10k", [torch.zeros(3, 9)], None, ref, 0)
