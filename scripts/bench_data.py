@@ -17,20 +17,16 @@ import time
 from pathlib import Path
 
 import torch
+from timing import sync, timed
 
 from sngan.config import DataConfig, load_config
 from sngan.data import Batches, StreamBatches, load_images
 from sngan.distributed import resolve_device
 from sngan.train.build import build_state
 from sngan.train.losses import get_losses
-from sngan.train.steps import d_step, g_step
+from sngan.train.steps import iteration
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def delivered(feeder, device: torch.device, batch_size: int, batches: int, repeats: int) -> float:
@@ -39,11 +35,11 @@ def delivered(feeder, device: torch.device, batch_size: int, batches: int, repea
         feeder.next(batch_size)
     rates = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         tick = time.perf_counter()
         for _ in range(batches):
             x, _ = feeder.next(batch_size)
-        _sync(device)
+        sync(device)
         rates.append(batches * batch_size / (time.perf_counter() - tick))
     return statistics.median(rates)
 
@@ -52,17 +48,8 @@ def consumed(config: Path, root: str, device: torch.device, iterations: int) -> 
     """(median seconds per G iteration, real images/s) of `iterations` full iterations of `config`."""
     cfg = load_config(config, ["data.name=folder", f"data.root={root}", f"train.device={device.type}"])
     state = build_state(cfg, device, log=lambda s: None)
-    d_loss, g_loss = get_losses(cfg.loss.type)
-    times = []
-    for _ in range(iterations):
-        _sync(device)
-        tick = time.perf_counter()
-        g_step(state, g_loss)
-        for _ in range(cfg.train.n_dis):
-            d_step(state, d_loss)
-        _sync(device)
-        times.append(time.perf_counter() - tick)
-    seconds = statistics.median(times)
+    losses = get_losses(cfg.loss.type)
+    seconds = timed(lambda: iteration(state, losses), iterations, device)
     return seconds, cfg.train.n_dis * cfg.train.batch_size / seconds
 
 

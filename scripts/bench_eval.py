@@ -1,10 +1,10 @@
 """Time evaluation on the device: Inception feature extraction, and IS + FID of N generated images end to end.
 
 The real FID Inception weights cannot be fetched on an offline machine, so the network (pytorch-fid's FID
-Inception, exactly its structure) gets randomly initialised weights of the same shapes (tests/helpers.py
-`random_inception_state`); speed does not depend on the values. The generator is `configs/cifar10_resnet.yaml`'s at
-full width, freshly initialised, and the reference statistics are random 2048-d ones: the scores are meaningless,
-the seconds are the point.
+Inception, exactly its structure) gets randomly initialised weights of the same shapes
+(`sngan.metrics.random_inception`); speed does not depend on the values. The generator is
+`configs/cifar10_resnet.yaml`'s at full width, freshly initialised, and the reference statistics are random 2048-d
+ones: the scores are meaningless, the seconds are the point.
 
 Usage:
     python scripts/bench_eval.py [--num 50000] [--batch 500] [--config configs/cifar10_resnet.yaml]
@@ -13,29 +13,23 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import device_name, sync, timed
+
+from sngan.config import load_config
+from sngan.distributed import resolve_device
+from sngan.evaluation import PROTOCOLS, score_generator
+from sngan.metrics.inception import load_inception
+from sngan.metrics.random_inception import random_inception_state
+from sngan.metrics.stats import ReferenceStats
+from sngan.models import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from sngan.config import load_config  # noqa: E402
-from sngan.distributed import resolve_device  # noqa: E402
-from sngan.evaluation import PROTOCOLS, score_generator  # noqa: E402
-from sngan.metrics.inception import load_inception  # noqa: E402
-from sngan.metrics.stats import ReferenceStats  # noqa: E402
-from sngan.models import build_generator  # noqa: E402
-from tests.helpers import random_inception_state  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -50,16 +44,7 @@ def main() -> None:
         torch.save(random_inception_state(), weights)
         net = load_inception(weights, device)
     images = torch.rand(args.batch, 3, 32, 32, device=device)
-    for _ in range(3):
-        net(images)
-    times = []
-    for _ in range(10):
-        sync(device)
-        start = time.perf_counter()
-        net(images)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    per_batch = statistics.median(times)
+    per_batch = timed(lambda: net(images), 10, device, warmup=3)
     print(f"Inception features (random weights, pytorch-fid structure, fp32, TF32 off), batch {args.batch}: "
           f"{args.batch / per_batch:.0f} images/s (median of 10 batches, {per_batch * 1e3:.1f} ms each)")
 
@@ -76,7 +61,7 @@ def main() -> None:
     sync(device)
     seconds = time.perf_counter() - start
     print(f"IS + FID of {args.num} generated images (generation, uint8 quantisation, Inception, IS, 2048-d FID): "
-          f"{seconds:.1f} s on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+          f"{seconds:.1f} s on {device_name(device)} "
           f"({sorted(metrics)})")
 
 

@@ -16,27 +16,21 @@ from __future__ import annotations
 import argparse
 
 import torch
-from bench_train import sync, timed
+from timing import bench_state, device_name, run_iterations, sync, timed
 
 from sngan.config import load_config
 from sngan.distributed import resolve_device
 from sngan.study.plan import load_plan
-from sngan.train.build import build_state
-from sngan.train.losses import get_losses
 from sngan.train.steps import d_step, g_step
 
 
 def step_times(config, overrides: list[str], iters: int, warmup: int) -> tuple[float, float]:
-    """(seconds per D step, seconds per G step), medians after `warmup` of each."""
-    cfg = load_config(config, [*overrides, "data.name=synthetic", "data.num_images=2048"])
-    device = resolve_device(cfg.train.device)
-    state = build_state(cfg, device, log=lambda message: None)
-    d_loss, g_loss = get_losses(cfg.loss.type)
-    for _ in range(warmup):
-        g_step(state, g_loss)
-        d_step(state, d_loss)
-    sync(device)
-    return timed(lambda: d_step(state, d_loss), iters, device), timed(lambda: g_step(state, g_loss), iters, device)
+    """(seconds per D step, seconds per G step), medians after `warmup` G iterations."""
+    _, state, (d_loss, g_loss) = bench_state(config, overrides, num_images=2048)
+    run_iterations(state, (d_loss, g_loss), warmup)
+    sync(state.device)
+    return (timed(lambda: d_step(state, d_loss), iters, state.device),
+            timed(lambda: g_step(state, g_loss), iters, state.device))
 
 
 def main() -> None:
@@ -48,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = load_plan(args.plan)
     device = resolve_device(load_config(plan.base, args.overrides).train.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    name = device_name(device)
     print(f"plan {args.plan} on {name}, torch {torch.__version__}, {' '.join(args.overrides)}")
     print("| method | ms/D step | ms/G step | s per 1K G-it at n_dis 1 | at n_dis 5 |")
     print("|---|---|---|---|---|")

@@ -5,10 +5,10 @@ Usage:
         [--variants eager-fp32,bf16,...] [--set model.g_ch=64 ...] [--sn-cost]
 
 Columns: seconds of the `--warmup` first iterations (for compiled variants this includes compiling G and D on
-their first calls), then steady state: G-iterations/s (one G step + n_dis D steps), images/s through D (real +
-fake per D step, fakes per G step), ms per D step and per G step (timed alone), peak memory, achieved TFLOP/s
-(FLOPs of one iteration counted with torch.utils.flop_counter on the run's eager variants, times it/s) and its
-share of a matmul peak measured in the same run and precision.
+their first calls), then steady state: G-iterations/s (`sngan.train.steps.iteration`, what training runs: lr, one
+G step, n_dis D steps, EMA), images/s through D (real + fake per D step, fakes per G step), ms per D step and per G
+step (timed alone), peak memory, achieved TFLOP/s (FLOPs of one iteration counted with torch.utils.flop_counter on
+the run's eager variants, times it/s) and its share of a matmul peak measured in the same run and precision.
 Data are the built-in synthetic set, resident on the device (as the trainer keeps CIFAR-10). `--sn-cost` also
 times a D step with spectral norm against the same D with its weights frozen to plain tensors.
 """
@@ -16,22 +16,27 @@ times a D step with spectral norm against the same D with its weights frozen to 
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
 import time
 
 import torch
+from timing import (
+    EAGER_FP32,
+    bench_state,
+    device_name,
+    flops_of,
+    matmul_peak,
+    peak_memory_mb,
+    reset_peak_memory,
+    run_iterations,
+    sync,
+    timed,
+)
 from torch.nn.utils import parametrize
-from torch.utils.flop_counter import FlopCounterMode
 
-from sngan.config import load_config
-from sngan.distributed import resolve_device
-from sngan.train.build import build_state
-from sngan.train.losses import get_losses
-from sngan.train.steps import d_step, g_step
+from sngan.train.steps import d_step, g_step, iteration
 
 VARIANTS = {
-    "eager-fp32": ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"],
+    "eager-fp32": EAGER_FP32,
     "tf32": ["perf.precision=tf32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"],
     "bf16": ["perf.precision=bf16", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"],
     "bf16+cl": ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=off", "perf.compile=off"],
@@ -48,100 +53,37 @@ VARIANTS = {
 CUDA_ONLY = {"tf32", "bf16+cl+fused+cudagraphs"}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def iteration(state, d_loss_fn, g_loss_fn) -> None:
-    g_step(state, g_loss_fn)
-    for _ in range(state.cfg.train.n_dis):
-        d_step(state, d_loss_fn)
-
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    """Median seconds of `fn()` over `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def matmul_peak(device: torch.device, precision: str) -> float:
-    """Measured TFLOP/s of a large square matmul in the variant's precision (best of 10 after 3 warm-ups)."""
-    n = 8192 if device.type == "cuda" else 2048
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / min(times) / 1e12
-
-
-def flops_per_iteration(state, d_loss_fn, g_loss_fn) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        iteration(state, d_loss_fn, g_loss_fn)
-    return counter.get_total_flops()
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def bench(config: str, overrides: list[str], name: str, iters: int, warmup: int) -> dict:
-    cfg = load_config(config, ["data.name=synthetic", "data.num_images=4096", *overrides, *VARIANTS[name]])
-    device = resolve_device(cfg.train.device)
-    state = build_state(cfg, device, log=lambda s: None)
-    if device.type == "cuda":  # after build_state: before CUDA is initialised torch 2.11 calls the device invalid
-        torch.cuda.reset_peak_memory_stats(device)
-    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    cfg, state, losses = bench_state(config, [*overrides, *VARIANTS[name]])
+    device = state.device
+    reset_peak_memory(device)  # after build_state: before CUDA is initialised torch 2.11 calls the device invalid
+    d_loss_fn, g_loss_fn = losses
     sync(device)
     start = time.perf_counter()
-    for _ in range(warmup):
-        iteration(state, d_loss_fn, g_loss_fn)
+    run_iterations(state, losses, warmup)
     sync(device)
     warmup_s = time.perf_counter() - start
-    it_time = timed(lambda: iteration(state, d_loss_fn, g_loss_fn), iters, device)
+    it_time = timed(lambda: iteration(state, losses), iters, device)
     g_time = timed(lambda: g_step(state, g_loss_fn), iters, device)
     d_time = timed(lambda: d_step(state, d_loss_fn), iters, device)
     t = cfg.train
-    # the FLOP counter runs the step under a dispatch mode, which compiled graphs would trace again
-    flops = flops_per_iteration(state, d_loss_fn, g_loss_fn) if state.perf.compile == "off" else None
+    flops = flops_of(lambda: iteration(state, losses)) if state.perf.compile == "off" else None
     peak = matmul_peak(device, state.perf.precision)
     return {"variant": name, "perf": state.perf.describe(), "it_s": 1 / it_time, "warmup_s": warmup_s,
             "img_s": (t.n_dis * 2 * t.batch_size + t.g_batch_size) / it_time, "d_ms": d_time * 1e3,
-            "g_ms": g_time * 1e3, "mem_mb": peak_memory_mb(device), "peak": peak,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "g_ms": g_time * 1e3, "mem_mb": peak_memory_mb(device), "peak": peak, "device": device_name(device),
             "flop_per_it": flops}
 
 
 def sn_cost(config: str, overrides: list[str], iters: int) -> tuple[float, float]:
     """(ms per D step with spectral norm, ms without) in eager fp32."""
-    cfg = load_config(config, ["data.name=synthetic", "data.num_images=4096", *overrides, *VARIANTS["eager-fp32"]])
-    device = resolve_device(cfg.train.device)
-    state = build_state(cfg, device, log=lambda s: None)
-    d_loss_fn, _ = get_losses(cfg.loss.type)
-    with_sn = timed(lambda: d_step(state, d_loss_fn), iters, device)
+    cfg, state, (d_loss_fn, _) = bench_state(config, [*overrides, *EAGER_FP32])
+    with_sn = timed(lambda: d_step(state, d_loss_fn), iters, state.device)
     for module in state.discriminator.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     state.opt_d = torch.optim.Adam(state.discriminator.parameters(), lr=cfg.optim.lr, betas=(0.0, 0.9))
-    for _ in range(2):
-        d_step(state, d_loss_fn)
-    without = timed(lambda: d_step(state, d_loss_fn), iters, device)
+    without = timed(lambda: d_step(state, d_loss_fn), iters, state.device, warmup=2)
     return with_sn * 1e3, without * 1e3
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import torch
-from bench_train import sync
+from timing import sync
 
 from sngan.inspect import spectra
 

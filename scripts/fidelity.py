@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from probe_learning import frechet_distance, generated_features, load_classifier
+from timing import EAGER_FP32
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_learning import frechet_distance, generated_features, load_classifier  # noqa: E402
-
-from sngan.config import DataConfig, load_config  # noqa: E402
-from sngan.data import load_images  # noqa: E402
-from sngan.sample.generate import load_generator  # noqa: E402
-from sngan.train.loop import train  # noqa: E402
-from sngan.train.rundir import read_metrics  # noqa: E402
+from sngan.config import DataConfig, load_config
+from sngan.data import load_images
+from sngan.sample.generate import load_generator
+from sngan.train.loop import train
+from sngan.train.rundir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"eager": ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"],
-            "fast": []}
+VARIANTS = {"eager": EAGER_FP32, "fast": []}
 
 
 def main() -> None:

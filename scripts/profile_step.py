@@ -11,19 +11,11 @@ number of kernel launches per G-iteration, and the device-busy fraction of the w
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
+from timing import bench_state, run_iterations, sync
 from torch.profiler import ProfilerActivity, profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sngan.config import load_config  # noqa: E402
-from sngan.distributed import resolve_device  # noqa: E402
-from sngan.train.build import build_state  # noqa: E402
-from sngan.train.losses import get_losses  # noqa: E402
-from sngan.train.steps import d_step, g_step  # noqa: E402
 
 
 def main() -> None:
@@ -34,28 +26,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    cfg = load_config(args.config, ["data.name=synthetic", "data.num_images=4096", *args.overrides])
-    device = resolve_device(cfg.train.device)
-    state = build_state(cfg, device, log=lambda s: None)
-    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
-
-    def iteration() -> None:
-        g_step(state, g_loss_fn)
-        for _ in range(cfg.train.n_dis):
-            d_step(state, d_loss_fn)
-
-    for _ in range(args.warmup):
-        iteration()
+    cfg, state, losses = bench_state(args.config, args.overrides)
+    device = state.device
+    run_iterations(state, losses, args.warmup)
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    if cuda:
-        torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     with profile(activities=activities) as prof:
-        for _ in range(args.iters):
-            iteration()
-        if cuda:
-            torch.cuda.synchronize()
+        run_iterations(state, losses, args.iters)
+        sync(device)
     wall = time.perf_counter() - start
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(f"{cfg.perf} | {args.iters} G-iterations in {wall:.3f} s (profiled)")

@@ -10,7 +10,7 @@ import torch
 
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
-from sngan.train import loop
+from sngan.train import loop, steps
 from sngan.train.build import build_state
 from sngan.train.ema import ema_update
 from sngan.train.losses import get_losses
@@ -202,7 +202,7 @@ def instrumented_run(tmp_path_factory):
         "train.iterations=4", "train.n_dis=3", "train.sample_every=0", "train.ckpt_every=0",
         "optim.lr=0.001", "optim.lr_decay_start=1"])
     calls = []
-    real_g, real_d = loop.g_step, loop.d_step
+    real_g, real_d = steps.g_step, steps.d_step  # what `steps.iteration`, the loop's body, calls
 
     def g_spy(state, fn):
         calls.append(("G", state.step, state.opt_g.param_groups[0]["lr"]))
@@ -213,8 +213,8 @@ def instrumented_run(tmp_path_factory):
         return real_d(state, fn)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(loop, "g_step", g_spy)
-    mp.setattr(loop, "d_step", d_spy)
+    mp.setattr(steps, "g_step", g_spy)
+    mp.setattr(steps, "d_step", d_spy)
     try:
         last = loop.train(cfg, base / "run", progress=False, log=lambda s: None)
     finally:
