@@ -30,6 +30,7 @@ from sngan.train.build import build_state
 from sngan.train.losses import get_losses
 from sngan.train.ownership import check_owner, checkpoint_run_id
 from sngan.train.perf import path_line, resolve_perf
+from sngan.train.progress import Progress, bar_wanted
 from sngan.train.rundir import RunLog, check_run_dir
 from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
@@ -145,7 +146,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         cfg: validated config.
         run_dir: the run directory (created; must not hold checkpoints unless resuming).
         resume: a checkpoint to continue from (same model config), or None for a fresh run.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar when stderr is a terminal (else, and without it, one line per record).
         log: where one-line messages go (rank 0 only under torchrun).
         info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
 
@@ -177,11 +178,13 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     last_path = Path(resume) if resume is not None else None
     window = LossWindow(device, state.step)
     d_sizes = input_sizes(state.discriminator, cfg.model.resolution, cfg.model.num_classes)
-    bar = tqdm(total=t.iterations, initial=state.step, disable=not (progress and info.is_main), dynamic_ncols=True,
-               desc="train")
+    bar = Progress(t.iterations, state.step, bar_wanted(progress and info.is_main), log)  # a line per record off a TTY
     run_log = None
     try:
         run_log = open_run_log(run_dir, cfg, state, None if resume is None else Path(resume), log, info)
+        if run_log is not None:
+            bar.open_file(run_dir / "log.txt")
+            log = bar.message  # every later message is kept in log.txt too
         if saved is not None:
             log(f"resumed from {resume} at step {state.step}")
         ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
@@ -191,7 +194,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             while state.step < t.iterations:
                 lr, d_loss, g_loss = iteration(state, losses)
                 window.add(d_loss, g_loss)
-                bar.update(1)
+                bar.update()
                 poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
                 now = due(state.step, t, poll and any_rank(signals.received is not None, info, device),
                           evaluator is not None)
@@ -199,7 +202,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     record = window.record(state.step, lr, info)
                     if run_log is not None:
                         run_log.log(record)
-                    bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{lr:.2e}")
+                    bar.report(record)
                     window = LossWindow(device, state.step)
                 if now.refresh:
                     broadcast_buffers(state.generator, info)  # rank 0's BatchNorm statistics everywhere

@@ -1,0 +1,53 @@
+"""Training output: one plain line per record off a terminal (and with --no-progress), a bar on a terminal, and
+the same lines in the run folder's log.txt."""
+
+import io
+import re
+
+from sngan.config import load_config
+from sngan.train.loop import train
+from sngan.train.progress import bar_wanted, eta, log_line
+from tests.helpers import write_config
+
+LINE = re.compile(r"step (\d+)/\d+ \| d_loss -?\d+\.\d{4} \| g_loss -?\d+\.\d{4} \| lr \d\.\d\de-\d\d \| "
+                  r"\d+\.\d it/s \| ETA \S+")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_eta_and_the_line_say_what_is_left():
+    assert (eta(3725), eta(65), eta(7)) == ("1h02m05s", "1m05s", "7s")
+    record = {"step": 100, "d_loss": 1.5, "g_loss": -0.25, "lr": 2e-4, "it_per_s": 20.0}
+    assert log_line(record, 900) == "step 100/900 | d_loss 1.5000 | g_loss -0.2500 | lr 2.00e-04 | 20.0 it/s | ETA 40s"
+
+
+def test_bar_only_on_a_terminal_when_asked_for():
+    assert bar_wanted(True, Terminal()) and not bar_wanted(True, io.StringIO()) and not bar_wanted(False, Terminal())
+
+
+def test_off_a_terminal_every_record_is_one_line_printed_and_kept_in_log_txt(tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 6, "log_every": 2}})
+    lines = []
+    train(load_config(config), tmp_path / "run", progress=True, log=lines.append)  # pytest's stderr: no TTY
+    printed = [m.group(1) for line in lines if (m := LINE.fullmatch(line))]
+    assert printed == ["2", "4", "6"]
+    assert "\r" not in capsys.readouterr().err  # no bar redraws
+    kept = (tmp_path / "run" / "log.txt").read_text().splitlines()
+    assert [line for line in kept if LINE.fullmatch(line)] == [line for line in lines if LINE.fullmatch(line)]
+    assert any(line.startswith("done: step 6") for line in lines)
+
+
+def test_no_progress_still_prints_the_lines_and_a_terminal_gets_the_bar_instead(tmp_path, monkeypatch):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 4, "log_every": 2}})
+    lines = []
+    train(load_config(config), tmp_path / "quiet", progress=False, log=lines.append)
+    assert sum(bool(LINE.fullmatch(line)) for line in lines) == 2
+    monkeypatch.setattr("sys.stderr", Terminal())
+    lines = []
+    train(load_config(config), tmp_path / "tty", progress=True, log=lines.append)
+    assert not any(LINE.fullmatch(line) for line in lines)
+    assert "train" in __import__("sys").stderr.getvalue()  # the bar drew there
+    assert len((tmp_path / "tty" / "log.txt").read_text().splitlines()) >= 2  # the lines still go to the file
