@@ -208,7 +208,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     broadcast_buffers(state.generator, info)  # rank 0's BatchNorm statistics everywhere
                     refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
                 if now.sample and info.is_main:
-                    sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                    grid = sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                    if run_log is not None:
+                        run_log.grid(grid, state.step)
                 if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                     run_log.log({"step": state.step, **training_record(state.discriminator, d_sizes)})
                 if now.evaluate:

@@ -11,7 +11,6 @@ of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`,
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from sngan.io import (
     writing,
 )
 from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
+from sngan.train.tboard import log_grid, log_record
 
 DEFAULT_BASE = Path("runs")
 GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids
@@ -158,15 +158,20 @@ class RunLog:
             self.tensorboard = None
         else:
             with writing(run_dir / "tensorboard"):
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step or None)
+                # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
+                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step
+                                                 else None)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard."""
         append_jsonl(self.metrics_path, record)
         if self.tensorboard is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tensorboard.add_scalar(key, value, record["step"])
+            log_record(self.tensorboard, record)
+
+    def grid(self, path: Path, step: int) -> None:
+        """Show a saved sample grid in TensorBoard (`samples` at `step`)."""
+        if self.tensorboard is not None:
+            log_grid(self.tensorboard, path, step)
 
     def close(self) -> None:
         try:

@@ -1,0 +1,39 @@
+"""TensorBoard events of a run: grouped tags, wall time as the events' own time, sample grids as images, and a
+resume at step S that keeps step S (purge_step S + 1)."""
+
+import time
+
+import pytest
+
+from sngan.config import load_config
+from sngan.train.loop import train
+from sngan.train.tboard import scalars, tensorboard_tag
+from tests.helpers import write_config
+
+
+def test_tags_are_grouped_and_time_is_not_a_scalar():
+    assert [tensorboard_tag(k) for k in ("d_loss", "g_loss", "lr", "sn_ratio/block1.c1", "sn_ratio_min",
+                                          "lipschitz_bound", "fid5k_train50k")] == \
+        ["loss/d", "loss/g", "train/lr", "sn/ratio/block1.c1", "sn/ratio_min", "sn/lipschitz_bound",
+         "metrics/fid5k_train50k"]
+    assert scalars({"step": 3, "time": 1.7e9, "d_loss": 1.0, "eval_network": "x", "bad": float("nan")}) == \
+        {"loss/d": 1.0}
+
+
+def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 4, "inspect_every": 2}})
+    run = tmp_path / "run"
+    start = time.time()
+    train(load_config(config), run, progress=False, log=lambda s: None)
+    train(load_config(config), run, resume=run / "checkpoints" / "ckpt-0000002.pt", progress=False,
+          log=lambda s: None)
+    acc = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss/d", "loss/g", "train/lr", "train/it_per_s", "sn/lipschitz_bound"} <= set(tags["scalars"])
+    assert "time" not in tags["scalars"] and "d_loss" not in tags["scalars"]
+    events = acc.Scalars("loss/d")
+    assert [e.step for e in events] == [1, 2, 3, 4]  # step 2 survives the resume from step 2
+    assert all(start - 1 < e.wall_time < time.time() + 1 for e in events)
+    assert [e.step for e in acc.Images("samples")] == [2, 4]
