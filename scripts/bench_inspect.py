@@ -4,8 +4,9 @@ Usage:
     python scripts/bench_inspect.py --config configs/cifar10_resnet.yaml [--iters 10] [--warmup 3] [--set k=v ...]
 
 Prints ms per G-iteration (one G step + n_dis D steps, the config's default fast path, synthetic data), ms per
-inspection (`sngan.inspect.summary.training_record`: float32 SVDs of every D weight and FFT conv norms, on the
-device), and their ratio: the share of training time an inspection every K iterations costs is ratio / K.
+inspection (`sngan.inspect.summary.training_record`: float32 largest singular values of every D weight and the
+convolutions' operator norms by Lanczos, `sngan.inspect.conv_norm`, on the device), and their ratio: the share
+of training time an inspection every K iterations costs is ratio / K.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.data import Batches, StreamBatches
-from sngan.metrics.precision import scoring_precision
+from sngan.metrics.inception import no_tf32
 from sngan.train.build import build_state
 from sngan.train.loop import train
 from sngan.train.losses import get_losses
@@ -86,7 +86,7 @@ def test_streamed_batches_with_pinned_prefetch_equal_the_resident_ones(tiny_conf
 def test_tf32_is_off_during_evaluation_and_restored_afterwards():
     set_matmul_precision(Perf(precision="bf16"))
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-    with scoring_precision():
+    with no_tf32():
         assert torch.backends.cuda.matmul.fp32_precision == "ieee"
         assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"

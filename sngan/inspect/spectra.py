@@ -1,4 +1,4 @@
-"""Spectra of discriminator weights: the stored spectral-norm estimate, exact singular values, conv operator norms.
+"""Spectra of discriminator weights: the stored spectral-norm estimate and exact singular values.
 
 Pure functions on tensors and modules; nothing here reads files or prints.
 
@@ -6,14 +6,11 @@ Pure functions on tensors and modules; nothing here reads files or prints.
   iteration vectors (torch's parametrization, or plain attributes `weight_orig`/`u`/`v`); adapt it there.
 - `sigma_estimate` is what spectral normalization divides by: u^T W v with the stored vectors.
 - `matrix_sigma` is the exact largest singular value of W reshaped to (out, -1), the matrix SN normalises.
-- `conv_operator_sigma` is the exact operator norm of a stride-1 convolution with *circular* padding on an n x n
-  input (Sedghi, Gupta & Long, ICLR 2019): the conv is block-diagonalised by the 2-D DFT, so its singular values
-  are those of the n^2 matrices (out x in) obtained from the FFT of the kernel zero-padded to n x n. For zero
-  padding this is an estimate of the same size (the circular operator at n + 2*pad bounds it from above); for a
-  stride-2 convolution it is the norm of the stride-1 one, an upper bound.
-- Both take `exact`: True (the default, `sngan inspect`) computes float64 SVDs; False (`train.inspect_every`) runs
-  `largest_singular_value` in float32 on the weights' device: batched matrix products instead of a batched SVD,
-  which torch's CUDA SVD runs one small matrix at a time (timings: benchmarks/RESULTS.md).
+- Convolutions' operator norms (zero padding, stride, at the input size) live in `sngan.inspect.conv_norm`.
+- `matrix_sigma` (and `conv_norm`) take `exact`: True (the default, `sngan inspect`) computes in float64; False
+  (`train.inspect_every`) in float32 on the weights' device, here by `largest_singular_value`: batched matrix
+  products instead of a batched SVD, which torch's CUDA SVD runs one small matrix at a time (timings:
+  benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -110,32 +107,6 @@ def matrix_sigma(weight: torch.Tensor, dim: int = 0, exact: bool = True) -> floa
     if not exact:
         return largest_singular_value(weight_matrix(weight, dim))
     return float(singular_values(weight, dim)[0])
-
-
-def conv_operator_sigma(kernel: torch.Tensor, size: tuple[int, int], exact: bool = True) -> float:
-    """Operator norm of the stride-1 circular convolution with `kernel` (out, in, kh, kw) on (in, H, W) inputs.
-
-    Per frequency (p, q) the conv acts as the complex matrix K_hat[:, :, p, q] (out x in); the largest singular
-    value over all H*W of them is the operator norm. Cross-correlation (PyTorch's conv) and convolution share it.
-    A real kernel's transform at (-p, -q) is the conjugate of that at (p, q), with the same singular values, so
-    the half-spectrum of `rfft2` holds every value. `exact` as in `matrix_sigma`.
-    """
-    h, w = max(size[0], kernel.shape[2]), max(size[1], kernel.shape[3])
-    dtype = torch.float64 if exact else torch.float32
-    transform = torch.fft.rfft2(kernel.to(dtype), s=(h, w), dim=(2, 3))  # (out, in, H, W // 2 + 1) complex
-    per_frequency = transform.permute(2, 3, 0, 1)  # (H, W // 2 + 1, out, in)
-    if not exact:
-        return largest_singular_value(per_frequency)
-    return float(torch.linalg.matrix_norm(per_frequency, ord=2).max())
-
-
-def circular_conv_matrix(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The dense (out*H*W, in*H*W) matrix of the stride-1, circularly padded conv (a slow reference for tests)."""
-    out_ch, in_ch, kh, kw = kernel.shape
-    basis = torch.eye(in_ch * size[0] * size[1], dtype=kernel.dtype).reshape(-1, in_ch, *size)
-    padded = nn.functional.pad(basis, (kw // 2, (kw - 1) // 2, kh // 2, (kh - 1) // 2), mode="circular")
-    columns = nn.functional.conv2d(padded, kernel)  # (in*H*W, out, H, W): the image of each basis vector
-    return columns.reshape(columns.shape[0], -1).t()
 
 
 def normalised_spectrum(weight: torch.Tensor, dim: int = 0) -> list[float]:

@@ -2,8 +2,11 @@
 
 Two norms per layer, for the weights as trained (W) and as used (W / sigma-hat):
 - `matrix`: the largest singular value of W reshaped to (out, -1), what spectral normalization controls;
-- `operator`: for convolutions the exact norm of the convolution at the layer's input size with circular padding
-  (FFT method), otherwise the matrix norm. For a k x k kernel it can exceed the matrix norm by up to a factor k.
+- `operator`: for convolutions the norm of the convolution as it runs (its input size, stride, zero padding,
+  dilation, groups; `sngan.inspect.conv_norm`: a certified lower bound, converged), otherwise the matrix norm. For
+  a k x k stride-1 kernel it can exceed the matrix norm by up to a factor k.
+Convolutions also carry `sigma_circular_bound`, a certified upper bound of their operator norm (the circular FFT
+norm on the zero-padded grid), in the full inspection only; no product uses it.
 
 `upper_bound` multiplies one of them over every layer except class embeddings (which act on the label, not the
 image): the paper's bound for a chain of layers with 1-Lipschitz activations. It ignores the architecture's own
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sngan.inspect import spectra
+from sngan.inspect import conv_norm, spectra
 
 
 @dataclass
@@ -31,8 +34,9 @@ class LayerSpectrum:
     input_size: list[int]  # [H, W] seen in a forward pass at the model resolution ([] for dense layers)
     sigma_hat: float | None  # u^T W v with the stored vectors (None: the layer is not spectrally normalised)
     sigma_matrix: float  # exact largest singular value of W.reshape(out, -1)
-    sigma_operator: float  # conv: exact circular-conv operator norm at input_size; else = sigma_matrix
+    sigma_operator: float  # conv: operator norm as it runs at input_size (conv_norm); else = sigma_matrix
     spectrum: list[float] = field(default_factory=list)  # squared singular values / largest, largest first
+    sigma_circular_bound: float | None = None  # conv, full inspection: certified upper bound of sigma_operator
 
     @property
     def ratio(self) -> float | None:
@@ -71,21 +75,26 @@ def input_sizes(model: nn.Module, resolution: int, num_classes: int) -> dict[str
 
 
 def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], exact: bool = True,
-                  with_spectrum: bool = True) -> list[LayerSpectrum]:
-    """One LayerSpectrum per weight layer of `model`, on the weights' device: float64 SVDs when `exact`, else
-    float32 matrix products (`spectra.largest_singular_value`)."""
+                  full: bool = True) -> list[LayerSpectrum]:
+    """One LayerSpectrum per weight layer of `model`, on the weights' device: float64 when `exact`, else float32
+    (`spectra.largest_singular_value`, `conv_norm` at its looser tolerance). `full` adds each layer's spectrum
+    and the convolutions' circular upper bounds, which the training record does without."""
     rows = []
     with torch.no_grad():
         for name, module in spectra.weight_layers(model).items():
             state = spectra.sn_state(module)
             size = tuple(sizes.get(name, ()))
             sigma = spectra.matrix_sigma(state.weight, state.dim, exact)
-            conv = kind_of(module) == "conv" and len(size) == 2
-            rows.append(LayerSpectrum(
-                name=name, kind=kind_of(module), shape=list(state.weight.shape), input_size=list(size),
-                sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
-                sigma_operator=spectra.conv_operator_sigma(state.weight, size, exact) if conv else sigma,
-                spectrum=spectra.normalised_spectrum(state.weight, state.dim) if with_spectrum else []))
+            row = LayerSpectrum(name=name, kind=kind_of(module), shape=list(state.weight.shape),
+                                input_size=list(size), sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
+                                sigma_operator=sigma,
+                                spectrum=spectra.normalised_spectrum(state.weight, state.dim) if full else [])
+            if isinstance(module, nn.Conv2d) and len(size) == 2:
+                geometry = conv_norm.ConvGeometry.of(module)
+                row.sigma_operator = conv_norm.conv_operator_norm(state.weight, size, geometry, exact)
+                if full:
+                    row.sigma_circular_bound = conv_norm.circular_bound(state.weight, size, geometry, exact)
+            rows.append(row)
     return rows
 
 
@@ -105,7 +114,7 @@ def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
 def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, float]:
     """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`) and the
     operator-norm product of the normalised weights; float32 matrix products on the model's device."""
-    rows = layer_spectra(model, sizes, exact=False, with_spectrum=False)
+    rows = layer_spectra(model, sizes, exact=False, full=False)
     ratios = {f"sn_ratio/{r.name}": r.ratio for r in rows if r.ratio is not None}
     summary = {"lipschitz_bound": upper_bound(rows, "operator", normalised=True)}
     if ratios:
