@@ -95,6 +95,28 @@ def check_state_dict(module: nn.Module, weights: Any, what: str) -> None:
         raise CheckpointError(f"'{what}' has '{extra[0]}', which its model config does not (a foreign checkpoint)")
 
 
+def check_finite(weights: dict[str, Any], what: str) -> None:
+    """Raise CheckpointError naming the first tensor of a state dict that holds NaN or inf: a generator with such
+    weights draws black or garbage images, and spectra of such a discriminator mean nothing."""
+    for key, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"'{what}.{key}' holds NaN or infinite values: the weights are unusable (a "
+                                  f"diverged run?); use an earlier checkpoint")
+
+
+def model_config(state: dict[str, Any], path: str | Path) -> Any:
+    """The `ModelConfig` of a loaded checkpoint, or CheckpointError when its config has no valid model section."""
+    from sngan.config import from_dict
+    from sngan.errors import ConfigError
+
+    if not isinstance(state["config"].get("model"), dict):
+        raise CheckpointError(f"{path}: its config has no 'model' section, so its networks cannot be rebuilt")
+    try:
+        return from_dict({"model": state["config"]["model"]}).model
+    except (ConfigError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
+
+
 def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any, what: str) -> None:
     """Raise CheckpointError naming the first group, parameter or moment where `saved` does not fit `optimizer`."""
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \

@@ -23,6 +23,7 @@ from sngan.errors import SnganError
 
 EXIT_INTERRUPTED = 130  # stopped at once: nothing saved since the last checkpoint
 EXIT_STOPPED = 143  # stopped by a signal after writing a checkpoint
+OOM_TEXTS = ("can't allocate memory", "not enough memory", "out of memory")  # torch's CPU allocator, CUDA, MPS
 
 
 def _error_line(message: str) -> str:
@@ -81,9 +82,10 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             typer.echo(_error_line(str(exc)), err=True)
             raise typer.Exit(1) from None
         except (MemoryError, RuntimeError) as exc:
-            if not isinstance(exc, MemoryError) and type(exc).__name__ != "OutOfMemoryError":
+            if not isinstance(exc, MemoryError) and type(exc).__name__ != "OutOfMemoryError" and \
+                    not any(text in str(exc) for text in OOM_TEXTS):
                 raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             typer.echo(_error_line(f"out of memory ({first or type(exc).__name__}): lower the batch size or the "
                                    f"model width"), err=True)
             raise typer.Exit(1) from None
@@ -166,12 +168,22 @@ def sample(
 @one_line_errors
 def report(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by sngan train.")],
-    out: Annotated[Path | None, typer.Option(help="Output PNG (default RUN_DIR/report.png).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output PNG (default RUN_DIR/report.png, replaced on each "
+                                                  "report).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Draw a run's loss curves, metric curves and newest sample grid into one PNG."""
+    from sngan.errors import ReportError
+    from sngan.io import check_new_output, publishing
     from sngan.report.page import write_report
 
-    typer.echo(f"wrote {write_report(run_dir, out)}")
+    if not run_dir.is_dir():
+        raise ReportError(f"run directory '{run_dir}' not found")
+    target = out if out is not None else run_dir / "report.png"
+    check_new_output(target, force or out is None)  # the default report.png is the report's own file
+    with publishing(target, force or out is None) as stage:
+        write_report(run_dir, stage)
+    typer.echo(f"wrote {target}")
 
 
 @app.command()
@@ -187,19 +199,27 @@ def stats(
                                                            "torch hub cache, then download).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per Inception pass.")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
+    import dataclasses
+
     from sngan.config import load_config
+    from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation import reference_stats
+    from sngan.io import check_new_output, publishing
     from sngan.metrics.inception import load_inception
     from sngan.metrics.stats import save_stats
 
+    check_new_output(out, force)
     cfg = load_config(config)
+    check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
     net = load_inception(inception_weights, resolve_device(device))
     ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
                           batch_size, typer.echo)
-    save_stats(out, ref.mu, ref.sigma, ref.protocol)
+    with publishing(out, force) as stage:
+        save_stats(stage, ref.mu, ref.sigma, ref.protocol)
     typer.echo(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} "
                f"images, {ref.protocol['network']} (cache {ref.path})")
 
@@ -265,11 +285,12 @@ def inspect(
                                               "largest, one curve per layer; .png, .pdf or .svg).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write everything as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    force: Annotated[bool, typer.Option("--force", help="Replace existing --plot / --json files.")] = False,
 ) -> None:
     """Spectral norms of a checkpoint's discriminator: estimate vs exact per layer, conv operator norms, bounds."""
     from sngan.inspect.command import run_inspect
 
-    run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo)
+    run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo, force)
 
 
 @app.command()

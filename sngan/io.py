@@ -178,7 +178,10 @@ def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
             except FileExistsError:
                 continue
     try:
-        yield stage_dir / target.name
+        try:
+            yield stage_dir / target.name
+        except SnganError as exc:  # a refused write names the output, not its staging path
+            raise type(exc)(str(exc).replace(str(stage_dir / target.name), str(target))) from None
         with writing(target):
             _commit(stage_dir / target.name, target, replace)
     finally:
@@ -218,6 +221,13 @@ def _commit(stage: Path, target: Path, replace: bool) -> None:
                 raise taken from None
             os.rename(stage, target)
     _fsync_dir(target.parent)
+
+
+def check_new_output(target: Path, replace: bool) -> None:
+    """Refuse an output path that exists (a link counts) unless `replace` (`--force`), before any work is done."""
+    if not replace and os.path.lexists(target):
+        raise SnganError(f"'{target}' exists; choose another --out or add --force to overwrite it")
+    check_can_create(target)
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

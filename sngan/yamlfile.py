@@ -15,6 +15,7 @@ import yaml
 from sngan.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_048_576  # a config file is a page of YAML, not a data set
+MAX_DEPTH = 32  # nesting levels (a config needs 3); deeper documents would exhaust Python's recursion limit
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -26,7 +27,15 @@ class StrictLoader(yaml.SafeLoader):
             mark = self.peek_event().start_mark
             raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in a config; write the "
                               f"value out")
-        return super().compose_node(parent, index)
+        self.depth = getattr(self, "depth", 0) + 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep; a config is "
+                                  f"sections of keys")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}

@@ -66,6 +66,13 @@ BROKEN_CHECKPOINTS = {  # file name: change to a good checkpoint
     "negative_step.pt": lambda s: s.update({"step": -4}),
     "newer_format.pt": lambda s: s.update({"format_version": 99}),
     "generator_list.pt": lambda s: s.update({"generator": [1, 2, 3]}),
+    "nan_g.pt": lambda s: s.update({"generator": {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v
+                                                  for k, v in s["generator"].items()}}),
+    "nan_d.pt": lambda s: s.update({"discriminator": {**s["discriminator"], D_KEY: torch.full((1,), float("inf"))}}),
+    "huge_d.pt": lambda s: s.update({"config": {**s["config"], "model": {**s["config"]["model"], "d_ch": 4096,
+                                                                         "resolution": 128}}}),
+    "no_model.pt": lambda s: s.update({"config": {k: v for k, v in s["config"].items() if k != "model"}}),
+    "d_list.pt": lambda s: s.update({"discriminator": [1, 2]}),
 }
 
 
@@ -91,7 +98,30 @@ def workspace(tiny_runs, tmp_path_factory) -> Path:
     (root / "afile").write_text("a file, not a folder\n")
     (root / "taken.png").write_bytes(b"an earlier grid")
     plant_links_and_foreign_folders(root)
+    plant_outputs_and_hostile_files(root)
     return root
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` pixels (a decompression bomb's header) and holds no image data."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+def plant_outputs_and_hostile_files(root: Path) -> None:
+    """Existing outputs (group 4) and files nested too deep or lying about their size (group 5)."""
+    (root / "taken.npz").write_bytes(b"earlier statistics")
+    (root / "taken.json").write_text("{}\n")
+    (root / "mixed").mkdir()
+    (root / "mixed" / "00000.png").write_bytes(b"an earlier export")
+    (root / "mixed" / "notes.txt").write_text("mine\n")
+    (root / "deep.yaml").write_text("train: " + "[" * 3000 + "]" * 3000 + "\n")
+    (root / "deepplan.yaml").write_text("base: tiny.yaml\nmethods: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
+    shutil.copytree(root / "run", root / "bomb")
+    (root / "bomb" / "samples" / "step-0000009.png").write_bytes(png_header(100_000, 100_000))
 
 
 def plant_links_and_foreign_folders(root: Path) -> None:
@@ -140,6 +170,22 @@ def fail_fsync(code: int) -> Callable[[pytest.MonkeyPatch], None]:
 
         monkeypatch.setattr(os, "fsync", refuse)
     return setup
+
+
+def cpu_oom(monkeypatch: pytest.MonkeyPatch) -> None:
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you "
+                           "tried to allocate 68719476736 bytes.")
+
+    monkeypatch.setattr("sngan.sample.generate.load_generator", allocate)
+    monkeypatch.setattr("sngan.train.launch.train", allocate)
+
+
+def cuda_oom(monkeypatch: pytest.MonkeyPatch) -> None:
+    def allocate(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB (GPU 0; 80 GiB total)")
+
+    monkeypatch.setattr("sngan.sample.generate.load_generator", allocate)
 
 
 def second_signal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,6 +280,37 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
                                 "'other' is the folder of another run (run id 0000"),
     "resume auto into another run's folder": ([*TRAIN, "--out", "other", "--resume", "auto"], 1,
                                               "'other' is the folder of another run"),
+    # outputs never overwrite silently (group 4)
+    "stats over an existing file": (["stats", "--config", "tiny.yaml", "--out", "taken.npz"], 1,
+                                    "'taken.npz' exists; choose another --out or add --force"),
+    "report over a sample grid": (["report", "run", "--out", "run/samples/step-0000002.png"], 1,
+                                  "step-0000002.png' exists; choose another --out or add --force"),
+    "inspect json over a file": (["inspect", "--ckpt", CKPT, "--json", "taken.json"], 1, "'taken.json' exists"),
+    "inspect plot as text": (["inspect", "--ckpt", CKPT, "--plot", "x.txt"], 1, "--plot must end in .png, .pdf"),
+    "sample --force over a folder with other files": ([*SAMPLE, "mixed", "--force"], 1,
+                                                      "holds 'notes.txt', which sngan sample did not write"),
+    # one line for every failure, resources included (group 5)
+    "CPU out of memory": ([*SAMPLE, "x.png"], 1, "out of memory (", cpu_oom),
+    "CUDA out of memory": ([*SAMPLE, "x.png"], 1, "out of memory (CUDA out of memory", cuda_oom),
+    "CPU out of memory in training": ([*FRESH], 1, "out of memory", cpu_oom),
+    "inspect huge model": (["inspect", "--ckpt", "huge_d.pt"], 1, "more than the limit of 1,000,000,000"),
+    "inspect NaN weights": (["inspect", "--ckpt", "nan_d.pt"], 1, "holds NaN or infinite values"),
+    "inspect config and weights disagree": (["inspect", "--ckpt", "d_wrong_shape.pt"], 1, "has shape (7,)"),
+    "inspect without model section": (["inspect", "--ckpt", "no_model.pt"], 1, "has no 'model' section"),
+    "inspect discriminator a list": (["inspect", "--ckpt", "d_list.pt"], 1, "'discriminator' must be a state dict"),
+    "sample without model section": ([*SAMPLE, "x.png"][:2] + ["no_model.pt", "--out", "x.png"], 1,
+                                     "has no 'model' section"),
+    "smaller dataset on resume": ([*RESUME, CKPT, "--set", "data.num_images=64"], 1,
+                                  "data order is for a dataset of another size"),
+    "config nested 3000 deep": (["train", "--config", "deep.yaml", "--out", "fresh"], 1, "nested more than 32"),
+    "override nested 3000 deep": ([*FRESH, "--set", "train.iterations=" + "[" * 3000 + "]" * 3000], 1,
+                                  "nested more than 32"),
+    "study plan nested 3000 deep": (["study", "--plan", "deepplan.yaml", "--out", "fresh"], 1, "nested more than"),
+    "report on a decompression bomb": (["report", "bomb", "--out", "bomb.png"], 1, "cannot read the sample grid"),
+    # no silent wrong results (group 6)
+    "sample NaN weights": (["sample", "--ckpt", "nan_g.pt", "--out", "x.png"], 1, "holds NaN or infinite values"),
+    "stats split of a synthetic set": (["stats", "--config", "tiny.yaml", "--out", "x.npz", "--split", "nosuch"], 1,
+                                       "data.split must be train for synthetic"),
     # an older checkpoint on a full disk: nothing moved, no "moved" line (group 3)
     "disk full resuming an older checkpoint": ([*RESUME, "run/checkpoints/ckpt-0000002.pt"], 1,
                                                "no space left on device", fail_fsync(errno.ENOSPC)),

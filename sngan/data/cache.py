@@ -25,11 +25,12 @@ from sngan.config import DataConfig
 from sngan.data.common import ImageSet
 from sngan.data.files import FolderSource, ImageNetSource
 from sngan.data.pack import PackResult, PackWriter, Source
-from sngan.data.sources import Cifar10Source, Stl10Source, synthetic_shapes
+from sngan.data.sources import STL10_SPLITS, Cifar10Source, Stl10Source, synthetic_shapes
 from sngan.errors import DataError
 
 FORMAT_VERSION = 1
 SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}
+ONE_SPLIT = ("synthetic", "folder", "imagenet")  # sources that are one set of images (data.split must be train)
 SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
 
 
@@ -112,6 +113,14 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_split(data_cfg: DataConfig) -> None:
+    """Refuse a data.split its source does not have (checked before any work: a wrong split is never ignored)."""
+    splits = {"cifar10": ("train", "test"), "stl10": STL10_SPLITS}.get(data_cfg.name, ("train",))
+    if data_cfg.split not in splits:
+        raise DataError(f"data.split must be {' or '.join(splits)} for {data_cfg.name}, got {data_cfg.split!r}"
+                        + (" (one set of images, no other split)" if data_cfg.name in ONE_SPLIT else ""))
+
+
 def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
             log: Callable[[str], None] | None = None) -> ImageSet:
     """The packed set for `cfg` at `resolution`: reused when its cache is current, else packed first.
@@ -162,6 +171,7 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
     Returns:
         ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
     """
+    check_split(data_cfg)
     if data_cfg.name == "synthetic":
         image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
     else:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from sngan.data.common import ImageSet, to_float
+from sngan.errors import DataError
 
 PREFETCH_DEPTH = 3  # batches gathered ahead by StreamBatches
 
@@ -67,8 +68,12 @@ class IndexOrder:
         return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
+        order = state["order"]
+        if len(order) != len(self.order) or (len(order) and int(order.max()) >= self.num):
+            raise DataError(f"the checkpoint's data order is for a dataset of another size ({len(order)} indices "
+                            f"per epoch, this one has {len(self.order)}): resume with the dataset it was trained on")
         self.generator.set_state(state["generator"])
-        self.order = state["order"].to(self.device)
+        self.order = order.to(self.device)
         self.position = int(state["position"])
 
 

@@ -20,9 +20,10 @@ import torch
 
 from sngan.errors import CheckpointError, ConfigError, SnganError
 from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra
-from sngan.io import atomic_write, write_text
+from sngan.io import atomic_write, check_new_output, publishing, write_text
 
 BATCH = 64  # images per gradient pass of the Lipschitz estimate
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 @dataclass
@@ -46,17 +47,27 @@ class Inspection:
 
 def load_discriminator(path: str | Path, device: torch.device | str) -> tuple[torch.nn.Module, dict]:
     """The checkpoint's discriminator (with its stored power-iteration vectors) and the checkpoint dict."""
-    from sngan.checkpoint import load_checkpoint
+    from sngan.checkpoint import check_finite, check_state_dict, load_checkpoint, model_config
     from sngan.config import from_dict
+    from sngan.limits import check_model_size
     from sngan.models import build_discriminator
 
     state = load_checkpoint(path)
+    model_config(state, path)  # a model section is required: the defaults are not this checkpoint's networks
     try:
         cfg = from_dict(state["config"])
     except (ConfigError, AttributeError, TypeError) as exc:
         raise CheckpointError(f"{path}: its config is invalid: {exc}") from None
+    check_model_size(cfg.model)  # before any network is allocated
     model = build_discriminator(cfg.model)
-    model.load_state_dict(state["discriminator"])
+    try:
+        check_state_dict(model, state["discriminator"], "discriminator")
+        check_finite(state["discriminator"], "discriminator")
+        model.load_state_dict(state["discriminator"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except RuntimeError:
+        raise CheckpointError(f"{path}: discriminator weights do not match its model config") from None
     return model.to(device).eval(), state
 
 
@@ -162,14 +173,21 @@ def plot_spectra(ins: Inspection, path: str | Path) -> Path:
 
 
 def run_inspect(ckpt: Path, lipschitz: int, plot: Path | None, json_out: Path | None, device: str,
-                log: Callable[[str], None]) -> Inspection:
-    """What `sngan inspect` does: print the table, then write the figure and the JSON when asked."""
+                log: Callable[[str], None], force: bool = False) -> Inspection:
+    """What `sngan inspect` does: print the table, then write the figure and the JSON when asked (an existing file
+    only with `force`, checked before the work)."""
     from sngan.distributed import resolve_device
 
+    if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
+        raise SnganError(f"--plot must end in {', '.join(PLOT_FORMATS)}, got '{plot}'")
+    for path in (plot, json_out):
+        if path is not None:
+            check_new_output(path, force)
     ins = inspect_checkpoint(ckpt, lipschitz, resolve_device(device))
     log(format_table(ins))
-    if plot is not None:
-        log(f"wrote {plot_spectra(ins, plot)}")
-    if json_out is not None:
-        log(f"wrote {write_json(ins, json_out)}")
+    for path, write in ((plot, plot_spectra), (json_out, write_json)):
+        if path is not None:
+            with publishing(path, force) as stage:
+                write(ins, stage)
+            log(f"wrote {path}")
     return ins

@@ -137,6 +137,9 @@ def load_stats(path: str | Path, features: bool = False) -> ReferenceStats:
         raise
     except Exception:  # zip/pickle/JSON failures all mean an unreadable file
         raise MetricError(f"{path}: cannot read statistics (truncated, corrupt or not an .npz file)") from None
+    if protocol is not None and not isinstance(protocol, dict):
+        raise MetricError(f"{path}: its 'protocol' must be a JSON object (what the statistics were computed from), "
+                          f"got {type(protocol).__name__}")
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise MetricError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
     if real is not None and real.shape[1:] != mu.shape:

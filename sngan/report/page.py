@@ -9,18 +9,18 @@ half-written last line is dropped). The report is derived data: writing it again
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from sngan.errors import ReportError
+from sngan.errors import ReportError, SnganError
 from sngan.io import atomic_write, read_jsonl
 from sngan.report.charts import Series, line_chart
+from sngan.yamlfile import read_yaml
 
 LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -29,6 +29,8 @@ GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) t
 HEADER = 64
 MARGIN = 16
 TEXT = "#222222"
+MAX_VALUE = 1e300  # larger logged values are not drawn: a chart's range (max - min) would overflow
+MAX_GRID_PIXELS = 4096 * 130 * 130  # the largest grid sngan writes: 4096 images of 128 px with padding
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -125,11 +127,11 @@ def _title(run_dir: Path, records: list[dict[str, Any]]) -> tuple[str, str]:
     config_path = run_dir / "config.yaml"
     name = run_dir.resolve().name
     try:
-        cfg = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
+        cfg = read_yaml(config_path) if config_path.exists() else None  # bounded: size, depth, UTF-8
         model, data = cfg["model"], cfg["data"]
         classes = f", {model['num_classes']} classes" if model["num_classes"] else ""
         name += f"  -  {model['arch']} {model['resolution']}px, {data['name']}{classes}"
-    except (yaml.YAMLError, TypeError, KeyError):
+    except (SnganError, TypeError, KeyError):
         pass  # a report without the model line is still useful
     if not records:
         return name, "no metrics logged yet"
@@ -150,7 +152,16 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
         ImageDraw.Draw(panel).text((0, 6), "no sample grid yet", fill=TEXT, font=font(14))
         return panel
     step, path = grid
-    image = Image.open(path).convert("RGB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_GRID_PIXELS:
+                    raise ReportError(f"{path}: {opened.width}x{opened.height} pixels is too large for a sample "
+                                      f"grid (at most {MAX_GRID_PIXELS:,})")
+                image = opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ReportError(f"{path}: cannot read the sample grid ({exc}); move it aside to draw the report") from None
     if image.width <= GRID_WIDTH:
         factor = max(1, GRID_WIDTH // image.width)
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
@@ -163,4 +174,5 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A value a chart can draw: a number within +-MAX_VALUE (NaN, inf, 1e308 and 10**400 are left out)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_VALUE <= value <= MAX_VALUE

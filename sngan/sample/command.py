@@ -1,8 +1,11 @@
 """`sngan sample` as plain Python: choose the format, check the request against the model, generate, write.
 
 Formats (`--format`, or from `--out`): `grid` (.png), `folder` (no extension, or an existing folder: one PNG per
-image, for external FID tools), `npz` (.npz: `x` uint8 (N, H, W, 3), `y` int64 (N,) when conditional) and, with
-`--interpolate`, a PNG strip plus a GIF (.png or .gif: both are written, side by side).
+image, for external FID tools; conditional models get one sub-folder per class, `00003/00012.png`, as torchvision's
+ImageFolder reads, or with `--flat` `00012_class3.png`), `npz` (.npz: `x` and `arr_0` the same uint8 (N, H, W, 3),
+`y` int64 (N,) when conditional) and, with `--interpolate`, a PNG strip plus a GIF (.png or .gif: both written).
+`--seeds 0-35` gives one image per seed (`seed0035.png` in a folder), each the same whatever the other seeds;
+`--truncation T` redraws latent entries with |z| > T (the truncation trick: not the paper's protocol).
 
 Class options (conditional models only): `--class K` makes every image class K; `--classes 0,3,7` or `--classes
 all` gives `--num` images per listed class (one grid row per class), or, with `--interpolate`, a path through the
@@ -18,7 +21,8 @@ import torch
 from torch import nn
 
 from sngan.errors import SamplingError
-from sngan.sample.generate import generate, generate_batches, generate_uint8, latents
+from sngan.io import publishing
+from sngan.sample.generate import generate, generate_batches, generate_uint8, latents, parse_seeds, seed_latents
 from sngan.sample.interpolation import METHODS, class_path, latent_path
 from sngan.sample.writers import check_output, save_folder, save_gif, save_grid, save_npz, save_strip
 
@@ -55,6 +59,9 @@ class SampleRequest:
     batch_size: int = 256
     progress: bool = False
     force: bool = False
+    seeds: str | None = None  # '0-35': one image per seed (StyleGAN style), instead of --num from --seed
+    truncation: float | None = None  # redraw |z| > T (not the paper's protocol)
+    flat: bool = False  # conditional folder exports: one folder, class in the name, instead of class sub-folders
 
     def __post_init__(self) -> None:
         """Every size the user typed, bounded before anything is generated."""
@@ -65,6 +72,8 @@ class SampleRequest:
                                          ("--class", self.class_index, 0, MAX_CLASS)):
             if value is not None and not low <= value <= high:
                 raise SamplingError(f"{option} must be between {low} and {high:,}, got {value:,}")
+        if self.truncation is not None and not self.truncation > 0:
+            raise SamplingError(f"--truncation must be > 0, got {self.truncation}")
 
 
 def check_count(count: int, limit: int, what: str) -> None:
@@ -155,6 +164,8 @@ def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
 
 def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None) -> list[Path]:
     if classes is not None:
+        if request.seeds is not None:
+            raise SamplingError("--seeds does not apply with --classes: use --seed and --num per class")
         if request.nrow is not None:
             raise SamplingError("--nrow does not apply with --classes: the grid has one row per class, --num "
                                 "images each")
@@ -163,18 +174,30 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
         check_count(num, MAX_IMAGES, "the export")
         labels = torch.tensor(classes).repeat_interleave(per_class)  # (len(classes) * per_class,)
     else:
-        num, nrow = request.num or DEFAULT_NUM, request.nrow
+        seeds = None if request.seeds is None else parse_seeds(request.seeds)
+        if seeds is not None and request.num is not None:
+            raise SamplingError("--seeds and --num exclude each other: --seeds gives one image per seed")
+        num, nrow = len(seeds) if seeds else request.num or DEFAULT_NUM, request.nrow
+        check_count(num, MAX_IMAGES, "the export")
         labels = None if request.class_index is None else torch.full((num,), request.class_index)
     if fmt == "grid":
         check_count(num, MAX_GRID, "the grid")
     check_output(request.out, fmt == "folder", request.force)
-    z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels)
-    if fmt == "grid":
-        return [save_grid(generate(generator, z, y, request.batch_size, request.progress), request.out, nrow)]
-    if fmt == "npz":
-        return [save_npz(generate_uint8(generator, z, y, request.batch_size, request.progress), y, request.out)]
-    batches = generate_batches(generator, z, y, request.batch_size, request.progress)
-    return save_folder(batches, y, request.out, num)
+    if request.seeds is not None and classes is None:
+        z, y = seed_latents(seeds, generator.z_dim, generator.num_classes, labels, request.truncation)
+    else:
+        z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels, request.truncation)
+    names = [f"seed{s:04d}" for s in seeds] if request.seeds is not None and classes is None else None
+    with publishing(request.out, request.force) as stage:  # the old export stays until the new one is whole
+        if fmt == "grid":
+            save_grid(generate(generator, z, y, request.batch_size, request.progress), stage, nrow)
+        elif fmt == "npz":
+            save_npz(generate_uint8(generator, z, y, request.batch_size, request.progress), y, stage)
+        else:
+            batches = generate_batches(generator, z, y, request.batch_size, request.progress)
+            written = save_folder(batches, y, stage, num, request.flat, names)
+            paths = [request.out / p.relative_to(stage) for p in written]
+    return paths if fmt == "folder" else [request.out]
 
 
 def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
@@ -194,7 +217,10 @@ def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
     else:
         z, y = _latent_interpolation(generator, request, rows, steps)
     images = generate(generator, z, y, request.batch_size, request.progress)  # (rows * steps, 3, H, W)
-    return [save_strip(images, steps, strip_path), save_gif(images, steps, gif_path, request.nrow)]
+    with publishing(strip_path, request.force) as strip, publishing(gif_path, request.force) as gif:
+        save_strip(images, steps, strip)
+        save_gif(images, steps, gif, request.nrow)
+    return [strip_path, gif_path]
 
 
 def _class_interpolation(generator: nn.Module, request: SampleRequest, classes: list[int], rows: int,

@@ -105,17 +105,13 @@ def load_generator(path: str | Path, ema: bool | None = None,
     Returns:
         (generator in eval mode, checkpoint dict).
     """
-    from sngan.checkpoint import check_state_dict, generator_weights, load_checkpoint
-    from sngan.config import from_dict
-    from sngan.errors import CheckpointError, ConfigError
+    from sngan.checkpoint import check_finite, check_state_dict, generator_weights, load_checkpoint, model_config
+    from sngan.errors import CheckpointError
     from sngan.limits import check_model_size
     from sngan.models import build_generator
 
     state = load_checkpoint(path)
-    try:
-        model_cfg = from_dict({"model": state["config"].get("model", {})}).model
-    except (ConfigError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
+    model_cfg = model_config(state, path)
     try:
         weights, use_ema = generator_weights(state, ema)
     except CheckpointError as exc:
@@ -124,6 +120,7 @@ def load_generator(path: str | Path, ema: bool | None = None,
     generator = build_generator(model_cfg)
     try:
         check_state_dict(generator, weights, "generator_ema" if use_ema else "generator")
+        check_finite(weights, "generator_ema" if use_ema else "generator")  # else black images, exit 0
         generator.load_state_dict(weights)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None

@@ -43,6 +43,11 @@ def check_output(path: Path, folder: bool, force: bool) -> None:
         raise SamplingError(f"--out '{path}' is a folder; give a file name (.png, .npz or .gif)")
     check_can_create(path / "00000.png" if folder else path)
     if force:
+        foreign = [p.name for p in path.iterdir() if p.is_symlink() or not FOLDER_NAME.match(p.name)] \
+            if folder and path.is_dir() and not path.is_symlink() else []
+        if foreign:  # --force swaps the whole folder (sngan.io.publishing): only an earlier export may go
+            raise SamplingError(f"folder '{path}' holds '{foreign[0]}', which sngan sample did not write: --force "
+                                f"replaces a folder of sample PNGs only; choose a new folder")
         return
     if folder and path.is_dir() and any(path.iterdir()):
         raise SamplingError(f"folder '{path}' is not empty; choose a new folder or add --force to replace its "
@@ -86,8 +91,8 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
                 num: int) -> list[Path]:
     """Save each image as its own PNG: `00000.png`, ... or `00000_class3.png` for conditional models.
 
-    Earlier sample PNGs in the folder (same naming) are removed first, so the folder holds exactly this export;
-    other files are left alone. Callers check with `check_output` before.
+    `sngan sample` writes into a new staging folder and swaps it in whole (`sngan.io.publishing`). Callers check
+    with `check_output` before.
 
     Args:
         batches: images in [-1, 1], (B, 3, H, W) per batch (e.g. `generate_batches`), written as they come.
@@ -100,9 +105,6 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        if old.is_file() and FOLDER_NAME.match(old.name):
-            old.unlink()
     width = max(5, len(str(num - 1)))
     paths: list[Path] = []
     for batch in batches:

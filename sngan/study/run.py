@@ -10,6 +10,14 @@ interrupted and resumes from its newest checkpoint (`sngan train --resume` seman
 checkpoint is moved aside and started afresh. result.json keeps the run's resolved config: a plan changed under an
 existing study is refused rather than mixed. With --jobs N the runs go to N subprocesses (`sngan study --only`),
 one GPU each when there are GPUs; the parent then writes the table and figures.
+
+One study per folder: a study holds `<out>/.lock` (`FolderLock`) for its whole life, so a second study on the same
+folder is one line naming the first's PID; --jobs children run under their parent's lock (an `--only` run started
+by hand takes the lock itself). A run folder is moved aside only under its own run lock.
+Failure policy (the default, no option): a run that fails for a reason other than divergence (bad data, out of
+memory, a refused folder) is named, recorded in study.jsonl and study.md as `failed` with its message, and the other
+runs go on; the study then exits 1 with one line naming the failed runs, and the next start retries them (they have
+no result.json). A signal stops the whole study.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints
 from sngan.config import Config, to_yaml
-from sngan.errors import StudyError, TrainingDiverged
-from sngan.io import write_text
+from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopped
+from sngan.io import write_text, writing
 from sngan.report.page import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
+from sngan.train.ownership import FolderLock, RunLock
 
 RESULT = "result.json"
+MAX_RESULT_BYTES = 1_048_576  # a result.json holds a status, a message and a config
 
 
 def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], None]) -> str:
@@ -41,15 +51,20 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
 
     result = run_dir / RESULT
     if result.exists():
-        saved = json.loads(result.read_text())
-        if saved.get("config") != to_yaml(cfg):
+        saved = read_result(run_dir)
+        if saved["config"] != to_yaml(cfg):
             raise StudyError(f"{run_dir} was trained with another config than the plan now gives: restore the plan "
                              f"or use a new --out")
         return "skipped"
     found = list_checkpoints(run_dir / "checkpoints")
     if not found and run_dir.exists():
         aside = run_dir.with_name(f".{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_dir.rename(aside)
+        lock = RunLock(run_dir)  # a process still training there is named, its folder never moved
+        try:
+            with writing(run_dir):
+                run_dir.rename(aside)
+        finally:
+            lock.release()
         log(f"{run_dir.name}: stopped before its first checkpoint; moved to {aside.name}, starting afresh")
     resume = found[-1] if found else None
     status, message = "finished", ""
@@ -65,9 +80,27 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
     return status
 
 
-def summarize(run_dir: Path, variant: Variant, seed: int) -> dict[str, Any]:
-    """One study.jsonl record: status, final and best metrics (named by their protocol), seconds per G step."""
-    result = json.loads((run_dir / RESULT).read_text())
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """A run's result.json, checked (a hostile or torn file is one StudyError line naming it)."""
+    path = run_dir / RESULT
+    try:
+        if path.stat().st_size > MAX_RESULT_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes")
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise StudyError(f"{path}: cannot read the run's result ({type(exc).__name__}); move the run folder aside "
+                         f"to train it again") from None
+    if not isinstance(saved, dict) or saved.get("status") not in ("finished", "diverged") or \
+            not all(isinstance(saved.get(key), str) for key in ("message", "config")):
+        raise StudyError(f"{path}: not a result sngan wrote (needs status finished|diverged, message and config); "
+                         f"move the run folder aside to train it again")
+    return saved
+
+
+def summarize(run_dir: Path, variant: Variant, seed: int, failure: str | None = None) -> dict[str, Any]:
+    """One study.jsonl record: status, final and best metrics (named by their protocol), seconds per G step; a run
+    that `failure` stopped is recorded as failed, with that message."""
+    result = read_result(run_dir) if failure is None else {"status": "failed", "message": failure}
     records = read_records(run_dir / "metrics.jsonl")
     final: dict[str, float] = {}
     for record in records:
@@ -87,12 +120,13 @@ def summarize(run_dir: Path, variant: Variant, seed: int) -> dict[str, Any]:
             "best": best, "sec_per_g_iter": 1.0 / statistics.median(speeds) if speeds else None}
 
 
-def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, log: Callable[[str], None]) -> None:
-    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one GPU per slot)."""
+def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, log: Callable[[str], None]) -> dict[str, str]:
+    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one GPU per slot); returns the
+    failed runs' messages by name. The children run under this process's study lock."""
     import torch
 
     gpus = torch.cuda.device_count()
-    pending, running, failed = list(names), {}, []
+    pending, running, failed = list(names), {}, {}
     while pending or running:
         free = [slot for slot in range(jobs) if slot not in running]
         while pending and free:
@@ -107,10 +141,8 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, log: Calla
             if proc.poll() is not None:
                 del running[slot]
                 if proc.returncode != 0:
-                    failed.append(f"{name} (exit {proc.returncode})")
-    if failed:
-        raise StudyError(f"runs failed: {', '.join(failed)}; their messages are above; run the study again to "
-                         f"continue")
+                    failed[name] = f"exit {proc.returncode} (its message is above)"
+    return failed
 
 
 def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | None = None, progress: bool = True,
@@ -129,24 +161,56 @@ def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | No
     """
     out = Path(out) if out is not None else plan.out
     runs = {run_name(v, s): (v, s, plan.config(v, s)) for v, s in plan.runs()}
-    if only is not None:
-        if only not in runs:
-            raise StudyError(f"--only {only}: not a run of {plan.path} (runs: {', '.join(runs)})")
-        run_one(runs[only][2], out / only, progress, log)
-        return out
+    if only is not None and only not in runs:
+        raise StudyError(f"--only {only}: not a run of {plan.path} (runs: {', '.join(runs)})")
+    lock = None if only is not None and _held_by_parent(out) else FolderLock(out, "study folder")
+    try:
+        if only is not None:
+            run_one(runs[only][2], out / only, progress, log)
+            return out
+        _run_all(plan, out, runs, jobs, progress, log)
+    finally:
+        if lock is not None:
+            lock.release()
+    return out
+
+
+def _held_by_parent(out: Path) -> bool:
+    """Whether `out`'s study lock is held by this process's parent (a `--jobs` child runs under it)."""
+    path = out / ".lock"
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(32).strip() == str(os.getppid()).encode()
+
+
+def _run_all(plan: Plan, out: Path, runs: dict[str, tuple[Variant, int, Config]], jobs: int, progress: bool,
+             log: Callable[[str], None]) -> None:
+    """Every run (children first with --jobs), then the table and figures. A run that fails for a reason other
+    than divergence is named, recorded as failed, and the others go on; the study then ends with one error line."""
     todo = [name for name in runs if not (out / name / RESULT).exists()]
     log(f"study {out}: {len(runs)} runs, {len(runs) - len(todo)} already done")
-    if jobs > 1 and todo:
-        _run_children(plan, out, todo, jobs, log)
+    failures = _run_children(plan, out, todo, jobs, log) if jobs > 1 and todo else {}
     for name, (_, _, cfg) in runs.items():
-        status = run_one(cfg, out / name, progress, log)  # also checks finished runs still match the plan
-        log(f"{name}: {status}")
-    records = [summarize(out / name, v, s) for name, (v, s, _) in runs.items()]
+        if name in failures:
+            continue
+        try:
+            status = run_one(cfg, out / name, progress, log)  # also checks finished runs still match the plan
+        except (SnganError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, (TrainingStopped, StudyError)) or \
+                    (isinstance(exc, RuntimeError) and type(exc).__name__ != "OutOfMemoryError"):
+                raise
+            failures[name], status = " ".join(str(exc).split()) or type(exc).__name__, "failed"
+        log(f"{name}: {status}" + (f": {failures[name]}" if name in failures else ""))
+    records = [summarize(out / name, v, s, failures.get(name)) for name, (v, s, _) in runs.items()]
     write_text(out / "study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    figures = write_figures(records, out, plan.evaluation)
+    figures = write_figures([r for r in records if r["status"] != "failed"], out, plan.evaluation)
     write_text(out / "study.md", markdown(plan, records, figures))
     log(f"wrote {out / 'study.md'}, {out / 'study.jsonl'} and {len(figures)} figures")
-    return out
+    if failures:
+        named = "; ".join(f"{name}: {message}" for name, message in failures.items())
+        raise StudyError(f"{len(failures)} of {len(runs)} runs failed ({named}); the others are in "
+                         f"{out / 'study.md'}; run the study again to retry the failed ones")
 
 
 def markdown(plan: Plan, records: list[dict[str, Any]], figures: list[Path]) -> str:
