@@ -147,6 +147,12 @@ def sample(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files; replace the sample "
                                                         "PNGs of a non-empty folder.")] = False,
+    seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed, e.g. 0-35 or 1,5,10-12 "
+                                              "(instead of --num images from --seed).")] = None,
+    truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
+                                                     "with |z| > T (truncation trick; not the paper's).")] = None,
+    flat: Annotated[bool, typer.Option("--flat", help="Conditional folder export: all PNGs in one folder, class "
+                                                      "in the name, instead of one sub-folder per class.")] = False,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.distributed import resolve_device
@@ -155,7 +161,8 @@ def sample(
 
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
-                            batch_size=batch_size, progress=progress, force=force)
+                            batch_size=batch_size, progress=progress, force=force, seeds=seeds,
+                            truncation=truncation, flat=flat)
     generator, _ = load_generator(ckpt, ema, resolve_device(device))
     paths = export(generator, request)
     if out.is_dir():

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from sngan.errors import SamplingError
 from sngan.sample.writers import to_uint8
 
 
-def latents(num: int, z_dim: int, num_classes: int, seed: int,
-            classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def latents(num: int, z_dim: int, num_classes: int, seed: int, classes: torch.Tensor | None = None,
+            truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Seeded z ~ N(0, I) of shape (num, z_dim) and, for conditional models, labels (num,).
 
     Args:
@@ -26,16 +27,57 @@ def latents(num: int, z_dim: int, num_classes: int, seed: int,
         num_classes: 0 for unconditional models (labels None).
         seed: the same seed gives the same latents and labels.
         classes: fixed labels to use instead of uniformly drawn ones.
+        truncation: T > 0 redraws every entry with |z| > T (the truncation trick, Brock et al. 2019 Sec. 3.1;
+            not the SN-GAN paper's protocol), from the same seeded stream; None = plain N(0, I).
 
     Returns:
         (z, y) on the CPU.
     """
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(num, z_dim, generator=g)
+    if truncation is not None:
+        z = truncate(z, truncation, g)
     if num_classes == 0:
         return z, None
     y = classes if classes is not None else torch.randint(0, num_classes, (num,), generator=g)
     return z, y.long()
+
+
+def truncate(z: torch.Tensor, threshold: float, g: torch.Generator) -> torch.Tensor:
+    """z with every entry of magnitude above `threshold` redrawn from N(0, 1) (by `g`) until none is."""
+    if not threshold > 0:
+        raise SamplingError(f"--truncation must be > 0, got {threshold}")
+    z = z.clone()
+    while (outside := z.abs() > threshold).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=g)
+    return z
+
+
+def parse_seeds(text: str) -> list[int]:
+    """StyleGAN-style seeds: '0-35' -> 0..35, '1,5,10-12' -> [1, 5, 10, 11, 12]."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise SamplingError(f"--seeds takes numbers and ranges like 0-35 or 1,5,10-12, got {text!r}") from None
+        if not 0 <= first <= last:
+            raise SamplingError(f"--seeds range {part!r} must run from a smaller to a larger seed >= 0")
+        seeds += range(first, last + 1)
+    if not seeds:
+        raise SamplingError("--seeds needs at least one seed")
+    return seeds
+
+
+def seed_latents(seeds: list[int], z_dim: int, num_classes: int, classes: torch.Tensor | None = None,
+                 truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One latent (and label) per seed, each `latents(1, ..., seed)`: seed s gives the same image whatever the
+    other seeds are."""
+    pairs = [latents(1, z_dim, num_classes, s, None if classes is None else classes[i:i + 1], truncation)
+             for i, s in enumerate(seeds)]
+    z = torch.cat([p[0] for p in pairs])
+    return z, None if num_classes == 0 else torch.cat([p[1] for p in pairs])
 
 
 @torch.no_grad()

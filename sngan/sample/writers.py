@@ -24,7 +24,8 @@ from torchvision.utils import make_grid, save_image
 from sngan.errors import SamplingError
 from sngan.io import atomic_write, check_can_create
 
-FOLDER_NAME = re.compile(r"^\d+(_class\d+)?\.png$")  # the files save_folder writes (and --force replaces)
+# what save_folder writes (and --force replaces): PNGs, class sub-folders
+FOLDER_NAME = re.compile(r"^(\d+(_class\d+)?\.png|\d+|seed\d+\.png)$")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
 
@@ -88,8 +89,9 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
 
 
 def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, folder: str | Path,
-                num: int) -> list[Path]:
-    """Save each image as its own PNG: `00000.png`, ... or `00000_class3.png` for conditional models.
+                num: int, flat: bool = False, names: list[str] | None = None) -> list[Path]:
+    """Save each image as its own PNG: `00000.png`, ...; for conditional models one sub-folder per class,
+    `00003/00012.png` (the layout torchvision's ImageFolder reads), or with `flat` `00012_class3.png`.
 
     `sngan sample` writes into a new staging folder and swaps it in whole (`sngan.io.publishing`). Callers check
     with `check_output` before.
@@ -99,6 +101,8 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
         labels: (num,) class labels, or None.
         folder: destination folder (created if needed).
         num: total number of images (sets the zero-padding of the names).
+        flat: conditional images side by side with the class in the name, not in sub-folders.
+        names: file names without '.png' (e.g. `seed0035` for --seeds) instead of the index.
 
     Returns:
         The paths written, in index order.
@@ -110,17 +114,24 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
     for batch in batches:
         for image in to_uint8(batch).numpy():  # (H, W, 3)
             i = len(paths)
-            suffix = "" if labels is None else f"_class{int(labels[i])}"
-            paths.append(folder / f"{i:0{width}d}{suffix}.png")
+            name = names[i] if names is not None else f"{i:0{width}d}"
+            if labels is None:
+                paths.append(folder / f"{name}.png")
+            elif flat:
+                paths.append(folder / f"{name}_class{int(labels[i])}.png")
+            else:
+                paths.append(folder / f"{int(labels[i]):05d}" / f"{name}.png")
+                paths[-1].parent.mkdir(exist_ok=True)
             atomic_write(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
     return paths
 
 
 def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path) -> Path:
-    """Save `x` (N, H, W, 3) uint8 and, for conditional models, `y` (N,) int64 in an uncompressed .npz.
+    """Save `x` (N, H, W, 3) uint8, the same images again as `arr_0` (the key OpenAI's guided-diffusion evaluator
+    and most FID tools read; it doubles the file) and, for conditional models, `y` (N,) int64, uncompressed.
 
     The file is written atomically (`sngan.io.atomic_write`) and its zip entries carry a fixed date, so
-    the same images always give the same bytes. `numpy.load(path)["x"]` reads it.
+    the same images always give the same bytes. `numpy.load(path)["x"]` (or `["arr_0"]`) reads it.
 
     Args:
         pixels: uint8 images (N, H, W, 3), as `generate_uint8` returns them.
@@ -130,7 +141,7 @@ def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path
     Returns:
         The path written.
     """
-    arrays = {"x": pixels.numpy()}
+    arrays = {"x": pixels.numpy(), "arr_0": pixels.numpy()}
     if labels is not None:
         arrays["y"] = labels.numpy().astype(np.int64)
 

@@ -1,0 +1,57 @@
+"""Exports other tools load: per-class folders ImageFolder reads, --seeds (one image per seed), --truncation."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sngan.errors import SamplingError
+from sngan.sample.generate import generate, latents, load_generator, parse_seeds, truncate
+from sngan.sample.writers import to_uint8
+from tests.test_sampling import ok, sample
+
+
+def test_seed_lists_and_ranges_parse_like_stylegan():
+    assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("1,5,10-12") == [1, 5, 10, 11, 12]
+    for bad in ("a-b", "5-2", ","):
+        with pytest.raises(SamplingError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_each_seed_gives_its_own_image_whatever_the_other_seeds(tiny_runs, tmp_path):
+    ckpt = tiny_runs["uncond_ckpt"]
+    ok(sample(ckpt, tmp_path / "many", "--seeds", "3-6"))
+    ok(sample(ckpt, tmp_path / "one", "--seeds", "5"))
+    names = sorted(p.name for p in (tmp_path / "many").iterdir())
+    assert names == ["seed0003.png", "seed0004.png", "seed0005.png", "seed0006.png"]
+    alone = np.asarray(Image.open(tmp_path / "one" / "seed0005.png"))
+    generator, _ = load_generator(ckpt)
+    z, _ = latents(1, generator.z_dim, 0, 5)
+    expected = to_uint8(generate(generator, z, None))[0].numpy()
+    diff = np.abs(np.asarray(Image.open(tmp_path / "many" / "seed0005.png")).astype(int) - alone.astype(int))
+    assert diff.max() <= 1  # batch of 4 vs batch of 1: float round-off may flip a rounding
+    np.testing.assert_array_equal(alone, expected)
+    result = sample(ckpt, tmp_path / "x.npz", "--seeds", "1-2", "--num", 2)
+    assert result.exit_code == 1 and "exclude each other" in result.output
+
+
+def test_truncation_redraws_large_entries_from_the_seeded_stream(tiny_runs, tmp_path):
+    z = truncate(torch.randn(500, 16, generator=torch.Generator().manual_seed(0)), 0.5,
+                 torch.Generator().manual_seed(1))
+    assert z.abs().max() <= 0.5 and z.std() > 0.2  # redrawn, not clipped to the bound
+    a, _ = latents(64, 16, 0, 3, truncation=1.0)
+    assert torch.equal(a, latents(64, 16, 0, 3, truncation=1.0)[0]) and a.abs().max() <= 1.0
+    assert not torch.equal(a, latents(64, 16, 0, 3)[0])
+    ok(sample(tiny_runs["uncond_ckpt"], tmp_path / "t.npz", "--num", 3, "--truncation", 0.7))
+    result = sample(tiny_runs["uncond_ckpt"], tmp_path / "u.npz", "--truncation", 0)
+    assert result.exit_code == 1 and "--truncation must be > 0" in result.output
+
+
+def test_conditional_folder_is_read_by_torchvision_image_folder(tiny_runs, tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    folder = tmp_path / "cls"
+    ok(sample(tiny_runs["cond_ckpt"], folder, "--classes", "0,2", "--num", 2))
+    loaded = datasets.ImageFolder(str(folder))
+    assert loaded.classes == ["00000", "00002"] and [label for _, label in loaded.samples] == [0, 0, 1, 1]
+    ok(sample(tiny_runs["cond_ckpt"], folder, "--classes", "1", "--num", 1, "--force"))  # --force replaces it
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["00001/00000.png"]
