@@ -117,8 +117,8 @@ def format_table(ins: Inspection) -> str:
             f"{'conv_ub':>9} | {'exact/sh':>8} {'conv/sh':>8}")
     lines = [f"discriminator of {ins.checkpoint} (step {ins.step})",
              "sigma_hat = u^T W v (stored vectors); exact = largest singular value of W.reshape(out, -1) (float64 SVD)",
-             "conv = operator norm of the convolution as it runs (input size, stride, zero padding), Lanczos: a "
-             "certified lower bound, converged",
+             "conv = operator norm of the convolution as it runs (input size, stride, zero padding) by Lanczos:",
+             "       a certified lower bound, converged to the norm (sngan.inspect.conv_norm)",
              "conv_ub = certified upper bound: circular FFT norm on the zero-padded grid (Sedghi et al. 2019)",
              "exact/sh, conv/sh = the same for the normalised weights W / sigma_hat", head, "-" * len(head)]
     for r in ins.layers:
