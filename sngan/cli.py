@@ -255,13 +255,15 @@ def eval_(
     metrics: Annotated[str, typer.Option(help="Comma-separated, from is,fid,kid,prdc,intra_fid: IS and FID always; "
                                          "kid, prdc (k=5) and intra_fid (conditional) on the FID's features.")]
     = "is,fid",
+    truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries with |z| > T (not "
+                                                     "the paper's protocol; stamped into the names).")] = None,
 ) -> None:
     """Inception Score and FID (and optionally KID, PRDC, intra-FID) of a checkpoint, with their protocol."""
     from sngan.evaluation import evaluate_command
 
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
                      seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
-                     metrics=metrics)
+                     metrics=metrics, truncation=truncation)
 
 
 @app.command()

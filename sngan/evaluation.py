@@ -65,6 +65,7 @@ class Protocol:
     fid_generated: int
     num_real: int | None
     description: str
+    truncation: float | None = None  # latents redrawn at |z| > T (`sample --truncation`): never the paper's protocol
 
 
 PROTOCOLS = {
@@ -115,7 +116,8 @@ def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, 
         is_name += f"_{protocol.splits}splits"
     known = real is not None and "split" in real and "num_real" in real
     label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
-    return is_name, f"fid{count_label(protocol.fid_generated)}_{label}"
+    trunc = "" if protocol.truncation is None else f"_trunc{protocol.truncation:g}"  # e.g. fid5k_train10k_trunc0.5
+    return is_name + trunc, f"fid{count_label(protocol.fid_generated)}_{label}{trunc}"
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
@@ -194,7 +196,8 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
         {is name: mean, is name + '_std': std, fid name: value, extra names: values}.
     """
     check_reference(ref, net.network)
-    z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed)
+    z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed,
+                   truncation=protocol.truncation)
     starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
     acc, logits = FeatureStats(), {}
     kept: list[tuple[int, torch.Tensor]] = []
@@ -214,9 +217,8 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
             acc.update(features)
     mu, sigma = acc.mu_sigma()
     is_name, fid_name = metric_names(protocol, ref.protocol)
-    fake = [f for _, f in kept if len(f)] if extra else []
     return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
-            **extra_scores(extra, fid_name, fake, y, ref, generator.num_classes)}
+            **extra_scores(extra, fid_name, [f for _, f in kept if len(f)], y, ref, generator.num_classes)}
 
 
 def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,
@@ -285,12 +287,15 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
 
 def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, splits: int | None,
                      stats: Path | None, batch_size: int, seed: int, ema: bool | None, weights: Path | None,
-                     device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid") -> None:
+                     device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid",
+                     truncation: float | None = None) -> None:
     """`sngan eval`: score a checkpoint (sharded over the processes under torchrun), print it, append --json."""
     from sngan import distributed
     from sngan.io import append_jsonl
 
     chosen, extra = make_protocol(protocol, num_samples, splits), parse_metrics(metrics)
+    if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
+        chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
     info = distributed.from_env()
     distributed.init_process_group(info, distributed.resolve_device(device).type)
     try:

@@ -78,3 +78,18 @@ def test_metrics_option_refuses_unknown_names_and_statistics_without_features(ti
     ref = load_stats(stats, features=True)
     with pytest.raises(MetricError, match="hold only mu and sigma"):
         extra_scores(("kid",), "fid5k_train10k", [torch.zeros(3, 9)], None, ref, 0)
+
+
+def test_truncated_latents_are_stamped_into_the_metric_names(tiny_run):  # noqa: F811
+    import dataclasses
+
+    from sngan.evaluation import metric_names
+
+    generator, _ = load_generator(tiny_run[1])
+    real = {"num_real": 20, "split": "train", "network": "fake-net"}
+    plain = make_protocol("standard", 12, 3)
+    cut = dataclasses.replace(plain, truncation=0.5)
+    assert metric_names(cut, real) == ("is12_3splits_trunc0.5", "fid12_train20_trunc0.5")
+    ref = ReferenceStats(np.zeros(9), np.eye(9), real)
+    scores = [score_generator(generator, FakeNet(), p, ref, seed=1, batch_size=4) for p in (plain, cut)]
+    assert scores[1]["fid12_train20_trunc0.5"] != scores[0]["fid12_train20"]  # other latents, other images
