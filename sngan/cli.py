@@ -56,8 +56,23 @@ class OneLineGroup(TyperGroup):
         return code
 
 
+# rich_markup_mode None: click's plain help, which wraps long option names at 80 columns instead of cutting them
 app = typer.Typer(cls=OneLineGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Train, evaluate and sample Spectrally Normalized GANs.")
+                  rich_markup_mode=None, help="Train, evaluate and sample Spectrally Normalized GANs.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sngan import __version__
+
+        typer.echo(f"sngan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Train, evaluate and sample Spectrally Normalized GANs."""
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -293,7 +308,7 @@ def inspect(
     plot: Annotated[Path | None, typer.Option(help="Write the spectra figure (squared singular values over the "
                                               "largest, one curve per layer; .png, .pdf or .svg).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write everything as JSON.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace existing --plot / --json files.")] = False,
 ) -> None:
     """Spectral norms of a checkpoint's discriminator: estimate vs exact per layer, conv operator norms, bounds."""

@@ -272,7 +272,7 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
             raise ConfigError(f"override key '{dotted}' must look like section.key (e.g. train.iterations)")
         section, key = parts
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}' in override{_suggest(section, SECTIONS)}")
+            raise ConfigError(f"unknown section '{section}' in --set {item}{_suggest(section, SECTIONS)}")
         try:
             value = yaml.load(text, Loader=StrictLoader) if text.strip() else ""
         except ConfigError as exc:
@@ -297,11 +297,13 @@ def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Confi
     Returns:
         The validated Config. Raises ConfigError (one line, naming the file) on any problem.
     """
-    raw = read_yaml(path)
+    overrides = list(overrides)
+    merged = apply_overrides(read_yaml(path), overrides)  # a malformed --set is named, not the file
     try:
-        return from_dict(apply_overrides(raw, overrides))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        return from_dict(merged)
+    except ConfigError as exc:  # blame the --set that set the key named in the message, else the file
+        named = [o for o in overrides if f"'{o.split('=', 1)[0].strip()}'" in str(exc)]
+        raise ConfigError(f"{f'--set {named[-1]}' if named else path}: {exc}") from None
 
 
 def to_yaml(cfg: Config) -> str:

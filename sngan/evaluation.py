@@ -270,10 +270,9 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     from sngan.config import from_dict
 
     generator, state = load_generator(ckpt, ema, device)  # a bad checkpoint fails before the weights are fetched
+    ref = load_stats(stats, bool(extra)) if stats is not None else None  # and so does a missing --stats file
     net = load_inception(weights, device)
-    if stats is not None:
-        ref = load_stats(stats, bool(extra))
-    elif info.is_main:
+    if ref is None and info.is_main:
         cfg = from_dict(state["config"])
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log, bool(extra))

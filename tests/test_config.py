@@ -48,13 +48,14 @@ def test_overrides_apply_and_parse_yaml(tiny_config):
     ("iterations=5", "must look like section.key"),
     ("train.iterations", "must look like section.key=value"),
 ])
-def test_bad_values_are_one_line_errors_naming_file_and_key(tiny_config, override, message):
+def test_bad_overrides_are_one_line_errors_naming_the_set_and_key_not_the_file(tiny_config, override, message):
     with pytest.raises(ConfigError) as err:
         load_config(tiny_config, [override])
     text = str(err.value)
     assert message in text and "\n" not in text
+    assert str(tiny_config) not in text  # the YAML file is fine: the --set is wrong
     if "=" in override and "." in override.split("=")[0]:
-        assert str(tiny_config) in text
+        assert f"--set {override}" in text
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):
