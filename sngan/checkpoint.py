@@ -1,5 +1,9 @@
 """Checkpoints: plain dicts of tensors and Python scalars, saved atomically, loaded with `weights_only=True`.
 
+`open_checkpoint` is the one opener every command uses (resume, sample, eval, inspect): layout, config, model size,
+then the networks asked for, each checked key by key, shape by shape and for finite values before it is loaded.
+`generator_weights` alone decides between the EMA and the raw generator; `generator_label` spells the choice.
+
 A checkpoint never contains pickled objects, so loading one cannot run code. Layout (format_version 1):
 
     format_version  int
@@ -16,6 +20,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +210,86 @@ def generator_weights(state: dict[str, Any], ema: bool | None) -> tuple[dict[str
         raise CheckpointError("the checkpoint has no EMA generator (trained with train.ema_decay 0); use --no-ema")
     use_ema = has_ema and ema is not False
     return (state["generator_ema"] if use_ema else state["generator"]), use_ema
+
+
+def generator_label(use_ema: bool) -> str:
+    """How every record names the generator it scored or sampled: 'ema' or 'raw' (one spelling)."""
+    return "ema" if use_ema else "raw"
+
+
+@dataclass
+class Opened:
+    """A checkpoint opened by `open_checkpoint`: the dict, its validated config, and the networks asked for."""
+
+    path: Path
+    state: dict[str, Any]
+    config: Any  # sngan.config.Config
+    generator: nn.Module | None = None  # eval mode, on the device
+    discriminator: nn.Module | None = None
+    used_ema: bool | None = None  # which generator weights `generator` holds (None: no generator asked for)
+
+    @property
+    def generator_name(self) -> str:
+        return generator_label(bool(self.used_ema))
+
+
+def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator: bool = False,
+                    ema: bool | None = None, device: str | torch.device = "cpu") -> Opened:
+    """Load a checkpoint and rebuild the networks asked for; every problem is one CheckpointError line.
+
+    Args:
+        path: checkpoint written by `sngan train`.
+        generator: rebuild the generator (the EMA or raw weights, as `generator_weights(state, ema)` decides).
+        discriminator: rebuild the discriminator (with its stored power-iteration vectors).
+        ema: True = the EMA generator (error if absent), False = the raw one, None = EMA when present.
+        device: where the networks go (eval mode).
+    """
+    from sngan.config import from_dict
+    from sngan.errors import ConfigError
+    from sngan.limits import check_model_size
+    from sngan.models import build_discriminator, build_generator
+
+    path = Path(path)
+    state = load_checkpoint(path)
+    model_config(state, path)  # a model section is required: the defaults are not this checkpoint's networks
+    try:
+        cfg = from_dict(state["config"])
+    except (ConfigError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its config is invalid: {exc}") from None
+    opened = Opened(path, state, cfg)
+    try:
+        if generator:
+            weights, opened.used_ema = generator_weights(state, ema)
+        if generator or discriminator:
+            check_model_size(cfg.model)  # before any network is allocated
+        if generator:
+            what = "generator_ema" if opened.used_ema else "generator"
+            opened.generator = _loaded(build_generator(cfg.model), weights, what, device)
+        if discriminator:
+            opened.discriminator = _loaded(build_discriminator(cfg.model), state["discriminator"], "discriminator",
+                                           device)
+    except (CheckpointError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return opened
+
+
+def _loaded(module: nn.Module, weights: Any, what: str, device: str | torch.device) -> nn.Module:
+    check_state_dict(module, weights, what)
+    check_finite(weights, what)  # else black images (G) or meaningless spectra (D), exit 0
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"'{what}' weights do not match its model config") from None
+    return module.to(device).eval()
+
+
+def read_step(path: str | Path) -> int:
+    """A checkpoint's step without reading its tensors (memory-mapped load: only the small fields are read)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # any unreadable file: the full opener explains why
+        return load_checkpoint(path)["step"]
+    step = saved.get("step") if isinstance(saved, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool):
+        return load_checkpoint(path)["step"]
+    return step

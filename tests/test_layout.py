@@ -1,7 +1,8 @@
 """The package's shape: imports flow one way (bottom-up layers, nothing imports the CLI) and files stay small.
 
-Layers, bottom-up (STYLE.md): errors, io -> config -> distributed, checkpoint -> models, data, metrics -> sample
--> evaluation, inspect -> train -> report -> cli (-> __main__, the `python -m sngan` entry point).
+Layers, bottom-up (STYLE.md): errors, io -> config -> distributed -> models, data, metrics -> limits -> checkpoint
+(the one opener rebuilds the networks) -> sample -> evaluation, inspect -> train -> report -> cli (-> __main__, the
+`python -m sngan` entry point).
 """
 
 import ast
@@ -13,9 +14,9 @@ from tests.helpers import REPO
 
 PACKAGE = REPO / "sngan"
 MAX_LINES = 350
-LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config"], ["distributed", "checkpoint"],
+LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config"], ["distributed"],
           ["models", "data", "metrics"],
-          ["limits"],
+          ["limits"], ["checkpoint"],
           ["sample"], ["evaluation", "inspect"], ["train"], ["report"], ["study"], ["cli"], ["__main__"]]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 BASICS = {"sngan", "errors", "io", "yamlfile", "config"}  # all models, data and metrics may import besides themselves

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sngan.errors import CheckpointError, ConfigError, SnganError
+from sngan.errors import SnganError
 from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra
 from sngan.io import atomic_write, check_new_output, publishing, write_text
 
@@ -45,53 +45,27 @@ class Inspection:
         return cls(**{**raw, "layers": [LayerSpectrum(**row) for row in raw["layers"]]})
 
 
-def load_discriminator(path: str | Path, device: torch.device | str) -> tuple[torch.nn.Module, dict]:
-    """The checkpoint's discriminator (with its stored power-iteration vectors) and the checkpoint dict."""
-    from sngan.checkpoint import check_finite, check_state_dict, load_checkpoint, model_config
-    from sngan.config import from_dict
-    from sngan.limits import check_model_size
-    from sngan.models import build_discriminator
-
-    state = load_checkpoint(path)
-    model_config(state, path)  # a model section is required: the defaults are not this checkpoint's networks
-    try:
-        cfg = from_dict(state["config"])
-    except (ConfigError, AttributeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: its config is invalid: {exc}") from None
-    check_model_size(cfg.model)  # before any network is allocated
-    model = build_discriminator(cfg.model)
-    try:
-        check_state_dict(model, state["discriminator"], "discriminator")
-        check_finite(state["discriminator"], "discriminator")
-        model.load_state_dict(state["discriminator"])
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    except RuntimeError:
-        raise CheckpointError(f"{path}: discriminator weights do not match its model config") from None
-    return model.to(device).eval(), state
-
-
 def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.device | str = "cpu",
                        seed: int = 0) -> Inspection:
     """Spectra, bounds and (with `lipschitz` > 0) the empirical Lipschitz lower bound of a checkpoint's D."""
-    model, state = load_discriminator(path, device)
-    m = state["config"]["model"]
-    rows = layer_spectra(model, input_sizes(model, m["resolution"], m["num_classes"]))
-    batches = _lipschitz_batches(path, state, lipschitz, seed, device)
-    lower = gradient_norm_max(model, batches, device) if lipschitz else None
-    return Inspection(str(path), int(state["step"]), m["resolution"], m["num_classes"], rows, bounds(rows),
+    from sngan.checkpoint import open_checkpoint
+
+    opened = open_checkpoint(path, discriminator=True, generator=lipschitz > 0, device=device)
+    model, m = opened.discriminator, opened.config.model
+    rows = layer_spectra(model, input_sizes(model, m.resolution, m.num_classes))
+    lower = gradient_norm_max(model, _lipschitz_batches(opened, lipschitz, seed), device) if lipschitz else None
+    return Inspection(str(path), int(opened.state["step"]), m.resolution, m.num_classes, rows, bounds(rows),
                       lower, lipschitz)
 
 
-def _lipschitz_batches(path: str | Path, state: dict, num: int, seed: int, device: torch.device | str
-                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """`num` real then `num` generated (x, y) pairs, BATCH at a time (y None when unconditional)."""
-    from sngan.config import from_dict
+def _lipschitz_batches(opened: Any, num: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """`num` real then `num` generated (x, y) pairs, BATCH at a time (y None when unconditional); `opened` holds
+    the checkpoint's generator (EMA when present)."""
     from sngan.data import load_images
     from sngan.data.common import to_float
-    from sngan.sample.generate import generate, latents, load_generator
+    from sngan.sample.generate import generate, latents
 
-    cfg = from_dict(state["config"])
+    cfg = opened.config
     images = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, progress=False)
     if len(images.images) < num:
         raise SnganError(f"--lipschitz {num} asks for more real images than the dataset has ({len(images.images)})")
@@ -100,9 +74,8 @@ def _lipschitz_batches(path: str | Path, state: dict, num: int, seed: int, devic
         x = torch.from_numpy(np.asarray(images.images[start:start + BATCH][:num - start])).permute(0, 3, 1, 2)
         y = torch.from_numpy(np.asarray(images.labels[start:start + x.shape[0]])) if conditional else None
         yield to_float(x, cfg.data.dequantize), y
-    generator, _ = load_generator(path, None, device)
     z, y = latents(num, cfg.model.z_dim, cfg.model.num_classes, seed)
-    fakes = generate(generator, z, y, BATCH)
+    fakes = generate(opened.generator, z, y, BATCH)
     for start in range(0, num, BATCH):
         yield fakes[start:start + BATCH], (y[start:start + BATCH] if y is not None else None)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sngan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
+from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import SnganError
 from sngan.io import (
     append_jsonl,
@@ -74,7 +74,7 @@ def later_checkpoints(ckpt_dir: Path, step: int) -> list[Path]:
     """Periodic checkpoints and best.pt written after `step` (by a continuation that resuming abandons)."""
     later = [p for p in list_checkpoints(ckpt_dir) if checkpoint_step(p) > step]
     best = ckpt_dir / "best.pt"
-    if best.exists() and load_checkpoint(best)["step"] > step:
+    if best.exists() and read_step(best) > step:
         later.append(best)
     return later
 
