@@ -53,16 +53,28 @@ def train_until(cfg, run_dir: Path, step: int, **kwargs) -> Path:
     import pytest
 
     import sngan.train.loop as loop
+    import sngan.train.steps as steps
     from sngan.checkpoint import checkpoint_path
     from sngan.errors import TrainingStopped
 
-    real_update = loop.update_ema
+    real_update = steps.update_ema  # what steps.iteration, the loop's body, calls
 
     def update_then_signal(state) -> None:
         real_update(state)
         if state.step == step:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with mock.patch.object(loop, "update_ema", update_then_signal), pytest.raises(TrainingStopped):
+    with mock.patch.object(steps, "update_ema", update_then_signal), pytest.raises(TrainingStopped):
         loop.train(cfg, run_dir, **kwargs)
     return checkpoint_path(Path(run_dir) / "checkpoints", step)
+
+
+def assert_drawn_png(path: Path, min_colours: int = 16) -> None:
+    """`path` decodes as a PNG of a drawn figure: a sensible size and many colours (not a blank or empty canvas)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        assert min(image.size) >= 100, (path, image.size)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is None or len(colours) >= min_colours, (path, len(colours))
