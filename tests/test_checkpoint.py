@@ -1,5 +1,3 @@
-import os
-
 import pytest
 import torch
 
@@ -19,42 +17,12 @@ def test_round_trip(tmp_path):
     assert [p.name for p in tmp_path.joinpath("a").iterdir()] == ["ckpt.pt"]  # no temp file left
 
 
-def test_truncated_file_is_one_line_error(tmp_path):
-    path = save_checkpoint(minimal_state(), tmp_path / "ckpt.pt")
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
-        load_checkpoint(path)
-    assert "\n" not in str(err.value)
-
-
-def test_not_a_checkpoint(tmp_path):
-    path = tmp_path / "notes.pt"
-    path.write_text("hello, I am text\n")
-    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
-        load_checkpoint(path)
+def test_a_torch_file_without_sngan_keys_is_not_an_sngan_checkpoint(tmp_path):
+    # truncated, pickled-code, text and missing files: test_bad_inputs.py's "... resume" and "... sample" rows
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.ones(1)}, other)
     with pytest.raises(CheckpointError, match="not an sngan checkpoint"):
         load_checkpoint(other)
-    with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
-
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
-
-
-def test_pickled_code_is_refused_without_running(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    state = minimal_state()
-    state["evil"] = Payload()
-    path = tmp_path / "evil.pt"
-    torch.save(state, path)
-    with pytest.raises(CheckpointError, match="pickled Python objects"):
-        load_checkpoint(path)
-    assert not (tmp_path / "PWNED").exists()
 
 
 def test_listing_and_pruning(tmp_path):

@@ -38,16 +38,6 @@ def test_streamed_batches_equal_resident_batches_and_resume_exactly():
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
 
 
-def test_dequantized_values_follow_the_authors_formula():
-    data = synthetic_shapes(16, 32)
-    torch.manual_seed(0)
-    x, _ = Batches(data, CPU, seed=0, dequantize=True).next(16)
-    raw = torch.from_numpy(data.images).permute(0, 3, 1, 2).float()
-    order = IndexOrder(16, seed=0).take(16)
-    noise = x - (raw[order] / 128 - 1)
-    assert 0 <= noise.min() and noise.max() < 1 / 128 and noise.std() > 1e-4
-
-
 def test_rank_shards_are_disjoint_equal_and_follow_one_permutation():
     shards = [IndexOrder(101, seed=7, rank=r, world=3) for r in range(3)]
     taken = [s.take(33) for s in shards]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sngan.config import load_config
-from sngan.data import Batches, ImageSet, StreamBatches, to_float
+from sngan.data import Batches, ImageSet, IndexOrder, StreamBatches, to_float
 from sngan.train.build import build_state
 from tests.helpers import write_config
 
@@ -58,6 +58,7 @@ def test_batches_carry_each_image_with_its_label_and_the_formula_values(feed, de
     first = x[:, 0, 0, 0]
     index = torch.round((first + 1) * (128 if dequantize else 127.5) / 30).long()  # noise moves it < 1/30
     assert sorted(index.tolist()) == list(range(8))  # one epoch: every image once
+    assert torch.equal(index, IndexOrder(8, seed=0).take(8))  # in the seeded order the rank shards split
     assert torch.equal(y, index % 2)
     if dequantize:
         noise = x - ((30 * index).float() / 128 - 1).view(8, 1, 1, 1)

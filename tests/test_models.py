@@ -64,31 +64,6 @@ def test_every_discriminator_weight_is_spectrally_normalised_and_generator_has_n
         assert not any(hasattr(mod, "parametrizations") for mod in g.modules())
 
 
-def test_spectral_norm_sigma_is_one_after_power_iterations():
-    torch.manual_seed(0)
-    m = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=16, num_classes=4)
-    d = build_discriminator(m)
-    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2,))
-    for _ in range(200):  # power iteration converges over repeated training-mode forwards
-        d(x, y)
-    d.eval()
-    sn_modules = [mod for mod in d.modules() if hasattr(mod, "parametrizations")]
-    assert len(sn_modules) >= 10
-    for mod in sn_modules:
-        w = mod.weight.detach()
-        sigma = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
-        assert sigma.item() == pytest.approx(1.0, abs=2e-3), mod
-
-
-def test_projection_term_uses_the_label():
-    torch.manual_seed(0)
-    m = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3)
-    d = build_discriminator(m).eval()
-    x = torch.randn(1, 3, 32, 32)
-    a, b = d(x, torch.tensor([0])), d(x, torch.tensor([1]))
-    assert not torch.allclose(a, b)
-
-
 def test_conditional_bn_has_per_class_gamma_and_beta_only():
     m = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=7)
     g = build_generator(m)

@@ -25,16 +25,5 @@ def _readme_code(prefix: str) -> str:
     return line.split("`")[1]
 
 
-def test_ci_runs_exactly_the_readme_test_and_lint_commands():
-    ci = _ci_commands()
-    assert ci[-1] == _readme_code("- Tests:") == ".venv/bin/python -m pytest"  # the last thing CI runs
-    assert _readme_code("- Lint:") in ci
-
-
-def test_readme_install_and_test_line_is_what_ci_runs():
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("```bash\n", readme.index("Install and run the tests")) + len("```bash\n")
-    block = readme[start:readme.index("\n```", start)]
-    steps = [step.strip() for step in block.split("&&")]
-    ci = [c for c in _ci_commands() if not c.startswith(("rm ", ".venv/bin/pip install --upgrade pip"))]
-    assert [c for c in ci if "ruff" not in c] == steps
+def test_the_readme_test_command_is_the_test_command_ci_runs():
+    assert _ci_commands()[-1] == _readme_code("- Tests:")
