@@ -25,9 +25,9 @@ from timing import EAGER_FP32
 
 from sngan.config import DataConfig, load_config
 from sngan.data import load_images
+from sngan.records import read_records
 from sngan.sample.generate import load_generator
 from sngan.train.loop import train
-from sngan.train.rundir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 # eager = eager fp32; fast = the config's perf section (bf16 on CUDA, eager); compiled = fast + CUDA graphs
@@ -60,7 +60,7 @@ def main() -> None:
     real = net.features(torch.from_numpy(np.asarray(test.images[pick])))
     generator, _ = load_generator(last, device="cuda" if torch.cuda.is_available() else "cpu")
     distance = frechet_distance(generated_features(net, generator, args.num, cfg.model.z_dim), real)
-    curve = [(r["step"], r["d_loss"], r["g_loss"]) for r in read_metrics(args.out) if "d_loss" in r]
+    curve = [(r["step"], r["d_loss"], r["g_loss"]) for r in read_records(args.out) if "d_loss" in r]
     print(json.dumps({"variant": args.variant, "seed": args.seed, "iterations": args.iterations,
                       "seconds": round(seconds, 1), "frechet_resnet20": round(distance, 3), "curve": curve}))
 

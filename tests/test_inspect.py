@@ -12,9 +12,9 @@ from sngan.inspect.command import inspect_checkpoint, plot_spectra, read_json, w
 from sngan.inspect.summary import bounds, input_sizes, layer_spectra, training_record
 from sngan.models import build_discriminator
 from sngan.models.spectral import start_sn_exact
+from sngan.records import read_records
 from sngan.train.loop import train
-from sngan.train.rundir import read_metrics
-from tests.helpers import CONFIGS, sngan_cmd
+from tests.helpers import CONFIGS, assert_drawn_png, sngan_cmd
 
 
 def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0, exact_start: bool = False):
@@ -273,7 +273,7 @@ def test_training_record_summarises_ratios_under_one_prefix():
 def test_training_logs_inspection_records(tiny_config, tmp_path):
     cfg = load_config(tiny_config, ["train.inspect_every=2"])
     train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
-    records = [r for r in read_metrics(tmp_path / "run") if "lipschitz_bound" in r]
+    records = [r for r in read_records(tmp_path / "run") if "lipschitz_bound" in r]
     assert [r["step"] for r in records] == [2]
     assert 0.5 < records[0]["sn_ratio_min"] <= records[0]["sn_ratio_max"] <= 1.0 + 1e-4
 
@@ -287,4 +287,4 @@ def test_inspect_command_prints_table_and_writes_plot_and_json(tiny_config, tmp_
     assert "zero padding" in out and "conv_ub" in out and "embed" in out and "empirical lower bound" in out
     saved = json.loads((tmp_path / "i.json").read_text())
     assert saved["lipschitz_samples"] == 8 and saved["lipschitz_lower"] > 0
-    assert (tmp_path / "s.png").stat().st_size > 0
+    assert_drawn_png(tmp_path / "s.png")

@@ -14,7 +14,7 @@ from tests.helpers import REPO
 
 PACKAGE = REPO / "sngan"
 MAX_LINES = 350
-LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config"], ["distributed"],
+LAYERS = [["sngan"], ["errors"], ["io", "yamlfile"], ["config", "records"], ["distributed"],
           ["models", "data", "metrics"],
           ["limits"], ["checkpoint"],
           ["sample"], ["evaluation", "inspect"], ["train"], ["report"], ["study"], ["cli"], ["__main__"]]

@@ -10,11 +10,11 @@ import torch
 
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
+from sngan.records import read_records
 from sngan.train import loop, steps
 from sngan.train.build import build_state
 from sngan.train.ema import ema_update
 from sngan.train.losses import get_losses
-from sngan.train.rundir import read_metrics
 from sngan.train.steps import d_step, g_step, lr_at, set_lr, update_ema
 from tests.helpers import write_config
 
@@ -241,7 +241,7 @@ def test_lr_used_and_logged_per_iteration_follows_the_authors_linear_shift(instr
     expected = [chainer_linear_shift(1e-3, 1, 4, k) for k in (1, 2, 3, 4)]  # 1e-3, 1e-3, 2/3e-3, 1/3e-3
     assert expected == pytest.approx([1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3])
     assert [lr for _, _, lr in calls] == pytest.approx([lr for lr in expected for _ in range(4)])
-    assert [r["lr"] for r in read_metrics(run) if "lr" in r] == pytest.approx(expected)
+    assert [r["lr"] for r in read_records(run) if "lr" in r] == pytest.approx(expected)
 
 
 def test_constant_lr_when_decay_is_none(tmp_path):

@@ -8,8 +8,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sngan.cli import app
+from sngan.records import metric_keys, read_records
 from sngan.report.charts import line_chart
-from sngan.report.page import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid, metric_keys, read_records
+from sngan.report.page import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid
 
 runner = CliRunner()
 

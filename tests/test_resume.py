@@ -12,9 +12,9 @@ import torch
 from sngan.checkpoint import list_checkpoints, load_checkpoint
 from sngan.config import load_config
 from sngan.errors import SnganError, TrainingDiverged
+from sngan.records import read_records
 from sngan.train import losses
 from sngan.train.loop import train
-from sngan.train.rundir import read_metrics
 from tests.helpers import REPO, sngan_cmd, train_until, write_config
 
 QUIET = {"progress": False, "log": lambda s: None}
@@ -47,7 +47,7 @@ def test_n_plus_resume_plus_n_is_bitwise_equal_to_2n(tiny_config, tmp_path, extr
     for key in ("generator", "discriminator", "generator_ema", "opt_g", "opt_d"):
         assert_same_tensors(straight[key], resumed[key], key)
     assert_same_tensors(straight["rng"]["torch"], resumed["rng"]["torch"], "rng")
-    assert [r["step"] for r in read_metrics(tmp_path / "split")] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_records(tmp_path / "split")] == [1, 2, 3, 4]
 
 
 def test_resume_allows_more_iterations_than_the_checkpoint_was_trained_for(tiny_config, tmp_path):
@@ -62,7 +62,7 @@ def test_resume_drops_log_records_written_after_the_checkpoint(tiny_config, tmp_
     train(cfg, tmp_path / "run", **QUIET)
     ckpt2 = tmp_path / "run" / "checkpoints" / "ckpt-0000002.pt"
     train(cfg, tmp_path / "run", resume=ckpt2, **QUIET)
-    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_records(tmp_path / "run")] == [1, 2, 3, 4]
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
@@ -112,7 +112,7 @@ def test_sigterm_checkpoints_and_resume_auto_continues(tmp_path):
     proc = subprocess.Popen(sngan_cmd("train", "--config", str(config), "--out", str(run), "--no-progress"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.time() + 120
-    while not (run / "metrics.jsonl").exists() or len(read_metrics(run)) < 2:
+    while not (run / "metrics.jsonl").exists() or len(read_records(run)) < 2:
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)

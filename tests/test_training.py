@@ -4,9 +4,9 @@ import torch
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.errors import SnganError
+from sngan.records import read_records
 from sngan.train.loop import train
 from sngan.train.perf import Perf, path_line
-from sngan.train.rundir import read_metrics
 from tests.helpers import CONFIGS
 
 
@@ -21,7 +21,7 @@ def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_
     assert {"generator", "discriminator", "opt_g", "opt_d", "rng"} <= set(state)
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png", "step-0000003.png"]
     assert (run / "config.yaml").read_text().startswith("data:")
-    records = read_metrics(run)
+    records = read_records(run)
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(r["lr"] > 0 and r["d_loss"] > 0 for r in records)
 

@@ -18,18 +18,17 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from sngan.errors import ReportError, SnganError
-from sngan.io import atomic_write, read_jsonl
+from sngan.io import atomic_write
+from sngan.records import is_number, metric_keys, read_records
 from sngan.report.charts import Series, line_chart
 from sngan.yamlfile import read_yaml
 
-LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 CHART_SIZE = (640, 240)
 GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) to about this width
 HEADER = 64
 MARGIN = 16
 TEXT = "#222222"
-MAX_VALUE = 1e300  # larger logged values are not drawn: a chart's range (max - min) would overflow
 MAX_GRID_PIXELS = 4096 * 130 * 130  # the largest grid sngan writes: 4096 images of 128 px with padding
 
 
@@ -39,19 +38,6 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except TypeError:
         return ImageFont.load_default()
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl that carry a step (`sngan.io.read_jsonl`: a torn last line is dropped)."""
-    return [r for r in read_jsonl(path) if _is_number(r.get("step"))]
-
-
-def metric_keys(records: list[dict[str, Any]]) -> list[str]:
-    """Numeric keys that are not part of the training log, in order of first appearance."""
-    keys: dict[str, None] = {}
-    for record in records:
-        keys.update({k: None for k, v in record.items() if k not in LOG_KEYS and _is_number(v)})
-    return list(keys)
 
 
 def chart_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -66,7 +52,7 @@ def chart_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
 
 def curves(records: list[dict[str, Any]], keys: tuple[str, ...] | list[str]) -> Series:
     """(step, value) points of each key, from the records that hold it."""
-    return {k: [(float(r["step"]), float(r[k])) for r in records if _is_number(r.get(k))] for k in keys}
+    return {k: [(float(r["step"]), float(r[k])) for r in records if is_number(r.get(k))] for k in keys}
 
 
 def latest_sample_grid(run_dir: Path) -> tuple[int, Path] | None:
@@ -137,8 +123,8 @@ def _title(run_dir: Path, records: list[dict[str, Any]]) -> tuple[str, str]:
         return name, "no metrics logged yet"
     last = records[-1]
     parts = [f"step {int(last['step'])}"]
-    parts += [f"{k} {last[k]:.4g}" for k in ("d_loss", "g_loss") if _is_number(last.get(k))]
-    speeds = [r["it_per_s"] for r in records if _is_number(r.get("it_per_s"))]
+    parts += [f"{k} {last[k]:.4g}" for k in ("d_loss", "g_loss") if is_number(last.get(k))]
+    speeds = [r["it_per_s"] for r in records if is_number(r.get("it_per_s"))]
     if speeds:
         parts.append(f"{statistics.median(speeds):.3g} it/s (median)")
     return name, "   |   ".join(parts)
@@ -171,8 +157,3 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
     ImageDraw.Draw(panel).text((0, 6), f"samples at step {step} ({path.name})", fill=TEXT, font=font(14))
     panel.paste(image, (0, caption_height))
     return panel
-
-
-def _is_number(value: Any) -> bool:
-    """A value a chart can draw: a number within +-MAX_VALUE (NaN, inf, 1e308 and 10**400 are left out)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_VALUE <= value <= MAX_VALUE

@@ -5,6 +5,10 @@
   evaluation the final D loss is drawn instead, titled as such (losses of different methods are not comparable).
 - `seconds_per_iteration.png`: seconds per generator iteration in the same layout (paper Figure 10).
 - `samples.png`: each variant's newest sample grid (first seed), methods down, settings across.
+- `spectral_norms.png`: for every spectrally normalised run that logged `train.inspect_every` checks, the spectral
+  norm of each layer's normalised weight, sigma(W-bar) = sigma(W) / sigma-hat = 1 / `sn_ratio/<layer>`, against G
+  updates, one panel per run, every layer named (paper Figure 9, App. C.1: setting C, "they do not deviate by more
+  than 0.05 for the most part").
 A diverged run has no bar; its place is marked with an x.
 """
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sngan.io import atomic_write
+from sngan.records import read_records
 from sngan.report.charts import COLORS, plt
 from sngan.report.page import latest_sample_grid
 
@@ -84,6 +89,38 @@ def sample_mosaic(records: list[Record], out: Path, path: Path) -> Path:
     return _save(fig, path)
 
 
+def sn_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """layer -> [(step, sigma(W-bar) = 1 / (sigma-hat / sigma))] from a run's inspect records."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for record in read_records(run_dir / "metrics.jsonl"):
+        for key, value in record.items():
+            if key.startswith("sn_ratio/") and isinstance(value, (int, float)) and value > 0:
+                curves.setdefault(key.split("/", 1)[1], []).append((int(record["step"]), 1.0 / value))
+    return curves
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def spectral_norm_panels(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]], path: Path) -> Path:
+    """One panel per (title, curves): sigma(W-bar) per layer against G updates (paper Figure 9)."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.6 * len(runs), 3.4), dpi=100, squeeze=False)
+    for ax, (title, curves) in zip(axes[0], runs, strict=True):
+        for i, (layer, points) in enumerate(curves.items()):  # colour and dash together: 32 layers stay apart
+            ax.plot(*zip(*points, strict=True), color=COLORS[i % len(COLORS)],
+                    linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)], marker=".", markersize=3,
+                    linewidth=1, label=layer)
+        ax.axhline(1.0, color="#999999", linewidth=0.6)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_xlabel("G update", fontsize=8)
+        ax.set_ylabel("sigma(W-bar)", fontsize=8)
+        ax.ticklabel_format(useOffset=False, axis="y")
+        ax.grid(True, color="#e6e6e6")
+        ax.legend(fontsize=6, ncol=2, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_figures(records: list[Record], out: Path, evaluation: bool) -> list[Path]:
     """All figures of a study folder; returns their paths."""
     figures = []
@@ -100,4 +137,8 @@ def write_figures(records: list[Record], out: Path, evaluation: bool) -> list[Pa
     figures.append(grouped_bars(records, lambda r: r["sec_per_g_iter"], "seconds per generator iteration "
                                 "(median over the log; paper Figure 10)", "seconds", out / "seconds_per_iteration.png"))
     figures.append(sample_mosaic(records, out, out / "samples.png"))
+    spectral = [(f"{r['variant']}-s{r['seed']}: spectral norm of each normalised weight", curves)
+                for r in records if (curves := sn_curves(out / r["run_dir"]))]
+    if spectral:
+        figures.append(spectral_norm_panels(spectral, out / "spectral_norms.png"))
     return figures

@@ -36,7 +36,7 @@ from sngan.checkpoint import checkpoint_step, list_checkpoints
 from sngan.config import Config, to_yaml
 from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopped
 from sngan.io import write_text, writing
-from sngan.report.page import metric_keys, read_records
+from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
 from sngan.train.ownership import FolderLock, RunLock

@@ -23,11 +23,11 @@ from sngan.io import (
     append_jsonl,
     atomic_write_all,
     check_can_create,
-    read_jsonl,
     remove_stale_temps,
     write_text,
     writing,
 )
+from sngan.records import read_records
 from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
 from sngan.train.tboard import log_grid, log_record
 
@@ -132,7 +132,7 @@ class RunLog:
         for folder in (run_dir, ckpt_dir, run_dir / "samples"):
             for stale in remove_stale_temps(folder):
                 notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
-        records = read_metrics(run_dir, notice) if start_step else []
+        records = read_records(run_dir, notice) if start_step else []
         kept = [r for r in records if r.get("step", 0) <= start_step]
         later_records = [r for r in records if r.get("step", 0) > start_step]
         later = later_checkpoints(ckpt_dir, start_step) if start_step else []
@@ -185,6 +185,4 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-def read_metrics(run_dir: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Records of a run's metrics.jsonl, in order (`sngan.io.read_jsonl`: a torn last line is dropped)."""
-    return read_jsonl(Path(run_dir) / "metrics.jsonl", notice)
+
