@@ -19,6 +19,7 @@ import typer
 from typer._click import exceptions as click_errors
 from typer.core import TyperGroup
 
+from sngan import __version__
 from sngan.errors import SnganError
 
 EXIT_INTERRUPTED = 130  # stopped at once: nothing saved since the last checkpoint
@@ -56,15 +57,12 @@ class OneLineGroup(TyperGroup):
         return code
 
 
-# rich_markup_mode None: click's plain help, which wraps long option names at 80 columns instead of cutting them
 app = typer.Typer(cls=OneLineGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Train, evaluate and sample Spectrally Normalized GANs.")
+                  rich_markup_mode=None)  # click's plain help: long option names wrap at 80 columns, never cut
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from sngan import __version__
-
         typer.echo(f"sngan {__version__}")
         raise typer.Exit()
 
@@ -162,12 +160,10 @@ def sample(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files; replace the sample "
                                                         "PNGs of a non-empty folder.")] = False,
-    seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed, e.g. 0-35 or 1,5,10-12 "
-                                              "(instead of --num images from --seed).")] = None,
+    seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed: 0-35 or 1,5,10-12.")] = None,
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
                                                      "with |z| > T (truncation trick; not the paper's).")] = None,
-    flat: Annotated[bool, typer.Option("--flat", help="Conditional folder export: all PNGs in one folder, class "
-                                                      "in the name, instead of one sub-folder per class.")] = False,
+    flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.distributed import resolve_device
@@ -270,8 +266,7 @@ def eval_(
     metrics: Annotated[str, typer.Option(help="Comma-separated, from is,fid,kid,prdc,intra_fid: IS and FID always; "
                                          "kid, prdc (k=5) and intra_fid (conditional) on the FID's features.")]
     = "is,fid",
-    truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries with |z| > T (not "
-                                                     "the paper's protocol; stamped into the names).")] = None,
+    truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw |z| > T (not the paper's).")] = None,
 ) -> None:
     """Inception Score and FID (and optionally KID, PRDC, intra-FID) of a checkpoint, with their protocol."""
     from sngan.evaluation import evaluate_command
@@ -310,11 +305,13 @@ def inspect(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write everything as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace existing --plot / --json files.")] = False,
+    compare: Annotated[list[Path] | None, typer.Option(metavar="CKPT", help="More checkpoints drawn as panels "
+                                                       "beside --ckpt's in --plot (e.g. SN vs WN vs WC).")] = None,
 ) -> None:
     """Spectral norms of a checkpoint's discriminator: estimate vs exact per layer, conv operator norms, bounds."""
     from sngan.inspect.command import run_inspect
 
-    run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo, force)
+    run_inspect(ckpt, lipschitz, plot, json_out, device, typer.echo, force, compare)
 
 
 @app.command()

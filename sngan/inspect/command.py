@@ -20,7 +20,7 @@ import torch
 
 from sngan.errors import SnganError
 from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra
-from sngan.io import atomic_write, check_new_output, publishing, write_text
+from sngan.io import check_new_output, publishing, write_text
 
 BATCH = 64  # images per gradient pass of the Lipschitz estimate
 PLOT_FORMATS = (".png", ".pdf", ".svg")
@@ -123,32 +123,24 @@ def read_json(path: str | Path) -> Inspection:
     return Inspection.from_dict(json.loads(Path(path).read_text()))
 
 
-def plot_spectra(ins: Inspection, path: str | Path) -> Path:
-    """Squared singular values over the largest, one curve per layer (the paper's Figures 3 and 9)."""
-    import matplotlib
+def run_label(checkpoint: str | Path) -> str:
+    """A panel title for a checkpoint: its run folder's name (`runs/sn-s0/checkpoints/ckpt.pt` -> 'sn-s0')."""
+    path = Path(checkpoint)
+    return path.parent.parent.name if path.parent.name == "checkpoints" and path.parent.parent.name else path.stem
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in ins.layers:
-        ax.plot(range(len(r.spectrum)), r.spectrum, label=r.name, linewidth=1)
-    ax.set(xlabel="index of singular value", ylabel="squared singular value / largest", ylim=(0, 1.02),
-           title=f"spectra of the discriminator's W.reshape(out, -1), step {ins.step}")
-    if len(ins.layers) <= 24:
-        ax.legend(fontsize=6, ncol=2, loc="upper right")
-    fig.tight_layout()
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=150))
-    finally:
-        plt.close(fig)
+def plot_spectra(ins: Inspection, path: str | Path, others: list[Inspection] | tuple[()] = ()) -> Path:
+    """Squared singular values over the largest, one curve per layer (the paper's Figures 3 and 9), with one
+    panel per checkpoint when `others` are given (`sngan.inspect.figure`)."""
+    from sngan.inspect.figure import save_spectra
+
+    return save_spectra([(run_label(i.checkpoint), i) for i in (ins, *others)], path)
 
 
 def run_inspect(ckpt: Path, lipschitz: int, plot: Path | None, json_out: Path | None, device: str,
-                log: Callable[[str], None], force: bool = False) -> Inspection:
+                log: Callable[[str], None], force: bool = False, compare: list[Path] | None = None) -> Inspection:
     """What `sngan inspect` does: print the table, then write the figure and the JSON when asked (an existing file
-    only with `force`, checked before the work)."""
+    only with `force`, checked before the work); `compare` checkpoints become more panels of the figure."""
     from sngan.distributed import resolve_device
 
     if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
@@ -156,9 +148,12 @@ def run_inspect(ckpt: Path, lipschitz: int, plot: Path | None, json_out: Path | 
     for path in (plot, json_out):
         if path is not None:
             check_new_output(path, force)
+    if compare and plot is None:
+        raise SnganError("--compare adds panels to the spectra figure: give --plot too")
     ins = inspect_checkpoint(ckpt, lipschitz, resolve_device(device))
     log(format_table(ins))
-    for path, write in ((plot, plot_spectra), (json_out, write_json)):
+    others = [inspect_checkpoint(c, 0, resolve_device(device)) for c in compare or []]
+    for path, write in ((plot, lambda i, p: plot_spectra(i, p, others)), (json_out, write_json)):
         if path is not None:
             with publishing(path, force) as stage:
                 write(ins, stage)
