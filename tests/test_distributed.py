@@ -1,5 +1,6 @@
 """torchrun / DistributedDataParallel on CPU with gloo: real 2-process runs."""
 
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ init_process_group(info, "cpu")
 real_save = loop.save_periodic
 
 def dump_then_save(state, ckpt_dir):  # each rank's own weights in memory, before the checkpoint's rank check
-    torch.save({"g": state.generator.state_dict(), "d": state.discriminator.state_dict(), "step": state.step},
+    torch.save({"g": state.g.module.state_dict(), "d": state.d.module.state_dict(), "step": state.step},
                f"{sys.argv[3]}/rank{info.rank}.pt")
     return real_save(state, ckpt_dir)
 
@@ -59,6 +60,42 @@ def test_torchrun_two_processes_write_one_checkpoint_log_and_per_rank_random_str
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # per-rank streams
     # the checkpoint is written only after every rank's weights were compared to rank 0's
     assert "differs between ranks" not in proc.stderr
+
+
+def _optimizer_steps(ckpt: dict) -> tuple[set[float], set[float]]:
+    return tuple({float(s["step"]) for s in ckpt[k]["state"].values()} for k in ("opt_g", "opt_d"))
+
+
+def test_resuming_with_another_number_of_processes_restores_weights_and_optimizers_and_says_so_in_one_line(
+        tmp_path):
+    """2 processes -> 1 -> 2: weights and Adam moments carry over (step counters continue), the random streams
+    restart from the seed, and one line says that the resume is not bitwise exact."""
+    from sngan.train.loop import train
+
+    config = write_config(tmp_path / "tiny.yaml", {"train": {"iterations": 2, "ckpt_every": 0, "sample_every": 0}})
+    run = tmp_path / "run"
+    proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--config", str(config), "--out", str(run),
+                           "--no-progress"], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = []
+    one = train(load_config(config, ["train.iterations=3"]), run, resume=run / "checkpoints" / "ckpt-0000002.pt",
+                progress=False, log=lines.append)
+    notice = [line for line in lines if "process(es)" in line]
+    assert notice == ["checkpoint was written by 2 process(es), this run has 1: weights and optimizers are "
+                      "restored, random streams restart from the seed (not bitwise exact)"]
+    state = load_checkpoint(one)
+    assert state["step"] == 3 and _optimizer_steps(state) == ({3.0}, {6.0})  # n_dis 2: 2 + 1 G, 4 + 2 D updates
+    proc = subprocess.run([*TORCHRUN, "-m", "sngan", "train", "--out", str(run), "--resume", "auto", "--set",
+                           "train.iterations=4", "--no-progress"], capture_output=True, text=True, env=env(),
+                          cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = (proc.stdout + proc.stderr).splitlines()
+    assert [line for line in output if "process(es)" in line] == [
+        "checkpoint was written by 1 process(es), this run has 2: weights and optimizers are restored, random "
+        "streams restart from the seed (not bitwise exact)"]
+    state = load_checkpoint(run / "checkpoints" / "ckpt-0000004.pt")
+    assert _optimizer_steps(state) == ({4.0}, {8.0}) and len(state["rng_ranks"]) == 2
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 def checkpoint_keys(ckpt: dict) -> dict:
@@ -143,7 +180,8 @@ def _fixed_state(d_train, d, opt, x_real, x_fake):
     """The parts of a TrainState that the production `d_step` reads, around fixed batches."""
     cfg = from_dict({"model": {"z_dim": 8}})
     return SimpleNamespace(batches=_Fixed(x_real), d_batch=len(x_real), cfg=cfg, device=torch.device("cpu"),
-                           perf=Perf(), g_plain=_Fixed(x_fake), discriminator=d, d_train=d_train, opt_d=opt)
+                           perf=Perf(), g=SimpleNamespace(frozen=_Fixed(x_fake)),
+                           d=SimpleNamespace(module=d, trained=d_train, frozen=d), opt_d=opt)
 
 
 def _fixed_problem():

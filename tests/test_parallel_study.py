@@ -1,0 +1,32 @@
+"""`sngan study --jobs 2` on the CPU: two runs in two child processes, the same results as one after another."""
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from sngan.checkpoint import load_checkpoint
+from sngan.cli import app
+from tests.test_study import tiny_plan
+
+
+def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_writes(tmp_path):
+    plan = tiny_plan(tmp_path)
+    studies = {}
+    for jobs in (1, 2):
+        studies[jobs] = tmp_path / f"jobs{jobs}"
+        args = ["study", "--plan", str(plan), "--out", str(studies[jobs]), "--jobs", str(jobs), "--no-progress"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert "SN-fast-s0: started in slot 0" in result.output and "WGAN-GP-fast-s0: started in slot 1" in result.output
+    records = [json.loads(line) for line in (studies[2] / "study.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["status"], r["step"]) for r in records] == [("SN-fast", "finished", 2),
+                                                                          ("WGAN-GP-fast", "finished", 2)]
+    table = (studies[2] / "study.md").read_text()
+    assert "| SN-fast | 0 | finished | 2 |" in table and "| WGAN-GP-fast | 0 | finished | 2 |" in table
+    for run in ("SN-fast-s0", "WGAN-GP-fast-s0"):
+        one = load_checkpoint(studies[1] / run / "checkpoints" / "ckpt-0000002.pt")
+        two = load_checkpoint(studies[2] / run / "checkpoints" / "ckpt-0000002.pt")
+        for key in ("generator", "discriminator"):
+            for name, tensor in one[key].items():
+                assert torch.equal(tensor, two[key][name]), (run, key, name)
