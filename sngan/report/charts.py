@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 from PIL import Image  # noqa: E402
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -35,6 +36,20 @@ def figure_image(fig: Figure) -> Image.Image:
 
 
 def line_chart(series: Series, title: str, size: tuple[int, int] = (640, 260), x_label: str = "step") -> Image.Image:
+    """`line_figure` rendered as an RGB image of `size`."""
+    return figure_image(line_figure(series, title, size, x_label))
+
+
+def plain_ticks(ax: plt.Axes) -> None:
+    """Tick labels that carry their whole value: no offset or power-of-ten text above the axis, which would overlap
+    the title (1.00001 and 1.00002 read as such, not as '+1' and 1e-5, 2e-5)."""
+    for axis in (ax.xaxis, ax.yaxis):
+        formatter = ScalarFormatter(useOffset=False)
+        formatter.set_scientific(False)
+        axis.set_major_formatter(formatter)
+
+
+def line_figure(series: Series, title: str, size: tuple[int, int] = (640, 260), x_label: str = "step") -> Figure:
     """A chart of one or more (x, y) series with a title, grid and legend.
 
     Args:
@@ -44,9 +59,10 @@ def line_chart(series: Series, title: str, size: tuple[int, int] = (640, 260), x
         x_label: text under the x axis.
 
     Returns:
-        An RGB image of `size`.
+        The figure (`size` pixels at DPI).
     """
     fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    plain_ticks(ax)
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_xlabel(x_label, fontsize=8)
     ax.tick_params(labelsize=7)
@@ -66,4 +82,27 @@ def line_chart(series: Series, title: str, size: tuple[int, int] = (640, 260), x
     if not drawn:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#444444")
     fig.tight_layout(pad=0.4)
-    return figure_image(fig)
+    return fig
+
+
+def heatmap_figure(series: Series, title: str, width: int = 640) -> Figure:
+    """Many series (e.g. `sn_ratio/<layer>`) as a labelled heatmap: one row per series, named on the y axis, one
+    column per step, the value in colour (colour bar beside); a step a series was not logged at stays blank."""
+    names = list(series)
+    steps = sorted({x for pts in series.values() for x, _ in pts})
+    column = {x: j for j, x in enumerate(steps)}
+    grid = np.full((len(names), len(steps)), np.nan)
+    for i, name in enumerate(names):
+        for x, y in series[name]:
+            grid[i, column[x]] = y if math.isfinite(y) else np.nan
+    height = 60 + 14 * len(names)
+    fig, ax = plt.subplots(figsize=(width / DPI, height / DPI), dpi=DPI)
+    image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap="viridis")
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.set_yticks(range(len(names)), [n.split("/", 1)[-1] for n in names], fontsize=7)
+    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int)) if steps else []
+    ax.set_xticks(ticks, [f"{steps[j]:g}" for j in ticks], fontsize=7)
+    ax.set_xlabel("step", fontsize=8)
+    fig.colorbar(image, ax=ax, pad=0.01).ax.tick_params(labelsize=7)
+    fig.tight_layout(pad=0.4)
+    return fig

@@ -2,7 +2,8 @@
 
 It reads only the run's files: `metrics.jsonl` (every numeric key other than the training log's own - step, time,
 d_loss, g_loss, lr, it_per_s - is a metric, e.g. IS or FID logged at some steps, and gets its own chart; keys
-sharing a `prefix/` share one chart, so per-layer series such as `sn_ratio/<layer>` add one chart, not dozens),
+sharing a `prefix/` share one chart, so per-layer series such as `sn_ratio/<layer>` add one chart, not dozens: a
+heatmap of layers x steps with every layer named when there are more than a legend holds),
 `samples/step-*.png` (the newest grid) and `config.yaml` (the title line). It works on a run in progress too (a
 half-written last line is dropped). The report is derived data: writing it again replaces the old picture.
 """
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sngan.errors import ReportError, SnganError
 from sngan.io import atomic_write
 from sngan.records import is_number, metric_keys, read_records
-from sngan.report.charts import Series, line_chart
+from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart
 from sngan.yamlfile import read_yaml
 
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -86,7 +87,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                           f"samples/step-*.png")
     charts = [line_chart(curves(records, ("d_loss", "g_loss")), "losses", CHART_SIZE),
               line_chart(curves(records, ("lr",)), "learning rate", CHART_SIZE)]
-    charts += [line_chart(curves(records, keys), title, CHART_SIZE) for title, keys in chart_groups(records)]
+    charts += [line_chart(curves(records, keys), title, CHART_SIZE) if len(keys) <= MAX_LEGEND else
+               figure_image(heatmap_figure(curves(records, keys), title, CHART_SIZE[0]))
+               for title, keys in chart_groups(records)]
     picture = _compose(_title(run_dir, records), charts, _sample_panel(grid))
     return atomic_write(out, lambda fh: picture.save(fh, format="PNG"))
 
@@ -121,8 +124,9 @@ def _title(run_dir: Path, records: list[dict[str, Any]]) -> tuple[str, str]:
         pass  # a report without the model line is still useful
     if not records:
         return name, "no metrics logged yet"
-    last = records[-1]
-    parts = [f"step {int(last['step'])}"]
+    parts = [f"step {int(records[-1]['step'])}"]
+    logged = [r for r in records if is_number(r.get("d_loss")) or is_number(r.get("g_loss"))]
+    last = logged[-1] if logged else {}  # the last loss record: inspect and eval records carry no losses
     parts += [f"{k} {last[k]:.4g}" for k in ("d_loss", "g_loss") if is_number(last.get(k))]
     speeds = [r["it_per_s"] for r in records if is_number(r.get("it_per_s"))]
     if speeds:
