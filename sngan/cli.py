@@ -164,6 +164,7 @@ def sample(
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
                                                      "with |z| > T (truncation trick; not the paper's).")] = None,
     flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N times.")] = 1,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.distributed import resolve_device
@@ -173,7 +174,7 @@ def sample(
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
                             batch_size=batch_size, progress=progress, force=force, seeds=seeds,
-                            truncation=truncation, flat=flat)
+                            truncation=truncation, flat=flat, scale=scale)
     generator, _ = load_generator(ckpt, ema, resolve_device(device))
     paths = export(generator, request)
     if out.is_dir():
@@ -305,8 +306,7 @@ def inspect(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write everything as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace existing --plot / --json files.")] = False,
-    compare: Annotated[list[Path] | None, typer.Option(metavar="CKPT", help="More checkpoints drawn as panels "
-                                                       "beside --ckpt's in --plot (e.g. SN vs WN vs WC).")] = None,
+    compare: Annotated[list[Path] | None, typer.Option(metavar="CKPT", help="More --plot panels (SN vs WN).")] = None,
 ) -> None:
     """Spectral norms of a checkpoint's discriminator: estimate vs exact per layer, conv operator norms, bounds."""
     from sngan.inspect.command import run_inspect

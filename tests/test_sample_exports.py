@@ -55,3 +55,14 @@ def test_conditional_folder_is_read_by_torchvision_image_folder(tiny_runs, tmp_p
     assert loaded.classes == ["00000", "00002"] and [label for _, label in loaded.samples] == [0, 0, 1, 1]
     ok(sample(tiny_runs["cond_ckpt"], folder, "--classes", "1", "--num", 1, "--force"))  # --force replaces it
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["00001/00000.png"]
+
+
+def test_scale_enlarges_the_strip_and_every_gif_frame_by_whole_pixels(tiny_runs, tmp_path):
+    ckpt = tiny_runs["uncond_ckpt"]
+    ok(sample(ckpt, tmp_path / "a.gif", "--interpolate", 3, "--num", 2))
+    ok(sample(ckpt, tmp_path / "b.gif", "--interpolate", 3, "--num", 2, "--scale", 3))
+    small, big = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert big.size == (3 * small.width, 3 * small.height)
+    np.testing.assert_array_equal(np.asarray(big.convert("RGB"))[::3, ::3], np.asarray(small.convert("RGB")))
+    gif_small, gif_big = Image.open(tmp_path / "a.gif"), Image.open(tmp_path / "b.gif")
+    assert gif_big.size == (3 * gif_small.width, 3 * gif_small.height) and gif_big.n_frames == gif_small.n_frames

@@ -62,6 +62,7 @@ class SampleRequest:
     seeds: str | None = None  # '0-35': one image per seed (StyleGAN style), instead of --num from --seed
     truncation: float | None = None  # redraw |z| > T (not the paper's protocol)
     flat: bool = False  # conditional folder exports: one folder, class in the name, instead of class sub-folders
+    scale: int = 1  # interpolation strip and GIF enlarged this many times (nearest neighbour)
 
     def __post_init__(self) -> None:
         """Every size the user typed, bounded before anything is generated."""
@@ -69,7 +70,7 @@ class SampleRequest:
                                          MAX_BATCH), ("--nrow", self.nrow, 1, MAX_NROW),
                                          ("--interpolate", self.interpolate, 2, MAX_STEPS),
                                          ("--seed", self.seed, 0, MAX_SEED), ("--end-seed", self.end_seed, 0, MAX_SEED),
-                                         ("--class", self.class_index, 0, MAX_CLASS)):
+                                         ("--class", self.class_index, 0, MAX_CLASS), ("--scale", self.scale, 1, 16)):
             if value is not None and not low <= value <= high:
                 raise SamplingError(f"{option} must be between {low} and {high:,}, got {value:,}")
         if self.truncation is not None and not self.truncation > 0:
@@ -218,8 +219,8 @@ def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
         z, y = _latent_interpolation(generator, request, rows, steps)
     images = generate(generator, z, y, request.batch_size, request.progress)  # (rows * steps, 3, H, W)
     with publishing(strip_path, request.force) as strip, publishing(gif_path, request.force) as gif:
-        save_strip(images, steps, strip)
-        save_gif(images, steps, gif, request.nrow)
+        save_strip(images, steps, strip, request.scale)
+        save_gif(images, steps, gif, request.nrow, request.scale)
     return [strip_path, gif_path]
 
 

@@ -154,21 +154,22 @@ def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path
     return atomic_write(path, write)
 
 
-def save_strip(images: torch.Tensor, steps: int, path: str | Path) -> Path:
+def save_strip(images: torch.Tensor, steps: int, path: str | Path, scale: int = 1) -> Path:
     """Write the paths as one PNG: one row per path, `steps` columns.
 
     Args:
         images: (R * steps, 3, H, W) in [-1, 1], path-major as `latent_path` orders them.
         steps: points per path.
         path: PNG destination (its folder is created).
+        scale: enlarge by this whole factor (nearest neighbour: every pixel becomes a scale x scale block).
 
     Returns:
         The path written.
     """
-    return atomic_write(path, lambda fh: _to_pil(grid_tensor(images, nrow=steps)).save(fh, format="PNG"))
+    return atomic_write(path, lambda fh: _to_pil(grid_tensor(images, nrow=steps), scale).save(fh, format="PNG"))
 
 
-def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None) -> Path:
+def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
     """Write the paths as an animated GIF: frame s shows step s of every path as a grid; plays forward then back.
 
     Args:
@@ -176,18 +177,20 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
         steps: points per path.
         path: GIF destination (its folder is created).
         nrow: paths per frame row (default about sqrt(R)).
+        scale: enlarge every frame by this whole factor (nearest neighbour).
 
     Returns:
         The path written.
     """
     paths = images.reshape(-1, steps, *images.shape[1:])  # (R, steps, 3, H, W)
     nrow = nrow or default_nrow(len(paths))
-    frames = [_to_pil(grid_tensor(paths[:, s], nrow)) for s in range(steps)]
+    frames = [_to_pil(grid_tensor(paths[:, s], nrow), scale) for s in range(steps)]
     frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
     return atomic_write(path, lambda fh: frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
                                                        duration=FRAME_MS, loop=0))
 
 
-def _to_pil(grid: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> RGB image, rounded as torchvision's save_image."""
-    return Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+def _to_pil(grid: torch.Tensor, scale: int = 1) -> Image.Image:
+    """(3, H, W) in [0, 1] -> RGB image, rounded as torchvision's save_image, enlarged `scale` times."""
+    image = Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.NEAREST)
