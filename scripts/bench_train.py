@@ -79,10 +79,10 @@ def sn_cost(config: str, overrides: list[str], iters: int) -> tuple[float, float
     """(ms per D step with spectral norm, ms without) in eager fp32."""
     cfg, state, (d_loss_fn, _) = bench_state(config, [*overrides, *EAGER_FP32])
     with_sn = timed(lambda: d_step(state, d_loss_fn), iters, state.device)
-    for module in state.discriminator.modules():
+    for module in state.d.module.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    state.opt_d = torch.optim.Adam(state.discriminator.parameters(), lr=cfg.optim.lr, betas=(0.0, 0.9))
+    state.opt_d = torch.optim.Adam(state.d.module.parameters(), lr=cfg.optim.lr, betas=(0.0, 0.9))
     without = timed(lambda: d_step(state, d_loss_fn), iters, state.device, warmup=2)
     return with_sn * 1e3, without * 1e3
 

@@ -1,4 +1,5 @@
-"""The float32 matrix-product path of `sngan.inspect.spectra` against float64 SVDs on this machine's device.
+"""The float32 matrix-product path of `sngan.inspect.spectra.largest_singular_value` (on circular conv spectra,
+`conv_norm.circular_norm`) against float64 SVDs on this machine's device.
 
 Usage: python scripts/check_spectra_device.py   (prints the largest relative difference and both timings)
 """
@@ -10,7 +11,7 @@ import time
 import torch
 from timing import sync
 
-from sngan.inspect import spectra
+from sngan.inspect import conv_norm
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
         for exact in (True, False):
             sync(device)
             start = time.perf_counter()
-            value = spectra.conv_operator_sigma(kernel, (size, size), exact=exact)
+            value = conv_norm.circular_norm(kernel, (size, size), exact=exact)
             sync(device)
             seconds = time.perf_counter() - start
             if exact:

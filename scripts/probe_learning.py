@@ -126,7 +126,7 @@ def main() -> None:
     overrides = ["data.name=folder", f"data.root={args.train}", f"train.iterations={args.iterations}",
                  *PROBE_OVERRIDES, *args.overrides]
     cfg = load_config(REPO / "configs" / "cifar10_resnet.yaml", overrides)
-    start_g = build_state(cfg, torch.device("cpu"), log=lambda s: None).generator
+    start_g = build_state(cfg, torch.device("cpu"), log=lambda s: None).g.module
     start = frechet_distance(generated_features(net, start_g, args.num, cfg.model.z_dim), real)
     print(f"start (step 0): FD {start:.2f}")
 

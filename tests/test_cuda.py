@@ -11,7 +11,7 @@ import torch
 from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.data import Batches, StreamBatches
-from sngan.metrics.inception import no_tf32
+from sngan.metrics.precision import scoring_precision
 from sngan.train.build import build_state
 from sngan.train.loop import train
 from sngan.train.losses import get_losses
@@ -36,9 +36,9 @@ def test_auto_perf_on_cuda_is_bf16_channels_last_and_fused_adam(tiny_config):
     state = build_state(cuda_config(tiny_config), CUDA, log=lambda s: None)
     assert (state.perf.precision, state.perf.channels_last, state.perf.fused_adam) == ("bf16", True, True)
     assert state.opt_d.defaults["fused"] and state.opt_g.defaults["fused"]
-    conv = next(m for m in state.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = next(m for m in state.g.module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert all(p.dtype == torch.float32 and p.is_cuda for p in state.discriminator.parameters())
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in state.d.module.parameters())
 
 
 def test_bf16_step_keeps_weights_and_sn_vectors_fp32_and_follows_the_fp32_gradient(tiny_config):
@@ -47,13 +47,13 @@ def test_bf16_step_keeps_weights_and_sn_vectors_fp32_and_follows_the_fp32_gradie
                        ("bf16", ["perf.precision=bf16", "perf.channels_last=on", "perf.fused_adam=off"])):
         cfg = cuda_config(tiny_config, "model.g_ch=16", "model.d_ch=16", "train.batch_size=16", *perf)
         state = build_state(cfg, CUDA, log=lambda s: None)
-        state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)  # update = -gradient
+        state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)  # update = -gradient
         d_loss_fn, _ = get_losses(cfg.loss.type)
-        before = flat(state.discriminator)
+        before = flat(state.d.module)
         loss = d_step(state, d_loss_fn)
-        updates[name] = flat(state.discriminator) - before
+        updates[name] = flat(state.d.module) - before
         assert loss.dtype == torch.float32
-        vectors = [b for n, b in state.discriminator.named_buffers() if n.rsplit(".", 1)[-1] in ("_u", "_v", "u", "v")]
+        vectors = [b for n, b in state.d.module.named_buffers() if n.rsplit(".", 1)[-1] in ("_u", "_v", "u", "v")]
         assert vectors and all(v.dtype == torch.float32 for v in vectors)
     cosine = torch.nn.functional.cosine_similarity(updates["fp32"], updates["bf16"], dim=0)
     assert cosine > 0.99, cosine
@@ -86,7 +86,7 @@ def test_streamed_batches_with_pinned_prefetch_equal_the_resident_ones(tiny_conf
 def test_tf32_is_off_during_evaluation_and_restored_afterwards():
     set_matmul_precision(Perf(precision="bf16"))
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-    with no_tf32():
+    with scoring_precision():
         assert torch.backends.cuda.matmul.fp32_precision == "ieee"
         assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
@@ -114,6 +114,6 @@ def test_one_fp32_iteration_on_cuda_moves_both_networks(tiny_config):
     cfg = cuda_config(tiny_config)
     state = build_state(cfg, CUDA, log=lambda s: None)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
-    g0, d0 = flat(state.generator), flat(state.discriminator)
+    g0, d0 = flat(state.g.module), flat(state.d.module)
     assert torch.isfinite(g_step(state, g_loss_fn)) and torch.isfinite(d_step(state, d_loss_fn))
-    assert not torch.equal(g0, flat(state.generator)) and not torch.equal(d0, flat(state.discriminator))
+    assert not torch.equal(g0, flat(state.g.module)) and not torch.equal(d0, flat(state.d.module))

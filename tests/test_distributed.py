@@ -53,7 +53,8 @@ def test_torchrun_two_processes_write_one_checkpoint_log_and_per_rank_random_str
                            "--no-progress"], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000003.pt"]
-    assert sorted(p.name for p in run.iterdir() if p.is_file()) == [".lock", "config.yaml", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir() if p.is_file()) == [".lock", ".sngan-run", "config.yaml", "log.txt",
+                                                                     "metrics.jsonl"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     state = load_checkpoint(run / "checkpoints" / "ckpt-0000003.pt")
     assert len(state["rng_ranks"]) == 2
@@ -214,7 +215,7 @@ def test_global_batch_must_split_evenly():
 
 FAILING_RANK = """
 import sys
-import sngan.train.loop as T
+import sngan.train.steps as T
 from sngan.errors import SnganError
 from sngan.cli import main
 original = T.d_step

@@ -51,9 +51,9 @@ def test_update_ema_copies_before_ema_start_then_averages_at_0_9(tmp_path):
     expected = [p.detach().clone().double() for p in state.generator_ema.parameters()]
     for step in range(1, 6):  # update_ema runs after step G iterations are complete
         with torch.no_grad():
-            for p in state.generator.parameters():
+            for p in state.g.module.parameters():
                 p.copy_(torch.randn(p.shape, generator=g))
-        live = [p.detach().clone().double() for p in state.generator.parameters()]
+        live = [p.detach().clone().double() for p in state.g.module.parameters()]
         state.step = step
         update_ema(state)
         if step < 2:  # before ema_start: a plain copy
@@ -97,10 +97,10 @@ D_LOSS_BY_HAND = {"hinge": _hinge_d_by_hand, "nonsaturating": _nonsaturating_d_b
 
 def _d_step_and_reference(state, x_real, y_real, seed):
     """Run the production d_step on (x_real, y_real) with SGD lr 1; recompute its loss by hand on copies."""
-    g_copy, d_copy = copy.deepcopy(state.generator), copy.deepcopy(state.discriminator)
+    g_copy, d_copy = copy.deepcopy(state.g.module), copy.deepcopy(state.d.module)
     state.batches = _ChosenBatches(x_real, y_real)
-    state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)  # update = -gradient
-    before = _params(state.discriminator)
+    state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)  # update = -gradient
+    before = _params(state.d.module)
     torch.manual_seed(seed)
     loss = d_step(state, get_losses(state.cfg.loss.type)[0]).item()
 
@@ -115,7 +115,7 @@ def _d_step_and_reference(state, x_real, y_real, seed):
     hand = D_LOSS_BY_HAND[state.cfg.loss.type](real_logits.tolist(), fake_logits.tolist())
     get_losses(state.cfg.loss.type)[0](real_logits, fake_logits).backward()
     grads = [p.grad for p in d_copy.parameters()]
-    deltas = [a - b for a, b in zip(_params(state.discriminator), before, strict=True)]
+    deltas = [a - b for a, b in zip(_params(state.d.module), before, strict=True)]
     return loss, hand, deltas, grads
 
 
@@ -127,15 +127,15 @@ def test_d_step_loss_is_the_loss_by_hand_on_the_real_batch_given_and_its_gradien
     batch_a = (torch.rand(8, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, max(num_classes, 1), (8,),
                                                                              generator=g))
     batch_b = (-batch_a[0].flip(0), batch_a[1].flip(0))
-    snapshot = copy.deepcopy((state.generator.state_dict(), state.discriminator.state_dict()))
+    snapshot = copy.deepcopy((state.g.module.state_dict(), state.d.module.state_dict()))
     loss_a, hand_a, deltas, grads = _d_step_and_reference(state, *batch_a, seed=3)
     assert loss_a == pytest.approx(hand_a, rel=1e-5, abs=1e-6)
     for delta, grad in zip(deltas, grads, strict=True):
         assert torch.allclose(delta, -grad, atol=1e-6)
     assert any(grad.abs().max() > 0 for grad in grads)
 
-    state.generator.load_state_dict(snapshot[0])
-    state.discriminator.load_state_dict(snapshot[1])
+    state.g.module.load_state_dict(snapshot[0])
+    state.d.module.load_state_dict(snapshot[1])
     loss_b, hand_b, _, _ = _d_step_and_reference(state, *batch_b, seed=3)  # same fakes, another real batch
     assert loss_b == pytest.approx(hand_b, rel=1e-5, abs=1e-6)
     assert abs(loss_a - loss_b) > 1e-4
@@ -143,11 +143,11 @@ def test_d_step_loss_is_the_loss_by_hand_on_the_real_batch_given_and_its_gradien
 
 def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves_even_with_stale_d_gradients(tmp_path):
     state = _state(tmp_path, ["model.num_classes=3"])
-    g_copy, d_copy = copy.deepcopy(state.generator), copy.deepcopy(state.discriminator)
-    state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=1.0)
-    for p in state.discriminator.parameters():
+    g_copy, d_copy = copy.deepcopy(state.g.module), copy.deepcopy(state.d.module)
+    state.opt_g = torch.optim.SGD(state.g.module.parameters(), lr=1.0)
+    for p in state.d.module.parameters():
         p.grad = torch.ones_like(p)  # as left by the last D step: a G step must not apply it
-    g_before, d_before = _params(state.generator), _params(state.discriminator)
+    g_before, d_before = _params(state.g.module), _params(state.d.module)
     torch.manual_seed(4)
     loss = g_step(state, get_losses("hinge")[1]).item()
     torch.manual_seed(4)
@@ -156,9 +156,9 @@ def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves_even_with_stale_d_g
     logits = d_copy(g_copy(z, y), y)
     assert loss == pytest.approx(-sum(logits.tolist()) / len(logits), rel=1e-5, abs=1e-6)
     (-logits.mean()).backward()
-    for after, before, p in zip(_params(state.generator), g_before, g_copy.parameters(), strict=True):
+    for after, before, p in zip(_params(state.g.module), g_before, g_copy.parameters(), strict=True):
         assert torch.allclose(after - before, -p.grad, atol=1e-6)
-    assert all(torch.equal(a, b) for a, b in zip(_params(state.discriminator), d_before, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(_params(state.d.module), d_before, strict=True))
 
 
 # --- learning rate ---------------------------------------------------------------------------------------------

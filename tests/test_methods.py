@@ -156,7 +156,7 @@ def _d_losses(method: str, tmp_path, seed: int = 3):
     x_real = torch.randn(4, 3, 32, 32)
     x_fake = torch.randn(4, 3, 32, 32)
     d_loss, _ = get_losses(cfg.loss.type)
-    plain = d_loss(state.discriminator(x_real), state.discriminator(x_fake))
+    plain = d_loss(state.d.module(x_real), state.d.module(x_fake))
     torch.manual_seed(seed)
     total = regularized_d_loss(state, plain, x_real, x_fake, None)
     return total, plain, state, (x_real, x_fake)
@@ -170,7 +170,7 @@ def test_configured_d_loss_adds_lambda_times_the_penalty_computed_sample_by_samp
     penalties = []
     for i in range(4):  # one sample at a time: grad of D at x_hat_i = eps_i x_i + (1 - eps_i) G(z)_i
         x_hat = (eps[i] * x_real[i:i + 1] + (1 - eps[i]) * x_fake[i:i + 1]).requires_grad_(True)
-        (grad,) = torch.autograd.grad(state.discriminator(x_hat).sum(), x_hat)
+        (grad,) = torch.autograd.grad(state.d.module(x_hat).sum(), x_hat)
         penalties.append((grad.norm() - 1) ** 2)
     expected = plain + 10.0 * torch.stack(penalties).mean()
     assert total.item() == pytest.approx(expected.item(), rel=1e-4)
@@ -179,7 +179,7 @@ def test_configured_d_loss_adds_lambda_times_the_penalty_computed_sample_by_samp
 def test_configured_d_loss_adds_the_orthonormal_term_of_eq_14(tmp_path):
     total, plain, state, _ = _d_losses("orthonormal", tmp_path)
     term = 0.0
-    for m in state.discriminator.modules():
+    for m in state.d.module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             w = m.weight.detach().double().flatten(1)  # (d_out, d_in)
             d_out, d_in = w.shape

@@ -31,13 +31,13 @@ def one_iteration(config, overrides):
     state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
     # SGD with lr 1 makes each update the negative gradient: Adam's first step (~ lr * sign(g)) would hide
     # how close the gradients are; fused Adam is compared on its own below
-    state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=1.0)
-    state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)
+    state.opt_g = torch.optim.SGD(state.g.module.parameters(), lr=1.0)
+    state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
-    g0, d0 = flat_params(state.generator), flat_params(state.discriminator)
+    g0, d0 = flat_params(state.g.module), flat_params(state.d.module)
     g_loss = g_step(state, g_loss_fn)
     d_loss = d_step(state, d_loss_fn)
-    return g_loss, d_loss, flat_params(state.generator) - g0, flat_params(state.discriminator) - d0
+    return g_loss, d_loss, flat_params(state.g.module) - g0, flat_params(state.d.module) - d0
 
 
 def test_bf16_channels_last_step_matches_eager_fp32_within_bf16_tolerance(tiny_config):
@@ -128,11 +128,11 @@ def test_compiled_d_step_matches_eager(tiny_config):
     for compile_mode in ("off", "default"):
         cfg = load_config(tiny_config, [*EAGER, "model.d_ch=4"])
         state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
-        state.d_train = compiled(state.discriminator, Perf(compile=compile_mode))
-        state.opt_d = torch.optim.SGD(state.discriminator.parameters(), lr=1.0)
-        d0 = flat_params(state.discriminator)
+        state.d.trained = compiled(state.d.module, Perf(compile=compile_mode))
+        state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)
+        d0 = flat_params(state.d.module)
         loss = d_step(state, get_losses(cfg.loss.type)[0])
-        results.append((loss, flat_params(state.discriminator) - d0, torch.cat(list(state.discriminator.buffers()))))
+        results.append((loss, flat_params(state.d.module) - d0, torch.cat(list(state.d.module.buffers()))))
     (loss_e, step_e, uv_e), (loss_c, step_c, uv_c) = results
     assert torch.allclose(loss_c, loss_e, rtol=1e-4) and torch.allclose(step_c, step_e, rtol=1e-3, atol=1e-5)
     assert torch.allclose(uv_c, uv_e, atol=1e-5)  # two power iterations each
@@ -157,7 +157,7 @@ def train_steps(config, overrides, iterations, params_at):
         losses.append(g_step(state, g_loss_fn))
         losses.extend(d_step(state, d_loss_fn) for _ in range(cfg.train.n_dis))
         if i + 1 == params_at:
-            params = torch.cat([flat_params(state.generator), flat_params(state.discriminator)])
+            params = torch.cat([flat_params(state.g.module), flat_params(state.d.module)])
     return torch.stack(losses), params
 
 
@@ -259,9 +259,9 @@ def test_reduce_overhead_marks_each_step_before_its_graphs_and_feeds_d_copies_of
             return out
         return call
 
-    state.g_train, state.d_plain = spy("g_train", state.g_train), spy("d_plain", state.d_plain)
-    state.g_plain = spy("g_plain", state.g_plain, outputs=made)
-    state.d_train = spy("d_train", state.d_train, inputs=fed)
+    state.g.trained, state.d.frozen = spy("g_train", state.g.trained), spy("d_plain", state.d.frozen)
+    state.g.frozen = spy("g_plain", state.g.frozen, outputs=made)
+    state.d.trained = spy("d_train", state.d.trained, inputs=fed)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
     g_step(state, g_loss_fn)
     d_step(state, d_loss_fn)

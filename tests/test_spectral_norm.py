@@ -108,7 +108,7 @@ def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_confi
     worst, weights = {}, {}
     for init in ("svd", "torch", "random"):
         cfg = load_config(tiny_config, [f"model.sn_init={init}", "model.d_ch=16"])
-        d = build_state(cfg, torch.device("cpu"), log=lambda s: None).discriminator
+        d = build_state(cfg, torch.device("cpu"), log=lambda s: None).d.module
         errors = []
         for module in weight_layers(d).values():
             state = sn_state(module)
@@ -140,7 +140,7 @@ def test_random_start_is_the_authors_start_and_follows_their_power_iteration(tin
     from sngan.train.build import build_state
 
     cfg = load_config(tiny_config, ["model.sn_init=random", "model.d_ch=16"])
-    d = build_state(cfg, torch.device("cpu"), log=lambda s: None).discriminator.train()
+    d = build_state(cfg, torch.device("cpu"), log=lambda s: None).d.module.train()
     modules = [m for m in d.modules() if hasattr(m, "parametrizations")]
     assert len(modules) == len(sn_layers(d)) > 3
     for module in modules:

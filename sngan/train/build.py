@@ -21,7 +21,7 @@ from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
 from sngan.train.perf import adam, compiled, prepare, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
-from sngan.train.state import TrainState
+from sngan.train.state import Net, TrainState
 
 
 def seed_everything(seed: int) -> None:
@@ -59,10 +59,9 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                            budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
     if perf.compile != "off":
         log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
-    return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, batches, ema, info, perf=perf,
-                      g_train=compiled(wrap(generator, info, device), perf),
-                      d_train=compiled(wrap(discriminator, info, device), perf),
-                      g_plain=compiled(generator, perf), d_plain=compiled(discriminator, perf))
+    g = Net(generator, compiled(wrap(generator, info, device), perf), compiled(generator, perf))
+    d = Net(discriminator, compiled(wrap(discriminator, info, device), perf), compiled(discriminator, perf))
+    return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf)
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:

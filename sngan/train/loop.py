@@ -101,7 +101,8 @@ def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_
     metrics = evaluator(state.sampler, state.dist)
     if run_log is not None:
         run_log.log({"step": state.step, **metrics, "eval_network": evaluator.net.network,
-                     "eval_generator": state.sampler_name})
+                     "eval_generator": state.sampler_name, "eval_protocol": evaluator.protocol.name,
+                     "eval_seed": state.cfg.train.seed})
     fid_name = next(k for k in metrics if k.startswith("fid"))
     fid = metrics[fid_name]
     log(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
@@ -177,7 +178,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     t = cfg.train
     last_path = Path(resume) if resume is not None else None
     window = LossWindow(device, state.step)
-    d_sizes = input_sizes(state.discriminator, cfg.model.resolution, cfg.model.num_classes)
+    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes)
     bar = Progress(t.iterations, state.step, bar_wanted(progress and info.is_main), log)  # a line per record off a TTY
     run_log = None
     try:
@@ -189,7 +190,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             log(f"resumed from {resume} at step {state.step}")
         ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
         log(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
-            f"{count_parameters(state.generator):,} params, D {count_parameters(state.discriminator):,} params")
+            f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
         with SignalGuard() as signals:
             while state.step < t.iterations:
                 lr, d_loss, g_loss = iteration(state, losses)
@@ -205,14 +206,14 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
                     bar.report(record)
                     window = LossWindow(device, state.step)
                 if now.refresh:
-                    broadcast_buffers(state.generator, info)  # rank 0's BatchNorm statistics everywhere
+                    broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
                     refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
                 if now.sample and info.is_main:
                     grid = sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
                     if run_log is not None:
                         run_log.grid(grid, state.step)
                 if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
-                    run_log.log({"step": state.step, **training_record(state.discriminator, d_sizes)})
+                    run_log.log({"step": state.step, **training_record(state.d.module, d_sizes)})
                 if now.evaluate:
                     evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log)
                 if now.save:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sngan.config import PerfConfig
+from sngan.metrics.precision import set_tf32
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,9 @@ def path_line(perf: Perf, device: torch.device) -> str:
 
 
 def set_matmul_precision(perf: Perf) -> None:
-    """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise."""
-    allow = perf.precision in ("tf32", "bf16")
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if getattr(conv, "fp32_precision", None) is not None:  # torch >= 2.9: mixing with allow_tf32 is an error
-        torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = (
-            "tf32" if allow else "ieee")
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = allow
-        torch.backends.cudnn.allow_tf32 = allow
+    """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise. Scoring turns
+    it off for its own duration (`sngan.metrics.precision.scoring_precision`)."""
+    set_tf32(perf.precision in ("tf32", "bf16"))
 
 
 def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextManager:

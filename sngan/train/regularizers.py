@@ -90,15 +90,15 @@ def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tens
     if cfg.gp_weight > 0:
         def critic(x: torch.Tensor) -> torch.Tensor:
             with autocast(state.perf, state.device):
-                return state.d_train(x, y)
+                return state.d.trained(x, y)
 
         loss = loss + cfg.gp_weight * gradient_penalty(critic, x_real, x_fake)
     if cfg.orthonormal_weight > 0:
-        loss = loss + cfg.orthonormal_weight * orthonormal_penalty(state.discriminator)
+        loss = loss + cfg.orthonormal_weight * orthonormal_penalty(state.d.module)
     return loss
 
 
 def after_d_update(state: TrainState) -> None:
     """Weight clipping after the optimiser step, when `optim.d_weight_clip` > 0."""
     if state.cfg.optim.d_weight_clip > 0:
-        clip_weights(state.discriminator, state.cfg.optim.d_weight_clip)
+        clip_weights(state.d.module, state.cfg.optim.d_weight_clip)

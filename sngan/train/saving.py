@@ -37,7 +37,7 @@ def save_periodic(state: TrainState, ckpt_dir: Path) -> Path:
 
 def check_ranks_agree(state: TrainState) -> None:
     """Under torchrun, the trained weights (and D's spectral-norm vectors) must be identical on every rank."""
-    for name, net in (("generator", state.generator), ("discriminator", state.discriminator)):
+    for name, net in (("generator", state.g.module), ("discriminator", state.d.module)):
         diff = max_divergence([*net.parameters(), *net.buffers()], state.dist)
         if diff > 0:
             raise SnganError(f"{name} differs between ranks by {diff:.3g} at step {state.step}: the processes "
@@ -46,7 +46,7 @@ def check_ranks_agree(state: TrainState) -> None:
 
 def check_finite_weights(state: TrainState) -> None:
     """Raise TrainingDiverged when a parameter of G or D holds NaN/inf (one host sync per network)."""
-    for name, net in (("generator", state.generator), ("discriminator", state.discriminator)):
+    for name, net in (("generator", state.g.module), ("discriminator", state.d.module)):
         if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all():
             raise TrainingDiverged(f"non-finite {name} weights at step {state.step}; no checkpoint written "
                                    f"(the last good one is kept): lower optim.lr or check the data")

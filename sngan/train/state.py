@@ -24,21 +24,33 @@ from sngan.train.perf import Perf
 
 
 @dataclass
+class Net:
+    """One network of the run: `module`, the plain module (saved, sampled, inspected), and two views sharing its
+    parameters and buffers: `trained`, for the step that updates this network (DistributedDataParallel under
+    torchrun, then `torch.compile`d when asked for), and `frozen`, for its use inside the other network's step (the
+    D step's no-grad fakes, the D forward of the G step: compiled when asked for, never DDP, since no gradient of
+    it is synchronised there). Without DDP or compile all three are the same module."""
+
+    module: nn.Module
+    trained: nn.Module
+    frozen: nn.Module
+
+    @classmethod
+    def plain(cls, module: nn.Module) -> Net:
+        return cls(module, module, module)
+
+
+@dataclass
 class TrainState:
     """The run in memory: what a checkpoint holds (networks, optimisers, step, best metric, random streams through
     `batches` and the global generators) plus what it runs on (`cfg`, `device`, `dist`, `perf`), which are not saved.
-
-    `generator`/`discriminator` are the plain modules (saved, sampled); the update steps call the others, which
-    share their parameters and buffers: `g_train`/`d_train` for the network being updated (DistributedDataParallel
-    under torchrun, then `torch.compile`d when asked for) and `g_plain`/`d_plain` for the one that is not (the D
-    step's no-grad fakes, the D forward inside the G step: compiled when asked for, never DDP, since no gradient of
-    theirs is synchronised). Without DDP or compile all four are the plain modules.
+    `g` and `d` are the generator and the discriminator (`Net`: the module and its trained and frozen views).
     """
 
     cfg: Config
     device: torch.device
-    generator: nn.Module
-    discriminator: nn.Module
+    g: Net
+    d: Net
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     batches: Batches | StreamBatches
@@ -48,27 +60,19 @@ class TrainState:
     best: dict[str, Any] | None = None
     run_id: str | None = None  # the run's marker (sngan.train.ownership), recorded in every checkpoint
     perf: Perf = field(default_factory=Perf)
-    g_train: nn.Module | None = None
-    d_train: nn.Module | None = None
-    g_plain: nn.Module | None = None
-    d_plain: nn.Module | None = None
 
     def __post_init__(self) -> None:
-        self.g_train = self.generator if self.g_train is None else self.g_train
-        self.d_train = self.discriminator if self.d_train is None else self.d_train
-        self.g_plain = self.generator if self.g_plain is None else self.g_plain
-        self.d_plain = self.discriminator if self.d_plain is None else self.d_plain
         self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
         self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 
     @property
     def sampler(self) -> nn.Module:
         """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one."""
-        return self.generator if self.generator_ema is None else self.generator_ema
+        return self.g.module if self.generator_ema is None else self.generator_ema
 
     @property
     def sampler_name(self) -> str:
-        return "raw" if self.generator_ema is None else "ema"
+        return ckpt.generator_label(self.generator_ema is not None)
 
     def rng_state(self) -> dict[str, Any]:
         """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
@@ -95,8 +99,8 @@ class TrainState:
             "format_version": ckpt.FORMAT_VERSION,
             "config": self.cfg.to_dict(),
             "step": self.step,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
+            "generator": self.g.module.state_dict(),
+            "discriminator": self.d.module.state_dict(),
             "generator_ema": None if self.generator_ema is None else self.generator_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -114,16 +118,16 @@ class TrainState:
         """
         ema_weights = state.get("generator_ema") or state["generator"]
         ckpt.check_sections(state, ckpt.TRAINING_KEYS)
-        ckpt.check_state_dict(self.generator, state["generator"], "generator")
-        ckpt.check_state_dict(self.discriminator, state["discriminator"], "discriminator")
+        ckpt.check_state_dict(self.g.module, state["generator"], "generator")
+        ckpt.check_state_dict(self.d.module, state["discriminator"], "discriminator")
         if self.generator_ema is not None:
             ckpt.check_state_dict(self.generator_ema, ema_weights, "generator_ema")
         ckpt.check_optimizer_state(self.opt_g, state["opt_g"], "opt_g")
         ckpt.check_optimizer_state(self.opt_d, state["opt_d"], "opt_d")
         ranks = state.get("rng_ranks") or [state["rng"]]
         try:
-            self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
+            self.g.module.load_state_dict(state["generator"])
+            self.d.module.load_state_dict(state["discriminator"])
             if self.generator_ema is not None:
                 self.generator_ema.load_state_dict(ema_weights)
             self.opt_g.load_state_dict(state["opt_g"])

@@ -52,14 +52,14 @@ def g_step(state: TrainState, g_loss_fn: Callable) -> torch.Tensor:
     begin_step(state.perf)
     z = torch.randn(state.g_batch, state.cfg.model.z_dim, device=state.device)
     y = _fake_labels(state, state.g_batch)
-    state.discriminator.requires_grad_(False)
+    state.d.module.requires_grad_(False)
     with autocast(state.perf, state.device):
-        logits = state.d_plain(own_memory(state.g_train(z, y), state.perf), y)
+        logits = state.d.frozen(own_memory(state.g.trained(z, y), state.perf), y)
     loss = g_loss_fn(logits.float())
     state.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_g.step()
-    state.discriminator.requires_grad_(True)
+    state.d.module.requires_grad_(True)
     return loss.detach()
 
 
@@ -76,16 +76,16 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     z = torch.randn(state.d_batch, state.cfg.model.z_dim, device=state.device)
     y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad(), autocast(state.perf, state.device):
-        x_fake = own_memory(state.g_plain(z, y_fake), state.perf)
+        x_fake = own_memory(state.g.frozen(z, y_fake), state.perf)
     y_real = y_real if state.cfg.model.num_classes else None
     if state.perf.channels_last:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
     with autocast(state.perf, state.device):
         if state.perf.d_single_pass:
             y_both = None if y_real is None else torch.cat([y_real, y_fake])
-            real_logits, fake_logits = state.d_train(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
+            real_logits, fake_logits = state.d.trained(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
         else:
-            real_logits, fake_logits = state.d_train(x_real, y_real), state.d_train(x_fake, y_fake)
+            real_logits, fake_logits = state.d.trained(x_real, y_real), state.d.trained(x_fake, y_fake)
     loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_real)
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -98,7 +98,7 @@ def update_ema(state: TrainState) -> None:
     """Average G into the EMA generator (a plain copy before `train.ema_start`)."""
     if state.generator_ema is not None:
         decay = state.cfg.train.ema_decay if state.step >= state.cfg.train.ema_start else 0.0
-        ema_update(state.generator_ema, state.generator, decay)
+        ema_update(state.generator_ema, state.g.module, decay)
 
 
 def refresh_ema_batchnorm(state: TrainState) -> None:
