@@ -31,6 +31,7 @@ MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
 EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; sngan.evaluation.PROTOCOLS defines them
+RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.resolution per arch (sngan.models' layouts)
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.norms builds each
 
 
@@ -64,7 +65,8 @@ class DataConfig:
 class ModelConfig:
     arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
                      choices=("resnet", "cnn"))
-    resolution: int = _opt(32, "image side in pixels", choices=(32, 48, 64, 128))
+    resolution: int = _opt(32, "image side in pixels (resnet: 32|48|64|128, cnn: 32|48)",
+                           choices=tuple(sorted({r for sizes in RESOLUTIONS.values() for r in sizes})))
     z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
     g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
                        le=MAX_WIDTH)
@@ -227,7 +229,22 @@ def _check_consistency(cfg: Config) -> None:
     if 0 < cfg.train.eval_num_samples < 10:
         raise ConfigError(f"key 'train.eval_num_samples' must be 0 (the protocol's count) or >= 10 (IS in 10 "
                           f"splits), got {cfg.train.eval_num_samples}")
+    check_model(cfg.model)
     _check_methods(cfg)
+
+
+def check_model(model_cfg: ModelConfig) -> None:
+    """The model section's cross-key rules (the builders in `sngan.models` call it too); sizes: `sngan.limits`."""
+    if model_cfg.arch == "cnn" and model_cfg.num_classes:
+        raise ConfigError("key 'model.num_classes' must be 0 for arch cnn (the paper's conditional models are "
+                          "ResNets with a projection discriminator)")
+    if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
+        raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
+                          "concatenates a class embedding)")
+    if model_cfg.resolution not in RESOLUTIONS.get(model_cfg.arch, ()):
+        sizes = "|".join(map(str, RESOLUTIONS.get(model_cfg.arch, ())))
+        raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
+                          f"got {model_cfg.resolution}")
 
 
 def _check_methods(cfg: Config) -> None:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from sngan.cli import app
 from sngan.study.plan import load_plan
-from tests.helpers import CONFIGS, write_config
+from tests.helpers import CONFIGS, assert_drawn_png, write_config
 
 runner = CliRunner()
 
@@ -105,3 +105,48 @@ def test_protocol_names_are_one_list():
     from sngan.evaluation import PROTOCOLS
 
     assert set(PROTOCOLS) == set(EVAL_PROTOCOLS) and len(EVAL_PROTOCOLS) == 3
+
+
+def test_figure_9_curves_are_sigma_of_the_normalised_weights_from_the_log(tmp_path):
+    """spectral_norms.png's data: sigma(W-bar) per layer at each check; at the last step it equals the checkpoint's
+    float64 sigma(W) / (u^T W v), computed here from the saved weights and vectors."""
+    import torch
+
+    from sngan.study.figures import sn_curves
+    from sngan.study.run import run_study
+
+    plan = load_plan(_plan(tmp_path, overrides=["train.inspect_every=7", "train.ckpt_every=7",
+                                                "train.sample_every=0"], seeds=[0],
+                           methods={"SN": ["model.d_norm=spectral"]}))
+    study = run_study(plan, progress=False, log=lambda s: None)
+    assert_drawn_png(study / "spectral_norms.png")
+    curves = sn_curves(study / "SN-s0")
+    state = torch.load(study / "SN-s0" / "checkpoints" / "ckpt-0000007.pt", weights_only=True)["discriminator"]
+    assert len(curves) == len([k for k in state if k.endswith("._u")]) > 3
+    for layer, points in curves.items():
+        prefix = f"{layer}.parametrizations.weight."
+        w = state[prefix + "original"].double().flatten(1)
+        u, v = state[prefix + "0._u"].double(), state[prefix + "0._v"].double()
+        assert points[-1][0] == 7
+        assert points[-1][1] == pytest.approx((torch.linalg.svdvals(w)[0] / (u @ w @ v)).item(), rel=1e-4)
+
+
+def test_each_arch_builds_exactly_the_resolutions_the_config_allows():
+    """One list of resolutions (config.RESOLUTIONS): every listed one builds, and the ResNet layouts are those."""
+    import torch
+
+    from sngan.config import RESOLUTIONS, ModelConfig
+    from sngan.errors import ConfigError
+    from sngan.models import build_discriminator, build_generator
+    from sngan.models.resnet import LAYOUTS
+
+    assert tuple(sorted(LAYOUTS)) == RESOLUTIONS["resnet"]
+    for arch, sizes in RESOLUTIONS.items():
+        for size in (32, 48, 64, 128):
+            cfg = ModelConfig(arch=arch, resolution=size, z_dim=4, g_ch=8, d_ch=2)
+            if size in sizes:
+                x = build_generator(cfg)(torch.randn(2, 4))
+                assert x.shape == (2, 3, size, size) and build_discriminator(cfg)(x).shape == (2,)
+            else:
+                with pytest.raises(ConfigError, match="model.resolution"):
+                    build_generator(cfg)

@@ -16,10 +16,8 @@ extracted, so scores do not depend on the GPU generation (TF32 changes FID in th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from sngan.errors import InceptionWeightsError
+from sngan.metrics.precision import scoring_precision
 
 WEIGHTS_NAME = "pt_inception-2015-12-05"
 WEIGHTS_FILE = f"{WEIGHTS_NAME}-6726825d.pth"
@@ -124,26 +123,6 @@ def resolve_weights(path: str | Path | None = None) -> Weights:
     return _load(cached)
 
 
-@contextlib.contextmanager
-def no_tf32() -> Iterator[None]:
-    """Full float32 for cuDNN convolutions and CUDA matmuls inside the block (previous settings restored)."""
-    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
-    if conv is not None:  # torch >= 2.9: the fp32_precision API (mixing it with allow_tf32 is an error)
-        previous = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-        torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = previous
-    else:
-        previous = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
-
-
 class InceptionFeatures(nn.Module):
     """pool3 features (B, 2048) and 1008-way logits (B, 1008) of images in [0, 1]."""
 
@@ -163,7 +142,7 @@ class InceptionFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, H, W) float in [0, 1] -> (pool3 features (B, 2048), logits (B, 1008)), float32."""
-        with no_tf32():
+        with scoring_precision():
             pool = self.net(images.float())[0].flatten(1)  # (B, 2048, 1, 1) -> (B, 2048)
             return pool, pool @ self.fc_weight.T  # (B, 2048) @ (2048, 1008) -> (B, 1008)
 

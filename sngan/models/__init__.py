@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-from sngan.config import ModelConfig
+from sngan.config import ModelConfig, check_model
 from sngan.errors import ConfigError
 from sngan.models.cnn import CNNDiscriminator, CNNGenerator
 from sngan.models.norms import add_learnt_scale
-from sngan.models.resnet import LAYOUTS, ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
+from sngan.models.resnet import ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "resnet": lambda m: ResNetGenerator(m.z_dim, m.resolution, m.g_ch, m.num_classes),
@@ -22,22 +22,10 @@ DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations,
                                       m.d_norm),
 }
-RESOLUTIONS = {"resnet": tuple(LAYOUTS), "cnn": (32, 48)}
-
-
 def _check(model_cfg: ModelConfig) -> None:
     if model_cfg.arch not in GENERATORS:
         raise ConfigError(f"key 'model.arch' must be one of {'|'.join(GENERATORS)}, got {model_cfg.arch!r}")
-    if model_cfg.arch == "cnn" and model_cfg.num_classes:
-        raise ConfigError("key 'model.num_classes' must be 0 for arch cnn (the paper's conditional models are "
-                          "ResNets with a projection discriminator)")
-    if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
-        raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
-                          "concatenates a class embedding)")
-    if model_cfg.resolution not in RESOLUTIONS[model_cfg.arch]:
-        sizes = "|".join(map(str, RESOLUTIONS[model_cfg.arch]))
-        raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
-                          f"got {model_cfg.resolution}")
+    check_model(model_cfg)
 
 
 def build_generator(model_cfg: ModelConfig) -> nn.Module:
