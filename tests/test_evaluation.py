@@ -13,7 +13,7 @@ from sngan.cli import app
 from sngan.config import DataConfig, load_config, to_yaml
 from sngan.data import synthetic_shapes
 from sngan.errors import MetricError
-from sngan.evaluation import PROTOCOLS, make_protocol, metric_names, reference_stats, score_generator
+from sngan.evaluation import PROTOCOLS, Protocol, make_protocol, metric_names, reference_stats, score_generator
 from sngan.metrics import frechet_distance, inception_score
 from sngan.metrics.stats import ReferenceStats, load_stats
 from sngan.sample.generate import generate, latents, load_generator
@@ -161,7 +161,8 @@ def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_pa
     config = write_config(tmp_path / "c.yaml", {
         "data": {"num_images": 6, "root": str(tmp_path / "data")},
         "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 2, "eval_num_samples": 10,
-                  "eval_inception_weights": str(weights), "ckpt_every": 1, "keep_checkpoints": 1}})
+                  "eval_protocol": "quick", "eval_inception_weights": str(weights), "ckpt_every": 1,
+                  "keep_checkpoints": 1}})
     run = tmp_path / "run"
     train(load_config(config), run, progress=False, log=lambda s: None)
     evals = [r for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()) if "is10" in r]
@@ -177,10 +178,34 @@ def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_pa
         assert torch.equal(tensor, evaluated["generator"][key]), key  # evaluation leaves training untouched
 
 
+def test_training_time_scores_equal_sngan_eval_of_the_same_checkpoint_and_protocol(inception_weights, tmp_path):
+    """The number a run logs during training is the number `sngan eval` gives for that checkpoint, protocol and
+    seed (random-weight Inception, CPU): one protocol definition, one scoring path."""
+    from sngan.evaluation import evaluate_checkpoint, make_protocol
+
+    weights, _ = inception_weights
+    config = write_config(tmp_path / "c.yaml", {
+        "data": {"num_images": 12, "root": str(tmp_path / "data")}, "model": {"num_classes": 0},
+        "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 2, "eval_num_samples": 20,
+                  "eval_protocol": "quick", "eval_inception_weights": str(weights), "ckpt_every": 2,
+                  "ema_decay": 0.9, "seed": 7}})
+    run = tmp_path / "run"
+    last = train(load_config(config), run, progress=False, log=lambda s: None)
+    logged = next(r for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())
+                  if "is20" in r)
+    assert logged["eval_protocol"] == "quick (modified)" and logged["eval_seed"] == 7
+    record = evaluate_checkpoint(last, make_protocol("quick", 20), seed=7, weights=weights, log=lambda s: None)
+    assert record["generator"] == "ema" == logged["eval_generator"] and record["protocol"] == logged["eval_protocol"]
+    assert set(record["metrics"]) == {"is20", "is20_std", "fid20_train12"}
+    for key, value in record["metrics"].items():
+        assert logged[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 class ScriptedEvaluator:
     """Stands in for TrainingEvaluator: returns the given FIDs in turn."""
 
     net = FakeNet()
+    protocol = Protocol("scripted", 10, 10, 10, 6, "scripted FIDs")
 
     def __init__(self, fids):
         self.fids = iter(fids)
