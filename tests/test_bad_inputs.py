@@ -417,10 +417,6 @@ def test_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, case)
     assert not [p for p in workspace.rglob("*.tmp") if p.parent.name != "foreign"], case
 
 
-def test_the_table_is_large(workspace):
-    assert len(CASES) >= 60
-
-
 # Inputs that must work, and failures in the middle of work: nothing is lost.
 
 def copy_run(tiny_runs, tmp_path: Path, name: str = "run") -> Path:
