@@ -39,3 +39,18 @@ def test_header_keeps_the_losses_when_an_inspect_record_comes_last(tmp_path):
     many = [{"step": s, **{f"sn_ratio/l{i}": 1.0 for i in range(11)}} for s in (1, 2)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records + many))
     assert write_report(run).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_as_pdf_and_svg_keeps_charts_as_vector_text(tiny_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from sngan.cli import app
+
+    for suffix in ("svg", "pdf"):
+        out = tmp_path / f"report.{suffix}"
+        result = CliRunner().invoke(app, ["report", str(tiny_runs["uncond"]), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    svg = (tmp_path / "report.svg").read_text()
+    assert "<svg" in svg and "<image" in svg  # the grid as an image
+    assert any("learning rate" in part.split("</text>")[0] for part in svg.split("<text")[1:])  # titles as text
+    assert (tmp_path / "report.pdf").read_bytes()[:5] == b"%PDF-"

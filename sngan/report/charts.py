@@ -62,6 +62,13 @@ def line_figure(series: Series, title: str, size: tuple[int, int] = (640, 260), 
         The figure (`size` pixels at DPI).
     """
     fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    draw_lines(ax, series, title, x_label)
+    fig.tight_layout(pad=0.4)
+    return fig
+
+
+def draw_lines(ax: plt.Axes, series: Series, title: str, x_label: str = "step") -> None:
+    """`line_figure`'s chart drawn into `ax` (the vector report draws every chart into one figure)."""
     plain_ticks(ax)
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_xlabel(x_label, fontsize=8)
@@ -81,13 +88,19 @@ def line_figure(series: Series, title: str, size: tuple[int, int] = (640, 260), 
         ax.legend(fontsize=7, loc="best", frameon=False)
     if not drawn:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#444444")
-    fig.tight_layout(pad=0.4)
-    return fig
 
 
 def heatmap_figure(series: Series, title: str, width: int = 640) -> Figure:
     """Many series (e.g. `sn_ratio/<layer>`) as a labelled heatmap: one row per series, named on the y axis, one
     column per step, the value in colour (colour bar beside); a step a series was not logged at stays blank."""
+    fig, ax = plt.subplots(figsize=(width / DPI, (60 + 14 * len(series)) / DPI), dpi=DPI)
+    draw_heatmap(ax, series, title)
+    fig.tight_layout(pad=0.4)
+    return fig
+
+
+def draw_heatmap(ax: plt.Axes, series: Series, title: str) -> None:
+    """`heatmap_figure`'s chart drawn into `ax`, its colour bar beside it."""
     names = list(series)
     steps = sorted({x for pts in series.values() for x, _ in pts})
     column = {x: j for j, x in enumerate(steps)}
@@ -95,14 +108,10 @@ def heatmap_figure(series: Series, title: str, width: int = 640) -> Figure:
     for i, name in enumerate(names):
         for x, y in series[name]:
             grid[i, column[x]] = y if math.isfinite(y) else np.nan
-    height = 60 + 14 * len(names)
-    fig, ax = plt.subplots(figsize=(width / DPI, height / DPI), dpi=DPI)
     image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap="viridis")
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_yticks(range(len(names)), [n.split("/", 1)[-1] for n in names], fontsize=7)
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int)) if steps else []
     ax.set_xticks(ticks, [f"{steps[j]:g}" for j in ticks], fontsize=7)
     ax.set_xlabel("step", fontsize=8)
-    fig.colorbar(image, ax=ax, pad=0.01).ax.tick_params(labelsize=7)
-    fig.tight_layout(pad=0.4)
-    return fig
+    ax.figure.colorbar(image, ax=ax, pad=0.01).ax.tick_params(labelsize=7)

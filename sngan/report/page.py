@@ -21,9 +21,10 @@ from PIL import Image, ImageDraw, ImageFont
 from sngan.errors import ReportError, SnganError
 from sngan.io import atomic_write
 from sngan.records import is_number, metric_keys, read_records
-from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart
+from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart, plt
 from sngan.yamlfile import read_yaml
 
+FORMATS = (".png", ".pdf", ".svg")  # --out: the composed PNG, or one vector figure (sngan.report.vector)
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 CHART_SIZE = (640, 240)
 GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) to about this width
@@ -65,11 +66,11 @@ def latest_sample_grid(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draw the report of a run directory into one PNG.
+    """Draw the report of a run directory into one PNG (or PDF / SVG, from `out`'s suffix).
 
     Args:
         run_dir: a directory written by `sngan train` (finished or in progress).
-        out: the PNG to write (default RUN_DIR/report.png).
+        out: the file to write, .png, .pdf or .svg (default RUN_DIR/report.png).
 
     Returns:
         The path written.
@@ -78,18 +79,28 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")
     out = Path(out) if out is not None else run_dir / "report.png"
-    if out.suffix.lower() != ".png":
-        raise ReportError(f"--out must be a .png file, got '{out}'")
+    if out.suffix.lower() not in FORMATS:
+        raise ReportError(f"--out must end in {', '.join(FORMATS)}, got '{out}'")
     records = read_records(run_dir / "metrics.jsonl")
     grid = latest_sample_grid(run_dir)
     if not records and grid is None:
         raise ReportError(f"'{run_dir}' is not a run directory with results: no metrics.jsonl records and no "
                           f"samples/step-*.png")
-    charts = [line_chart(curves(records, ("d_loss", "g_loss")), "losses", CHART_SIZE),
-              line_chart(curves(records, ("lr",)), "learning rate", CHART_SIZE)]
-    charts += [line_chart(curves(records, keys), title, CHART_SIZE) if len(keys) <= MAX_LEGEND else
-               figure_image(heatmap_figure(curves(records, keys), title, CHART_SIZE[0]))
+    panels = [("lines", curves(records, ("d_loss", "g_loss")), "losses"),
+              ("lines", curves(records, ("lr",)), "learning rate")]
+    panels += [("lines" if len(keys) <= MAX_LEGEND else "heatmap", curves(records, keys), title)
                for title, keys in chart_groups(records)]
+    if out.suffix.lower() != ".png":  # vector charts for papers (sngan.report.vector)
+        from sngan.report.vector import report_figure
+
+        fig = report_figure(_title(run_dir, records), panels, grid)
+        try:
+            with plt.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):  # text stays editable text
+                return atomic_write(out, lambda fh: fig.savefig(fh, format=out.suffix.lower()[1:]))
+        finally:
+            plt.close(fig)
+    charts = [line_chart(series, title, CHART_SIZE) if kind == "lines" else
+              figure_image(heatmap_figure(series, title, CHART_SIZE[0])) for kind, series, title in panels]
     picture = _compose(_title(run_dir, records), charts, _sample_panel(grid))
     return atomic_write(out, lambda fh: picture.save(fh, format="PNG"))
 
