@@ -23,7 +23,8 @@ from timing import device_name, sync, timed
 
 from sngan.config import load_config
 from sngan.distributed import resolve_device
-from sngan.evaluation import PROTOCOLS, score_generator
+from sngan.evaluation.protocols import PROTOCOLS
+from sngan.evaluation.scoring import score_generator
 from sngan.metrics.inception import load_inception
 from sngan.metrics.random_inception import random_inception_state
 from sngan.metrics.stats import ReferenceStats

@@ -221,26 +221,10 @@ def stats(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
-    import dataclasses
+    from sngan.evaluation.reference import stats_command
 
-    from sngan.config import load_config
-    from sngan.data.cache import check_split
-    from sngan.distributed import resolve_device
-    from sngan.evaluation import reference_stats
-    from sngan.io import check_new_output, publishing
-    from sngan.metrics.inception import load_inception
-    from sngan.metrics.stats import save_stats
-
-    check_new_output(out, force)
-    cfg = load_config(config)
-    check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
-    net = load_inception(inception_weights, resolve_device(device))
-    ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
-                          batch_size, typer.echo)
-    with publishing(out, force) as stage:
-        save_stats(stage, ref.mu, ref.sigma, ref.protocol)
-    typer.echo(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} "
-               f"images, {ref.protocol['network']} (cache {ref.path})")
+    stats_command(config, out, split=split, num=num, weights=inception_weights, batch_size=batch_size,
+                  device=device, force=force, log=typer.echo)
 
 
 @app.command(name="eval")
@@ -271,7 +255,7 @@ def eval_(
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw |z| > T (not the paper's).")] = None,
 ) -> None:
     """Inception Score and FID (and optionally KID, PRDC, intra-FID) of a checkpoint, with their protocol."""
-    from sngan.evaluation import evaluate_command
+    from sngan.evaluation.command import evaluate_command
 
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
                      seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
@@ -288,12 +272,9 @@ def prepare(
     progress: Annotated[bool, typer.Option(help="Show a progress bar while packing.")] = True,
 ) -> None:
     """Pack the config's dataset into its uint8 cache (reused when current) and print its summary."""
-    from sngan.config import load_config
-    from sngan.data import load_images
+    from sngan.data.cache import prepare_command
 
-    cfg = load_config(config, set_ or [])
-    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, progress=progress, log=typer.echo)
-    typer.echo(image_set.summary())
+    prepare_command(config, set_ or [], progress, typer.echo)
 
 
 @app.command()

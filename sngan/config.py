@@ -30,7 +30,7 @@ MAX_BATCH = 65_536  # images per D or G step
 MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
-EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; sngan.evaluation.PROTOCOLS defines them
+EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluation.protocols defines them
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.resolution per arch (sngan.models' layouts)
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.norms builds each
 

@@ -259,7 +259,8 @@ class FakeInception(torch.nn.Module):
 def _score(info, out):
     import numpy as np
 
-    from sngan.evaluation import Protocol, score_generator
+    from sngan.evaluation.protocols import Protocol
+    from sngan.evaluation.scoring import score_generator
     from sngan.metrics.stats import ReferenceStats
 
     torch.manual_seed(0)

@@ -13,7 +13,9 @@ from sngan.cli import app
 from sngan.config import DataConfig, load_config, to_yaml
 from sngan.data import synthetic_shapes
 from sngan.errors import MetricError
-from sngan.evaluation import PROTOCOLS, Protocol, make_protocol, metric_names, reference_stats, score_generator
+from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol, metric_names
+from sngan.evaluation.reference import reference_stats
+from sngan.evaluation.scoring import score_generator
 from sngan.metrics import frechet_distance, inception_score
 from sngan.metrics.stats import ReferenceStats, load_stats
 from sngan.sample.generate import generate, latents, load_generator
@@ -181,7 +183,8 @@ def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_pa
 def test_training_time_scores_equal_sngan_eval_of_the_same_checkpoint_and_protocol(inception_weights, tmp_path):
     """The number a run logs during training is the number `sngan eval` gives for that checkpoint, protocol and
     seed (random-weight Inception, CPU): one protocol definition, one scoring path."""
-    from sngan.evaluation import evaluate_checkpoint, make_protocol
+    from sngan.evaluation.command import evaluate_checkpoint
+    from sngan.evaluation.protocols import make_protocol
 
     weights, _ = inception_weights
     config = write_config(tmp_path / "c.yaml", {

@@ -8,7 +8,9 @@ from typer.testing import CliRunner
 from sngan.cli import app
 from sngan.config import DataConfig
 from sngan.errors import MetricError
-from sngan.evaluation import make_protocol, reference_stats, score_generator
+from sngan.evaluation.protocols import make_protocol
+from sngan.evaluation.reference import reference_stats
+from sngan.evaluation.scoring import score_generator
 from sngan.metrics import frechet_distance
 from sngan.metrics.extra import extra_scores, intra_fid, parse_metrics
 from sngan.metrics.kid import kernel_inception_distance
@@ -83,7 +85,7 @@ def test_metrics_option_refuses_unknown_names_and_statistics_without_features(ti
 def test_truncated_latents_are_stamped_into_the_metric_names(tiny_run):  # noqa: F811
     import dataclasses
 
-    from sngan.evaluation import metric_names
+    from sngan.evaluation.protocols import metric_names
 
     generator, _ = load_generator(tiny_run[1])
     real = {"num_real": 20, "split": "train", "network": "fake-net"}

@@ -140,8 +140,12 @@ def test_compiled_d_step_matches_eager(tiny_config):
 
 @pytest.mark.slow
 def test_one_compiled_iteration_matches_eager(tiny_config):
-    g_e, d_e, dg_e, dd_e = one_iteration(tiny_config, EAGER)
-    g_c, d_c, dg_c, dd_c = one_iteration(tiny_config, [*EAGER, "perf.compile=default"])
+    # sigma-hat exact (sn_init svd): from the random start W / sigma-hat is far above norm 1 in the first step, and
+    # its gradients (up to ~16 here) sit at float32 reordering noise of 1e-3 relative; the 20-iteration tests below
+    # run the configs' random start under the issue's tolerance
+    exact = [*EAGER, "model.sn_init=svd"]
+    g_e, d_e, dg_e, dd_e = one_iteration(tiny_config, exact)
+    g_c, d_c, dg_c, dd_c = one_iteration(tiny_config, [*exact, "perf.compile=default"])
     assert torch.allclose(g_c, g_e, rtol=1e-4, atol=1e-6) and torch.allclose(d_c, d_e, rtol=1e-4, atol=1e-6)
     assert torch.allclose(dg_c, dg_e, rtol=1e-3, atol=1e-5) and torch.allclose(dd_c, dd_e, rtol=1e-3, atol=1e-5)
 

@@ -20,7 +20,7 @@ def test_bf16_training_turns_tf32_on_and_scoring_turns_it_off_for_its_duration()
 
 
 def test_generator_and_inception_forwards_of_a_score_see_no_tf32_and_no_autocast():
-    from sngan.evaluation import _inception_batch
+    from sngan.evaluation.scoring import _inception_batch
 
     seen = []
 

@@ -102,7 +102,7 @@ def test_dry_run_of_a_bad_plan_is_one_line_and_exit_1(tmp_path, extra):
 
 def test_protocol_names_are_one_list():
     from sngan.config import EVAL_PROTOCOLS
-    from sngan.evaluation import PROTOCOLS
+    from sngan.evaluation.protocols import PROTOCOLS
 
     assert set(PROTOCOLS) == set(EVAL_PROTOCOLS) and len(EVAL_PROTOCOLS) == 3
 

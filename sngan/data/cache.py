@@ -180,3 +180,11 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
         raise DataError(f"images are {image_set.images.shape[1]}x{image_set.images.shape[2]} but model.resolution "
                         f"is {resolution}")
     return image_set
+
+
+def prepare_command(config: Path, overrides: list[str], progress: bool, log: Callable[[str], None]) -> None:
+    """`sngan prepare`: pack a config's dataset into its uint8 cache (reused when current) and print its summary."""
+    from sngan.config import load_config
+
+    cfg = load_config(config, overrides)
+    log(load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, progress=progress, log=log).summary())

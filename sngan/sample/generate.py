@@ -137,35 +137,11 @@ def generate_uint8(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None
 
 def load_generator(path: str | Path, ema: bool | None = None,
                    device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the generator stored in a checkpoint (needs nothing but the file).
+    """(generator in eval mode, checkpoint dict) through the one opener, `sngan.checkpoint.open_checkpoint`.
 
-    Args:
-        path: checkpoint written by `sngan train`.
-        ema: True = the EMA generator (error if absent), False = the raw generator, None = EMA when present.
-        device: where the generator goes.
-
-    Returns:
-        (generator in eval mode, checkpoint dict).
+    `ema`: True = the EMA generator (error if absent), False = the raw generator, None = EMA when present.
     """
-    from sngan.checkpoint import check_finite, check_state_dict, generator_weights, load_checkpoint, model_config
-    from sngan.errors import CheckpointError
-    from sngan.limits import check_model_size
-    from sngan.models import build_generator
+    from sngan.checkpoint import open_checkpoint
 
-    state = load_checkpoint(path)
-    model_cfg = model_config(state, path)
-    try:
-        weights, use_ema = generator_weights(state, ema)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    check_model_size(model_cfg)
-    generator = build_generator(model_cfg)
-    try:
-        check_state_dict(generator, weights, "generator_ema" if use_ema else "generator")
-        check_finite(weights, "generator_ema" if use_ema else "generator")  # else black images, exit 0
-        generator.load_state_dict(weights)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    except RuntimeError:
-        raise CheckpointError(f"{path}: generator weights do not match its model config") from None
-    return generator.to(device).eval(), state
+    opened = open_checkpoint(path, generator=True, ema=ema, device=device)
+    return opened.generator, opened.state

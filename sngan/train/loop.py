@@ -21,7 +21,7 @@ from sngan import checkpoint as ckpt
 from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
 from sngan.errors import CheckpointError, SnganError, TrainingStopped
-from sngan.evaluation import TrainingEvaluator
+from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import input_sizes, training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents

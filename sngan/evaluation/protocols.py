@@ -1,0 +1,105 @@
+"""The IS/FID protocols: how many images go where, and the metric names that record it.
+
+A protocol fixes every count a reader would otherwise have to guess:
+
+| protocol | generated | IS splits | FID generated | FID real |
+|---|---|---|---|---|
+| standard | 50,000 | 10 (5,000 each) | all 50,000 | every image of the training split (CIFAR-10 train: 50,000) |
+| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | the first 10,000 of the training split |
+| quick (ours, a cheap signal) | 5,000 | 10 (500 each) | all 5,000 | every image of the training split |
+
+The paper's App. B.1: "we calculated the score for randomly generated 5000 examples ... We repeated each experiment
+10 times" (IS over 10 x 5,000) and "We computed the Frechet inception distance between the true distribution and
+the generated distribution empirically over 10000 and 5000 samples". quick's IS of 500-image splits is biased low
+against the 5,000-image splits of the other two: its numbers are for watching a run, not for a table.
+The same names serve `sngan eval --protocol` and `train.eval_protocol` (training-time evaluation, study plans).
+
+The training split is the checkpoint's `data.split` (CIFAR-10: train).
+
+Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
+same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
+`sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the
+protocol (StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
+against 10,000 real images of the train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from sngan.errors import MetricError
+
+INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
+
+PRECISION = "float32, eval mode, TF32 off"
+
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How many images go where. Real images come from the training split; `num_real` None = all of them."""
+
+    name: str
+    num_generated: int
+    splits: int
+    fid_generated: int
+    num_real: int | None
+    description: str
+    truncation: float | None = None  # latents redrawn at |z| > T (`sample --truncation`): never the paper's protocol
+
+
+PROTOCOLS = {
+    "standard": Protocol("standard", 50000, 10, 50000, None,
+                         "IS 50k in 10 splits; FID 50k generated vs the whole training split"),
+    "paper": Protocol("paper", 50000, 10, 5000, 10000,
+                      "SN-GAN App. B.1: IS 10 x 5000 generated; FID 5000 generated vs 10000 real (first 10000 of "
+                      "the training split)"),
+    "quick": Protocol("quick", 5000, 10, 5000, None,
+                      "ours, a cheap in-training signal: IS 5000 generated in 10 splits of 500 (biased low against "
+                      "10 x 5000); FID 5000 generated vs the whole training split"),
+}
+
+
+def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None) -> Protocol:
+    """A named protocol, with the number of generated images and IS splits optionally changed.
+
+    Args:
+        name: standard | paper.
+        num_samples: generated images (IS uses all; FID the protocol's count, at most this many).
+        splits: IS splits.
+
+    Returns:
+        The protocol (its name gains ' (modified)' when a count differs from the definition).
+    """
+    if name not in PROTOCOLS:
+        raise MetricError(f"protocol must be one of {'|'.join(PROTOCOLS)}, got {name!r}")
+    base = PROTOCOLS[name]
+    n = base.num_generated if num_samples is None else num_samples
+    s = base.splits if splits is None else splits
+    fid_n = n if base.fid_generated == base.num_generated else min(base.fid_generated, n)
+    if n < max(2, s):
+        raise MetricError(f"--num-samples {n} is too small: IS needs one image per split ({s}) and FID at least 2")
+    if (n, s) == (base.num_generated, base.splits):
+        return base
+    changed = f"modified here: IS {n} generated in {s} splits, FID {fid_n} generated"
+    return dataclasses.replace(base, name=f"{name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
+                               description=f"{base.description}; {changed}")
+
+
+def count_label(n: int) -> str:
+    """50000 -> '50k', 5000 -> '5k', 6 -> '6'."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, str]:
+    """(IS name, FID name), e.g. ('is50k', 'fid5k_train10k'), from the protocol and the reference statistics'
+    record (split and count); statistics without a record (foreign files) read 'ext'."""
+    is_name = f"is{count_label(protocol.num_generated)}"
+    if protocol.splits != 10:
+        is_name += f"_{protocol.splits}splits"
+    known = real is not None and "split" in real and "num_real" in real
+    label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
+    trunc = "" if protocol.truncation is None else f"_trunc{protocol.truncation:g}"  # e.g. fid5k_train10k_trunc0.5
+    return is_name + trunc, f"fid{count_label(protocol.fid_generated)}_{label}{trunc}"

@@ -1,0 +1,94 @@
+"""Reference statistics of real images: from the cache, computed (and cached) when absent, and `sngan stats`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sngan.config import DataConfig
+from sngan.data import load_images
+from sngan.data.cache import cache_root
+from sngan.errors import MetricError
+from sngan.evaluation.protocols import PRECISION
+from sngan.metrics.inception import InceptionFeatures
+from sngan.metrics.stats import RESIZE, ReferenceStats, cache_path, feature_stats, load_stats, save_stats
+
+
+def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
+                    net: InceptionFeatures, batch_size: int, log: Callable[[str], None] = print,
+                    features: bool = False) -> ReferenceStats:
+    """Statistics of real images from the cache, computed (and cached) when absent.
+
+    Args:
+        data_cfg: the data section (name, root, cache_dir) of the run.
+        resolution: image side (the model's resolution).
+        seed: the run's seed (synthetic images depend on it).
+        split: which split of the dataset.
+        num: the first `num` images of the split, or None for all.
+        net: the Inception network (names the cache entry).
+        batch_size: images per Inception pass.
+        log: progress messages.
+        features: also load (or compute and store) the real features and labels, for KID, PRDC and intra-FID.
+
+    Returns:
+        The statistics with their protocol record and cache path.
+    """
+    path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.network)
+    if path.is_file():
+        try:
+            ref = load_stats(path, features)
+        except MetricError as exc:
+            raise MetricError(f"{exc}; delete this cached file to rebuild it") from None
+        if not features or ref.features is not None:
+            return ref
+    loaded = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed)
+    images, labels = loaded.images, loaded.labels
+    if num is not None and num > len(images):
+        raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}")
+    images, labels = (images, labels) if num is None else (images[:num], labels[:num])
+    log(f"computing reference statistics of {len(images)} {data_cfg.name} {split} images -> {path}")
+    device = next(net.buffers()).device
+    kept: list | None = [] if features else None
+    mu, sigma = feature_stats(images, net, batch_size, device, kept)
+    real = (np.concatenate(kept), np.asarray(labels)) if kept is not None else (None, None)
+    record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
+              "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
+              "weights_sha256": net.sha256, "resize": RESIZE, "input": "uint8 /255", "precision": PRECISION}
+    try:
+        save_stats(path, mu, sigma, record, *real)
+    except OSError as exc:
+        raise MetricError(f"cannot write reference statistics to {path} ({exc.strerror or exc}); set data.cache_dir "
+                          f"to a writable folder") from None
+    return ReferenceStats(mu, sigma, record, path, *real)
+
+
+def check_reference(ref: ReferenceStats, network: str) -> None:
+    """Refuse reference statistics recorded with another network (FIDs across networks are not comparable)."""
+    recorded = (ref.protocol or {}).get("network")
+    if recorded not in (None, network):
+        raise MetricError(f"{ref.path}: statistics were computed with {recorded} but this evaluation uses "
+                          f"{network}; FIDs across networks are not comparable")
+
+
+def stats_command(config: Path, out: Path, *, split: str | None, num: int | None, weights: Path | None,
+                  batch_size: int, device: str, force: bool, log: Callable[[str], None]) -> None:
+    """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images into `out`."""
+    from sngan.config import load_config
+    from sngan.data.cache import check_split
+    from sngan.distributed import resolve_device
+    from sngan.io import check_new_output, publishing
+    from sngan.metrics.inception import load_inception
+
+    check_new_output(out, force)
+    cfg = load_config(config)
+    check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
+    net = load_inception(weights, resolve_device(device))
+    ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
+                          batch_size, log)
+    with publishing(out, force) as stage:
+        save_stats(stage, ref.mu, ref.sigma, ref.protocol)
+    log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
+        f"{ref.protocol['network']} (cache {ref.path})")
