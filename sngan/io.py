@@ -1,11 +1,14 @@
 """The two ways sngan touches files: every file is written atomically, and JSON-lines logs are read tolerantly.
 
-`atomic_write` is the only way the package writes a file (checkpoints, config.yaml, the metrics rewrite on resume,
-FID statistics, PNG/GIF/npz samples, reports): the bytes go to a temporary file in the destination's folder, are
+`atomic_write` is how the package writes a file (checkpoints, config.yaml, the metrics rewrite on resume, FID
+statistics, PNG/GIF/npz samples, reports): the bytes go to a temporary file in the destination's folder, are
 flushed and fsynced, the file is renamed over the destination, and the folder is fsynced so the rename itself
 survives a power cut. A crash at any moment leaves the old file or the new one, never a torn one. Temporary files
 are named `.<name>.<random>.tmp` (`TEMP_FILE`), so a later start can recognise and remove ones a killed process
-left behind. Files get the mode a plain `open()` gives (0666 minus the umask).
+left behind. Files get the mode a plain `open()` gives (0666 minus the umask). Two writers stage a whole folder
+instead and rename it into place, the same guarantee one level up: a folder export (`write_staged` then
+`finish_export`: one sync at the end, manifest.json last) and the packed data cache (`sngan.data.cache`, whose
+multi-GB arrays are filled through `np.lib.format.open_memmap` inside its private staging folder).
 
 Links: nothing is written through a symbolic link. Temporaries are created with `O_EXCL | O_NOFOLLOW`, a
 destination that is a link is refused (`cannot write X: it is a symbolic link ...`), and appends open with
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -221,6 +225,38 @@ def _commit(stage: Path, target: Path, replace: bool) -> None:
                 raise taken from None
             os.rename(stage, target)
     _fsync_dir(target.parent)
+
+
+def write_staged(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write a new file of a folder export inside its private staging folder (`publishing`), created exclusively
+    and never through a link, without a sync of its own: `finish_export` makes the whole folder durable once."""
+    path = Path(path)
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+    return path
+
+
+def finish_export(folder: str | Path, files: list[Path]) -> Path:
+    """Make a folder export durable once: every file's data and every folder on disk, then `manifest.json` (name,
+    bytes and sha256 of each file) written last, so a folder with a manifest is complete. Returns the manifest."""
+    folder = Path(folder)
+    entries = []
+    with writing(folder):
+        for path in files:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            data = path.read_bytes()
+            entries.append({"file": path.relative_to(folder).as_posix(), "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()})
+        for sub in sorted({p.parent for p in files} | {folder}):
+            _fsync_dir(sub)
+    manifest = {"count": len(entries), "files": entries}
+    return write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
 def check_new_output(target: Path, replace: bool) -> None:

@@ -1,6 +1,8 @@
 """Which generator a command uses: `--ema` / `--no-ema` / the default (EMA when present), decided in one place
 (`sngan.checkpoint.generator_weights`) and spelled one way ('ema' / 'raw')."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,3 +49,19 @@ def test_sample_with_ema_and_without_draws_from_different_generators(tiny_runs, 
         out[flag] = np.load(target)["arr_0"]
     assert out["--ema"].shape == out["--no-ema"].shape == (4, 32, 32, 3)
     assert not np.array_equal(out["--ema"], out["--no-ema"])
+
+
+def test_resuming_without_config_reads_the_checkpoint_once(tiny_runs, tmp_path, monkeypatch):
+    import shutil
+
+    import sngan.checkpoint as checkpoint
+    from sngan.train.launch import launch
+
+    run = Path(shutil.copytree(tiny_runs["uncond"], tmp_path / "run"))
+    ckpt = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    reads, real = [], checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path, *a, **k: reads.append(Path(path)) or real(
+        path, *a, **k))
+    launch(None, ["train.iterations=4"], None, str(ckpt), dry_run=False, progress=False)
+    assert reads == [ckpt]  # resolve_run opens it; train reuses what it opened
+    assert checkpoint.read_step(run / "checkpoints" / "ckpt-0000004.pt") == 4

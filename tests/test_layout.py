@@ -1,8 +1,8 @@
 """The package's shape: imports flow one way (bottom-up layers, nothing imports the CLI) and files stay small.
 
-Layers, bottom-up (STYLE.md): errors, io -> config -> distributed -> models, data, metrics -> limits -> checkpoint
-(the one opener rebuilds the networks) -> sample -> evaluation, inspect -> train -> report -> cli (-> __main__, the
-`python -m sngan` entry point).
+Layers, bottom-up, in the order of the README's Structure section: errors, io -> config, records -> distributed ->
+models, data, metrics -> limits -> checkpoint (the one opener rebuilds the networks) -> sample -> evaluation,
+inspect -> train -> report -> study -> cli (-> __main__, the `python -m sngan` entry point).
 """
 
 import ast

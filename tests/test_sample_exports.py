@@ -22,7 +22,7 @@ def test_each_seed_gives_its_own_image_whatever_the_other_seeds(tiny_runs, tmp_p
     ckpt = tiny_runs["uncond_ckpt"]
     ok(sample(ckpt, tmp_path / "many", "--seeds", "3-6"))
     ok(sample(ckpt, tmp_path / "one", "--seeds", "5"))
-    names = sorted(p.name for p in (tmp_path / "many").iterdir())
+    names = sorted(p.name for p in (tmp_path / "many").glob("*.png"))
     assert names == ["seed0003.png", "seed0004.png", "seed0005.png", "seed0006.png"]
     alone = np.asarray(Image.open(tmp_path / "one" / "seed0005.png"))
     generator, _ = load_generator(ckpt)
@@ -66,3 +66,35 @@ def test_scale_enlarges_the_strip_and_every_gif_frame_by_whole_pixels(tiny_runs,
     np.testing.assert_array_equal(np.asarray(big.convert("RGB"))[::3, ::3], np.asarray(small.convert("RGB")))
     gif_small, gif_big = Image.open(tmp_path / "a.gif"), Image.open(tmp_path / "b.gif")
     assert gif_big.size == (3 * gif_small.width, 3 * gif_small.height) and gif_big.n_frames == gif_small.n_frames
+
+
+def test_a_folder_export_is_synced_once_after_every_png_and_its_manifest_comes_last(tmp_path, monkeypatch):
+    """issue 23: no fsync per PNG; every PNG is on disk before the first sync, and manifest.json (each file's
+    name, size and sha256, checked here with hashlib) is written after the syncs."""
+    import hashlib
+    import json
+    import os
+
+    import torch
+
+    import sngan.io
+    from sngan.sample.writers import save_folder
+
+    folder, events = tmp_path / "export", []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        events.append((len(list(folder.glob("*.png"))), (folder / "manifest.json").exists()))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(sngan.io.os, "fsync", spy)
+    images = torch.rand(2, 3, 3, 8, 8) * 2 - 1  # two batches of three
+    paths = save_folder(iter(images), None, folder, 6)
+    first_sync = events[0]
+    assert first_sync == (6, False)  # all six PNGs written before anything was synced
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["count"] == 6 and [e["file"] for e in manifest["files"]] == [p.name for p in paths]
+    for entry, path in zip(manifest["files"], paths, strict=True):
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["bytes"] == path.stat().st_size
+    assert not any(has_manifest for _, has_manifest in events[:-2])  # only the manifest's own write follows

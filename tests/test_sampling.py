@@ -77,9 +77,10 @@ def test_folder_holds_exactly_n_readable_pngs_matching_the_npz(tiny_runs, tmp_pa
             assert path.relative_to(folder).as_posix() == f"{data['y'][i]:05d}/{i:05d}.png"
             np.testing.assert_array_equal(np.asarray(Image.open(path)), data["x"][i])
         assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == \
-            [f"{i:05d}_class{data['y'][i]}.png" for i in range(7)]
+            [f"{i:05d}_class{data['y'][i]}.png" for i in range(7)] + ["manifest.json"]
     ok(sample(tiny_runs["uncond_ckpt"], tmp_path / "plain", "--format", "folder", "--num", 3))
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["00000.png", "00001.png", "00002.png",
+                                                                     "manifest.json"]
 
 
 @pytest.mark.parametrize("args", [["--num", 6], ["--num", 5, "--format", "npz"], ["--num", 4, "--format", "folder"],
@@ -105,7 +106,7 @@ def test_format_option_wins_over_the_extension(tiny_runs, tmp_path):
     with np.load(tmp_path / "arrays.bin") as data:
         assert data["x"].shape == (2, 32, 32, 3)
     ok(sample(ckpt, tmp_path / "pngs.png", "--format", "folder", "--num", 2))
-    assert len(list((tmp_path / "pngs.png").iterdir())) == 2
+    assert sorted(p.name for p in (tmp_path / "pngs.png").iterdir()) == ["00000.png", "00001.png", "manifest.json"]
 
 
 def test_npz_zip_entries_carry_a_fixed_date(tiny_runs, tmp_path):
@@ -205,7 +206,7 @@ def test_existing_work_is_not_replaced_without_force(tiny_runs, tmp_path):
     (folder / "notes.txt").unlink()
     ok(sample(ckpt, folder, "--num", 3, "--force"))
     ok(sample(ckpt, folder, "--num", 2, "--force"))  # the 3 earlier PNGs are replaced by a new folder of 2
-    assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png", "manifest.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fid"]  # no staging folder left
     (tmp_path / "grid.png").write_bytes(b"precious")
     result = sample(ckpt, tmp_path / "grid.png")

@@ -1,4 +1,5 @@
-"""What every part of `sngan.data` shares: the error type, the uint8 image set, dequantization."""
+"""What every part of `sngan.data` shares: the uint8 image set, the image extensions, dequantization (its error
+class, `DataError`, lives with every other in `sngan.errors`)."""
 
 from __future__ import annotations
 

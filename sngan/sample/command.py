@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sngan.config import MAX_BATCH, MAX_CLASSES, MAX_GRID
 from sngan.errors import SamplingError
 from sngan.io import publishing
 from sngan.sample.generate import generate, generate_batches, generate_uint8, latents, parse_seeds, seed_latents
@@ -31,15 +32,13 @@ SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
 DEFAULT_NUM = 64  # images in a grid, folder or npz
 DEFAULT_PER_CLASS = 10  # images per class with --classes
 DEFAULT_PATHS = 8  # interpolation paths (strip rows)
-# Bounds checked before anything is generated or allocated. MAX_IMAGES is the standard FID sample count (a folder
-# or npz for an external tool); a grid, strip or GIF frame is held whole in memory and kept to MAX_GRID images.
-MAX_IMAGES = 50_000
-MAX_GRID = 4096
-MAX_BATCH = 4096  # images per forward pass
+# Bounds checked before anything is generated or allocated. MAX_EXPORT is the standard FID sample count (a folder
+# or npz for an external tool); a grid, strip or GIF frame is held whole in memory and kept to config.MAX_GRID
+# images; batch and class bounds are the config's (`sngan.config`: one definition of each limit).
+MAX_EXPORT = 50_000
 MAX_STEPS = 256  # interpolation frames
 MAX_NROW = 1024  # images per grid row
 MAX_SEED = 2 ** 63 - 1
-MAX_CLASS = 100_000  # as config model.num_classes
 
 
 @dataclass
@@ -66,11 +65,11 @@ class SampleRequest:
 
     def __post_init__(self) -> None:
         """Every size the user typed, bounded before anything is generated."""
-        for option, value, low, high in (("--num", self.num, 1, MAX_IMAGES), ("--batch-size", self.batch_size, 1,
+        for option, value, low, high in (("--num", self.num, 1, MAX_EXPORT), ("--batch-size", self.batch_size, 1,
                                          MAX_BATCH), ("--nrow", self.nrow, 1, MAX_NROW),
                                          ("--interpolate", self.interpolate, 2, MAX_STEPS),
                                          ("--seed", self.seed, 0, MAX_SEED), ("--end-seed", self.end_seed, 0, MAX_SEED),
-                                         ("--class", self.class_index, 0, MAX_CLASS), ("--scale", self.scale, 1, 16)):
+                                         ("--class", self.class_index, 0, MAX_CLASSES), ("--scale", self.scale, 1, 16)):
             if value is not None and not low <= value <= high:
                 raise SamplingError(f"{option} must be between {low} and {high:,}, got {value:,}")
         if self.truncation is not None and not self.truncation > 0:
@@ -172,14 +171,14 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
                                 "images each")
         per_class = request.num or DEFAULT_PER_CLASS
         num, nrow = len(classes) * per_class, per_class
-        check_count(num, MAX_IMAGES, "the export")
+        check_count(num, MAX_EXPORT, "the export")
         labels = torch.tensor(classes).repeat_interleave(per_class)  # (len(classes) * per_class,)
     else:
         seeds = None if request.seeds is None else parse_seeds(request.seeds)
         if seeds is not None and request.num is not None:
             raise SamplingError("--seeds and --num exclude each other: --seeds gives one image per seed")
         num, nrow = len(seeds) if seeds else request.num or DEFAULT_NUM, request.nrow
-        check_count(num, MAX_IMAGES, "the export")
+        check_count(num, MAX_EXPORT, "the export")
         labels = None if request.class_index is None else torch.full((num,), request.class_index)
     if fmt == "grid":
         check_count(num, MAX_GRID, "the grid")

@@ -22,10 +22,10 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from sngan.errors import SamplingError
-from sngan.io import atomic_write, check_can_create
+from sngan.io import atomic_write, check_can_create, finish_export, write_staged
 
-# what save_folder writes (and --force replaces): PNGs, class sub-folders
-FOLDER_NAME = re.compile(r"^(\d+(_class\d+)?\.png|\d+|seed\d+\.png)$")
+# what save_folder writes (and --force replaces): PNGs, class sub-folders, the manifest
+FOLDER_NAME = re.compile(r"^(\d+(_class\d+)?\.png|\d+|seed\d+\.png|manifest\.json)$")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
 
@@ -93,8 +93,9 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
     """Save each image as its own PNG: `00000.png`, ...; for conditional models one sub-folder per class,
     `00003/00012.png` (the layout torchvision's ImageFolder reads), or with `flat` `00012_class3.png`.
 
-    `sngan sample` writes into a new staging folder and swaps it in whole (`sngan.io.publishing`). Callers check
-    with `check_output` before.
+    `sngan sample` writes into a new staging folder and swaps it in whole (`sngan.io.publishing`), so each PNG is
+    written without a sync of its own and the folder is made durable once at the end, `manifest.json` (every file's
+    name, size and sha256) last (`sngan.io.finish_export`). Callers check with `check_output` before.
 
     Args:
         batches: images in [-1, 1], (B, 3, H, W) per batch (e.g. `generate_batches`), written as they come.
@@ -122,7 +123,8 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
             else:
                 paths.append(folder / f"{int(labels[i]):05d}" / f"{name}.png")
                 paths[-1].parent.mkdir(exist_ok=True)
-            atomic_write(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
+            write_staged(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
+    finish_export(folder, paths)  # durable once, manifest.json last
     return paths
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sngan import distributed
-from sngan.checkpoint import list_checkpoints, load_checkpoint
+from sngan.checkpoint import Opened, list_checkpoints, open_checkpoint
 from sngan.config import Config, apply_overrides, from_dict, load_config
 from sngan.errors import SnganError
 from sngan.limits import check_model_size
@@ -19,8 +19,9 @@ from sngan.train.rundir import latest_run_dir, next_run_dir
 
 
 def resolve_run(config: Path | None, overrides: list[str], out: Path | None,
-                resume: str | None) -> tuple[Config, Path, Path | None]:
-    """(config, run directory, checkpoint to resume or None) from the train options."""
+                resume: str | None) -> tuple[Config, Path, Path | Opened | None]:
+    """(config, run directory, checkpoint to resume or None) from the train options; without --config the
+    checkpoint is opened here, once, and handed on opened."""
     if config is None and resume is None:
         raise SnganError("--config FILE is required (or --resume to continue a run)")
     name = config.stem if config is not None else None
@@ -41,8 +42,9 @@ def resolve_run(config: Path | None, overrides: list[str], out: Path | None,
     if config is not None:
         cfg = load_config(config, overrides)
     else:
-        saved = load_checkpoint(ckpt_path)["config"]
-        cfg = from_dict(apply_overrides(saved, overrides))
+        opened = open_checkpoint(ckpt_path)
+        cfg = from_dict(apply_overrides(opened.state["config"], overrides))
+        return cfg, run_dir, opened
     return cfg, run_dir, ckpt_path
 
 

@@ -113,9 +113,10 @@ def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_
         log(f"new best {fid_name} {fid:.3f}: {ckpt_dir / 'best.pt'}")
 
 
-def load_resume(resume: str | Path, cfg: Config) -> dict[str, Any]:
-    """The checkpoint to resume from, refused when `cfg` describes a different model."""
-    saved = ckpt.load_checkpoint(resume)
+def load_resume(resume: str | Path, cfg: Config, opened: ckpt.Opened | None = None) -> dict[str, Any]:
+    """The checkpoint to resume from (opened once: `opened` when the caller already did), refused when `cfg`
+    describes a different model."""
+    saved = (opened if opened is not None else ckpt.open_checkpoint(resume)).state
     changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
     if changed:
         raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); resume "
@@ -139,14 +140,15 @@ def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | N
     return run_log
 
 
-def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True,
+def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | None = None, progress: bool = True,
           log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
 
     Args:
         cfg: validated config.
         run_dir: the run directory (created; must not hold checkpoints unless resuming).
-        resume: a checkpoint to continue from (same model config), or None for a fresh run.
+        resume: a checkpoint to continue from (same model config; a path, or one `open_checkpoint` opened), or
+            None for a fresh run.
         progress: show a tqdm progress bar when stderr is a terminal (else, and without it, one line per record).
         log: where one-line messages go (rank 0 only under torchrun).
         info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
@@ -157,7 +159,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     """
     run_dir = Path(run_dir)
     log = log if info.is_main else (lambda message: None)
-    saved = load_resume(resume, cfg) if resume is not None else None
+    opened = resume if isinstance(resume, ckpt.Opened) else None
+    resume = opened.path if opened is not None else resume
+    saved = load_resume(resume, cfg, opened) if resume is not None else None
     check_run_dir(run_dir)
     try:
         run_id = None if saved is None else checkpoint_run_id(saved)
