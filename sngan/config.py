@@ -150,6 +150,11 @@ class TrainConfig:
                                  "else the protocol is recorded as modified", ge=0, le=MAX_IMAGES)
     eval_inception_weights: str = _opt("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
                                        "empty = torch hub cache, then download")
+    wandb_project: str = _opt("", "Weights & Biases project to log the run's records and sample grids to as well "
+                              "(pip install 'sngan[wandb]'); empty = off, TensorBoard only")
+    wandb_entity: str = _opt("", "W&B entity (user or team); empty = your default")
+    wandb_mode: str = _opt("online", "W&B mode: online, offline (a local run folder, `wandb sync` later) or "
+                           "disabled", choices=("online", "offline", "disabled"))
 
 
 @dataclass

@@ -9,6 +9,7 @@ only through `sngan.train.saving`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
 from sngan.train.state import TrainState
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
+from sngan.train.wandb_log import check_wandb, open_wandb
 
 SIGNAL_POLL_EVERY = 10  # under torchrun, ranks agree on a received signal every this many G iterations
 
@@ -131,7 +133,8 @@ def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | N
     if info.is_main:
         try:
             run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=log, run_id=state.run_id,
-                             resume=resume)
+                             resume=resume, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
+                             if cfg.train.wandb_project else None)
             state.run_id = run_log.run_id  # recorded in every checkpoint from now on
         except SnganError as exc:
             failure = exc
@@ -170,6 +173,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | N
     check_owner(run_dir, run_id, None if resume is None else Path(resume))  # before anything is written
     device = resolve_device(cfg.train.device, info)
     log(path_line(resolve_perf(cfg.perf, device), device))  # the first line: which step runs, how to switch
+    check_wandb(cfg.train)  # before anything is written, like the Inception weights below
     evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
     state = build_state(cfg, device, log, info)
     if saved is not None:

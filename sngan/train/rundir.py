@@ -28,6 +28,7 @@ from sngan.io import (
     writing,
 )
 from sngan.records import read_records
+from sngan.train import wandb_log
 from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
 from sngan.train.tboard import log_grid, log_record
 
@@ -101,7 +102,8 @@ def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
 
 
 class RunLog:
-    """The run's text records: config.yaml, metrics.jsonl and (when installed) TensorBoard events; holds the lock.
+    """The run's text records: config.yaml, metrics.jsonl, TensorBoard events (when installed) and a W&B run
+    (`wandb`: `sngan.train.wandb_log.open_wandb` bound to the config, when asked for); holds the lock.
 
     On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
     continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
@@ -113,7 +115,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
                  notice: Callable[[str], None] | None = None, run_id: str | None = None,
-                 resume: Path | None = None):
+                 resume: Path | None = None, wandb: Callable[[Path, str], Any] | None = None):
         notice = notice or (lambda message: None)
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -123,6 +125,7 @@ class RunLog:
             check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
             self.run_id = read_run_id(run_dir) or run_id or new_run_id()
             self._prepare(config_yaml, start_step, notice)
+            self.wandb = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
         except BaseException:
             self.lock.release()
             raise
@@ -163,20 +166,26 @@ class RunLog:
                                                  else None)
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard."""
+        """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard and W&B."""
         append_jsonl(self.metrics_path, record)
         if self.tensorboard is not None:
             log_record(self.tensorboard, record)
+        if self.wandb is not None:
+            wandb_log.log_record(self.wandb, record)
 
     def grid(self, path: Path, step: int) -> None:
-        """Show a saved sample grid in TensorBoard (`samples` at `step`)."""
+        """Show a saved sample grid in TensorBoard and W&B (`samples` at `step`)."""
         if self.tensorboard is not None:
             log_grid(self.tensorboard, path, step)
+        if self.wandb is not None:
+            wandb_log.log_grid(self.wandb, path, step)
 
     def close(self) -> None:
         try:
             if self.tensorboard is not None:
                 self.tensorboard.close()
+            if self.wandb is not None:
+                self.wandb.finish()
         finally:
             self.lock.release()
 

@@ -1,0 +1,51 @@
+"""Optional Weights & Biases logging (`pip install 'sngan[wandb]'`, `train.wandb_project`): the same records and
+sample grids TensorBoard gets, under the same grouped tags (`sngan.train.tboard.scalars`), at the same steps.
+
+The W&B run is the sngan run: its id is the run folder's id (`.sngan-run`), so a resumed run continues the same
+W&B run (`resume="allow"`), and its files live in `<run>/wandb/`. With `train.wandb_mode: offline` nothing leaves
+the machine (`wandb sync <run>/wandb/offline-run-*` uploads later). TensorBoard stays the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sngan.config import TrainConfig
+from sngan.errors import SnganError
+from sngan.train.tboard import scalars
+
+
+def check_wandb(t: TrainConfig) -> None:
+    """Refuse `train.wandb_project` without the wandb package, before anything is written."""
+    if not t.wandb_project:
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise SnganError("train.wandb_project is set but the wandb package is not installed: pip install "
+                         "'sngan[wandb]', or set train.wandb_project to ''") from None
+
+
+def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any]) -> Any | None:
+    """The W&B run for `run_dir` (None when `train.wandb_project` is empty)."""
+    if not t.wandb_project:
+        return None
+    import wandb
+
+    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=t.wandb_mode, dir=str(run_dir),
+                      id=run_id, name=run_dir.name, resume="allow", config=config)
+
+
+def log_record(run: Any, record: dict[str, Any]) -> None:
+    """A record's finite numbers at its step."""
+    values = scalars(record)
+    if values:
+        run.log(values, step=int(record["step"]))
+
+
+def log_grid(run: Any, path: Path, step: int) -> None:
+    """A saved sample grid as the image `samples` at `step`."""
+    import wandb
+
+    run.log({"samples": wandb.Image(str(path))}, step=step)
