@@ -8,6 +8,7 @@ same scoring during training.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,4 +123,7 @@ class TrainingEvaluator:
                 self.ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split,
                                            self.protocol.num_real, self.net, EVAL_BATCH, self.log)
             self.ref = broadcast_object(self.ref, info)
-        return score_generator(generator, self.net, self.protocol, self.ref, self.cfg.train.seed, EVAL_BATCH, info)
+        # a contiguous copy: the training copy may be channels_last (perf.channels_last), and a different memory
+        # layout picks other conv kernels, so float32 results would differ from `sngan eval`'s in the last bits
+        plain = copy.deepcopy(generator).to(memory_format=torch.contiguous_format)
+        return score_generator(plain, self.net, self.protocol, self.ref, self.cfg.train.seed, EVAL_BATCH, info)
