@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 
@@ -206,10 +207,11 @@ def test_sigma_estimate_reads_torch_parametrization_and_attribute_style_modules(
 
 
 def test_fresh_cifar_discriminator_is_normalised_to_1e3_after_30_forwards(tmp_path):
-    """The acceptance check: the full-width CIFAR-10 D as training builds it with `model.sn_init: svd` (ours; the
-    config's default is the authors' random start), 30 training-mode forwards, then `inspect`: every normalised
-    reshaped weight has exact sigma within 1e-3 of 1."""
-    cfg = load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=svd"]).model
+    """The CIFAR-10 ResNet D as training builds it with `model.sn_init: svd` (ours; the configs' start is the
+    authors' random one), at a quarter of its width (d_ch 32: the same 11 layers, clustered top singular values
+    alike), 30 training-mode forwards, then `inspect`: every normalised reshaped weight has exact sigma within 1e-3
+    of 1."""
+    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=svd"]).model, d_ch=32)
     ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30, exact_start=True))
     assert len(ins.layers) == 11  # 10 convs + the final linear
     for row in ins.layers:
@@ -221,10 +223,10 @@ def test_fresh_cifar_discriminator_is_normalised_to_1e3_after_30_forwards(tmp_pa
 
 
 def test_torch_start_leaves_the_cifar_discriminator_under_normalised_after_30_forwards(tmp_path):
-    """Why `svd` is the default. torch's start (15 power iterations at registration) plus 30 forwards: the worst
-    layer of the full-width CIFAR D is still 1-2 % off (seeds 0-2 measured 1.7 %, 1.0 %, 1.2 %; 0.3-1.2 % after
-    100), because the top singular values of a random matrix are close. sigma-hat under-estimates sigma."""
-    cfg = load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=torch"]).model
+    """Why a start matters. torch's start (15 power iterations at registration) plus 30 forwards: the worst layer of
+    the CIFAR D at d_ch 32 is still 1-2 % off (seeds 0-2 measured 1.0 %, 1.9 %, 1.8 %; the full-width D 1.7 %, 1.0 %,
+    1.2 %), because the top singular values of a random matrix are close. sigma-hat under-estimates sigma."""
+    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=torch"]).model, d_ch=32)
     ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30))
     errors = [row.normalised("matrix") - 1 for row in ins.layers]
     assert all(-1e-6 <= e <= 2e-2 for e in errors) and max(errors) > 5e-3
