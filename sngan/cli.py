@@ -173,8 +173,8 @@ def sample(
 
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
-                            batch_size=batch_size, progress=progress, force=force, seeds=seeds,
-                            truncation=truncation, flat=flat, scale=scale)
+                            batch_size=batch_size, progress=progress and sys.stderr.isatty(), force=force,
+                            seeds=seeds, truncation=truncation, flat=flat, scale=scale)  # a bar on a terminal only
     generator, _ = load_generator(ckpt, ema, resolve_device(device))
     paths = export(generator, request)
     if out.is_dir():
@@ -274,7 +274,7 @@ def prepare(
     """Pack the config's dataset into its uint8 cache (reused when current) and print its summary."""
     from sngan.data.cache import prepare_command
 
-    prepare_command(config, set_ or [], progress, typer.echo)
+    prepare_command(config, set_ or [], progress and sys.stderr.isatty(), typer.echo)  # no bar off a terminal
 
 
 @app.command()

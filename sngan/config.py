@@ -31,7 +31,8 @@ MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
 EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluation.protocols defines them
-RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.resolution per arch (sngan.models' layouts)
+RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.arch -> its resolutions (sngan.models' layouts)
+SN_INITS = ("random", "svd", "torch")  # model.sn_init; sngan.models.spectral.start_sn implements each
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.norms builds each
 
 
@@ -64,7 +65,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
-                     choices=("resnet", "cnn"))
+                     choices=tuple(RESOLUTIONS))
     resolution: int = _opt(32, "image side in pixels (resnet: 32|48|64|128, cnn: 32|48)",
                            choices=tuple(sorted({r for sizes in RESOLUTIONS.values() for r in sizes})))
     z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
@@ -83,7 +84,7 @@ class ModelConfig:
     sn_init: str = _opt("random", "spectral norm's u, v at a fresh start: random (the authors': u ~ N(0, I), "
                         "v = W^T u normalised, no iteration; Algorithm 1), svd (ours: exact top singular vectors, "
                         "sigma exact from step 1) or torch (15 power iterations from random vectors)",
-                        choices=("random", "svd", "torch"))
+                        choices=SN_INITS)
     d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
                        "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
                        "multiplier gamma, as the paper", choices=D_NORMS)

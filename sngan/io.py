@@ -266,6 +266,13 @@ def check_new_output(target: Path, replace: bool) -> None:
     check_can_create(target)
 
 
+def open_append(path: str | Path) -> IO[str]:
+    """A text file opened for appending, line-buffered, never through a link (a link there is one SnganError line)."""
+    with writing(path):
+        refuse_link(Path(path))
+        return open(path, "a", encoding="utf-8", buffering=1, opener=_no_follow)  # noqa: SIM115 (the caller closes)
+
+
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
     with writing(path), open(path, "a", opener=_no_follow) as fh:

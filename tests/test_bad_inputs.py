@@ -119,6 +119,10 @@ def plant_outputs_and_hostile_files(root: Path) -> None:
     (root / "mixed").mkdir()
     (root / "mixed" / "00000.png").write_bytes(b"an earlier export")
     (root / "mixed" / "notes.txt").write_text("mine\n")
+    (root / "exported" / "00003").mkdir(parents=True)  # an earlier export's manifest, and a photo added later
+    (root / "exported" / "00003" / "00000.png").write_bytes(b"an earlier export")
+    (root / "exported" / "manifest.json").write_text('{"count": 1, "files": [{"file": "00003/00000.png"}]}\n')
+    (root / "exported" / "00003" / "vacation.jpg").write_bytes(b"a photo")
     (root / "deep.yaml").write_text("train: " + "[" * 3000 + "]" * 3000 + "\n")
     (root / "deepplan.yaml").write_text("base: tiny.yaml\nmethods: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
     shutil.copytree(root / "run", root / "bomb")
@@ -129,7 +133,7 @@ def plant_links_and_foreign_folders(root: Path) -> None:
     """Links out of run folders (group 1) and folders sngan did not make or that belong to another run (group 2)."""
     (root / "victim.txt").write_text("someone else's file\n")
     for name, part in (("linklock", ".lock"), ("linkmetrics", "metrics.jsonl"), ("linkconfig", "config.yaml"),
-                       ("linksamples", "samples"), ("linkmarker", ".sngan-run")):
+                       ("linksamples", "samples"), ("linkmarker", ".sngan-run"), ("linklog", "log.txt")):
         shutil.copytree(root / "run", root / name)
         target = root / name / part
         shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -268,8 +272,9 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
                          "linkconfig/config.yaml: it is a symbolic link"),
     "samples is a link": ([*TRAIN, "--out", "linksamples", "--resume", "auto"], 1, "must be a real folder"),
     "marker is a link": ([*TRAIN, "--out", "linkmarker", "--resume", "auto"], 1, ".sngan-run: it is a symbolic link"),
-    "dangling log link, new run": ([*TRAIN, "--out", "dangling"], 1, "already holds the log of another run"),
-    "dangling config link, new run": ([*TRAIN, "--out", "danglingcfg"], 1, "is not empty and is not a run folder"),
+    "log.txt is a link": ([*TRAIN, "--out", "linklog", "--resume", "auto"], 1, "log.txt: it is a symbolic link"),
+    "dangling log link, new run": ([*TRAIN, "--out", "dangling"], 1, "metrics.jsonl: it is a symbolic link"),
+    "dangling config link, new run": ([*TRAIN, "--out", "danglingcfg"], 1, "config.yaml: it is a symbolic link"),
     "sample --force onto a link": ([*SAMPLE, "link.png", "--force"], 1, "link.png: it is a symbolic link"),
     "sample onto a link": ([*SAMPLE, "link.png"], 1, "exists; choose another --out or add --force"),
     # folders sngan did not make, or another run's (group 2)
@@ -289,7 +294,9 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "inspect json over a file": (["inspect", "--ckpt", CKPT, "--json", "taken.json"], 1, "'taken.json' exists"),
     "inspect plot as text": (["inspect", "--ckpt", CKPT, "--plot", "x.txt"], 1, "--plot must end in .png, .pdf"),
     "sample --force over a folder with other files": ([*SAMPLE, "mixed", "--force"], 1,
-                                                      "holds 'notes.txt', which sngan sample did not write"),
+                                                      "which its manifest.json does not list"),
+    "sample --force over a user file in a class folder": ([*SAMPLE, "exported", "--force"], 1,
+                                                          "holds '00003/vacation.jpg', which its manifest.json"),
     # one line for every failure, resources included (group 5)
     "CPU out of memory": ([*SAMPLE, "x.png"], 1, "out of memory (", cpu_oom),
     "CUDA out of memory": ([*SAMPLE, "x.png"], 1, "out of memory (CUDA out of memory", cuda_oom),
@@ -310,6 +317,8 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "report on a decompression bomb": (["report", "bomb", "--out", "bomb.png"], 1, "cannot read the sample grid"),
     # no silent wrong results (group 6)
     "sample NaN weights": (["sample", "--ckpt", "nan_g.pt", "--out", "x.png"], 1, "holds NaN or infinite values"),
+    "resume NaN weights": ([*RESUME, "nan_g.pt"], 1, "holds NaN or infinite values"),
+    "eval NaN weights": (["eval", "--ckpt", "nan_g.pt"], 1, "holds NaN or infinite values"),
     "stats split of a synthetic set": (["stats", "--config", "tiny.yaml", "--out", "x.npz", "--split", "nosuch"], 1,
                                        "data.split must be train for synthetic"),
     # an older checkpoint on a full disk: nothing moved, no "moved" line (group 3)
@@ -500,8 +509,9 @@ def test_disk_full_while_logging_is_one_line_and_leaves_no_partial_file(tiny_run
     result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
                                       "train.iterations=4"])
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"error: cannot write {run / 'metrics.jsonl'}: no space left on "
-                                                  f"device"]
+    lines = result.stderr.strip().splitlines()  # the run's first append (log.txt, then metrics.jsonl) fails
+    assert lines in ([f"error: cannot write {run / name}: no space left on device"] for name in ("log.txt",
+                                                                                               "metrics.jsonl"))
     assert (run / "metrics.jsonl").read_bytes() == before and not list(run.rglob("*.tmp"))
     assert (run / "config.yaml").stat().st_size > 0 and (run / ".lock").read_bytes() == b""
 

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import subprocess
 
 import pytest
@@ -157,6 +158,41 @@ def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
     assert got["operator_trained"] == pytest.approx(trained, rel=1e-6)
     assert got["operator_normalised"] == pytest.approx(normalised, rel=1e-6)
     assert training_record(d, input_sizes(d, 32, 0))["lipschitz_bound"] == pytest.approx(normalised, rel=1e-4)
+
+
+@pytest.mark.parametrize("d_norm, gamma", [("weight", False), ("spectral", True), ("weight", True)])
+def test_normalised_norms_are_those_of_the_weight_the_layer_runs_with(d_norm, gamma):
+    """WN (w_i / ||w_i||) and App. E's learnt gamma: the normalised norms, their product and the training record's
+    lipschitz_bound come from each layer's dense matrix as it runs (basis images pushed through it, eval mode),
+    with gamma moved off its start so a norm taken without it differs."""
+    torch.manual_seed(0)
+    d = build_discriminator(ModelConfig(arch="cnn", resolution=32, d_ch=2, d_linear_bias=True, d_norm=d_norm,
+                                        d_norm_gamma=gamma)).eval()
+    with torch.no_grad():
+        for m in d.modules():
+            if gamma and hasattr(m, "parametrizations"):
+                m.parametrizations.weight[1].gamma.mul_(1.7)
+    shapes = {}
+
+    def record(module, args):
+        shapes.setdefault(module, args[0].shape[1:])
+
+    hooks = [m.register_forward_pre_hook(record) for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        d(torch.zeros(1, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    norms = []
+    with torch.no_grad():
+        for layer, shape in shapes.items():
+            basis = torch.eye(shape.numel()).reshape(-1, *shape)
+            images = (layer(basis) - layer(torch.zeros(1, *shape))).flatten(1).double()
+            small = images.t() @ images if images.shape[1] < images.shape[0] else images @ images.t()
+            norms.append(torch.linalg.eigvalsh(small)[-1].item() ** 0.5)
+    rows = layer_spectra(d, input_sizes(d, 32, 0))
+    assert [r.normalised("operator") for r in rows] == pytest.approx(norms, rel=1e-5)
+    assert bounds(rows)["operator_normalised"] == pytest.approx(math.prod(norms), rel=1e-5)
+    assert training_record(d, input_sizes(d, 32, 0))["lipschitz_bound"] == pytest.approx(math.prod(norms), rel=1e-4)
 
 
 def _with_singular_values(values: list[float], rows: int, cols: int, seed: int = 0) -> torch.Tensor:

@@ -93,3 +93,37 @@ def test_function_level_and_from_package_imports_are_seen():
 def test_no_file_in_the_package_is_over_350_lines():
     long = {str(p.relative_to(REPO)): n for p in SOURCES if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def module_level_imports(source: str) -> set[str]:
+    """The sngan modules a module imports when it is imported (top level only, not inside functions)."""
+    found = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("sngan.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("sngan"):
+            if node.module == "sngan":
+                found |= {f"sngan.{a.name}" for a in node.names if a.name != "__version__"}
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_no_import_cycle_between_modules():
+    """No two modules import each other, directly or through others (a circle the layer check cannot see inside
+    one package, e.g. models.layers <-> models.norms)."""
+    names = {module_name(p): p for p in SOURCES}
+    graph = {m: {i for i in module_level_imports(p.read_text()) if i in names and i != m} for m, p in names.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            assert state.get(n) != 1, " -> ".join([*path, m, n])
+            if n not in state:
+                visit(n, [*path, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])

@@ -77,15 +77,22 @@ def test_checkpoints_record_the_run_id_of_the_folder_marker(tiny_runs):
     assert run_id != (tiny_runs["cond"] / ".sngan-run").read_text().strip()
 
 
-def test_resume_from_a_superseded_checkpoint_continues_its_run_folder(tiny_runs, tmp_path):
+def test_a_superseded_checkpoint_is_refused_in_its_folder_and_continues_in_a_new_one(tiny_runs, tmp_path):
+    """The folder's log and grids are another branch's history: continuing the abandoned branch there would mix
+    the two (issue 24 allows refusing); into a new --out it continues from its own weights and step."""
     run = copy_run(tiny_runs, tmp_path)
     aside = run / "checkpoints" / "superseded-20240101-000000"
     aside.mkdir()
     shutil.copy(run / "checkpoints" / "ckpt-0000002.pt", aside / "ckpt-0000002.pt")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     result = CliRunner().invoke(app, [*RESUME, str(aside / "ckpt-0000002.pt"), "--set", "train.iterations=3"])
+    assert result.exit_code == 1 and "abandoned branch" in result.output
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    fresh = tmp_path / "branch"
+    result = CliRunner().invoke(app, ["train", "--out", str(fresh), "--resume", str(aside / "ckpt-0000002.pt"),
+                                      "--set", "train.iterations=3", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert not (aside / "metrics.jsonl").exists() and not (aside / "samples").exists()
-    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [json.loads(line)["step"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [3]
 
 
 def test_resume_from_an_older_checkpoint_moves_later_grids_aside(tiny_runs, tmp_path):

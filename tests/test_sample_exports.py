@@ -98,3 +98,15 @@ def test_a_folder_export_is_synced_once_after_every_png_and_its_manifest_comes_l
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert entry["bytes"] == path.stat().st_size
     assert not any(has_manifest for _, has_manifest in events[:-2])  # only the manifest's own write follows
+
+
+def test_sample_off_a_terminal_draws_no_progress_bar(tiny_runs, tmp_path):
+    """Like training: stderr piped to a file (a cluster job) gets no carriage-return bar redraws."""
+    import subprocess
+
+    from tests.helpers import sngan_cmd
+
+    proc = subprocess.run(sngan_cmd("sample", "--ckpt", str(tiny_runs["uncond_ckpt"]), "--out", str(tmp_path / "f"),
+                                    "--num", "4", "--device", "cpu"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "%|" not in proc.stderr

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sngan.models.spectral import FP32SpectralNorm
+
 
 @dataclass
 class SNState:
@@ -46,6 +48,25 @@ def sn_state(module: nn.Module) -> SNState | None:
     if isinstance(weight, torch.Tensor) and weight.dim() >= 2:  # an unnormalised layer: exact values only
         return SNState(weight.detach(), None, None, 0)
     return None
+
+
+def used_weight(module: nn.Module) -> torch.Tensor | None:
+    """The weight a parametrized layer runs with, when it is not W / sigma-hat: weight normalisation, or a learnt
+    gamma after SN or WN (paper App. E). None for plain SN (its norms are W's over sigma-hat) and plain layers.
+    Computed with the parametrizations in eval mode, so no power iteration runs and u, v stay as stored."""
+    params = getattr(module, "parametrizations", None)
+    if params is None or "weight" not in params:
+        return None
+    chain = params.weight
+    if len(chain) == 1 and isinstance(chain[0], FP32SpectralNorm):
+        return None
+    modes = [m.training for m in chain]
+    chain.eval()
+    try:
+        return module.weight.detach()
+    finally:
+        for m, mode in zip(chain, modes, strict=True):
+            m.train(mode)
 
 
 def weight_matrix(weight: torch.Tensor, dim: int = 0) -> torch.Tensor:

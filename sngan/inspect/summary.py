@@ -37,6 +37,8 @@ class LayerSpectrum:
     sigma_operator: float  # conv: operator norm as it runs at input_size (conv_norm); else = sigma_matrix
     spectrum: list[float] = field(default_factory=list)  # squared singular values / largest, largest first
     sigma_circular_bound: float | None = None  # conv, full inspection: certified upper bound of sigma_operator
+    used_matrix: float | None = None  # the weight as the layer uses it, when that is not W / sigma-hat (WN, gamma)
+    used_operator: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -44,7 +46,11 @@ class LayerSpectrum:
         return None if self.sigma_hat is None else self.sigma_hat / self.sigma_matrix
 
     def normalised(self, norm: str) -> float:
-        """The layer's `norm` (matrix|operator) after division by sigma-hat (as trained without SN)."""
+        """The layer's `norm` (matrix|operator) of the weight it runs with: W / sigma-hat for SN, w_i / ||w_i|| for
+        WN, times gamma with a learnt multiplier (App. E); W itself for an unnormalised layer."""
+        used = self.used_matrix if norm == "matrix" else self.used_operator
+        if used is not None:
+            return used
         value = self.sigma_matrix if norm == "matrix" else self.sigma_operator
         return value if self.sigma_hat is None else value / self.sigma_hat
 
@@ -89,11 +95,16 @@ def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], exact: bo
                                 input_size=list(size), sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
                                 sigma_operator=sigma,
                                 spectrum=spectra.normalised_spectrum(state.weight, state.dim) if full else [])
+            used = spectra.used_weight(module)
+            if used is not None:
+                row.used_matrix = row.used_operator = spectra.matrix_sigma(used, state.dim, exact)
             if isinstance(module, nn.Conv2d) and len(size) == 2:
                 geometry = conv_norm.ConvGeometry.of(module)
                 row.sigma_operator = conv_norm.conv_operator_norm(state.weight, size, geometry, exact)
                 if full:
                     row.sigma_circular_bound = conv_norm.circular_bound(state.weight, size, geometry, exact)
+                if used is not None:
+                    row.used_operator = conv_norm.conv_operator_norm(used, size, geometry, exact)
             rows.append(row)
     return rows
 

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from sngan.config import SN_INITS
+
 SN_EPS = 1e-12
-SN_INITS = ("random", "svd", "torch")
 
 
 class FP32SpectralNorm(nn.Module):

@@ -119,6 +119,12 @@ def load_resume(resume: str | Path, cfg: Config, opened: ckpt.Opened | None = No
     """The checkpoint to resume from (opened once: `opened` when the caller already did), refused when `cfg`
     describes a different model."""
     saved = (opened if opened is not None else ckpt.open_checkpoint(resume)).state
+    for what in ("generator", "discriminator", "generator_ema"):  # a diverged checkpoint: refused before any write
+        if isinstance(saved.get(what), dict):
+            try:
+                ckpt.check_finite(saved[what], what)
+            except ckpt.CheckpointError as exc:
+                raise ckpt.CheckpointError(f"{resume}: {exc}") from None
     changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
     if changed:
         raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); resume "

@@ -33,6 +33,7 @@ from sngan.io import writing
 MARKER = ".sngan-run"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 PARTS = ("checkpoints", "samples", "tensorboard")  # the run's own folders
+RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run writes or appends to
 STARTABLE = {MARKER, "config.yaml", *PARTS}  # what a marked start leaves before its first record (parts empty)
 
 
@@ -59,7 +60,8 @@ def checkpoint_run_id(state: dict[str, Any]) -> str | None:
 
 
 def run_folder_of(ckpt_path: Path) -> Path | None:
-    """The run folder a checkpoint lies in (RUN/checkpoints/x.pt, RUN/checkpoints/superseded-*/x.pt), else None."""
+    """The run folder a checkpoint lies in (RUN/checkpoints/x.pt, RUN/checkpoints/superseded-*/x.pt), else None.
+    A superseded checkpoint is never continued in that folder (`check_owner`), only into a new --out."""
     parent = ckpt_path.parent
     if parent.name.startswith("superseded-") and parent.parent.name == "checkpoints":
         parent = parent.parent
@@ -96,6 +98,10 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
         if (run_dir / part).is_symlink():
             raise SnganError(f"'{run_dir / part}' is a symbolic link; a run folder's {part}/ must be a real folder "
                              f"(sngan never writes through links)")
+    for name in RUN_FILES:
+        if (run_dir / name).is_symlink():
+            raise SnganError(f"cannot write {run_dir / name}: it is a symbolic link; sngan never writes through "
+                             f"links (remove the link or choose another --out)")
     if not entries:
         return
     marker = read_run_id(run_dir)
@@ -114,6 +120,10 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
         return
     own = run_folder_of(ckpt_path)
     in_own = own is not None and _same(own, run_dir)
+    if in_own and ckpt_path.parent.name.startswith("superseded-"):
+        raise SnganError(f"{ckpt_path} is a checkpoint of an abandoned branch of '{run_dir}' (set aside by an "
+                         f"earlier resume): the folder's log and grids are another branch's history, so it is not "
+                         f"continued there; resume it into a new, empty --out")
     if marker is not None:
         if marker == run_id or (run_id is None and in_own):
             return

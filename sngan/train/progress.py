@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from sngan.io import open_append
+
 
 def eta(seconds: float) -> str:
     """3725 -> '1h02m05s', 65 -> '1m05s', 7 -> '7s'."""
@@ -55,7 +57,7 @@ class Progress:
 
     def open_file(self, path: Path) -> None:
         """Append every later line and message to `path` (the run folder's log.txt)."""
-        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in close())
+        self._file = open_append(path)  # closed in close(); never through a link
 
     def message(self, text: str) -> None:
         """A one-line message: printed through `log` and kept in log.txt."""

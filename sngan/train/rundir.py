@@ -28,9 +28,10 @@ from sngan.io import (
     writing,
 )
 from sngan.records import read_records
-from sngan.train import wandb_log
 from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
 from sngan.train.tboard import log_grid, log_record
+from sngan.train.wandb_log import log_grid as wandb_grid
+from sngan.train.wandb_log import log_record as wandb_record
 
 DEFAULT_BASE = Path("runs")
 GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids
@@ -171,14 +172,14 @@ class RunLog:
         if self.tensorboard is not None:
             log_record(self.tensorboard, record)
         if self.wandb is not None:
-            wandb_log.log_record(self.wandb, record)
+            wandb_record(self.wandb, record)
 
     def grid(self, path: Path, step: int) -> None:
         """Show a saved sample grid in TensorBoard and W&B (`samples` at `step`)."""
         if self.tensorboard is not None:
             log_grid(self.tensorboard, path, step)
         if self.wandb is not None:
-            wandb_log.log_grid(self.wandb, path, step)
+            wandb_grid(self.wandb, path, step)
 
     def close(self) -> None:
         try:
