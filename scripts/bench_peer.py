@@ -43,6 +43,7 @@ from timing import (
     timed,
 )
 
+from sngan.metrics.precision import restore_tf32, saved_tf32
 from sngan.train.perf import set_matmul_precision
 from sngan.train.steps import d_step, g_step, iteration
 
@@ -101,21 +102,6 @@ class PeerStep:
         self.sched_d.step()
 
 
-def default_precision() -> dict:
-    """PyTorch's process-wide float32 matmul/conv settings as found at start (the peer runs under these)."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if getattr(conv, "fp32_precision", None) is not None:
-        return {"new": (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)}
-    return {"old": (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)}
-
-
-def restore_precision(saved: dict) -> None:
-    if "new" in saved:
-        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved["new"]
-    else:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved["old"]
-
-
 class Side:
     """One contestant: a name, its G-iteration, its D and G steps, and how to set its precision before it runs."""
 
@@ -160,13 +146,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="G-iterations per side before timing (compiling)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override (ours)")
     args = parser.parse_args()
-    saved = default_precision()
+    saved = saved_tf32()
     sides = [ours(args.config, args.overrides, v) for v in args.variants.split(",")]
     device = sides[0].device
     images = torch.rand(4096, 3, 32, 32, device=device) * 2 - 1
     peer = PeerStep(args.peer, device, images)
     sides.insert(0, Side("peer (pytorch-gan-collections, fp32 eager)", peer, peer.d_step, peer.g_step,
-                         lambda: restore_precision(saved), "fp32", True, device))
+                         lambda: restore_tf32(saved), "fp32", True, device))
     alone = {s.name: profile_alone(s, device, args.iters, args.warmup) for s in sides}
     for _ in range(args.rounds):
         for s in sides:

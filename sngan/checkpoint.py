@@ -205,11 +205,16 @@ def generator_weights(state: dict[str, Any], ema: bool | None) -> tuple[dict[str
         state: a loaded checkpoint.
         ema: True = the EMA generator (error if absent), False = the raw one, None = EMA when present.
     """
-    has_ema = state.get("generator_ema") is not None
+    use_ema = uses_ema(state.get("generator_ema") is not None, ema)
+    return (state["generator_ema"] if use_ema else state["generator"]), use_ema
+
+
+def uses_ema(has_ema: bool, ema: bool | None = None) -> bool:
+    """Whether to sample the EMA generator: True/False as asked (True without one is an error), None = when there
+    is one. Checkpoints (`generator_weights`) and the training run (`TrainState.sampler`) both ask here."""
     if ema and not has_ema:
         raise CheckpointError("the checkpoint has no EMA generator (trained with train.ema_decay 0); use --no-ema")
-    use_ema = has_ema and ema is not False
-    return (state["generator_ema"] if use_ema else state["generator"]), use_ema
+    return has_ema and ema is not False
 
 
 def generator_label(use_ema: bool) -> str:

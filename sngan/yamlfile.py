@@ -56,8 +56,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file (at most "
-                              f"{MAX_CONFIG_BYTES})")
+            raise ConfigError(f"{path.stat().st_size} bytes is too large for a config file (at most "
+                              f"{MAX_CONFIG_BYTES})")  # the file is named once, by the handler below
         raw = yaml.load(path.read_text(), Loader=StrictLoader)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -103,7 +103,7 @@ def test_resume_from_an_older_checkpoint_moves_later_grids_aside(tiny_runs, tmp_
     assert result.exit_code == 0, result.output
     (aside,) = [p for p in (run / "samples").iterdir() if p.is_dir()]
     assert (aside / "step-0000003.png").read_bytes() == later and not (run / "samples" / "step-0000003.png").exists()
-    assert "1 log records after step 2 moved to" in result.output
+    assert "1 log record after step 2 moved to" in result.output
 
 
 def test_a_checkpoint_without_run_id_resumes_into_its_own_folder_and_gets_its_id(tiny_runs, tmp_path):

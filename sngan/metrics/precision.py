@@ -36,20 +36,29 @@ def set_tf32(allow: bool) -> None:
         torch.backends.cudnn.allow_tf32 = allow
 
 
+def saved_tf32() -> tuple:
+    """The current float32 matmul/conv settings, for `restore_tf32`."""
+    if _new_api():
+        return (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+
+def restore_tf32(saved: tuple) -> None:
+    """Put back what `saved_tf32` returned."""
+    if _new_api():
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+    else:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @contextlib.contextmanager
 def scoring_precision() -> Iterator[None]:
     """Exact float32 inside the block: TF32 off and autocast off on CUDA and CPU; the previous TF32 state is
     restored after it."""
-    if _new_api():
-        previous = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-    else:
-        previous = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    previous = saved_tf32()
     set_tf32(False)
     try:
         with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
             yield
     finally:
-        if _new_api():
-            torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = previous
-        else:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+        restore_tf32(previous)

@@ -144,7 +144,8 @@ class RunLog:
         if later_records:  # both files or neither: a full disk leaves the log as it was
             moved = _aside(run_dir, "metrics.superseded-<time>.jsonl")
             atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
-            notice(f"{len(later_records)} log records after step {start_step} moved to {moved}")
+            count = len(later_records)
+            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}")
         elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
             write_text(self.metrics_path, _jsonl(kept))
         aside = _move_aside(later, ckpt_dir)

@@ -67,12 +67,13 @@ class TrainState:
 
     @property
     def sampler(self) -> nn.Module:
-        """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one."""
-        return self.g.module if self.generator_ema is None else self.generator_ema
+        """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one
+        (`checkpoint.uses_ema`, the rule `sngan sample` and `sngan eval` follow)."""
+        return self.generator_ema if ckpt.uses_ema(self.generator_ema is not None) else self.g.module
 
     @property
     def sampler_name(self) -> str:
-        return ckpt.generator_label(self.generator_ema is not None)
+        return ckpt.generator_label(ckpt.uses_ema(self.generator_ema is not None))
 
     def rng_state(self) -> dict[str, Any]:
         """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
