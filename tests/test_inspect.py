@@ -130,12 +130,11 @@ def test_circular_norm_of_a_high_frequency_kernel_comes_from_the_last_frequencie
     assert conv_norm.circular_norm(k, size, exact) == pytest.approx(reference, rel=1e-6 if exact else 1e-5)
 
 
-def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
-    """The per-layer products of `bounds` (and the training record's) against each layer's dense matrix, built by
-    pushing every basis image of the layer's input size through the layer as it runs (W / sigma-hat, eval mode)."""
-    torch.manual_seed(0)
-    d = build_discriminator(ModelConfig(arch="cnn", resolution=32, d_ch=2, d_linear_bias=True)).eval()
+def _dense_layer_norms(d: nn.Module) -> list[tuple[nn.Module, float]]:
+    """(layer, largest singular value of its dense matrix as it runs) per conv/linear layer of `d` in forward
+    order: every basis image of the layer's input size pushed through it (eval mode), float64 Gram."""
     shapes = {}
+
     def record(module, args):  # returns None: a pre-hook's return value would replace the input
         shapes.setdefault(module, args[0].shape[1:])
 
@@ -144,16 +143,27 @@ def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
         d(torch.zeros(1, 3, 32, 32))
     for hook in hooks:
         hook.remove()
-    trained, normalised = 1.0, 1.0
+    norms = []
     with torch.no_grad():
         for layer, shape in shapes.items():
             basis = torch.eye(shape.numel()).reshape(-1, *shape)
             images = (layer(basis) - layer(torch.zeros(1, *shape))).flatten(1).double()  # (in, out): as it runs
             small = images.t() @ images if images.shape[1] < images.shape[0] else images @ images.t()
-            norm = torch.linalg.eigvalsh(small)[-1].item() ** 0.5  # largest singular value, by the smaller Gram
-            sigma_hat = float(layer.parametrizations.weight.original.norm() / layer.weight.norm())  # W / (W/sh)
-            normalised, trained = normalised * norm, trained * norm * sigma_hat
-    assert len(shapes) == 8  # 7 convs + the linear
+            norms.append((layer, torch.linalg.eigvalsh(small)[-1].item() ** 0.5))
+    return norms
+
+
+def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
+    """The per-layer products of `bounds` (and the training record's) against each layer's dense matrix, built by
+    pushing every basis image of the layer's input size through the layer as it runs (W / sigma-hat, eval mode)."""
+    torch.manual_seed(0)
+    d = build_discriminator(ModelConfig(arch="cnn", resolution=32, d_ch=2, d_linear_bias=True)).eval()
+    trained, normalised = 1.0, 1.0
+    dense = _dense_layer_norms(d)
+    for layer, norm in dense:
+        sigma_hat = float(layer.parametrizations.weight.original.norm() / layer.weight.norm())  # W / (W/sh)
+        normalised, trained = normalised * norm, trained * norm * sigma_hat
+    assert len(dense) == 8  # 7 convs + the linear
     got = bounds(layer_spectra(d, input_sizes(d, 32, 0)))
     assert got["operator_trained"] == pytest.approx(trained, rel=1e-6)
     assert got["operator_normalised"] == pytest.approx(normalised, rel=1e-6)
@@ -172,23 +182,7 @@ def test_normalised_norms_are_those_of_the_weight_the_layer_runs_with(d_norm, ga
         for m in d.modules():
             if gamma and hasattr(m, "parametrizations"):
                 m.parametrizations.weight[1].gamma.mul_(1.7)
-    shapes = {}
-
-    def record(module, args):
-        shapes.setdefault(module, args[0].shape[1:])
-
-    hooks = [m.register_forward_pre_hook(record) for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        d(torch.zeros(1, 3, 32, 32))
-    for hook in hooks:
-        hook.remove()
-    norms = []
-    with torch.no_grad():
-        for layer, shape in shapes.items():
-            basis = torch.eye(shape.numel()).reshape(-1, *shape)
-            images = (layer(basis) - layer(torch.zeros(1, *shape))).flatten(1).double()
-            small = images.t() @ images if images.shape[1] < images.shape[0] else images @ images.t()
-            norms.append(torch.linalg.eigvalsh(small)[-1].item() ** 0.5)
+    norms = [norm for _, norm in _dense_layer_norms(d)]
     rows = layer_spectra(d, input_sizes(d, 32, 0))
     assert [r.normalised("operator") for r in rows] == pytest.approx(norms, rel=1e-5)
     assert bounds(rows)["operator_normalised"] == pytest.approx(math.prod(norms), rel=1e-5)
