@@ -161,7 +161,7 @@ def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
     trained, normalised = 1.0, 1.0
     dense = _dense_layer_norms(d)
     for layer, norm in dense:
-        sigma_hat = float(layer.parametrizations.weight.original.norm() / layer.weight.norm())  # W / (W/sh)
+        sigma_hat = float(layer.parametrizations.weight.original.detach().norm() / layer.weight.detach().norm())
         normalised, trained = normalised * norm, trained * norm * sigma_hat
     assert len(dense) == 8  # 7 convs + the linear
     got = bounds(layer_spectra(d, input_sizes(d, 32, 0)))
