@@ -83,7 +83,8 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except TrainingStopped as exc:
-            typer.echo(str(exc), err=True)
+            if str(exc):  # under torchrun rank 0 alone says it
+                typer.echo(str(exc), err=True)
             raise typer.Exit(EXIT_STOPPED) from None
         except SnganError as exc:
             typer.echo(_error_line(str(exc)), err=True)

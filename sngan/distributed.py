@@ -8,14 +8,26 @@ options across nodes. Semantics:
   running statistics are broadcast before sampling, evaluating and saving; DistributedDataParallel averages
   gradients, so the weights, Adam states and spectral-norm vectors are identical on every rank;
 - only rank 0 writes logs, samples and checkpoints; checkpoints hold every rank's RNG state.
-Backend: nccl on CUDA, gloo on CPU.
+Backend: `cpu:gloo,cuda:nccl` where CUDA is available (nccl for the training's CUDA tensors, gloo for the start-up
+agreement, which runs before the config says which device to use), gloo alone elsewhere.
+
+Cluster rules (README "On a cluster"):
+- every process joins the group first (`init_process_group`), before anything that can fail; each start-up step
+  then ends in `together`, so a failure on one rank (no checkpoint on its node, a config error, a missing data
+  folder) ends every rank within seconds, each with one line, rank 0's naming the rank and the cause;
+- each torchrun restart attempt talks through its own key space of the agent's store (a `PrefixStore` named after
+  TORCHELASTIC_RESTART_COUNT), so restarted workers never read the dead attempt's addresses.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +65,7 @@ SINGLE = DistInfo()
 # Rank 0 alone computes missing FID reference statistics while the others wait in a collective; allow an hour
 # (a dead peer is noticed sooner: torchrun stops the job when any process exits).
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
+STARTUP_TIMEOUT = datetime.timedelta(minutes=10)  # joining the group: every rank must reach the store by then
 
 
 def from_env() -> DistInfo:
@@ -75,12 +88,114 @@ def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
     return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
 
 
-def init_process_group(info: DistInfo, device_type: str) -> None:
-    """Join the process group (nccl for CUDA, gloo for CPU) when running under torchrun."""
+def restart_count() -> int:
+    """Which torchrun attempt this is (0 for the first, and outside torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def max_restarts() -> int:
+    """torchrun's --max-restarts (0 outside torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _attempt_store(info: DistInfo) -> dist.Store:
+    """The rendezvous store of this torchrun attempt: the agent's store (or rank 0's) under a prefix of its own."""
+    try:
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    except (KeyError, ValueError):
+        raise SnganError("MASTER_ADDR and MASTER_PORT must be set (launch with torchrun)") from None
+    agent_serves = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(host, port, info.world_size, is_master=info.is_main and not agent_serves,
+                          timeout=STARTUP_TIMEOUT, wait_for_workers=False)
+    return dist.PrefixStore(f"sngan/attempt-{restart_count()}", store)
+
+
+def init_process_group(info: DistInfo) -> None:
+    """Join the process group when running under torchrun (first thing: see the module docstring)."""
     if info.enabled and not dist.is_initialized():
-        if device_type == "cuda":
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=_attempt_store(info),
+                                rank=info.rank, world_size=info.world_size, timeout=COLLECTIVE_TIMEOUT)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, SnganError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def agree(info: DistInfo, failure: BaseException | None, what: str) -> None:
+    """Every rank learns whether any rank failed `what`; then every rank raises when one did.
+
+    The failing ranks re-raise their own error (its one line, or its traceback for a bug); rank 0, when it did not
+    fail itself, names the rank and the cause; every other rank says that it stops because of that rank.
+    """
+    if not info.enabled:
+        if failure is not None:
+            raise failure
+        return
+    causes = gather_objects(None if failure is None else _one_line(failure), info)
+    failed = [(rank, cause) for rank, cause in enumerate(causes) if cause is not None]
+    if not failed:
+        return
+    if failure is not None:
+        raise failure
+    named = "; ".join(f"rank {rank}: {cause}" for rank, cause in failed)
+    if info.is_main:
+        raise SnganError(f"{what} failed on {named}")
+    raise SnganError(f"stopping: {what} failed on rank {failed[0][0]} (rank 0 names the cause)")
+
+
+@contextmanager
+def together(info: DistInfo, what: str) -> Iterator[None]:
+    """Run a start-up step on every rank, then `agree` on its outcome (a failure anywhere stops every rank)."""
+    failure: BaseException | None = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - handed to agree, which re-raises it on this rank
+        failure = exc
+    agree(info, failure, what)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_same_config(config: dict[str, Any], info: DistInfo) -> None:
+    """Refuse ranks started with different resolved configs, naming the keys that differ (rank 0's as reference).
+
+    A hash is compared first; the configs themselves travel only when the hashes differ.
+    """
+    if not info.enabled:
+        return
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    if len(set(gather_objects(digest, info))) == 1:
+        return
+    configs = [_flat(c) for c in gather_objects(config, info)]
+    reference = configs[0]
+    differing = sorted({key for other in configs[1:] for key in set(reference) | set(other)
+                        if reference.get(key) != other.get(key)})
+    ranks = [rank for rank, other in enumerate(configs) if other != reference]
+    shown = ", ".join(f"{key} (rank 0: {str(reference.get(key))[:40]}, rank {ranks[0]}: "
+                      f"{str(configs[ranks[0]].get(key))[:40]})" for key in differing[:5])
+    raise SnganError(f"the processes were started with different configs: {shown}"
+                     f"{f' and {len(differing) - 5} more' if len(differing) > 5 else ''}; give every rank the "
+                     f"same --config and --set")
 
 
 def shutdown() -> None:

@@ -28,7 +28,7 @@ import sngan.train.loop as loop
 from sngan.config import load_config
 from sngan.distributed import from_env, init_process_group, shutdown
 info = from_env()
-init_process_group(info, "cpu")
+init_process_group(info)
 real_save = loop.save_periodic
 
 def dump_then_save(state, ckpt_dir):  # each rank's own weights in memory, before the checkpoint's rank check

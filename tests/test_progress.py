@@ -28,16 +28,36 @@ def test_bar_only_on_a_terminal_when_asked_for():
     assert bar_wanted(True, Terminal()) and not bar_wanted(True, io.StringIO()) and not bar_wanted(False, Terminal())
 
 
+STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z (.*)")
+
+
+def _kept(path):
+    """log.txt as (seconds since the epoch, UTC, line) pairs; every line must carry its time."""
+    import calendar
+
+    out = []
+    for line in path.read_text().splitlines():
+        m = STAMP.fullmatch(line)
+        assert m, line
+        out.append((calendar.timegm(tuple(int(v) for v in m.groups()[:6])), m.group(7)))
+    return out
+
+
 def test_off_a_terminal_every_record_is_one_line_printed_and_kept_in_log_txt(tmp_path, capsys):
+    import time
+
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 6, "log_every": 2}})
     lines = []
+    before = time.time()
     train(load_config(config), tmp_path / "run", progress=True, log=lines.append)  # pytest's stderr: no TTY
     printed = [m.group(1) for line in lines if (m := LINE.fullmatch(line))]
     assert printed == ["2", "4", "6"]
     assert "\r" not in capsys.readouterr().err  # no bar redraws
-    kept = (tmp_path / "run" / "log.txt").read_text().splitlines()
-    assert [line for line in kept if LINE.fullmatch(line)] == [line for line in lines if LINE.fullmatch(line)]
-    assert any(line.startswith("done: step 6") for line in lines)
+    kept = _kept(tmp_path / "run" / "log.txt")
+    # every printed line, the start notices before the folder opened and the done line included, in order
+    assert [line for _, line in kept] == lines
+    assert lines[0].startswith("training step: ") and lines[-1].startswith("done: step 6")
+    assert all(int(before) <= when <= time.time() + 1 for when, _ in kept)  # UTC, not local time
 
 
 def test_no_progress_still_prints_the_lines_and_a_terminal_gets_the_bar_instead(tmp_path, monkeypatch):

@@ -177,9 +177,9 @@ def test_resuming_an_older_checkpoint_sets_the_later_ones_aside(tiny_config, tmp
     assert sorted(p.name for p in aside.iterdir()) == [f"ckpt-000000{i}.pt" for i in (2, 3, 4, 5)]
 
 
-def test_a_new_run_refuses_a_folder_with_another_runs_log(tiny_config, tmp_path):
+def test_a_new_run_refuses_an_unmarked_folder_with_a_log(tiny_config, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 50}\n')
-    with pytest.raises(SnganError, match="already holds the log of another run"):
+    with pytest.raises(SnganError, match="not a run folder sngan made"):
         train(load_config(tiny_config), tmp_path / "run", **QUIET)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 50}\n'

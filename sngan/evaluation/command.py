@@ -71,7 +71,7 @@ def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, spli
     if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
         chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
     info = distributed.from_env()
-    distributed.init_process_group(info, distributed.resolve_device(device).type)
+    distributed.init_process_group(info)
     try:
         record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
                                      weights=weights, device=distributed.resolve_device(device, info),

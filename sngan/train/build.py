@@ -1,7 +1,8 @@
 """Config -> a ready `TrainState`: seeding, data (rank 0 packs first), models, optimisers, DDP, then compile.
 
 `build_state` gives identical weights on every rank (seeded before the models are built) and per-rank latent
-streams and data shares under torchrun.
+streams and data shares under torchrun. Every step that can fail ends in `distributed.together` (a data folder
+missing on one node stops every rank with one line), before DDP's first collective.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from sngan.config import Config
 from sngan.data import epochs, load_images, make_batches
-from sngan.distributed import SINGLE, DistInfo, barrier, wrap
+from sngan.distributed import SINGLE, DistInfo, together, wrap
 from sngan.errors import SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
@@ -34,29 +35,31 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                 info: DistInfo = SINGLE) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
     seed_everything(cfg.train.seed)
-    if not info.is_main:
-        barrier(info)  # rank 0 packs the dataset cache first; the others then read it
-    image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
-    if info.is_main:
-        barrier(info)
-    _check_labels(cfg, len(image_set.classes))
-    passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
-    log(f"{image_set.summary()}; {passes:.1f} epochs")
-    perf = resolve_perf(cfg.perf, device)
-    set_matmul_precision(perf)
-    generator = prepare(build_generator(cfg.model).to(device), perf)
-    d_net = build_discriminator(cfg.model)
-    if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
-        orthogonal_init(d_net)
-    discriminator = prepare(d_net.to(device), perf)
-    start_sn(discriminator, cfg.model.sn_init)  # a resumed run then loads its own u, v over these
-    opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-    ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-    if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
-        torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
-    batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
-                           budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
+    image_set = None
+    with together(info, "packing the dataset"):  # rank 0 packs the dataset cache first; the others then read it
+        if info.is_main:
+            image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
+    with together(info, "reading the dataset and building the networks"):
+        if image_set is None:
+            image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
+        _check_labels(cfg, len(image_set.classes))
+        passes = epochs(len(image_set.images), cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
+        log(f"{image_set.summary()}; {passes:.1f} epochs")
+        perf = resolve_perf(cfg.perf, device)
+        set_matmul_precision(perf)
+        generator = prepare(build_generator(cfg.model).to(device), perf)
+        d_net = build_discriminator(cfg.model)
+        if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
+            orthogonal_init(d_net)
+        discriminator = prepare(d_net.to(device), perf)
+        start_sn(discriminator, cfg.model.sn_init)  # a resumed run then loads its own u, v over these
+        opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
+        opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
+        ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
+        if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
+            torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
+        batches = make_batches(image_set, device, seed=cfg.train.seed + 1, dequantize=cfg.data.dequantize,
+                               budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
     if perf.compile != "off":
         log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
     g = Net(generator, compiled(wrap(generator, info, device), perf), compiled(generator, perf))

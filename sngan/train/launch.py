@@ -1,11 +1,18 @@
 """`sngan train` as a plain function: options -> (config, run directory, checkpoint to resume) -> `train`.
 
-Under torchrun each process calls `launch`; rank 0's choice of run directory is broadcast so every rank writes (or
-rather, rank 0 writes and the others follow) the same run.
+One command starts and continues a run, as a scheduler repeats it: `sngan train --config C --out DIR --resume auto`
+starts a new run when DIR has no checkpoint and continues its newest checkpoint otherwise, saying which. A torchrun
+restart (TORCHELASTIC_RESTART_COUNT > 0) reads the same command line as `--resume auto`: the restarted workers
+continue the run the first attempt started.
+
+Under torchrun every process joins the process group before anything that can fail, and each step of the start
+ends in `distributed.together`: rank 0 chooses the run folder and the checkpoint, every rank opens that checkpoint
+(a node without it says so), and the resolved configs of all ranks must be equal.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sngan import distributed
@@ -18,48 +25,75 @@ from sngan.train.ownership import run_folder_of
 from sngan.train.rundir import latest_run_dir, next_run_dir
 
 
-def resolve_run(config: Path | None, overrides: list[str], out: Path | None,
-                resume: str | None) -> tuple[Config, Path, Path | Opened | None]:
-    """(config, run directory, checkpoint to resume or None) from the train options; without --config the
-    checkpoint is opened here, once, and handed on opened."""
+@dataclass(frozen=True)
+class Choice:
+    """Where a run goes and what it continues (decided by rank 0 under torchrun)."""
+
+    run_dir: Path
+    checkpoint: Path | None
+    notice: str | None = None  # what --resume auto decided, for the log
+
+
+def choose_run(config: Path | None, out: Path | None, resume: str | None) -> Choice:
+    """The run folder and the checkpoint to continue, from the train options."""
     if config is None and resume is None:
         raise SnganError("--config FILE is required (or --resume to continue a run)")
     name = config.stem if config is not None else None
-    ckpt_path: Path | None = None
+    if resume is None and distributed.restart_count() > 0:
+        resume = "auto"  # a torchrun restart continues what the first attempt started
     if resume == "auto":
         run_dir = out or (latest_run_dir(name) if name else None)
         if run_dir is None:
-            raise SnganError("--resume auto needs --out RUN_DIR (or --config with an earlier run under runs/)")
+            if name is None:
+                raise SnganError("--resume auto needs --out RUN_DIR (or --config with an earlier run under runs/)")
+            return Choice(next_run_dir(name), None, "--resume auto: no earlier run of this config, starting one")
         found = list_checkpoints(run_dir / "checkpoints")
-        if not found:
-            raise SnganError(f"--resume auto: no checkpoint in '{run_dir / 'checkpoints'}'")
-        ckpt_path = found[-1]
-    elif resume is not None:
-        ckpt_path = Path(resume)
-        run_dir = out or run_folder_of(ckpt_path) or ckpt_path.parent  # check_owner refuses a foreign folder
-    else:
-        run_dir = out or next_run_dir(name)
+        if found:
+            return Choice(run_dir, found[-1], f"--resume auto: continuing {found[-1]}, the newest checkpoint of "
+                                              f"{run_dir}")
+        if config is None:
+            raise SnganError(f"--resume auto: no checkpoint in '{run_dir / 'checkpoints'}' (give --config as well "
+                             f"to start a new run there)")
+        return Choice(run_dir, None, f"--resume auto: no checkpoint in {run_dir}, starting a new run there")
+    if resume is not None:
+        path = Path(resume)
+        return Choice(out or run_folder_of(path) or path.parent, path)  # check_owner refuses a foreign folder
+    return Choice(out or next_run_dir(name), None)
+
+
+def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Opened | None]:
+    """The config (from --config, else the checkpoint's) and the opened checkpoint of `choice`."""
+    opened = None
+    if choice.checkpoint is not None:
+        if not choice.checkpoint.exists() and distributed.from_env().enabled:
+            raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs "
+                             f"the run's checkpoints (a shared filesystem, or copy the run folder to each node)")
+        opened = open_checkpoint(choice.checkpoint)
     if config is not None:
-        cfg = load_config(config, overrides)
-    else:
-        opened = open_checkpoint(ckpt_path)
-        cfg = from_dict(apply_overrides(opened.state["config"], overrides))
-        return cfg, run_dir, opened
-    return cfg, run_dir, ckpt_path
+        return load_config(config, overrides), opened
+    return from_dict(apply_overrides(opened.state["config"], overrides)), opened
 
 
 def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, dry_run: bool,
            progress: bool) -> str | None:
     """Run `sngan train`; returns the dry-run summary text instead of training when `dry_run`."""
-    cfg, run_dir, ckpt_path = resolve_run(config, overrides, out, resume)
-    check_model_size(cfg.model)  # before any network is allocated, for --dry-run too
     if dry_run:
+        cfg, _ = resolve_run(config, overrides, choose_run(config, out, resume))
+        check_model_size(cfg.model)
         return dry_run_summary(cfg)
     info = distributed.from_env()
-    distributed.init_process_group(info, distributed.resolve_device(cfg.train.device).type)
+    distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:
-        run_dir = distributed.broadcast_object(run_dir, info)  # every rank uses rank 0's choice
-        train(cfg, run_dir, resume=ckpt_path, progress=progress, info=info)
+        choice = None
+        with distributed.together(info, "choosing the run folder"):
+            if info.is_main:
+                choice = choose_run(config, out, resume)
+        choice = distributed.broadcast_object(choice, info)  # every rank uses rank 0's choice
+        with distributed.together(info, "reading the config and checkpoint"):
+            cfg, opened = resolve_run(config, overrides, choice)
+            check_model_size(cfg.model)  # before any network is allocated
+        distributed.check_same_config(cfg.to_dict(), info)
+        train(cfg, choice.run_dir, resume=opened, progress=progress, info=info, notice=choice.notice)
     except RuntimeError as exc:
         if not distributed.is_peer_failure(exc, info):
             raise

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
 from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
-from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device
+from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device, together
 from sngan.errors import CheckpointError, SnganError, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import input_sizes, training_record
@@ -132,25 +132,38 @@ def load_resume(resume: str | Path, cfg: Config, opened: ckpt.Opened | None = No
     return saved
 
 
-def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, log: Callable[[str], None],
+def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, text: Progress,
                  info: DistInfo) -> RunLog | None:
-    """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed."""
-    run_log, failure = None, None
-    if info.is_main:
-        try:
-            run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=log, run_id=state.run_id,
+    """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed.
+    From then on every line of the run is kept in its log.txt."""
+    run_log = None
+    with together(info, "opening the run folder"):
+        if info.is_main:
+            run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=text.message, run_id=state.run_id,
                              resume=resume, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
                              if cfg.train.wandb_project else None)
             state.run_id = run_log.run_id  # recorded in every checkpoint from now on
-        except SnganError as exc:
-            failure = exc
-    if any_rank(failure is not None, info, state.device):
-        raise failure or SnganError("rank 0 could not open the run folder (its message names the cause)")
+            text.open_file(run_dir / "log.txt")
     return run_log
 
 
+def check_start(cfg: Config, run_dir: Path, opened: ckpt.Opened | None, info: DistInfo) -> dict[str, Any] | None:
+    """Every check a run makes before building anything (rank 0 alone checks the folder it alone writes); returns
+    the checkpoint state to resume."""
+    saved = load_resume(opened.path, cfg, opened) if opened is not None else None
+    if info.is_main:
+        check_run_dir(run_dir)
+        try:
+            run_id = None if saved is None else checkpoint_run_id(saved)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{opened.path}: {exc}") from None
+        check_owner(run_dir, run_id, None if opened is None else opened.path)  # before anything is written
+        check_wandb(cfg.train)  # before anything is written, like the Inception weights
+    return saved
+
+
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | None = None, progress: bool = True,
-          log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE) -> Path:
+          log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE, notice: str | None = None) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
 
     Args:
@@ -161,86 +174,111 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | N
         progress: show a tqdm progress bar when stderr is a terminal (else, and without it, one line per record).
         log: where one-line messages go (rank 0 only under torchrun).
         info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
+        notice: a first line to say (what `--resume auto` chose).
 
     Returns:
         The newest checkpoint. Raises TrainingStopped after a signal (with a checkpoint) and TrainingDiverged on
-        non-finite losses or weights (without one).
+        non-finite losses or weights (without one). Every line, the final one included, is kept in log.txt.
     """
     run_dir = Path(run_dir)
-    log = log if info.is_main else (lambda message: None)
-    opened = resume if isinstance(resume, ckpt.Opened) else None
-    resume = opened.path if opened is not None else resume
-    saved = load_resume(resume, cfg, opened) if resume is not None else None
-    check_run_dir(run_dir)
+    text = Progress(log if info.is_main else None, bar_wanted(progress and info.is_main))
+    if notice:
+        text.message(notice)
     try:
-        run_id = None if saved is None else checkpoint_run_id(saved)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{resume}: {exc}") from None
-    check_owner(run_dir, run_id, None if resume is None else Path(resume))  # before anything is written
-    device = resolve_device(cfg.train.device, info)
-    log(path_line(resolve_perf(cfg.perf, device), device))  # the first line: which step runs, how to switch
-    check_wandb(cfg.train)  # before anything is written, like the Inception weights below
-    evaluator = TrainingEvaluator(cfg, device, log) if cfg.train.eval_every else None  # fails fast without weights
-    state = build_state(cfg, device, log, info)
-    if saved is not None:
-        try:
-            state.restore(saved, log)  # validates the whole checkpoint before loading any of it
-        except CheckpointError as exc:
-            raise CheckpointError(f"{resume}: {exc}") from None
-    losses = get_losses(cfg.loss.type)
-    fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
+        return _train(cfg, run_dir, resume, text, info)
+    except TrainingStopped as exc:
+        text.keep(str(exc))  # the command line prints it
+        raise
+    except KeyboardInterrupt as exc:
+        text.keep(f"interrupted{f': {exc}' if str(exc) else ''}")
+        raise
+    except Exception as exc:
+        text.keep(f"error: {' '.join(str(exc).split()) or type(exc).__name__}"[:2000])
+        raise
+    finally:
+        text.close()
+
+
+def _train(cfg: Config, run_dir: Path, resume: str | Path | ckpt.Opened | None, text: Progress,
+           info: DistInfo) -> Path:
+    """`train` once its lines have a home: start (every rank agreeing), loop, stop."""
+    opened = resume if isinstance(resume, ckpt.Opened) else None
+    if opened is None and resume is not None:
+        opened = ckpt.open_checkpoint(resume)
+    resume = opened.path if opened is not None else None
+    evaluator = None
+    with together(info, "checking the run"):
+        saved = check_start(cfg, run_dir, opened, info)
+        device = resolve_device(cfg.train.device, info)
+        text.message(path_line(resolve_perf(cfg.perf, device), device))  # which step runs, how to switch
+        if cfg.train.eval_every:  # fails fast without the Inception weights
+            evaluator = TrainingEvaluator(cfg, device, text.message)
+    state = build_state(cfg, device, text.message, info)
+    with together(info, "restoring the checkpoint"):
+        if saved is not None:
+            try:
+                state.restore(saved, text.message)  # validates the whole checkpoint before loading any of it
+            except CheckpointError as exc:
+                raise CheckpointError(f"{resume}: {exc}") from None
     t = cfg.train
     last_path = Path(resume) if resume is not None else None
-    window = LossWindow(device, state.step)
-    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes)
-    bar = Progress(t.iterations, state.step, bar_wanted(progress and info.is_main), log)  # a line per record off a TTY
     run_log = None
     try:
-        run_log = open_run_log(run_dir, cfg, state, None if resume is None else Path(resume), log, info)
-        if run_log is not None:
-            bar.open_file(run_dir / "log.txt")
-            log = bar.message  # every later message is kept in log.txt too
+        run_log = open_run_log(run_dir, cfg, state, resume, text, info)
         if saved is not None:
-            log(f"resumed from {resume} at step {state.step}")
-        ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
-        log(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
-            f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
-        with SignalGuard() as signals:
-            while state.step < t.iterations:
-                lr, d_loss, g_loss = iteration(state, losses)
-                window.add(d_loss, g_loss)
-                bar.update()
-                poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
-                now = due(state.step, t, poll and any_rank(signals.received is not None, info, device),
-                          evaluator is not None)
-                if now.log:
-                    record = window.record(state.step, lr, info)
-                    if run_log is not None:
-                        run_log.log(record)
-                    bar.report(record)
-                    window = LossWindow(device, state.step)
-                if now.refresh:
-                    broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
-                    refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
-                if now.sample and info.is_main:
-                    grid = sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
-                    if run_log is not None:
-                        run_log.grid(grid, state.step)
-                if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
-                    run_log.log({"step": state.step, **training_record(state.d.module, d_sizes)})
-                if now.evaluate:
-                    evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log)
-                if now.save:
-                    last_path = save_periodic(state, ckpt_dir)
-                if now.stop:
-                    raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; "
-                                          f"continue with: sngan train --out {run_dir} --resume auto")
+            text.message(f"resumed from {resume} at step {state.step}")
+        text.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
+                     f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
+        text.begin(t.iterations, state.step)
+        last_path = run_loop(state, run_dir, run_log, evaluator, text, last_path) or last_path
     finally:
-        bar.close()
+        text.close_bar()
         if run_log is not None:
             run_log.close()
         state.batches.close()
-    log(f"done: step {state.step}, checkpoint {last_path}")
+    text.message(f"done: step {state.step}, checkpoint {last_path}")
+    return last_path
+
+
+def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator: TrainingEvaluator | None,
+             text: Progress, last_path: Path | None) -> Path | None:
+    """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written."""
+    cfg, info, device, t = state.cfg, state.dist, state.device, state.cfg.train
+    losses = get_losses(cfg.loss.type)
+    fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
+    window = LossWindow(device, state.step)
+    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes)
+    ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
+    with SignalGuard(text.message if info.is_main else None) as signals:
+        while state.step < t.iterations:
+            lr, d_loss, g_loss = iteration(state, losses)
+            window.add(d_loss, g_loss)
+            text.update()
+            poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
+            now = due(state.step, t, poll and any_rank(signals.received is not None, info, device),
+                      evaluator is not None)
+            if now.log:
+                record = window.record(state.step, lr, info)
+                if run_log is not None:
+                    run_log.log(record)
+                text.report(record)
+                window = LossWindow(device, state.step)
+            if now.refresh:
+                broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
+                refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
+            if now.sample and info.is_main:
+                grid = sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                if run_log is not None:
+                    run_log.grid(grid, state.step)
+            if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
+                run_log.log({"step": state.step, **training_record(state.d.module, d_sizes)})
+            if now.evaluate:
+                evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, text.message)
+            if now.save:
+                last_path = save_periodic(state, ckpt_dir)
+            if now.stop:
+                raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; continue "
+                                      f"with: sngan train --out {run_dir} --resume auto" if info.is_main else "")
     return last_path
 
 

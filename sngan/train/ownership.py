@@ -3,8 +3,9 @@
 A run folder is recognised by its marker `<run>/.sngan-run`, which holds the run's id (32 hex digits, made when the
 run starts); every checkpoint records the same id (`run_id`). The rules (`check_owner`), checked before anything is
 written:
-- a new run goes only into a folder that does not exist or is empty (or holds only what an earlier start of the
-  same marked folder left before its first record);
+- a new run goes only into a folder that does not exist or is empty, or into a run folder sngan made (marked) that
+  holds no checkpoint: a start that stopped before its first save, whose log and grids are then moved aside
+  (`RunLog`), so the same command starts it again;
 - a resume writes only into the folder of the run its checkpoint belongs to (same run id), or into a new, empty
   `--out`; a folder of another run, or one sngan did not make, is refused. The run folder of a checkpoint in
   `RUN/checkpoints/superseded-<time>/` is RUN, never the superseded folder;
@@ -13,7 +14,7 @@ written:
 The parts of a run folder (checkpoints/, samples/, tensorboard/) must be real folders, not links.
 
 `FolderLock` holds an OS lock (`fcntl.flock`) on `<folder>/.lock`, opened without following links, with the
-holder's PID inside; the kernel releases it when the process dies.
+holder's `host:pid` inside; the kernel releases it when the process dies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import socket
 import stat
 import uuid
 from pathlib import Path
@@ -34,7 +36,12 @@ MARKER = ".sngan-run"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 PARTS = ("checkpoints", "samples", "tensorboard")  # the run's own folders
 RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run writes or appends to
-STARTABLE = {MARKER, "config.yaml", *PARTS}  # what a marked start leaves before its first record (parts empty)
+HOLDER = re.compile(r"^([^\s:]{1,255}:)?\d{0,10}$")  # a lock file's content: host:pid, a PID (older sngan) or empty
+
+
+def holder_id() -> str:
+    """This process as a lock names it: 'host:pid'."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def new_run_id() -> str:
@@ -77,9 +84,9 @@ def _same(a: Path, b: Path) -> bool:
 
 def _is_released_lock(path: Path) -> bool:
     """An unheld sngan lock file (a regular file, empty or a PID) that an empty folder may hold."""
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 300:
         return False
-    return path.read_bytes().strip().isdigit() or path.stat().st_size == 0
+    return HOLDER.match(path.read_bytes().strip().decode(errors="replace")) is not None
 
 
 def _entries(run_dir: Path) -> list[Path]:
@@ -109,15 +116,10 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
         if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
             raise SnganError(f"run directory '{run_dir}' already holds checkpoints: continue it with --resume auto "
                              f"or choose another --out")
-        if os.path.lexists(run_dir / "metrics.jsonl"):
-            raise SnganError(f"run directory '{run_dir}' already holds the log of another run (metrics.jsonl): "
-                             f"choose another --out")
-        unstarted = all(p.name in STARTABLE and not p.is_symlink() and (not p.is_dir() or not any(p.iterdir()))
-                        for p in entries)
-        if marker is None or not unstarted:
+        if marker is None:
             raise SnganError(f"--out '{run_dir}' is not empty and is not a run folder sngan made: a new run needs an "
                              f"empty or new folder (choose another --out)")
-        return
+        return  # a marked run folder without a checkpoint: a start that stopped before its first save
     own = run_folder_of(ckpt_path)
     in_own = own is not None and _same(own, run_dir)
     if in_own and ckpt_path.parent.name.startswith("superseded-"):
@@ -139,8 +141,8 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
 class FolderLock:
     """An exclusive `flock` on `<folder>/.lock` (creating the folder), or SnganError naming the holder's PID.
 
-    The file is created exclusively or opened without following links, and must be a regular file. It holds the
-    PID while locked and is emptied on release, so a finished run leaves it byte-identical.
+    The file is created exclusively or opened without following links, and must be a regular file. It holds
+    `host:pid` while locked and is emptied on release, so a finished run leaves it byte-identical.
     """
 
     def __init__(self, folder: Path, what: str = "run directory", hint: str = "choose another --out"):
@@ -158,13 +160,15 @@ class FolderLock:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            held = os.pread(self.fd, 300, 0).decode(errors="replace").strip()
             os.close(self.fd)
-            raise SnganError(f"{what} '{folder}' is in use by another sngan process (PID {self.holder}); wait "
-                             f"for it to finish or stop it, or {hint}") from None
+            host, _, pid = held.rpartition(":")
+            holder = f"host {host}, PID {pid}" if host else f"PID {pid or 'unknown'}"
+            raise SnganError(f"{what} '{folder}' is in use by another sngan process ({holder}); wait for it to "
+                             f"finish or stop it, or {hint}") from None
         with writing(self.path):
             os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(self.fd, f"{holder_id()}\n".encode(), 0)
 
     def release(self) -> None:
         if self.fd < 0:

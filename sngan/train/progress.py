@@ -3,13 +3,15 @@
 A bar redraws itself with carriage returns; in a file (a cluster job, `2>log`, `nohup`) every redraw stays, one
 per iteration on one endless line. So the bar is shown only when stderr is a terminal and progress is on; otherwise
 each `train.log_every` record becomes one line (step, losses, lr, it/s, ETA), printed through the run's `log`
-(`--no-progress` keeps these lines). Every line, and every message logged once the run folder is open, is also
-appended to the run folder's `log.txt` (as StyleGAN2-ADA's runs keep one).
+(`--no-progress` keeps these lines). Every line the run says, from its first notice to its stop, done or error line,
+is also kept in the run folder's `log.txt` with its UTC time (as StyleGAN2-ADA's runs keep one); the terminal
+keeps the plain lines.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,46 +42,81 @@ def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
     return progress and hasattr(stream, "isatty") and stream.isatty()
 
 
+def utc_stamp(seconds: float | None = None) -> str:
+    """'2026-12-04T05:40:00Z': the time every log.txt line starts with (UTC, whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 class Progress:
-    """The bar or the plain lines of one run, and its log.txt.
+    """What a run prints: its one-line messages, the bar or the plain lines, and its log.txt.
+
+    Every message is printed through `log` (rank 0's message function; None on the other ranks) and kept, with
+    the UTC time it was said, for the run folder's log.txt: messages said before the folder is open (the start
+    notices) are written there when it opens, so log.txt holds every line of the run with a time on each.
 
     Args:
-        total: the run's last step.
-        initial: the step it starts from.
-        bar: draw a tqdm bar (see `bar_wanted`); else print one line per record.
-        log: where plain lines go (rank 0's message function).
+        log: where plain lines go (None: this rank prints nothing).
+        bar: draw a tqdm bar (see `bar_wanted`) once `begin` is called; else print one line per record.
     """
 
-    def __init__(self, total: int, initial: int, bar: bool, log: Callable[[str], None]):
-        self.total, self._log, self._file = total, log, None
-        self.bar = tqdm(total=total, initial=initial, disable=not bar, dynamic_ncols=True, desc="train")
-        self.show_bar = bar
+    def __init__(self, log: Callable[[str], None] | None, bar: bool):
+        self._log, self.show_bar = log, bar
+        self._file: TextIO | None = None
+        self._early: list[str] = []  # lines said before log.txt opened, with their times
+        self.total = 0
+        self.bar: tqdm | None = None
+
+    def begin(self, total: int, initial: int) -> None:
+        """Start the bar (on a terminal) for a run that goes from step `initial` to `total`."""
+        self.total = total
+        self.bar = tqdm(total=total, initial=initial, disable=not self.show_bar, dynamic_ncols=True, desc="train")
 
     def open_file(self, path: Path) -> None:
-        """Append every later line and message to `path` (the run folder's log.txt)."""
+        """Append every line said so far and every later line to `path` (the run folder's log.txt)."""
+        if self._log is None:
+            return
         self._file = open_append(path)  # closed in close(); never through a link
+        self._file.write("".join(self._early))
+        self._early = []
+
+    def keep(self, text: str) -> None:
+        """Keep a line in log.txt only (what the command line prints itself: the stop line, the final error)."""
+        if self._log is None:
+            return
+        line = f"{utc_stamp()} {text}\n"
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        else:
+            self._early.append(line)
 
     def message(self, text: str) -> None:
         """A one-line message: printed through `log` and kept in log.txt."""
+        if self._log is None:
+            return
         self._log(text)
-        if self._file is not None:
-            self._file.write(text + "\n")
+        self.keep(text)
 
     def update(self) -> None:
-        self.bar.update(1)
+        if self.bar is not None:
+            self.bar.update(1)
 
     def report(self, record: dict[str, Any]) -> None:
         """One loss record: the bar's postfix on a terminal, else one printed line; always a line in log.txt."""
         line = log_line(record, self.total)
-        if self.show_bar:
+        if self.show_bar and self.bar is not None:
             self.bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{record['lr']:.2e}")
-            if self._file is not None:
-                self._file.write(line + "\n")
+            self.keep(line)
         else:
             self.message(line)
 
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
     def close(self) -> None:
-        self.bar.close()
+        self.close_bar()
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -136,18 +136,21 @@ class RunLog:
         for folder in (run_dir, ckpt_dir, run_dir / "samples"):
             for stale in remove_stale_temps(folder):
                 notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
-        records = read_records(run_dir, notice) if start_step else []
+        restarted = not start_step and self.metrics_path.exists()  # a start that stopped before its first save
+        records = read_records(run_dir, notice) if start_step or restarted else []
         kept = [r for r in records if r.get("step", 0) <= start_step]
         later_records = [r for r in records if r.get("step", 0) > start_step]
         later = later_checkpoints(ckpt_dir, start_step) if start_step else []
-        grids = later_grids(run_dir / "samples", start_step) if start_step else []
-        if later_records:  # both files or neither: a full disk leaves the log as it was
+        grids = later_grids(run_dir / "samples", start_step)
+        if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
             moved = _aside(run_dir, "metrics.superseded-<time>.jsonl")
             atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
             count = len(later_records)
-            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}")
+            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}"
+                   + (" (an earlier start of this run stopped before its first checkpoint)" if restarted else ""))
         elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
             write_text(self.metrics_path, _jsonl(kept))
+        self.purge_step = start_step + 1 if start_step or restarted else None  # TensorBoard hides later events
         aside = _move_aside(later, ckpt_dir)
         if aside is not None:
             notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
@@ -164,8 +167,7 @@ class RunLog:
         else:
             with writing(run_dir / "tensorboard"):
                 # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step
-                                                 else None)
+                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=self.purge_step)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard and W&B."""

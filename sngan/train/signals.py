@@ -1,22 +1,40 @@
-"""Graceful stops: the first SIGINT/SIGTERM asks the loop to checkpoint and stop; the second stops at once."""
+"""Graceful stops: a stop signal asks the loop to checkpoint and stop; a second Ctrl-C stops at once.
+
+Stop signals: SIGINT (Ctrl-C), SIGTERM (`kill`, Slurm's time limit and preemption), SIGHUP (the terminal closed) and
+SIGUSR2 (what Slurm sends ahead of a time limit through submitit). On a cluster one request arrives several times:
+Slurm signals every process of the job, torchrun's agent forwards what it receives to its workers, and a Ctrl-C in
+a terminal reaches the agent and the workers. So repeats are one request: any signal within `SAME_REQUEST_S` of the
+first, and SIGTERM/SIGHUP/SIGUSR2 within `SAME_TERM_S` of it. After that a SIGINT (a second Ctrl-C) or a late
+SIGTERM stops at once, without a checkpoint.
+"""
 
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
-from tqdm import tqdm
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
+SAME_REQUEST_S = 1.0  # a Ctrl-C reaches torchrun's agent and workers, and the agent forwards it within this
+SAME_TERM_S = 30.0  # Slurm's SIGTERM to every process plus torchrun's forwarded one (its agent kills after 30 s)
 
 
 class SignalGuard:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, stop. Second: stop at once."""
+    """Catches the stop signals while training (module docstring); `received` is the first one, or None.
 
-    def __init__(self) -> None:
+    Args:
+        say: where the one 'received' line goes (rank 0's message function; None on the other ranks).
+    """
+
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
         self.received: int | None = None
+        self._first_at = 0.0
+        self._say = say
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalGuard:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -24,11 +42,17 @@ class SignalGuard:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt(f"second signal {signal.Signals(signum).name}: stopping without a checkpoint")
-        self.received = signum
-        tqdm.write(f"{signal.Signals(signum).name} received: finishing this step and writing a checkpoint "
-                   f"(send it again to stop at once)")
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received, self._first_at = signum, time.monotonic()
+            if self._say is not None:
+                self._say(f"{name} received: finishing this step and writing a checkpoint (press Ctrl-C again to "
+                          f"stop at once)")
+            return
+        waited = time.monotonic() - self._first_at
+        if waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S):
+            return  # the same request, delivered again
+        raise KeyboardInterrupt(f"second signal {name}: stopping without a checkpoint")
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
