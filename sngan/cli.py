@@ -303,27 +303,69 @@ def study(
     plan: Annotated[Path, typer.Option(help="Study plan YAML (configs/study/): base config, methods x settings, "
                                             "seeds, evaluation.")],
     out: Annotated[Path | None, typer.Option(help="Study folder (default: the plan's 'out').")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process (one GPU each when "
-                                                  "there are GPUs).")] = 1,
-    only: Annotated[str | None, typer.Option(hidden=True, help="Run just this run (VARIANT-sSEED); used by "
-                                                               "--jobs.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, max=1024, help="Runs at a time, each in its own process (one device "
+                                      "each from CUDA_VISIBLE_DEVICES when there are GPUs).")] = 1,
+    only: Annotated[str | None, typer.Option(metavar="RUN", help="Run just this run (VARIANT-sSEED, see --list); "
+                                             "several such processes may share one study folder.")] = None,
+    only_index: Annotated[int | None, typer.Option(min=0, metavar="I", help="Run just the I-th run of --list "
+                                                   "(from 0: a job array's $SLURM_ARRAY_TASK_ID).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="Print the run names, one a line, and exit.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print which runs are done, running, failed or "
+                                         "pending, and exit.")] = False,
+    executor: Annotated[str | None, typer.Option(metavar="KIND", help="Submit the runs not yet done as one job "
+                                                 "array through submitit: slurm, local or debug (pip install "
+                                                 "'sngan[slurm]').")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="With --executor: wait for the jobs, then write the "
+                                       "table.")] = False,
+    partition: Annotated[str | None, typer.Option(help="--executor slurm: partition.")] = None,
+    time_min: Annotated[int | None, typer.Option(min=1, help="--executor: minutes per task (a longer run "
+                                                 "checkpoints and requeues itself).")] = None,
+    gpus_per_run: Annotated[int | None, typer.Option(min=0, help="--executor: GPUs per run.")] = None,
+    cpus_per_run: Annotated[int | None, typer.Option(min=1, help="--executor: CPUs per run.")] = None,
+    mem_gb: Annotated[float | None, typer.Option(min=0.001, help="--executor: memory per run (GB).")] = None,
+    array_parallelism: Annotated[int | None, typer.Option(min=1, help="--executor: tasks running at once.")
+                                 ] = None,
+    sbatch: Annotated[list[str] | None, typer.Option(metavar="--KEY=VALUE", help="--executor slurm: an extra "
+                                                     "sbatch option (repeatable).")] = None,
+    table: Annotated[bool, typer.Option(hidden=True, help="Write the table after the runs (--jobs children: "
+                                                          "no).")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Print every run's differences from the base config and its cost "
                                                "in steps; train and write nothing.")] = False,
 ) -> None:
     """Run every variant of a study plan (skipping finished runs, resuming interrupted ones); write the table
-    (study.md, study.jsonl) and the figures."""
-    from sngan.study.plan import load_plan
+    (study.md, study.jsonl) and the figures. On a cluster: --executor slurm, or a job array of --only-index."""
+    from sngan.errors import StudyError
+    from sngan.study.plan import load_plan, run_name
 
     loaded = load_plan(plan)
+    names = [run_name(v, s) for v, s in loaded.runs()]
+    if only_index is not None:
+        if only is not None:
+            raise StudyError("give --only or --only-index, not both")
+        if only_index >= len(names):
+            raise StudyError(f"--only-index {only_index}: the plan has {len(names)} runs (0-{len(names) - 1})")
+        only = names[only_index]
+    if list_:
+        typer.echo("\n".join(names))
+        return
     if dry_run:
         from sngan.study.preview import describe
 
         typer.echo(describe(loaded))
         return
-    from sngan.study.run import run_study
+    from sngan.study import run as study_run
 
-    folder = run_study(loaded, out, jobs, only, progress, typer.echo)
+    folder = Path(out) if out is not None else loaded.out
+    if status:
+        typer.echo("\n".join(study_run.status_lines(loaded, folder)))
+        return
+    if executor is not None:
+        study_run.submit_study(loaded, folder, executor, wait, typer.echo, partition=partition, time_min=time_min,
+                               gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem_gb=mem_gb,
+                               array_parallelism=array_parallelism, sbatch=tuple(sbatch or ()))
+        return
+    study_run.run_study(loaded, folder, jobs, only, progress, typer.echo, table=table)
     typer.echo(f"study folder: {folder}")
 
 

@@ -12,23 +12,39 @@ from tests.test_study import tiny_plan
 runner = CliRunner()
 
 
-def test_a_second_study_on_the_folder_is_one_line_naming_the_first_and_touches_nothing(tmp_path):
-    plan = tiny_plan(tmp_path, methods={"SN": []})
+def test_a_run_another_process_trains_is_left_to_it_and_listed_as_running(tmp_path):
+    plan = tiny_plan(tmp_path)
     study = tmp_path / "study"
-    (study / "SN-fast-s0").mkdir(parents=True)  # the first study's run, before its first checkpoint
-    (study / "SN-fast-s0" / "config.yaml").write_text("running\n")
-    fd = os.open(study / ".lock", os.O_RDWR | os.O_CREAT)
+    run = study / "SN-fast-s0"
+    run.mkdir(parents=True)  # another process's run, before its first checkpoint
+    (run / "config.yaml").write_text("running\n")
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.pwrite(fd, b"4242\n", 0)
+    os.pwrite(fd, b"node7:4242\n", 0)
     try:
         result = runner.invoke(app, ["study", "--plan", str(plan), "--no-progress"])
     finally:
         os.close(fd)
+    assert result.exit_code == 0, result.output
+    assert "SN-fast-s0: running in another process (host node7, PID 4242); left to it" in result.output
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml"]  # untouched
+    records = {r["variant"]: r for r in map(json.loads, (study / "study.jsonl").read_text().splitlines())}
+    assert records["SN-fast"]["status"] == "running" and records["WGAN-GP-fast"]["status"] == "finished"
+    assert "| SN-fast | 0 | running |" in (study / "study.md").read_text()
+
+
+def test_a_folder_sngan_did_not_make_is_refused_and_its_files_kept(tmp_path):
+    plan = tiny_plan(tmp_path, methods={"SN": []})
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in (".lock", "study.md"):
+        (study / name).write_text(f"the user's {name}\n")
+    result = runner.invoke(app, ["study", "--plan", str(plan), "--no-progress"])
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"error: study folder '{study}' is in use by another sngan process "
-                                                  f"(PID 4242); wait for it to finish or stop it, or choose another "
-                                                  f"--out"]
-    assert sorted(p.name for p in study.iterdir()) == [".lock", "SN-fast-s0"]
+    assert result.stderr.strip().splitlines() == [f"error: study folder '{study}' is not empty and is not a study "
+                                                  f"folder sngan made (no .sngan-study); choose another --out"]
+    assert {p.name: p.read_text() for p in study.iterdir()} == {".lock": "the user's .lock\n",
+                                                                "study.md": "the user's study.md\n"}
 
 
 def test_a_corrupt_result_json_is_one_line_naming_it(tmp_path):

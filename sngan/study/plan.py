@@ -16,6 +16,7 @@ variants:                          # explicit runs besides the cross product (na
   - {name: SN-long, overrides: [train.iterations=200000]}
 seeds: [0, 1]
 evaluation: none                   # or {every: 10000, protocol: paper, num_samples: 0, inception_weights: ""}
+slurm: {partition: gpu, time_min: 1440, gpus_per_run: 1}  # --executor slurm's defaults (sngan.study.slurm)
 ```
 The cross product methods x settings gives variants `<method>-<setting>` (methods alone, or settings alone, give one
 variant each). `evaluation.protocol` names an IS/FID protocol of `sngan eval --protocol` (paper, standard, quick),
@@ -35,8 +36,9 @@ from typing import Any
 
 from sngan.config import Config, load_config, read_yaml
 from sngan.errors import ConfigError, StudyError
+from sngan.study.slurm import SlurmOptions, slurm_options
 
-KEYS = ("base", "out", "precision", "overrides", "methods", "settings", "variants", "seeds", "evaluation")
+KEYS = ("base", "out", "precision", "overrides", "methods", "settings", "variants", "seeds", "evaluation", "slurm")
 EVAL_KEYS = {"every": "train.eval_every", "protocol": "train.eval_protocol", "num_samples": "train.eval_num_samples",
              "inception_weights": "train.eval_inception_weights"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # folder-safe
@@ -59,6 +61,7 @@ class Plan:
     seeds: tuple[int, ...]
     evaluation: bool
     eval_overrides: tuple[str, ...]
+    slurm: SlurmOptions = SlurmOptions()
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed), variants outermost."""
@@ -173,7 +176,7 @@ def load_plan(path: str | Path) -> Plan:
         raise StudyError(f"{where}: key 'out' must be a folder path")
     plan = Plan(path=path, base=path.parent / raw["base"], out=Path(out),
                 variants=tuple(_variants(raw, where, path.parent)), seeds=tuple(seeds), evaluation=evaluation,
-                eval_overrides=eval_overrides)
+                eval_overrides=eval_overrides, slurm=slurm_options(raw.get("slurm"), where))
     for variant in plan.variants:
         plan.config(variant, plan.seeds[0])
     return plan

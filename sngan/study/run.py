@@ -1,23 +1,26 @@
 """`sngan study --plan FILE`: every run of a plan as a normal training run, then one table and the figures.
 
 Layout of a study folder:
+    <out>/.sngan-study         the marker: sngan writes only into an empty folder or one holding it
     <out>/<variant>-s<seed>/   a run directory as `sngan train` writes it, plus result.json when it has ended
     <out>/study.jsonl          one record per run (`summarize`)
     <out>/study.md             the table
     <out>/*.png                the figures (`sngan.study.figures`)
-A run with result.json is done (finished or diverged) and is skipped; one with checkpoints but no result.json was
-interrupted and resumes from its newest checkpoint (`sngan train --resume` semantics); a run folder without a
+A run with result.json saying finished or diverged is done and is skipped; one with checkpoints but no result
+was interrupted and resumes from its newest checkpoint (`sngan train --resume` semantics); a run folder without a
 checkpoint is moved aside and started afresh. result.json keeps the run's resolved config: a plan changed under an
-existing study is refused rather than mixed. With --jobs N the runs go to N subprocesses (`sngan study --only`),
-one GPU each when there are GPUs; the parent then writes the table and figures.
+existing study is refused rather than mixed.
 
-One study per folder: a study holds `<out>/.lock` (`FolderLock`) for its whole life, so a second study on the same
-folder is one line naming the first's PID; --jobs children run under their parent's lock (an `--only` run started
-by hand takes the lock itself). A run folder is moved aside only under its own run lock.
+Many processes may work on one study at once, on one host or several (a Slurm job array, `--jobs N` children,
+`--only RUN` by hand): each run is trained under its own run lock (a run held by another process is reported as
+running and left alone), and the study folder's lock (`FolderLock`, waited for) is taken only to write what is
+shared: the table and the figures. Every process that ends a run rewrites the table from the results found, so the
+last one leaves the complete table. With --jobs N the runs go to N subprocesses (`sngan study --only`), each on its
+own device from the parent's CUDA_VISIBLE_DEVICES, their lines prefixed with the run's name.
 Failure policy (the default, no option): a run that fails for a reason other than divergence (bad data, out of
-memory, a refused folder) is named, recorded in study.jsonl and study.md as `failed` with its message, and the other
-runs go on; the study then exits 1 with one line naming the failed runs, and the next start retries them (they have
-no result.json). A signal stops the whole study.
+memory, a refused folder) is named, recorded in its result.json, study.jsonl and study.md as `failed` with its
+message, and the other runs go on; the study then exits 1 with one line naming the failed runs, and the next start
+retries them. A signal stops the whole study.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +43,13 @@ from sngan.io import write_text, writing
 from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
-from sngan.train.ownership import FolderLock, RunLock
+from sngan.train.ownership import FolderLock, RunLock, lock_holder, read_run_id
 
 RESULT = "result.json"
+STUDY_MARKER = ".sngan-study"
 MAX_RESULT_BYTES = 1_048_576  # a result.json holds a status, a message and a config
+TABLE_LOCK_WAIT_S = 120.0  # another process writing the table holds the folder lock for seconds
+DONE = ("finished", "diverged")
 
 
 def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], None]) -> str:
@@ -55,7 +62,8 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
         if saved["config"] != to_yaml(cfg):
             raise StudyError(f"{run_dir} was trained with another config than the plan now gives: restore the plan "
                              f"or use a new --out")
-        return "skipped"
+        if saved["status"] in DONE:
+            return "skipped"
     found = list_checkpoints(run_dir / "checkpoints")
     if not found and run_dir.exists():
         aside = run_dir.with_name(f".{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -90,17 +98,30 @@ def read_result(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError) as exc:
         raise StudyError(f"{path}: cannot read the run's result ({type(exc).__name__}); move the run folder aside "
                          f"to train it again") from None
-    if not isinstance(saved, dict) or saved.get("status") not in ("finished", "diverged") or \
+    if not isinstance(saved, dict) or saved.get("status") not in (*DONE, "failed") or \
             not all(isinstance(saved.get(key), str) for key in ("message", "config")):
-        raise StudyError(f"{path}: not a result sngan wrote (needs status finished|diverged, message and config); "
-                         f"move the run folder aside to train it again")
+        raise StudyError(f"{path}: not a result sngan wrote (needs status finished|diverged|failed, message and "
+                         f"config); move the run folder aside to train it again")
     return saved
 
 
-def summarize(run_dir: Path, variant: Variant, seed: int, failure: str | None = None) -> dict[str, Any]:
-    """One study.jsonl record: status, final and best metrics (named by their protocol), seconds per G step; a run
-    that `failure` stopped is recorded as failed, with that message."""
-    result = read_result(run_dir) if failure is None else {"status": "failed", "message": failure}
+def run_status(run_dir: Path) -> tuple[str, str]:
+    """(status, message) of one run: finished, diverged or failed (its result.json), running (another process
+    holds its lock; the message names it) or pending."""
+    if (run_dir / RESULT).exists():
+        saved = read_result(run_dir)
+        return saved["status"], saved["message"]
+    holder = lock_holder(run_dir) if run_dir.is_dir() else None
+    if holder is not None:
+        return "running", holder
+    return "pending", ""
+
+
+def summarize(run_dir: Path, variant: Variant, seed: int, known: tuple[str, str] | None = None) -> dict[str, Any]:
+    """One study.jsonl record: status (`known`, else `run_status`), final and best metrics (named by their
+    protocol), seconds per G step."""
+    status, message = known or run_status(run_dir)
+    result = {"status": status, "message": message}
     records = read_records(run_dir / "metrics.jsonl")
     final: dict[str, float] = {}
     for record in records:
@@ -120,41 +141,88 @@ def summarize(run_dir: Path, variant: Variant, seed: int, failure: str | None = 
             "best": best, "sec_per_g_iter": 1.0 / statistics.median(speeds) if speeds else None}
 
 
-def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, log: Callable[[str], None]) -> dict[str, str]:
-    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one GPU per slot); returns the
-    failed runs' messages by name. The children run under this process's study lock."""
-    import torch
+def run_one_safely(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], None]) -> tuple[str, str]:
+    """`run_one` as (status, message): a failure other than divergence is 'failed', recorded in the run's
+    result.json when the folder is sngan's (the next start retries it); a run another process is training is left
+    to it ('running')."""
+    holder = lock_holder(run_dir) if run_dir.is_dir() else None
+    if holder is not None:
+        log(f"{run_dir.name}: running in another process ({holder}); left to it")
+        return "running", holder
+    try:
+        return run_one(cfg, run_dir, progress, log), ""
+    except (SnganError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, (TrainingStopped, StudyError)) or \
+                (isinstance(exc, RuntimeError) and type(exc).__name__ != "OutOfMemoryError"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if "in use by another sngan process" in message:
+            return "running", message  # another process took the run between our look and train's lock
+        if read_run_id(run_dir) is not None and not (run_dir / RESULT).is_symlink():
+            write_text(run_dir / RESULT, json.dumps({"status": "failed", "message": message,
+                                                     "config": to_yaml(cfg)}, indent=1))
+        return "failed", message
 
-    gpus = torch.cuda.device_count()
-    pending, running, failed = list(names), {}, {}
+
+def child_devices(slots: int) -> list[str | None]:
+    """The CUDA device each --jobs slot gets: the parent's CUDA_VISIBLE_DEVICES list in turn (so
+    CUDA_VISIBLE_DEVICES=4,5,6,7 --jobs 4 uses 4..7), else 0..N-1 when there are GPUs, else none."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+    else:
+        import torch
+
+        devices = [str(i) for i in range(torch.cuda.device_count())]
+    return [devices[slot % len(devices)] if devices else None for slot in range(slots)]
+
+
+def _relay(name: str, stream: Any, log: Callable[[str], None]) -> None:
+    """Every line a child prints, prefixed with its run's name."""
+    for line in stream:
+        log(f"[{name}] {line.rstrip()}")
+
+
+def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int, log: Callable[[str], None]
+                  ) -> None:
+    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one device per slot)."""
+    devices = child_devices(jobs)
+    pending, running = list(names), {}
+    started = 0
     while pending or running:
         free = [slot for slot in range(jobs) if slot not in running]
         while pending and free:
             slot, name = free.pop(0), pending.pop(0)
-            env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {})}
+            device = devices[slot]
+            env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {})}
             cmd = [sys.executable, "-m", "sngan", "study", "--plan", str(plan.path), "--out", str(out),
-                   "--only", name, "--no-progress"]
-            running[slot] = (name, subprocess.Popen(cmd, env=env))
-            log(f"{name}: started in slot {slot}" + (f" (GPU {slot % gpus})" if gpus else ""))
-        time.sleep(0.5)
-        for slot, (name, proc) in list(running.items()):
+                   "--only", name, "--no-progress", "--no-table"]
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    errors="replace")
+            relay = threading.Thread(target=_relay, args=(name, proc.stdout, log), daemon=True)
+            relay.start()
+            running[slot] = (name, proc, relay)
+            started += 1
+            log(f"run {started}/{total}: {name} started in slot {slot}"
+                + (f" (CUDA_VISIBLE_DEVICES={device})" if device is not None else ""))
+        time.sleep(0.2)
+        for slot, (_, proc, relay) in list(running.items()):
             if proc.poll() is not None:
+                relay.join()
                 del running[slot]
-                if proc.returncode != 0:
-                    failed[name] = f"exit {proc.returncode} (its message is above)"
-    return failed
 
 
 def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> Path:
-    """Run (or continue) every run of `plan`, then write study.jsonl, study.md and the figures.
+              log: Callable[[str], None] = print, table: bool = True) -> Path:
+    """Run (or continue) the runs of `plan` not yet done, then write study.jsonl, study.md and the figures.
 
     Args:
         plan: a loaded plan (`sngan.study.plan.load_plan`).
         out: the study folder (default: the plan's).
         jobs: runs at a time, each in its own process (1 = in this process, one after another).
-        only: run just this one run (`<variant>-s<seed>`) and write no table (what --jobs children do).
+        only: run just this one run (`<variant>-s<seed>`).
         progress: progress bars.
+        table: write the table and figures afterwards (under the folder lock).
 
     Returns:
         The study folder.
@@ -163,54 +231,102 @@ def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | No
     runs = {run_name(v, s): (v, s, plan.config(v, s)) for v, s in plan.runs()}
     if only is not None and only not in runs:
         raise StudyError(f"--only {only}: not a run of {plan.path} (runs: {', '.join(runs)})")
-    lock = None if only is not None and _held_by_parent(out) else FolderLock(out, "study folder")
-    try:
-        if only is not None:
-            run_one(runs[only][2], out / only, progress, log)
-            return out
-        _run_all(plan, out, runs, jobs, progress, log)
-    finally:
-        if lock is not None:
-            lock.release()
+    claim_study_folder(out, list(runs))
+    if only is not None:
+        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+            log(f"{only}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
+        statuses = {only: run_one_safely(runs[only][2], out / only, progress, log)}
+    else:
+        statuses = _run_all(plan, out, runs, jobs, progress, log)
+    failed = {name: message for name, (status, message) in statuses.items() if status == "failed"}
+    if table:
+        write_table(plan, out, log, {name: ("failed", message) for name, message in failed.items()})
+    if failed:
+        named = "; ".join(f"{name}: {message}" for name, message in failed.items())
+        raise StudyError(f"{len(failed)} of {len(statuses)} runs failed ({named}); the others are in "
+                         f"{out / 'study.md'}; run the study again to retry the failed ones")
     return out
 
 
-def _held_by_parent(out: Path) -> bool:
-    """Whether `out`'s study lock is held by this process's parent (a `--jobs` child runs under it)."""
-    path = out / ".lock"
-    if path.is_symlink() or not path.is_file():
-        return False
-    with open(path, "rb") as fh:
-        return fh.read(32).strip() == str(os.getppid()).encode()
+def claim_study_folder(out: Path, names: list[str]) -> None:
+    """Make `out` a study folder, or refuse a folder that is neither empty nor one (the marker `.sngan-study`; a
+    folder with study.jsonl is a study of an sngan from before markers, and one holding only folders named like the
+    plan's runs is a study being assembled: each run folder is then checked by its own ownership rule)."""
+    marker = out / STUDY_MARKER
+    if out.is_symlink() and not out.exists():
+        raise StudyError(f"study folder '{out}' is a dangling symbolic link; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"study folder '{out}' is a file; choose another --out")
+    if marker.is_symlink() or (marker.exists() and not marker.is_file()):
+        raise StudyError(f"'{marker}' is not a regular file; sngan never writes through links")
+    if marker.is_file():
+        return
+    entries = list(out.iterdir()) if out.is_dir() else []
+    assembled = all(entry.name in names and entry.is_dir() and not entry.is_symlink() for entry in entries)
+    if entries and not assembled and not (out / "study.jsonl").is_file():
+        raise StudyError(f"study folder '{out}' is not empty and is not a study folder sngan made (no "
+                         f"{STUDY_MARKER}); choose another --out")
+    with writing(marker):
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+        except FileExistsError:  # another process of the same study made it first
+            pass
 
 
 def _run_all(plan: Plan, out: Path, runs: dict[str, tuple[Variant, int, Config]], jobs: int, progress: bool,
-             log: Callable[[str], None]) -> None:
-    """Every run (children first with --jobs), then the table and figures. A run that fails for a reason other
-    than divergence is named, recorded as failed, and the others go on; the study then ends with one error line."""
-    todo = [name for name in runs if not (out / name / RESULT).exists()]
+             log: Callable[[str], None]) -> dict[str, str]:
+    """Every run not yet done (children with --jobs); returns each run's status."""
+    todo = [name for name in runs if run_status(out / name)[0] not in DONE]
     log(f"study {out}: {len(runs)} runs, {len(runs) - len(todo)} already done")
-    failures = _run_children(plan, out, todo, jobs, log) if jobs > 1 and todo else {}
-    for name, (_, _, cfg) in runs.items():
-        if name in failures:
-            continue
-        try:
-            status = run_one(cfg, out / name, progress, log)  # also checks finished runs still match the plan
-        except (SnganError, MemoryError, RuntimeError) as exc:
-            if isinstance(exc, (TrainingStopped, StudyError)) or \
-                    (isinstance(exc, RuntimeError) and type(exc).__name__ != "OutOfMemoryError"):
-                raise
-            failures[name], status = " ".join(str(exc).split()) or type(exc).__name__, "failed"
-        log(f"{name}: {status}" + (f": {failures[name]}" if name in failures else ""))
-    records = [summarize(out / name, v, s, failures.get(name)) for name, (v, s, _) in runs.items()]
-    write_text(out / "study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    figures = write_figures([r for r in records if r["status"] != "failed"], out, plan.evaluation)
-    write_text(out / "study.md", markdown(plan, records, figures))
-    log(f"wrote {out / 'study.md'}, {out / 'study.jsonl'} and {len(figures)} figures")
-    if failures:
-        named = "; ".join(f"{name}: {message}" for name, message in failures.items())
-        raise StudyError(f"{len(failures)} of {len(runs)} runs failed ({named}); the others are in "
-                         f"{out / 'study.md'}; run the study again to retry the failed ones")
+    statuses = {}
+    for name in runs:
+        if name not in todo:  # a finished run must still match the plan (run_one refuses a changed config)
+            statuses[name] = (run_one(runs[name][2], out / name, progress, log), "")
+    if jobs > 1 and todo:
+        _run_children(plan, out, todo, jobs, len(todo), log)
+        statuses.update({name: run_status(out / name) for name in todo})
+    else:
+        for k, name in enumerate(todo, 1):
+            log(f"run {k}/{len(todo)}: {name}")
+            statuses[name] = run_one_safely(runs[name][2], out / name, progress, log)
+    for name in todo:
+        status, message = statuses[name]
+        log(f"{name}: {status}" + (f": {message}" if status in ("failed", "running") and message else ""))
+    return statuses
+
+
+def write_table(plan: Plan, out: Path, log: Callable[[str], None],
+                known: dict[str, tuple[str, str]] | None = None) -> None:
+    """study.jsonl, study.md and the figures from the results found (and the `known` statuses of runs that failed
+    in this process), under the study folder's lock."""
+    known = known or {}
+    lock = FolderLock(out, "study folder", wait_s=TABLE_LOCK_WAIT_S)
+    try:
+        records = [summarize(out / run_name(v, s), v, s, known.get(run_name(v, s))) for v, s in plan.runs()]
+        write_text(out / "study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        figures = write_figures([r for r in records if r["status"] in DONE], out, plan.evaluation)
+        write_text(out / "study.md", markdown(plan, records, figures))
+    finally:
+        lock.release()
+    waiting = sum(r["status"] in ("running", "pending") for r in records)
+    log(f"wrote {out / 'study.md'}, {out / 'study.jsonl'} and {len(figures)} figures"
+        + (f" ({waiting} runs not done yet: the table is complete once they are)" if waiting else ""))
+
+
+def status_lines(plan: Plan, out: Path) -> list[str]:
+    """`sngan study --status`: one line per run (name, status, step of its newest checkpoint), then the counts."""
+    lines, counts = [], {}
+    for variant, seed in plan.runs():
+        name = run_name(variant, seed)
+        status, message = run_status(out / name)
+        found = list_checkpoints(out / name / "checkpoints")
+        step = checkpoint_step(found[-1]) if found else 0
+        counts[status] = counts.get(status, 0) + 1
+        detail = f" ({message})" if status in ("running", "failed") and message else ""
+        lines.append(f"{name}  {status}  step {step}{detail}")
+    lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
+    return lines
 
 
 def markdown(plan: Plan, records: list[dict[str, Any]], figures: list[Path]) -> str:
@@ -230,3 +346,35 @@ def markdown(plan: Plan, records: list[dict[str, Any]], figures: list[Path]) -> 
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[str], None],
+                 **overrides: Any) -> None:
+    """`sngan study --executor KIND`: the runs not yet done (nor running) as one submitit job array; with `wait`,
+    wait for them and write the table."""
+    import dataclasses
+
+    from sngan.study.slurm import EXECUTORS, checked, submit, wait_for
+
+    if kind not in EXECUTORS:
+        raise StudyError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind[:40]!r}")
+    options = checked(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
+                                                         if v is not None and v != ()}), "--executor")
+    names = [run_name(v, s) for v, s in plan.runs()]
+    claim_study_folder(out, names)
+    todo = [name for name in names if run_status(out / name)[0] not in (*DONE, "running")]
+    log(f"study {out}: {len(names)} runs, {len(names) - len(todo)} done or running, submitting {len(todo)}")
+    if not todo:
+        write_table(plan, out, log)
+        return
+    jobs = submit(plan.path.resolve(), out.resolve(), todo, kind, options, log)
+    if not wait:
+        log(f"follow them with: sngan study --plan {plan.path} --out {out} --status; each task writes the table "
+            f"when its run ends, and sngan study --plan {plan.path} --out {out} writes it again")
+        return
+    failed = wait_for(jobs, todo, log)
+    write_table(plan, out, log, {name: ("failed", message) for name, message in failed.items()
+                                 if run_status(out / name)[0] not in DONE})
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(todo)} runs failed ({', '.join(failed)}); their logs are under "
+                         f"{out / 'slurm'}; submit again to retry them")

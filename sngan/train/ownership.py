@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import stat
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,38 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
                      f"checkpoint's own run folder or a new, empty --out")
 
 
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def describe_holder(content: bytes) -> str:
+    """'host H, PID P' from a lock file's 'H:P' (an older sngan wrote the PID alone)."""
+    host, _, pid = content.decode(errors="replace").strip().rpartition(":")
+    return f"host {host}, PID {pid}" if host else f"PID {pid or 'unknown'}"
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds `folder`'s lock ('host H, PID P'), or None when no live process does (the kernel releases the
+    lock of a dead one, on this host and, through the NFS lock manager, across hosts)."""
+    path = folder / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if _try_flock(fd):
+            return None  # closing the descriptor below releases it
+        return describe_holder(os.pread(fd, 300, 0))
+    finally:
+        os.close(fd)
+
+
 class FolderLock:
     """An exclusive `flock` on `<folder>/.lock` (creating the folder), or SnganError naming the holder's PID.
 
@@ -145,7 +178,8 @@ class FolderLock:
     `host:pid` while locked and is emptied on release, so a finished run leaves it byte-identical.
     """
 
-    def __init__(self, folder: Path, what: str = "run directory", hint: str = "choose another --out"):
+    def __init__(self, folder: Path, what: str = "run directory", hint: str = "choose another --out",
+                 wait_s: float = 0.0):
         self.path = folder / ".lock"
         with writing(self.path):
             folder.mkdir(parents=True, exist_ok=True)
@@ -157,15 +191,14 @@ class FolderLock:
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             os.close(self.fd)
             raise SnganError(f"'{self.path}' is not a regular file; remove it (sngan keeps its lock there)")
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = os.pread(self.fd, 300, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            host, _, pid = held.rpartition(":")
-            holder = f"host {host}, PID {pid}" if host else f"PID {pid or 'unknown'}"
-            raise SnganError(f"{what} '{folder}' is in use by another sngan process ({holder}); wait for it to "
-                             f"finish or stop it, or {hint}") from None
+        deadline = time.monotonic() + wait_s
+        while not _try_flock(self.fd):
+            if time.monotonic() >= deadline:
+                holder = describe_holder(os.pread(self.fd, 300, 0))
+                os.close(self.fd)
+                raise SnganError(f"{what} '{folder}' is in use by another sngan process ({holder}); wait for it "
+                                 f"to finish or stop it, or {hint}") from None
+            time.sleep(0.1)
         with writing(self.path):
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, f"{holder_id()}\n".encode(), 0)

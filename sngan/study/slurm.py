@@ -1,0 +1,152 @@
+"""`sngan study --executor slurm|local|debug`: the runs still to do as one job array through submitit.
+
+submitit (the optional extra `sngan[slurm]`) writes the sbatch script, submits one array task per run, and, when
+Slurm warns a task of its time limit or preemption (SIGUSR2, `--signal=USR2@90` in the script it writes), calls the
+task's `checkpoint` and requeues it. sngan adds the part submitit cannot know: the training loop catches the signal
+first (`sngan.train.signals`), writes a checkpoint at the current step, and only then hands the signal to submitit,
+so the requeued task continues its run from that step. `local` runs the same tasks as processes on this machine
+(submitit's LocalExecutor, which also sends SIGUSR2 at its time limit and requeues), `debug` in this process; the
+tests drive the Slurm path through them.
+
+Options (every one also a key of the plan's `slurm:` section; the command line wins):
+    partition, time_min, gpus_per_run, cpus_per_run, mem_gb, array_parallelism, sbatch (extra `--key=value` lines),
+    setup (shell lines run before the task: `module load`, `source venv/bin/activate`).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sngan.errors import StudyError, TrainingStopped
+
+EXECUTORS = ("slurm", "local", "debug")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each array task asks the scheduler for."""
+
+    partition: str | None = None
+    time_min: int = 24 * 60  # per task; a run longer than this continues in its requeued task
+    gpus_per_run: int = 1
+    cpus_per_run: int = 8
+    mem_gb: float | None = None
+    array_parallelism: int = 64  # tasks running at once
+    sbatch: tuple[str, ...] = ()  # extra sbatch options, '--key=value' or '--flag'
+    setup: tuple[str, ...] = ()  # shell lines before the task starts
+
+
+def slurm_options(section: Any, where: str) -> SlurmOptions:
+    """Check a plan's `slurm:` section (one StudyError line naming the key)."""
+    if section is None:
+        return SlurmOptions()
+    if not isinstance(section, dict):
+        raise StudyError(f"{where}: key 'slurm' must be a mapping of {', '.join(f.name for f in fields(SlurmOptions))}")
+    known = {f.name for f in fields(SlurmOptions)}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in known:
+            raise StudyError(f"{where}: unknown key 'slurm.{key}' (known: {', '.join(sorted(known))})")
+        values[key] = value
+    return checked(SlurmOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}), where)
+
+
+def checked(options: SlurmOptions, where: str) -> SlurmOptions:
+    """Types and ranges of every option, before anything is submitted."""
+    for name, low, high in (("time_min", 1, 60 * 24 * 365), ("gpus_per_run", 0, 64), ("cpus_per_run", 1, 1024),
+                            ("array_parallelism", 1, 100_000)):
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise StudyError(f"{where}: slurm.{name} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
+    if options.mem_gb is not None and (not isinstance(options.mem_gb, (int, float)) or not 0 < options.mem_gb <= 1e5):
+        raise StudyError(f"{where}: slurm.mem_gb must be a number in (0, 100000], got {str(options.mem_gb)[:40]!r}")
+    if options.partition is not None and (not isinstance(options.partition, str) or not options.partition):
+        raise StudyError(f"{where}: slurm.partition must be a partition name")
+    for name in ("sbatch", "setup"):
+        lines = getattr(options, name)
+        if not isinstance(lines, tuple) or not all(isinstance(line, str) and "\n" not in line for line in lines):
+            raise StudyError(f"{where}: slurm.{name} must be a list of one-line strings")
+    for line in options.sbatch:
+        if not line.startswith("--") or len(line) < 3:
+            raise StudyError(f"{where}: slurm.sbatch lines are sbatch options like '--account=abc', got {line[:60]!r}")
+    return options
+
+
+def _additional(sbatch: tuple[str, ...]) -> dict[str, Any]:
+    """'--account=abc' -> {'account': 'abc'}, '--exclusive' -> {'exclusive': True} (submitit's spelling)."""
+    out: dict[str, Any] = {}
+    for line in sbatch:
+        key, eq, value = line[2:].partition("=")
+        out[key.replace("-", "_")] = value if eq else True
+    return out
+
+
+class StudyTask:
+    """One array task: one run of a study (`sngan study --only RUN`), requeued by submitit on a time limit or a
+    preemption after the training loop has written its checkpoint."""
+
+    def __call__(self, plan_path: str, out: str, name: str) -> str:
+        from sngan.study.plan import load_plan
+        from sngan.study.run import run_study
+
+        try:
+            run_study(load_plan(plan_path), Path(out), only=name, progress=False, log=print)
+        except TrainingStopped:
+            # the checkpoint is written: now submitit's own handler (restored when training ended) requeues
+            signal.raise_signal(signal.SIGUSR2)
+            raise
+        return name
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """What submitit resubmits: the same run, which continues from its newest checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def submit(plan_path: Path, out: Path, names: list[str], kind: str, options: SlurmOptions,
+           log: Callable[[str], None]) -> list[Any]:
+    """Submit `names` (runs of the plan at `plan_path`, study folder `out`) as one array; returns submitit's jobs."""
+    try:
+        import submitit
+    except ImportError:
+        raise StudyError("--executor needs submitit: pip install 'sngan[slurm]' (or drive the study with a plain "
+                         "job array: sngan study --plan P --list / --only-index $SLURM_ARRAY_TASK_ID)") from None
+    executor = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=kind)
+    parameters: dict[str, Any] = {"name": f"sngan-{plan_path.stem}", "timeout_min": options.time_min,
+                                  "cpus_per_task": options.cpus_per_run, "tasks_per_node": 1, "nodes": 1,
+                                  "slurm_array_parallelism": options.array_parallelism}
+    if kind != "debug":
+        parameters["gpus_per_node"] = options.gpus_per_run
+    if options.mem_gb is not None:
+        parameters["mem_gb"] = options.mem_gb
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    if options.sbatch:
+        parameters["slurm_additional_parameters"] = _additional(options.sbatch)
+    if options.setup:
+        parameters["slurm_setup"] = list(options.setup)
+    executor.update_parameters(**parameters)
+    task = StudyTask()
+    count = len(names)
+    jobs = executor.map_array(task, [str(plan_path)] * count, [str(out)] * count, names)
+    for name, job in zip(names, jobs, strict=True):
+        log(f"{name}: submitted as job {job.job_id} ({kind})")
+    return jobs
+
+
+def wait_for(jobs: list[Any], names: list[str], log: Callable[[str], None]) -> dict[str, str]:
+    """Wait for every job; returns the failed runs' messages by name (a task's own message is in its log)."""
+    failed = {}
+    for name, job in zip(names, jobs, strict=True):
+        try:
+            job.result()
+        except Exception as exc:  # noqa: BLE001 - submitit re-raises the task's failure; it is reported, not lost
+            text = " ".join(str(exc).split())
+            failed[name] = (text[-300:] if text else type(exc).__name__)
+            log(f"{name}: failed (job {job.job_id}; its log: {job.paths.stderr})")
+    return failed
