@@ -15,8 +15,8 @@ Cluster rules (README "On a cluster"):
 - every process joins the group first (`init_process_group`), before anything that can fail; each start-up step
   then ends in `together`, so a failure on one rank (no checkpoint on its node, a config error, a missing data
   folder) ends every rank within seconds, each with one line, rank 0's naming the rank and the cause;
-- each torchrun restart attempt talks through its own key space of the agent's store (a `PrefixStore` named after
-  TORCHELASTIC_RESTART_COUNT), so restarted workers never read the dead attempt's addresses.
+- each torchrun attempt builds its group through a store of its own (`_attempt_store`), so restarted workers never
+  read the dead attempt's addresses.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,16 +106,56 @@ def max_restarts() -> int:
         return 0
 
 
+def _reachable_address(host: str, port: int) -> str:
+    """This machine's address on the interface that reaches `host` (the rendezvous host): what the other nodes can
+    reach too. No packet is sent (a UDP socket is only connected)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, port))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
 def _attempt_store(info: DistInfo) -> dist.Store:
-    """The rendezvous store of this torchrun attempt: the agent's store (or rank 0's) under a prefix of its own."""
+    """The process group's store, new for every torchrun attempt.
+
+    torchrun's agent keeps one store across restart attempts, and the default start reads the group's keys from
+    it: a restarted worker can read the dead attempt's addresses ("Gloo connectFullMesh failed ... Connection
+    refused"). The restart count cannot name the attempt either: on several nodes an agent whose workers were
+    restarted by a membership change keeps its count. So rank 0 of each attempt serves a fresh store of its own
+    and publishes its address in the agent's store; the other ranks connect to the address they find there,
+    reading it again until the store it names answers (an address left by a dead attempt refuses connections).
+    """
     try:
         host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     except (KeyError, ValueError):
         raise SnganError("MASTER_ADDR and MASTER_PORT must be set (launch with torchrun)") from None
     agent_serves = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    store = dist.TCPStore(host, port, info.world_size, is_master=info.is_main and not agent_serves,
-                          timeout=STARTUP_TIMEOUT, wait_for_workers=False)
-    return dist.PrefixStore(f"sngan/attempt-{restart_count()}", store)
+    shared = dist.TCPStore(host, port, info.world_size, is_master=info.is_main and not agent_serves,
+                           timeout=STARTUP_TIMEOUT, wait_for_workers=False)
+    if not agent_serves:  # rank 0 serves the store itself, new with this process
+        return shared
+    key = f"sngan/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/group-store"
+    if info.is_main:
+        address = _reachable_address(host, port)
+        own = dist.TCPStore(address, 0, info.world_size, is_master=True, timeout=STARTUP_TIMEOUT,
+                            wait_for_workers=False)
+        shared.set(key, f"{address} {own.port}")
+        return own
+    deadline = time.monotonic() + STARTUP_TIMEOUT.total_seconds()
+    while True:
+        address, found = shared.get(key).decode().split()
+        try:  # a plain probe first: a dead attempt's address refuses at once, without TCPStore's retry messages
+            socket.create_connection((address, int(found)), timeout=5).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SnganError(f"rank 0's store at {address}:{found} did not answer within "
+                                 f"{STARTUP_TIMEOUT.total_seconds():.0f} s") from None
+            time.sleep(0.5)
+            continue
+        return dist.TCPStore(address, int(found), info.world_size, is_master=False, timeout=STARTUP_TIMEOUT,
+                             wait_for_workers=False)
 
 
 def init_process_group(info: DistInfo) -> None:

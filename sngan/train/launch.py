@@ -34,12 +34,12 @@ class Choice:
     notice: str | None = None  # what --resume auto decided, for the log
 
 
-def choose_run(config: Path | None, out: Path | None, resume: str | None) -> Choice:
-    """The run folder and the checkpoint to continue, from the train options."""
+def choose_run(config: Path | None, out: Path | None, resume: str | None, restarted: bool = False) -> Choice:
+    """The run folder and the checkpoint to continue, from the train options (`restarted`: a torchrun restart)."""
     if config is None and resume is None:
         raise SnganError("--config FILE is required (or --resume to continue a run)")
     name = config.stem if config is not None else None
-    if resume is None and distributed.restart_count() > 0:
+    if resume is None and restarted:
         resume = "auto"  # a torchrun restart continues what the first attempt started
     if resume == "auto":
         run_dir = out or (latest_run_dir(name) if name else None)
@@ -61,11 +61,20 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None) -> Cho
     return Choice(out or next_run_dir(name), None)
 
 
+def check_same_folder(choice: Choice) -> None:
+    """Refuse to start afresh on rank 0's word when this node holds checkpoints of the run (no shared folder)."""
+    mine = list_checkpoints(choice.run_dir / "checkpoints")
+    if choice.checkpoint is None and mine:
+        raise SnganError(f"this node has checkpoints in '{choice.run_dir / 'checkpoints'}' ({mine[-1].name}) but rank "
+                         f"0 finds none there: the nodes do not share the run folder (put it on a shared filesystem, "
+                         f"or copy it to every node)")
+
+
 def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Opened | None]:
     """The config (from --config, else the checkpoint's) and the opened checkpoint of `choice`."""
     opened = None
     if choice.checkpoint is not None:
-        if not choice.checkpoint.exists() and distributed.from_env().enabled:
+        if not choice.checkpoint.exists() and distributed.from_env().enabled:  # rank 0 chose it on its node
             raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs "
                              f"the run's checkpoints (a shared filesystem, or copy the run folder to each node)")
         opened = open_checkpoint(choice.checkpoint)
@@ -85,11 +94,15 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
     distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:
         choice = None
+        # an agent whose workers were restarted for another node's failure keeps its count: any rank's will do
+        restarted = max(distributed.gather_objects(distributed.restart_count(), info)) > 0
         with distributed.together(info, "choosing the run folder"):
             if info.is_main:
-                choice = choose_run(config, out, resume)
+                choice = choose_run(config, out, resume, restarted)
         choice = distributed.broadcast_object(choice, info)  # every rank uses rank 0's choice
         with distributed.together(info, "reading the config and checkpoint"):
+            if (resume == "auto" or restarted) and not info.is_main:
+                check_same_folder(choice)
             cfg, opened = resolve_run(config, overrides, choice)
             check_model_size(cfg.model)  # before any network is allocated
         distributed.check_same_config(cfg.to_dict(), info)

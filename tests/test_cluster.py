@@ -1,0 +1,182 @@
+"""What a cluster does to a run, on one CPU machine with gloo (issue 27): elastic restarts of two c10d agents, one
+command that starts and continues, SIGTERM to workers and agent, nodes without a shared folder, ranks started with
+different configs."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sngan.checkpoint import list_checkpoints, load_checkpoint
+from tests.helpers import REPO, write_config
+
+KILL_HARNESS = """
+import os, signal, sys
+import sngan.train.steps as steps
+from sngan.cli import main
+
+kill_at = int(sys.argv.pop(1))
+real_update = steps.update_ema  # the last call of one G iteration
+
+def update_then_die(state):
+    real_update(state)
+    if state.step == kill_at and os.environ["TORCHELASTIC_RESTART_COUNT"] == "0" and os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGKILL)  # what an OOM killer or a lost node does: no handler runs
+
+steps.update_ema = update_then_die
+sys.argv = ["sngan", *sys.argv[1:]]
+main()
+"""
+PER_RANK_SET = """
+import os, sys
+from sngan.cli import main
+sys.argv = ["sngan", *sys.argv[1:], "--set", f"optim.lr={2e-4 if os.environ['RANK'] == '0' else 1e-4}"]
+main()
+"""
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_agents(args: list[str], cwds: list[Path], restarts: int = 0, timeout: int = 240) -> list[tuple[int, str]]:
+    """Two torchrun agents on localhost joined through c10d (`--nnodes 2`, one worker each), as on two nodes;
+    returns each agent's (exit code, output)."""
+    port, job = free_port(), f"job{os.getpid()}{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", job,
+           "--max-restarts", str(restarts), *args]
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cwd in cwds]
+    return [(proc.wait(timeout=timeout), proc.stdout.read()) for proc in procs]
+
+
+def weights(path: Path) -> dict:
+    state = load_checkpoint(path)
+    nets = [net for net in ("generator", "discriminator", "generator_ema") if state.get(net) is not None]
+    return {f"{net}.{k}": v for net in nets for k, v in state[net].items()} | {
+        f"{opt}.state": state[opt]["state"] for opt in ("opt_g", "opt_d")}
+
+
+def test_a_worker_killed_under_max_restarts_is_continued_by_the_restarted_workers_to_the_same_weights(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 8, "ckpt_every": 4, "sample_every": 0}})
+    harness = tmp_path / "harness.py"
+    harness.write_text(KILL_HARNESS)
+    results = two_agents([str(harness), "6", "train", "--config", str(config), "--out", "run", "--no-progress"],
+                         [tmp_path, tmp_path], restarts=1)
+    assert [code for code, _ in results] == [0, 0], results
+    text = "".join(out for _, out in results)
+    assert f"continuing {Path('run/checkpoints/ckpt-0000004.pt')}" in text and "resumed from" in text
+    assert "done: step 8" in text
+    reference = tmp_path / "reference"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                           "sngan", "train", "--config", str(config), "--out", str(reference), "--no-progress"],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    restarted, straight = weights(tmp_path / "run/checkpoints/ckpt-0000008.pt"), weights(
+        reference / "checkpoints/ckpt-0000008.pt")
+    assert restarted.keys() == straight.keys()
+    for key in straight:  # bitwise: the restart lost nothing and repeated nothing
+        if key.endswith(".state"):  # Adam's moments and step counts, per parameter
+            for index, moments in straight[key].items():
+                for name, value in moments.items():
+                    assert torch.equal(restarted[key][index][name], value), (key, index, name)
+        else:
+            assert torch.equal(restarted[key], straight[key]), key
+
+
+def test_the_same_command_starts_a_run_then_continues_it(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 400, "ckpt_every": 0, "sample_every": 0,
+                                                          "log_every": 1}})
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sngan", "train", "--config", str(config), "--out", str(run), "--resume", "auto",
+           "--no-progress"]
+    first = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 0):
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.1)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 143, err
+    assert f"--resume auto: no checkpoint in {run}, starting a new run there" in out
+    (stopped,) = list_checkpoints(run / "checkpoints")
+    second = subprocess.run([*cmd, "--set", "train.iterations=" + str(int(stopped.stem[5:]) + 2)], env=env(),
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert f"--resume auto: continuing {stopped}, the newest checkpoint of {run}" in second.stdout
+    assert f"resumed from {stopped}" in second.stdout
+
+
+def test_sigterm_to_the_workers_then_the_agent_is_one_stop_with_a_checkpoint_at_that_step(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 100_000, "ckpt_every": 0, "sample_every": 0,
+                                                          "log_every": 1}})
+    run = tmp_path / "run"
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "sngan", "train", "--config", str(config), "--out", str(run), "--no-progress"],
+                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 0):
+        assert time.monotonic() < deadline and agent.poll() is None, agent.communicate()
+        time.sleep(0.1)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+    assert len(workers) == 2
+    for pid in workers:  # Slurm signals every process of the step; torchrun's agent then forwards its own
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.2)
+    agent.send_signal(signal.SIGTERM)
+    out, err = agent.communicate(timeout=120)
+    stops = [line for line in (out + err).splitlines() if line.startswith("stopped by a signal")]
+    assert len(stops) == 1, out + err  # rank 0 alone says it, once
+    assert sum(line.startswith("SIGTERM received") for line in out.splitlines()) == 1
+    step = int(stops[0].split("at step ")[1].split(";")[0])
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == [f"ckpt-{step:07d}.pt"]
+    assert load_checkpoint(run / "checkpoints" / f"ckpt-{step:07d}.pt")["step"] == step
+    assert "second signal" not in out + err and "without a checkpoint" not in out + err
+    assert (run / "log.txt").read_text().splitlines()[-1].endswith(stops[0])
+
+
+def test_nodes_without_a_shared_folder_both_end_in_seconds_with_one_line_each(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 2, "ckpt_every": 0, "sample_every": 0}})
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    node_a.mkdir()
+    node_b.mkdir()
+    made = subprocess.run([sys.executable, "-m", "sngan", "train", "--config", str(config), "--out", "run",
+                           "--no-progress"], cwd=node_a, env=env(), capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    start = time.monotonic()
+    results = two_agents(["-m", "sngan", "train", "--config", str(config), "--out", "run", "--resume", "auto",
+                          "--set", "train.iterations=4", "--no-progress"], [node_a, node_b])
+    assert time.monotonic() - start < 90
+    assert all(code != 0 for code, _ in results)
+    lines = [line for _, out in results for line in out.splitlines() if line.startswith("error")]
+    assert len(lines) == 2, lines  # one each
+    rank0 = next(line for line in lines if line.startswith("error (rank 0)"))
+    assert "failed on rank 1:" in rank0 and ("not on this node" in rank0 or "do not share the run folder" in rank0)
+    assert not (node_b / "run" / "metrics.jsonl").exists()
+
+
+def test_ranks_with_different_configs_are_refused_before_the_first_step_naming_the_key(tmp_path):
+    config = write_config(tmp_path / "c.yaml")
+    script = tmp_path / "per_rank.py"
+    script.write_text(PER_RANK_SET)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), "train", "--config", str(config), "--out", str(tmp_path / "run"),
+                           "--no-progress"], env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(lines) == 2 and all("started with different configs: optim.lr (rank 0: 0.0002, rank 1: 0.0001)"
+                                   in line for line in lines), proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # refused before anything was written
