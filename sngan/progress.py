@@ -97,3 +97,9 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def cpu_hint(device: object) -> str:
+    """The advice appended to a long pass's estimate when it runs on the CPU (`device`: a torch device or name)."""
+    on_cpu = str(getattr(device, "type", device)) == "cpu"
+    return "; on the CPU: a GPU does this in seconds to minutes (--device cuda)" if on_cpu else ""
