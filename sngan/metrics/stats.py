@@ -43,8 +43,10 @@ class ReferenceStats:
 
 
 def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], the Inception input."""
-    return images.permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], the Inception input, always in contiguous NCHW
+    memory: a channels-last view picks other conv kernels, so the same pixels read from a file and from a generator
+    would differ in the last bits."""
+    return images.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
