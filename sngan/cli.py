@@ -220,18 +220,35 @@ def stats(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per Inception pass.")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    features: Annotated[bool, typer.Option("--features", help="Also store the real features and labels (for "
+                                           "eval --metrics kid,prdc,intra_fid with --stats).")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value "
+                                                      "(repeatable).")] = None,
 ) -> None:
     """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
     from sngan.evaluation.reference import stats_command
 
     stats_command(config, out, split=split, num=num, weights=inception_weights, batch_size=batch_size,
-                  device=device, force=force, log=typer.echo)
+                  device=device, force=force, log=typer.echo, features=features, overrides=tuple(set_ or ()))
 
 
 @app.command(name="eval")
 @one_line_errors
 def eval_(
-    ckpt: Annotated[Path, typer.Option(help="Checkpoint written by sngan train.")],
+    ckpt: Annotated[Path | None, typer.Option(help="Checkpoint written by sngan train (or give --images).")]
+    = None,
+    images: Annotated[Path | None, typer.Option(help="Score these images instead: a folder (recursive, any "
+                                                "Pillow format) or an .npz with arr_0 or x (N, H, W, 3) uint8; "
+                                                "needs --stats or --ref.")] = None,
+    ref: Annotated[Path | None, typer.Option(help="With --images: the real images (a folder or an .npz) to "
+                                             "compare with, instead of --stats.")] = None,
+    num_real: Annotated[int | None, typer.Option(min=2, help="Real images: the first N (default: the "
+                                                 "protocol's).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key of the checkpoint's config for "
+                                                      "the reference statistics, e.g. data.root=... "
+                                                      "(repeatable).")] = None,
+    progress: Annotated[bool, typer.Option(help="Report long passes (a bar on a terminal, a line every 10 s "
+                                           "elsewhere).")] = True,
     protocol: Annotated[str, typer.Option(help="standard: IS 50k/10 splits, FID 50k vs the whole train split; "
                                           "paper: SN-GAN App. B.1 (IS 10x5000, FID 5000 vs 10000 real); quick "
                                           "(ours): IS 5000 in 10 splits of 500, FID 5000 vs the whole split.")]
@@ -260,7 +277,8 @@ def eval_(
 
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
                      seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
-                     metrics=metrics, truncation=truncation)
+                     metrics=metrics, truncation=truncation, images=images, ref=ref, num_real=num_real,
+                     overrides=tuple(set_ or ()), progress=progress)
 
 
 @app.command()

@@ -287,8 +287,9 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
     """Return a copy of `raw` with each `section.key=value` applied (value parsed as YAML)."""
     out = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in raw.items()}
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like section.key=value")
+        if "=" not in item:  # `--set k v` hands the value over as a separate argument: show the joined form
+            raise ConfigError(f"override '{item}' must look like section.key=value (one argument, no spaces: "
+                              f"--set {item.strip() if '.' in item else 'train.iterations'}=VALUE)")
         dotted, text = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2 or not all(parts):

@@ -46,7 +46,7 @@ def test_overrides_apply_and_parse_yaml(tiny_config):
     ("data.download=3", "key 'data.download' must be bool"),
     ("train.n_dis=0", "key 'train.n_dis' must be >= 1"),
     ("iterations=5", "must look like section.key"),
-    ("train.iterations", "must look like section.key=value"),
+    ("train.iterations", "must look like section.key=value (one argument, no spaces: --set train.iterations=VALUE)"),
 ])
 def test_bad_overrides_are_one_line_errors_naming_the_set_and_key_not_the_file(tiny_config, override, message):
     with pytest.raises(ConfigError) as err:

@@ -1,5 +1,7 @@
 """Sources read through the real torchvision loaders and the image-folder / ImageNet preprocessing."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -10,49 +12,119 @@ from sngan.data import prepare
 from sngan.errors import DataError
 from tests.data_fakes import (
     CIFAR_CLASSES,
-    register_cifar10_md5,
-    register_stl10_md5,
+    archive,
     write_cifar10,
     write_image,
     write_stl10,
 )
 
 
-def test_cifar10_python_batches_are_packed_exactly(tmp_path, monkeypatch):
-    images, labels = write_cifar10(tmp_path / "c10")
-    register_cifar10_md5(monkeypatch, tmp_path / "c10")
-    packed = prepare(DataConfig(name="cifar10", root=str(tmp_path / "c10"), download=False), 32, progress=False)
+def _cifar(root, split="train"):
+    return prepare(DataConfig(name="cifar10", root=str(root), split=split, download=False), 32, progress=False)
+
+
+def _stl(root, split, resolution=48):
+    return prepare(DataConfig(name="stl10", root=str(root), split=split, download=False), resolution,
+                   progress=False)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_cifar10_python_batches_are_packed_exactly(tmp_path, protocol):
+    images, labels = write_cifar10(tmp_path / "c10", protocol=protocol)
+    packed = _cifar(tmp_path / "c10")
     assert packed.images.shape == (20, 32, 32, 3) and packed.classes == tuple(CIFAR_CLASSES)
     assert np.array_equal(packed.images, images) and np.array_equal(packed.labels, labels)
     assert packed.manifest["per_class"] == np.bincount(labels, minlength=10).tolist()
+    # not the official bytes nor counts: said, not refused
+    assert any("md5 of batches.meta, data_batch_1" in n and "differs from the official" in n for n in packed.notes)
+    assert any("20 images (4+4+4+4+4), not the official 50000" in n for n in packed.notes)
+
+
+def test_cifar10_archive_is_read_without_extracting_and_equals_the_folder(tmp_path):
+    images, labels = write_cifar10(tmp_path / "c10")
+    folder = _cifar(tmp_path / "c10", "test")
+    archive(tmp_path / "c10" / "cifar-10-batches-py", "cifar-10-python.tar.gz")
+    packed = _cifar(tmp_path / "c10")
+    assert np.array_equal(packed.images, images) and np.array_equal(packed.labels, labels)
+    assert not (tmp_path / "c10" / "cifar-10-batches-py").exists()  # nothing extracted
+    from_tar = _cifar(tmp_path / "c10", "test")
+    assert np.array_equal(from_tar.images, folder.images) and len(from_tar.images) == 4
+
+
+def test_cifar10_present_but_unreadable_says_which_file_and_why(tmp_path):
+    root = tmp_path / "c10"
+    write_cifar10(root)
+    batches = root / "cifar-10-batches-py"
+    (batches / "data_batch_3").unlink()
+    with pytest.raises(DataError, match=r"present but unreadable: data_batch_3 missing"):
+        _cifar(root)
+    with open(batches / "data_batch_3", "wb") as f:  # a pickle that would run a command when loaded
+        pickle.dump({"data": np.zeros((1, 3072), np.uint8), "labels": [0], "x": print}, f)
+    with pytest.raises(DataError, match=r"data_batch_3 is not a readable pickle .*refused global builtins.print"):
+        _cifar(root)
+    with open(batches / "data_batch_3", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, f)
+    with pytest.raises(DataError, match=r"data_batch_3 has labels outside 0..9"):
+        _cifar(root)
+    with open(batches / "data_batch_3", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 32, 32, 3), np.uint8), "labels": [0, 1]}, f)
+    with pytest.raises(DataError, match=r"'data' must be uint8 \(N, 3072\)"):
+        _cifar(root)
+    (batches / "data_batch_3").write_bytes(b"\x80\x02}q\x00(X")  # truncated
+    with pytest.raises(DataError, match=r"data_batch_3 is not a readable pickle"):
+        _cifar(root)
+    (root / "broken").mkdir()
+    (root / "broken" / "cifar-10-python.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz' is present but unreadable"):
+        _cifar(root / "broken")
 
 
 def test_cifar10_absent_offline_names_the_file_and_folder(tmp_path):
-    with pytest.raises(DataError, match="cifar-10-python.tar.gz and extract it there.*cifar-10-batches-py"):
-        prepare(DataConfig(name="cifar10", root=str(tmp_path / "none"), download=False), 32, progress=False)
+    with pytest.raises(DataError, match="CIFAR-10 is absent under .*download is off.*as cifar-10-python.tar.gz "
+                                        "\\(read as it is\\) or extract it there.*cifar-10-batches-py"):
+        _cifar(tmp_path / "none")
     with pytest.raises(DataError, match="CIFAR-10 images are 32x32 but model.resolution is 48"):
         prepare(DataConfig(name="cifar10", root=str(tmp_path), download=False), 48, progress=False)
 
 
-def test_stl10_unlabeled_is_resized_to_48_with_antialiasing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_stl10_column_major_files_give_upright_images_and_0_based_labels(tmp_path, as_archive):
     raw = write_stl10(tmp_path / "stl")
-    register_stl10_md5(monkeypatch, tmp_path / "stl")
-    packed = prepare(DataConfig(name="stl10", root=str(tmp_path / "stl"), split="unlabeled", download=False), 48,
-                     progress=False)
+    if as_archive:
+        archive(tmp_path / "stl" / "stl10_binary", "stl10_binary.tar.gz")
+    packed = _stl(tmp_path / "stl", "train", resolution=96)
+    assert np.array_equal(packed.images, raw["train"])  # exact: a transposed read fails here
+    assert packed.labels.tolist() == raw["train_labels"].tolist() and packed.classes == tuple(CIFAR_CLASSES)
+    assert any("STL-10 train: 6 images, not the official 5000" in n for n in packed.notes)
+    both = _stl(tmp_path / "stl", "train+unlabeled", resolution=96)
+    assert np.array_equal(both.images, np.concatenate([raw["train"], raw["unlabeled"]]))
+    assert both.classes == ("unlabeled",) and set(both.labels.tolist()) == {0}
+
+
+def test_stl10_unlabeled_is_resized_to_48_with_antialiasing(tmp_path):
+    raw = write_stl10(tmp_path / "stl")
+    packed = _stl(tmp_path / "stl", "unlabeled")
     assert packed.images.shape == (5, 48, 48, 3) and packed.classes == ("unlabeled",)
     expected = resize(torch.from_numpy(raw["unlabeled"]).permute(0, 3, 1, 2), [48, 48], antialias=True)
     assert np.array_equal(packed.images, expected.permute(0, 2, 3, 1).numpy())
     assert packed.images[:, :24].mean() < packed.images[:, 24:].mean() / 2  # dark top half stayed on top
 
 
-def test_stl10_train_split_keeps_its_ten_classes(tmp_path, monkeypatch):
+def test_stl10_bad_files_are_refused_with_the_reason(tmp_path):
     write_stl10(tmp_path / "stl")
-    register_stl10_md5(monkeypatch, tmp_path / "stl")
-    packed = prepare(DataConfig(name="stl10", root=str(tmp_path / "stl"), split="train", download=False), 48,
-                     progress=False)
-    assert packed.classes == tuple(CIFAR_CLASSES) and packed.labels.tolist() == [0, 1, 2, 3, 4, 5]
-    with pytest.raises(DataError, match="stl10_binary.tar.gz and extract it"):
-        prepare(DataConfig(name="stl10", root=str(tmp_path / "x"), download=False), 48, progress=False)
+    folder = tmp_path / "stl" / "stl10_binary"
+    (folder / "test_y.bin").write_bytes(bytes([1, 2]))
+    with pytest.raises(DataError, match="test_X.bin holds 3 images but test_y.bin 2 labels"):
+        _stl(tmp_path / "stl", "test")
+    (folder / "test_y.bin").write_bytes(bytes([1, 0, 3]))
+    with pytest.raises(DataError, match="test_y.bin has labels outside 1..10"):
+        _stl(tmp_path / "stl", "test")
+    (folder / "test_X.bin").write_bytes(bytes(100))
+    with pytest.raises(DataError, match="test_X.bin is 100 bytes, not a multiple of 27648"):
+        _stl(tmp_path / "stl", "test")
+    with pytest.raises(DataError, match="STL-10 is absent under .*stl10_binary.tar.gz \\(read as it is\\) or "
+                                        "extract it"):
+        _stl(tmp_path / "x", "train")
 
 
 def test_imagenet_tree_gets_the_authors_preprocessing(tmp_path):

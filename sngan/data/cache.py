@@ -65,6 +65,7 @@ def open_packed(folder: Path) -> ImageSet:
         raise DataError(f"packed cache '{folder}' does not match its manifest; delete that folder to pack again")
     notes = [f"{manifest['skipped_count']} unreadable files skipped"] if manifest["skipped_count"] else []
     notes += [f"{n} dropped ({why})" for why, n in manifest["dropped"].items()]
+    notes += manifest.get("notices", [])  # caches packed before notices existed have none
     return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest)
 
 
@@ -98,7 +99,7 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
             "count": count, "classes": list(result.classes),
             "per_class": np.bincount(labels, minlength=len(result.classes)).tolist(),
             "skipped_count": len(result.skipped), "skipped": result.skipped[:SKIPPED_LISTED],
-            "dropped": result.dropped, "content_sha256": content,
+            "dropped": result.dropped, "notices": result.notices, "content_sha256": content,
             "pack_seconds": round(time.perf_counter() - start, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

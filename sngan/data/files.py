@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from sngan.config import DataConfig
 from sngan.data.common import IMAGE_EXTENSIONS
 from sngan.data.pack import PackResult, PackWriter
 from sngan.errors import DataError
+from sngan.progress import Progress
 
 CACHE_FOLDER_NAME = "sngan-cache"
 DECODE_CHUNK = 512  # files handed to the thread pool at a time
@@ -181,7 +181,7 @@ class FolderSource:
         classes, files, _ = self.listing()
         writer = open_writer(len(files))
         result = PackResult(classes)
-        bar = tqdm(total=len(files), desc=f"packing {self.tag}", unit="img", disable=not progress)
+        bar = Progress(len(files), f"packing {self.tag}", progress)
         with ThreadPoolExecutor(self.workers) as pool:
             for start in range(0, len(files), DECODE_CHUNK):
                 chunk = files[start:start + DECODE_CHUNK]

@@ -29,11 +29,13 @@ class PackResult:
         classes: class names in label order.
         skipped: files that could not be read, as 'relative/path: reason'.
         dropped: images left out on purpose, by reason (e.g. the authors' ImageNet size filter).
+        notices: facts about the files worth a line, not a refusal (an md5 that is not the official one).
     """
 
     classes: tuple[str, ...]
     skipped: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
 
 
 class Source(Protocol):

@@ -1,8 +1,10 @@
-"""Built-in and torchvision sources: `synthetic` (procedural shapes), `cifar10` and `stl10`.
+"""Built-in and downloadable sources: `synthetic` (procedural shapes), `cifar10` and `stl10`.
 
 A source knows its identity (cheap facts that change when its files change: names, sizes, modification times),
-and how to fill a `PackWriter`. Torchvision downloads the archives when `data.download` is on and the machine is
-online; otherwise one line says which file to place where.
+and how to fill a `PackWriter`. CIFAR-10 and STL-10 are read by `archives.py` from the extracted folder or the
+official `.tar.gz` (checked by shape and label, an md5 difference is a notice). When neither is there, torchvision's
+`download_and_extract_archive` fetches the archive if `data.download` is on and the machine is online; otherwise
+one line says which file to place where.
 
 STL-10 is resized from 96x96 to `model.resolution` (48 in the paper) with an antialiased bilinear resize, in chunks
 of uint8 tensors. Its `unlabeled` images carry no class: such a set is one class named `unlabeled`.
@@ -15,16 +17,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sngan.config import DataConfig
+from sngan.data.archives import (
+    CIFAR10_ARCHIVE,
+    CIFAR10_FOLDER,
+    STL10_ARCHIVE,
+    STL10_FOLDER,
+    Files,
+    RawSplit,
+    read_cifar10,
+    read_stl10,
+)
 from sngan.data.common import ImageSet
 from sngan.data.pack import PackResult, PackWriter
 from sngan.errors import DataError
+from sngan.progress import Progress
 
 SYNTHETIC_CLASSES = ("circle", "square", "triangle")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
+STL10_ARCHIVE_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
 RESIZE_CHUNK = 1000  # STL-10 images resized per call
 
@@ -62,19 +76,75 @@ def synthetic_shapes(num: int, resolution: int, seed: int = 0) -> ImageSet:
     return ImageSet(images, labels.numpy().astype(np.int64), SYNTHETIC_CLASSES)
 
 
-def listing_identity(folder: Path) -> list[list] | None:
-    """[name, size, mtime_ns] of every file directly in `folder`, sorted; None when the folder is absent."""
-    if not folder.is_dir():
-        return None
-    entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in folder.iterdir() if e.is_file())
-    return [list(e) for e in entries] or None
+def _download(url: str, root: Path, md5: str, what: str, place: str) -> None:
+    """Fetch and extract the official archive into `root` (torchvision's public helper), or say where to put it."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(url, str(root), md5=md5)
+    except Exception as exc:  # offline downloads fail as URLError/OSError/RuntimeError
+        raise DataError(f"{what} is absent under '{root}' and the download failed ({type(exc).__name__}): "
+                        f"{place}") from None
 
 
-class Cifar10Source:
-    """CIFAR-10 through torchvision: `train` (50,000 images) or `test` (10,000), 32x32, 10 classes."""
+class _ArchiveSource:
+    """What CIFAR-10 and STL-10 share: files in `root` as a folder or the official archive, read once."""
+
+    folder: str
+    archive: str
+    url: str
+    archive_md5: str
+    title: str
+
+    def __init__(self, cfg: DataConfig):
+        self.root, self.split, self.download = Path(cfg.root), cfg.split, cfg.download
+        self.files = Files(self.root, self.folder, self.archive)
+
+    def place(self) -> str:
+        return (f"download {self.url} and place it in '{self.root}' as {self.archive} (read as it is) or extract "
+                f"it there (giving {self.root / self.folder}/), or set data.root to where it is")
+
+    def identity(self) -> list | None:
+        return self.files.identity()
+
+    def fetch(self) -> None:
+        """Nothing when the folder or the archive is there; else download it (when allowed) or say where to put it."""
+        if self.files.present:
+            return
+        if not self.download:
+            raise DataError(f"{self.title} is absent under '{self.root}' (data.download is off): {self.place()}")
+        _download(self.url, self.root, self.archive_md5, self.title, self.place())
+        self.files = Files(self.root, self.folder, self.archive)
+
+    def read(self) -> RawSplit:
+        raise NotImplementedError
+
+    def pack(self, open_writer: Callable[[int], PackWriter], progress: bool) -> PackResult:
+        raw = self.read()
+        writer = open_writer(len(raw))
+        bar = Progress(len(raw), f"packing {self.name} {self.split}", progress)
+        done = 0
+        for part in raw.parts:
+            for start in range(0, len(part), RESIZE_CHUNK):
+                chunk = self.transform(part[start:start + RESIZE_CHUNK])
+                writer.add(chunk, raw.labels[done:done + len(chunk)])
+                done += len(chunk)
+                bar.update(len(chunk))
+        bar.close()
+        return PackResult(raw.classes, notices=raw.notices)
+
+    def transform(self, chunk: np.ndarray) -> np.ndarray:
+        return chunk
+
+
+class Cifar10Source(_ArchiveSource):
+    """CIFAR-10: `train` (50,000 images) or `test` (10,000), 32x32, 10 classes, from the python batches."""
 
     name = "cifar10"
+    # the text it had when torchvision read the files: the same bytes are packed, so existing caches stay valid
     preprocessing = "cifar10-v1: torchvision CIFAR10 arrays as they are"
+    folder, archive, url, archive_md5, title = CIFAR10_FOLDER, CIFAR10_ARCHIVE, CIFAR10_URL, CIFAR10_ARCHIVE_MD5, \
+        "CIFAR-10"
 
     def __init__(self, cfg: DataConfig, resolution: int):
         if cfg.split not in ("train", "test"):
@@ -82,38 +152,19 @@ class Cifar10Source:
         if resolution != 32:
             raise DataError(f"CIFAR-10 images are 32x32 but model.resolution is {resolution}: set "
                             f"model.resolution=32")
-        self.root, self.split, self.download = Path(cfg.root), cfg.split, cfg.download
+        super().__init__(cfg)
         self.tag = cfg.split
-        self._dataset = None
 
-    def identity(self) -> list | None:
-        return listing_identity(self.root / "cifar-10-batches-py")
-
-    def fetch(self):
-        """The torchvision dataset (downloaded when allowed and absent), loaded once."""
-        from torchvision import datasets
-
-        if self._dataset is None:
-            try:
-                self._dataset = datasets.CIFAR10(str(self.root), train=self.split == "train", download=self.download)
-            except Exception as exc:  # offline downloads fail as URLError/OSError/RuntimeError
-                raise DataError(f"CIFAR-10 not available under '{self.root}' ({type(exc).__name__}): download "
-                                f"{CIFAR10_URL} and extract it there (giving {self.root / 'cifar-10-batches-py'}/), "
-                                f"or set data.root to where it is") from None
-        return self._dataset
-
-    def pack(self, open_writer: Callable[[int], PackWriter], progress: bool) -> PackResult:
-        ds = self.fetch()
-        writer = open_writer(len(ds.data))
-        writer.add(np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64))
-        return PackResult(tuple(ds.classes))
+    def read(self) -> RawSplit:
+        return read_cifar10(self.root, self.split)
 
 
-class Stl10Source:
-    """STL-10 through torchvision (96x96), resized with antialiasing to `model.resolution`."""
+class Stl10Source(_ArchiveSource):
+    """STL-10 (96x96 binary files), resized with antialiasing to `model.resolution`."""
 
     name = "stl10"
-    preprocessing = "stl10-v1: torchvision STL10, antialiased bilinear resize of uint8 tensors"
+    preprocessing = "stl10-v1: torchvision STL10, antialiased bilinear resize of uint8 tensors"  # as Cifar10Source
+    folder, archive, url, archive_md5, title = STL10_FOLDER, STL10_ARCHIVE, STL10_URL, STL10_ARCHIVE_MD5, "STL-10"
 
     def __init__(self, cfg: DataConfig, resolution: int):
         if cfg.split not in STL10_SPLITS:
@@ -121,39 +172,18 @@ class Stl10Source:
         if resolution > 96:
             raise DataError(f"STL-10 images are 96x96 but model.resolution is {resolution}: use 48 (paper) or "
                             f"at most 96")
-        self.root, self.split, self.download, self.resolution = Path(cfg.root), cfg.split, cfg.download, resolution
+        super().__init__(cfg)
+        self.resolution = resolution
         self.tag = cfg.split.replace("+", "-")
-        self._dataset = None
 
-    def identity(self) -> list | None:
-        return listing_identity(self.root / "stl10_binary")
+    def read(self) -> RawSplit:
+        return read_stl10(self.root, self.split)
 
-    def fetch(self):
-        """The torchvision dataset (downloaded when allowed and absent), loaded once."""
-        from torchvision import datasets
-
-        if self._dataset is None:
-            try:
-                self._dataset = datasets.STL10(str(self.root), split=self.split, download=self.download)
-            except Exception as exc:  # offline downloads fail as URLError/OSError/RuntimeError
-                raise DataError(f"STL-10 not available under '{self.root}' ({type(exc).__name__}): download "
-                                f"{STL10_URL} and extract it there (giving {self.root / 'stl10_binary'}/ with "
-                                f"*_X.bin, *_y.bin), or set data.root to where it is") from None
-        return self._dataset
-
-    def pack(self, open_writer: Callable[[int], PackWriter], progress: bool) -> PackResult:
+    def transform(self, chunk: np.ndarray) -> np.ndarray:
+        """(B, 96, 96, 3) uint8 -> (B, R, R, 3) uint8, antialiased bilinear."""
         from torchvision.transforms.functional import resize
 
-        ds = self.fetch()
-        labels = np.asarray(ds.labels, dtype=np.int64)
-        classes = tuple(getattr(ds, "classes", None) or (str(i) for i in range(10)))  # class_names.txt is optional
-        if (labels < 0).any():  # unlabeled images (label -1): the whole set is one class
-            labels, classes = np.zeros_like(labels), ("unlabeled",)
-        writer = open_writer(len(ds.data))
-        size = [self.resolution, self.resolution]
-        for start in tqdm(range(0, len(ds.data), RESIZE_CHUNK), desc="stl10", unit="chunk", disable=not progress):
-            chunk = torch.from_numpy(ds.data[start:start + RESIZE_CHUNK])  # (B, 3, 96, 96) uint8
-            if self.resolution != chunk.shape[-1]:
-                chunk = resize(chunk, size, antialias=True)  # (B, 3, R, R) uint8
-            writer.add(chunk.permute(0, 2, 3, 1).numpy(), labels[start:start + RESIZE_CHUNK])
-        return PackResult(classes)
+        if self.resolution == chunk.shape[1]:
+            return chunk
+        nchw = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)  # (B, 3, 96, 96)
+        return resize(nchw, [self.resolution, self.resolution], antialias=True).permute(0, 2, 3, 1).numpy()

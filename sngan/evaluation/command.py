@@ -1,4 +1,9 @@
-"""`sngan eval`: a checkpoint's generator scored under a protocol, printed and appended to --json with its record."""
+"""`sngan eval`: a checkpoint's generator, or images (a folder or an npz, `--images`), scored under a protocol,
+printed and appended to --json with its record.
+
+Every input is checked before anything is generated or the network is loaded: metric names, the protocol's
+counts against the images and real images there are (the fix: `--protocol quick`, `--num-samples N` or
+`--num-real N`), a statistics file's content against the metrics asked (KID/PRDC need its features)."""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Any
 import torch
 
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
+from sngan.errors import MetricError
+from sngan.evaluation.images import ImageInput, open_images
 from sngan.evaluation.protocols import Protocol, make_protocol
-from sngan.evaluation.reference import check_reference, reference_stats
-from sngan.evaluation.scoring import protocol_record, score_generator
+from sngan.evaluation.reference import check_reference, reference_stats, stats_of_images
+from sngan.evaluation.scoring import count_warnings, protocol_record, score_generator, score_images
 from sngan.metrics.extra import parse_metrics
 from sngan.metrics.inception import load_inception
 from sngan.metrics.printout import format_block
@@ -23,7 +30,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                         batch_size: int = 250, seed: int = 0, ema: bool | None = None,
                         weights: str | Path | None = None, device: str | torch.device = "cpu",
                         log: Callable[[str], None] = print, info: DistInfo = SINGLE,
-                        extra: tuple[str, ...] = ()) -> dict[str, Any]:
+                        extra: tuple[str, ...] = (), overrides: tuple[str, ...] = (),
+                        progress: bool = False) -> dict[str, Any]:
     """IS, FID and the `extra` metrics of a checkpoint's generator, with the full protocol record.
 
     Args:
@@ -39,35 +47,109 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
         info: under torchrun, rank 0 prepares the reference statistics and every rank scores a share of the
             generated images (the result equals the single-process one).
         extra: from `sngan.metrics.extra.parse_metrics` (they need the real features: `stats` must hold them).
+        overrides: `section.key=value` applied to the checkpoint's config for the reference statistics (another
+            data.root or data.cache_dir on this machine).
+        progress: report the generate + Inception pass (`sngan.progress`).
 
     Returns:
         The record: protocol fields, checkpoint, step, seed, generator, and `metrics`.
     """
     from sngan.checkpoint import open_checkpoint
+    from sngan.config import apply_overrides, from_dict
 
     opened = open_checkpoint(ckpt, generator=True, ema=ema, device=device)  # fails before the weights are fetched
-    ref = load_stats(stats, bool(extra)) if stats is not None else None  # and so does a missing --stats file
+    cfg = from_dict(apply_overrides(opened.config.to_dict(), overrides)) if overrides else opened.config
+    ref = checked_stats(stats, extra)  # a missing or too thin --stats file fails before anything is generated
+    if "intra_fid" in extra and not opened.generator.num_classes:
+        raise MetricError("intra_fid needs a conditional checkpoint (model.num_classes > 0); this one is "
+                          "unconditional")
+    if ref is None:
+        check_real_count(cfg, protocol)
     net = load_inception(weights, device)
     if ref is None and info.is_main:
-        cfg = opened.config
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log, bool(extra))
     ref = broadcast_object(ref if info.is_main else None, info)
     check_reference(ref, net.network)
-    metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra)
+    metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
-                           generator=opened.generator_name, device=str(device), metrics=metrics)
+                           generator=opened.generator_name, device=str(device), metrics=metrics,
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
 
 
-def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, splits: int | None,
+def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
+    """The --stats file, refused at once when a metric asked for needs features it does not hold."""
+    if stats is None:
+        return None
+    ref = load_stats(stats, bool(extra))
+    if extra and ref.features is None:
+        raise MetricError(f"--metrics {','.join(extra)} need the real images' features, and {stats} holds only mu "
+                          f"and sigma: write one with `sngan stats --features`, or leave out --stats (the cache "
+                          f"stores features)")
+    if "intra_fid" in extra and ref.labels is None:
+        raise MetricError(f"intra_fid needs the real images' labels, and {stats} holds none")
+    return ref
+
+
+def check_real_count(cfg, protocol: Protocol) -> None:
+    """Refuse a protocol that needs more real images than the dataset has, when the count is known without
+    packing (a packed cache's manifest or the synthetic count); otherwise the cache build says it."""
+    if protocol.num_real is None:
+        return
+    available = cfg.data.num_images if cfg.data.name == "synthetic" else None
+    if available is not None and protocol.num_real > available:
+        raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but {cfg.data.name} "
+                          f"{cfg.data.split} holds {available}: use --protocol quick or --num-real {available}")
+
+
+def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path | None, ref_images: ImageInput | None,
+                    batch_size: int, weights: str | Path | None, device: torch.device, log: Callable[[str], None],
+                    extra: tuple[str, ...] = (), progress: bool = True) -> dict[str, Any]:
+    """IS, FID and the `extra` metrics of `images` against `stats` or the images `ref_images`, with the record."""
+    ref = checked_stats(stats, extra)
+    if ref_images is not None and protocol.num_real is not None and protocol.num_real > ref_images.count:
+        raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
+                          f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
+    net = load_inception(weights, device)
+    if ref is None:
+        log(f"computing reference statistics of {ref_images.describe()}")
+        ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)
+    check_reference(ref, net.network)
+    metrics = score_images(images, net, protocol, ref, batch_size, extra, progress, log)
+    return protocol_record(protocol, net, ref, images=str(images.path), images_kind=images.kind,
+                           images_available=images.count, device=str(device), metrics=metrics,
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
+
+
+def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | None, splits: int | None,
                      stats: Path | None, batch_size: int, seed: int, ema: bool | None, weights: Path | None,
                      device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid",
-                     truncation: float | None = None) -> None:
-    """`sngan eval`: score a checkpoint (sharded over the processes under torchrun), print it, append --json."""
+                     truncation: float | None = None, images: Path | None = None, ref: Path | None = None,
+                     num_real: int | None = None, overrides: tuple[str, ...] = (), progress: bool = True) -> None:
+    """`sngan eval`: score a checkpoint (sharded over the processes under torchrun) or `images`, print the result,
+    append --json."""
     from sngan import distributed
-    from sngan.io import append_jsonl
 
-    chosen, extra = make_protocol(protocol, num_samples, splits), parse_metrics(metrics)
+    chosen, extra = make_protocol(protocol, num_samples, splits, num_real), parse_metrics(metrics)
+    if (ckpt is None) == (images is None):
+        raise MetricError("give either --ckpt CKPT or --images PATH (a folder of images or an .npz)")
+    if images is not None:
+        if (stats is None) == (ref is None):
+            raise MetricError("--images needs one reference: --stats FILE (.npz with mu, sigma) or --ref PATH (a "
+                              "folder of images or an .npz with arr_0 or x)")
+        if truncation is not None or overrides or "intra_fid" in extra:
+            given = "--truncation" if truncation is not None else "--set" if overrides else "--metrics intra_fid"
+            raise MetricError(f"{given} applies to a checkpoint, not to --images")
+        scored = open_images(images)
+        if num_samples is None and chosen.num_generated > scored.count:
+            raise MetricError(f"protocol {chosen.name} scores {chosen.num_generated} images but --images "
+                              f"{scored.describe()}: use --protocol quick or --num-samples {scored.count}")
+        if chosen.num_generated > scored.count:
+            raise MetricError(f"--num-samples {chosen.num_generated} but --images {scored.describe()}")
+        record = evaluate_images(scored, chosen, stats=stats, ref_images=None if ref is None else open_images(ref,
+                                 "--ref"), batch_size=batch_size, weights=weights,
+                                 device=distributed.resolve_device(device), log=log, extra=extra, progress=progress)
+        return _publish(record, json_out, log)
     if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
         chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
     info = distributed.from_env()
@@ -75,11 +157,20 @@ def evaluate_command(ckpt: Path, protocol: str, *, num_samples: int | None, spli
     try:
         record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
                                      weights=weights, device=distributed.resolve_device(device, info),
-                                     log=log if info.is_main else lambda message: None, info=info, extra=extra)
+                                     log=log if info.is_main else lambda message: None, info=info, extra=extra,
+                                     overrides=overrides, progress=progress)
     finally:
         distributed.shutdown()
     if info.is_main:
-        log(format_block(record))
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            append_jsonl(json_out, record)
+        _publish(record, json_out, log)
+
+
+def _publish(record: dict[str, Any], json_out: Path | None, log: Callable[[str], None]) -> None:
+    from sngan.io import append_jsonl
+
+    for warning in record.get("warnings", []):
+        log(f"warning: {warning}")
+    log(format_block(record))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        append_jsonl(json_out, record)

@@ -62,13 +62,15 @@ PROTOCOLS = {
 }
 
 
-def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None) -> Protocol:
-    """A named protocol, with the number of generated images and IS splits optionally changed.
+def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None,
+                  num_real: int | None = None) -> Protocol:
+    """A named protocol, with the number of generated images, IS splits and real images optionally changed.
 
     Args:
-        name: standard | paper.
+        name: standard | paper | quick.
         num_samples: generated images (IS uses all; FID the protocol's count, at most this many).
         splits: IS splits.
+        num_real: the first this many real images (default: the protocol's).
 
     Returns:
         The protocol (its name gains ' (modified)' when a count differs from the definition).
@@ -78,14 +80,18 @@ def make_protocol(name: str, num_samples: int | None = None, splits: int | None 
     base = PROTOCOLS[name]
     n = base.num_generated if num_samples is None else num_samples
     s = base.splits if splits is None else splits
+    real = base.num_real if num_real is None else num_real
     fid_n = n if base.fid_generated == base.num_generated else min(base.fid_generated, n)
     if n < max(2, s):
         raise MetricError(f"--num-samples {n} is too small: IS needs one image per split ({s}) and FID at least 2")
-    if (n, s) == (base.num_generated, base.splits):
+    if real is not None and real < 2:
+        raise MetricError(f"--num-real {real} is too small: FID needs at least 2 real images")
+    if (n, s, real) == (base.num_generated, base.splits, base.num_real):
         return base
     changed = f"modified here: IS {n} generated in {s} splits, FID {fid_n} generated"
+    changed += "" if real == base.num_real else f" vs the first {real} real"
     return dataclasses.replace(base, name=f"{name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
-                               description=f"{base.description}; {changed}")
+                               num_real=real, description=f"{base.description}; {changed}")
 
 
 def count_label(n: int) -> str:

@@ -7,14 +7,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sngan.config import DataConfig
 from sngan.data import load_images
 from sngan.data.cache import cache_root
 from sngan.errors import MetricError
+from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.metrics.inception import InceptionFeatures
-from sngan.metrics.stats import RESIZE, ReferenceStats, cache_path, feature_stats, load_stats, save_stats
+from sngan.metrics.stats import (
+    RESIZE,
+    ReferenceStats,
+    cache_path,
+    feature_stats,
+    load_stats,
+    save_stats,
+    uint8_to_unit,
+)
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
@@ -47,12 +57,13 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     loaded = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed)
     images, labels = loaded.images, loaded.labels
     if num is not None and num > len(images):
-        raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}")
+        raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}: use "
+                          f"--protocol quick or --num-real {len(images)}")
     images, labels = (images, labels) if num is None else (images[:num], labels[:num])
     log(f"computing reference statistics of {len(images)} {data_cfg.name} {split} images -> {path}")
     device = next(net.buffers()).device
     kept: list | None = [] if features else None
-    mu, sigma = feature_stats(images, net, batch_size, device, kept)
+    mu, sigma = feature_stats(images, net, batch_size, device, kept, progress=True, log=log)
     real = (np.concatenate(kept), np.asarray(labels)) if kept is not None else (None, None)
     record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
               "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
@@ -65,6 +76,32 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     return ReferenceStats(mu, sigma, record, path, *real)
 
 
+def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures, batch_size: int,
+                    features: bool = False, progress: bool = True,
+                    log: Callable[[str], None] | None = None) -> ReferenceStats:
+    """Statistics of the first `num` (None: all) images of a folder or npz (`sngan eval --ref`), not cached."""
+    from sngan.metrics.fid import FeatureStats
+    from sngan.progress import Progress, cpu_hint
+
+    num = images.count if num is None else num
+    device = next(net.buffers()).device
+    acc, kept = FeatureStats(), []
+    bar = Progress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    for batch in images.batches(num, batch_size):
+        pool = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))[0]
+        acc.update(pool)
+        if features:
+            kept.append(pool.float().cpu().numpy())
+        bar.update(len(batch))
+    bar.close()
+    mu, sigma = acc.mu_sigma()
+    record = {"dataset": str(images.path), "root": str(images.path), "split": "ref", "num_real": num,
+              "subset": f"first {num} in {'manifest' if images.kind == 'folder' else 'array'} order",
+              "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256, "resize": RESIZE,
+              "input": "uint8 /255", "precision": PRECISION}
+    return ReferenceStats(mu, sigma, record, None, np.concatenate(kept) if features else None)
+
+
 def check_reference(ref: ReferenceStats, network: str) -> None:
     """Refuse reference statistics recorded with another network (FIDs across networks are not comparable)."""
     recorded = (ref.protocol or {}).get("network")
@@ -74,7 +111,8 @@ def check_reference(ref: ReferenceStats, network: str) -> None:
 
 
 def stats_command(config: Path, out: Path, *, split: str | None, num: int | None, weights: Path | None,
-                  batch_size: int, device: str, force: bool, log: Callable[[str], None]) -> None:
+                  batch_size: int, device: str, force: bool, log: Callable[[str], None], features: bool = False,
+                  overrides: tuple[str, ...] = ()) -> None:
     """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images into `out`."""
     from sngan.config import load_config
     from sngan.data.cache import check_split
@@ -83,12 +121,12 @@ def stats_command(config: Path, out: Path, *, split: str | None, num: int | None
     from sngan.metrics.inception import load_inception
 
     check_new_output(out, force)
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
     net = load_inception(weights, resolve_device(device))
     ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
-                          batch_size, log)
+                          batch_size, log, features)
     with publishing(out, force) as stage:
-        save_stats(stage, ref.mu, ref.sigma, ref.protocol)
+        save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
         f"{ref.protocol['network']} (cache {ref.path})")

@@ -18,23 +18,26 @@ from torch import nn
 
 from sngan.config import Config
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
+from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import INPUT, PRECISION, Protocol, make_protocol, metric_names
 from sngan.evaluation.reference import check_reference, reference_stats
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
 from sngan.metrics.extra import extra_scores
-from sngan.metrics.inception import InceptionFeatures, load_inception
+from sngan.metrics.inception import FEATURE_DIM, InceptionFeatures, load_inception
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import RESIZE, ReferenceStats, uint8_to_unit
+from sngan.progress import Progress, cpu_hint
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import to_uint8
 
 EVAL_BATCH = 100  # images per Inception pass during training (the authors' evaluation batch)
+IS_MIN_PER_SPLIT = 5000  # images per IS split in the standard protocol (Salimans et al.; the paper's App. B.1)
 
 
 
 def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
-                    seed: int, batch_size: int, info: DistInfo = SINGLE,
-                    extra: tuple[str, ...] = ()) -> dict[str, float]:
+                    seed: int, batch_size: int, info: DistInfo = SINGLE, extra: tuple[str, ...] = (),
+                    progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, float]:
     """IS (mean, std), FID and the `extra` metrics (`sngan.metrics.extra`) of `generator` under `protocol`.
 
     Args:
@@ -47,6 +50,8 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
         info: under torchrun, batches are shared out over the ranks and their features gathered in order, so the
             result equals the single-process one; every rank must call this.
         extra: KID, PRDC, intra-FID from the FID's features (`ref` must hold the real features).
+        progress: a bar on a terminal, a line every few seconds elsewhere (`sngan.progress`), on rank 0.
+        log: where those lines go (default stderr).
 
     Returns:
         {is name: mean, is name + '_std': std, fid name: value, extra names: values}.
@@ -55,7 +60,9 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed,
                    truncation=protocol.truncation)
     starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
-    acc, logits = FeatureStats(), {}
+    logits = {}
+    bar = Progress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
+                   hint=cpu_hint(next(net.buffers()).device))
     kept: list[tuple[int, torch.Tensor]] = []
     for start in starts:
         stop = min(start + batch_size, protocol.num_generated)
@@ -63,18 +70,74 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
                                                    None if y is None else y[start:stop])
         features = features[:max(0, protocol.fid_generated - start)]
         kept.append((start, features.cpu() if info.enabled else features))
+        bar.update((stop - start) * info.world_size)
+    bar.close()
     if info.enabled:  # reassemble every rank's batches in index order
         kept = sorted(pair for part in gather_objects(kept, info) for pair in part)
         logits = {k: v for part in gather_objects(logits, info) for k, v in part.items()}
-    is_mean, is_std = inception_score_from_logits(torch.cat([logits[k] for k in sorted(logits)]).numpy(),
-                                                  protocol.splits)
-    for _, features in kept:
-        if len(features):
-            acc.update(features)
+    return metrics_from_outputs(torch.cat([logits[k] for k in sorted(logits)]), [f for _, f in kept if len(f)],
+                                protocol, ref, extra, y, generator.num_classes)
+
+
+def metrics_from_outputs(logits: torch.Tensor, fid_features: list[torch.Tensor], protocol: Protocol,
+                         ref: ReferenceStats, extra: tuple[str, ...] = (), labels: torch.Tensor | None = None,
+                         num_classes: int = 0) -> dict[str, float]:
+    """IS from all logits (N, 1008) in order, FID (and the extras) from the FID's features, named by the protocol.
+
+    Args:
+        logits: the Inception logits of every scored image, in order.
+        fid_features: the pool3 features (B, 2048) of the protocol's first `fid_generated` images, per batch.
+        protocol: the counts (names the metrics).
+        ref: the real images' statistics.
+        extra: from `parse_metrics`.
+        labels: the classes of the generated images (intra-FID), or None.
+        num_classes: the generator's (0 = unconditional, or images without a model).
+    """
+    acc = FeatureStats()
+    is_mean, is_std = inception_score_from_logits(logits.numpy(), protocol.splits)
+    for features in fid_features:
+        acc.update(features)
     mu, sigma = acc.mu_sigma()
     is_name, fid_name = metric_names(protocol, ref.protocol)
     return {is_name: is_mean, f"{is_name}_std": is_std, fid_name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
-            **extra_scores(extra, fid_name, [f for _, f in kept if len(f)], y, ref, generator.num_classes)}
+            **extra_scores(extra, fid_name, fid_features, labels, ref, num_classes)}
+
+
+def score_images(images: ImageInput, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
+                 batch_size: int, extra: tuple[str, ...] = (), progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, float]:
+    """The metrics of `generator`'s `score_generator`, of the first `protocol.num_generated` images of `images`
+    (a folder or npz): the same uint8 -> /255 -> Inception path, the same batches, the same names."""
+    check_reference(ref, net.network)
+    device = next(net.buffers()).device
+    logits, kept = [], []
+    bar = Progress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
+    start = 0
+    for batch in images.batches(protocol.num_generated, batch_size):
+        features, batch_logits = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))
+        logits.append(batch_logits.cpu())
+        kept.append(features[:max(0, protocol.fid_generated - start)])
+        start += len(batch)
+        bar.update(len(batch))
+    bar.close()
+    return metrics_from_outputs(torch.cat(logits), [f for f in kept if len(f)], protocol, ref, extra)
+
+
+def count_warnings(protocol: Protocol, num_real: int | None) -> list[str]:
+    """One line per count too small for a number to be read as the literature's (the number is still given):
+    IS below 5,000 images per split (the standard split size), FID below 2,048 images on either side (the feature
+    dimension: the covariance is then rank-deficient)."""
+    out = []
+    per_split = protocol.num_generated // protocol.splits
+    if per_split < IS_MIN_PER_SPLIT:
+        out.append(f"IS from {per_split} images per split (< {IS_MIN_PER_SPLIT}): biased low, not comparable to "
+                   f"published IS")
+    small = [f"{n} {what}" for n, what in ((protocol.fid_generated, "generated"), (num_real, "real"))
+             if n is not None and n < FEATURE_DIM]
+    if small:
+        out.append(f"FID from {' and '.join(small)} images (< {FEATURE_DIM}): the covariance is rank-deficient, "
+                   f"the number is not comparable to published FID")
+    return out
 
 
 def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,

@@ -29,12 +29,15 @@ def format_block(record: dict[str, Any]) -> str:
     fid_name = next(k for k in metrics if k.startswith("fid"))
     real = f"{record['num_real']} {record['real_dataset']} {record['split']}" if record["num_real"] else \
         f"statistics {record['stats']}"
+    generated = "images" if "images" in record else "generated"
     return "\n".join([
         f"IS   {metrics[is_name]:.3f} ± {metrics[is_name + '_std']:.3f}   ({is_name}: {record['num_generated']} "
-        f"generated, {record['is_splits']} in-order splits, std ddof=0)",
-        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} generated vs {real} images)",
+        f"{generated}, {record['is_splits']} in-order splits, std ddof=0)",
+        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} {generated} vs {real} images)",
         *extra_lines(metrics, record["fid_generated"], record["num_real"]),
         f"protocol: {record['protocol']} - {record['protocol_description']}",
         f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | resize {record['resize']} | "
-        f"{record['precision']} | seed {record['seed']} | step {record['step']} | {record['generator']} generator",
+        f"{record['precision']} | " + (f"images {record['images']} ({record['images_kind']})" if "images" in record
+                                       else f"seed {record['seed']} | step {record['step']} | "
+                                            f"{record['generator']} generator"),
     ])

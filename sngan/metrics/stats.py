@@ -43,13 +43,16 @@ class ReferenceStats:
 
 
 def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], the Inception input."""
-    return images.permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1], the Inception input, always in contiguous NCHW
+    memory: a channels-last view picks other conv kernels, so the same pixels read from a file and from a generator
+    would differ in the last bits."""
+    return images.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                   batch_size: int, device: torch.device | str,
-                  keep: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  keep: list[np.ndarray] | None = None, progress: bool = False,
+                  log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the pool3 features of uint8 images (N, H, W, 3), batched on `device`.
 
     Args:
@@ -58,17 +61,24 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
         batch_size: images per forward pass.
         device: where batches go.
         keep: when given, each batch's float32 features (B, 2048) are appended to it.
+        progress: report the pass (`sngan.progress`: a bar on a terminal, a line every few seconds elsewhere).
+        log: where those lines go (default stderr).
 
     Returns:
         float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
     """
+    from sngan.progress import Progress, cpu_hint
+
     acc = FeatureStats()
+    bar = Progress(len(images), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
         features = net(uint8_to_unit(batch))[0]
         acc.update(features)
         if keep is not None:
             keep.append(features.float().cpu().numpy())
+        bar.update(len(batch))
+    bar.close()
     return acc.mu_sigma()
 
 

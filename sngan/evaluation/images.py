@@ -1,0 +1,162 @@
+"""Images to score that no checkpoint made (`sngan eval --images PATH [--stats FILE | --ref PATH]`), as pytorch-fid.
+
+A PATH is
+- a folder, read recursively: every file Pillow knows by its extension (hidden entries skipped), in sorted order
+  of the relative path, or, for an export of `sngan sample` (a `manifest.json` listing its files), in the
+  manifest's order, which is the latents' order, so IS splits match the checkpoint's evaluation; each image goes
+  through `sngan.data.files.to_rgb` (16-bit scaled, transparency over white). All images must have one size (the
+  Inception's resize is the same for all, as for generated images);
+- an `.npz` holding `arr_0` (OpenAI's evaluator) or `x` (N, H, W, 3) uint8, read member by member in batches, so
+  a large file never sits in memory whole; its header is checked before anything is read.
+
+Sizes are bounded before allocation: at most `MAX_IMAGES` images with sides of at most `MAX_SIDE` pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sngan.data.files import READ_ERRORS, to_rgb
+from sngan.errors import MetricError
+
+MAX_IMAGES = 1_000_000
+MAX_SIDE = 2048
+NPZ_KEYS = ("arr_0", "x")
+
+
+def _pillow_extensions() -> tuple[str, ...]:
+    Image.init()
+    return tuple(sorted(Image.registered_extensions()))
+
+
+@dataclass
+class ImageInput:
+    """A folder or npz of uint8 RGB images: where, how many, their size, and how to read them in order."""
+
+    path: Path
+    kind: str  # 'folder' or 'npz'
+    count: int
+    side: tuple[int, int]  # (H, W)
+    files: list[Path] | None = None  # folder: the images in order
+    key: str | None = None  # npz: the array's name
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.kind}, {self.count} images {self.side[0]}x{self.side[1]})"
+
+    def batches(self, num: int, batch_size: int) -> Iterator[np.ndarray]:
+        """The first `num` images as consecutive uint8 (B, H, W, 3) batches."""
+        if self.kind == "npz":
+            yield from self._npz_batches(num, batch_size)
+            return
+        for start in range(0, num, batch_size):
+            yield np.stack([self._decode(f) for f in self.files[start:min(start + batch_size, num)]])
+
+    def _decode(self, path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as img:
+                if (img.height, img.width) != self.side:
+                    raise MetricError(f"{path}: {img.height}x{img.width}, but the images under {self.path} are "
+                                      f"{self.side[0]}x{self.side[1]}; resize them to one size first")
+                img.load()
+                return np.asarray(to_rgb(img), dtype=np.uint8)
+        except READ_ERRORS as exc:
+            raise MetricError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+
+    def _npz_batches(self, num: int, batch_size: int) -> Iterator[np.ndarray]:
+        per_image = self.side[0] * self.side[1] * 3
+        with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.key}.npy") as member:
+            _npy_header(member, self.path)
+            for start in range(0, num, batch_size):
+                n = min(batch_size, num - start)
+                data = member.read(n * per_image)
+                if len(data) != n * per_image:
+                    raise MetricError(f"{self.path}: '{self.key}' is truncated")
+                yield np.frombuffer(data, np.uint8).reshape(n, *self.side, 3)
+
+
+def _npy_header(member, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from an .npy stream, which is left at the first data byte."""
+    try:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return read(member)
+    except ValueError as exc:
+        raise MetricError(f"{path}: not a readable .npy member ({exc})") from None
+
+
+def _check_count_side(path: Path, count: int, side: tuple[int, int]) -> None:
+    if count < 2:
+        raise MetricError(f"{path} holds {count} image(s); scoring needs at least 2")
+    if count > MAX_IMAGES or max(side) > MAX_SIDE:
+        raise MetricError(f"{path}: {count} images of {side[0]}x{side[1]}; at most {MAX_IMAGES} images with sides "
+                          f"of at most {MAX_SIDE} are scored")
+
+
+def _open_npz(path: Path) -> ImageInput:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy") for n in archive.namelist()}
+            key = next((k for k in NPZ_KEYS if k in names), None)
+            if key is None:
+                hint = "; a statistics file (mu, sigma) goes to --stats" if {"mu", "sigma"} <= names else ""
+                raise MetricError(f"{path}: no image array 'arr_0' or 'x' (has {', '.join(sorted(names)) or 'none'})"
+                                  f"{hint}")
+            with archive.open(f"{key}.npy") as member:
+                shape, fortran, dtype = _npy_header(member, path)
+    except (OSError, zipfile.BadZipFile, EOFError):
+        raise MetricError(f"{path}: cannot read it as an .npz file (truncated, corrupt or another format)") from None
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran:
+        raise MetricError(f"{path}: '{key}' must be uint8 (N, H, W, 3) in C order, got {dtype} {shape}"
+                          + (" (Fortran order)" if fortran else ""))
+    _check_count_side(path, shape[0], shape[1:3])
+    return ImageInput(path, "npz", shape[0], (shape[1], shape[2]), key=key)
+
+
+def _listed_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """An export's files in its manifest's order; else every image file under `folder` in sorted path order."""
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        try:
+            listed = [folder / e["file"] for e in json.loads(manifest.read_text())["files"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = []
+        if listed and all(p.is_file() and p.suffix.lower() in extensions for p in listed):
+            return listed
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in filenames
+                  if not f.startswith(".") and Path(f).suffix.lower() in extensions]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _open_folder(path: Path) -> ImageInput:
+    extensions = _pillow_extensions()
+    files = _listed_files(path, extensions)
+    if not files:
+        raise MetricError(f"{path}: no image files found in it or its sub-folders")
+    try:
+        with Image.open(files[0]) as img:
+            side = (img.height, img.width)
+    except READ_ERRORS as exc:
+        raise MetricError(f"{files[0]}: cannot read the image ({type(exc).__name__}: {exc})") from None
+    _check_count_side(path, len(files), side)
+    return ImageInput(path, "folder", len(files), side, files=files)
+
+
+def open_images(path: str | Path, option: str = "--images") -> ImageInput:
+    """The images at `path` (a folder or an .npz), checked and counted without decoding them all."""
+    path = Path(path)
+    if path.is_dir():
+        return _open_folder(path)
+    if path.is_file():
+        return _open_npz(path)
+    raise MetricError(f"{option} '{path}' does not exist (give a folder of images or an .npz with arr_0 or x)")

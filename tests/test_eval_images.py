@@ -1,0 +1,112 @@
+"""`sngan eval --images`: a folder, an npz and the checkpoint they were sampled from score the same, and every
+input is checked before any work."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from sngan.config import load_config
+
+runner = CliRunner()
+COUNTS = ["--num-samples", "6", "--splits", "2", "--device", "cpu", "--no-progress"]
+
+
+def _eval(tmp_path, weights, *args):
+    out = tmp_path / "records.jsonl"
+    before = len(out.read_text().splitlines()) if out.exists() else 0
+    result = runner.invoke(app, ["eval", *args, *COUNTS, "--inception-weights", str(weights), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == before + 1
+    return json.loads(lines[-1]), result.output
+
+
+def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception_weights, tmp_path):
+    weights, _ = inception_weights
+    ckpt = tiny_runs["cond_ckpt"]
+    config = tiny_runs["cond"].parent / "cond.yaml"
+    stats = tmp_path / "real.npz"
+    result = runner.invoke(app, ["stats", "--config", str(config), "--out", str(stats), "--inception-weights",
+                                 str(weights), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for out in ("folder", "images.npz"):
+        result = runner.invoke(app, ["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / out), "--num", "6",
+                                     "--seed", "5"])
+        assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "folder").glob("*/*.png"))) == 6  # class sub-folders: order from the manifest
+
+    from_ckpt, _ = _eval(tmp_path, weights, "--ckpt", str(ckpt), "--seed", "5", "--stats", str(stats))
+    from_folder, printed = _eval(tmp_path, weights, "--images", str(tmp_path / "folder"), "--stats", str(stats))
+    from_npz, _ = _eval(tmp_path, weights, "--images", str(tmp_path / "images.npz"), "--stats", str(stats))
+    assert set(from_ckpt["metrics"]) == {"is6_2splits", "is6_2splits_std", "fid6_train128"}
+    assert from_folder["metrics"] == from_ckpt["metrics"] == from_npz["metrics"]  # same pixels, same batches
+    assert from_folder["images"] == str(tmp_path / "folder") and from_folder["images_kind"] == "folder"
+    assert "warning: FID from 6 generated and 128 real images (< 2048)" in printed
+    assert "warning: IS from 3 images per split (< 5000)" in printed
+    assert from_folder["warnings"] and "FID  " in printed
+
+    # --ref: the same real images as an npz give the FID of the statistics file (named after the reference)
+    real = load_config(config)
+    from sngan.data import load_images
+    images = load_images(real.data, real.model.resolution, seed=real.train.seed).images
+    np.savez(tmp_path / "real_images.npz", arr_0=np.asarray(images))
+    against_ref, _ = _eval(tmp_path, weights, "--images", str(tmp_path / "images.npz"), "--ref",
+                           str(tmp_path / "real_images.npz"))
+    assert against_ref["metrics"]["fid6_ref128"] == pytest.approx(from_ckpt["metrics"]["fid6_train128"], rel=1e-6)
+
+
+def test_a_wrong_image_order_or_scale_changes_the_score(tiny_runs, inception_weights, tmp_path):
+    """The pins above can fail: shuffled images change IS (in-order splits), a wrong pixel scale changes FID."""
+    weights, _ = inception_weights
+    ckpt = tiny_runs["uncond_ckpt"]
+    runner.invoke(app, ["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / "a.npz"), "--num", "6"])
+    with np.load(tmp_path / "a.npz") as data:
+        x = data["x"]
+    np.savez(tmp_path / "b.npz", x=x[::-1].copy())
+    np.savez(tmp_path / "c.npz", x=(x // 2).astype(np.uint8))
+    scores = [_eval(tmp_path, weights, "--images", str(tmp_path / n), "--ref", str(tmp_path / "a.npz"))[0]["metrics"]
+              for n in ("a.npz", "b.npz", "c.npz")]
+    assert scores[0]["fid6_ref6"] == pytest.approx(0, abs=1e-6)
+    assert scores[1]["is6_2splits"] != scores[0]["is6_2splits"]
+    assert scores[2]["fid6_ref6"] > 1e-3
+
+
+def _one_line_error(args, match):
+    result = runner.invoke(app, ["eval", *args])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], result.output
+
+
+def test_eval_inputs_are_checked_before_any_work(tiny_runs, offline_hub, tmp_path):
+    """Offline without Inception weights: each error below comes from a check made before the network loads."""
+    np.savez(tmp_path / "imgs.npz", arr_0=np.zeros((20, 8, 8, 3), np.uint8))
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
+    imgs, stats = str(tmp_path / "imgs.npz"), str(tmp_path / "stats.npz")
+    _one_line_error(["--images", imgs], "--images needs one reference: --stats FILE")
+    _one_line_error(["--images", imgs, "--stats", stats],
+                    "protocol standard scores 50000 images but --images")
+    _one_line_error(["--images", imgs, "--stats", stats], "use --protocol quick or --num-samples 20")
+    _one_line_error(["--images", imgs, "--protocol", "paper", "--num-samples", "20", "--ref", imgs],
+                    "protocol paper (modified) needs 10000 real images but --ref")
+    _one_line_error(["--images", imgs, "--num-samples", "20", "--stats", stats, "--metrics", "kid"],
+                    "--metrics kid need the real images' features, and")
+    _one_line_error(["--images", imgs, "--num-samples", "20", "--stats", stats, "--metrics", "kid"],
+                    "sngan stats --features")
+    _one_line_error(["--images", imgs, "--num-samples", "20", "--stats", stats, "--metrics", "fid,bogus"],
+                    "--metrics: unknown bogus")
+    _one_line_error(["--ckpt", str(tiny_runs["uncond_ckpt"]), "--stats", stats, "--metrics", "prdc"],
+                    "holds only mu and sigma")
+    _one_line_error(["--ckpt", str(tiny_runs["uncond_ckpt"]), "--protocol", "paper"],
+                    "needs 10000 real images but synthetic train holds 128: use --protocol quick or --num-real 128")
+    _one_line_error(["--ckpt", str(tiny_runs["uncond_ckpt"]), "--images", imgs], "give either --ckpt")
+    Image.new("RGB", (8, 8)).save(tmp_path / "one.png")
+    (tmp_path / "dir").mkdir()
+    _one_line_error(["--images", str(tmp_path / "dir"), "--stats", stats], "no image files found")
+    np.savez(tmp_path / "bad.npz", x=np.zeros((3, 8, 8), np.uint8))
+    _one_line_error(["--images", str(tmp_path / "bad.npz"), "--stats", stats], "must be uint8 (N, H, W, 3)")
+    _one_line_error(["--images", stats, "--stats", stats], "a statistics file (mu, sigma) goes to --stats")
