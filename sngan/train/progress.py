@@ -10,7 +10,6 @@ keeps the plain lines.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +18,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from sngan.io import open_append
-
-
-def eta(seconds: float) -> str:
-    """3725 -> '1h02m05s', 65 -> '1m05s', 7 -> '7s'."""
-    s = int(round(seconds))
-    h, m, s = s // 3600, s // 60 % 60, s % 60
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+from sngan.progress import eta, on_terminal
 
 
 def log_line(record: dict[str, Any], total: int) -> str:
@@ -37,8 +30,9 @@ def log_line(record: dict[str, Any], total: int) -> str:
 
 
 def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
-    """A bar only when asked for and stderr (tqdm's stream) is a terminal."""
-    stream = sys.stderr if stream is None else stream
+    """A bar only when asked for and stderr (tqdm's stream) is a terminal (`sngan.progress.on_terminal`)."""
+    if stream is None:
+        return progress and on_terminal()
     return progress and hasattr(stream, "isatty") and stream.isatty()
 
 
