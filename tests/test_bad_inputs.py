@@ -257,7 +257,8 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "out under a file": ([*TRAIN, "--out", "afile/run"], 1, "'afile' is a file, not a folder"),
     "run folder locked": ([*RESUME, "auto", "--set", "train.iterations=5"], 1, "in use by another sngan process "
                           "(PID 4242)", "lock"),
-    "resume auto without checkpoints": ([*TRAIN, "--out", "nockpt", "--resume", "auto"], 1, "no checkpoint in"),
+    "resume auto without checkpoints or config": (["train", "--out", "nockpt", "--resume", "auto", "--no-progress"], 1,
+                                                  "no checkpoint in 'nockpt/checkpoints' (give --config as well"),
     "nothing to train": (["train", "--out", "fresh"], 1, "--config FILE is required"),
     "disk full on resume": ([*RESUME, "auto", "--set", "train.iterations=5"], 1,
                             "metrics.jsonl: no space left on device", fail_fsync(errno.ENOSPC)),
@@ -518,6 +519,7 @@ def test_disk_full_while_logging_is_one_line_and_leaves_no_partial_file(tiny_run
 
 def test_a_dead_holders_lock_never_blocks_and_a_live_one_is_named(tmp_path):
     import signal
+    import socket
     import subprocess
     import sys
 
@@ -536,7 +538,10 @@ def test_a_dead_holders_lock_never_blocks_and_a_live_one_is_named(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     lock = RunLock(tmp_path)  # the kernel released the dead process's lock
-    assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    assert (tmp_path / ".lock").read_text() == f"{socket.gethostname()}:{os.getpid()}\n"  # host and PID
+    with pytest.raises(SnganError, match=f"in use by another sngan process \\(host {socket.gethostname()}, PID "
+                                         f"{os.getpid()}\\)"):
+        RunLock(tmp_path)  # a second open file of the same folder, as another host's process would be
     lock.release()
     assert (tmp_path / ".lock").read_bytes() == b""
 

@@ -180,3 +180,51 @@ def test_ranks_with_different_configs_are_refused_before_the_first_step_naming_t
     assert len(lines) == 2 and all("started with different configs: optim.lr (rank 0: 0.0002, rank 1: 0.0001)"
                                    in line for line in lines), proc.stderr[-2000:]
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_repeated_stop_signals_are_one_request_and_a_later_ctrl_c_stops_at_once(monkeypatch):
+    import pytest
+
+    import sngan.train.signals as signals
+
+    said = []
+    with signals.SignalGuard(said.append) as guard:
+        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT):  # Slurm's, torchrun's, a terminal's
+            os.kill(os.getpid(), sig)
+        assert guard.received == signal.SIGTERM
+        assert len(said) == 1 and said[0].startswith("SIGTERM received: finishing this step and writing a checkpoint")
+        monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # a late repeat of the cluster's SIGTERM: still the same request
+        with pytest.raises(KeyboardInterrupt, match="second signal SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, after the first burst
+        monkeypatch.setattr(signals, "SAME_TERM_S", 0.0)
+        with pytest.raises(KeyboardInterrupt, match="second signal SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is not guard._handle  # handlers restored
+
+
+def test_sighup_and_sigusr2_stop_training_with_a_checkpoint_at_that_step(tmp_path):
+    from unittest import mock
+
+    import pytest
+
+    import sngan.train.loop as loop
+    import sngan.train.steps as steps
+    from sngan.config import load_config
+    from sngan.errors import TrainingStopped
+
+    config = load_config(write_config(tmp_path / "c.yaml", {"train": {"iterations": 50, "ckpt_every": 0}}))
+    for sig in (signal.SIGHUP, signal.SIGUSR2):  # the terminal closed; Slurm's warning through submitit
+        real_update = steps.update_ema
+
+        def update_then_signal(state, sig=sig, real_update=real_update):
+            real_update(state)
+            if state.step == 3:
+                os.kill(os.getpid(), sig)
+
+        run = tmp_path / sig.name
+        with mock.patch.object(steps, "update_ema", update_then_signal), \
+                pytest.raises(TrainingStopped, match="stopped by a signal at step 3"):
+            loop.train(config, run, progress=False, log=lambda _: None)
+        assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000003.pt"]
+        assert f"{sig.name} received" in (run / "log.txt").read_text()

@@ -10,20 +10,25 @@ from sngan.cli import app
 from tests.test_study import tiny_plan
 
 
-def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_writes(tmp_path):
+def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_writes(tmp_path, monkeypatch):
     plan = tiny_plan(tmp_path)
     studies = {}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the parent's devices: the children get 3 and 5
     for jobs in (1, 2):
         studies[jobs] = tmp_path / f"jobs{jobs}"
         args = ["study", "--plan", str(plan), "--out", str(studies[jobs]), "--jobs", str(jobs), "--no-progress"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "run 1/2: SN-fast-s0 started in slot 0" in lines and "run 2/2: WGAN-GP-fast-s0 started in slot 1" in lines
+    assert "run 1/2: SN-fast-s0 started in slot 0 (CUDA_VISIBLE_DEVICES=3)" in lines
+    assert "run 2/2: WGAN-GP-fast-s0 started in slot 1 (CUDA_VISIBLE_DEVICES=5)" in lines
     # every line a child printed carries its run's name, its done line included
     assert any(line.startswith("[SN-fast-s0] done: step 2") for line in lines)
     assert any(line.startswith("[WGAN-GP-fast-s0] done: step 2") for line in lines)
     assert "SN-fast-s0: finished" in lines and "WGAN-GP-fast-s0: finished" in lines  # not "skipped"
+    # what each child process itself saw
+    assert "[SN-fast-s0] SN-fast-s0: CUDA_VISIBLE_DEVICES=3" in lines
+    assert "[WGAN-GP-fast-s0] WGAN-GP-fast-s0: CUDA_VISIBLE_DEVICES=5" in lines
     records = [json.loads(line) for line in (studies[2] / "study.jsonl").read_text().splitlines()]
     assert [(r["variant"], r["status"], r["step"]) for r in records] == [("SN-fast", "finished", 2),
                                                                           ("WGAN-GP-fast", "finished", 2)]

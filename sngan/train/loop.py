@@ -143,7 +143,11 @@ def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | N
                              resume=resume, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
                              if cfg.train.wandb_project else None)
             state.run_id = run_log.run_id  # recorded in every checkpoint from now on
-            text.open_file(run_dir / "log.txt")
+            try:
+                text.open_file(run_dir / "log.txt")
+            except BaseException:
+                run_log.close()  # releases the lock
+                raise
     return run_log
 
 
