@@ -197,11 +197,17 @@ def report(
     from sngan.io import check_new_output, publishing
     from sngan.report.page import write_report
 
+    from sngan.train.ownership import read_run_id
+
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")
+    own = out is None and read_run_id(run_dir) is not None  # RUN/report.png is the report's own file in a run folder
+    if out is None and not own:
+        raise ReportError(f"'{run_dir}' is not a run folder sngan made (no .sngan-run marker): give --out for the "
+                          f"report")
     target = out if out is not None else run_dir / "report.png"
-    check_new_output(target, force or out is None)  # the default report.png is the report's own file
-    with publishing(target, force or out is None) as stage:
+    check_new_output(target, force or own)
+    with publishing(target, force or own) as stage:
         write_report(run_dir, stage)
     typer.echo(f"wrote {target}")
 

@@ -34,12 +34,14 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from sngan.errors import SnganError
 
+MAX_JSONL_BYTES = 1 << 30  # a run's metrics.jsonl: a record a step for millions of steps
 TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's temporary files look like
 
 
@@ -196,11 +198,18 @@ def _commit(stage: Path, target: Path, replace: bool) -> None:
     taken = SnganError(f"'{target}' was written by another process while this one worked; its result is kept: "
                        f"choose another --out or add --force")
     refuse_link(target)
+    refuse_special(target)
     if stage.is_dir() and target.is_dir() and any(target.iterdir()):
         if not replace:
             raise taken
         old = stage.parent / ".replaced"
-        os.rename(target, old)
+        os.rename(target, old)  # out of reach: nothing can be added to it from now on
+        foreign = export_foreign(old)
+        if foreign:
+            os.rename(old, target)
+            raise SnganError(f"'{target}' changed while this export ran: it holds '{foreign[0]}', which its "
+                             f"manifest.json does not list as sngan wrote it; the folder is kept as it is (choose a "
+                             f"new folder)")
         try:
             os.rename(stage, target)
         except OSError:
@@ -259,22 +268,105 @@ def finish_export(folder: str | Path, files: list[Path]) -> Path:
     return write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
+def refuse_special(path: Path) -> None:
+    """Raise SnganError when `path` exists and is neither a regular file nor a folder (a device, a FIFO, a
+    socket): sngan never replaces or opens one, with or without --force."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        raise SnganError(f"'{path}' is a {_kind(mode)}, not a regular file: sngan writes only regular files "
+                         f"(choose another path)")
+
+
+def _kind(mode: int) -> str:
+    return ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode) else "block device"
+            if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+
+
 def check_new_output(target: Path, replace: bool) -> None:
-    """Refuse an output path that exists (a link counts) unless `replace` (`--force`), before any work is done."""
+    """Refuse an output path that exists (a link counts) unless `replace` (`--force`), and one that is not a regular
+    file even then, before any work is done."""
+    refuse_special(target)
+    if target.is_dir() and not target.is_symlink():
+        raise SnganError(f"'{target}' is a folder; give a file name")
     if not replace and os.path.lexists(target):
         raise SnganError(f"'{target}' exists; choose another --out or add --force to overwrite it")
     check_can_create(target)
+
+
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists at most a few million files
+
+
+def export_foreign(folder: Path) -> list[str]:
+    """What in an earlier folder export is not sngan's to replace: entries its manifest.json does not list, listed
+    files whose size or sha256 no longer match (edited since), links and anything not a regular file or folder.
+    Everything counts when there is no readable manifest. Paths relative to `folder`, sorted."""
+    entries = sorted(p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+    if not entries:
+        return []
+    listed: dict[str, tuple[int, str]] = {}
+    try:
+        manifest = folder / "manifest.json"
+        if manifest.is_symlink() or not manifest.is_file() or manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError("no manifest")
+        for entry in json.loads(manifest.read_text())["files"]:
+            listed[str(entry["file"])] = (int(entry["bytes"]), str(entry["sha256"]))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        listed = {}
+    foreign = []
+    for path in entries:
+        name = path.relative_to(folder).as_posix()
+        if name == "manifest.json" and listed:
+            continue
+        if path.is_symlink() or not path.is_file() or name not in listed:
+            foreign.append(name)
+            continue
+        size, digest = listed[name]
+        if path.stat().st_size != size or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            foreign.append(name)
+    return foreign
+
+
+def open_regular(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file, never blocking on a FIFO or a device (opened non-blocking, checked with fstat
+    before any read) and never through a link; with `limit`, a larger file is one SnganError line."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SnganError(f"{path}: is a symbolic link; sngan does not read through links here") from None
+        raise SnganError(f"{path}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SnganError(f"{path}: is a {_kind(info.st_mode)}, not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise SnganError(f"{path}: {info.st_size} bytes, more than the {limit} such a file may have")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise SnganError(f"{path}: more than the {limit} bytes such a file may have")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def open_append(path: str | Path) -> IO[str]:
     """A text file opened for appending, line-buffered, never through a link (a link there is one SnganError line)."""
     with writing(path):
         refuse_link(Path(path))
+        refuse_special(Path(path))
         return open(path, "a", encoding="utf-8", buffering=1, opener=_no_follow)  # noqa: SIM115 (the caller closes)
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
+    refuse_special(Path(path))
     with writing(path), open(path, "a", opener=_no_follow) as fh:
         fh.write(json.dumps(record) + "\n")
 
@@ -306,18 +398,18 @@ def read_jsonl(path: str | Path, notice: Callable[[str], None] | None = None) ->
         One dict per complete line. Raises SnganError naming the line when any other line is not a JSON object.
     """
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SnganError(f"{path}: cannot read ({exc})") from None
+        lines = open_regular(path, MAX_JSONL_BYTES).decode().splitlines()
+    except UnicodeDecodeError as exc:
+        raise SnganError(f"{path}: cannot read ({exc.reason})") from None
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     records = []
     for k, (number, line) in enumerate(numbered):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # a line nested past Python's recursion limit
             record = None
         if isinstance(record, dict):
             records.append(record)

@@ -47,12 +47,19 @@ def test_metric_records_add_one_chart_each(tiny_runs, tmp_path):
 
 def test_report_refuses_what_is_not_a_run(tmp_path):
     assert report(tmp_path / "missing").exit_code == 1
-    result = report(tmp_path)
+    result = report(tmp_path, "--out", tmp_path / "r.png")
     assert result.exit_code == 1 and "not a run directory" in result.output
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "d_loss": 1.0}) + "\n")
     result = report(tmp_path, "--out", tmp_path / "r.jpg")
     assert result.exit_code == 1 and ".png" in result.output
-    assert report(tmp_path).exit_code == 0  # metrics without samples are enough
+    (tmp_path / "report.png").write_bytes(b"the user's own file")
+    result = report(tmp_path)  # a folder with a log but no run marker: its report.png is not sngan's to replace
+    assert result.exit_code == 1 and "not a run folder sngan made" in result.output and "--out" in result.output
+    assert (tmp_path / "report.png").read_bytes() == b"the user's own file"
+    assert report(tmp_path, "--out", tmp_path / "r.png").exit_code == 0  # metrics without samples are enough
+    (tmp_path / ".sngan-run").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "report.png").unlink()
+    assert report(tmp_path).exit_code == 0 and (tmp_path / "report.png").stat().st_size > 1000
 
 
 def test_records_and_metric_keys(tmp_path):

@@ -10,6 +10,7 @@ half-written last line is dropped). The report is derived data: writing it again
 
 from __future__ import annotations
 
+import io
 import re
 import statistics
 import warnings
@@ -19,7 +20,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from sngan.errors import ReportError, SnganError
-from sngan.io import atomic_write
+from sngan.io import atomic_write, open_regular
 from sngan.records import is_number, metric_keys, read_records
 from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart, plt
 from sngan.yamlfile import read_yaml
@@ -32,6 +33,8 @@ HEADER = 64
 MARGIN = 16
 TEXT = "#222222"
 MAX_GRID_PIXELS = 4096 * 130 * 130  # the largest grid sngan writes: 4096 images of 128 px with padding
+MAX_GRID_SIDE = 16384  # a side: training grids are about square (sqrt(num_samples) a row); PIL resizes this safely
+MAX_GRID_BYTES = 256 << 20  # a PNG of MAX_GRID_PIXELS, uncompressed, with room
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -154,15 +157,19 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
         return panel
     step, path = grid
     try:
+        data = open_regular(path, MAX_GRID_BYTES)  # never blocks on a FIFO named like a grid
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                if opened.width * opened.height > MAX_GRID_PIXELS:
+            with Image.open(io.BytesIO(data)) as opened:
+                if opened.width * opened.height > MAX_GRID_PIXELS or max(opened.size) > MAX_GRID_SIDE:
                     raise ReportError(f"{path}: {opened.width}x{opened.height} pixels is too large for a sample "
-                                      f"grid (at most {MAX_GRID_PIXELS:,})")
+                                      f"grid (at most {MAX_GRID_PIXELS:,} pixels, {MAX_GRID_SIDE} a side)")
                 image = opened.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ReportError(f"{path}: cannot read the sample grid ({exc}); move it aside to draw the report") from None
+    except (SnganError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, ReportError):
+            raise
+        raise ReportError(f"{path}: cannot read the sample grid ({str(exc)[:200]}); move it aside to draw the "
+                          f"report") from None
     if image.width <= GRID_WIDTH:
         factor = max(1, GRID_WIDTH // image.width)
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)

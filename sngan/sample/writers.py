@@ -10,7 +10,6 @@ s shows column s of every row as a grid, and the animation plays forward then ba
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,24 +21,10 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from sngan.errors import SamplingError
-from sngan.io import atomic_write, check_can_create, finish_export, write_staged
+from sngan.io import atomic_write, check_can_create, export_foreign, finish_export, refuse_special, write_staged
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
-
-
-def _not_exported(folder: Path) -> list[str]:
-    """Entries of a non-empty `folder` (recursively) that its manifest.json does not list: all of them when it has
-    no readable manifest; links always count as foreign."""
-    entries = sorted(p for p in folder.rglob("*") if p.is_symlink() or p.is_file())
-    if not entries:
-        return []
-    try:
-        listed = {e["file"] for e in json.loads((folder / "manifest.json").read_text())["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        listed = set()
-    return [p.relative_to(folder).as_posix() for p in entries if p.is_symlink() or (
-        p.name != "manifest.json" or p.parent != folder) and p.relative_to(folder).as_posix() not in listed]
 
 
 def check_output(path: Path, folder: bool, force: bool) -> None:
@@ -50,17 +35,18 @@ def check_output(path: Path, folder: bool, force: bool) -> None:
         folder: whether the output is a folder.
         force: allow replacing an existing file, or writing into a non-empty folder.
     """
+    refuse_special(path)
     if folder and path.exists() and not path.is_dir():
         raise SamplingError(f"--out '{path}' is a file; a folder export needs a folder (or use --format)")
     if not folder and path.is_dir():
         raise SamplingError(f"--out '{path}' is a folder; give a file name (.png, .npz or .gif)")
     check_can_create(path / "00000.png" if folder else path)
     if force:
-        foreign = _not_exported(path) if folder and path.is_dir() and not path.is_symlink() else []
+        foreign = export_foreign(path) if folder and path.is_dir() and not path.is_symlink() else []
         if foreign:  # --force swaps the whole folder (sngan.io.publishing): only an earlier export may go
             raise SamplingError(f"folder '{path}' holds '{foreign[0]}', which its manifest.json does not list as "
-                                f"written by sngan sample: --force replaces a complete earlier export only; choose "
-                                f"a new folder")
+                                f"written by sngan sample (or whose content changed since): --force replaces an "
+                                f"unchanged earlier export only; choose a new folder")
         return
     if folder and path.is_dir() and any(path.iterdir()):
         raise SamplingError(f"folder '{path}' is not empty; choose a new folder or add --force to replace its "
