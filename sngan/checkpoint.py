@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sngan.config import MAX_ITERATIONS
 from sngan.errors import CheckpointError
 from sngan.io import atomic_write
 
@@ -44,7 +45,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
     A crash at any moment leaves either the old file or the new one, never a torn file.
     """
-    return atomic_write(path, lambda fh: torch.save(state, fh))
+    def write(fh: Any) -> None:
+        try:
+            torch.save(state, fh)
+        except RuntimeError as exc:  # torch's zip writer reports a refused write as "unexpected pos", chained
+            if isinstance(exc.__context__, OSError):  # to the file system's own error: that one is the cause
+                raise exc.__context__ from None
+            raise
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -76,8 +85,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
         raise CheckpointError(f"{path}: its 'config' must be a mapping of config sections, got "
                               f"{type(config).__name__}")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"{path}: its 'step' must be a non-negative integer, got {step!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_ITERATIONS:
+        raise CheckpointError(f"{path}: its 'step' must be an integer in [0, {MAX_ITERATIONS}], got "
+                              f"{str(step)[:40]}")
     return state
 
 
@@ -92,6 +102,9 @@ def check_state_dict(module: nn.Module, weights: Any, what: str) -> None:
         saved = weights[key]
         if not isinstance(saved, torch.Tensor):
             raise CheckpointError(f"'{what}.{key}' must be a tensor, got {type(saved).__name__}")
+        if saved.layout != torch.strided or saved.is_meta:  # sparse or data-less: not weights
+            raise CheckpointError(f"'{what}.{key}' is a {'meta' if saved.is_meta else str(saved.layout)} tensor; "
+                                  f"a checkpoint holds dense weights")
         if saved.shape != tensor.shape:
             raise CheckpointError(f"'{what}.{key}' has shape {tuple(saved.shape)}, its model config needs "
                                   f"{tuple(tensor.shape)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,11 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             typer.echo(_error_line(str(exc)), err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
+            from sngan.errors import Terminated
+
+            if isinstance(exc, Terminated):
+                typer.echo(f"stopped by {exc}: what this command had not finished was not written", err=True)
+                raise typer.Exit(EXIT_STOPPED) from None
             typer.echo(f"interrupted{f': {exc}' if str(exc) else ''}", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:  # a file-system failure not already worded by sngan.io
@@ -170,7 +176,9 @@ def sample(
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.distributed import resolve_device
     from sngan.sample.command import SampleRequest, export
-    from sngan.sample.generate import load_generator
+    from sngan.sample.generate import check_truncation, load_generator
+
+    check_truncation(truncation)  # before the checkpoint is read
 
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
@@ -196,7 +204,6 @@ def report(
     from sngan.errors import ReportError
     from sngan.io import check_new_output, publishing
     from sngan.report.page import write_report
-
     from sngan.train.ownership import read_run_id
 
     if not run_dir.is_dir():
@@ -265,7 +272,7 @@ def eval_(
     stats: Annotated[Path | None, typer.Option(help="Reference statistics .npz (default: the cache, built from "
                                                "the checkpoint's dataset when absent).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per generator/Inception pass.")] = 250,
-    seed: Annotated[int, typer.Option(help="Latent seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2 ** 63 - 1, help="Latent seed.")] = 0,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Use the EMA generator (default: when "
                                                 "the checkpoint has one).")] = None,
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
@@ -393,6 +400,15 @@ def study(
     typer.echo(f"study folder: {folder}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    from sngan.errors import Terminated
+
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. SIGTERM and SIGHUP become one line and exit 143 (training takes them over while it
+    runs, to checkpoint first)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     app()

@@ -50,3 +50,8 @@ class TrainingDiverged(SnganError):
 
 class StudyError(SnganError):
     """A study plan that cannot be run (bad plan file, changed plan over an existing study)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside training (where no checkpoint is due): the command stops, its unfinished output
+    unwritten; the CLI prints one line and exits 143."""

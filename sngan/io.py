@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,8 +165,9 @@ def _fsync_dir(folder: Path) -> None:
 
 @contextlib.contextmanager
 def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
-    """Yield where to write an output (a file or a folder named like `target`, in a new `.<name>.<random>.tmp`
-    folder beside it), then move it into place when the block ends without an error.
+    """Yield where to write an output (a file or a folder named like `target`, in a new staging folder beside it,
+    `stage_name`), then move it into place when the block ends without an error. Staging folders a killed process
+    of this host left for the same output are removed first.
 
     With `replace`, an existing target is swapped out: a file by one rename, a folder by renaming the old one aside,
     the new one in, then deleting the old (a crash between the two renames leaves the old export in the staging
@@ -176,8 +178,9 @@ def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
     with writing(target):
         refuse_link(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_stages(target.parent, target.name)
         while True:
-            stage_dir = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            stage_dir = target.parent / stage_name(target.name)
             try:
                 stage_dir.mkdir(mode=0o700)
                 break
@@ -192,6 +195,44 @@ def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
             _commit(stage_dir / target.name, target, replace)
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
+
+
+STAGE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.\s]+)-(?P<pid>\d+)-[0-9a-f]{8}\.stage$")
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
+
+
+def stage_name(name: str) -> str:
+    """A staging folder's name for an output called `name`: `.<name>.<host>-<pid>-<random>.stage`, so the next
+    writer of the same output can tell one a dead process left (`remove_dead_stages`)."""
+    return f".{name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.stage"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_stages(folder: Path, name: str) -> list[Path]:
+    """Delete the staging folders of output `name` in `folder` that a process of this host left when it was killed
+    (its PID is gone); another host's, or a live process's, are left alone. Returns what was removed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = STAGE.match(entry.name)
+        if (m and m["name"] == name and m["host"] == _host() and int(m["pid"]) != os.getpid()
+                and not _alive(int(m["pid"])) and entry.is_dir() and not entry.is_symlink()):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def _commit(stage: Path, target: Path, replace: bool) -> None:

@@ -102,22 +102,34 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
                 pass
     elif typ is str:
         if isinstance(value, str):
+            if "\x00" in value:  # no path or name can hold one: the OS would refuse it later, mid-work
+                raise ConfigError(f"key '{key}' must not contain a NUL byte, got {shown(value)}")
             return value
         if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
             return "on" if value else "off"
-    raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    raise ConfigError(f"key '{key}' must be {typ.__name__}, got {type(value).__name__} {shown(value)}")
+
+
+def shown(value: Any, limit: int = 200) -> str:
+    """repr(value) for an error message, capped at `limit` characters (a hostile value may be huge or nested deeper
+    than repr can go)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_value(value: Any, meta: dict, key: str) -> None:
     """Refuse a value outside its field's bounds (`meta`: choices, gt, ge, le) or a non-finite float."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
+        raise ConfigError(f"key '{key}' must be a finite number, got {shown(value)}")
     if meta.get("choices") is not None and value not in meta["choices"]:
         options = "|".join(str(c) for c in meta["choices"])
-        raise ConfigError(f"key '{key}' must be one of {options}, got {value!r}")
+        raise ConfigError(f"key '{key}' must be one of {options}, got {shown(value)}")
     if meta.get("gt") is not None and not value > meta["gt"]:
-        raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {value!r}")
+        raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {shown(value)}")
     if meta.get("ge") is not None and not value >= meta["ge"]:
-        raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {value!r}")
+        raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {shown(value)}")
     if meta.get("le") is not None and not value <= meta["le"]:
-        raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {value!r}")
+        raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {shown(value)}")

@@ -424,7 +424,7 @@ def test_bad_input_is_one_line_and_changes_nothing(workspace, monkeypatch, case)
         before[workspace / "run" / ".lock"] = b""
     assert after == before, case
     assert not (workspace / "PWNED").exists() and not (workspace / "fresh").exists()
-    assert not [p for p in workspace.rglob("*.tmp") if p.parent.name != "foreign"], case
+    assert not [p for p in [*workspace.rglob("*.tmp"), *workspace.rglob("*.stage")] if p.parent.name != "foreign"], case
 
 
 # Inputs that must work, and failures in the middle of work: nothing is lost.

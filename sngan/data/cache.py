@@ -27,6 +27,7 @@ from sngan.data.files import FolderSource, ImageNetSource
 from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import STL10_SPLITS, Cifar10Source, Stl10Source, synthetic_shapes
 from sngan.errors import DataError
+from sngan.io import remove_dead_stages, stage_name
 
 FORMAT_VERSION = 1
 SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}
@@ -71,10 +72,11 @@ def open_packed(folder: Path) -> ImageSet:
 
 def _write(source: Source, folder: Path, resolution: int, key: str, progress: bool) -> None:
     """Pack `source` into a temporary sibling of `folder`, then rename it into place."""
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_stages(folder.parent, folder.name)  # what a killed packer left
+        tmp = folder.with_name(stage_name(folder.name))
+        tmp.mkdir()
     except OSError as exc:
         raise DataError(f"cannot write the packed cache under '{folder.parent}' ({exc.strerror}): set "
                         f"data.cache_dir to a writable folder") from None

@@ -6,6 +6,7 @@ content hash (sha256 over the image bytes, then the label bytes) describes exact
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -56,14 +57,31 @@ class Source(Protocol):
         """Fill the writer returned by `open_writer(capacity)`."""
 
 
+def reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new uint8 .npy file of `shape`, memory-mapped, with its disk space reserved first (`posix_fallocate`): a
+    write into a memory map that finds the disk full kills the process with SIGBUS, a failed reservation is an
+    OSError (one line) before any image is packed. File systems without fallocate keep a sparse file."""
+    images = open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            del images
+            raise OSError(exc.errno, f"cannot reserve {os.fstat(fd).st_size:,} bytes for {path.name}: "
+                                     f"{(exc.strerror or '').lower()}") from None
+    finally:
+        os.close(fd)
+    return images
+
+
 class PackWriter:
     """Appends images and labels to `folder/images.npy` and `folder/labels.npy` (a memory map, not RAM)."""
 
     def __init__(self, folder: Path, capacity: int, resolution: int):
         self.folder = folder
         self.capacity = capacity
-        self.images = open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8,
-                                  shape=(capacity, resolution, resolution, 3))
+        self.images = reserved_memmap(folder / "images.npy", (capacity, resolution, resolution, 3))
         self.labels = np.zeros(capacity, dtype=np.int64)
         self.count = 0
         self.digest = hashlib.sha256()
@@ -92,7 +110,7 @@ class PackWriter:
 
     def _compact(self) -> None:
         final = self.folder / "images-compact.npy"
-        out = open_memmap(final, mode="w+", dtype=np.uint8, shape=(self.count, *self.images.shape[1:]))
+        out = reserved_memmap(final, (self.count, *self.images.shape[1:]))
         for start in range(0, self.count, COPY_CHUNK):
             out[start:start + COPY_CHUNK] = self.images[start:min(start + COPY_CHUNK, self.count)]
         out.flush()

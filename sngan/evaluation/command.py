@@ -129,8 +129,13 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
     """`sngan eval`: score a checkpoint (sharded over the processes under torchrun) or `images`, print the result,
     append --json."""
     from sngan import distributed
+    from sngan.io import refuse_special
+    from sngan.sample.generate import check_truncation
 
     chosen, extra = make_protocol(protocol, num_samples, splits, num_real), parse_metrics(metrics)
+    check_truncation(truncation)
+    if json_out is not None:  # checked before the work: a FIFO there would block after the whole evaluation
+        refuse_special(json_out)
     if (ckpt is None) == (images is None):
         raise MetricError("give either --ckpt CKPT or --images PATH (a folder of images or an .npz)")
     if images is not None:

@@ -69,6 +69,9 @@ def extra_scores(names: tuple[str, ...], fid_name: str, fake_batches: list[torch
         raise MetricError(f"{', '.join(names)} need the real images' features, and the statistics {ref.path} hold "
                           f"only mu and sigma; leave out --stats so the cache (which stores features) is used")
     fake, real = torch.cat([f.cpu() for f in fake_batches]).float().numpy(), ref.features
+    if not np.isfinite(fake).all():  # a diverged generator: no number, rather than "nan +- nan" in a record
+        raise MetricError("the generated images' Inception features hold NaN or inf (a diverged generator?); "
+                          "no KID/PRDC/intra-FID is computed")
     counts = fid_name.removeprefix("fid")
     out: dict[str, float] = {}
     if "kid" in names:

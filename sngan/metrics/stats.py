@@ -152,6 +152,28 @@ def load_stats(path: str | Path, features: bool = False) -> ReferenceStats:
                           f"got {type(protocol).__name__}")
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise MetricError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    check_covariance(mu, sigma, str(path))
     if real is not None and real.shape[1:] != mu.shape:
         raise MetricError(f"{path}: features {real.shape} do not fit mu {mu.shape}")
+    if real is not None and not np.isfinite(real).all():
+        raise MetricError(f"{path}: its stored features hold NaN or inf")
     return ReferenceStats(mu, sigma, protocol, path, real, labels)
+
+
+SYMMETRY_TOL = 1e-6  # |sigma - sigma^T| relative to the largest |sigma| entry: float32 round-off passes, a lower
+EIGEN_TOL = 1e-6  # triangle does not; the most negative eigenvalue relative to the largest (round-off of a
+#                   rank-deficient covariance is ~1e-12)
+
+
+def check_covariance(mu: np.ndarray, sigma: np.ndarray, where: str) -> None:
+    """Refuse statistics no set of features can have: NaN/inf, a sigma that is not symmetric, or not positive
+    semi-definite (FID would then be a number with no meaning, e.g. 70,863 for sigma = -I)."""
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise MetricError(f"{where}: mu or sigma holds NaN or inf")
+    scale = float(np.abs(sigma).max()) or 1.0
+    if float(np.abs(sigma - sigma.T).max()) > SYMMETRY_TOL * scale:
+        raise MetricError(f"{where}: sigma is not symmetric, so it is not a covariance matrix")
+    eigen = np.linalg.eigvalsh(sigma)  # ascending
+    if eigen[0] < -EIGEN_TOL * max(float(eigen[-1]), 0.0) or eigen[-1] < 0:
+        raise MetricError(f"{where}: sigma is not positive semi-definite (smallest eigenvalue {eigen[0]:.3g}, "
+                          f"largest {eigen[-1]:.3g}), so it is not a covariance matrix")

@@ -43,14 +43,29 @@ def latents(num: int, z_dim: int, num_classes: int, seed: int, classes: torch.Te
     return z, y.long()
 
 
+MIN_TRUNCATION = 0.05  # P(|z| <= 0.05) is 4 % for N(0, 1): 25 draws an entry on average, a bounded wait
+MAX_REDRAWS = 2000  # rounds; an entry is still outside after them with probability 0.96 ** 2000 < 1e-35
+MAX_SEED = 2 ** 63 - 1  # torch.Generator.manual_seed takes a 64-bit seed; ours stay signed, as config's train.seed
+MAX_SEEDS = 1_000_000  # images one --seeds list may ask for
+
+
+def check_truncation(threshold: float | None) -> None:
+    """Refuse a truncation threshold the redraw loop cannot meet in bounded time (and NaN), before any work."""
+    if threshold is not None and not threshold >= MIN_TRUNCATION:
+        raise SamplingError(f"--truncation must be >= {MIN_TRUNCATION} (below it almost every draw is redrawn; "
+                            f"1.0 to 2.0 is the usual range), got {threshold}")
+
+
 def truncate(z: torch.Tensor, threshold: float, g: torch.Generator) -> torch.Tensor:
     """z with every entry of magnitude above `threshold` redrawn from N(0, 1) (by `g`) until none is."""
-    if not threshold > 0:
-        raise SamplingError(f"--truncation must be > 0, got {threshold}")
+    check_truncation(threshold)
     z = z.clone()
-    while (outside := z.abs() > threshold).any():
+    for _ in range(MAX_REDRAWS):
+        outside = z.abs() > threshold
+        if not outside.any():
+            return z
         z[outside] = torch.randn(int(outside.sum()), generator=g)
-    return z
+    raise SamplingError(f"--truncation {threshold}: entries still above it after {MAX_REDRAWS} redraws")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -61,9 +76,12 @@ def parse_seeds(text: str) -> list[int]:
         try:
             first, last = int(low), int(high or low)
         except ValueError:
-            raise SamplingError(f"--seeds takes numbers and ranges like 0-35 or 1,5,10-12, got {text!r}") from None
-        if not 0 <= first <= last:
-            raise SamplingError(f"--seeds range {part!r} must run from a smaller to a larger seed >= 0")
+            raise SamplingError(f"--seeds takes numbers and ranges like 0-35 or 1,5,10-12, got {text[:60]!r}") from None
+        if not 0 <= first <= last <= MAX_SEED:
+            raise SamplingError(f"--seeds range {part[:60]!r} must run from a smaller to a larger seed in "
+                                f"[0, {MAX_SEED}]")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise SamplingError(f"--seeds asks for more than {MAX_SEEDS:,} images; ask for fewer")
         seeds += range(first, last + 1)
     if not seeds:
         raise SamplingError("--seeds needs at least one seed")

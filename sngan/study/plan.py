@@ -37,6 +37,7 @@ from typing import Any
 from sngan.config import Config, load_config, read_yaml
 from sngan.errors import ConfigError, StudyError
 from sngan.study.slurm import SlurmOptions, slurm_options
+from sngan.yamlfile import shown
 
 KEYS = ("base", "out", "precision", "overrides", "methods", "settings", "variants", "seeds", "evaluation", "slurm")
 EVAL_KEYS = {"every": "train.eval_every", "protocol": "train.eval_protocol", "num_samples": "train.eval_num_samples",
@@ -81,7 +82,7 @@ def run_name(variant: Variant, seed: int) -> str:
 
 def _overrides(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
-        raise StudyError(f"{where} must be a list of 'section.key=value' strings, got {value!r}")
+        raise StudyError(f"{where} must be a list of 'section.key=value' strings, got {shown(value)}")
     return tuple(value)
 
 
@@ -105,7 +106,7 @@ def _named(value: Any, where: str, folder: Path, files: bool) -> dict[str, tuple
     out = {}
     for name, item in value.items():
         if not isinstance(name, str) or not NAME.match(name):
-            raise StudyError(f"{where}: name {name!r} must be letters, digits, '_', '.', '+' or '-' (no spaces)")
+            raise StudyError(f"{where}: name {shown(name)} must be letters, digits, '_', '.', '+' or '-' (no spaces)")
         if files and isinstance(item, str):
             out[name] = _file_overrides(folder / item, f"{where}.{name}")
         else:
@@ -117,7 +118,7 @@ def _variants(raw: dict[str, Any], where: str, folder: Path) -> list[Variant]:
     precision = raw.get("precision", "fp32")
     if not isinstance(precision, str):
         raise StudyError(f"{where}: key 'precision' must be a perf.precision name (fp32, tf32, bf16, auto), got "
-                         f"{precision!r}")
+                         f"{shown(precision)}")
     common = (f"perf.precision={precision}",) + _overrides(raw.get("overrides", []), f"{where}: key 'overrides'")
     methods = _named(raw.get("methods"), f"{where}: key 'methods'", folder, files=False)
     settings = _named(raw.get("settings"), f"{where}: key 'settings'", folder, files=True)
@@ -131,7 +132,7 @@ def _variants(raw: dict[str, Any], where: str, folder: Path) -> list[Variant]:
             raise StudyError(f"{where}: variants[{i}] must have exactly the keys name and overrides")
         name = item["name"]
         if not isinstance(name, str) or not NAME.match(name):
-            raise StudyError(f"{where}: variants[{i}].name {name!r} must be a folder-safe name")
+            raise StudyError(f"{where}: variants[{i}].name {shown(name)} must be a folder-safe name")
         variants.append(Variant(name, name, "", common + _overrides(item["overrides"], f"{where}: variants[{i}]")))
     names = [v.name for v in variants]
     if not variants:
@@ -147,7 +148,7 @@ def _evaluation(value: Any, where: str) -> tuple[bool, tuple[str, ...]]:
         return False, ("train.eval_every=0",)
     if not isinstance(value, dict) or not value or set(value) - set(EVAL_KEYS) or "every" not in value:
         raise StudyError(f"{where}: key 'evaluation' must be none or a mapping with 'every' (and optionally "
-                         f"protocol, num_samples, inception_weights), got {value!r}")
+                         f"protocol, num_samples, inception_weights), got {shown(value)}")
     return True, tuple(f"{EVAL_KEYS[k]}={json.dumps(v)}" for k, v in value.items())
 
 
@@ -169,11 +170,13 @@ def load_plan(path: str | Path) -> Plan:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
             or len(set(seeds)) != len(seeds):
-        raise StudyError(f"{where}: key 'seeds' must be a list of distinct integers >= 0, got {seeds!r}")
+        raise StudyError(f"{where}: key 'seeds' must be a list of distinct integers >= 0, got {shown(seeds)}")
     evaluation, eval_overrides = _evaluation(raw.get("evaluation", "none"), where)
     out = raw.get("out", f"runs/study-{path.stem}")
-    if not isinstance(out, str) or not out:
-        raise StudyError(f"{where}: key 'out' must be a folder path")
+    if not isinstance(out, str) or not out or "\x00" in out:
+        raise StudyError(f"{where}: key 'out' must be a folder path (no NUL byte)")
+    if not isinstance(raw["base"], str) or "\x00" in raw["base"]:
+        raise StudyError(f"{where}: key 'base' must be a file path (no NUL byte)")
     plan = Plan(path=path, base=path.parent / raw["base"], out=Path(out),
                 variants=tuple(_variants(raw, where, path.parent)), seeds=tuple(seeds), evaluation=evaluation,
                 eval_overrides=eval_overrides, slurm=slurm_options(raw.get("slurm"), where))

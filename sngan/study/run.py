@@ -164,6 +164,24 @@ def run_one_safely(cfg: Config, run_dir: Path, progress: bool, log: Callable[[st
         return "failed", message
 
 
+PARENT_ENV = "SNGAN_STUDY_PARENT"  # set by --jobs for its children: the parent's PID
+
+
+def follow_parent() -> None:
+    """A --jobs child gets SIGTERM when its parent dies (Linux's PR_SET_PDEATHSIG), so a killed `sngan study`
+    leaves no run training on its own: each child checkpoints and stops, and a re-run resumes it."""
+    parent = os.environ.get(PARENT_ENV)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # the parent died before the request took effect
+        raise StudyError("the sngan study --jobs process that started this run has ended; run the study again")
+
+
 def child_devices(slots: int) -> list[str | None]:
     """The CUDA device each --jobs slot gets: the parent's CUDA_VISIBLE_DEVICES list in turn (so
     CUDA_VISIBLE_DEVICES=4,5,6,7 --jobs 4 uses 4..7), else 0..N-1 when there are GPUs, else none."""
@@ -194,7 +212,8 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int
         while pending and free:
             slot, name = free.pop(0), pending.pop(0)
             device = devices[slot]
-            env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {})}
+            env = {**os.environ, PARENT_ENV: str(os.getpid()),
+                   **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {})}
             cmd = [sys.executable, "-m", "sngan", "study", "--plan", str(plan.path), "--out", str(out),
                    "--only", name, "--no-progress", "--no-table"]
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -233,6 +252,7 @@ def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | No
         raise StudyError(f"--only {only}: not a run of {plan.path} (runs: {', '.join(runs)})")
     claim_study_folder(out, list(runs))
     if only is not None:
+        follow_parent()
         if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
             log(f"{only}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
         statuses = {only: run_one_safely(runs[only][2], out / only, progress, log)}

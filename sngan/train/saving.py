@@ -14,6 +14,7 @@ import torch
 from sngan import checkpoint as ckpt
 from sngan.distributed import max_divergence
 from sngan.errors import SnganError, TrainingDiverged
+from sngan.train.ownership import MARKER, read_run_id
 from sngan.train.state import TrainState
 
 
@@ -23,8 +24,17 @@ def write_checkpoint(state: TrainState, path: Path) -> Path:
     check_ranks_agree(state)
     snapshot = state.snapshot()
     if state.dist.is_main:
+        check_still_ours(path.parent.parent, state.run_id)
         ckpt.save_checkpoint(snapshot, path)
     return path
+
+
+def check_still_ours(run_dir: Path, run_id: str | None) -> None:
+    """Stop when the run folder lost its marker (deleted or replaced while training): saving would re-create
+    checkpoints/ in a folder that is no longer this run's."""
+    if run_id is not None and read_run_id(run_dir) != run_id:
+        raise SnganError(f"run folder '{run_dir}' is gone or no longer this run's (its {MARKER} marker is missing "
+                         f"or changed): stopping without writing; the weights since the last checkpoint are lost")
 
 
 def save_periodic(state: TrainState, ckpt_dir: Path) -> Path:

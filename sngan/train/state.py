@@ -135,8 +135,8 @@ class TrainState:
             self.opt_d.load_state_dict(state["opt_d"])
             if len(ranks) == self.dist.world_size:
                 self.set_rng_state(ranks[self.dist.rank])
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise ckpt.CheckpointError(f"the checkpoint's state cannot be restored: {first}") from None
         if len(ranks) != self.dist.world_size:
             log(f"checkpoint was written by {len(ranks)} process(es), this run has {self.dist.world_size}: "
