@@ -20,6 +20,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note that it validates sparse tensors: refused below anyway
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; all mean "unusable"
         raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
@@ -102,9 +105,7 @@ def check_state_dict(module: nn.Module, weights: Any, what: str) -> None:
         saved = weights[key]
         if not isinstance(saved, torch.Tensor):
             raise CheckpointError(f"'{what}.{key}' must be a tensor, got {type(saved).__name__}")
-        if saved.layout != torch.strided or saved.is_meta:  # sparse or data-less: not weights
-            raise CheckpointError(f"'{what}.{key}' is a {'meta' if saved.is_meta else str(saved.layout)} tensor; "
-                                  f"a checkpoint holds dense weights")
+        check_dense(saved, f"{what}.{key}")
         if saved.shape != tensor.shape:
             raise CheckpointError(f"'{what}.{key}' has shape {tuple(saved.shape)}, its model config needs "
                                   f"{tuple(tensor.shape)}")
@@ -113,10 +114,19 @@ def check_state_dict(module: nn.Module, weights: Any, what: str) -> None:
         raise CheckpointError(f"'{what}' has '{extra[0]}', which its model config does not (a foreign checkpoint)")
 
 
+def check_dense(tensor: torch.Tensor, name: str) -> None:
+    """Refuse a sparse or data-less (meta) tensor where weights belong: no layer computes with one."""
+    if tensor.layout != torch.strided or tensor.is_meta:
+        raise CheckpointError(f"'{name}' is a {'meta' if tensor.is_meta else str(tensor.layout)} tensor; a "
+                              f"checkpoint holds dense weights")
+
+
 def check_finite(weights: dict[str, Any], what: str) -> None:
     """Raise CheckpointError naming the first tensor of a state dict that holds NaN or inf: a generator with such
     weights draws black or garbage images, and spectra of such a discriminator mean nothing."""
     for key, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor):
+            check_dense(tensor, f"{what}.{key}")
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"'{what}.{key}' holds NaN or infinite values: the weights are unusable (a "
                                   f"diverged run?); use an earlier checkpoint")

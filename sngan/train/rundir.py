@@ -171,7 +171,11 @@ class RunLog:
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard and W&B."""
-        append_jsonl(self.metrics_path, record)
+        try:
+            append_jsonl(self.metrics_path, record)
+        except FileNotFoundError:  # the folder was deleted under the run
+            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
+                             f"training): stopping without writing") from None
         if self.tensorboard is not None:
             log_record(self.tensorboard, record)
         if self.wandb is not None:

@@ -1,0 +1,368 @@
+"""Issue 31's cases (and variants): only regular files in folders sngan owns, no hang on any file, one line for
+every fault, no silent wrong result, nothing left behind."""
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sngan.checkpoint import load_checkpoint, save_checkpoint
+from sngan.cli import app
+from sngan.errors import ConfigError, MetricError, SnganError
+from tests.helpers import REPO, write_config
+
+runner = CliRunner()
+
+
+def one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# 1. Outputs: only regular files
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+@pytest.mark.parametrize("command", ["inspect --json", "report --out", "sample --out", "stats --out"])
+def test_force_never_replaces_a_fifo_or_socket(tiny_runs, tmp_path, kind, command):
+    target = tmp_path / ("target.png" if command != "inspect --json" else "target.json")
+    if command == "stats --out":
+        target = tmp_path / "target.npz"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(target))
+    run = tiny_runs["uncond"]
+    ckpt = str(sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1])
+    args = {"inspect --json": ["inspect", "--ckpt", ckpt, "--json", str(target), "--force"],
+            "report --out": ["report", str(run), "--out", str(target), "--force"],
+            "sample --out": ["sample", "--ckpt", ckpt, "--out", str(target), "--force", "--no-progress"],
+            "stats --out": ["stats", "--config", str(write_config(tmp_path / "c.yaml")), "--out", str(target),
+                            "--force"]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"is a {'FIFO' if kind == 'fifo' else 'socket'}, not a regular file" in one_line(result)
+    mode = os.lstat(target).st_mode
+    assert (os.path.stat.S_ISFIFO(mode) if kind == "fifo" else os.path.stat.S_ISSOCK(mode))  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+def test_force_keeps_an_export_a_user_added_to_or_edited_while_it_ran(tiny_runs, tmp_path):
+    from sngan import io as sio
+
+    run = tiny_runs["uncond"]
+    ckpt = str(sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1])
+    out = tmp_path / "export"
+    assert runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--no-progress"]
+                         ).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_finish = sio.finish_export
+
+    def finish_then_user_adds(folder, files):  # the new export is complete; meanwhile the user adds a file
+        (out / "mine.txt").write_text("the user's file\n")
+        return real_finish(folder, files)
+
+    import sngan.sample.writers as writers
+
+    writers.finish_export = finish_then_user_adds
+    try:
+        result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--force",
+                                     "--seed", "3", "--no-progress"])
+    finally:
+        writers.finish_export = real_finish
+    assert result.exit_code == 1 and "changed while this export ran: it holds 'mine.txt'" in one_line(result)
+    assert (out / "mine.txt").read_text() == "the user's file\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "mine.txt"} == before
+    (out / "mine.txt").unlink()
+    first = sorted(p for p in out.iterdir() if p.suffix == ".png")[0]
+    first.write_bytes(first.read_bytes() + b"edited")  # an exported file the user changed is the user's
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--force",
+                                 "--no-progress"])
+    assert result.exit_code == 1 and f"holds '{first.name}'" in one_line(result)
+    assert first.read_bytes().endswith(b"edited")
+
+
+def test_report_writes_its_default_file_only_into_a_run_folder(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "d_loss": 1.0, "g_loss": 1.0, "lr": 1e-4}\n')
+    (tmp_path / "report.png").write_bytes(b"mine")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "not a run folder sngan made" in one_line(result)
+    assert (tmp_path / "report.png").read_bytes() == b"mine"
+
+
+# 3. No hang
+
+def test_a_fifo_as_metrics_or_grid_or_json_output_never_blocks(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    start = time.monotonic()
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 1 and "metrics.jsonl: is a FIFO, not a regular file" in one_line(result)
+    run2 = shutil.copytree(tiny_runs["uncond"], tmp_path / "run2")
+    grid = sorted((run2 / "samples").glob("step-*.png"))[-1]
+    grid.unlink()
+    os.mkfifo(grid)
+    result = runner.invoke(app, ["report", str(run2)])
+    assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
+    os.mkfifo(tmp_path / "out.json")
+    ckpt = str(sorted((run2 / "checkpoints").glob("ckpt-*.pt"))[-1])
+    result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
+    assert time.monotonic() - start < 60  # checked before any work, no open() that waits for a writer
+
+
+def test_a_fifo_as_log_txt_stops_resume_with_one_line(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    (run / "log.txt").unlink(missing_ok=True)
+    os.mkfifo(run / "log.txt")
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                 "train.iterations=5"])
+    assert result.exit_code == 1 and "log.txt' is a FIFO, not a regular file" in one_line(result)
+    assert (run / ".lock").read_bytes() == b""  # the lock was released
+
+
+@pytest.mark.parametrize("value", ["1e-6", "1e-7", "0", "-1", "nan"])
+def test_truncation_too_small_is_refused_before_work(tiny_runs, tmp_path, value):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    for args in (["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png")], ["eval", "--ckpt", ckpt]):
+        result = runner.invoke(app, [*args, f"--truncation={value}"])
+        assert result.exit_code == 1 and "--truncation must be >= 0.05" in one_line(result)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_smallest_truncation_allowed_finishes_and_bounds_every_entry():
+    from sngan.sample.generate import MIN_TRUNCATION, latents
+
+    z, _ = latents(64, 128, 0, seed=1, truncation=MIN_TRUNCATION)
+    assert z.abs().max() <= MIN_TRUNCATION and z.abs().max() > 0.9 * MIN_TRUNCATION  # redrawn, not clamped
+
+
+@pytest.mark.parametrize("seeds", ["18446744073709551616", "0-99999999999", "5-18446744073709551616"])
+def test_huge_seeds_are_one_line(tiny_runs, tmp_path, seeds):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x"), "--seeds", seeds])
+    assert result.exit_code == 1 and "--seeds" in one_line(result)
+    result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--seed", "18446744073709551616"])
+    assert result.exit_code == 2 and "--seed" in one_line(result)
+
+
+# 4. One line for every fault
+
+def test_disk_full_during_a_checkpoint_save_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"the previous checkpoint")
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, mode="r", *args, **kwargs):  # the temporary's writes find the disk full
+        fh = real_fdopen(fd, mode, *args, **kwargs)
+        if "w" in mode:
+            def refuse(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            fh.write = refuse
+        return fh
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(SnganError) as caught:
+        save_checkpoint({"w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot write {path}: no space left on device"
+    assert path.read_bytes() == b"the previous checkpoint" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_the_run_folder_deleted_mid_run_stops_at_the_next_save(tmp_path):
+    import sngan.train.loop as loop
+    import sngan.train.steps as steps
+    from sngan.config import load_config
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"train": {"iterations": 12, "ckpt_every": 4,
+                                                                   "sample_every": 0, "log_every": 100}}))
+    run = tmp_path / "run"
+    real_update = steps.update_ema
+
+    def update_then_delete(state):
+        real_update(state)
+        if state.step == 5:
+            shutil.rmtree(run)  # rm -rf RUN while training
+
+    steps.update_ema = update_then_delete
+    try:
+        for log_every in (100, 1):  # noticed at the next save, or at the next log record, whichever comes first
+            cfg.train.log_every = log_every
+            with pytest.raises(SnganError, match="is gone or no longer this run's"):
+                loop.train(cfg, run, progress=False, log=lambda _: None)
+            assert not (run / "checkpoints").exists()  # not re-created in a folder that is no longer the run's
+    finally:
+        steps.update_ema = real_update
+
+
+@pytest.mark.parametrize("key", ["data.root", "data.cache_dir"])
+def test_a_nul_byte_in_a_path_is_one_config_error(tmp_path, key):
+    from sngan.config import load_config
+
+    with pytest.raises(ConfigError, match=f"key '{key}' must not contain a NUL byte"):
+        load_config(write_config(tmp_path / "c.yaml"), [f"{key}=a\x00b"])
+
+
+def test_a_nul_byte_in_a_plan_out_is_one_line(tmp_path):
+    from tests.test_study import tiny_plan
+
+    plan = tiny_plan(tmp_path, out="st\x00udy")
+    result = runner.invoke(app, ["study", "--plan", str(plan), "--list"])
+    assert result.exit_code == 1 and "key 'out' must be a folder path (no NUL byte)" in one_line(result)
+
+
+def test_hostile_checkpoint_values_are_one_line(tiny_runs, tmp_path):
+    src = sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1]
+    state = torch.load(src, weights_only=True)
+    cases = {"step": ({**state, "step": 2 ** 63 - 1}, "its 'step' must be an integer in [0, 100000000]"),
+             "sparse": ({**state, "generator": {**state["generator"], next(iter(state["generator"])):
+                                                state["generator"][next(iter(state["generator"]))].to_sparse()}},
+                        "is a torch.sparse_coo tensor; a checkpoint holds dense weights"),
+             "rng": ({**state, "rng": {**state["rng"], "numpy": "garbage"}}, "cannot be restored")}
+    for name, (bad, expected) in cases.items():
+        run = shutil.copytree(tiny_runs["uncond"], tmp_path / name)
+        path = run / "checkpoints" / src.name
+        torch.save(bad, path)
+        result = runner.invoke(app, ["train", "--out", str(run), "--resume", str(path), "--no-progress",
+                                     "--set", "train.iterations=9"])
+        assert result.exit_code == 1 and expected in one_line(result), (name, result.output[-500:])
+
+
+def test_a_deeply_nested_config_value_is_a_short_error():
+    from sngan.config import from_dict
+
+    deep: list = []
+    for _ in range(20_000):
+        deep = [deep]
+    with pytest.raises(ConfigError) as caught:
+        from_dict({"train": {"iterations": deep}})
+    assert len(str(caught.value)) < 300 and "nested too deeply to show" in str(caught.value)
+
+
+def test_a_metrics_line_nested_past_the_recursion_limit_is_a_corrupt_line(tmp_path):
+    from sngan.io import read_jsonl
+
+    (tmp_path / "m.jsonl").write_text("[" * 100_000 + "\n" + '{"step": 1}\n')
+    with pytest.raises(SnganError, match="line 1 is not a JSON object"):
+        read_jsonl(tmp_path / "m.jsonl")
+
+
+def test_a_thin_sample_grid_is_refused_before_resizing(tiny_runs, tmp_path):
+    from PIL import Image
+
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    grid = sorted((run / "samples").glob("step-*.png"))[-1]
+    Image.new("RGB", (1, 60_000), "white").save(grid)  # few pixels, one absurd side
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 1 and "too large for a sample grid" in one_line(result)
+
+
+# 5. Silent wrong results
+
+@pytest.mark.parametrize("bad", ["negative", "asymmetric", "nan"])
+def test_statistics_that_no_features_can_have_are_refused(tmp_path, bad):
+    from sngan.metrics.stats import load_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8))
+    sigma = np.cov(x, rowvar=False)
+    sigma = {"negative": -np.eye(8), "asymmetric": np.tril(sigma),
+             "nan": np.where(np.eye(8) > 0, np.nan, sigma)}[bad]
+    np.savez(tmp_path / "ref.npz", mu=x.mean(0), sigma=sigma)
+    expected = {"negative": "not positive semi-definite", "asymmetric": "not symmetric", "nan": "NaN or inf"}[bad]
+    with pytest.raises(MetricError, match=expected):
+        load_stats(tmp_path / "ref.npz")
+
+
+def test_a_rank_deficient_covariance_is_still_accepted(tmp_path):
+    from sngan.metrics.stats import load_stats
+
+    x = np.random.default_rng(1).normal(size=(5, 16))  # 5 samples in 16 dimensions: rank 4
+    np.savez(tmp_path / "ref.npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+    assert load_stats(tmp_path / "ref.npz").sigma.shape == (16, 16)
+
+
+def test_nan_generated_features_give_no_kid():
+    from sngan.metrics.extra import extra_scores
+    from sngan.metrics.stats import ReferenceStats
+
+    ref = ReferenceStats(np.zeros(4), np.eye(4), None, features=np.ones((10, 4)))
+    with pytest.raises(MetricError, match="hold NaN or inf"):
+        extra_scores(("kid",), "fid10_train10", [torch.full((10, 4), float("nan"))], None, ref, 0)
+
+
+# 6. Leftovers and signals
+
+def test_a_staging_folder_of_a_dead_process_is_removed_by_the_next_writer(tmp_path):
+    from sngan.io import publishing, stage_name
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / stage_name("out.png").replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    left.mkdir()
+    (left / "out.png").write_bytes(b"half")
+    other_host = tmp_path / f".out.png.elsewhere-{dead.pid}-0123abcd.stage"
+    other_host.mkdir()
+    alive = tmp_path / stage_name("out.png").replace(f"-{os.getpid()}-", f"-{os.getppid()}-")
+    alive.mkdir()
+    with publishing(tmp_path / "out.png", replace=False) as stage:
+        stage.write_bytes(b"png")
+    assert not left.exists() and other_host.exists() and alive.exists()
+    assert (tmp_path / "out.png").read_bytes() == b"png"
+
+
+def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    out = tmp_path / "export"
+    proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
+                             "50000", "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".export.") for p in tmp_path.iterdir()):  # the export has begun
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines() == ["stopped by SIGTERM: what this command had not finished was not written"]
+    assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder
+
+
+def test_a_killed_study_jobs_parent_takes_its_children_down_with_a_checkpoint(tmp_path):
+    from tests.test_study import tiny_plan
+
+    plan = tiny_plan(tmp_path, overrides=["train.iterations=100000", "train.ckpt_every=0", "train.log_every=1"])
+    study = tmp_path / "study"
+    parent = subprocess.Popen([sys.executable, "-m", "sngan", "study", "--plan", str(plan), "--jobs", "2",
+                               "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = [study / "SN-fast-s0", study / "WGAN-GP-fast-s0"]
+    deadline = time.monotonic() + 120
+    while not all((r / "metrics.jsonl").exists() and (r / "metrics.jsonl").stat().st_size for r in runs):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.2)
+    children = [int((r / ".lock").read_text().strip().rpartition(":")[2]) for r in runs]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+              for pid in children):
+        assert time.monotonic() < deadline, "a child kept training after its parent died"
+        time.sleep(0.2)
+    for run in runs:  # each stopped through the signal path: a checkpoint at its stop step
+        (ckpt,) = sorted((run / "checkpoints").glob("ckpt-*.pt"))
+        assert load_checkpoint(ckpt)["step"] > 0
+        assert "stopped by a signal" in (run / "log.txt").read_text()
