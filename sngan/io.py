@@ -309,6 +309,30 @@ def finish_export(folder: str | Path, files: list[Path]) -> Path:
     return write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
+def real_folders(root: Path, folder: Path) -> Path:
+    """Make `folder` (inside `root`) exist as real folders: every component below `root` that exists must be a
+    folder and not a symbolic link (a link `root/fid-stats -> elsewhere` would make sngan write elsewhere); missing
+    ones are created one at a time. `root` itself is the user's choice and may be a link. Returns `folder`."""
+    relative = folder.relative_to(root)
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in relative.parts:
+        current = current / part
+        with writing(current):
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                current.mkdir(exist_ok=True)
+                mode = os.lstat(current).st_mode
+        if stat.S_ISLNK(mode):
+            raise SnganError(f"'{current}' is a symbolic link: sngan never writes through links inside its cache "
+                             f"and run folders (remove the link, or point data.cache_dir at the real folder)")
+        if not stat.S_ISDIR(mode):
+            raise SnganError(f"'{current}' is not a folder; sngan keeps its files there (move it aside)")
+    return folder
+
+
 def refuse_special(path: Path) -> None:
     """Raise SnganError when `path` exists and is neither a regular file nor a folder (a device, a FIFO, a
     socket): sngan never replaces or opens one, with or without --force."""

@@ -366,3 +366,69 @@ def test_a_killed_study_jobs_parent_takes_its_children_down_with_a_checkpoint(tm
         (ckpt,) = sorted((run / "checkpoints").glob("ckpt-*.pt"))
         assert load_checkpoint(ckpt)["step"] > 0
         assert "stopped by a signal" in (run / "log.txt").read_text()
+
+
+# 2. Links inside the path
+
+def test_a_link_inside_the_cache_folder_is_refused_before_any_work(tmp_path):
+    from types import SimpleNamespace
+
+    from sngan.config import load_config
+    from sngan.evaluation.reference import reference_stats
+
+    cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    cache.mkdir()
+    elsewhere.mkdir()
+    (cache / "fid-stats").symlink_to(elsewhere)
+    cfg = load_config(write_config(tmp_path / "c.yaml"), [f"data.cache_dir={cache}"])
+    net = SimpleNamespace(network="stand-in")  # never used: the refusal comes first
+    with pytest.raises(SnganError, match="fid-stats' is a symbolic link: sngan never writes through links"):
+        reference_stats(cfg.data, 32, 0, "train", None, net, 10, lambda _: None)
+    assert list(elsewhere.iterdir()) == []
+    (cache / "fid-stats").unlink()
+    (cache / "fid-stats").write_text("a file")
+    with pytest.raises(SnganError, match="is not a folder"):
+        reference_stats(cfg.data, 32, 0, "train", None, net, 10, lambda _: None)
+
+
+def test_non_utf8_names_in_a_data_tree_hash_and_a_non_utf8_out_is_refused(tmp_path):
+    from PIL import Image
+
+    from sngan.data.files import list_class_tree as list_images
+
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), "red").save(root / cls / "x.png")
+    plain = list_images(root)
+    bad = os.fsdecode(b"caf\xe9.png")
+    Image.new("RGB", (8, 8), "blue").save(os.path.join(root / "a", bad))
+    classes, files, digest = list_images(root)
+    assert classes == ("a", "b") and len(files) == 3 and digest != plain[2]
+    out = os.fsdecode(b"run-\xff")
+    result = runner.invoke(app, ["train", "--config", str(write_config(tmp_path / "c.yaml")), "--out",
+                                 str(tmp_path / out), "--no-progress"])
+    assert result.exit_code == 1 and "is not valid UTF-8" in one_line(result)
+    assert not (tmp_path / out).exists()
+
+
+def test_a_study_with_evaluation_and_no_inception_weights_stops_before_its_first_run(tmp_path, monkeypatch):
+    from tests.test_study import tiny_plan
+
+    monkeypatch.setenv("SNGAN_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    plan = tiny_plan(tmp_path, evaluation={"every": 1, "protocol": "quick"})
+    result = runner.invoke(app, ["study", "--plan", str(plan), "--no-progress"])
+    line = one_line(result)
+    assert result.exit_code == 1 and "Inception weights" in line and "runs failed" not in line  # said once, first
+    assert not [p for p in (tmp_path / "study").iterdir() if p.is_dir()]  # no run was started
+
+
+def test_wandb_online_without_a_login_is_refused_before_the_run_folder(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    config = write_config(tmp_path / "c.yaml", {"train": {"wandb_project": "p", "wandb_mode": "online"}})
+    result = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1 and "W&B is not logged in" in one_line(result)
+    assert not (tmp_path / "run").exists()

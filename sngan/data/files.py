@@ -92,7 +92,8 @@ def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]],
         for entry in entries:
             rel = os.path.relpath(entry.path, root)
             stat = entry.stat()
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            # the name's own bytes: a name that is not UTF-8 (caf\xe9.png) hashes too, as UTF-8 names always did
+            digest.update(os.fsencode(rel) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
             files.append((rel, label))
     if not files:
         raise DataError(f"data.root '{root}' holds no images ({', '.join(IMAGE_EXTENSIONS)}), directly or in class "

@@ -15,6 +15,7 @@ from sngan.data.cache import cache_root
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
+from sngan.io import real_folders, refuse_link
 from sngan.metrics.inception import InceptionFeatures
 from sngan.metrics.stats import (
     RESIZE,
@@ -54,6 +55,8 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
             raise MetricError(f"{exc}; delete this cached file to rebuild it") from None
         if not features or ref.features is not None:
             return ref
+    real_folders(cache_root(data_cfg), path.parent)  # before the work: the file must land where it is named
+    refuse_link(path)
     loaded = load_images(dataclasses.replace(data_cfg, split=split), resolution, seed=seed)
     images, labels = loaded.images, loaded.labels
     if num is not None and num > len(images):

@@ -299,6 +299,10 @@ def _run_all(plan: Plan, out: Path, runs: dict[str, tuple[Variant, int, Config]]
     """Every run not yet done (children with --jobs); returns each run's status."""
     todo = [name for name in runs if run_status(out / name)[0] not in DONE]
     log(f"study {out}: {len(runs)} runs, {len(runs) - len(todo)} already done")
+    if todo and plan.evaluation:  # every run would fail at its start without them: say it once, before any run
+        from sngan.metrics.inception import resolve_weights
+
+        resolve_weights(runs[todo[0]][2].train.eval_inception_weights or None)
     statuses = {}
     for name in runs:
         if name not in todo:  # a finished run must still match the plan (run_one refuses a changed config)
@@ -325,7 +329,8 @@ def write_table(plan: Plan, out: Path, log: Callable[[str], None],
     try:
         records = [summarize(out / run_name(v, s), v, s, known.get(run_name(v, s))) for v, s in plan.runs()]
         write_text(out / "study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        figures = write_figures([r for r in records if r["status"] in DONE], out, plan.evaluation)
+        done = [r for r in records if r["status"] in DONE]
+        figures = write_figures(done, out, plan.evaluation) if done else []
         write_text(out / "study.md", markdown(plan, records, figures))
     finally:
         lock.release()

@@ -11,6 +11,7 @@ of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`,
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -57,6 +58,10 @@ def latest_run_dir(name: str, base: Path = DEFAULT_BASE) -> Path | None:
 
 def check_run_dir(run_dir: Path) -> None:
     """Refuse a run folder that cannot be created or written: a file, a path under a file, a read-only parent."""
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
+        raise SnganError(f"--out {os.fsencode(run_dir)!r} is not valid UTF-8; choose a folder name that is") from None
     if run_dir.exists() and not run_dir.is_dir():
         raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
     check_can_create(run_dir / ".lock")

@@ -8,6 +8,7 @@ the machine (`wandb sync <run>/wandb/offline-run-*` uploads later). TensorBoard 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,25 @@ def check_wandb(t: TrainConfig) -> None:
     except ImportError:
         raise SnganError("train.wandb_project is set but the wandb package is not installed: pip install "
                          "'sngan[wandb]', or set train.wandb_project to ''") from None
+    if t.wandb_mode == "online" and not logged_in():
+        raise SnganError("train.wandb_project is set but W&B is not logged in on this machine: run `wandb login` "
+                         "(or set WANDB_API_KEY), or set train.wandb_mode=offline and `wandb sync` later")
+
+
+def logged_in() -> bool:
+    """Whether an online W&B run can start without asking: an API key in WANDB_API_KEY or in the netrc entry
+    `wandb login` writes for the W&B host (WANDB_BASE_URL, default api.wandb.ai)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        found = netrc.netrc(os.environ.get("NETRC")).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(found and found[2])
 
 
 def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any]) -> Any | None:
