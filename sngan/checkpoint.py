@@ -69,6 +69,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         object-carrying file.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/zero would be read until memory runs out
+        raise CheckpointError(f"{path}: not a regular file, so not a checkpoint")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

@@ -105,9 +105,12 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if not isinstance(exc, MemoryError) and type(exc).__name__ != "OutOfMemoryError" and \
                     not any(text in str(exc) for text in OOM_TEXTS):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            typer.echo(_error_line(f"out of memory ({first or type(exc).__name__}): lower the batch size or the "
-                                   f"model width"), err=True)
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            if isinstance(exc, MemoryError) and "lower" in first:  # sngan's own, naming what to lower
+                typer.echo(_error_line(f"out of memory: {first}"), err=True)
+                raise typer.Exit(1) from None
+            typer.echo(_error_line(f"out of memory ({first or type(exc).__name__}): lower the batch size, the "
+                                   f"number of images asked for, or the model width"), err=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -255,7 +258,7 @@ def eval_(
                                                 "needs --stats or --ref.")] = None,
     ref: Annotated[Path | None, typer.Option(help="With --images: the real images (a folder or an .npz) to "
                                              "compare with, instead of --stats.")] = None,
-    num_real: Annotated[int | None, typer.Option(min=2, help="Real images: the first N (default: the "
+    num_real: Annotated[int | None, typer.Option(min=2, max=10_000_000, help="Real images: the first N (default: the "
                                                  "protocol's).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key of the checkpoint's config for "
                                                       "the reference statistics, e.g. data.root=... "
@@ -266,9 +269,11 @@ def eval_(
                                           "paper: SN-GAN App. B.1 (IS 10x5000, FID 5000 vs 10000 real); quick "
                                           "(ours): IS 5000 in 10 splits of 500, FID 5000 vs the whole split.")]
     = "standard",
-    num_samples: Annotated[int | None, typer.Option(min=2, help="Generated images (default: the protocol's).")]
+    num_samples: Annotated[int | None, typer.Option(min=2, max=1_000_000, help="Generated images (default: the "
+                                                    "protocol's).")]
     = None,
-    splits: Annotated[int | None, typer.Option(min=1, help="IS splits (default: the protocol's, 10).")] = None,
+    splits: Annotated[int | None, typer.Option(min=1, max=1000, help="IS splits (default: the protocol's, 10).")
+                      ] = None,
     stats: Annotated[Path | None, typer.Option(help="Reference statistics .npz (default: the cache, built from "
                                                "the checkpoint's dataset when absent).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per generator/Inception pass.")] = 250,

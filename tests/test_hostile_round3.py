@@ -432,3 +432,58 @@ def test_wandb_online_without_a_login_is_refused_before_the_run_folder(tmp_path,
     result = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 1 and "W&B is not logged in" in one_line(result)
     assert not (tmp_path / "run").exists()
+
+
+def test_gif_writer_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sngan.sample.writers import save_gif
+
+    def fail(self, *args, **kwargs):
+        raise ValueError("quantization error")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(MemoryError, match="lower --num, --interpolate or --scale"):
+        save_gif(torch.rand(4, 3, 8, 8), 2, tmp_path / "x.gif")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hostile_cache_manifest_is_one_line(tmp_path):
+    from sngan.data.cache import open_packed
+    from sngan.errors import DataError
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    np.save(folder / "images.npy", np.zeros((2, 4, 4, 3), np.uint8))
+    np.save(folder / "labels.npy", np.zeros(2, np.int64))
+    for text in ("{}", '{"count": "2"}', "[" * 100_000):
+        (folder / "manifest.json").write_text(text)
+        with pytest.raises(DataError, match="delete that folder to pack again"):
+            open_packed(folder)
+
+
+def test_disk_full_while_packing_is_one_line_and_leaves_no_staging(tmp_path, monkeypatch):
+    from sngan.config import load_config
+    from sngan.data import load_images
+    from sngan.errors import DataError
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40), (i * 40, 0, 0)).save(tmp_path / "data" / cls / f"{i}.png")
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["data.name=folder", f"data.root={tmp_path / 'data'}",
+                                                          f"data.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(DataError, match="cannot reserve .* bytes for images.npy: no space left on device"):
+        load_images(cfg.data, 32, seed=0, log=lambda _: None)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_a_device_as_checkpoint_is_refused_without_reading_it():
+    result = runner.invoke(app, ["sample", "--ckpt", "/dev/zero", "--out", "never.png"])
+    assert result.exit_code == 1 and "/dev/zero: not a regular file, so not a checkpoint" in one_line(result)

@@ -26,8 +26,8 @@ from sngan.data.common import ImageSet
 from sngan.data.files import FolderSource, ImageNetSource
 from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import STL10_SPLITS, Cifar10Source, Stl10Source, synthetic_shapes
-from sngan.errors import DataError
-from sngan.io import remove_dead_stages, stage_name
+from sngan.errors import DataError, SnganError
+from sngan.io import MAX_MANIFEST_BYTES, open_regular, remove_dead_stages, stage_name
 
 FORMAT_VERSION = 1
 SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}
@@ -57,17 +57,35 @@ def _folder_name(source: Source, resolution: int, key: str) -> str:
 def open_packed(folder: Path) -> ImageSet:
     """Memory-map a packed set (read-only, copy-on-write) and check it against its manifest."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = json.loads(open_regular(folder / "manifest.json", MAX_MANIFEST_BYTES))
         images = np.load(folder / "images.npy", mmap_mode="c")
         labels = np.load(folder / "labels.npy")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"packed cache '{folder}' is unreadable ({exc}); delete that folder to pack again") from None
+    except (OSError, ValueError, RecursionError, SnganError) as exc:
+        raise DataError(f"packed cache '{folder}' is unreadable ({str(exc)[:200]}); delete that folder to pack "
+                        f"again") from None
+    if not _valid_manifest(manifest):
+        raise DataError(f"packed cache '{folder}' has a manifest.json sngan did not write (missing or mistyped "
+                        f"count, classes, skipped_count, dropped or notices); delete that folder to pack again")
     if images.shape[0] != manifest["count"] or labels.shape != (manifest["count"],):
         raise DataError(f"packed cache '{folder}' does not match its manifest; delete that folder to pack again")
     notes = [f"{manifest['skipped_count']} unreadable files skipped"] if manifest["skipped_count"] else []
     notes += [f"{n} dropped ({why})" for why, n in manifest["dropped"].items()]
     notes += manifest.get("notices", [])  # caches packed before notices existed have none
     return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest)
+
+
+def _valid_manifest(manifest: object) -> bool:
+    """The keys `load_cached` reads, with their types (a hostile or hand-edited manifest is refused, not a
+    KeyError)."""
+    if not isinstance(manifest, dict):
+        return False
+    count, classes, dropped = manifest.get("count"), manifest.get("classes"), manifest.get("dropped")
+    notices = manifest.get("notices", [])
+    return (isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            and isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+            and isinstance(manifest.get("skipped_count"), int) and isinstance(dropped, dict)
+            and all(isinstance(v, int) for v in dropped.values())
+            and isinstance(notices, list) and all(isinstance(n, str) for n in notices))
 
 
 def _write(source: Source, folder: Path, resolution: int, key: str, progress: bool) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -186,8 +186,16 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
     nrow = nrow or default_nrow(len(paths))
     frames = [_to_pil(grid_tensor(paths[:, s], nrow), scale) for s in range(steps)]
     frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
-    return atomic_write(path, lambda fh: frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
-                                                       duration=FRAME_MS, loop=0))
+    def write(fh: Any) -> None:
+        try:
+            frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
+        except ValueError as exc:  # Pillow reports a failed allocation while quantizing frames this way
+            if "quantiz" not in str(exc):
+                raise
+            raise MemoryError(f"the GIF writer ran out of memory quantizing {len(frames)} frames of "
+                              f"{frames[0].width}x{frames[0].height}: lower --num, --interpolate or --scale") from None
+
+    return atomic_write(path, write)
 
 
 def _to_pil(grid: torch.Tensor, scale: int = 1) -> Image.Image:
