@@ -487,3 +487,20 @@ def test_disk_full_while_packing_is_one_line_and_leaves_no_staging(tmp_path, mon
 def test_a_device_as_checkpoint_is_refused_without_reading_it():
     result = runner.invoke(app, ["sample", "--ckpt", "/dev/zero", "--out", "never.png"])
     assert result.exit_code == 1 and "/dev/zero: not a regular file, so not a checkpoint" in one_line(result)
+
+
+def test_empty_class_folders_are_named_in_the_dataset_line(tmp_path):
+    from PIL import Image
+
+    from sngan.config import load_config
+    from sngan.data import load_images
+
+    for cls in ("ant", "bee", "cat"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+    for cls in ("ant", "cat"):
+        Image.new("RGB", (40, 40), "red").save(tmp_path / "data" / cls / "0.png")
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["data.name=folder", f"data.root={tmp_path / 'data'}",
+                                                          f"data.cache_dir={tmp_path / 'cache'}"])
+    image_set = load_images(cfg.data, 32, seed=0, log=lambda _: None)
+    assert image_set.classes == ("ant", "cat")
+    assert "1 empty class folder left out (bee): the 2 classes are numbered without it" in image_set.summary()

@@ -101,6 +101,14 @@ def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]],
     return tuple(classes), files, digest.hexdigest()
 
 
+def empty_class_folders(root: Path) -> list[str]:
+    """The class folders of `root` (as `list_class_tree` sees them) that hold no image, sorted."""
+    with os.scandir(root) as it:
+        subdirs = sorted((e for e in it if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER_NAME),
+                         key=lambda e: e.name)
+    return [d.name for d in subdirs if next(iter(_walk_images(Path(d.path))), None) is None]
+
+
 def _centre_crop(img: Image.Image, side: int) -> Image.Image:
     left, top = (img.width - side) // 2, (img.height - side) // 2
     return img.crop((left, top, left + side, top + side))
@@ -182,6 +190,12 @@ class FolderSource:
         classes, files, _ = self.listing()
         writer = open_writer(len(files))
         result = PackResult(classes)
+        empty = empty_class_folders(self.root)
+        if empty:  # left out of the numbering: say so, a conditional model's labels depend on it
+            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            result.notices.append(f"{len(empty)} empty class folder{'s' if len(empty) > 1 else ''} left out "
+                                  f"({shown}): the {len(classes)} classes are numbered without "
+                                  f"{'them' if len(empty) > 1 else 'it'}")
         bar = Progress(len(files), f"packing {self.tag}", progress)
         with ThreadPoolExecutor(self.workers) as pool:
             for start in range(0, len(files), DECODE_CHUNK):
