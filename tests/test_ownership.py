@@ -57,10 +57,21 @@ def test_publishing_refuses_a_target_another_writer_published_first(tmp_path):
     assert target.read_text() == "theirs" and sorted(tmp_path.iterdir()) == [target]
 
 
-def test_publishing_a_folder_with_replace_swaps_it_whole(tmp_path):
+def test_publishing_a_folder_with_replace_swaps_a_complete_export_whole_and_keeps_anything_else(tmp_path):
+    import pytest
+
+    from sngan.errors import SnganError
+    from sngan.io import finish_export
+
     target = tmp_path / "export"
     target.mkdir()
     (target / "00000.png").write_text("old")
+    with pytest.raises(SnganError, match="holds '00000.png', which its manifest.json does not list"):
+        with publishing(target, replace=True) as stage:  # no manifest: not a folder sngan exported
+            stage.mkdir()
+            (stage / "00001.png").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["00000.png"] and sorted(tmp_path.iterdir()) == [target]
+    finish_export(target, [target / "00000.png"])  # now an export sngan wrote, listed in its manifest
     with publishing(target, replace=True) as stage:
         stage.mkdir()
         (stage / "00001.png").write_text("new")
