@@ -31,7 +31,7 @@ def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception
     config = tiny_runs["cond"].parent / "cond.yaml"
     stats = tmp_path / "real.npz"
     result = runner.invoke(app, ["stats", "--config", str(config), "--out", str(stats), "--inception-weights",
-                                 str(weights), "--device", "cpu"])
+                                 str(weights), "--device", "cpu", "--set", f"data.cache_dir={tmp_path / 'cache'}"])
     assert result.exit_code == 0, result.output
     for out in ("folder", "images.npz"):
         result = runner.invoke(app, ["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / out), "--num", "6",
