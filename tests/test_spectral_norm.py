@@ -257,3 +257,21 @@ def test_random_start_stores_the_authors_u_and_sigma_at_every_forward_while_adam
             sigma_torch, v = torch_order_step(w, v)
             worst_torch_order = max(worst_torch_order, abs(sigma_torch / sigma - 1))
     assert worst_torch_order > 1e-3
+
+
+def test_authors_step_in_eval_mode_divides_by_their_sigma_and_stores_nothing():
+    """Their `W_bar` runs max_singular_value in eval mode too and stores u only in training mode; inspect's
+    sigma-hat of such a layer is that same number."""
+    from sngan.inspect.spectra import sigma_estimate, sn_state
+
+    torch.manual_seed(2)
+    layer = sn(nn.Conv2d(4, 6, 3), keeps="u").eval()
+    norm = layer.parametrizations.weight[0]
+    with torch.no_grad():
+        layer.parametrizations.weight.original.add_(torch.randn(6, 4, 3, 3))  # u now far from the top vector
+    w = layer.parametrizations.weight.original.detach().double()
+    u = norm._u.clone()
+    sigma, _ = authors_max_singular_value(w.flatten(1).numpy(), u.double().numpy())
+    assert float(w.norm() / layer.weight.detach().double().norm()) == pytest.approx(sigma, rel=1e-6)
+    assert torch.equal(norm._u, u)
+    assert sigma_estimate(sn_state(layer)) == pytest.approx(sigma, rel=1e-6)
