@@ -138,8 +138,9 @@ class TrainConfig:
     ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1,
                                 le=MAX_IMAGES)
     inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
-                              "sigma-hat / exact sigma (sn_ratio/*, min, max) and the per-layer operator-norm "
-                              "product lipschitz_bound (0 = never; `sngan inspect` explains them)", ge=0)
+                              "sigma-hat / exact sigma (sn_ratio/*, min, max), the per-layer operator-norm "
+                              "product operator_norm_product and the certified graph bound lipschitz_bound (0 = "
+                              "never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
                            ge=0, le=MAX_ITERATIONS)
