@@ -81,9 +81,10 @@ class ModelConfig:
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
-    sn_init: str = _opt("random", "spectral norm's u, v at a fresh start: random (the authors': u ~ N(0, I), "
-                        "v = W^T u normalised, no iteration; Algorithm 1), svd (ours: exact top singular vectors, "
-                        "sigma exact from step 1) or torch (15 power iterations from random vectors)",
+    sn_init: str = _opt("random", "spectral norm's start and step: random (the authors', Algorithm 1: u ~ N(0, I), "
+                        "no iteration; each forward v = W^T u, u = W v normalised, sigma = u^T W v, u kept), svd "
+                        "(ours: u at the exact top singular vector, sigma exact from step 1; then the authors' step) "
+                        "or torch (torch's spectral_norm: 15 power iterations from random u, v; its step keeps v)",
                         choices=SN_INITS)
     d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
                        "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
