@@ -222,6 +222,11 @@ def report(
     typer.echo(f"wrote {target}")
 
 
+InceptionInput = Annotated[str, typer.Option(help="How images are resized to 299 and scaled for the Inception: tf1 "
+                                           "(the TF inception-2015-12-05 graph's ResizeBilinear and (x-128)/128, as "
+                                           "the paper's IS/FID code) or pytorch-fid (F.interpolate, x/127.5-1).")]
+
+
 @app.command()
 @one_line_errors
 def stats(
@@ -233,6 +238,7 @@ def stats(
     = None,
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
                                                            "torch hub cache, then download).")] = None,
+    inception_input: InceptionInput = "tf1",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per Inception pass.")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
@@ -245,7 +251,8 @@ def stats(
     from sngan.evaluation.reference import stats_command
 
     stats_command(config, out, split=split, num=num, weights=inception_weights, batch_size=batch_size,
-                  device=device, force=force, log=typer.echo, features=features, overrides=tuple(set_ or ()))
+                  device=device, force=force, log=typer.echo, features=features, overrides=tuple(set_ or ()),
+                  inception_input=inception_input)
 
 
 @app.command(name="eval")
@@ -282,6 +289,7 @@ def eval_(
                                                 "the checkpoint has one).")] = None,
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
                                                            "torch hub cache, then download).")] = None,
+    inception_input: InceptionInput = "tf1",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Append the result and its protocol as one "
                                                   "JSON line to this file.")] = None,
@@ -296,7 +304,7 @@ def eval_(
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
                      seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
                      metrics=metrics, truncation=truncation, images=images, ref=ref, num_real=num_real,
-                     overrides=tuple(set_ or ()), progress=progress)
+                     overrides=tuple(set_ or ()), progress=progress, inception_input=inception_input)
 
 
 @app.command()

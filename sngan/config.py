@@ -81,9 +81,10 @@ class ModelConfig:
     d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
-    sn_init: str = _opt("random", "spectral norm's u, v at a fresh start: random (the authors': u ~ N(0, I), "
-                        "v = W^T u normalised, no iteration; Algorithm 1), svd (ours: exact top singular vectors, "
-                        "sigma exact from step 1) or torch (15 power iterations from random vectors)",
+    sn_init: str = _opt("random", "spectral norm's start and step: random (the authors', Algorithm 1: u ~ N(0, I), "
+                        "no iteration; each forward v = W^T u, u = W v normalised, sigma = u^T W v, u kept), svd "
+                        "(ours: u at the exact top singular vector, sigma exact from step 1; then the authors' step) "
+                        "or torch (torch's spectral_norm: 15 power iterations from random u, v; its step keeps v)",
                         choices=SN_INITS)
     d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
                        "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
@@ -138,8 +139,9 @@ class TrainConfig:
     ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1,
                                 le=MAX_IMAGES)
     inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
-                              "sigma-hat / exact sigma (sn_ratio/*, min, max) and the per-layer operator-norm "
-                              "product lipschitz_bound (0 = never; `sngan inspect` explains them)", ge=0)
+                              "sigma-hat / exact sigma (sn_ratio/*, min, max), the per-layer operator-norm "
+                              "product operator_norm_product and the certified graph bound lipschitz_bound (0 = "
+                              "never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
                            "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
                            ge=0, le=MAX_ITERATIONS)

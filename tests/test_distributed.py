@@ -243,7 +243,7 @@ def test_a_failing_rank_ends_the_job_with_readable_messages(tmp_path):
 class FakeInception(torch.nn.Module):
     """A cheap stand-in with the InceptionFeatures interface: 16-d 'features', 10-way logits."""
 
-    network = "fake-net"
+    network, inception_input, features_key = "fake-net", "tf1", "fake-net-tf1"
 
     def __init__(self):
         super().__init__()
@@ -267,7 +267,7 @@ def _score(info, out):
     from sngan.models import build_generator
 
     generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4))
-    ref = ReferenceStats(np.zeros(16), np.eye(16), {"network": "fake-net"})
+    ref = ReferenceStats(np.zeros(16), np.eye(16), {"network": "fake-net", "inception_input": "tf1"})
     protocol = Protocol("test", 40, 4, 30, None, "test")
     torch.save(score_generator(generator, FakeInception(), protocol, ref, seed=5, batch_size=6, info=info), out)
 

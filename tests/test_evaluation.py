@@ -40,7 +40,7 @@ def tiny_run(tmp_path_factory):
 class FakeNet:
     """Stands in for the Inception in cache/protocol tests: features are per-channel image statistics."""
 
-    network, sha256 = "fake-net", "0" * 64
+    network, sha256, inception_input, features_key = "fake-net", "0" * 64, "tf1", "fake-net-tf1"
 
     def __init__(self):
         self.calls = 0
@@ -78,7 +78,7 @@ def test_reference_statistics_are_cached_per_dataset_split_count_and_network(tmp
     data = DataConfig(name="synthetic", num_images=9, root=str(tmp_path / "data"))
     net = FakeNet()
     first = reference_stats(data, 32, 0, "train", 5, net, 4, log=lambda s: None)
-    assert first.path.name == "synthetic9-seed0-train-32px-n5-fake-net.npz" and net.calls == 2
+    assert first.path.name == "synthetic9-seed0-train-32px-n5-fake-net-tf1.npz" and net.calls == 2
     again = reference_stats(data, 32, 0, "train", 5, net, 4, log=lambda s: None)
     assert net.calls == 2 and np.array_equal(again.sigma, first.sigma)  # read back, not recomputed
     assert again.protocol["num_real"] == 5 and again.protocol["subset"] == "first N in dataset order"
@@ -95,7 +95,8 @@ def test_reference_statistics_are_cached_per_dataset_split_count_and_network(tmp
 def test_paper_protocol_scores_fid_on_the_first_images_only(tiny_run):
     generator, _ = load_generator(tiny_run[1])
     net = FakeNet()
-    ref = ReferenceStats(np.zeros(9), np.eye(9), {"num_real": 10000, "split": "train", "network": "fake-net"})
+    ref = ReferenceStats(np.zeros(9), np.eye(9), {"num_real": 10000, "split": "train", "network": "fake-net",
+                                                  "inception_input": "tf1"})
     protocol = make_protocol("paper", num_samples=12, splits=3)
     assert protocol.fid_generated == 12
     protocol = dataclasses.replace(protocol, fid_generated=5)
@@ -115,7 +116,8 @@ def test_stats_and_eval_end_to_end_match_pytorch_fid_features(tiny_run, inceptio
     weights, state = inception_weights
     out = tmp_path / "real.npz"
     result = runner.invoke(app, ["stats", "--config", str(config), "--out", str(out), "--inception-weights",
-                                 str(weights), "--device", "cpu", "--batch-size", "4"])
+                                 str(weights), "--device", "cpu", "--batch-size", "4",
+                                 "--inception-input", "pytorch-fid"])
     assert result.exit_code == 0, result.output
     real = pytorch_fid_features(state, synthetic_shapes(6, 32, seed=0).images)
     ref = load_stats(out)
@@ -127,10 +129,13 @@ def test_stats_and_eval_end_to_end_match_pytorch_fid_features(tiny_run, inceptio
 
     record_file = tmp_path / "evals.jsonl"
     args = ["eval", "--ckpt", str(ckpt), "--num-samples", "4", "--splits", "2", "--stats", str(out), "--seed", "5",
-            "--inception-weights", str(weights), "--device", "cpu", "--json", str(record_file)]
+            "--inception-weights", str(weights), "--device", "cpu", "--json", str(record_file),
+            "--inception-input", "pytorch-fid"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "IS " in result.output and "FID " in result.output and "protocol: standard (modified)" in result.output
+    assert "IS " in result.output and "FID " in result.output
+    assert "protocol: standard (pytorch-fid input) (modified)" in result.output
+    assert "input pytorch-fid: pytorch-fid input: F.interpolate" in result.output
     record = json.loads(record_file.read_text().splitlines()[-1])
     assert {k: record[k] for k in ("num_generated", "fid_generated", "is_splits", "num_real", "split", "seed",
                                    "step", "generator")} == {"num_generated": 4, "fid_generated": 4, "is_splits": 2,
@@ -140,8 +145,9 @@ def test_stats_and_eval_end_to_end_match_pytorch_fid_features(tiny_run, inceptio
     fake = pytorch_fid_features(state, to_uint8(generate(generator, *latents(4, generator.z_dim, 0, 5))).numpy())
     fid = frechet_distance(fake.mean(0), np.cov(fake, rowvar=False), ref.mu, ref.sigma)
     probs = torch.softmax(torch.from_numpy(fake) @ state["fc.weight"].double().T, dim=1).numpy()
-    assert record["metrics"]["fid4_train6"] == pytest.approx(fid, rel=1e-5)
-    assert record["metrics"]["is4_2splits"] == pytest.approx(inception_score(probs, 2)[0], rel=1e-5)
+    assert record["metrics"]["fid4_train6_pytorchfid"] == pytest.approx(fid, rel=1e-5)
+    assert record["metrics"]["is4_2splits_pytorchfid"] == pytest.approx(inception_score(probs, 2)[0], rel=1e-5)
+    assert record["inception_input"] == ref.protocol["inception_input"] == "pytorch-fid"
 
 
 def test_offline_without_weights_eval_and_train_fail_with_one_line(tiny_run, offline_hub, tmp_path):

@@ -25,8 +25,8 @@ def test_kid_and_prdc_come_from_the_fid_features_without_a_second_pass(tiny_run)
     generator, _ = load_generator(tiny_run[1])
     rng = np.random.default_rng(0)
     real = rng.standard_normal((20, 9)).astype(np.float32)
-    ref = ReferenceStats(real.mean(0), np.cov(real, rowvar=False), {"num_real": 20, "split": "train",
-                                                                    "network": "fake-net"}, None, real, None)
+    record = {"num_real": 20, "split": "train", "network": "fake-net", "inception_input": "tf1"}
+    ref = ReferenceStats(real.mean(0), np.cov(real, rowvar=False), record, None, real, None)
     net = FakeNet()
     metrics = score_generator(generator, net, make_protocol("standard", 12, 3), ref, seed=1, batch_size=4,
                               extra=("kid", "prdc"))
@@ -74,7 +74,8 @@ def test_metrics_option_refuses_unknown_names_and_statistics_without_features(ti
     assert parse_metrics("is,fid,prdc,kid") == ("kid", "prdc")
     with pytest.raises(MetricError, match="unknown lpips"):
         parse_metrics("fid,lpips")
-    stats = save_stats(tmp_path / "plain.npz", np.zeros(9), np.eye(9), {"network": "fake-net"})
+    stats = save_stats(tmp_path / "plain.npz", np.zeros(9), np.eye(9),
+                       {"network": "fake-net", "inception_input": "tf1"})
     result = CliRunner().invoke(app, ["eval", "--ckpt", str(tiny_run[1]), "--metrics", "fid,lpips"])
     assert result.exit_code == 1 and "unknown lpips" in result.output
     ref = load_stats(stats, features=True)
@@ -88,7 +89,7 @@ def test_truncated_latents_are_stamped_into_the_metric_names(tiny_run):  # noqa:
     from sngan.evaluation.protocols import metric_names
 
     generator, _ = load_generator(tiny_run[1])
-    real = {"num_real": 20, "split": "train", "network": "fake-net"}
+    real = {"num_real": 20, "split": "train", "network": "fake-net", "inception_input": "tf1"}
     plain = make_protocol("standard", 12, 3)
     cut = dataclasses.replace(plain, truncation=0.5)
     assert metric_names(cut, real) == ("is12_3splits_trunc0.5", "fid12_train20_trunc0.5")

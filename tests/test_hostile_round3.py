@@ -381,7 +381,7 @@ def test_a_link_inside_the_cache_folder_is_refused_before_any_work(tmp_path):
     elsewhere.mkdir()
     (cache / "fid-stats").symlink_to(elsewhere)
     cfg = load_config(write_config(tmp_path / "c.yaml"), [f"data.cache_dir={cache}"])
-    net = SimpleNamespace(network="stand-in")  # never used: the refusal comes first
+    net = SimpleNamespace(network="stand-in", features_key="stand-in-tf1")  # never used: the refusal comes first
     with pytest.raises(SnganError, match="fid-stats' is a symbolic link: sngan never writes through links"):
         reference_stats(cfg.data, 32, 0, "train", None, net, 10, lambda _: None)
     assert list(elsewhere.iterdir()) == []

@@ -9,9 +9,9 @@ from sngan.metrics.inception import hub_weights_path, load_inception, resolve_we
 from tests.helpers import pytorch_fid_reference_net
 
 
-def test_features_and_logits_equal_pytorch_fid_for_the_same_weights(inception_weights):
+def test_pytorch_fid_input_features_and_logits_equal_pytorch_fid_for_the_same_weights(inception_weights):
     path, state = inception_weights
-    ours = load_inception(path)
+    ours = load_inception(path, inception_input="pytorch-fid")
     reference = pytorch_fid_reference_net(state)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     features, logits = ours(images)

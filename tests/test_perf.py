@@ -207,11 +207,12 @@ def test_a_layout_only_change_moves_the_biases_before_batchnorm_by_lr_sized_step
 
 
 def test_single_pass_d_step_sees_the_same_batches_with_one_power_iteration(tiny_config):
-    exact = [*EAGER, "model.sn_init=svd"]  # sigma-hat starts exact, so one power iteration or two differ slightly
+    exact = [*EAGER, "model.sn_init=svd"]  # sigma-hat starts exact: the authors' step keeps it there within a D step
     d_two, d_one = one_iteration(tiny_config, exact)[1], one_iteration(tiny_config, [*exact,
                                                                                        "perf.d_single_pass=true"])[1]
-    # same real and fake batches and weights: the losses differ only through sigma (one power iteration, not two)
-    assert torch.allclose(d_one, d_two, rtol=1e-2) and not torch.equal(d_one, d_two)
+    # same real and fake batches and weights; sigma-hat is exact after one power iteration or two (W does not change
+    # between the two forwards of one D step), so the losses agree to rounding
+    assert torch.allclose(d_one, d_two, rtol=1e-5)
 
 
 @pytest.mark.slow

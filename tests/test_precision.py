@@ -31,7 +31,7 @@ def test_generator_and_inception_forwards_of_a_score_see_no_tf32_and_no_autocast
     generator.register_forward_hook(record)
 
     class Net(torch.nn.Module):
-        network = "probe"
+        network, inception_input = "probe", "tf1"
 
         def __init__(self):
             super().__init__()

@@ -1,4 +1,5 @@
-"""FP32SpectralNorm computes torch's spectral_norm exactly, and loads checkpoints written before it existed."""
+"""FP32SpectralNorm computes the authors' power iteration (keeps u, `sn_init` random and svd) and torch's
+spectral_norm (keeps v, `sn_init` torch) exactly, and loads checkpoints written before it existed."""
 
 import copy
 
@@ -23,10 +24,10 @@ FORMAT1_LOGITS_TRAIN = [-6.067060470581055, -5.599287033081055]
 
 
 def twins(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(ours, torch's) spectral norm around copies of `layer`, with the same u and v."""
+    """(ours with torch's step, torch's) spectral norm around copies of `layer`, with the same u and v."""
     torch.manual_seed(0)
     plain = copy.deepcopy(layer)
-    ours, ref = sn(layer), spectral_norm(plain, eps=1e-12)
+    ours, ref = sn(layer, keeps="v"), spectral_norm(plain, eps=1e-12)
     ref.parametrizations.weight[0]._u.copy_(ours.parametrizations.weight[0]._u)
     ref.parametrizations.weight[0]._v.copy_(ours.parametrizations.weight[0]._v)
     return ours, ref
@@ -48,8 +49,9 @@ def test_sigma_and_updates_equal_torch_spectral_norm(make):
             assert torch.allclose(ours.state_dict()[key], value, rtol=1e-6, atol=1e-7), key
 
 
-def test_eval_mode_leaves_u_and_v_unchanged_and_training_updates_them():
-    layer = sn(nn.Linear(8, 4))
+@pytest.mark.parametrize("keeps", ["u", "v"])
+def test_eval_mode_leaves_u_and_v_unchanged_and_training_updates_them(keeps):
+    layer = sn(nn.Linear(8, 4), keeps=keeps)
     before = {k: v.clone() for k, v in layer.state_dict().items()}
     layer.eval()
     layer(torch.randn(2, 8))
@@ -71,10 +73,11 @@ def test_gradient_treats_u_and_v_as_constants_as_torch():
     assert torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-7)
 
 
-def test_two_forwards_share_one_backward_when_compiled():
+@pytest.mark.parametrize("keeps", ["u", "v"])
+def test_two_forwards_share_one_backward_when_compiled(keeps):
     torch.manual_seed(0)
-    layer = sn(nn.Conv2d(3, 8, 1))
-    twin = sn(nn.Conv2d(3, 8, 1))
+    layer = sn(nn.Conv2d(3, 8, 1), keeps=keeps)
+    twin = sn(nn.Conv2d(3, 8, 1), keeps=keeps)
     twin.load_state_dict(layer.state_dict())
     x = torch.randn(2, 3, 4, 4)
     compiled = torch.compile(layer)
@@ -86,9 +89,12 @@ def test_two_forwards_share_one_backward_when_compiled():
 
 
 def test_checkpoint_written_before_the_rewrite_loads_and_resumes(tmp_path):
+    """With torch's step (sn_init torch) the old checkpoint computes exactly what the code that wrote it computed;
+    with the authors' step (sn_init random, its config) it loads and resumes from its stored u."""
     state = load_checkpoint(FORMAT1_CKPT)
     cfg = load_config(write_config(tmp_path / "tiny.yaml"))
-    d = build_discriminator(cfg.model)
+    assert cfg.model.sn_init == "random"
+    d = build_discriminator(load_config(write_config(tmp_path / "torch.yaml", {"model": {"sn_init": "torch"}})).model)
     d.load_state_dict(state["discriminator"])  # strict: same keys
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
@@ -158,19 +164,114 @@ def test_random_start_is_the_authors_start_and_follows_their_power_iteration(tin
 
 
 @pytest.mark.parametrize("iterations", [1, 3])
-def test_power_iterations_per_forward_follow_the_hand_written_loop(iterations):
-    """model.sn_power_iterations > 1: each training forward runs that many u <- Wv/|Wv|, v <- W^T u/|W^T u|
-    steps, and sigma-hat is u^T W v of the last ones."""
+@pytest.mark.parametrize("keeps", ["u", "v"])
+def test_power_iterations_per_forward_follow_the_hand_written_loop(iterations, keeps):
+    """model.sn_power_iterations > 1: each training forward runs that many steps, and sigma-hat is u^T W v of the
+    last ones; torch's step: u <- Wv/|Wv|, v <- W^T u/|W^T u| from the kept v; the authors' (max_sv.py, Ip
+    iterations): v <- W^T u/|W^T u|, u <- Wv/|Wv| from the kept u."""
     torch.manual_seed(1)
-    layer = sn(nn.Linear(7, 5), power_iterations=iterations)
+    layer = sn(nn.Linear(7, 5), power_iterations=iterations, keeps=keeps)
     norm = layer.parametrizations.weight[0]
     w = layer.parametrizations.weight.original.detach().double()
-    v = norm._v.double().clone()
+    u, v = norm._u.double().clone(), norm._v.double().clone()
     for _ in range(iterations):
-        u = w @ v
-        u = u / u.norm()
+        if keeps == "v":
+            u = w @ v
+            u = u / u.norm()
         v = w.T @ u
         v = v / v.norm()
+        if keeps == "u":
+            u = w @ v
+            u = u / u.norm()
     weight = layer.weight  # training mode: the update runs
     assert torch.allclose(norm._u.double(), u, atol=1e-6) and torch.allclose(norm._v.double(), v, atol=1e-6)
     assert torch.allclose(weight.double(), w / (u @ w @ v), atol=1e-6)
+
+
+def authors_max_singular_value(w: np.ndarray, u: np.ndarray, ip: int = 1) -> tuple[float, np.ndarray]:
+    """The authors' `max_singular_value` (sngan_projection, source/functions/max_sv.py), rewritten in float64 numpy:
+    from the kept u, v <- normalize(u W), u <- normalize(v W^T), eps added to the norm; sigma = u W v^T.
+    Returns (sigma, the u their `W_bar` stores in training mode)."""
+    for _ in range(ip):
+        v = u @ w
+        v = v / (np.linalg.norm(v) + 1e-12)
+        u = v @ w.T
+        u = u / (np.linalg.norm(u) + 1e-12)
+    return float(u @ w @ v), u
+
+
+def torch_order_step(w: np.ndarray, v: np.ndarray) -> tuple[float, np.ndarray]:
+    """torch's spectral_norm step in float64 (u from the kept v, then v): (sigma, the v it keeps)."""
+    u = w @ v
+    u = u / np.linalg.norm(u)
+    v = w.T @ u
+    v = v / np.linalg.norm(v)
+    return float(u @ w @ v), v
+
+
+@pytest.mark.parametrize("arch,classes", [("resnet", 3), ("cnn", 0)], ids=["resnet-projection", "cnn"])
+def test_random_start_stores_the_authors_u_and_sigma_at_every_forward_while_adam_trains(tmp_path, arch, classes):
+    """`sn_init: random` during training: every SN layer's stored u after each training forward, and the sigma-hat
+    the forward divided by, equal a float64 replay of the authors' max_singular_value from the same start, while
+    Adam changes W between forwards (two D forwards per step, real and fake, one backward, as a D step). torch's
+    order from the same start misses the replayed sigma-hat by far more than the tolerance, so the test tells the
+    two apart."""
+    from sngan.models.spectral import FP32SpectralNorm, start_sn
+
+    cfg = load_config(write_config(tmp_path / "t.yaml", {"model": {"arch": arch, "num_classes": classes,
+                                                                   "d_ch": 16, "sn_init": "random"}}))
+    torch.manual_seed(3)
+    d = build_discriminator(cfg.model).train()
+    start_sn(d, "random")
+    norms = [m for m in d.modules() if isinstance(m, FP32SpectralNorm)]
+    assert len(norms) > 3 and all(n.keeps == "u" for n in norms)
+    seen: dict[int, list[tuple[np.ndarray, float, np.ndarray]]] = {i: [] for i in range(len(norms))}
+
+    def record(i):
+        def hook(module, args, out):  # W as it entered, the sigma-hat it divided by, the u it stored
+            w = module._matrix(args[0].detach().double()).numpy()
+            seen[i].append((w, float(args[0].detach().double().norm() / out.detach().double().norm()),
+                            module._u.double().numpy().copy()))
+        return hook
+
+    for i, n in enumerate(norms):
+        n.register_forward_hook(record(i))
+    start_u = [n._u.double().numpy().copy() for n in norms]
+    start_v = [n._v.double().numpy().copy() for n in norms]
+    opt = torch.optim.Adam(d.parameters(), lr=2e-2, betas=(0.0, 0.9))
+    y = torch.tensor([0, 2]) if classes else None
+    for _ in range(6):
+        opt.zero_grad()
+        loss = nn.functional.softplus(-d(torch.randn(2, 3, 32, 32), y)).mean() \
+            + nn.functional.softplus(d(torch.randn(2, 3, 32, 32), y)).mean()
+        loss.backward()
+        opt.step()
+    worst_torch_order = 0.0
+    for i in range(len(norms)):
+        assert len(seen[i]) == 12  # one step per training forward
+        u, v = start_u[i], start_v[i]
+        for w, sigma_hat, stored_u in seen[i]:
+            sigma, u = authors_max_singular_value(w, u)
+            assert sigma_hat == pytest.approx(sigma, rel=2e-5)
+            assert np.abs(stored_u - u).max() < 2e-5
+            sigma_torch, v = torch_order_step(w, v)
+            worst_torch_order = max(worst_torch_order, abs(sigma_torch / sigma - 1))
+    assert worst_torch_order > 1e-3
+
+
+def test_authors_step_in_eval_mode_divides_by_their_sigma_and_stores_nothing():
+    """Their `W_bar` runs max_singular_value in eval mode too and stores u only in training mode; inspect's
+    sigma-hat of such a layer is that same number."""
+    from sngan.inspect.spectra import sigma_estimate, sn_state
+
+    torch.manual_seed(2)
+    layer = sn(nn.Conv2d(4, 6, 3), keeps="u").eval()
+    norm = layer.parametrizations.weight[0]
+    with torch.no_grad():
+        layer.parametrizations.weight.original.add_(torch.randn(6, 4, 3, 3))  # u now far from the top vector
+    w = layer.parametrizations.weight.original.detach().double()
+    u = norm._u.clone()
+    sigma, _ = authors_max_singular_value(w.flatten(1).numpy(), u.double().numpy())
+    assert float(w.norm() / layer.weight.detach().double().norm()) == pytest.approx(sigma, rel=1e-6)
+    assert torch.equal(norm._u, u)
+    assert sigma_estimate(sn_state(layer)) == pytest.approx(sigma, rel=1e-6)

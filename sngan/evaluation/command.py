@@ -65,12 +65,12 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                           "unconditional")
     if ref is None:
         check_real_count(cfg, protocol)
-    net = load_inception(weights, device)
+    net = load_inception(weights, device, protocol.inception_input)
     if ref is None and info.is_main:
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log, bool(extra))
     ref = broadcast_object(ref if info.is_main else None, info)
-    check_reference(ref, net.network)
+    check_reference(ref, net)
     metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
                            generator=opened.generator_name, device=str(device), metrics=metrics,
@@ -110,11 +110,11 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
     if ref_images is not None and protocol.num_real is not None and protocol.num_real > ref_images.count:
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
                           f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
-    net = load_inception(weights, device)
+    net = load_inception(weights, device, protocol.inception_input)
     if ref is None:
         log(f"computing reference statistics of {ref_images.describe()}")
         ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)
-    check_reference(ref, net.network)
+    check_reference(ref, net)
     metrics = score_images(images, net, protocol, ref, batch_size, extra, progress, log)
     return protocol_record(protocol, net, ref, images=str(images.path), images_kind=images.kind,
                            images_available=images.count, device=str(device), metrics=metrics,
@@ -125,14 +125,15 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
                      stats: Path | None, batch_size: int, seed: int, ema: bool | None, weights: Path | None,
                      device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid",
                      truncation: float | None = None, images: Path | None = None, ref: Path | None = None,
-                     num_real: int | None = None, overrides: tuple[str, ...] = (), progress: bool = True) -> None:
+                     num_real: int | None = None, overrides: tuple[str, ...] = (), progress: bool = True,
+                     inception_input: str | None = None) -> None:
     """`sngan eval`: score a checkpoint (sharded over the processes under torchrun) or `images`, print the result,
     append --json."""
     from sngan import distributed
     from sngan.io import refuse_special
     from sngan.sample.generate import check_truncation
 
-    chosen, extra = make_protocol(protocol, num_samples, splits, num_real), parse_metrics(metrics)
+    chosen, extra = make_protocol(protocol, num_samples, splits, num_real, inception_input), parse_metrics(metrics)
     check_truncation(truncation)
     if json_out is not None:  # checked before the work: a FIFO there would block after the whole evaluation
         refuse_special(json_out)

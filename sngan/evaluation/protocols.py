@@ -17,7 +17,10 @@ The same names serve `sngan eval --protocol` and `train.eval_protocol` (training
 The training split is the checkpoint's `data.split` (CIFAR-10: train).
 
 Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
-same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
+same path as real images: /255, the Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`; every
+protocol's default is `tf1`, the TF inception-2015-12-05 graph's resize and scaling, which the paper's IS and FID
+code fed; `pytorch-fid` on request, stamped into the protocol's and the metrics' names), pytorch-fid's FID
+Inception weights. Latents come from
 `sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the
 protocol (StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
 against 10,000 real images of the train split.
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sngan.errors import MetricError
+from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, check_inception_input
 
 INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
 
@@ -48,6 +52,7 @@ class Protocol:
     num_real: int | None
     description: str
     truncation: float | None = None  # latents redrawn at |z| > T (`sample --truncation`): never the paper's protocol
+    inception_input: str = DEFAULT_INCEPTION_INPUT  # INCEPTION_INPUTS: how images are resized and scaled for it
 
 
 PROTOCOLS = {
@@ -63,21 +68,28 @@ PROTOCOLS = {
 
 
 def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None,
-                  num_real: int | None = None) -> Protocol:
-    """A named protocol, with the number of generated images, IS splits and real images optionally changed.
+                  num_real: int | None = None, inception_input: str | None = None) -> Protocol:
+    """A named protocol, with the number of generated images, IS splits, real images and the Inception input path
+    optionally changed.
 
     Args:
         name: standard | paper | quick.
         num_samples: generated images (IS uses all; FID the protocol's count, at most this many).
         splits: IS splits.
         num_real: the first this many real images (default: the protocol's).
+        inception_input: tf1 | pytorch-fid (`INCEPTION_INPUTS`); None = the protocol's (tf1).
 
     Returns:
-        The protocol (its name gains ' (modified)' when a count differs from the definition).
+        The protocol (its name gains ' (modified)' when a count differs from the definition, and ' (<path>
+        input)' when the input path does).
     """
     if name not in PROTOCOLS:
         raise MetricError(f"protocol must be one of {'|'.join(PROTOCOLS)}, got {name!r}")
     base = PROTOCOLS[name]
+    if inception_input is not None and check_inception_input(inception_input) != base.inception_input:
+        base = dataclasses.replace(base, name=f"{name} ({inception_input} input)", inception_input=inception_input,
+                                   description=f"{base.description}; Inception input: "
+                                               f"{INCEPTION_INPUTS[inception_input]}")
     n = base.num_generated if num_samples is None else num_samples
     s = base.splits if splits is None else splits
     real = base.num_real if num_real is None else num_real
@@ -90,7 +102,7 @@ def make_protocol(name: str, num_samples: int | None = None, splits: int | None 
         return base
     changed = f"modified here: IS {n} generated in {s} splits, FID {fid_n} generated"
     changed += "" if real == base.num_real else f" vs the first {real} real"
-    return dataclasses.replace(base, name=f"{name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
+    return dataclasses.replace(base, name=f"{base.name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
                                num_real=real, description=f"{base.description}; {changed}")
 
 
@@ -108,4 +120,6 @@ def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, 
     known = real is not None and "split" in real and "num_real" in real
     label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
     trunc = "" if protocol.truncation is None else f"_trunc{protocol.truncation:g}"  # e.g. fid5k_train10k_trunc0.5
+    if protocol.inception_input != DEFAULT_INCEPTION_INPUT:  # e.g. fid5k_train10k_pytorchfid
+        trunc += "_" + protocol.inception_input.replace("-", "")
     return is_name + trunc, f"fid{count_label(protocol.fid_generated)}_{label}{trunc}"

@@ -16,16 +16,8 @@ from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.io import real_folders, refuse_link
-from sngan.metrics.inception import InceptionFeatures
-from sngan.metrics.stats import (
-    RESIZE,
-    ReferenceStats,
-    cache_path,
-    feature_stats,
-    load_stats,
-    save_stats,
-    uint8_to_unit,
-)
+from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, InceptionFeatures
+from sngan.metrics.stats import ReferenceStats, cache_path, feature_stats, load_stats, save_stats, uint8_to_unit
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
@@ -39,7 +31,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
         seed: the run's seed (synthetic images depend on it).
         split: which split of the dataset.
         num: the first `num` images of the split, or None for all.
-        net: the Inception network (names the cache entry).
+        net: the Inception network (its weights and input path name the cache entry).
         batch_size: images per Inception pass.
         log: progress messages.
         features: also load (or compute and store) the real features and labels, for KID, PRDC and intra-FID.
@@ -47,7 +39,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     Returns:
         The statistics with their protocol record and cache path.
     """
-    path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.network)
+    path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.features_key)
     if path.is_file():
         try:
             ref = load_stats(path, features)
@@ -70,7 +62,8 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     real = (np.concatenate(kept), np.asarray(labels)) if kept is not None else (None, None)
     record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
               "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
-              "weights_sha256": net.sha256, "resize": RESIZE, "input": "uint8 /255", "precision": PRECISION}
+              "weights_sha256": net.sha256, "inception_input": net.inception_input,
+              "resize": INCEPTION_INPUTS[net.inception_input], "input": "uint8 /255", "precision": PRECISION}
     try:
         save_stats(path, mu, sigma, record, *real)
     except OSError as exc:
@@ -100,22 +93,38 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
     mu, sigma = acc.mu_sigma()
     record = {"dataset": str(images.path), "root": str(images.path), "split": "ref", "num_real": num,
               "subset": f"first {num} in {'manifest' if images.kind == 'folder' else 'array'} order",
-              "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256, "resize": RESIZE,
+              "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256,
+              "inception_input": net.inception_input, "resize": INCEPTION_INPUTS[net.inception_input],
               "input": "uint8 /255", "precision": PRECISION}
     return ReferenceStats(mu, sigma, record, None, np.concatenate(kept) if features else None)
 
 
-def check_reference(ref: ReferenceStats, network: str) -> None:
-    """Refuse reference statistics recorded with another network (FIDs across networks are not comparable)."""
-    recorded = (ref.protocol or {}).get("network")
-    if recorded not in (None, network):
+
+def recorded_input(record: dict) -> str | None:
+    """The Inception input path a statistics record names; records of sngan before input paths existed (a
+    network, no input path) were pytorch-fid's; None for foreign files without a record."""
+    if "inception_input" in record:
+        return record["inception_input"]
+    return "pytorch-fid" if "network" in record else None
+
+
+def check_reference(ref: ReferenceStats, net: InceptionFeatures) -> None:
+    """Refuse reference statistics recorded with another network or another Inception input path (FIDs across
+    either are not comparable)."""
+    record = ref.protocol or {}
+    recorded = record.get("network")
+    if recorded not in (None, net.network):
         raise MetricError(f"{ref.path}: statistics were computed with {recorded} but this evaluation uses "
-                          f"{network}; FIDs across networks are not comparable")
+                          f"{net.network}; FIDs across networks are not comparable")
+    if recorded_input(record) not in (None, net.inception_input):
+        raise MetricError(f"{ref.path}: statistics were computed through the {recorded_input(record)} Inception "
+                          f"input but this evaluation uses {net.inception_input}; recompute them (sngan stats "
+                          f"--inception-input {net.inception_input})")
 
 
 def stats_command(config: Path, out: Path, *, split: str | None, num: int | None, weights: Path | None,
                   batch_size: int, device: str, force: bool, log: Callable[[str], None], features: bool = False,
-                  overrides: tuple[str, ...] = ()) -> None:
+                  overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT) -> None:
     """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images into `out`."""
     from sngan.config import load_config
     from sngan.data.cache import check_split
@@ -126,10 +135,10 @@ def stats_command(config: Path, out: Path, *, split: str | None, num: int | None
     check_new_output(out, force)
     cfg = load_config(config, overrides)
     check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
-    net = load_inception(weights, resolve_device(device))
+    net = load_inception(weights, resolve_device(device), inception_input)
     ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
                           batch_size, log, features)
     with publishing(out, force) as stage:
         save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
-        f"{ref.protocol['network']} (cache {ref.path})")
+        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input (cache {ref.path})")

@@ -1,7 +1,8 @@
 """Scoring a generator: generate -> uint8 -> Inception -> IS, FID (and KID, PRDC, intra-FID), in exact float32.
 
 Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
-same path as real images: /255, bilinear resize to 299, pytorch-fid's FID Inception. Latents come from
+same path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
+pytorch-fid's FID Inception weights. Latents come from
 `sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. `TrainingEvaluator` is the
 same scoring during training.
 """
@@ -18,14 +19,15 @@ from torch import nn
 
 from sngan.config import Config
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
+from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import INPUT, PRECISION, Protocol, make_protocol, metric_names
 from sngan.evaluation.reference import check_reference, reference_stats
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
 from sngan.metrics.extra import extra_scores
-from sngan.metrics.inception import FEATURE_DIM, InceptionFeatures, load_inception
+from sngan.metrics.inception import FEATURE_DIM, INCEPTION_INPUTS, InceptionFeatures, load_inception
 from sngan.metrics.precision import scoring_precision
-from sngan.metrics.stats import RESIZE, ReferenceStats, uint8_to_unit
+from sngan.metrics.stats import ReferenceStats, uint8_to_unit
 from sngan.progress import Progress, cpu_hint
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import to_uint8
@@ -33,6 +35,14 @@ from sngan.sample.writers import to_uint8
 EVAL_BATCH = 100  # images per Inception pass during training (the authors' evaluation batch)
 IS_MIN_PER_SPLIT = 5000  # images per IS split in the standard protocol (Salimans et al.; the paper's App. B.1)
 
+
+
+def check_scoring(ref: ReferenceStats, net: InceptionFeatures, protocol: Protocol) -> None:
+    """Refuse statistics of another network or input path, and a network fed otherwise than `protocol` says."""
+    check_reference(ref, net)
+    if net.inception_input != protocol.inception_input:
+        raise MetricError(f"the Inception network feeds the {net.inception_input} input path but protocol "
+                          f"{protocol.name!r} says {protocol.inception_input}")
 
 
 def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
@@ -56,7 +66,7 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     Returns:
         {is name: mean, is name + '_std': std, fid name: value, extra names: values}.
     """
-    check_reference(ref, net.network)
+    check_scoring(ref, net, protocol)
     z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed,
                    truncation=protocol.truncation)
     starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
@@ -108,7 +118,7 @@ def score_images(images: ImageInput, net: InceptionFeatures, protocol: Protocol,
                  log: Callable[[str], None] | None = None) -> dict[str, float]:
     """The metrics of `generator`'s `score_generator`, of the first `protocol.num_generated` images of `images`
     (a folder or npz): the same uint8 -> /255 -> Inception path, the same batches, the same names."""
-    check_reference(ref, net.network)
+    check_scoring(ref, net, protocol)
     device = next(net.buffers()).device
     logits, kept = [], []
     bar = Progress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
@@ -159,7 +169,8 @@ def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceSt
             "is_splits": protocol.splits, "fid_generated": protocol.fid_generated,
             "num_real": real.get("num_real"), "real_dataset": real.get("dataset"),
             "split": real.get("split"), "real_subset": real.get("subset"),
-            "stats": str(ref.path) if ref.path else None, "resize": RESIZE, "input": INPUT,
+            "stats": str(ref.path) if ref.path else None, "inception_input": net.inception_input,
+            "resize": INCEPTION_INPUTS[net.inception_input], "input": INPUT,
             "precision": PRECISION, **extra}
 
 
@@ -175,7 +186,7 @@ class TrainingEvaluator:
     def __init__(self, cfg: Config, device: torch.device, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
         self.protocol = make_protocol(cfg.train.eval_protocol, cfg.train.eval_num_samples or None)
-        self.net = load_inception(cfg.train.eval_inception_weights or None, device)
+        self.net = load_inception(cfg.train.eval_inception_weights or None, device, self.protocol.inception_input)
         self.ref: ReferenceStats | None = None
 
     def __call__(self, generator: nn.Module, info: DistInfo = SINGLE) -> dict[str, float]:

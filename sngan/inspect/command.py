@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from sngan.errors import SnganError
-from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra
+from sngan.inspect.lipschitz import graph_lipschitz_bound
+from sngan.inspect.summary import LayerSpectrum, bounds, gradient_norm_max, input_sizes, layer_spectra, probe_inputs
 from sngan.io import check_new_output, publishing, write_text
 
 BATCH = 64  # images per gradient pass of the Lipschitz estimate
@@ -36,6 +37,8 @@ class Inspection:
     bounds: dict[str, float]  # per-layer products, see sngan.inspect.summary
     lipschitz_lower: float | None = None  # max ||grad_x D|| over lipschitz_samples real + as many generated inputs
     lipschitz_samples: int = 0
+    lipschitz_upper: float | None = None  # graph_lipschitz_bound: certified, from the graph as it runs; None: BN/LN
+    lipschitz_worst_class: int | None = None  # the class it is attained for (projection D)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -52,10 +55,12 @@ def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.devic
 
     opened = open_checkpoint(path, discriminator=True, generator=lipschitz > 0, device=device)
     model, m = opened.discriminator, opened.config.model
-    rows = layer_spectra(model, input_sizes(model, m.resolution, m.num_classes))
+    rows = layer_spectra(model, input_sizes(model, m.resolution, m.num_classes))  # (eval mode: no update)
+    sizes = input_sizes(model, m.resolution, m.num_classes)
+    upper = graph_lipschitz_bound(model, sizes, probe_inputs(m.resolution, m.num_classes, device))
     lower = gradient_norm_max(model, _lipschitz_batches(opened, lipschitz, seed), device) if lipschitz else None
     return Inspection(str(path), int(opened.state["step"]), m.resolution, m.num_classes, rows, bounds(rows),
-                      lower, lipschitz)
+                      lower, lipschitz, upper.value, upper.worst_class)
 
 
 def _lipschitz_batches(opened: Any, num: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -103,8 +108,16 @@ def format_table(ins: Inspection) -> str:
                      f"{_fmt(r.normalised('matrix')):>8} "
                      f"{_fmt(r.normalised('operator') if conv is not None else None):>8}")
     b = ins.bounds
-    lines += ["", "product of per-layer norms over every layer but class embeddings (the paper's bound for a chain",
-              "with 1-Lipschitz activations; residual sums and pooling are not in it):",
+    if ins.lipschitz_upper is None:
+        upper = "none (the D normalises with batch or layer statistics)"
+    else:
+        worst = "" if ins.lipschitz_worst_class is None else f" (worst class {ins.lipschitz_worst_class}: w + embed(y))"
+        upper = f"{ins.lipschitz_upper:.4g}{worst}"
+    lines += ["", "certified upper bound of D's Lipschitz constant in x, from the graph as it runs (conv: circular",
+              "bound, avg pool 1/2, residual sums add, global sum pooling sqrt(h*w); sngan.inspect.lipschitz): "
+              + upper,
+              "product of per-layer norms over every layer but class embeddings (the paper's bound for a chain",
+              "with 1-Lipschitz activations; residual sums and pooling are not in it, so it bounds nothing here):",
               f"  matrix norms (W.reshape(out, -1)): trained {b['matrix_trained']:.4g}, normalised "
               f"{b['matrix_normalised']:.4g}",
               f"  operator norms (conv: as it runs; dense: matrix): trained {b['operator_trained']:.4g}, "

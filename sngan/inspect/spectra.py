@@ -4,7 +4,8 @@ Pure functions on tensors and modules; nothing here reads files or prints.
 
 - `sn_state(module)` is the one place that knows how a spectral-norm implementation stores its weight and power-
   iteration vectors (torch's parametrization, or plain attributes `weight_orig`/`u`/`v`); adapt it there.
-- `sigma_estimate` is what spectral normalization divides by: u^T W v with the stored vectors.
+- `sigma_estimate` is what spectral normalization divides by: u^T W v with the stored vectors (torch's step), or,
+  for a layer that keeps u only (the authors' step, `FP32SpectralNorm.keeps == "u"`), their step from the stored u.
 - `matrix_sigma` is the exact largest singular value of W reshaped to (out, -1), the matrix SN normalises.
 - Convolutions' operator norms (zero padding, stride, at the input size) live in `sngan.inspect.conv_norm`.
 - `matrix_sigma` (and `conv_norm`) take `exact`: True (the default, `sngan inspect`) computes in float64; False
@@ -29,7 +30,7 @@ class SNState:
 
     weight: torch.Tensor  # the weight as trained (before division by sigma)
     u: torch.Tensor | None  # (rows,) left singular vector estimate
-    v: torch.Tensor | None  # (cols,) right singular vector estimate; None = derive from u as Chainer does
+    v: torch.Tensor | None  # (cols,) right singular vector estimate; None = the authors' step from u
     dim: int  # the weight dimension that becomes the matrix rows (1 for transposed convs)
 
 
@@ -38,8 +39,9 @@ def sn_state(module: nn.Module) -> SNState | None:
     params = getattr(module, "parametrizations", None)
     if params is not None and "weight" in params:  # torch.nn.utils.parametrizations.spectral_norm and subclasses
         norm = params.weight[0]
-        return SNState(params.weight.original.detach(), getattr(norm, "_u", None), getattr(norm, "_v", None),
-                       getattr(norm, "dim", 0))
+        keeps_v = getattr(norm, "keeps", "v") == "v"  # the authors' step (keeps u) never reads the stored v
+        return SNState(params.weight.original.detach(), getattr(norm, "_u", None),
+                       getattr(norm, "_v", None) if keeps_v else None, getattr(norm, "dim", 0))
     if isinstance(getattr(module, "weight_orig", None), torch.Tensor):  # attribute-style implementations
         u = getattr(module, "u", getattr(module, "weight_u", None))
         v = getattr(module, "v", getattr(module, "weight_v", None))
@@ -77,12 +79,16 @@ def weight_matrix(weight: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def sigma_estimate(state: SNState) -> float | None:
-    """u^T W v with the stored vectors (None for a layer without them)."""
+    """The sigma-hat a layer divides by in eval mode (None for a layer without stored vectors): u^T W v with the
+    stored u, v; with u only, the authors' step (max_sv.py): v = normalize(W^T u), u' = normalize(W v), u'^T W v."""
     if state.u is None:
         return None
     w = weight_matrix(state.weight, state.dim).double()
     u = state.u.double()
-    v = state.v.double() if state.v is not None else nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
+    if state.v is not None:
+        return float(u @ (w @ state.v.double()))
+    v = nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
+    u = nn.functional.normalize(w @ v, dim=0, eps=1e-12)
     return float(u @ (w @ v))
 
 

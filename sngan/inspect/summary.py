@@ -9,10 +9,10 @@ Convolutions also carry `sigma_circular_bound`, a certified upper bound of their
 norm on the zero-padded grid), in the full inspection only; no product uses it.
 
 `upper_bound` multiplies one of them over every layer except class embeddings (which act on the label, not the
-image): the paper's bound for a chain of layers with 1-Lipschitz activations. It ignores the architecture's own
-factors (residual sums add branch norms; 2x2 average pooling has norm 1/2; global sum pooling over h x w has norm
-sqrt(h w)), so for a ResNet it is the per-layer product the paper reasons with, not a certificate: the empirical
-lower bound (largest input gradient norm) may exceed it.
+image): the paper's bound for a chain of layers with 1-Lipschitz activations, named `*_product` for what it is. It
+ignores the architecture's own factors (residual sums add branch norms; 2x2 average pooling has norm 1/2; global
+sum pooling over h x w has norm sqrt(h w); the projection's final map is w + embed(y)), so for a ResNet it bounds
+nothing. The certified bound of D as it runs is `sngan.inspect.lipschitz.graph_lipschitz_bound`.
 """
 
 from __future__ import annotations
@@ -122,12 +122,20 @@ def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
             for norm in ("matrix", "operator") for which in ("trained", "normalised")}
 
 
-def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, float]:
-    """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`) and the
-    operator-norm product of the normalised weights; float32 matrix products on the model's device."""
+def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]], inputs: tuple[torch.Tensor, ...]
+                    ) -> dict[str, float]:
+    """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`), the
+    certified graph bound `lipschitz_bound` (`graph_lipschitz_bound`, worst class; absent for a D with BN/LN) and
+    the per-layer `operator_norm_product` of the normalised weights; float32 on the model's device. `inputs`:
+    `probe_inputs` at the model's resolution."""
+    from sngan.inspect.lipschitz import graph_lipschitz_bound
+
     rows = layer_spectra(model, sizes, exact=False, full=False)
     ratios = {f"sn_ratio/{r.name}": r.ratio for r in rows if r.ratio is not None}
-    summary = {"lipschitz_bound": upper_bound(rows, "operator", normalised=True)}
+    summary = {"operator_norm_product": upper_bound(rows, "operator", normalised=True)}
+    bound = graph_lipschitz_bound(model, sizes, inputs, exact=False).value
+    if bound is not None:
+        summary["lipschitz_bound"] = bound
     if ratios:
         summary.update(sn_ratio_min=min(ratios.values()), sn_ratio_max=max(ratios.values()))
     return {**summary, **ratios}

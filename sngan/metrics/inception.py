@@ -1,9 +1,17 @@
 """The FID Inception network (pytorch-fid's port of TF `inception-2015-12-05`) and where its weights come from.
 
-The architecture is pytorch-fid's own `InceptionV3` (FID variant, `resize_input=True`, `normalize_input=True`):
-images in [0, 1] are bilinearly resized to 299×299 with `F.interpolate(align_corners=False)` and scaled to
-[-1, 1]. pytorch-fid builds that network and downloads its weights in one call; we hand it the state dict that
-`resolve_weights` found instead, so nothing touches the network unless a download is really needed.
+The architecture is pytorch-fid's own `InceptionV3` (FID variant, pool3 block), built with `resize_input=False`,
+`normalize_input=False`: the resize to 299×299 and the scaling to [-1, 1] are ours, by name (`INCEPTION_INPUTS`):
+- `tf1` (the default): what TensorFlow's `inception-2015-12-05` graph does to its input, the graph of the paper's
+  IS and FID code (OpenAI's `inception_score.py`, TTUR's `fid.py`): TF1 `ResizeBilinear` (align_corners=False and no
+  half-pixel centres: source coordinate = destination · in/out, `tf1_resize_bilinear`), then (x − 128)/128 on the
+  0..255 scale. torch-fidelity reproduces the same input (`interpolate_bilinear_2d_like_tensorflow1x`; a test
+  compares).
+- `pytorch-fid`: pytorch-fid's own input (`resize_input=True`, `normalize_input=True`): `F.interpolate` bilinear with
+  half-pixel centres (align_corners=False), then x/127.5 − 1.
+The two differ by about half a pixel of shift after the resize. pytorch-fid builds the network and downloads its
+weights in one call; we hand it the state dict that `resolve_weights` found instead, so nothing touches the
+network unless a download is really needed.
 
 Weights, in order: an explicit path (`--inception-weights`), the torch hub cache
 (`<torch.hub.get_dir()>/checkpoints/pt_inception-2015-12-05-6726825d.pth`), then a download through torch hub
@@ -23,9 +31,10 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from sngan.errors import InceptionWeightsError
+from sngan.errors import InceptionWeightsError, MetricError
 from sngan.metrics.precision import scoring_precision
 
 WEIGHTS_NAME = "pt_inception-2015-12-05"
@@ -34,6 +43,14 @@ WEIGHTS_SHA256_PREFIX = "6726825d"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
+INCEPTION_SIZE = 299
+INCEPTION_INPUTS = {
+    "tf1": "TF1 inception-2015-12-05 graph input: ResizeBilinear to 299x299 (align_corners=False, no half-pixel "
+           "centres: src = dst*in/out), then (x - 128)/128 on 0..255",
+    "pytorch-fid": "pytorch-fid input: F.interpolate bilinear to 299x299 (align_corners=False, half-pixel centres), "
+                   "then x/127.5 - 1",
+}
+DEFAULT_INCEPTION_INPUT = "tf1"  # the paper's: its IS and FID came from the TF graph
 
 
 
@@ -123,38 +140,79 @@ def resolve_weights(path: str | Path | None = None) -> Weights:
     return _load(cached)
 
 
-class InceptionFeatures(nn.Module):
-    """pool3 features (B, 2048) and 1008-way logits (B, 1008) of images in [0, 1]."""
+def check_inception_input(name: str) -> str:
+    """`name` when it is one of INCEPTION_INPUTS, else a one-line MetricError naming the choices."""
+    if name not in INCEPTION_INPUTS:
+        raise MetricError(f"Inception input must be one of {'|'.join(INCEPTION_INPUTS)}, got {name!r}")
+    return name
 
-    def __init__(self, weights: Weights):
+
+def tf1_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) float64 weights of TF1 ResizeBilinear along one axis (align_corners=False,
+    half_pixel_centers=False): output i reads source coordinate x = i * (n_in / n_out), in float32 as TF's kernel
+    computes it, the pixels floor(x) and min(floor(x) + 1, n_in - 1), weighted 1 - (x - floor(x)) and x - floor(x)."""
+    x = torch.arange(n_out, dtype=torch.float32) * torch.tensor(n_in / n_out, dtype=torch.float32)
+    low = x.floor().long().clamp(max=n_in - 1)
+    high = (low + 1).clamp(max=n_in - 1)
+    frac = (x - low.float()).double()
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, low), 1 - frac, accumulate=True)
+    m.index_put_((rows, high), frac, accumulate=True)
+    return m
+
+
+def tf1_resize_bilinear(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) float -> (B, C, size, size) as TF1 `tf.image.resize_bilinear` (align_corners=False), the
+    resize inside the inception-2015-12-05 graph: one (size, H) matrix per axis, applied in float32."""
+    rows = tf1_resize_matrix(images.shape[-2], size).to(images.device, torch.float32)
+    cols = tf1_resize_matrix(images.shape[-1], size).to(images.device, torch.float32)
+    return torch.einsum("oh,bchw,pw->bcop", rows, images, cols)  # (B, C, H, W) -> (B, C, size, size)
+
+
+def inception_input(images: torch.Tensor, how: str) -> torch.Tensor:
+    """Images in [0, 1] (B, 3, H, W) -> the network's input (B, 3, 299, 299) by the path `how` names."""
+    if check_inception_input(how) == "tf1":
+        return (tf1_resize_bilinear(images * 255.0, INCEPTION_SIZE) - 128.0) / 128.0
+    resized = F.interpolate(images, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+    return resized * 2.0 - 1.0
+
+
+class InceptionFeatures(nn.Module):
+    """pool3 features (B, 2048) and 1008-way logits (B, 1008) of images in [0, 1], through the input path
+    `inception_input` (INCEPTION_INPUTS)."""
+
+    def __init__(self, weights: Weights, inception_input: str = DEFAULT_INCEPTION_INPUT):
         super().__init__()
         from pytorch_fid import inception as pf
 
         state = weights.state_dict
         with mock.patch.object(pf, "load_state_dict_from_url", lambda *args, **kwargs: state):
-            self.net = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]], resize_input=True,
-                                      normalize_input=True, use_fid_inception=True)
+            self.net = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]], resize_input=False,
+                                      normalize_input=False, use_fid_inception=True)
         self.register_buffer("fc_weight", state["fc.weight"].float().clone())  # (1008, 2048), no bias: TF's IS
         self.network = weights.network
         self.sha256 = weights.sha256
+        self.inception_input = check_inception_input(inception_input)
         self.eval()
+
+    @property
+    def features_key(self) -> str:
+        """What produced the features: network and input path (`pt_inception-2015-12-05-tf1`); names cached
+        reference statistics, so features of one input path are never mixed with another's."""
+        return f"{self.network}-{self.inception_input}"
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, H, W) float in [0, 1] -> (pool3 features (B, 2048), logits (B, 1008)), float32."""
         with scoring_precision():
-            pool = self.net(images.float())[0].flatten(1)  # (B, 2048, 1, 1) -> (B, 2048)
+            pool = self.net(inception_input(images.float(), self.inception_input))[0].flatten(1)  # (B, 2048)
             return pool, pool @ self.fc_weight.T  # (B, 2048) @ (2048, 1008) -> (B, 1008)
 
 
-def load_inception(path: str | Path | None = None, device: str | torch.device = "cpu") -> InceptionFeatures:
-    """The FID Inception in eval mode on `device`, with weights from `resolve_weights(path)`.
-
-    Args:
-        path: explicit weights file, or None for the hub cache / download.
-        device: where the network runs.
-
-    Returns:
-        The network; `.network` names it for protocol records.
-    """
-    return InceptionFeatures(resolve_weights(path)).to(device)
+def load_inception(path: str | Path | None = None, device: str | torch.device = "cpu",
+                   inception_input: str = DEFAULT_INCEPTION_INPUT) -> InceptionFeatures:
+    """The FID Inception in eval mode on `device`, with weights from `resolve_weights(path)` and the input path
+    `inception_input` (INCEPTION_INPUTS); `.network` and `.inception_input` name them for protocol records."""
+    check_inception_input(inception_input)  # before any weights are looked for
+    return InceptionFeatures(resolve_weights(path), inception_input).to(device)

@@ -36,8 +36,8 @@ def format_block(record: dict[str, Any]) -> str:
         f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} {generated} vs {real} images)",
         *extra_lines(metrics, record["fid_generated"], record["num_real"]),
         f"protocol: {record['protocol']} - {record['protocol_description']}",
-        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | resize {record['resize']} | "
-        f"{record['precision']} | " + (f"images {record['images']} ({record['images_kind']})" if "images" in record
-                                       else f"seed {record['seed']} | step {record['step']} | "
-                                            f"{record['generator']} generator"),
+        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input {record['inception_input']}: "
+        f"{record['resize']} | {record['precision']} | "
+        + (f"images {record['images']} ({record['images_kind']})" if "images" in record
+           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator"),
     ])

@@ -27,8 +27,6 @@ from sngan.errors import MetricError
 from sngan.io import atomic_write
 from sngan.metrics.fid import FeatureStats
 
-RESIZE = "bilinear to 299x299 (pytorch-fid F.interpolate, align_corners=False), [0,1] -> [-1,1]"
-
 
 @dataclass
 class ReferenceStats:
@@ -95,7 +93,8 @@ def dataset_tag(data_cfg: DataConfig, seed: int) -> str:
 
 def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
                network: str) -> Path:
-    """Where the statistics of (dataset, split, count, resolution, network) are cached under the cache `root`."""
+    """Where the statistics of (dataset, split, count, resolution, features) are cached under the cache `root`;
+    `network` names what produced the features (`InceptionFeatures.features_key`: weights and input path)."""
     count = "all" if num is None else str(num)
     return root / "fid-stats" / f"{dataset_tag(data_cfg, seed)}-{split}-{resolution}px-n{count}-{network}.npz"
 

@@ -11,6 +11,7 @@ from sngan.errors import ConfigError
 from sngan.models.cnn import CNNDiscriminator, CNNGenerator
 from sngan.models.norms import add_learnt_scale
 from sngan.models.resnet import ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
+from sngan.models.spectral import use_sn_step
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "resnet": lambda m: ResNetGenerator(m.z_dim, m.resolution, m.g_ch, m.num_classes),
@@ -36,9 +37,11 @@ def build_generator(model_cfg: ModelConfig) -> nn.Module:
 
 def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
     """The discriminator described by the `model` config section, normalised by `d_norm` (and scaled by a learnt
-    gamma per layer with `d_norm_gamma`, paper App. E), on CPU."""
+    gamma per layer with `d_norm_gamma`, paper App. E), on CPU. Its spectral norms take the power-iteration step
+    `model.sn_init` names (the authors' for random and svd, torch's for torch; `sngan.models.spectral`)."""
     _check(model_cfg)
     d = DISCRIMINATORS[model_cfg.arch](model_cfg)
+    use_sn_step(d, model_cfg.sn_init)
     if model_cfg.d_norm_gamma:
         add_learnt_scale(d)
     return d

@@ -1,23 +1,32 @@
 """Spectral normalization, the paper's core algorithm (Miyato et al. 2018, Algorithm 1): W / sigma(W), sigma by one
-power iteration per training forward with persistent vectors.
+power iteration per training forward with a persistent vector.
 
-`FP32SpectralNorm` is torch's `spectral_norm` parametrization algorithm: one power iteration per forward in
-training mode with persistent `u` and `v` (saved in the state dict), none in eval mode, eps 1e-12. We write it
-ourselves for two reasons: it runs in float32 with autocast off (under CUDA autocast the power iteration's `mv`
-would otherwise run in bf16/fp16, and sigma, a norm of the whole matrix, loses about three significant digits), and
-it can be trained under torch.compile (see `FP32SpectralNorm`). It is registered through
-`torch.nn.utils.parametrize`, so the state-dict keys are those of torch's `spectral_norm`.
+`FP32SpectralNorm` runs in float32 with autocast off (under CUDA autocast the power iteration's `mv` would
+otherwise run in bf16/fp16, and sigma, a norm of the whole matrix, loses about three significant digits), and it
+can be trained under torch.compile (see `FP32SpectralNorm`). It is registered through `torch.nn.utils.parametrize`,
+so the state-dict keys are those of torch's `spectral_norm` (`_u`, `_v`), and checkpoints of every version load.
 
-Where the power iteration starts (`model.sn_init`, applied by `start_sn` when a run starts fresh):
-- `random`, the authors' start (Algorithm 1: "Initialize u_l with a random vector (sampled from isotropic
+One power-iteration step, two orders. Which vector a layer keeps between forwards (`FP32SpectralNorm.keeps`) is
+set from `model.sn_init` by `build_discriminator` (`STEP_OF_START`):
+- keeps "u", the authors' step (`source/functions/max_sv.py` of pfnet-research/sngan_projection, called by their
+  `SNConvolution2D.W_bar` / `SNLinear.W_bar` at every forward): v = normalize(W^T u), u = normalize(W v),
+  sigma-hat = u^T W v, and u is stored in training mode only ("if chainer.config.train: self.u[:] = _u"); in eval
+  mode the same step runs and nothing is stored. Their normalize is x / (||x|| + 1e-12), ours x / max(||x||, 1e-12):
+  equal for every non-negligible vector. We store this forward's v in `_v` too (a record; the step never reads it).
+- keeps "v", torch's `parametrizations.spectral_norm`: u = normalize(W v), v = normalize(W^T u), sigma-hat =
+  u^T W v, both stored in training mode; in eval mode u and v are used as stored.
+With W fixed the two orders walk the same alternating sequence; once an optimizer step changes W they differ: the
+next forward starts from the old u (authors) or the old v (torch).
+
+Where the power iteration starts (`model.sn_init`, applied by `start_sn` when a run starts fresh), in those terms:
+- `random`, the authors' start and step (Algorithm 1: "Initialize u_l with a random vector (sampled from isotropic
   distribution)"; their `SNConvolution2D`: `self.u = np.random.normal(size=(1, out_channels))`, no iteration at
-  construction). The authors store u only and derive v = normalize(W^T u) at each forward; we store that v, so our
-  first forward computes u <- normalize(W v) = the authors' first u exactly. From there our step is torch's
-  (u from v, then v from u) and sigma-hat = u^T W v uses the v half a step later than the authors' sigma-hat:
-  the stored u after every forward is the authors' u (a test replays their code), sigma-hat differs by that
-  half step.
-- `svd` (ours): u, v at the exact top singular vectors, so sigma-hat = sigma from the first step.
-- `torch`: torch's 15 power iterations from random vectors at construction (what `FP32SpectralNorm` does).
+  construction): u ~ N(0, I) normalised, keeps u. The stored u and sigma-hat equal the authors' at every forward
+  of a training run (a test replays their code in float64 while Adam changes W).
+- `svd` (ours): u (and v) at the exact top singular vectors of W, so sigma-hat = sigma from the first step; then
+  the authors' step (keeps u).
+- `torch`: torch's `spectral_norm` whole: u, v after 15 power iterations from random vectors at construction
+  (drawing torch's random numbers), then torch's step (keeps v).
 """
 
 from __future__ import annotations
@@ -30,28 +39,31 @@ from torch.nn.utils import parametrize
 from sngan.config import SN_INITS
 
 SN_EPS = 1e-12
+KEEPS = ("u", "v")  # the vector a layer carries between forwards: the authors' u, or torch's v
+STEP_OF_START = {"random": "u", "svd": "u", "torch": "v"}  # model.sn_init -> FP32SpectralNorm.keeps
 
 
 class FP32SpectralNorm(nn.Module):
     """Spectral-norm parametrization (weight / sigma) that torch.compile can train; float32 with autocast off.
 
-    The algorithm and the state are those of torch's `parametrizations.spectral_norm` (buffers `_u`, `_v`; 15
-    iterations at construction, drawing the same random numbers; eps 1e-12; in eval mode u and v are used as they
-    are). What differs is how the training-mode update is written. torch updates the buffers in place and then
-    reads clones of them; compiled, AOTAutograd's partitioner drops those clones and recomputes u and v in backward
-    from the buffers, which by then hold the next forward's values (two D forwards, real and fake, share one
-    backward): a version-counter error in backward. Here the power iteration is an opaque custom op
-    (`power_iteration`) whose fresh output tensors sigma = u^T W v is computed from and backward saves; they are
-    copied into the buffers and never mutated. As in torch, u and v are constants for autograd: the gradient of
-    sigma flows through W only.
+    The state is that of torch's `parametrizations.spectral_norm` (buffers `_u`, `_v`; 15 iterations at
+    construction, drawing the same random numbers; eps 1e-12). The step is the authors' (`keeps="u"`) or torch's
+    (`keeps="v"`), see the module docstring. How the training-mode update is written differs from torch's. torch
+    updates the buffers in place and then reads clones of them; compiled, AOTAutograd's partitioner drops those
+    clones and recomputes u and v in backward from the buffers, which by then hold the next forward's values (two D
+    forwards, real and fake, share one backward): a version-counter error in backward. Here the power iteration is
+    an opaque custom op (`power_iteration`) whose fresh output tensors sigma = u^T W v is computed from and backward
+    saves; they are copied into the buffers and never mutated. As in torch and the authors' code, u and v are
+    constants for autograd: the gradient of sigma flows through W only.
     """
 
-    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = SN_EPS):
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = SN_EPS,
+                 keeps: str = "u"):
         super().__init__()
-        if weight.ndim < 2 or n_power_iterations < 1:
-            raise ValueError(f"spectral norm needs a weight of 2 or more dimensions and n_power_iterations >= 1, "
-                             f"got shape {tuple(weight.shape)} and {n_power_iterations}")
-        self.dim, self.eps, self.n_power_iterations = dim, eps, n_power_iterations
+        if weight.ndim < 2 or n_power_iterations < 1 or keeps not in KEEPS:
+            raise ValueError(f"spectral norm needs a weight of 2 or more dimensions, n_power_iterations >= 1 and "
+                             f"keeps in {KEEPS}, got shape {tuple(weight.shape)}, {n_power_iterations}, {keeps!r}")
+        self.dim, self.eps, self.n_power_iterations, self.keeps = dim, eps, n_power_iterations, keeps
         with torch.no_grad():
             weight_mat = self._matrix(weight)  # (out, in * kh * kw)
             h, w = weight_mat.shape
@@ -69,8 +81,14 @@ class FP32SpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=weight.device.type, enabled=False):
             weight = weight.float()
-            weight_mat = self._matrix(weight)
-            if self.training:
+            weight_mat = self._matrix(weight)  # (out, in * kh * kw)
+            if self.keeps == "u":  # the authors': v from the kept u, then u from v; the step runs in eval mode too
+                with torch.no_grad():
+                    v, u = power_iteration(weight_mat.detach().T, self._u, self.n_power_iterations, self.eps)
+                    if self.training:
+                        self._u.copy_(u)
+                        self._v.copy_(v)
+            elif self.training:  # torch's: u from the kept v, then v from u
                 with torch.no_grad():
                     u, v = power_iteration(weight_mat.detach(), self._v, self.n_power_iterations, self.eps)
                     self._u.copy_(u)
@@ -86,8 +104,8 @@ class FP32SpectralNorm(nn.Module):
 
 @torch.library.custom_op("sngan::power_iteration", mutates_args=())
 def power_iteration(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` >= 1 steps of u <- normalize(W v), v <- normalize(W^T u), returned as new tensors (each step starts from
-    v alone, as in torch and in the authors' Chainer code, so the previous u is not an input).
+    """`n` >= 1 steps of u <- normalize(W v), v <- normalize(W^T u) from `v`, returned as new tensors (u, v).
+    Called with W^T and the kept u it is the authors' step: (v, u) with v = normalize(W^T u), u = normalize(W v).
 
     A custom op, opaque to torch.compile, on purpose: compiled, the partitioner would otherwise recompute u and v
     in backward from the buffers' values at graph entry, after the buffers had been overwritten (by this forward's
@@ -111,9 +129,17 @@ def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
             if isinstance(norm, FP32SpectralNorm)]
 
 
+def use_sn_step(model: nn.Module, how: str) -> None:
+    """Set every spectral-norm layer's step to the one `model.sn_init` = `how` names (`STEP_OF_START`)."""
+    if how not in SN_INITS:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_INITS)}")
+    for _, norm in sn_layers(model):
+        norm.keeps = STEP_OF_START[how]
+
+
 def start_sn_random(model: nn.Module, generator: torch.Generator | None = None) -> int:
-    """The authors' start (`model.sn_init: random`): u ~ N(0, I) normalised, v = normalize(W^T u), no power
-    iteration; returns how many layers. `generator` draws u (default: torch's global RNG)."""
+    """The authors' start (`model.sn_init: random`): u ~ N(0, I) normalised (v = normalize(W^T u), a record), no
+    power iteration; returns how many layers. `generator` draws u (default: torch's global RNG)."""
     layers = sn_layers(model)
     with torch.no_grad():
         for weight, norm in layers:
@@ -156,13 +182,14 @@ def start_sn_exact(model: nn.Module) -> int:
     return len(layers)
 
 
-def sn(module: nn.Module, power_iterations: int = 1) -> nn.Module:
-    """Wrap `module.weight` in spectral normalization (weight / sigma(weight)), as `spectral_norm(module)`.
+def sn(module: nn.Module, power_iterations: int = 1, keeps: str = "u") -> nn.Module:
+    """Wrap `module.weight` in spectral normalization (weight / sigma(weight)); `keeps` names the step (module
+    docstring): "u" the authors', "v" torch's `spectral_norm(module)`.
 
     Registered through `torch.nn.utils.parametrize`, so the state-dict keys are those of torch's `spectral_norm`
     (`...parametrizations.weight.original`, `...parametrizations.weight.0._u`, `._v`).
     """
     dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
     parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, power_iterations, dim,
-                                                                            eps=SN_EPS))
+                                                                            eps=SN_EPS, keeps=keeps))
     return module

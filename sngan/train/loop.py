@@ -23,7 +23,7 @@ from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device, together
 from sngan.errors import CheckpointError, SnganError, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
-from sngan.inspect.summary import input_sizes, training_record
+from sngan.inspect.summary import input_sizes, probe_inputs, training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
@@ -275,7 +275,8 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
                 if run_log is not None:
                     run_log.grid(grid, state.step)
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
-                run_log.log({"step": state.step, **training_record(state.d.module, d_sizes)})
+                probe = probe_inputs(cfg.model.resolution, cfg.model.num_classes, device)
+                run_log.log({"step": state.step, **training_record(state.d.module, d_sizes, probe)})
             if now.evaluate:
                 evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, text.message)
             if now.save:

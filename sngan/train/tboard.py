@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s"}
-SN_KEYS = ("sn_ratio", "lipschitz_bound")
+SN_KEYS = ("sn_ratio", "lipschitz_bound", "operator_norm_product")
 
 
 def tensorboard_tag(key: str) -> str:
