@@ -67,7 +67,7 @@ def test_cache_is_reused_and_invalidated_by_source_or_resolution(tmp_path):
     changed = prepare(_cfg(root), 32, progress=False)
     assert "(packed" in changed.notes[-1] and len(changed.images) == 7
     folders = sorted(p.name for p in cache_root(_cfg(root)).iterdir())
-    assert len(folders) == 3 and not any(".tmp" in f or ".stage" in f for f in folders)  # old sets kept, no temporaries left
+    assert len(folders) == 3 and not any(".tmp" in f or ".stage" in f for f in folders)  # old sets kept, none staged
     assert cache_root(_cfg(root)) == tmp_path / "sngan-cache"  # next to the tree, never inside it
 
 
