@@ -28,7 +28,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -178,18 +177,40 @@ def inception_input(images: torch.Tensor, how: str) -> torch.Tensor:
     return resized * 2.0 - 1.0
 
 
+def fid_inception_pool3(state: dict[str, torch.Tensor]) -> nn.Sequential:
+    """The FID Inception up to its pool3 features, with the weights `state`, from public classes only: torchvision's
+    Inception v3 with pytorch-fid's FID blocks in the places pytorch-fid's `fid_inception_v3` puts them, in the
+    layer order of pytorch-fid's `InceptionV3` (blocks 0-3). pytorch-fid's own builder downloads the weights
+    itself, so its network is assembled here and the state dict that `resolve_weights` found is loaded into it."""
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+    from torchvision.models import inception_v3
+
+    net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = FIDInceptionE_1(1280)
+    net.Mixed_7c = FIDInceptionE_2(2048)
+    net.load_state_dict(state)
+    return nn.Sequential(  # (B, 3, 299, 299) -> (B, 2048, 1, 1)
+        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+        net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d,
+        net.Mixed_6e, net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1)))
+
+
 class InceptionFeatures(nn.Module):
     """pool3 features (B, 2048) and 1008-way logits (B, 1008) of images in [0, 1], through the input path
     `inception_input` (INCEPTION_INPUTS)."""
 
     def __init__(self, weights: Weights, inception_input: str = DEFAULT_INCEPTION_INPUT):
         super().__init__()
-        from pytorch_fid import inception as pf
-
         state = weights.state_dict
-        with mock.patch.object(pf, "load_state_dict_from_url", lambda *args, **kwargs: state):
-            self.net = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]], resize_input=False,
-                                      normalize_input=False, use_fid_inception=True)
+        self.net = fid_inception_pool3(state)
         self.register_buffer("fc_weight", state["fc.weight"].float().clone())  # (1008, 2048), no bias: TF's IS
         self.network = weights.network
         self.sha256 = weights.sha256
@@ -206,7 +227,7 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, H, W) float in [0, 1] -> (pool3 features (B, 2048), logits (B, 1008)), float32."""
         with scoring_precision():
-            pool = self.net(inception_input(images.float(), self.inception_input))[0].flatten(1)  # (B, 2048)
+            pool = self.net(inception_input(images.float(), self.inception_input)).flatten(1)  # (B, 2048)
             return pool, pool @ self.fc_weight.T  # (B, 2048) @ (2048, 1008) -> (B, 1008)
 
 
