@@ -15,6 +15,8 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
     rng_ranks       under torchrun, the list of every rank's `rng` (None for one process)
     best            {"metric", "value", "step"} or None
     run_id          the id in the run folder's marker (`sngan.train.ownership`); absent in older checkpoints
+    class_names     the dataset's class names in label order (a list of str, one per model class; [] for an
+                    unconditional model); absent in older checkpoints, whose classes are then named '0', '1', ...
 """
 
 from __future__ import annotations
@@ -223,6 +225,21 @@ def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def class_names(state: dict[str, Any], num_classes: int) -> list[str]:
+    """The names of a checkpoint's `num_classes` classes in label order: its stored `class_names`, or '0', '1', ...
+    for a checkpoint written before they were stored. A stored list that is not one str per class is refused."""
+    names = state.get("class_names")
+    if names is None or num_classes == 0:
+        return [str(k) for k in range(num_classes)]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"its 'class_names' must be a list of strings, got {type(names).__name__}")
+    if len(names) != num_classes:
+        raise CheckpointError(f"its 'class_names' holds {len(names)} names, its model {num_classes} classes")
+    if len(set(names)) != len(names):
+        raise CheckpointError("its 'class_names' repeats a name")
+    return list(names)
+
+
 def generator_weights(state: dict[str, Any], ema: bool | None) -> tuple[dict[str, Any], bool]:
     """The generator state dict to sample from, and whether it is the EMA one: the only place this is decided.
 
@@ -257,6 +274,7 @@ class Opened:
     generator: nn.Module | None = None  # eval mode, on the device
     discriminator: nn.Module | None = None
     used_ema: bool | None = None  # which generator weights `generator` holds (None: no generator asked for)
+    class_names: list[str] | None = None  # one per model class, in label order (`class_names`)
 
     @property
     def generator_name(self) -> str:
@@ -288,6 +306,7 @@ def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator:
         raise CheckpointError(f"{path}: its config is invalid: {exc}") from None
     opened = Opened(path, state, cfg)
     try:
+        opened.class_names = class_names(state, cfg.model.num_classes)
         if generator:
             weights, opened.used_ema = generator_weights(state, ema)
         if generator or discriminator:

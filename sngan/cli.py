@@ -151,11 +151,12 @@ def sample(
     seed: Annotated[int, typer.Option(help="Latent seed (same seed, same images, same bytes).")] = 0,
     nrow: Annotated[int | None, typer.Option(min=1, help="Images per grid row (default ~sqrt(num)); paths per "
                                                          "GIF frame row.")] = None,
-    class_: Annotated[int | None, typer.Option("--class", metavar="K",
-                                               help="Conditional models: every image of class K.")] = None,
-    classes: Annotated[str | None, typer.Option(metavar="LIST", help="Conditional models: '0,3,7' or 'all'; one "
-                                                "grid row per class, or with --interpolate a path through them.")
-                       ] = None,
+    class_: Annotated[str | None, typer.Option("--class", metavar="K",
+                                               help="Conditional models: every image of class K (a class name "
+                                                    "such as cat, or an index).")] = None,
+    classes: Annotated[str | None, typer.Option(metavar="LIST", help="Conditional models: 'cat,dog', '0,3,7' or "
+                                                "'all'; one grid row per class, or with --interpolate a path "
+                                                "through them.")] = None,
     interpolate: Annotated[int | None, typer.Option(metavar="STEPS", help="Write interpolations with STEPS "
                                                     "frames (PNG strip + GIF): between seeds, or between --classes.")
                            ] = None,
@@ -177,6 +178,7 @@ def sample(
     scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N times.")] = 1,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
+    from sngan.checkpoint import class_names
     from sngan.distributed import resolve_device
     from sngan.sample.command import SampleRequest, export
     from sngan.sample.generate import check_truncation, load_generator
@@ -187,8 +189,8 @@ def sample(
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
                             batch_size=batch_size, progress=progress and sys.stderr.isatty(), force=force,
                             seeds=seeds, truncation=truncation, flat=flat, scale=scale)  # a bar on a terminal only
-    generator, _ = load_generator(ckpt, ema, resolve_device(device))
-    paths = export(generator, request)
+    generator, state = load_generator(ckpt, ema, resolve_device(device))
+    paths = export(generator, request, class_names(state, generator.num_classes))
     if out.is_dir():
         typer.echo(f"wrote {len(paths)} images to {out}")
     else:

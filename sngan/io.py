@@ -288,9 +288,10 @@ def write_staged(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
-def finish_export(folder: str | Path, files: list[Path]) -> Path:
+def finish_export(folder: str | Path, files: list[Path], extra: dict | None = None) -> Path:
     """Make a folder export durable once: every file's data and every folder on disk, then `manifest.json` (name,
-    bytes and sha256 of each file) written last, so a folder with a manifest is complete. Returns the manifest."""
+    bytes and sha256 of each file, and the plain-data `extra` fields) written last, so a folder with a manifest is
+    complete. Returns the manifest."""
     folder = Path(folder)
     entries = []
     with writing(folder):
@@ -305,7 +306,7 @@ def finish_export(folder: str | Path, files: list[Path]) -> Path:
                             "sha256": hashlib.sha256(data).hexdigest()})
         for sub in sorted({p.parent for p in files} | {folder}):
             _fsync_dir(sub)
-    manifest = {"count": len(entries), "files": entries}
+    manifest = {"count": len(entries), "files": entries, **(extra or {})}
     return write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 

@@ -99,7 +99,7 @@ def test_prepare_command_packs_then_reuses_and_reports_errors(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": str(root)}})
     runs = [CliRunner().invoke(app, ["prepare", "--config", str(config), "--no-progress"]) for _ in range(2)]
     assert all(r.exit_code == 0 for r in runs), runs[0].output
-    assert "dataset: 9 images 32x32, 3 classes, per class min 3 max 3" in runs[0].stdout
+    assert "dataset: 9 images 32x32, 3 classes (0 a, 1 b, 2 c), per class min 3 max 3" in runs[0].stdout
     assert "packed in" in runs[0].stdout and "reused in" in runs[1].stdout
     bad = CliRunner().invoke(app, ["prepare", "--config", str(config), "--set", f"data.root={tmp_path / 'nope'}"])
     assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: data.root")

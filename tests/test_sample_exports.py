@@ -52,9 +52,9 @@ def test_conditional_folder_is_read_by_torchvision_image_folder(tiny_runs, tmp_p
     folder = tmp_path / "cls"
     ok(sample(tiny_runs["cond_ckpt"], folder, "--classes", "0,2", "--num", 2))
     loaded = datasets.ImageFolder(str(folder))
-    assert loaded.classes == ["00000", "00002"] and [label for _, label in loaded.samples] == [0, 0, 1, 1]
+    assert loaded.classes == ["circle", "triangle"] and [label for _, label in loaded.samples] == [0, 0, 1, 1]
     ok(sample(tiny_runs["cond_ckpt"], folder, "--classes", "1", "--num", 1, "--force"))  # --force replaces it
-    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["00001/00000.png"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["square/00000.png"]
 
 
 def test_scale_enlarges_the_strip_and_every_gif_frame_by_whole_pixels(tiny_runs, tmp_path):

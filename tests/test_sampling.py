@@ -73,8 +73,9 @@ def test_folder_holds_exactly_n_readable_pngs_matching_the_npz(tiny_runs, tmp_pa
     ok(sample(tiny_runs["cond_ckpt"], tmp_path / "same.npz", "--num", 7, "--seed", 5))
     ok(sample(tiny_runs["cond_ckpt"], tmp_path / "flat", "--num", 7, "--seed", 5, "--flat"))
     with np.load(tmp_path / "same.npz") as data:
-        for i, path in enumerate(files):  # one sub-folder per class: 00002/00004.png
-            assert path.relative_to(folder).as_posix() == f"{data['y'][i]:05d}/{i:05d}.png"
+        for i, path in enumerate(files):  # one sub-folder per class, named as the synthetic source names them
+            names = ("circle", "square", "triangle")
+            assert path.relative_to(folder).as_posix() == f"{names[data['y'][i]]}/{i:05d}.png"
             np.testing.assert_array_equal(np.asarray(Image.open(path)), data["x"][i])
         assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == \
             [f"{i:05d}_class{data['y'][i]}.png" for i in range(7)] + ["manifest.json"]

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
+SHOWN_CLASSES = 10  # classes named in the dataset line; the rest are counted (ImageNet has 1000)
+SHOWN_NAME = 40  # characters of one class name in the dataset line
 
 
 @dataclass
@@ -36,12 +37,23 @@ class ImageSet:
         return np.bincount(self.labels, minlength=len(self.classes))
 
     def summary(self) -> str:
-        """`dataset: N images HxW, K classes, per class min a max b` plus any notes."""
+        """`dataset: N images HxW, K classes (0 airplane, 1 automobile, ...), per class min a max b` plus any
+        notes; at most SHOWN_CLASSES names, each cut to SHOWN_NAME characters, so a 1000-class line stays short."""
         counts = self.class_counts()
         low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
         text = (f"dataset: {len(self.images)} images {self.images.shape[1]}x{self.images.shape[2]}, "
-                f"{len(self.classes)} classes, per class min {low} max {high}")
+                f"{len(self.classes)} classes{class_mapping(self.classes)}, per class min {low} max {high}")
         return "; ".join([text, *self.notes])
+
+
+def class_mapping(classes: tuple[str, ...] | list[str]) -> str:
+    """' (0 cat, 1 dog)': the index of each name, the first SHOWN_CLASSES of them, then how many more."""
+    if not classes:
+        return ""
+    shown = [f"{k} {name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + '...'}"
+             for k, name in enumerate(classes[:SHOWN_CLASSES])]
+    more = len(classes) - len(shown)
+    return f" ({', '.join(shown)}{f', ... {more} more' if more else ''})"
 
 
 def to_float(x_uint8: torch.Tensor, dequantize: bool) -> torch.Tensor:

@@ -1,20 +1,22 @@
 """`sngan sample` as plain Python: choose the format, check the request against the model, generate, write.
 
 Formats (`--format`, or from `--out`): `grid` (.png), `folder` (no extension, or an existing folder: one PNG per
-image, for external FID tools; conditional models get one sub-folder per class, `00003/00012.png`, as torchvision's
-ImageFolder reads, or with `--flat` `00012_class3.png`), `npz` (.npz: `x` and `arr_0` the same uint8 (N, H, W, 3),
+image, for external FID tools; conditional models get one sub-folder per class named by the checkpoint's class
+names, `cat/00012.png`, as torchvision's ImageFolder reads (`writers.class_folders`), or with `--flat`
+`00012_class3.png`), `npz` (.npz: `x` and `arr_0` the same uint8 (N, H, W, 3),
 `y` int64 (N,) when conditional) and, with `--interpolate`, a PNG strip plus a GIF (.png or .gif: both written).
 `--seeds 0-35` gives one image per seed (`seed0035.png` in a folder), each the same whatever the other seeds;
 `--truncation T` redraws latent entries with |z| > T (the truncation trick: not the paper's protocol).
 
-Class options (conditional models only): `--class K` makes every image class K; `--classes 0,3,7` or `--classes
-all` gives `--num` images per listed class (one grid row per class), or, with `--interpolate`, a path through the
-listed classes at fixed z.
+Class options (conditional models only), each class given by its name (`cat`; stored in the checkpoint since
+issue 30, else '0', '1', ...) or its index: `--class K` makes every image class K; `--classes cat,dog`,
+`--classes 0,3,7` or `--classes all` gives `--num` images per listed class (one grid row per class), or, with
+`--interpolate`, a path through the listed classes at fixed z. A name holding a comma is given by its index.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -50,7 +52,7 @@ class SampleRequest:
     num: int | None = None
     seed: int = 0
     nrow: int | None = None
-    class_index: int | None = None
+    class_index: int | str | None = None  # --class: an index or a class name (resolved against the checkpoint)
     classes: str | None = None
     interpolate: int | None = None
     method: str | None = None
@@ -69,7 +71,8 @@ class SampleRequest:
                                          MAX_BATCH), ("--nrow", self.nrow, 1, MAX_NROW),
                                          ("--interpolate", self.interpolate, 2, MAX_STEPS),
                                          ("--seed", self.seed, 0, MAX_SEED), ("--end-seed", self.end_seed, 0, MAX_SEED),
-                                         ("--class", self.class_index, 0, MAX_CLASSES), ("--scale", self.scale, 1, 16)):
+                                         ("--class", self.class_index if isinstance(self.class_index, int) else None, 0,
+                                          MAX_CLASSES), ("--scale", self.scale, 1, 16)):
             if value is not None and not low <= value <= high:
                 raise SamplingError(f"{option} must be between {low} and {high:,}, got {value:,}")
         if self.truncation is not None and not self.truncation > 0:
@@ -83,28 +86,44 @@ def check_count(count: int, limit: int, what: str) -> None:
                             f"(or --classes / --interpolate)")
 
 
-def parse_classes(text: str, num_classes: int) -> list[int]:
-    """The classes named by `--classes`: a comma-separated list ("0,3,7") or "all", checked against the model.
+def parse_classes(text: str, names: list[str]) -> list[int]:
+    """The classes named by `--classes`: a comma-separated list of class names or indices ("cat,dog", "0,3,7") or
+    "all", checked against the model.
 
     Args:
         text: the option's value.
-        num_classes: the model's class count (0 = unconditional: always an error).
+        names: the model's class names in label order ([] = unconditional: always an error).
 
     Returns:
         Class indices in the order given.
     """
     if text.strip().lower() == "all":
-        check_class(0, num_classes)
-        return list(range(num_classes))
-    try:
-        classes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SamplingError(f"--classes must be comma-separated class indices or 'all', got {text!r}") from None
+        check_class(0, len(names))
+        return list(range(len(names)))
+    classes = [class_index(part.strip(), names, "--classes") for part in text.split(",") if part.strip()]
     if not classes:
-        raise SamplingError("--classes needs at least one class index (or 'all')")
-    for k in classes:
-        check_class(k, num_classes)
+        raise SamplingError("--classes needs at least one class name or index (or 'all')")
     return classes
+
+
+def class_index(text: str | int, names: list[str], option: str = "--class") -> int:
+    """The index of the class `text` names: a class name of the checkpoint (exactly, else ignoring case when that
+    names one class) or an index 0..K-1. A name is looked up first, so a class named '3' is that class."""
+    check_class(0, len(names))
+    text = str(text)
+    if text in names:
+        return names.index(text)
+    folded = [k for k, name in enumerate(names) if name.casefold() == text.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    try:
+        k = int(text)
+    except ValueError:
+        shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
+        raise SamplingError(f"{option}: no class named {text[:100]!r}; the model's classes are {shown} (or give "
+                            f"an index 0-{len(names) - 1})") from None
+    check_class(k, len(names))
+    return k
 
 
 def check_class(k: int, num_classes: int) -> None:
@@ -138,12 +157,13 @@ def output_format(out: Path, fmt: str | None) -> str:
                         f"a name without extension (folder of PNGs), or --format")
 
 
-def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
+def export(generator: nn.Module, request: SampleRequest, class_names: list[str] | None = None) -> list[Path]:
     """Generate what `request` asks of `generator` and write it.
 
     Args:
         generator: a generator with `z_dim` and `num_classes` attributes (see `load_generator`).
         request: the options.
+        class_names: the checkpoint's class names in label order (`sngan.checkpoint.class_names`); None = '0', '1'...
 
     Returns:
         The files written (for a folder, every PNG in index order).
@@ -152,17 +172,21 @@ def export(generator: nn.Module, request: SampleRequest) -> list[Path]:
     if request.class_index is not None and request.classes is not None:
         raise SamplingError("--class and --classes exclude each other: --class K for one class, --classes for "
                             "several")
+    names = [str(k) for k in range(generator.num_classes)] if class_names is None else list(class_names)
+    if len(names) != generator.num_classes:
+        raise SamplingError(f"{len(names)} class names for a model of {generator.num_classes} classes")
     if request.class_index is not None:
-        check_class(request.class_index, generator.num_classes)
-    classes = parse_classes(request.classes, generator.num_classes) if request.classes is not None else None
+        request = replace(request, class_index=class_index(request.class_index, names))
+    classes = parse_classes(request.classes, names) if request.classes is not None else None
     if request.interpolate is not None or fmt == "gif":
         return _interpolation(generator, request, fmt, classes)
     if request.method is not None or request.end_seed is not None:
         raise SamplingError("--interp and --end-seed apply only with --interpolate STEPS")
-    return _samples(generator, request, fmt, classes)
+    return _samples(generator, request, fmt, classes, names)
 
 
-def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None) -> list[Path]:
+def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None,
+             names: list[str]) -> list[Path]:
     if classes is not None:
         if request.seeds is not None:
             raise SamplingError("--seeds does not apply with --classes: use --seed and --num per class")
@@ -187,7 +211,7 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
         z, y = seed_latents(seeds, generator.z_dim, generator.num_classes, labels, request.truncation)
     else:
         z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels, request.truncation)
-    names = [f"seed{s:04d}" for s in seeds] if request.seeds is not None and classes is None else None
+    file_names = [f"seed{s:04d}" for s in seeds] if request.seeds is not None and classes is None else None
     with publishing(request.out, request.force) as stage:  # the old export stays until the new one is whole
         if fmt == "grid":
             save_grid(generate(generator, z, y, request.batch_size, request.progress), stage, nrow)
@@ -195,7 +219,7 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
             save_npz(generate_uint8(generator, z, y, request.batch_size, request.progress), y, stage)
         else:
             batches = generate_batches(generator, z, y, request.batch_size, request.progress)
-            written = save_folder(batches, y, stage, num, request.flat, names)
+            written = save_folder(batches, y, stage, num, request.flat, file_names, names)
             paths = [request.out / p.relative_to(stage) for p in written]
     return paths if fmt == "folder" else [request.out]
 

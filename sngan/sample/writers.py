@@ -10,6 +10,7 @@ s shows column s of every row as a grid, and the animation plays forward then ba
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,8 @@ from torchvision.utils import make_grid, save_image
 from sngan.errors import SamplingError
 from sngan.io import atomic_write, check_can_create, export_foreign, finish_export, refuse_special, write_staged
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")  # characters a class folder name never holds
+MAX_FOLDER_NAME = 64  # characters of a class folder name (before any index prefix)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
 
@@ -86,10 +89,30 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
                                                     format="PNG"))
 
 
+def class_folders(class_names: list[str]) -> list[str]:
+    """A folder name per class, in label order, safe on every file system and sorted as the labels are.
+
+    A name keeps its letters, digits and `._+-` (any other run of characters becomes `_`, leading dots go, at most
+    MAX_FOLDER_NAME characters); a number is zero-padded to 5 digits (`00003`, the names of checkpoints without
+    class names). torchvision's ImageFolder numbers classes by sorted folder name, so when the cleaned names do not
+    sort in label order (or two clean to the same name) every folder is prefixed with its index (`00002_cat`), and
+    ImageFolder's labels are then always the model's.
+    """
+    clean = []
+    for k, name in enumerate(class_names):
+        safe = _UNSAFE.sub("_", name).lstrip(".")[:MAX_FOLDER_NAME] or str(k)
+        clean.append(safe.zfill(5) if safe.isdigit() else safe)
+    if clean != sorted(set(clean)):
+        clean = [f"{k:05d}_{name}" for k, name in enumerate(clean)]
+    return clean
+
+
 def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, folder: str | Path,
-                num: int, flat: bool = False, names: list[str] | None = None) -> list[Path]:
-    """Save each image as its own PNG: `00000.png`, ...; for conditional models one sub-folder per class,
-    `00003/00012.png` (the layout torchvision's ImageFolder reads), or with `flat` `00012_class3.png`.
+                num: int, flat: bool = False, names: list[str] | None = None,
+                class_names: list[str] | None = None) -> list[Path]:
+    """Save each image as its own PNG: `00000.png`, ...; for conditional models one sub-folder per class named by
+    `class_folders` (`cat/00012.png`; the layout torchvision's ImageFolder reads), or with `flat`
+    `00012_class3.png`. The manifest then lists each class's index, name and folder.
 
     `sngan sample` writes into a new staging folder and swaps it in whole (`sngan.io.publishing`), so each PNG is
     written without a sync of its own and the folder is made durable once at the end, `manifest.json` (every file's
@@ -102,11 +125,17 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
         num: total number of images (sets the zero-padding of the names).
         flat: conditional images side by side with the class in the name, not in sub-folders.
         names: file names without '.png' (e.g. `seed0035` for --seeds) instead of the index.
+        class_names: the model's class names in label order (None: '0', '1', ...), for the class folders.
 
     Returns:
         The paths written, in index order.
     """
     folder = Path(folder)
+    classes = None
+    if labels is not None:
+        class_names = class_names if class_names is not None else [str(k) for k in range(int(labels.max()) + 1)]
+        classes = [{"index": k, "name": n, "folder": f} for k, (n, f) in
+                   enumerate(zip(class_names, class_folders(class_names), strict=True))]
     folder.mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(num - 1)))
     paths: list[Path] = []
@@ -119,10 +148,10 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
             elif flat:
                 paths.append(folder / f"{name}_class{int(labels[i])}.png")
             else:
-                paths.append(folder / f"{int(labels[i]):05d}" / f"{name}.png")
+                paths.append(folder / classes[int(labels[i])]["folder"] / f"{name}.png")
                 paths[-1].parent.mkdir(exist_ok=True)
             write_staged(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
-    finish_export(folder, paths)  # durable once, manifest.json last
+    finish_export(folder, paths, {"classes": classes} if classes and not flat else None)  # manifest.json last
     return paths
 
 

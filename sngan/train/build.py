@@ -64,7 +64,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
     g = Net(generator, compiled(wrap(generator, info, device), perf), compiled(generator, perf))
     d = Net(discriminator, compiled(wrap(discriminator, info, device), perf), compiled(discriminator, perf))
-    return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf)
+    names = [str(name) for name in image_set.classes] if cfg.model.num_classes else []  # plain data for the ckpt
+    return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf, class_names=names)
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:

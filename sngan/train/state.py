@@ -59,6 +59,7 @@ class TrainState:
     step: int = 0
     best: dict[str, Any] | None = None
     run_id: str | None = None  # the run's marker (sngan.train.ownership), recorded in every checkpoint
+    class_names: list[str] = field(default_factory=list)  # the dataset's, in label order ([] unconditional)
     perf: Perf = field(default_factory=Perf)
 
     def __post_init__(self) -> None:
@@ -109,6 +110,7 @@ class TrainState:
             "rng_ranks": rng_ranks if self.dist.enabled else None,
             "best": self.best,
             "run_id": self.run_id,
+            "class_names": list(self.class_names),
         }
 
     def restore(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
