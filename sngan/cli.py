@@ -168,7 +168,8 @@ def sample(
                                                 "the checkpoint has one).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Report progress (a bar on a terminal, a "
+                                                          "line every 10 s elsewhere).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files; replace the sample "
                                                         "PNGs of a non-empty folder.")] = False,
     seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed: 0-35 or 1,5,10-12.")] = None,
@@ -187,8 +188,8 @@ def sample(
 
     request = SampleRequest(out=out, fmt=format_, num=num, seed=seed, nrow=nrow, class_index=class_,
                             classes=classes, interpolate=interpolate, method=interp, end_seed=end_seed,
-                            batch_size=batch_size, progress=progress and sys.stderr.isatty(), force=force,
-                            seeds=seeds, truncation=truncation, flat=flat, scale=scale)  # a bar on a terminal only
+                            batch_size=batch_size, progress=progress, force=force, seeds=seeds,
+                            truncation=truncation, flat=flat, scale=scale)
     generator, state = load_generator(ckpt, ema, resolve_device(device))
     paths = export(generator, request, class_names(state, generator.num_classes))
     if out.is_dir():

@@ -54,3 +54,29 @@ def test_disabled_progress_prints_nothing(monkeypatch):
         clock.now += 100
         bar.update(10)
     assert lines == [] and eta(3725) == "1h02m05s"
+
+
+def test_sampling_reports_progress_off_a_terminal_with_counts_and_eta(monkeypatch, capsys):
+    """issue 30 section 3: `sngan sample` follows the rule of every other pass (a plain line every 10 s)."""
+    import torch
+
+    from sngan.config import ModelConfig
+    from sngan.models import build_generator
+
+    clock = Clock()
+
+    def tick():
+        clock.now += 3.0  # each reading of the clock is 3 s later: a slow generator
+        return clock.now
+
+    monkeypatch.setattr(progress_module, "time", types.SimpleNamespace(monotonic=tick))
+    from sngan.sample.generate import generate_batches
+
+    generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=16, g_ch=8, d_ch=8))
+    batches = list(generate_batches(generator, torch.randn(40, generator.z_dim), None, batch_size=4, progress=True))
+    assert sum(len(b) for b in batches) == 40
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sample: ")]
+    assert lines and all(" img (" in line and "ETA" in line for line in lines)
+    assert lines[0] == "sample: 16/40 img (40%), 1.3 img/s, ETA 18s"  # 3 s per clock reading, rate after batch 1
+    list(generate_batches(generator, torch.randn(8, generator.z_dim), None, batch_size=4, progress=False))
+    assert capsys.readouterr().err == ""

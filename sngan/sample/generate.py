@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from sngan.errors import SamplingError
+from sngan.progress import Progress, cpu_hint
 from sngan.sample.writers import to_uint8
 
 
@@ -103,15 +103,16 @@ def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | No
                      batch_size: int = 256, progress: bool = False) -> Iterator[torch.Tensor]:
     """Images in [-1, 1], one (B, 3, R, R) float32 CPU batch at a time, from latents z (N, z_dim) in eval mode.
 
-    Streaming keeps long exports at one batch of memory; the progress bar (counted in images) also covers whatever
-    the caller does with each batch.
+    Streaming keeps long exports at one batch of memory; the progress (`sngan.progress.Progress`, counted in
+    images: a bar on a terminal, a plain line every few seconds elsewhere, an estimate before a long pass) also
+    covers whatever the caller does with each batch.
 
     Args:
         generator: the generator (its mode is restored when the iteration ends).
         z: latents on any device.
         y: labels (N,) or class weights (N, num_classes) for conditional models.
         batch_size: images per forward pass.
-        progress: show a progress bar.
+        progress: report progress (the rule of every long pass).
 
     Yields:
         Consecutive batches of generated images on the CPU.
@@ -119,14 +120,15 @@ def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | No
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
+    bar = Progress(len(z), "sample", progress, hint=cpu_hint(device))
     try:
-        with tqdm(total=len(z), disable=not progress, desc="sample", unit="img", dynamic_ncols=True) as bar:
-            for start in range(0, len(z), batch_size):
-                zb = z[start:start + batch_size].to(device)
-                yb = None if y is None else y[start:start + batch_size].to(device)
-                yield generator(zb, yb).float().cpu()
-                bar.update(len(zb))
+        for start in range(0, len(z), batch_size):
+            zb = z[start:start + batch_size].to(device)
+            yb = None if y is None else y[start:start + batch_size].to(device)
+            yield generator(zb, yb).float().cpu()
+            bar.update(len(zb))
     finally:
+        bar.close()
         generator.train(was_training)
 
 
@@ -139,7 +141,7 @@ def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = Non
         z: latents on any device.
         y: labels (N,) or class weights (N, num_classes) for conditional models.
         batch_size: images per forward pass.
-        progress: show a progress bar.
+        progress: report progress (`generate_batches`).
 
     Returns:
         The generated images.
