@@ -150,3 +150,47 @@ def test_each_arch_builds_exactly_the_resolutions_the_config_allows():
             else:
                 with pytest.raises(ConfigError, match="model.resolution"):
                     build_generator(cfg)
+
+
+def test_dry_run_estimates_each_run_and_the_total_from_one_measurement_per_model(tmp_path):
+    """issue 30 section 3: time per run = iterations x (n_dis x D step + G step), measured once per distinct model."""
+    from sngan.study.preview import describe
+
+    calls = []
+
+    def measure(cfg):  # SN and WC differ in model.d_norm: two models, each measured once over its two seeds
+        calls.append(cfg.model.d_norm)
+        return (0.25, 1.0) if cfg.model.d_norm == "spectral" else (0.5, 2.0)
+
+    text = describe(load_plan(_plan(tmp_path)), measure)
+    assert sorted(calls) == ["none", "spectral"]
+    sn, wc = (text.split(f"{name}-s0:")[1].split("\n")[2] for name in ("SN", "WC"))
+    assert "about 12s here (250 ms/D step, 1000 ms/G step)" in sn  # 7 x (3 x 0.25 + 1.0) = 12.25 s
+    assert "about 24s here (500 ms/D step, 2000 ms/G step)" in wc  # 7 x (3 x 0.5 + 2.0) = 24.5 s
+    assert "about 1m14s of training steps on this machine (device cpu" in text  # 2 x 12.25 + 2 x 24.5 = 73.5 s
+
+
+def test_dry_run_measures_real_steps_of_the_plans_models_quickly(tmp_path):
+    from sngan.study.preview import measure_steps
+
+    cfg = load_plan(_plan(tmp_path)).config(*load_plan(_plan(tmp_path)).runs()[0])
+    d, g = measure_steps(cfg)
+    assert 0 < d < 5 and 0 < g < 5  # tiny model on the CPU: milliseconds
+    result = runner.invoke(app, ["study", "--plan", str(_plan(tmp_path)), "--dry-run"])
+    assert result.exit_code == 0 and result.output.count(" ms/D step, ") == 4, result.output
+
+
+def test_dry_run_warns_when_the_evaluation_lacks_the_inception_weights(tmp_path, offline_hub):
+    from sngan.study.preview import describe
+
+    def fixed(cfg):
+        return 0.1, 0.1
+
+    evaluating = load_plan(_plan(tmp_path, evaluation={"every": 5, "protocol": "quick"}))
+    warning = [line for line in describe(evaluating, fixed).splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "4 run(s) evaluate IS/FID" in warning[0]
+    assert "pt_inception-2015-12-05-6726825d.pth not found" in warning[0] and "SNGAN_OFFLINE" in warning[0]
+    assert "warning:" not in describe(load_plan(_plan(tmp_path)), fixed)  # no evaluation: nothing needed
+    offline_hub.mkdir(parents=True)
+    (offline_hub / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"present")  # found, checked at start
+    assert "warning:" not in describe(evaluating, fixed)

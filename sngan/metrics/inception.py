@@ -117,6 +117,19 @@ def _load(path: Path) -> Weights:
     return Weights(state, path, sha)
 
 
+def missing_weights(path: str | Path | None = None) -> str | None:
+    """Without loading anything: None when `resolve_weights(path)` would find a file (the explicit one, else the hub
+    cache), else one line saying what is missing and how to supply it (whether a download will be tried)."""
+    if path:
+        return None if Path(path).is_file() else (f"Inception weights {path} not found ({WEIGHTS_NAME} weights: "
+                                                  f"{WEIGHTS_URL})")
+    if hub_weights_path().is_file():
+        return None
+    offline = os.environ.get("SNGAN_OFFLINE", "") not in ("", "0")
+    attempt = "SNGAN_OFFLINE is set, so no download is tried" if offline else "a download will be tried at start"
+    return f"Inception weights {WEIGHTS_FILE} not found ({attempt}): {_how_to_supply()}"
+
+
 def resolve_weights(path: str | Path | None = None) -> Weights:
     """Find, check and load the Inception weights.
 

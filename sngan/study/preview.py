@@ -1,16 +1,31 @@
-"""`sngan study --plan P --dry-run`: every run of a plan with what it changes from the base config, and its cost in
-optimiser steps; nothing is trained or written.
+"""`sngan study --plan P --dry-run`: every run of a plan with what it changes from the base config, its cost in
+optimiser steps and, from a short measured step, in time on this machine; nothing is trained or written.
 
-Seconds per step depend on the machine: `scripts/bench_study.py --plan P` measures them and totals the plan.
+The time comes from `measure_steps`: each distinct model of the plan (what a step's cost depends on: model, loss,
+batch sizes, precision) is built on this device with synthetic data, and one untimed G iteration is followed by
+MEASURE_STEPS timed D steps and G steps. A run's time is then iterations x (n_dis x D step + G step): training
+steps only, without evaluation passes, checkpoints or compilation (measured with perf.compile off). Measuring stops
+after MEASURE_BUDGET_S; later models are listed as not measured. `scripts/bench_study.py --plan P` measures the
+same with more repeats.
 """
 
 from __future__ import annotations
 
+import json
 import textwrap
+import time
+from collections.abc import Callable
 from typing import Any
 
-from sngan.config import Config, load_config
+import torch
+
+from sngan.config import Config, from_dict, load_config
+from sngan.progress import eta
 from sngan.study.plan import Plan, run_name
+
+MEASURE_STEPS = 2  # timed D steps and G steps per distinct model ("a couple of real iterations")
+MEASURE_BUDGET_S = 60.0  # measuring stops after this long (a plan of many large models on a CPU)
+MEASURE_CLASSES = 3  # a conditional model is measured with the synthetic source's 3 classes (cost hardly changes)
 
 
 def differences(base: dict[str, dict[str, Any]], cfg: dict[str, dict[str, Any]]) -> list[str]:
@@ -27,21 +42,113 @@ def _evaluation(cfg: Config) -> str:
     return f"IS/FID every {t.eval_every} with protocol {t.eval_protocol}{count}"
 
 
-def describe(plan: Plan) -> str:
-    """The dry-run text: one block per run (name, differences, steps, evaluation) and the plan's totals."""
+def cost_key(cfg: Config) -> str:
+    """What one step's cost depends on (not the optimiser's numbers, n_dis or the iteration count)."""
+    t = cfg.train
+    return json.dumps([cfg.to_dict()[name] for name in ("model", "loss", "perf")] +
+                      [t.batch_size, t.g_batch_size, t.device], sort_keys=True)
+
+
+def measure_steps(cfg: Config) -> tuple[float, float]:
+    """(seconds per D step, seconds per G step) of `cfg`'s model on its device, on synthetic data with compile off:
+    one untimed G iteration (warm-up: allocation, cuDNN choices), then the mean of MEASURE_STEPS of each."""
+    from sngan.distributed import resolve_device
+    from sngan.train.build import build_state
+    from sngan.train.losses import get_losses
+    from sngan.train.steps import d_step, g_step, iteration
+
+    raw = cfg.to_dict()
+    raw["data"] = {**raw["data"], "name": "synthetic", "num_images": 2 * max(cfg.train.batch_size,
+                                                                             cfg.train.g_batch_size)}
+    raw["perf"] = {**raw["perf"], "compile": "off"}
+    raw["train"] = {**raw["train"], "eval_every": 0}
+    if cfg.model.num_classes:
+        raw["model"] = {**raw["model"], "num_classes": MEASURE_CLASSES}
+    small = from_dict(raw)
+    device = resolve_device(small.train.device)
+    state = build_state(small, device, log=lambda _: None)
+    losses = get_losses(small.loss.type)
+    try:
+        iteration(state, losses)
+        times = []
+        for step in (lambda: d_step(state, losses[0]), lambda: g_step(state, losses[1])):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(MEASURE_STEPS):
+                step()
+            _sync(device)
+            times.append((time.perf_counter() - start) / MEASURE_STEPS)
+    finally:
+        state.batches.close()
+    return times[0], times[1]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_plan(configs: list[Config], measure: Callable[[Config], tuple[float, float]] = measure_steps,
+                 budget_s: float = MEASURE_BUDGET_S) -> dict[str, tuple[float, float]]:
+    """`measure` of each distinct model (`cost_key`) among `configs`, until `budget_s` seconds have passed."""
+    start, measured = time.monotonic(), {}
+    for cfg in configs:
+        key = cost_key(cfg)
+        if key not in measured and time.monotonic() - start < budget_s:
+            measured[key] = measure(cfg)
+    return measured
+
+
+def inception_warning(configs: list[Config]) -> str | None:
+    """One line when runs of the plan evaluate IS/FID and the Inception weights they need are not on this machine."""
+    from sngan.metrics.inception import missing_weights
+
+    evaluating = [cfg for cfg in configs if cfg.train.eval_every]
+    for path in dict.fromkeys(cfg.train.eval_inception_weights for cfg in evaluating):
+        problem = missing_weights(path or None)
+        if problem:
+            return (f"warning: {sum(c.train.eval_inception_weights == path for c in evaluating)} run(s) evaluate "
+                    f"IS/FID and would stop at start: {problem}")
+    return None
+
+
+def describe(plan: Plan, measure: Callable[[Config], tuple[float, float]] | None = measure_steps) -> str:
+    """The dry-run text: one block per run (name, differences, steps, estimated time, evaluation), the plan's totals
+    and a warning when the evaluation's Inception weights are missing. `measure=None` skips the timing."""
     base = load_config(plan.base).to_dict()
-    lines = [f"plan {plan.path}: {len(plan.runs())} runs from {plan.base}, study folder {plan.out}"]
+    runs = [(variant, seed, plan.config(variant, seed)) for variant, seed in plan.runs()]
+    measured = measure_plan([cfg for _, _, cfg in runs], measure) if measure is not None else {}
+    lines = [f"plan {plan.path}: {len(runs)} runs from {plan.base}, study folder {plan.out}"]
     g_steps = d_steps = 0
-    for variant, seed in plan.runs():
-        cfg = plan.config(variant, seed)
+    seconds, unmeasured = 0.0, 0
+    for variant, seed, cfg in runs:
         t = cfg.train
         g_steps, d_steps = g_steps + t.iterations, d_steps + t.iterations * t.n_dis
         changed = differences(base, cfg.to_dict())
+        step = measured.get(cost_key(cfg))
+        if step is not None:
+            run_s = t.iterations * (t.n_dis * step[0] + step[1])
+            seconds += run_s
+            timing = f"; about {eta(run_s)} here ({step[0] * 1e3:.0f} ms/D step, {step[1] * 1e3:.0f} ms/G step)"
+        else:
+            unmeasured += 1
+            timing = ""
         lines += [f"{run_name(variant, seed)}:",
                   textwrap.fill(f"changes: {', '.join(changed) if changed else 'none (the base config)'}", 118,
                                 initial_indent="    ", subsequent_indent="        ", break_on_hyphens=False),
-                  f"    cost: {t.iterations} G steps + {t.iterations * t.n_dis} D steps (n_dis {t.n_dis}); "
+                  f"    cost: {t.iterations} G steps + {t.iterations * t.n_dis} D steps (n_dis {t.n_dis}){timing}; "
                   f"{_evaluation(cfg)}"]
-    lines.append(f"total: {g_steps} G steps and {d_steps} D steps; seconds per step on this machine: "
-                 f"scripts/bench_study.py --plan {plan.path}")
+    total = f"total: {g_steps} G steps and {d_steps} D steps"
+    if measure is None:
+        lines.append(f"{total}; seconds per step on this machine: scripts/bench_study.py --plan {plan.path}")
+    else:
+        from sngan.distributed import resolve_device
+
+        device = resolve_device(runs[0][2].train.device) if runs else "cpu"
+        left = f", {unmeasured} run(s) not measured (budget {MEASURE_BUDGET_S:.0f} s)" if unmeasured else ""
+        lines.append(f"{total}; about {eta(seconds)} of training steps on this machine (device {device}; measured "
+                     f"over {MEASURE_STEPS} steps per model; evaluation and checkpoints not included){left}")
+    warning = inception_warning([cfg for _, _, cfg in runs])
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)
