@@ -16,13 +16,17 @@ from typing import Any
 
 from sngan.io import read_jsonl
 
-LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s")
+LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s", "cpu_mem_gb", "cuda_mem_gb")
 MAX_VALUE = 1e300  # larger values are not numbers a reader can use (a chart's range would overflow)
 
 
-def log_record(step: int, d_loss: float, g_loss: float, lr: float, it_per_s: float) -> dict[str, Any]:
-    """The training log's record for the window ending at `step` (wall time added)."""
-    return {"step": step, "d_loss": d_loss, "g_loss": g_loss, "lr": lr, "it_per_s": it_per_s, "time": time.time()}
+def log_record(step: int, d_loss: float, g_loss: float, lr: float, it_per_s: float,
+               memory: dict[str, float] | None = None) -> dict[str, Any]:
+    """The training log's record for the window ending at `step` (wall time added), with the peak memory
+    (`cpu_mem_gb`: the process's peak resident set; `cuda_mem_gb` on CUDA: the most allocated since the previous
+    record; GiB), as StyleGAN2-ADA's log has it."""
+    return {"step": step, "d_loss": d_loss, "g_loss": g_loss, "lr": lr, "it_per_s": it_per_s, **(memory or {}),
+            "time": time.time()}
 
 
 def is_number(value: Any) -> bool:

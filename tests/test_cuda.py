@@ -117,3 +117,18 @@ def test_one_fp32_iteration_on_cuda_moves_both_networks(tiny_config):
     g0, d0 = flat(state.g.module), flat(state.d.module)
     assert torch.isfinite(g_step(state, g_loss_fn)) and torch.isfinite(d_step(state, d_loss_fn))
     assert not torch.equal(g0, flat(state.g.module)) and not torch.equal(d0, flat(state.d.module))
+
+
+def test_a_cuda_record_carries_the_peak_allocated_since_the_previous_record():
+    """issue 30 section 6: cuda_mem_gb is torch.cuda.max_memory_allocated in GiB, reset after each record."""
+    from sngan.train.steps import LossWindow
+
+    device = torch.device("cuda")
+    big = torch.ones(256 * 2 ** 20, dtype=torch.uint8, device=device)  # 0.25 GiB
+    window = LossWindow(device, 0)
+    window.add(torch.tensor(1.0, device=device), torch.tensor(2.0, device=device))
+    first = window.record(1, 2e-4)
+    del big
+    window.add(torch.tensor(1.0, device=device), torch.tensor(2.0, device=device))
+    second = window.record(2, 2e-4)
+    assert first["cuda_mem_gb"] >= 0.25 and second["cuda_mem_gb"] < 0.25  # the peak restarts at each record

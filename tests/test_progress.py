@@ -10,7 +10,7 @@ from sngan.train.progress import bar_wanted, eta, log_line
 from tests.helpers import write_config
 
 LINE = re.compile(r"step (\d+)/\d+ \| d_loss -?\d+\.\d{4} \| g_loss -?\d+\.\d{4} \| lr \d\.\d\de-\d\d \| "
-                  r"\d+\.\d it/s \| ETA \S+")
+                  r"\d+\.\d it/s \| mem cpu \d+\.\d\d GB( cuda \d+\.\d\d GB)? \| ETA \S+")
 
 
 class Terminal(io.StringIO):
@@ -22,6 +22,29 @@ def test_eta_and_the_line_say_what_is_left():
     assert (eta(3725), eta(65), eta(7)) == ("1h02m05s", "1m05s", "7s")
     record = {"step": 100, "d_loss": 1.5, "g_loss": -0.25, "lr": 2e-4, "it_per_s": 20.0}
     assert log_line(record, 900) == "step 100/900 | d_loss 1.5000 | g_loss -0.2500 | lr 2.00e-04 | 20.0 it/s | ETA 40s"
+    peaks = {**record, "cpu_mem_gb": 1.234, "cuda_mem_gb": 7.2}
+    assert log_line(peaks, 900) == ("step 100/900 | d_loss 1.5000 | g_loss -0.2500 | lr 2.00e-04 | 20.0 it/s | mem "
+                                    "cpu 1.23 GB cuda 7.20 GB | ETA 40s")
+
+
+def test_a_record_carries_the_peak_resident_memory_of_the_process():
+    """issue 30 section 6: cpu_mem_gb is the peak RSS (ru_maxrss, KiB on Linux); it grows past a 200 MiB buffer
+    touched here, and no cuda key is written off CUDA."""
+    import resource
+
+    import numpy as np
+    import torch
+
+    from sngan.train.steps import LossWindow
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    buffer = np.ones(200 * 2 ** 20, np.uint8)  # touched: resident
+    window = LossWindow(torch.device("cpu"), 0)
+    window.add(torch.tensor(1.0), torch.tensor(2.0))
+    record = window.record(1, 2e-4)
+    assert set(record) >= {"cpu_mem_gb"} and "cuda_mem_gb" not in record
+    assert record["cpu_mem_gb"] >= max(before, buffer.sum() / 2 ** 30)
+    assert 0.05 < record["cpu_mem_gb"] < 64
 
 
 def test_bar_only_on_a_terminal_when_asked_for():

@@ -22,11 +22,15 @@ from sngan.progress import eta, on_terminal
 
 
 def log_line(record: dict[str, Any], total: int) -> str:
-    """'step 100/900 | d_loss 1.2345 | g_loss 0.6789 | lr 2.00e-04 | 31.2 it/s | ETA 25s' from a loss record."""
+    """'step 100/900 | d_loss 1.2345 | g_loss 0.6789 | lr 2.00e-04 | 31.2 it/s | mem cpu 1.23 GB cuda 4.56 GB |
+    ETA 25s' from a loss record (the peak memory of `steps.peak_memory`; cuda only on CUDA, none in older
+    records)."""
     rate = record["it_per_s"]
     left = eta((total - record["step"]) / rate) if rate > 0 else "?"
+    memory = " ".join(f"{name} {record[key]:.2f} GB" for name, key in (("cpu", "cpu_mem_gb"),
+                                                                         ("cuda", "cuda_mem_gb")) if key in record)
     return (f"step {record['step']}/{total} | d_loss {record['d_loss']:.4f} | g_loss {record['g_loss']:.4f} | "
-            f"lr {record['lr']:.2e} | {rate:.1f} it/s | ETA {left}")
+            f"lr {record['lr']:.2e} | {rate:.1f} it/s | {f'mem {memory} | ' if memory else ''}ETA {left}")
 
 
 def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:

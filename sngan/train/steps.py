@@ -10,6 +10,8 @@ iterations) from `optim.lr_decay_start` to 0 at `train.iterations`.
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -154,4 +156,17 @@ class LossWindow:
             raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
                                    f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
                                    f"lower optim.lr or check the data")
-        return log_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9))
+        return log_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9),
+                          peak_memory(self.device))
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """This process's peak memory in GiB: `cpu_mem_gb`, the peak resident set of its life (`resource.getrusage`),
+    and on CUDA `cuda_mem_gb`, the most the caching allocator handed out since the previous call (the peak is reset
+    after reading, as StyleGAN2-ADA's training loop does)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    memory = {"cpu_mem_gb": rss / 2 ** (30 if sys.platform == "darwin" else 20)}
+    if device.type == "cuda":
+        memory["cuda_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        torch.cuda.reset_peak_memory_stats(device)
+    return memory
