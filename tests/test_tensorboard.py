@@ -31,7 +31,8 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
     acc = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"loss/d", "loss/g", "train/lr", "train/it_per_s", "sn/lipschitz_bound"} <= set(tags["scalars"])
+    assert {"loss/d", "loss/g", "train/lr", "train/it_per_s", "resources/cpu_mem_gb", "sn/lipschitz_bound"} <= \
+        set(tags["scalars"])
     assert "time" not in tags["scalars"] and "d_loss" not in tags["scalars"]
     events = acc.Scalars("loss/d")
     assert [e.step for e in events] == [1, 2, 3, 4]  # step 2 survives the resume from step 2

@@ -1,10 +1,10 @@
 """What a run's TensorBoard shows: records' numbers as scalars under grouped tags, sample grids as images.
 
 Tags group by their first component, as TensorBoard lays them out: `loss/d`, `loss/g`; `train/lr`,
-`train/it_per_s`; spectral-norm diagnostics (`train.inspect_every`) under `sn/` (`sn/ratio/<layer>`,
-`sn/ratio_min`, `sn/lipschitz_bound`); everything else, the metrics (`is5k`, `fid5k_train50k`, ...), under
-`metrics/`. A record's `time` (Unix seconds) is the event's wall time, not a scalar: as float32 every value would
-read 1.796e9.
+`train/it_per_s`; peak memory under `resources/` (`resources/cpu_mem_gb`, on CUDA `resources/cuda_mem_gb`);
+spectral-norm diagnostics (`train.inspect_every`) under `sn/` (`sn/ratio/<layer>`, `sn/ratio_min`,
+`sn/lipschitz_bound`); everything else, the metrics (`is5k`, `fid5k_train50k`, ...), under `metrics/`. A
+record's `time` (Unix seconds) is the event's wall time, not a scalar: as float32 every value would read 1.796e9.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s"}
+TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s",
+              "cpu_mem_gb": "resources/cpu_mem_gb", "cuda_mem_gb": "resources/cuda_mem_gb"}  # StyleGAN2-ADA's group
 SN_KEYS = ("sn_ratio", "lipschitz_bound", "operator_norm_product")
 
 
