@@ -176,7 +176,9 @@ def sample(
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
                                                      "with |z| > T (truncation trick; not the paper's).")] = None,
     flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
-    scale: Annotated[int, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N times.")] = 1,
+    scale: Annotated[int | None, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N "
+                                              "times (default: the least that makes each at least 256 px wide).")
+                     ] = None,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""
     from sngan.checkpoint import class_names

@@ -59,7 +59,7 @@ def test_conditional_folder_is_read_by_torchvision_image_folder(tiny_runs, tmp_p
 
 def test_scale_enlarges_the_strip_and_every_gif_frame_by_whole_pixels(tiny_runs, tmp_path):
     ckpt = tiny_runs["uncond_ckpt"]
-    ok(sample(ckpt, tmp_path / "a.gif", "--interpolate", 3, "--num", 2))
+    ok(sample(ckpt, tmp_path / "a.gif", "--interpolate", 3, "--num", 2, "--scale", 1))
     ok(sample(ckpt, tmp_path / "b.gif", "--interpolate", 3, "--num", 2, "--scale", 3))
     small, big = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert big.size == (3 * small.width, 3 * small.height)
@@ -110,3 +110,13 @@ def test_sample_off_a_terminal_draws_no_progress_bar(tiny_runs, tmp_path):
                                     "--num", "4", "--device", "cpu"), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "%|" not in proc.stderr
+
+
+def test_without_scale_the_strip_and_gif_are_at_least_256_px_wide_in_whole_pixels(tiny_runs, tmp_path):
+    """issue 30 section 7: 8 paths of 32 px cells make a 3-wide GIF frame of 3 x 34 + 2 = 104 px: enlarged 3 times
+    (312 px; 2 times would be 208); the 9-step strip is 9 x 34 + 2 = 308 px, already wide enough."""
+    ok(sample(tiny_runs["cond_ckpt"], tmp_path / "morph.gif", "--classes", "0,2", "--interpolate", 9))
+    gif, strip = Image.open(tmp_path / "morph.gif"), Image.open(tmp_path / "morph.png")
+    assert gif.size == (312, 3 * 104) and strip.size == (308, 8 * 34 + 2)
+    ok(sample(tiny_runs["cond_ckpt"], tmp_path / "one.gif", "--classes", "0,2", "--interpolate", 9, "--scale", 1))
+    assert Image.open(tmp_path / "one.gif").size == (104, 104)

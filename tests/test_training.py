@@ -55,6 +55,14 @@ def test_the_path_line_names_a_compiled_step_and_how_to_turn_it_off():
                     "--set perf.compile=off")
 
 
+def test_the_path_line_suggests_only_what_the_device_can_use():
+    """issue 30 section 7: CUDA graphs (reduce-overhead) are suggested on CUDA, never on the CPU."""
+    cpu, cuda = (path_line(Perf(), torch.device(d)) for d in ("cpu", "cuda"))
+    assert cpu == ("training step: eager (perf.compile off), precision fp32, on cpu; compile with --set "
+                   "perf.compile=default")
+    assert "--set perf.compile=reduce-overhead (CUDA graphs)" in cuda and "CUDA graphs" not in cpu
+
+
 @pytest.mark.parametrize("name", ["cifar10_resnet_conditional", "imagenet64_projection", "imagenet128_concat"])
 def test_paper_config_trains_three_iterations_at_tiny_width(name, tmp_path):
     """The paper config as written, shrunk: tiny widths, synthetic data (3 classes), 3 iterations on CPU."""

@@ -142,6 +142,50 @@ def check_split(data_cfg: DataConfig) -> None:
                         + (" (one set of images, no other split)" if data_cfg.name in ONE_SPLIT else ""))
 
 
+def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
+    """What `sngan train --dry-run` checks of the data without reading it (no listing of a large tree, no
+    download): DataError when training could not get its images; else notices (a download that training will
+    attempt). A packed cache alone does not do: the cache is matched to the source's files (`cache_key`), so when
+    the files are missing and a cache for this source is there, the message says so.
+
+    Returns:
+        Notice lines (empty when the files are in place).
+    """
+    check_split(cfg)
+    if cfg.name == "synthetic":
+        return []
+    if cfg.name not in SOURCES:
+        raise DataError(f"data.name '{cfg.name}' has no packed form (sources: {', '.join(SOURCES)})")
+    root = Path(cfg.root)
+    if cfg.name in ("cifar10", "stl10"):
+        source = SOURCES[cfg.name](cfg, resolution)
+        if source.files.present:
+            return []
+        cached = _cached_folders(cfg, source.name, source.tag, resolution)
+        if not cfg.download:
+            raise DataError(f"{source.title} is absent under '{root}' (data.download is off): {source.place()}"
+                            f"{cached}")
+        return [f"notice: {source.title} is absent under '{root}': training will download it (data.download on; "
+                f"needs network), or {source.place()}{cached}"]
+    if not root.is_dir() or not any(os.scandir(root)):
+        cached = _cached_folders(cfg, cfg.name, root.resolve().name or "root", resolution)
+        why = "is not a folder" if not root.is_dir() else "is empty"
+        raise DataError(f"data.root '{root}' {why}: {cfg.name} needs its images there (one sub-folder per class)"
+                        f"{cached}")
+    return []
+
+
+def _cached_folders(cfg: DataConfig, name: str, tag: str, resolution: int) -> str:
+    """'; a packed cache for it is at X, but ...' when one exists (named as `_folder_name` names them), else ''."""
+    pattern = f"{name}-{tag}-{resolution}px-*"
+    found = sorted(p for p in cache_root(cfg).glob(pattern) if (p / "manifest.json").is_file()) \
+        if cache_root(cfg).is_dir() else []
+    if not found:
+        return ""
+    return (f"; a packed cache for it is at {found[-1]}, but a run checks the cache against the source files, so "
+            f"it needs them too")
+
+
 def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
             log: Callable[[str], None] | None = None) -> ImageSet:
     """The packed set for `cfg` at `resolution`: reused when its cache is current, else packed first.

@@ -28,6 +28,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")  # characters a class folder name nev
 MAX_FOLDER_NAME = 64  # characters of a class folder name (before any index prefix)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
+MIN_WIDTH = 256  # px: without --scale, a strip or GIF is enlarged (whole pixels) to at least this width
+MAX_SCALE = 16  # the largest enlargement (`--scale`'s bound)
 
 
 def check_output(path: Path, folder: bool, force: bool) -> None:
@@ -183,22 +185,31 @@ def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path
     return atomic_write(path, write)
 
 
-def save_strip(images: torch.Tensor, steps: int, path: str | Path, scale: int = 1) -> Path:
+def auto_scale(width: int) -> int:
+    """The smallest whole enlargement that makes `width` pixels at least MIN_WIDTH (at most MAX_SCALE): 32 px cells
+    are too small to see in a viewer, and nearest-neighbour enlargement keeps every pixel."""
+    return min(MAX_SCALE, max(1, -(-MIN_WIDTH // width)))
+
+
+def save_strip(images: torch.Tensor, steps: int, path: str | Path, scale: int | None = None) -> Path:
     """Write the paths as one PNG: one row per path, `steps` columns.
 
     Args:
         images: (R * steps, 3, H, W) in [-1, 1], path-major as `latent_path` orders them.
         steps: points per path.
         path: PNG destination (its folder is created).
-        scale: enlarge by this whole factor (nearest neighbour: every pixel becomes a scale x scale block).
+        scale: enlarge by this whole factor (nearest neighbour: every pixel becomes a scale x scale block); None =
+            `auto_scale` (at least MIN_WIDTH pixels wide).
 
     Returns:
         The path written.
     """
-    return atomic_write(path, lambda fh: _to_pil(grid_tensor(images, nrow=steps), scale).save(fh, format="PNG"))
+    grid = grid_tensor(images, nrow=steps)
+    return atomic_write(path, lambda fh: _to_pil(grid, scale or auto_scale(grid.shape[-1])).save(fh, format="PNG"))
 
 
-def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
+def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None,
+             scale: int | None = None) -> Path:
     """Write the paths as an animated GIF: frame s shows step s of every path as a grid; plays forward then back.
 
     Args:
@@ -206,14 +217,15 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
         steps: points per path.
         path: GIF destination (its folder is created).
         nrow: paths per frame row (default about sqrt(R)).
-        scale: enlarge every frame by this whole factor (nearest neighbour).
+        scale: enlarge every frame by this whole factor (nearest neighbour); None = `auto_scale`.
 
     Returns:
         The path written.
     """
     paths = images.reshape(-1, steps, *images.shape[1:])  # (R, steps, 3, H, W)
     nrow = nrow or default_nrow(len(paths))
-    frames = [_to_pil(grid_tensor(paths[:, s], nrow), scale) for s in range(steps)]
+    grids = [grid_tensor(paths[:, s], nrow) for s in range(steps)]  # (3, H, W) each
+    frames = [_to_pil(grid, scale or auto_scale(grid.shape[-1])) for grid in grids]
     frames += frames[-2:0:-1]  # back to the start, so the loop has no jump
     def write(fh: Any) -> None:
         try:

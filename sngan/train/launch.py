@@ -18,6 +18,7 @@ from pathlib import Path
 from sngan import distributed
 from sngan.checkpoint import Opened, list_checkpoints, open_checkpoint
 from sngan.config import Config, apply_overrides, from_dict, load_config
+from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
 from sngan.limits import check_model_size
 from sngan.train.loop import dry_run_summary, train
@@ -89,7 +90,8 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
     if dry_run:
         cfg, _ = resolve_run(config, overrides, choose_run(config, out, resume))
         check_model_size(cfg.model)
-        return dry_run_summary(cfg)
+        notices = check_data_root(cfg.data, cfg.model.resolution)  # an error when training could not get images
+        return "\n".join([*notices, dry_run_summary(cfg)])
     info = distributed.from_env()
     distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:

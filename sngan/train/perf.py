@@ -54,11 +54,12 @@ def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
 
 
 def path_line(perf: Perf, device: torch.device) -> str:
-    """The first log line of a training run: which step runs (eager or compiled, precision, device) and the one
-    override that switches it."""
+    """The first log line of a training run: which step runs (eager or compiled, precision, device) and the
+    override that switches it, naming only what this device can use (CUDA graphs need CUDA)."""
     if perf.compile == "off":
         mode = "eager (perf.compile off)"
-        switch = "compile with --set perf.compile=reduce-overhead (CUDA graphs, CUDA) or --set perf.compile=default"
+        switch = ("compile with --set perf.compile=reduce-overhead (CUDA graphs) or --set perf.compile=default"
+                  if device.type == "cuda" else "compile with --set perf.compile=default")
     else:
         mode = f"compiled (perf.compile {perf.compile})"
         switch = "eager with --set perf.compile=off"

@@ -1,0 +1,51 @@
+"""issue 30 section 7: `sngan train --dry-run` checks the data root (without reading or downloading anything)."""
+
+from typer.testing import CliRunner
+
+from sngan.cli import app
+from tests.helpers import CONFIGS, write_config
+
+runner = CliRunner()
+
+
+def _dry(config, *sets):
+    return runner.invoke(app, ["train", "--config", str(config), "--dry-run", *[a for s in sets for a in ("--set", s)]])
+
+
+def test_a_missing_root_is_an_error_for_sources_that_cannot_download(tmp_path):
+    missing = tmp_path / "nowhere"
+    folder = write_config(tmp_path / "f.yaml", {"data": {"name": "folder", "root": str(missing)}})
+    result = _dry(folder)
+    assert result.exit_code == 1 and result.output.startswith(f"error: data.root '{missing}' is not a folder")
+    (tmp_path / "empty").mkdir()
+    result = _dry(folder, f"data.root={tmp_path / 'empty'}")
+    assert result.exit_code == 1 and "is empty" in result.output
+    result = _dry(CONFIGS / "cifar10_resnet.yaml", f"data.root={missing}", "data.download=false")
+    assert result.exit_code == 1 and "CIFAR-10 is absent under" in result.output and "download is off" in result.output
+    assert not missing.exists()  # nothing created, nothing downloaded
+
+
+def test_a_root_that_training_would_download_into_is_a_notice_and_the_summary_follows(tmp_path):
+    result = _dry(CONFIGS / "cifar10_resnet.yaml", f"data.root={tmp_path / 'c10'}")
+    assert result.exit_code == 0, result.output
+    first, *rest = result.output.splitlines()
+    assert first.startswith(f"notice: CIFAR-10 is absent under '{tmp_path / 'c10'}': training will download it")
+    assert "generator parameters: 4276739" in result.output and not (tmp_path / "c10").exists()
+
+
+def test_a_cache_without_its_source_files_is_named_and_present_files_pass_silently(tmp_path):
+    root = tmp_path / "c10"
+    (root / "sngan-cache" / "cifar10-train-32px-0123456789abcdef").mkdir(parents=True)
+    (root / "sngan-cache" / "cifar10-train-32px-0123456789abcdef" / "manifest.json").write_text("{}")
+    result = _dry(CONFIGS / "cifar10_resnet.yaml", f"data.root={root}", "data.download=false")
+    assert result.exit_code == 1
+    assert f"a packed cache for it is at {root / 'sngan-cache' / 'cifar10-train-32px-0123456789abcdef'}" in \
+        result.output and "needs them too" in result.output
+    (root / "cifar-10-batches-py").mkdir()
+    result = _dry(CONFIGS / "cifar10_resnet.yaml", f"data.root={root}", "data.download=false")
+    assert result.exit_code == 0 and result.output.startswith("data:"), result.output
+    images = tmp_path / "tree" / "cat"
+    images.mkdir(parents=True)
+    (images / "a.png").write_bytes(b"not read by a dry run")
+    folder = write_config(tmp_path / "f.yaml", {"data": {"name": "folder", "root": str(tmp_path / "tree")}})
+    assert _dry(folder).exit_code == 0
