@@ -44,7 +44,7 @@ def test_truncation_redraws_large_entries_from_the_seeded_stream(tiny_runs, tmp_
     assert not torch.equal(a, latents(64, 16, 0, 3)[0])
     ok(sample(tiny_runs["uncond_ckpt"], tmp_path / "t.npz", "--num", 3, "--truncation", 0.7))
     result = sample(tiny_runs["uncond_ckpt"], tmp_path / "u.npz", "--truncation", 0)
-    assert result.exit_code == 1 and "--truncation must be > 0" in result.output
+    assert result.exit_code == 1 and "--truncation must be >= 0.05" in result.output
 
 
 def test_conditional_folder_is_read_by_torchvision_image_folder(tiny_runs, tmp_path):
