@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -121,7 +123,8 @@ def plant_outputs_and_hostile_files(root: Path) -> None:
     (root / "mixed" / "notes.txt").write_text("mine\n")
     (root / "exported" / "00003").mkdir(parents=True)  # an earlier export's manifest, and a photo added later
     (root / "exported" / "00003" / "00000.png").write_bytes(b"an earlier export")
-    (root / "exported" / "manifest.json").write_text('{"count": 1, "files": [{"file": "00003/00000.png"}]}\n')
+    earlier = {"file": "00003/00000.png", "bytes": 17, "sha256": hashlib.sha256(b"an earlier export").hexdigest()}
+    (root / "exported" / "manifest.json").write_text(json.dumps({"count": 1, "files": [earlier]}) + "\n")
     (root / "exported" / "00003" / "vacation.jpg").write_bytes(b"a photo")
     (root / "deep.yaml").write_text("train: " + "[" * 3000 + "]" * 3000 + "\n")
     (root / "deepplan.yaml").write_text("base: tiny.yaml\nmethods: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
@@ -345,7 +348,7 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "config section a list": ([*RESUME, "config_section_list.pt"], 1, "'config' must be a mapping"),
     "config not a mapping, no --config": (["train", "--out", "run", "--resume", "config_string.pt"], 1,
                                           "'config' must be a mapping"),
-    "negative step": ([*RESUME, "negative_step.pt"], 1, "'step' must be a non-negative integer"),
+    "negative step": ([*RESUME, "negative_step.pt"], 1, "'step' must be an integer in [0, "),
     "newer format": ([*RESUME, "newer_format.pt"], 1, "newer than this sngan understands"),
     "generator not a dict": ([*RESUME, "generator_list.pt"], 1, "'generator' must be a state dict"),
     # inspect and eval open checkpoints through the same opener (sngan.checkpoint.open_checkpoint)
