@@ -177,7 +177,7 @@ def sample(
                                                      "with |z| > T (truncation trick; not the paper's).")] = None,
     flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
     scale: Annotated[int | None, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N "
-                                              "times (default: the least that makes each at least 256 px wide).")
+                                              "times (default: strip 1, GIF the least that makes it >= 256 px wide).")
                      ] = None,
 ) -> None:
     """Generate images from a checkpoint: a grid, a folder of PNGs, an .npz, or interpolations."""

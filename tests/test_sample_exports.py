@@ -112,9 +112,9 @@ def test_sample_off_a_terminal_draws_no_progress_bar(tiny_runs, tmp_path):
     assert "\r" not in proc.stderr and "%|" not in proc.stderr
 
 
-def test_without_scale_the_strip_and_gif_are_at_least_256_px_wide_in_whole_pixels(tiny_runs, tmp_path):
+def test_without_scale_the_gif_is_at_least_256_px_wide_in_whole_pixels(tiny_runs, tmp_path):
     """issue 30 section 7: 8 paths of 32 px cells make a 3-wide GIF frame of 3 x 34 + 2 = 104 px: enlarged 3 times
-    (312 px; 2 times would be 208); the 9-step strip is 9 x 34 + 2 = 308 px, already wide enough."""
+    (312 px; 2 times would be 208); the strip keeps the generator's pixels (9 x 34 + 2 = 308 px)."""
     ok(sample(tiny_runs["cond_ckpt"], tmp_path / "morph.gif", "--classes", "0,2", "--interpolate", 9))
     gif, strip = Image.open(tmp_path / "morph.gif"), Image.open(tmp_path / "morph.png")
     assert gif.size == (312, 3 * 104) and strip.size == (308, 8 * 34 + 2)

@@ -145,7 +145,7 @@ def test_class_interpolation_starts_and_ends_at_the_classes(tiny_runs, tmp_path)
             assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     gif = Image.open(tmp_path / "morph.gif")
     assert gif.n_frames == 2 * steps - 2
-    assert gif.size == (2 * TILE + 2, 2 * TILE + 2)  # 3 paths per frame: a 2x2 grid
+    assert gif.size == (4 * (2 * TILE + 2), 4 * (2 * TILE + 2))  # 3 paths: a 2x2 grid of 70 px, 4x to >= 256 px
 
 
 @pytest.mark.parametrize("method", ["slerp", "lerp"])
@@ -217,28 +217,26 @@ def test_existing_work_is_not_replaced_without_force(tiny_runs, tmp_path):
     assert Image.open(tmp_path / "grid.png").size == (8 * TILE + 2, 8 * TILE + 2)
 
 
-def test_progress_bar_counts_every_generated_image_once_and_stays_off_when_not_asked(tiny_runs, monkeypatch):
+def test_progress_counts_every_generated_image_once_and_stays_off_when_not_asked(tiny_runs, monkeypatch):
     import sngan.sample.generate as generate_module
 
     bars = []
 
     class Recorder:
-        def __init__(self, total, disable, **_):
-            self.total, self.disable, self.updates = total, disable, []
+        def __init__(self, total, desc, enabled=True, **_):
+            self.total, self.enabled, self.updates, self.closed = total, enabled, [], False
             bars.append(self)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
 
         def update(self, n):
             self.updates.append(n)
 
-    monkeypatch.setattr(generate_module, "tqdm", Recorder)
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(generate_module, "Progress", Recorder)
     generator, _ = load_generator(tiny_runs["uncond_ckpt"])
     z, _ = latents(5, generator.z_dim, 0, seed=0)
     generate(generator, z, batch_size=2, progress=True)
     generate(generator, z, batch_size=2)
-    assert [(b.total, b.updates, b.disable) for b in bars] == [(5, [2, 2, 1], False), (5, [2, 2, 1], True)]
+    assert [(b.total, b.updates, b.enabled, b.closed) for b in bars] == [(5, [2, 2, 1], True, True),
+                                                                         (5, [2, 2, 1], False, True)]

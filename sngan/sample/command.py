@@ -63,7 +63,8 @@ class SampleRequest:
     seeds: str | None = None  # '0-35': one image per seed (StyleGAN style), instead of --num from --seed
     truncation: float | None = None  # redraw |z| > T (not the paper's protocol)
     flat: bool = False  # conditional folder exports: one folder, class in the name, instead of class sub-folders
-    scale: int | None = None  # strip and GIF enlarged this many times (nearest neighbour); None: >= 256 px wide
+    scale: int | None = None  # strip and GIF enlarged this many times (nearest neighbour); None: 1 for the strip,
+    # the least that makes the GIF >= 256 px wide
 
     def __post_init__(self) -> None:
         """Every size the user typed, bounded before anything is generated."""

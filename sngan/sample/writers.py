@@ -28,7 +28,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")  # characters a class folder name nev
 MAX_FOLDER_NAME = 64  # characters of a class folder name (before any index prefix)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-identical across runs
 FRAME_MS = 80  # GIF frame duration in milliseconds
-MIN_WIDTH = 256  # px: without --scale, a strip or GIF is enlarged (whole pixels) to at least this width
+MIN_WIDTH = 256  # px: without --scale, a GIF is enlarged (whole pixels) to at least this width
 MAX_SCALE = 16  # the largest enlargement (`--scale`'s bound)
 
 
@@ -199,13 +199,12 @@ def save_strip(images: torch.Tensor, steps: int, path: str | Path, scale: int | 
         steps: points per path.
         path: PNG destination (its folder is created).
         scale: enlarge by this whole factor (nearest neighbour: every pixel becomes a scale x scale block); None =
-            `auto_scale` (at least MIN_WIDTH pixels wide).
+            1 (a strip is opened in an image viewer that zooms; its pixels stay the generator's).
 
     Returns:
         The path written.
     """
-    grid = grid_tensor(images, nrow=steps)
-    return atomic_write(path, lambda fh: _to_pil(grid, scale or auto_scale(grid.shape[-1])).save(fh, format="PNG"))
+    return atomic_write(path, lambda fh: _to_pil(grid_tensor(images, nrow=steps), scale or 1).save(fh, format="PNG"))
 
 
 def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | None = None,
@@ -217,7 +216,8 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
         steps: points per path.
         path: GIF destination (its folder is created).
         nrow: paths per frame row (default about sqrt(R)).
-        scale: enlarge every frame by this whole factor (nearest neighbour); None = `auto_scale`.
+        scale: enlarge every frame by this whole factor (nearest neighbour); None = `auto_scale` (browsers and
+            chat clients show a GIF at its own size: 32 px cells are too small there).
 
     Returns:
         The path written.
