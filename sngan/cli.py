@@ -324,7 +324,7 @@ def prepare(
     """Pack the config's dataset into its uint8 cache (reused when current) and print its summary."""
     from sngan.data.cache import prepare_command
 
-    prepare_command(config, set_ or [], progress and sys.stderr.isatty(), typer.echo)  # no bar off a terminal
+    prepare_command(config, set_ or [], progress, typer.echo)  # sngan.progress: a bar or plain lines
 
 
 @app.command()
