@@ -2,16 +2,18 @@
 optimiser steps and, from a short measured step, in time on this machine; nothing is trained or written.
 
 The time comes from `measure_steps`: each distinct model of the plan (what a step's cost depends on: model, loss,
-batch sizes, precision) is built on this device with synthetic data, and one untimed G iteration is followed by
-MEASURE_STEPS timed D steps and G steps. A run's time is then iterations x (n_dis x D step + G step): training
-steps only, without evaluation passes, checkpoints or compilation (measured with perf.compile off). Measuring stops
-after MEASURE_BUDGET_S; later models are listed as not measured. `scripts/bench_study.py --plan P` measures the
-same with more repeats.
+batch sizes, precision) is built on this device with synthetic data, and MEASURE_WARMUP untimed G iterations are
+followed by MEASURE_STEPS timed D steps and G steps (their medians). A run's time is then iterations x (n_dis x
+D step + G step): training steps only, without evaluation passes, checkpoints or compilation (measured with
+perf.compile off). Measuring stops after MEASURE_BUDGET_S; later models are listed as not measured.
+`scripts/bench_study.py --plan P` measures the same with more repeats. The estimate is as good as the machine is
+quiet: other jobs on the CPU slow the measured steps as they slow the runs.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import textwrap
 import time
 from collections.abc import Callable
@@ -23,7 +25,8 @@ from sngan.config import Config, from_dict, load_config
 from sngan.progress import eta
 from sngan.study.plan import Plan, run_name
 
-MEASURE_STEPS = 2  # timed D steps and G steps per distinct model ("a couple of real iterations")
+MEASURE_WARMUP = 2  # untimed G iterations first (allocation, kernel choices)
+MEASURE_STEPS = 3  # timed D steps and G steps per distinct model, their median counts
 MEASURE_BUDGET_S = 60.0  # measuring stops after this long (a plan of many large models on a CPU)
 MEASURE_CLASSES = 3  # a conditional model is measured with the synthetic source's 3 classes (cost hardly changes)
 
@@ -51,7 +54,7 @@ def cost_key(cfg: Config) -> str:
 
 def measure_steps(cfg: Config) -> tuple[float, float]:
     """(seconds per D step, seconds per G step) of `cfg`'s model on its device, on synthetic data with compile off:
-    one untimed G iteration (warm-up: allocation, cuDNN choices), then the mean of MEASURE_STEPS of each."""
+    MEASURE_WARMUP untimed G iterations (allocation, kernel choices), then the median of MEASURE_STEPS of each."""
     from sngan.distributed import resolve_device
     from sngan.train.build import build_state
     from sngan.train.losses import get_losses
@@ -69,15 +72,18 @@ def measure_steps(cfg: Config) -> tuple[float, float]:
     state = build_state(small, device, log=lambda _: None)
     losses = get_losses(small.loss.type)
     try:
-        iteration(state, losses)
+        for _ in range(MEASURE_WARMUP):
+            iteration(state, losses)
         times = []
         for step in (lambda: d_step(state, losses[0]), lambda: g_step(state, losses[1])):
-            _sync(device)
-            start = time.perf_counter()
+            each = []
             for _ in range(MEASURE_STEPS):
+                _sync(device)
+                start = time.perf_counter()
                 step()
-            _sync(device)
-            times.append((time.perf_counter() - start) / MEASURE_STEPS)
+                _sync(device)
+                each.append(time.perf_counter() - start)
+            times.append(statistics.median(each))  # one slow step (another job, a page fault) does not count
     finally:
         state.batches.close()
     return times[0], times[1]
@@ -146,8 +152,8 @@ def describe(plan: Plan, measure: Callable[[Config], tuple[float, float]] | None
 
         device = resolve_device(runs[0][2].train.device) if runs else "cpu"
         left = f", {unmeasured} run(s) not measured (budget {MEASURE_BUDGET_S:.0f} s)" if unmeasured else ""
-        lines.append(f"{total}; about {eta(seconds)} of training steps on this machine (device {device}; measured "
-                     f"over {MEASURE_STEPS} steps per model; evaluation and checkpoints not included){left}")
+        lines.append(f"{total}; about {eta(seconds)} of training steps on this machine (device {device}; median of "
+                     f"{MEASURE_STEPS} steps per model; evaluation and checkpoints not included){left}")
     warning = inception_warning([cfg for _, _, cfg in runs])
     if warning:
         lines.append(warning)
