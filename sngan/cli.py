@@ -174,7 +174,9 @@ def sample(
                                                         "PNGs of a non-empty folder.")] = False,
     seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed: 0-35 or 1,5,10-12.")] = None,
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
-                                                     "with |z| > T (truncation trick; not the paper's).")] = None,
+                                                     "with |z| > T (truncation trick; not the paper's). BatchNorm "
+                                                     "generators fade to grey below about 1.5 (README); 1.5-2 is "
+                                                     "sane.")] = None,
     flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
     scale: Annotated[int | None, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N "
                                               "times (default: strip 1, GIF the least that makes it >= 256 px wide).")
