@@ -288,7 +288,7 @@ def write_staged(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
-def finish_export(folder: str | Path, files: list[Path], extra: dict | None = None) -> Path:
+def finish_export(folder: str | Path, files: list[Path], *, extra: dict | None = None) -> Path:
     """Make a folder export durable once: every file's data and every folder on disk, then `manifest.json` (name,
     bytes and sha256 of each file, and the plain-data `extra` fields) written last, so a folder with a manifest is
     complete. Returns the manifest."""

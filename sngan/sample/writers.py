@@ -153,7 +153,10 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
                 paths.append(folder / classes[int(labels[i])]["folder"] / f"{name}.png")
                 paths[-1].parent.mkdir(exist_ok=True)
             write_staged(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
-    finish_export(folder, paths, {"classes": classes} if classes and not flat else None)  # manifest.json last
+    if classes and not flat:  # durable once, manifest.json last (with the class folders)
+        finish_export(folder, paths, extra={"classes": classes})
+    else:
+        finish_export(folder, paths)
     return paths
 
 
