@@ -49,7 +49,7 @@ cifar() {  # the CIFAR-10 train/test trees: CIFAR_TRAIN/CIFAR_TEST, else the car
 
 if has compiled; then
     compile=(--set train.device=cuda --set perf.compile=reduce-overhead --no-progress)
-    python3 -c "import torch; from sngan.metrics.random_inception import random_inception_state as s; \
+    python3 -c "import torch; from tests.random_inception import random_inception_state as s; \
 torch.save(s(), '$work/inception.pth')"
     say "compiled 1-3: 1-process torchrun (nccl), eval_every + inspect_every + EMA + sample grids, 200 iterations"
     start=$SECONDS
