@@ -27,8 +27,13 @@ EXIT_STOPPED = 143  # stopped by a signal after writing a checkpoint
 OOM_TEXTS = ("can't allocate memory", "not enough memory", "out of memory")  # torch's CPU allocator, CUDA, MPS
 
 
+def _world_size() -> int:
+    """The number of processes of this job as torchrun announces it (1 without torchrun); torch is not needed."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def _error_line(message: str) -> str:
-    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    rank = os.environ.get("RANK") if _world_size() > 1 else None
     return f"error{f' (rank {rank})' if rank else ''}: {' '.join(message.split())}"
 
 
@@ -147,6 +152,12 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
+    if config is not None and _world_size() == 1:
+        # A wrong path or key fails here in a fraction of a second, before torch loads. Under torchrun the check
+        # waits for launch, which makes every rank agree on a failure (a rank must not exit before joining).
+        from sngan.config import load_config
+
+        load_config(config, set_ or [])
     from sngan.train.launch import launch
 
     summary = launch(config, set_ or [], out, resume, dry_run, progress)
