@@ -136,19 +136,6 @@ def check_finite(weights: dict[str, Any], what: str) -> None:
                                   f"diverged run?); use an earlier checkpoint")
 
 
-def model_config(state: dict[str, Any], path: str | Path) -> Any:
-    """The `ModelConfig` of a loaded checkpoint, or CheckpointError when its config has no valid model section."""
-    from sngan.config import from_dict
-    from sngan.errors import ConfigError
-
-    if not isinstance(state["config"].get("model"), dict):
-        raise CheckpointError(f"{path}: its config has no 'model' section, so its networks cannot be rebuilt")
-    try:
-        return from_dict({"model": state["config"]["model"]}).model
-    except (ConfigError, AttributeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
-
-
 def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any, what: str) -> None:
     """Raise CheckpointError naming the first group, parameter or moment where `saved` does not fit `optimizer`."""
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or \
@@ -299,7 +286,8 @@ def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator:
 
     path = Path(path)
     state = load_checkpoint(path)
-    model_config(state, path)  # a model section is required: the defaults are not this checkpoint's networks
+    if not isinstance(state["config"].get("model"), dict):  # the defaults are not this checkpoint's networks
+        raise CheckpointError(f"{path}: its config has no 'model' section, so its networks cannot be rebuilt")
     try:
         cfg = from_dict(state["config"])
     except (ConfigError, AttributeError, TypeError) as exc:

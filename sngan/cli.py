@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_errors  # no public name for these; pyproject pins typer >= 0.29
 from typer.core import TyperGroup
 
 from sngan import __version__
@@ -28,30 +27,53 @@ EXIT_STOPPED = 143  # stopped by a signal after writing a checkpoint
 OOM_TEXTS = ("can't allocate memory", "not enough memory", "out of memory")  # torch's CPU allocator, CUDA, MPS
 
 
+def _world_size() -> int:
+    """The number of processes of this job as torchrun announces it (1 without torchrun); torch is not needed."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def _error_line(message: str) -> str:
-    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    rank = os.environ.get("RANK") if _world_size() > 1 else None
     return f"error{f' (rank {rank})' if rank else ''}: {' '.join(message.split())}"
+
+
+def _click_error(exc: BaseException) -> bool:
+    """Whether `exc` is one of click's errors for the user (ClickException or a child), told by its documented surface.
+
+    Duck typing on purpose: typer >= 0.29 vendors click in a private module and exports only `BadParameter` of its
+    exception classes, while older typer raises click's own classes. Both carry click's documented interface
+    (`exit_code`, `format_message()`; usage errors add `ctx`), so this check needs neither a private import nor an
+    upper bound on typer.
+    """
+    return isinstance(getattr(exc, "exit_code", None), int) and callable(getattr(exc, "format_message", None))
 
 
 class OneLineGroup(TyperGroup):
     """Typer's group with usage errors as one `error: ...` line (exit 2) instead of a boxed help excerpt."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        # `sngan` alone prints the help on stderr, exit 2 (click's no_args_is_help), without click's error class
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help(), err=True)
+            raise typer.Exit(2)
+        return super().parse_args(ctx, args)
+
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except click_errors.NoArgsIsHelpError as exc:
-            exc.show()  # `sngan` alone prints the help, as before
-            code = exc.exit_code
-        except click_errors.UsageError as exc:
-            command = f"sngan {exc.ctx.command.name} --help" if exc.ctx and exc.ctx.parent else "sngan --help"
-            typer.echo(f"{_error_line(exc.format_message())} (see {command})", err=True)
-            code = exc.exit_code
-        except click_errors.ClickException as exc:
-            typer.echo(_error_line(exc.format_message()), err=True)
-            code = exc.exit_code
         except typer.Abort:
             typer.echo("interrupted", err=True)
             code = EXIT_INTERRUPTED
+        except Exception as exc:
+            if not _click_error(exc):
+                raise
+            if hasattr(exc, "ctx"):  # a usage error: point at the command's --help
+                ctx = exc.ctx
+                command = f"sngan {ctx.command.name} --help" if ctx and ctx.parent else "sngan --help"
+                typer.echo(f"{_error_line(exc.format_message())} (see {command})", err=True)
+            else:
+                typer.echo(_error_line(exc.format_message()), err=True)
+            code = exc.exit_code
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -130,6 +152,12 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
+    if config is not None and _world_size() == 1:
+        # A wrong path or key fails here in a fraction of a second, before torch loads. Under torchrun the check
+        # waits for launch, which makes every rank agree on a failure (a rank must not exit before joining).
+        from sngan.config import load_config
+
+        load_config(config, set_ or [])
     from sngan.train.launch import launch
 
     summary = launch(config, set_ or [], out, resume, dry_run, progress)

@@ -4,7 +4,8 @@
 Every problem (unknown key, wrong type, value out of range, malformed YAML, missing file) raises `ConfigError`
 with one line that names the file and the key; nothing is written anywhere while loading.
 
-This module imports nothing from the package but `sngan.errors` (the bottom of the import graph).
+This module imports nothing from the package but `sngan.errors` and `sngan.yamlfile` (the strict YAML reader), and
+not torch: `sngan train` checks a config before torch loads.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sngan.metrics.random_inception import random_inception_state
 from tests.helpers import write_config
+from tests.random_inception import random_inception_state
 
 
 @pytest.fixture

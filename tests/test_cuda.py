@@ -1,4 +1,4 @@
-"""The CUDA paths, run where a GPU exists (skipped on CPU-only machines such as CI; scripts/gpu_check.sh runs them).
+"""The CUDA paths, run where a GPU exists (skipped on CPU-only machines such as CI; scripts/dev/gpu_check.sh runs them).
 
 Each test names one CUDA-only mechanism: the fast-path defaults, bf16 autocast with fp32 spectral norm, the
 GPU-resident uint8 dataset and its index gather, the pinned-memory prefetch path, TF32 switching around evaluation,

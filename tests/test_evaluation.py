@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from sngan.sample.writers import to_uint8
 from sngan.train.build import build_state
 from sngan.train.loop import evaluate_and_keep_best, train
 from sngan.train.rundir import RunLog
-from tests.helpers import pytorch_fid_reference_net, sngan_cmd, write_config
+from tests.helpers import pytorch_fid_reference_net, write_config
 
 runner = CliRunner()
 SMALL = {"data": {"num_images": 6}, "train": {"iterations": 1, "batch_size": 4, "g_batch_size": 4}}
@@ -150,17 +149,18 @@ def test_stats_and_eval_end_to_end_match_pytorch_fid_features(tiny_run, inceptio
     assert record["inception_input"] == ref.protocol["inception_input"] == "pytorch-fid"
 
 
-def test_offline_without_weights_eval_and_train_fail_with_one_line(tiny_run, offline_hub, tmp_path):
+def test_offline_without_weights_eval_and_train_fail_with_one_line(tiny_run, offline_hub, tmp_path, monkeypatch):
     config, ckpt = tiny_run
+    monkeypatch.chdir(tmp_path)
     env_cases = [
         ["eval", "--ckpt", str(ckpt), "--num-samples", "4", "--splits", "2", "--device", "cpu"],
         ["train", "--config", str(config), "--out", str(tmp_path / "evalrun"), "--set", "train.eval_every=1"],
     ]
     for args in env_cases:
-        proc = subprocess.run(sngan_cmd(*args), capture_output=True, text=True, cwd=tmp_path)
-        assert proc.returncode == 1, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "pt_inception-2015-12-05" in lines[0] and "https://" in lines[0], proc.stderr
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pt_inception-2015-12-05" in lines[0] and "https://" in lines[0], result.stderr
     assert not (tmp_path / "evalrun").exists()  # failed before training wrote anything
 
 

@@ -3,18 +3,29 @@
 import torch
 
 from sngan.config import ModelConfig
-from sngan.metrics.precision import scoring_precision, set_tf32, tf32_enabled
+from sngan.metrics.precision import scoring_precision, set_tf32
 from sngan.models import build_generator
 from sngan.train.perf import Perf, set_matmul_precision
+
+ON, OFF = (True, True), (False, False)
+
+
+def tf32_flags() -> tuple[bool, bool]:
+    """(cuDNN float32 convs, CUDA float32 matmuls) may run in TF32 now, read from torch's own flags (the
+    `fp32_precision` spelling where this torch has it, else `allow_tf32`), apart from sngan's setter."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if getattr(conv, "fp32_precision", None) is not None:
+        return conv.fp32_precision == "tf32", torch.backends.cuda.matmul.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32), bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 def test_bf16_training_turns_tf32_on_and_scoring_turns_it_off_for_its_duration():
     set_matmul_precision(Perf(precision="bf16"))
     try:
-        assert tf32_enabled()
+        assert tf32_flags() == ON
         with scoring_precision():
-            assert not tf32_enabled()
-        assert tf32_enabled()  # training's setting is back
+            assert tf32_flags() == OFF
+        assert tf32_flags() == ON  # training's setting is back
     finally:
         set_tf32(False)
 
@@ -25,7 +36,7 @@ def test_generator_and_inception_forwards_of_a_score_see_no_tf32_and_no_autocast
     seen = []
 
     def record(*_):
-        seen.append((tf32_enabled(), torch.is_autocast_enabled("cpu")))
+        seen.append((*tf32_flags(), torch.is_autocast_enabled("cpu")))
 
     generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4))
     generator.register_forward_hook(record)
@@ -48,4 +59,4 @@ def test_generator_and_inception_forwards_of_a_score_see_no_tf32_and_no_autocast
             _inception_batch(generator, Net(), torch.randn(3, 8), None)
     finally:
         set_tf32(False)
-    assert seen == [(False, False), (False, False)]
+    assert seen == [(*OFF, False), (*OFF, False)]

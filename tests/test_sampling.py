@@ -1,6 +1,5 @@
 """`sngan sample`: every format round-trips, same seed = same bytes, class options, interpolations, refusals."""
 
-import subprocess
 import zipfile
 
 import numpy as np
@@ -11,7 +10,6 @@ from typer.testing import CliRunner
 
 from sngan.cli import app
 from sngan.sample.generate import generate, latents, load_generator
-from tests.helpers import sngan_cmd
 
 runner = CliRunner()
 TILE = 34  # 32-pixel images + 2-pixel padding in grids
@@ -187,12 +185,13 @@ def test_bad_requests_are_refused_and_write_nothing(tiny_runs, tmp_path, args, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_refusal_is_one_line_on_stderr(tiny_runs, tmp_path):
-    proc = subprocess.run(sngan_cmd("sample", "--ckpt", str(tiny_runs["uncond_ckpt"]), "--out", "x.png",
-                                    "--class", "1"), capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == ["error: this model is unconditional (model.num_classes 0): "
-                                                "--class/--classes need a class-conditional checkpoint"]
+def test_refusal_is_one_line_on_stderr(tiny_runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["sample", "--ckpt", str(tiny_runs["uncond_ckpt"]), "--out", "x.png", "--class", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["error: this model is unconditional (model.num_classes 0): "
+                                                  "--class/--classes need a class-conditional checkpoint"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_work_is_not_replaced_without_force(tiny_runs, tmp_path):

@@ -1,9 +1,11 @@
 """TensorBoard events of a run: grouped tags, wall time as the events' own time, sample grids as images, and a
 resume at step S that keeps step S (purge_step S + 1)."""
 
+import json
 import time
 
 import pytest
+from PIL import Image
 
 from sngan.config import load_config
 from sngan.train.loop import train
@@ -38,3 +40,34 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
     assert [e.step for e in events] == [1, 2, 3, 4]  # step 2 survives the resume from step 2
     assert all(start - 1 < e.wall_time < time.time() + 1 for e in events)
     assert [e.step for e in acc.Images("samples")] == [2, 4]
+
+
+def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(tmp_path):
+    from sngan.train.rundir import MetricsFile, RunLog
+    from sngan.train.tboard import TensorBoardSink
+
+    class Recorder:
+        def __init__(self):
+            self.seen = []
+
+        def write(self, record):
+            self.seen.append(("write", record["step"]))
+
+        def grid(self, path, step):
+            self.seen.append(("grid", step))
+
+        def close(self):
+            self.seen.append(("close",))
+
+    pytest.importorskip("tensorboard")
+    run_log = RunLog(tmp_path / "run", "data: {}\n")
+    assert [type(s) for s in run_log.sinks] == [MetricsFile, TensorBoardSink]  # the file first: readers use it
+    recorder = Recorder()
+    run_log.sinks.append(recorder)
+    run_log.log({"step": 1, "d_loss": 0.5})
+    grid = tmp_path / "g.png"
+    Image.new("RGB", (4, 4)).save(grid)
+    run_log.grid(grid, 1)
+    run_log.close()
+    assert recorder.seen == [("write", 1), ("grid", 1), ("close",)]
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -24,6 +26,8 @@ def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_
     records = read_records(run)
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(r["lr"] > 0 and r["d_loss"] > 0 for r in records)
+    # every line is a JSON object (read_records drops a torn last line, so it alone would not show a bad one)
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_training_changes_weights_and_is_deterministic(tiny_config, tmp_path):

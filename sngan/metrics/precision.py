@@ -19,13 +19,6 @@ def _new_api() -> bool:
     return getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None
 
 
-def tf32_enabled() -> bool:
-    """Whether float32 cuDNN convs and CUDA matmuls may run in TF32 now."""
-    if _new_api():
-        return torch.backends.cuda.matmul.fp32_precision == "tf32"
-    return bool(torch.backends.cuda.matmul.allow_tf32)
-
-
 def set_tf32(allow: bool) -> None:
     """TF32 on or off for float32 cuDNN convolutions and CUDA matmuls (process-wide)."""
     if _new_api():

@@ -5,14 +5,20 @@ live generator (those describe the live weights, not the averaged ones): before 
 `recalibrate_batchnorm` recomputes them with the EMA weights in training mode, as the average of the batch
 statistics over a fixed set of seeded latents ("standing statistics"). The latents come from their own seeded
 generator, so this never touches the training RNG streams (resume stays bitwise exact).
+
+The update is torch's public `swa_utils.get_ema_multi_avg_fn` (one multi-tensor lerp); on CPU for the demo generator
+it costs what the private `torch._foreach_lerp_` did, and half of a per-tensor `lerp_` loop (benchmarks/ema.md).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 BN_RECALIBRATION_SEED = 2**31 - 1
+# torch's public BatchNorm classes (the lazy variants are not used by sngan's models)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @torch.no_grad()
@@ -27,7 +33,7 @@ def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
     ema_params, live_params = list(ema.parameters()), list(live.parameters())
     if len(ema_params) != len(live_params):
         raise ValueError("EMA and live generator differ in their parameters")
-    torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)  # one multi-tensor kernel, not one per tensor
+    get_ema_multi_avg_fn(decay)(ema_params, live_params, None)  # the third argument (a step count) is unused
 
 
 @torch.no_grad()
@@ -43,7 +49,7 @@ def recalibrate_batchnorm(generator: nn.Module, z_dim: int, num_classes: int, ba
         num_samples: total latents.
         seed: seed of the latents (independent of every training RNG).
     """
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in generator.modules() if isinstance(m, BATCH_NORMS)]
     if not norms:
         return
     device = next(generator.parameters()).device

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import SnganError
@@ -30,9 +30,8 @@ from sngan.io import (
 )
 from sngan.records import read_records
 from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
-from sngan.train.tboard import log_grid, log_record
-from sngan.train.wandb_log import log_grid as wandb_grid
-from sngan.train.wandb_log import log_record as wandb_record
+from sngan.train.tboard import TensorBoardSink
+from sngan.train.wandb_log import WandbSink
 
 DEFAULT_BASE = Path("runs")
 GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids
@@ -107,9 +106,41 @@ def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
     return folder
 
 
+class Sink(Protocol):
+    """Where the run log writes: metrics.jsonl (`MetricsFile`), TensorBoard (`tboard.TensorBoardSink`), W&B
+    (`wandb_log.WandbSink`)."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def grid(self, path: Path, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MetricsFile:
+    """The first sink: appends records to metrics.jsonl, the file every reader uses (grids are not its job)."""
+
+    def __init__(self, path: Path, run_dir: Path):
+        self.path, self.run_dir = path, run_dir
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            append_jsonl(self.path, record)
+        except FileNotFoundError:  # the folder was deleted under the run
+            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
+                             f"training): stopping without writing") from None
+
+    def grid(self, path: Path, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class RunLog:
-    """The run's text records: config.yaml, metrics.jsonl, TensorBoard events (when installed) and a W&B run
-    (`wandb`: `sngan.train.wandb_log.open_wandb` bound to the config, when asked for); holds the lock.
+    """The run's text records: config.yaml, and `sinks` that every record and sample grid goes to: metrics.jsonl,
+    TensorBoard events (when installed) and a W&B run (`wandb`: `sngan.train.wandb_log.open_wandb` bound to the
+    config, when asked for); holds the lock.
 
     On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
     continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
@@ -131,7 +162,9 @@ class RunLog:
             check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
             self.run_id = read_run_id(run_dir) or run_id or new_run_id()
             self._prepare(config_yaml, start_step, notice)
-            self.wandb = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
+            wandb_run = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
+            if wandb_run is not None:
+                self.sinks.append(WandbSink(wandb_run))
         except BaseException:
             self.lock.release()
             raise
@@ -165,40 +198,31 @@ class RunLog:
         if read_run_id(run_dir) is None:
             write_text(run_dir / MARKER, f"{self.run_id}\n")
         write_text(run_dir / "config.yaml", config_yaml)
+        self.sinks: list[Sink] = [MetricsFile(self.metrics_path, run_dir)]
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
-            self.tensorboard = None
+            pass
         else:
             with writing(run_dir / "tensorboard"):
                 # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=self.purge_step)
+                self.sinks.append(TensorBoardSink(SummaryWriter(str(run_dir / "tensorboard"),
+                                                                purge_step=self.purge_step)))
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one record (must hold `step`) to metrics.jsonl and its finite numbers to TensorBoard and W&B."""
-        try:
-            append_jsonl(self.metrics_path, record)
-        except FileNotFoundError:  # the folder was deleted under the run
-            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
-                             f"training): stopping without writing") from None
-        if self.tensorboard is not None:
-            log_record(self.tensorboard, record)
-        if self.wandb is not None:
-            wandb_record(self.wandb, record)
+        """Write one record (must hold `step`) to every sink: metrics.jsonl first, then TensorBoard and W&B."""
+        for sink in self.sinks:
+            sink.write(record)
 
     def grid(self, path: Path, step: int) -> None:
-        """Show a saved sample grid in TensorBoard and W&B (`samples` at `step`)."""
-        if self.tensorboard is not None:
-            log_grid(self.tensorboard, path, step)
-        if self.wandb is not None:
-            wandb_grid(self.wandb, path, step)
+        """Show a saved sample grid (`samples` at `step`) in every sink that shows images."""
+        for sink in self.sinks:
+            sink.grid(path, step)
 
     def close(self) -> None:
         try:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-            if self.wandb is not None:
-                self.wandb.finish()
+            for sink in self.sinks:
+                sink.close()
         finally:
             self.lock.release()
 

@@ -35,10 +35,6 @@ class Net:
     trained: nn.Module
     frozen: nn.Module
 
-    @classmethod
-    def plain(cls, module: nn.Module) -> Net:
-        return cls(module, module, module)
-
 
 @dataclass
 class TrainState:

@@ -36,16 +36,23 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
             and math.isfinite(v)}
 
 
-def log_record(writer: Any, record: dict[str, Any]) -> None:
-    """A record's scalars at its step, stamped with its own wall time when it has one."""
-    walltime = record.get("time")
-    for tag, value in scalars(record).items():
-        writer.add_scalar(tag, value, record["step"], walltime=walltime)
+class TensorBoardSink:
+    """One of the run log's sinks: a record's scalars at its step, stamped with its own wall time when it has one,
+    and sample grids (PNG) as the image `samples`."""
 
+    def __init__(self, writer: Any):  # a torch.utils.tensorboard.SummaryWriter
+        self.writer = writer
 
-def log_grid(writer: Any, path: Path, step: int) -> None:
-    """A saved sample grid (PNG) as the image `samples` at `step`."""
-    from PIL import Image
+    def write(self, record: dict[str, Any]) -> None:
+        walltime = record.get("time")
+        for tag, value in scalars(record).items():
+            self.writer.add_scalar(tag, value, record["step"], walltime=walltime)
 
-    with Image.open(path) as image:
-        writer.add_image("samples", np.asarray(image.convert("RGB")), step, dataformats="HWC")
+    def grid(self, path: Path, step: int) -> None:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.writer.add_image("samples", np.asarray(image.convert("RGB")), step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()

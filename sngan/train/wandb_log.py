@@ -57,15 +57,21 @@ def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any
                       id=run_id, name=run_dir.name, resume="allow", config=config)
 
 
-def log_record(run: Any, record: dict[str, Any]) -> None:
-    """A record's finite numbers at its step."""
-    values = scalars(record)
-    if values:
-        run.log(values, step=int(record["step"]))
+class WandbSink:
+    """One of the run log's sinks: a record's finite numbers at its step, sample grids as the image `samples`."""
 
+    def __init__(self, run: Any):  # a wandb run (open_wandb)
+        self.run = run
 
-def log_grid(run: Any, path: Path, step: int) -> None:
-    """A saved sample grid as the image `samples` at `step`."""
-    import wandb
+    def write(self, record: dict[str, Any]) -> None:
+        values = scalars(record)
+        if values:
+            self.run.log(values, step=int(record["step"]))
 
-    run.log({"samples": wandb.Image(str(path))}, step=step)
+    def grid(self, path: Path, step: int) -> None:
+        import wandb
+
+        self.run.log({"samples": wandb.Image(str(path))}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()

@@ -2,7 +2,7 @@
 for the raw and the EMA generator, as a markdown table and optionally a figure.
 
 Usage:
-    python scripts/probe_checkpoints.py --run RUN_DIR --test DIR/test --weights resnet20-12fca82f.th \
+    python scripts/dev/probe_checkpoints.py --run RUN_DIR --test DIR/test --weights resnet20-12fca82f.th \
         [--num 2000] [--plot docs/length_run.png] [--json curve.json]
 
 Each row: the checkpoint's step, then the Fréchet distance in the classifier's 64-d pooled features between `num`
@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from probe_learning import frechet_distance, generated_features, load_classifier
 
 from sngan.checkpoint import list_checkpoints
 from sngan.config import DataConfig
 from sngan.data import load_images
 from sngan.sample.generate import load_generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for probe_learning.py
+from probe_learning import frechet_distance, generated_features, load_classifier  # noqa: E402
 
 
 def curve(run: Path, test: Path, weights: Path, num: int, device: str) -> list[dict]:

@@ -12,7 +12,7 @@
 #   length    cifar10_resnet.yaml at full width, compiled (reduce-overhead), EMA 0.999 (ours, for the curve), on
 #             CIFAR-10 train, for LENGTH_SECONDS (default 420; the run is stopped by SIGTERM and checkpoints there),
 #             a checkpoint every LENGTH_EVERY (2500) G-iterations, then the ResNet-20 probe on every checkpoint, raw
-#             and EMA (scripts/probe_checkpoints.py) with a figure; about 8 minutes;
+#             and EMA (scripts/dev/probe_checkpoints.py) with a figure; about 8 minutes;
 #   fidelity  1,500 iterations at full width, eager fp32 and compiled, seeds FIDELITY_SEEDS (default "0 1"), side by
 #             side on the GPU (their wall time is not a speed number), each scored by the ResNet-20 probe;
 #   eval      Inception images/s at batch 500 and IS + FID of 50,000 samples end to end (scripts/bench_eval.py);
@@ -23,10 +23,10 @@
 # collections; bench), .devdata/resnet20-12fca82f.th and .devdata/cifar10-jpg.zip (both from ../shared/data;
 # length, fidelity, smoke; 61.8 MiB together, the whole CIFAR-10 JPEG set). CIFAR_TRAIN / CIFAR_TEST name class-
 # folder trees instead of the zip. Run from the repository root; writes everything to ${OUT:-gpu-results}/.
-#   STAGES="compiled bench" bash scripts/gpu_check.sh
+#   STAGES="compiled bench" bash scripts/dev/gpu_check.sh
 # A CPU dry run of the length stage (checks the script, not a result):
 #   STAGES=length LENGTH_SECONDS=150 LENGTH_EVERY=100 LENGTH_SET="train.device=cpu model.g_ch=16 model.d_ch=16 \
-#     train.n_dis=1 train.batch_size=16 train.g_batch_size=16 perf.compile=off" bash scripts/gpu_check.sh
+#     train.n_dis=1 train.batch_size=16 train.g_batch_size=16 perf.compile=off" bash scripts/dev/gpu_check.sh
 set -uo pipefail
 out=${OUT:-gpu-results}
 mkdir -p "$out"
@@ -49,7 +49,7 @@ cifar() {  # the CIFAR-10 train/test trees: CIFAR_TRAIN/CIFAR_TEST, else the car
 
 if has compiled; then
     compile=(--set train.device=cuda --set perf.compile=reduce-overhead --no-progress)
-    python3 -c "import torch; from sngan.metrics.random_inception import random_inception_state as s; \
+    python3 -c "import torch; from tests.random_inception import random_inception_state as s; \
 torch.save(s(), '$work/inception.pth')"
     say "compiled 1-3: 1-process torchrun (nccl), eval_every + inspect_every + EMA + sample grids, 200 iterations"
     start=$SECONDS
@@ -106,7 +106,7 @@ if has bench; then
         | tee "$out/bench_peer.txt"
     if [[ -z ${NO_PROFILE:-} ]]; then
         say "bench: profile of the compiled default"
-        timeout 90 python3 scripts/profile_step.py --config configs/cifar10_resnet.yaml --iters 5 --rows 15 \
+        timeout 90 python3 scripts/dev/profile_step.py --config configs/cifar10_resnet.yaml --iters 5 --rows 15 \
             --set perf.compile=reduce-overhead > "$out/profile.txt" 2>&1
         tail -3 "$out/profile.txt"
     fi
@@ -130,7 +130,7 @@ if has length; then
     cp $work/length/metrics.jsonl "$out/length-metrics.jsonl"
     cp "$(ls $work/length/samples/*.png | tail -1)" "$out/length-last-grid.png" 2>/dev/null
     say "length: ResNet-20 probe on every checkpoint (raw and EMA)"
-    python3 scripts/probe_checkpoints.py --run $work/length --test "$CIFAR_TEST" \
+    python3 scripts/dev/probe_checkpoints.py --run $work/length --test "$CIFAR_TEST" \
         --weights "$data/resnet20-12fca82f.th" --plot "$out/length_run.png" --json "$out/length-curve.json" \
         2>&1 | grep -v Warning | tee "$out/length-curve.md"
 fi

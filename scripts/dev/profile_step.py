@@ -1,7 +1,7 @@
 """Profile G-iterations of a config with torch.profiler and print the top kernels (what bounds the step).
 
 Usage:
-    python scripts/profile_step.py --config configs/cifar10_resnet.yaml [--iters 5] [--warmup 5] [--rows 15]
+    python scripts/dev/profile_step.py --config configs/cifar10_resnet.yaml [--iters 5] [--warmup 5] [--rows 15]
         [--set perf.precision=bf16 ...]
 
 Prints the `rows` operators with the most device time (self CUDA time on a GPU, self CPU time on the CPU), the
@@ -11,11 +11,15 @@ number of kernel launches per G-iteration, and the device-busy fraction of the w
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from timing import bench_state, run_iterations, sync
 from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for timing.py
+from timing import bench_state, run_iterations, sync  # noqa: E402
 
 
 def main() -> None:

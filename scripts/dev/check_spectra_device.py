@@ -1,17 +1,21 @@
 """The float32 matrix-product path of `sngan.inspect.spectra.largest_singular_value` (on circular conv spectra,
 `conv_norm.circular_norm`) against float64 SVDs on this machine's device.
 
-Usage: python scripts/check_spectra_device.py   (prints the largest relative difference and both timings)
+Usage: python scripts/dev/check_spectra_device.py   (prints the largest relative difference and both timings)
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
-from timing import sync
 
 from sngan.inspect import conv_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/, for timing.py
+from timing import sync  # noqa: E402
 
 
 def main() -> None:
