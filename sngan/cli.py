@@ -12,6 +12,7 @@ import functools
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,6 +102,16 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Warnings (torch's, matplotlib's) are held until the command ends: printed one line each after a success,
+        # dropped after a failure, whose one error line is then all there is on stderr.
+        with warnings.catch_warnings(record=True) as caught:
+            result = checked(*args, **kwargs)
+        for warning in caught:
+            text = " ".join(str(warning.message).split())[:300]
+            typer.echo(f"warning: {warning.category.__name__}: {text}", err=True)
+        return result
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
         from sngan.errors import TrainingStopped
 
         try:

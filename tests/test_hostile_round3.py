@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from sngan.checkpoint import load_checkpoint, save_checkpoint
 from sngan.cli import app
-from sngan.errors import ConfigError, MetricError, SnganError
+from sngan.errors import ConfigError, MetricError, SamplingError, SnganError
 from tests.helpers import REPO, write_config
 
 runner = CliRunner()
@@ -32,7 +32,7 @@ def one_line(result) -> str:
 
 # 1. Outputs: only regular files
 
-@pytest.mark.parametrize("kind", ["fifo", "socket"])
+@pytest.mark.parametrize("kind", ["fifo", "socket", "chardev"])
 @pytest.mark.parametrize("command", ["inspect --json", "report --out", "sample --out", "stats --out"])
 def test_force_never_replaces_a_fifo_or_socket(tiny_runs, tmp_path, kind, command):
     target = tmp_path / ("target.png" if command != "inspect --json" else "target.json")
@@ -40,6 +40,11 @@ def test_force_never_replaces_a_fifo_or_socket(tiny_runs, tmp_path, kind, comman
         target = tmp_path / "target.npz"
     if kind == "fifo":
         os.mkfifo(target)
+    elif kind == "chardev":  # the issue's `mknod F c 1 7` (/dev/full's numbers)
+        try:
+            os.mknod(target, 0o600 | os.path.stat.S_IFCHR, os.makedev(1, 7))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
     else:
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(str(target))
@@ -52,9 +57,11 @@ def test_force_never_replaces_a_fifo_or_socket(tiny_runs, tmp_path, kind, comman
                             "--force"]}[command]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
-    assert f"is a {'FIFO' if kind == 'fifo' else 'socket'}, not a regular file" in one_line(result)
+    name = {"fifo": "FIFO", "socket": "socket", "chardev": "character device"}[kind]
+    assert f"is a {name}, not a regular file" in one_line(result)
     mode = os.lstat(target).st_mode
-    assert (os.path.stat.S_ISFIFO(mode) if kind == "fifo" else os.path.stat.S_ISSOCK(mode))  # untouched
+    is_kind = {"fifo": os.path.stat.S_ISFIFO, "socket": os.path.stat.S_ISSOCK, "chardev": os.path.stat.S_ISCHR}
+    assert is_kind[kind](mode)  # untouched
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
 
 
@@ -504,3 +511,28 @@ def test_empty_class_folders_are_named_in_the_dataset_line(tmp_path):
     image_set = load_images(cfg.data, 32, seed=0, log=lambda _: None)
     assert image_set.classes == ("ant", "cat")
     assert "1 empty class folder left out (bee): the 2 classes are numbered without it" in image_set.summary()
+
+
+def test_warnings_are_one_line_each_after_a_success_and_none_after_a_failure(tiny_runs, tmp_path, monkeypatch):
+    import warnings
+
+    import sngan.sample.command as sample_command
+
+    real_export = sample_command.export
+
+    def warn_then(fail):
+        def export(*args, **kwargs):
+            warnings.warn("a library's note\nspread over two lines", UserWarning, stacklevel=1)
+            if fail:
+                raise SamplingError("the real cause")
+            return real_export(*args, **kwargs)
+        return export
+
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    monkeypatch.setattr(sample_command, "export", warn_then(True))
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
+    assert result.exit_code == 1 and one_line(result) == "error: the real cause"
+    monkeypatch.setattr(sample_command, "export", warn_then(False))
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
+    assert result.exit_code == 0
+    assert result.stderr.strip().splitlines() == ["warning: UserWarning: a library's note spread over two lines"]
