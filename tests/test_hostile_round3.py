@@ -2,6 +2,7 @@
 every fault, no silent wrong result, nothing left behind."""
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -536,3 +537,18 @@ def test_warnings_are_one_line_each_after_a_success_and_none_after_a_failure(tin
     result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
     assert result.exit_code == 0
     assert result.stderr.strip().splitlines() == ["warning: UserWarning: a library's note spread over two lines"]
+
+
+def test_an_export_manifest_naming_files_outside_its_folder_is_not_followed(tmp_path):
+    from PIL import Image
+
+    from sngan.evaluation.images import _listed_files
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "00000.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    for files in ([{"file": "../outside.png"}], [{"file": str(tmp_path / "outside.png")}], {}, "[" * 100_000):
+        text = files if isinstance(files, str) else json.dumps({"files": files} if isinstance(files, list) else files)
+        (folder / "manifest.json").write_text(text)
+        assert _listed_files(folder, (".png",)) == [folder / "00000.png"]

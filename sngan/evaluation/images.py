@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from sngan.data.files import READ_ERRORS, to_rgb
-from sngan.errors import MetricError
+from sngan.errors import MetricError, SnganError
+from sngan.io import MAX_MANIFEST_BYTES, open_regular
 
 MAX_IMAGES = 1_000_000
 MAX_SIDE = 2048
@@ -125,9 +126,11 @@ def _listed_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
     manifest = folder / "manifest.json"
     if manifest.is_file():
         try:
-            listed = [folder / e["file"] for e in json.loads(manifest.read_text())["files"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            listed = []
+            names = [Path(str(e["file"])) for e in json.loads(open_regular(manifest, MAX_MANIFEST_BYTES))["files"]]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, SnganError):
+            names = []
+        # a hand-edited manifest never names files outside its folder
+        listed = [folder / n for n in names] if all(not n.is_absolute() and ".." not in n.parts for n in names) else []
         if listed and all(p.is_file() and p.suffix.lower() in extensions for p in listed):
             return listed
     found = []
