@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -26,9 +27,11 @@ def eta(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def on_terminal() -> bool:
-    """Whether stderr (tqdm's stream) is a terminal."""
-    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+def on_terminal(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (default stderr, tqdm's stream) is a terminal: the one rule for drawing a bar, for every
+    command (off a terminal, plain lines instead)."""
+    stream = sys.stderr if stream is None else stream
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def _stderr(line: str) -> None:

@@ -35,9 +35,7 @@ def log_line(record: dict[str, Any], total: int) -> str:
 
 def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
     """A bar only when asked for and stderr (tqdm's stream) is a terminal (`sngan.progress.on_terminal`)."""
-    if stream is None:
-        return progress and on_terminal()
-    return progress and hasattr(stream, "isatty") and stream.isatty()
+    return progress and on_terminal(stream)
 
 
 def utc_stamp(seconds: float | None = None) -> str:
