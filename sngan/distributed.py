@@ -98,14 +98,6 @@ def restart_count() -> int:
         return 0
 
 
-def max_restarts() -> int:
-    """torchrun's --max-restarts (0 outside torchrun)."""
-    try:
-        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
-    except ValueError:
-        return 0
-
-
 def _reachable_address(host: str, port: int) -> str:
     """This machine's address on the interface that reaches `host` (the rendezvous host): what the other nodes can
     reach too. No packet is sent (a UDP socket is only connected)."""

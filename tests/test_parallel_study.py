@@ -40,3 +40,18 @@ def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_
         for key in ("generator", "discriminator"):
             for name, tensor in one[key].items():
                 assert torch.equal(tensor, two[key][name]), (run, key, name)
+
+
+def test_jobs_2_names_a_child_that_failed_without_a_result(tmp_path):
+    plan = tiny_plan(tmp_path)
+    run = tmp_path / "study" / "SN-fast-s0"
+    (run / "checkpoints").mkdir(parents=True)  # not a run folder sngan made: its child refuses it, no result.json
+    (run / "checkpoints" / "ckpt-0000001.pt").write_text("not a checkpoint\n")
+    (run / "mine.txt").write_text("someone's file\n")
+    result = CliRunner().invoke(app, ["study", "--plan", str(plan), "--jobs", "2", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "SN-fast-s0: failed: exit 1 (its message is above)" in result.output
+    records = {r["variant"]: r["status"] for r in map(json.loads, (tmp_path / "study" / "study.jsonl").read_text()
+                                                      .splitlines())}
+    assert records == {"SN-fast": "failed", "WGAN-GP-fast": "finished"}
+    assert (run / "mine.txt").read_text() == "someone's file\n"

@@ -164,6 +164,34 @@ def run_one_safely(cfg: Config, run_dir: Path, progress: bool, log: Callable[[st
         return "failed", message
 
 
+class _Orphanable:
+    """A --jobs child's stdout/stderr (a pipe to its parent) that goes quiet once the parent is gone, instead of
+    raising BrokenPipeError into the training loop before it could write its checkpoint (its log.txt keeps every
+    line)."""
+
+    def __init__(self, stream: Any):
+        self._stream, self._gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 PARENT_ENV = "SNGAN_STUDY_PARENT"  # set by --jobs for its children: the parent's PID
 
 
@@ -178,6 +206,7 @@ def follow_parent() -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    sys.stdout, sys.stderr = _Orphanable(sys.stdout), _Orphanable(sys.stderr)  # the pipes die with the parent
     if str(os.getppid()) != parent:  # the parent died before the request took effect
         raise StudyError("the sngan study --jobs process that started this run has ended; run the study again")
 
@@ -202,10 +231,11 @@ def _relay(name: str, stream: Any, log: Callable[[str], None]) -> None:
 
 
 def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int, log: Callable[[str], None]
-                  ) -> None:
-    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one device per slot)."""
+                  ) -> dict[str, int]:
+    """Run each named run in its own `sngan study --only` process, `jobs` at a time (one device per slot); returns
+    each child's exit code by run name."""
     devices = child_devices(jobs)
-    pending, running = list(names), {}
+    pending, running, codes = list(names), {}, {}
     started = 0
     while pending or running:
         free = [slot for slot in range(jobs) if slot not in running]
@@ -225,10 +255,12 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int
             log(f"run {started}/{total}: {name} started in slot {slot}"
                 + (f" (CUDA_VISIBLE_DEVICES={device})" if device is not None else ""))
         time.sleep(0.2)
-        for slot, (_, proc, relay) in list(running.items()):
+        for slot, (name, proc, relay) in list(running.items()):
             if proc.poll() is not None:
                 relay.join()
+                codes[name] = proc.returncode
                 del running[slot]
+    return codes
 
 
 def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | None = None, progress: bool = True,
@@ -295,8 +327,8 @@ def claim_study_folder(out: Path, names: list[str]) -> None:
 
 
 def _run_all(plan: Plan, out: Path, runs: dict[str, tuple[Variant, int, Config]], jobs: int, progress: bool,
-             log: Callable[[str], None]) -> dict[str, str]:
-    """Every run not yet done (children with --jobs); returns each run's status."""
+             log: Callable[[str], None]) -> dict[str, tuple[str, str]]:
+    """Every run not yet done (children with --jobs); returns each run's (status, message)."""
     todo = [name for name in runs if run_status(out / name)[0] not in DONE]
     log(f"study {out}: {len(runs)} runs, {len(runs) - len(todo)} already done")
     if todo and plan.evaluation:  # every run would fail at its start without them: say it once, before any run
@@ -308,8 +340,11 @@ def _run_all(plan: Plan, out: Path, runs: dict[str, tuple[Variant, int, Config]]
         if name not in todo:  # a finished run must still match the plan (run_one refuses a changed config)
             statuses[name] = (run_one(runs[name][2], out / name, progress, log), "")
     if jobs > 1 and todo:
-        _run_children(plan, out, todo, jobs, len(todo), log)
-        statuses.update({name: run_status(out / name) for name in todo})
+        codes = _run_children(plan, out, todo, jobs, len(todo), log)
+        for name in todo:  # a child that failed without a result.json (a refused folder) still counts as failed
+            status, message = run_status(out / name)
+            failed = codes[name] != 0 and status == "pending"
+            statuses[name] = ("failed", f"exit {codes[name]} (its message is above)") if failed else (status, message)
     else:
         for k, name in enumerate(todo, 1):
             log(f"run {k}/{len(todo)}: {name}")
