@@ -203,6 +203,45 @@ def test_repeated_stop_signals_are_one_request_and_a_later_ctrl_c_stops_at_once(
     assert signal.getsignal(signal.SIGTERM) is not guard._handle  # handlers restored
 
 
+def test_repeats_of_a_stop_request_after_training_ended_are_still_that_request(monkeypatch):
+    """A killed `study --jobs` parent signals its children once per exiting thread, and torchrun's agent forwards
+    Slurm's SIGTERM late: a repeat arriving after the checkpoint, while the stop line is being written, must not turn
+    the stop into 'interrupted' (CI saw it: 'interrupted: SIGTERM' after the step's checkpoint)."""
+    import pytest
+
+    import sngan.train.signals as signals
+
+    seen = []
+
+    def before(signum, frame):  # the handler in place before training (the CLI's raises Terminated)
+        seen.append(signum)
+        raise KeyboardInterrupt("previous handler")
+
+    old = {sig: signal.signal(sig, before) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with signals.SignalGuard() as guard:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.received == signal.SIGTERM
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):  # repeats after the guard: absorbed
+            os.kill(os.getpid(), sig)
+        assert seen == []
+        monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
+        with pytest.raises(KeyboardInterrupt, match="previous handler"):
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after the burst is the user's, as before the guard
+        os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM's window (SAME_TERM_S) is still open
+        monkeypatch.setattr(signals, "SAME_TERM_S", 0.0)
+        with pytest.raises(KeyboardInterrupt, match="previous handler"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGINT, signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is before  # the window over: the previous handler is back
+        with signals.SignalGuard():
+            pass  # a guard that took no signal restores what it found
+        assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is before
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def test_sighup_and_sigusr2_stop_training_with_a_checkpoint_at_that_step(tmp_path):
     from unittest import mock
 

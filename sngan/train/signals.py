@@ -54,6 +54,22 @@ class SignalGuard:
             return  # the same request, delivered again
         raise KeyboardInterrupt(f"second signal {name}: stopping without a checkpoint")
 
+    def _repeat_or_previous(self, signum: int, frame: Any) -> None:
+        """After the guard: a repeat of the request it took is still that request (the stop line must not become
+        'interrupted'); any other signal goes to the handler that was there before the guard."""
+        waited = time.monotonic() - self._first_at
+        if waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S):
+            return
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        signal.signal(signum, previous)  # the request's window is over for this signal
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signum)
+
     def __exit__(self, *exc: Any) -> None:
+        # A stop request reaches a process several times, and not always before the checkpoint is written: a
+        # killed `sngan study --jobs` parent sends PR_SET_PDEATHSIG once per thread of the parent that exits, and
+        # torchrun's agent forwards Slurm's SIGTERM whenever it gets to it. Those repeats stay one request.
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if self.received is None else self._repeat_or_previous)
