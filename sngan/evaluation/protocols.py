@@ -16,14 +16,11 @@ The same names serve `sngan eval --protocol` and `train.eval_protocol` (training
 
 The training split is the checkpoint's `data.split` (CIFAR-10: train).
 
-Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
-same path as real images: /255, the Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`; every
-protocol's default is `tf1`, the TF inception-2015-12-05 graph's resize and scaling, which the paper's IS and FID
-code fed; `pytorch-fid` on request, stamped into the protocol's and the metrics' names), pytorch-fid's FID
-Inception weights. Latents come from
-`sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. Metric names encode the
-protocol (StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits, `fid5k_train10k` = FID of 5,000 generated
-against 10,000 real images of the train split.
+How images reach the Inception network (uint8, the input path, the weights, the latents) is said once, in
+`sngan.evaluation.scoring`; the input path is part of the protocol (`tf1` by default, the TF inception-2015-12-05
+graph's resize and scaling that the paper's code fed; `pytorch-fid` on request) and stamped into its names.
+Metric names encode the protocol (StyleGAN2-ADA style): `is50k` = IS of 50,000 images in 10 splits,
+`fid5k_train10k` = FID of 5,000 generated against 10,000 real images of the train split.
 """
 
 from __future__ import annotations

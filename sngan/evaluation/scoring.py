@@ -2,9 +2,8 @@
 
 Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
 same path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
-pytorch-fid's FID Inception weights. Latents come from
-`sngan.sample.generate.latents(seed)`, so an evaluation never touches the training RNGs. `TrainingEvaluator` is the
-same scoring during training.
+pytorch-fid's FID Inception weights. Latents come from `sngan.sample.generate.latents(seed)`, so an evaluation
+never touches the training RNGs. `TrainingEvaluator` is the same scoring during training.
 """
 
 from __future__ import annotations

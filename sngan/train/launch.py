@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sngan import distributed
-from sngan.checkpoint import Opened, list_checkpoints, open_checkpoint
+from sngan.checkpoint import list_checkpoints, open_checkpoint
 from sngan.config import Config, apply_overrides, from_dict, load_config
 from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
@@ -24,6 +24,7 @@ from sngan.limits import check_model_size
 from sngan.train.loop import dry_run_summary, train
 from sngan.train.ownership import run_folder_of
 from sngan.train.rundir import latest_run_dir, next_run_dir
+from sngan.train.state import Resume, open_resume
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,17 @@ def check_same_folder(choice: Choice) -> None:
                          f"or copy it to every node)")
 
 
-def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Opened | None]:
-    """The config (from --config, else the checkpoint's) and the opened checkpoint of `choice`."""
-    opened = None
-    if choice.checkpoint is not None:
-        if not choice.checkpoint.exists() and distributed.from_env().enabled:  # rank 0 chose it on its node
-            raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs "
-                             f"the run's checkpoints (a shared filesystem, or copy the run folder to each node)")
-        opened = open_checkpoint(choice.checkpoint)
-    if config is not None:
-        return load_config(config, overrides), opened
-    return from_dict(apply_overrides(opened.state["config"], overrides)), opened
+def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Resume | None]:
+    """The config (from --config, else the checkpoint's) and the checkpoint of `choice`, opened and checked."""
+    if choice.checkpoint is None:
+        return load_config(config, overrides), None
+    if not choice.checkpoint.exists() and distributed.from_env().enabled:  # rank 0 chose it on its node
+        raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs the "
+                         f"run's checkpoints (a shared filesystem, or copy the run folder to each node)")
+    opened = open_checkpoint(choice.checkpoint)
+    cfg = load_config(config, overrides) if config is not None else \
+        from_dict(apply_overrides(opened.state["config"], overrides))
+    return cfg, open_resume(opened, cfg)
 
 
 def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, dry_run: bool,
@@ -105,10 +106,10 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
         with distributed.together(info, "reading the config and checkpoint"):
             if (resume == "auto" or restarted) and not info.is_main:
                 check_same_folder(choice)
-            cfg, opened = resolve_run(config, overrides, choice)
+            cfg, resume_from = resolve_run(config, overrides, choice)
             check_model_size(cfg.model)  # before any network is allocated
         distributed.check_same_config(cfg.to_dict(), info)
-        train(cfg, choice.run_dir, resume=opened, progress=progress, info=info, notice=choice.notice)
+        train(cfg, choice.run_dir, resume=resume_from, progress=progress, info=info, notice=choice.notice)
     except RuntimeError as exc:
         if not distributed.is_peer_failure(exc, info):
             raise

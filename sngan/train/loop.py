@@ -2,26 +2,28 @@
 
 A run lives in one directory: config.yaml, metrics.jsonl, samples/, checkpoints/. `train(..., resume=...)` continues
 bitwise-exactly on CPU: every RNG in use, both optimizers, the EMA generator and the data order are checkpointed
-(`sngan.train.state.TrainState`). The pieces of one iteration are in `sngan.train.steps`; checkpoints are written
-only through `sngan.train.saving`.
+(`sngan.train.state.TrainState`). The pieces of one iteration are in `sngan.train.steps`.
+
+Checkpoints, periodic `ckpt-<step>.pt` and `best.pt` alike, are written only through `write_checkpoint`: before any
+file is written the weights must be finite (else `TrainingDiverged`, and the last good checkpoint is kept) and,
+under torchrun, identical on every rank. Every rank calls it (the checks and the RNG gathering are collectives);
+rank 0 alone writes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config, ModelConfig, TrainConfig, to_yaml
-from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, resolve_device, together
-from sngan.errors import CheckpointError, SnganError, TrainingStopped
+from sngan.config import Config, TrainConfig, to_yaml
+from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max_divergence, resolve_device, together
+from sngan.errors import CheckpointError, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import input_sizes, probe_inputs, training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
@@ -29,13 +31,12 @@ from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.build import build_state
 from sngan.train.losses import get_losses
-from sngan.train.ownership import check_owner, checkpoint_run_id
+from sngan.train.ownership import MARKER, check_owner, read_run_id
 from sngan.train.perf import path_line, resolve_perf
 from sngan.train.progress import Progress, bar_wanted
 from sngan.train.rundir import RunLog, check_run_dir
-from sngan.train.saving import save_periodic, write_checkpoint
 from sngan.train.signals import SignalGuard
-from sngan.train.state import TrainState
+from sngan.train.state import Resume, TrainState, open_resume
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
 from sngan.train.wandb_log import check_wandb, open_wandb
 
@@ -80,11 +81,48 @@ def due(step: int, t: TrainConfig, stopping: bool, evaluating: bool) -> Due:
                stop=stopping)
 
 
-def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys of the `model` config section whose values differ between two configs (a key an older checkpoint lacks
-    counts as its default)."""
-    saved = {**dataclasses.asdict(ModelConfig()), **saved}
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+def write_checkpoint(state: TrainState, path: Path) -> Path:
+    """Check the weights, snapshot the state (all ranks) and write it atomically to `path` (rank 0)."""
+    check_finite_weights(state)
+    check_ranks_agree(state)
+    snapshot = state.snapshot()
+    if state.dist.is_main:
+        check_still_ours(path.parent.parent, state.run_id)
+        ckpt.save_checkpoint(snapshot, path)
+    return path
+
+
+def check_still_ours(run_dir: Path, run_id: str | None) -> None:
+    """Stop when the run folder lost its marker (deleted or replaced while training): saving would re-create
+    checkpoints/ in a folder that is no longer this run's."""
+    if run_id is not None and read_run_id(run_dir) != run_id:
+        raise SnganError(f"run folder '{run_dir}' is gone or no longer this run's (its {MARKER} marker is missing "
+                         f"or changed): stopping without writing; the weights since the last checkpoint are lost")
+
+
+def save_periodic(state: TrainState, ckpt_dir: Path) -> Path:
+    """`ckpt-<step>.pt` through `write_checkpoint`, then prune old periodic checkpoints (best.pt is kept apart)."""
+    path = write_checkpoint(state, ckpt.checkpoint_path(ckpt_dir, state.step))
+    if state.dist.is_main:
+        ckpt.prune_checkpoints(ckpt_dir, state.cfg.train.keep_checkpoints)
+    return path
+
+
+def check_ranks_agree(state: TrainState) -> None:
+    """Under torchrun, the trained weights (and D's spectral-norm vectors) must be identical on every rank."""
+    for name, net in (("generator", state.g.module), ("discriminator", state.d.module)):
+        diff = max_divergence([*net.parameters(), *net.buffers()], state.dist)
+        if diff > 0:
+            raise SnganError(f"{name} differs between ranks by {diff:.3g} at step {state.step}: the processes "
+                             f"are out of sync (report this as a bug)")
+
+
+def check_finite_weights(state: TrainState) -> None:
+    """Raise TrainingDiverged when a parameter of G or D holds NaN/inf (one host sync per network)."""
+    for name, net in (("generator", state.g.module), ("discriminator", state.d.module)):
+        if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all():
+            raise TrainingDiverged(f"non-finite {name} weights at step {state.step}; no checkpoint written "
+                                   f"(the last good one is kept): lower optim.lr or check the data")
 
 
 def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | None], path: Path) -> Path:
@@ -115,23 +153,6 @@ def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_
         log(f"new best {fid_name} {fid:.3f}: {ckpt_dir / 'best.pt'}")
 
 
-def load_resume(resume: str | Path, cfg: Config, opened: ckpt.Opened | None = None) -> dict[str, Any]:
-    """The checkpoint to resume from (opened once: `opened` when the caller already did), refused when `cfg`
-    describes a different model."""
-    saved = (opened if opened is not None else ckpt.open_checkpoint(resume)).state
-    for what in ("generator", "discriminator", "generator_ema"):  # a diverged checkpoint: refused before any write
-        if isinstance(saved.get(what), dict):
-            try:
-                ckpt.check_finite(saved[what], what)
-            except ckpt.CheckpointError as exc:
-                raise ckpt.CheckpointError(f"{resume}: {exc}") from None
-    changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
-    if changed:
-        raise SnganError(f"cannot resume {resume}: the config changes the model ({', '.join(changed)}); resume "
-                         f"with the checkpoint's model settings")
-    return saved
-
-
 def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, text: Progress,
                  info: DistInfo) -> RunLog | None:
     """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed.
@@ -151,30 +172,23 @@ def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | N
     return run_log
 
 
-def check_start(cfg: Config, run_dir: Path, opened: ckpt.Opened | None, info: DistInfo) -> dict[str, Any] | None:
-    """Every check a run makes before building anything (rank 0 alone checks the folder it alone writes); returns
-    the checkpoint state to resume."""
-    saved = load_resume(opened.path, cfg, opened) if opened is not None else None
+def check_start(cfg: Config, run_dir: Path, resume: Resume | None, info: DistInfo) -> None:
+    """Every check a run makes before building anything (rank 0 alone checks the folder it alone writes)."""
     if info.is_main:
         check_run_dir(run_dir)
-        try:
-            run_id = None if saved is None else checkpoint_run_id(saved)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{opened.path}: {exc}") from None
-        check_owner(run_dir, run_id, None if opened is None else opened.path)  # before anything is written
+        check_owner(run_dir, None if resume is None else resume.run_id, None if resume is None else resume.path)
         check_wandb(cfg.train)  # before anything is written, like the Inception weights
-    return saved
 
 
-def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | None = None, progress: bool = True,
+def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None = None, progress: bool = True,
           log: Callable[[str], None] = tqdm.write, info: DistInfo = SINGLE, notice: str | None = None) -> Path:
     """Train (or continue) a run and return the path of its last checkpoint.
 
     Args:
         cfg: validated config.
         run_dir: the run directory (created; must not hold checkpoints unless resuming).
-        resume: a checkpoint to continue from (same model config; a path, or one `open_checkpoint` opened), or
-            None for a fresh run.
+        resume: a checkpoint to continue from (same model config): a path, or what `open_resume` made of it; None
+            for a fresh run.
         progress: show a tqdm progress bar when stderr is a terminal (else, and without it, one line per record).
         log: where one-line messages go (rank 0 only under torchrun).
         info: this process's rank (from `sngan.distributed.from_env`, process group already initialised).
@@ -203,34 +217,32 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | ckpt.Opened | N
         text.close()
 
 
-def _train(cfg: Config, run_dir: Path, resume: str | Path | ckpt.Opened | None, text: Progress,
+def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text: Progress,
            info: DistInfo) -> Path:
     """`train` once its lines have a home: start (every rank agreeing), loop, stop."""
-    opened = resume if isinstance(resume, ckpt.Opened) else None
-    if opened is None and resume is not None:
-        opened = ckpt.open_checkpoint(resume)
-    resume = opened.path if opened is not None else None
     evaluator = None
     with together(info, "checking the run"):
-        saved = check_start(cfg, run_dir, opened, info)
+        if resume is not None and not isinstance(resume, Resume):
+            resume = open_resume(resume, cfg)
+        check_start(cfg, run_dir, resume, info)
         device = resolve_device(cfg.train.device, info)
         text.message(path_line(resolve_perf(cfg.perf, device), device))  # which step runs, how to switch
         if cfg.train.eval_every:  # fails fast without the Inception weights
             evaluator = TrainingEvaluator(cfg, device, text.message)
     state = build_state(cfg, device, text.message, info)
     with together(info, "restoring the checkpoint"):
-        if saved is not None:
+        if resume is not None:
             try:
-                state.restore(saved, text.message)  # validates the whole checkpoint before loading any of it
+                state.restore(resume.state, text.message)  # validates the whole checkpoint before loading any of it
             except CheckpointError as exc:
-                raise CheckpointError(f"{resume}: {exc}") from None
+                raise CheckpointError(f"{resume.path}: {exc}") from None
     t = cfg.train
-    last_path = Path(resume) if resume is not None else None
+    last_path = None if resume is None else resume.path
     run_log = None
     try:
-        run_log = open_run_log(run_dir, cfg, state, resume, text, info)
-        if saved is not None:
-            text.message(f"resumed from {resume} at step {state.step}")
+        run_log = open_run_log(run_dir, cfg, state, last_path, text, info)
+        if resume is not None:
+            text.message(f"resumed from {resume.path} at step {state.step}")
         text.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
                      f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
         text.begin(t.iterations, state.step)
@@ -251,7 +263,7 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
     losses = get_losses(cfg.loss.type)
     fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     window = LossWindow(device, state.step)
-    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes)
+    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes) if t.inspect_every else {}
     ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     with SignalGuard(text.message if info.is_main else None) as signals:
         while state.step < t.iterations:

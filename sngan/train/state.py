@@ -1,4 +1,5 @@
-"""`TrainState`: the run in memory, and its conversion to and from a checkpoint dict.
+"""`TrainState`: the run in memory, and its conversion to and from a checkpoint dict; `open_resume`: the one opener
+of a checkpoint to continue.
 
 `snapshot`/`restore` cover every random generator in use (Python, NumPy, torch CPU/CUDA, the data order), so a
 resumed run continues bitwise-exactly on CPU. Under torchrun every rank's generators are gathered into the
@@ -7,9 +8,11 @@ checkpoint and each rank restores its own.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +20,47 @@ import torch
 from torch import nn
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config
+from sngan.config import Config, ModelConfig
 from sngan.data import Batches, StreamBatches
 from sngan.distributed import SINGLE, DistInfo, gather_objects, local_batch
+from sngan.errors import CheckpointError, SnganError
+from sngan.train.ownership import checkpoint_run_id
 from sngan.train.perf import Perf
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A checkpoint to continue, opened and checked once (`open_resume`): what `train` needs of it."""
+
+    path: Path
+    state: dict[str, Any]  # what `TrainState.restore` loads
+    run_id: str | None  # the run it belongs to (None: from before run ids); the folder must be that run's
+
+
+def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys of the `model` config section whose values differ between two configs (a key an older checkpoint lacks
+    counts as its default)."""
+    saved = {**dataclasses.asdict(ModelConfig()), **saved}
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def open_resume(source: str | Path | ckpt.Opened, cfg: Config) -> Resume:
+    """Open (unless `source` is already opened) and check a checkpoint to continue under `cfg`: finite weights (a
+    diverged checkpoint is refused before anything is written), the same model, a well-formed run id."""
+    opened = source if isinstance(source, ckpt.Opened) else ckpt.open_checkpoint(source)
+    saved = opened.state
+    try:
+        for what in ("generator", "discriminator", "generator_ema"):
+            if isinstance(saved.get(what), dict):
+                ckpt.check_finite(saved[what], what)
+        run_id = checkpoint_run_id(saved)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{opened.path}: {exc}") from None
+    changed = models_differ(saved["config"].get("model", {}), cfg.to_dict()["model"])
+    if changed:
+        raise SnganError(f"cannot resume {opened.path}: the config changes the model ({', '.join(changed)}); "
+                         f"resume with the checkpoint's model settings")
+    return Resume(opened.path, saved, run_id)
 
 
 @dataclass
