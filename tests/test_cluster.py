@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from sngan.checkpoint import list_checkpoints, load_checkpoint
@@ -69,6 +70,7 @@ def weights(path: Path) -> dict:
         f"{opt}.state": state[opt]["state"] for opt in ("opt_g", "opt_d")}
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_a_worker_killed_under_max_restarts_is_continued_by_the_restarted_workers_to_the_same_weights(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 8, "ckpt_every": 4, "sample_every": 0}})
     harness = tmp_path / "harness.py"
@@ -96,6 +98,7 @@ def test_a_worker_killed_under_max_restarts_is_continued_by_the_restarted_worker
             assert torch.equal(restarted[key], straight[key]), key
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_the_same_command_starts_a_run_then_continues_it(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 400, "ckpt_every": 0, "sample_every": 0,
                                                           "log_every": 1}})
@@ -119,6 +122,7 @@ def test_the_same_command_starts_a_run_then_continues_it(tmp_path):
     assert f"resumed from {stopped}" in second.stdout
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_sigterm_to_the_workers_then_the_agent_is_one_stop_with_a_checkpoint_at_that_step(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 100_000, "ckpt_every": 0, "sample_every": 0,
                                                           "log_every": 1}})
@@ -148,6 +152,7 @@ def test_sigterm_to_the_workers_then_the_agent_is_one_stop_with_a_checkpoint_at_
     assert (run / "log.txt").read_text().splitlines()[-1].endswith(stops[0])
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_nodes_without_a_shared_folder_both_end_in_seconds_with_one_line_each(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 2, "ckpt_every": 0, "sample_every": 0}})
     node_a, node_b = tmp_path / "a", tmp_path / "b"
@@ -168,6 +173,7 @@ def test_nodes_without_a_shared_folder_both_end_in_seconds_with_one_line_each(tm
     assert not (node_b / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_ranks_with_different_configs_are_refused_before_the_first_step_naming_the_key(tmp_path):
     config = write_config(tmp_path / "c.yaml")
     script = tmp_path / "per_rank.py"
@@ -225,6 +231,12 @@ def test_repeats_of_a_stop_request_after_training_ended_are_still_that_request(m
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):  # repeats after the guard: absorbed
             os.kill(os.getpid(), sig)
         assert seen == []
+        with pytest.raises(KeyboardInterrupt, match="previous handler"):
+            signals.pass_on(signal.SIGTERM)  # what submitit's task does to requeue: reaches the handler before
+        assert seen == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is before
+        seen.clear()
+        with signals.SignalGuard() as guard:
+            os.kill(os.getpid(), signal.SIGTERM)
         monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
         with pytest.raises(KeyboardInterrupt, match="previous handler"):
             os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after the burst is the user's, as before the guard

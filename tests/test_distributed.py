@@ -46,6 +46,7 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_torchrun_two_processes_write_one_checkpoint_log_and_per_rank_random_streams(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
     run = tmp_path / "run"
@@ -67,6 +68,7 @@ def _optimizer_steps(ckpt: dict) -> tuple[set[float], set[float]]:
     return tuple({float(s["step"]) for s in ckpt[k]["state"].values()} for k in ("opt_g", "opt_d"))
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_resuming_with_another_number_of_processes_restores_weights_and_optimizers_and_says_so_in_one_line(
         tmp_path):
     """2 processes -> 1 -> 2: weights and Adam moments carry over (step counters continue), the random streams
@@ -132,6 +134,7 @@ def test_torchrun_two_processes_train_compiled_write_eager_keys_and_resume_eager
     assert resumed["step"] == 5 and checkpoint_keys(resumed) == checkpoint_keys(eager)
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_each_rank_holds_the_same_trained_weights_in_memory_when_the_checkpoint_is_written(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
     script = tmp_path / "dump.py"
@@ -229,6 +232,7 @@ main()
 """
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_a_failing_rank_ends_the_job_with_readable_messages(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"iterations": 1000}})
     script = tmp_path / "failing.py"

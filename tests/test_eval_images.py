@@ -30,8 +30,10 @@ def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception
     ckpt = tiny_runs["cond_ckpt"]
     config = tiny_runs["cond"].parent / "cond.yaml"
     stats = tmp_path / "real.npz"
+    few = "data.num_images=12"  # the real side: 12 images (each is a 299x299 Inception forward on the CPU)
     result = runner.invoke(app, ["stats", "--config", str(config), "--out", str(stats), "--inception-weights",
-                                 str(weights), "--device", "cpu", "--set", f"data.cache_dir={tmp_path / 'cache'}"])
+                                 str(weights), "--device", "cpu", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                                 "--set", few])
     assert result.exit_code == 0, result.output
     for out in ("folder", "images.npz"):
         result = runner.invoke(app, ["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / out), "--num", "6",
@@ -42,21 +44,21 @@ def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception
     from_ckpt, _ = _eval(tmp_path, weights, "--ckpt", str(ckpt), "--seed", "5", "--stats", str(stats))
     from_folder, printed = _eval(tmp_path, weights, "--images", str(tmp_path / "folder"), "--stats", str(stats))
     from_npz, _ = _eval(tmp_path, weights, "--images", str(tmp_path / "images.npz"), "--stats", str(stats))
-    assert set(from_ckpt["metrics"]) == {"is6_2splits", "is6_2splits_std", "fid6_train128"}
+    assert set(from_ckpt["metrics"]) == {"is6_2splits", "is6_2splits_std", "fid6_train12"}
     assert from_folder["metrics"] == from_ckpt["metrics"] == from_npz["metrics"]  # same pixels, same batches
     assert from_folder["images"] == str(tmp_path / "folder") and from_folder["images_kind"] == "folder"
-    assert "warning: FID from 6 generated and 128 real images (< 2048)" in printed
+    assert "warning: FID from 6 generated and 12 real images (< 2048)" in printed
     assert "warning: IS from 3 images per split (< 5000)" in printed
     assert from_folder["warnings"] and "FID  " in printed
 
     # --ref: the same real images as an npz give the FID of the statistics file (named after the reference)
-    real = load_config(config)
+    real = load_config(config, [few])
     from sngan.data import load_images
     images = load_images(real.data, real.model.resolution, seed=real.train.seed).images
     np.savez(tmp_path / "real_images.npz", arr_0=np.asarray(images))
     against_ref, _ = _eval(tmp_path, weights, "--images", str(tmp_path / "images.npz"), "--ref",
                            str(tmp_path / "real_images.npz"))
-    assert against_ref["metrics"]["fid6_ref128"] == pytest.approx(from_ckpt["metrics"]["fid6_train128"], rel=1e-6)
+    assert against_ref["metrics"]["fid6_ref12"] == pytest.approx(from_ckpt["metrics"]["fid6_train12"], rel=1e-6)
 
 
 def test_a_wrong_image_order_or_scale_changes_the_score(tiny_runs, inception_weights, tmp_path):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cluster_fakes import FAKE_SCONTROL, FAKE_SRUN
 from tests.helpers import REPO, write_config
 from tests.test_cluster import free_port
@@ -24,6 +26,7 @@ def slurm_env(tmp_path: Path, **extra: str) -> dict:
             "SCONTROL_LOG": str(tmp_path / "scontrol.log"), "SLURM_JOB_NODELIST": "node[1-2]", **extra}
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_the_multinode_template_trains_one_run_on_two_nodes_and_does_not_requeue_a_finished_run(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"train": {"iterations": 4, "sample_every": 0}})
     run = tmp_path / "run"
@@ -37,6 +40,7 @@ def test_the_multinode_template_trains_one_run_on_two_nodes_and_does_not_requeue
     assert not (tmp_path / "scontrol.log").exists()  # done: not queued again
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_the_array_template_runs_the_task_s_run_of_the_plan(tmp_path):
     plan = tiny_plan(tmp_path)
     proc = subprocess.run(["bash", str(REPO / "scripts/slurm/study_array.sbatch")], cwd=tmp_path,

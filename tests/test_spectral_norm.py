@@ -73,6 +73,7 @@ def test_gradient_treats_u_and_v_as_constants_as_torch():
     assert torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 @pytest.mark.parametrize("keeps", ["u", "v"])
 def test_two_forwards_share_one_backward_when_compiled(keeps):
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -44,6 +45,7 @@ def test_list_only_index_and_status_drive_a_plain_job_array(tmp_path):
     assert beyond.exit_code == 1 and "the plan has 2 runs (0-1)" in beyond.output
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_two_only_processes_on_one_study_folder_both_finish_and_the_table_lists_both(tmp_path):
     plan = tiny_plan(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-m", "sngan", "study", "--plan", str(plan), "--only", name,
@@ -68,6 +70,7 @@ def test_jobs_children_get_the_parents_visible_devices_in_turn(tmp_path, monkeyp
     assert child_devices(2) == [None, None]
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_executor_local_runs_both_and_a_preempted_task_is_requeued_and_finishes(tmp_path):
     plan = tiny_plan(tmp_path)
     raw = yaml.safe_load(plan.read_text())

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from sngan.checkpoint import load_checkpoint
 from sngan.distributed import DistInfo, from_env
 from tests.helpers import REPO, write_config
@@ -18,6 +20,7 @@ def test_from_env_marks_a_torchrun_job_of_one_process_as_distributed(monkeypatch
     assert DistInfo(world_size=2).enabled
 
 
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_one_process_torchrun_trains_through_ddp_and_records_its_rank(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", {"train": {"ckpt_every": 0, "sample_every": 0}})
     run = tmp_path / "run"

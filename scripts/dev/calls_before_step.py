@@ -3,8 +3,9 @@
 
     python scripts/dev/calls_before_step.py [sngan train arguments ...]
 
-Runs `sngan train` in this process under `sys.setprofile`, records every distinct sngan function called (what runs inside an import is not a call), and stops
-counting at the first `torch.optim.Optimizer.step`. Prints the counts and the modules in first-call order.
+Runs `sngan train` in this process under `sys.setprofile`, records every distinct sngan function called (what
+runs inside an import is not a call), and stops counting at the first `torch.optim.Optimizer.step`. Prints the
+counts and the modules in first-call order (`--names`: with the functions).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 import tempfile
 
 import torch
-
 
 VERBOSE = False
 
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
     print(f"before the first optimizer step: {functions} sngan functions in {len(seen)} modules "
           f"(stepped: {state['stepped']})")
     for module, names in seen.items():
-        print(f"  {module}: {len(names)}" + (f" ({', '.join(sorted(names))})" if "-v" in sys.argv[0:0] or VERBOSE else ""))
+        print(f"  {module}: {len(names)}" + (f" ({', '.join(sorted(names))})" if VERBOSE else ""))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sngan.errors import StudyError, TrainingStopped
+from sngan.train.signals import pass_on
 
 EXECUTORS = ("slurm", "local", "debug")
 
@@ -96,8 +97,8 @@ class StudyTask:
         try:
             run_study(load_plan(plan_path), Path(out), only=name, progress=False, log=print)
         except TrainingStopped:
-            # the checkpoint is written: now submitit's own handler (restored when training ended) requeues
-            signal.raise_signal(signal.SIGUSR2)
+            # the checkpoint is written: now submitit's own handler requeues
+            pass_on(signal.SIGUSR2)
             raise
         return name
 

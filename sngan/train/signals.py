@@ -73,3 +73,13 @@ class SignalGuard:
         # torchrun's agent forwards Slurm's SIGTERM whenever it gets to it. Those repeats stay one request.
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if self.received is None else self._repeat_or_previous)
+
+
+def pass_on(signum: int) -> None:
+    """Deliver `signum` now to the handler that was in place before training (submitit's requeue on SIGUSR2, say),
+    skipping the finished guards that would take it for a repeat of the stop request they served."""
+    handler = signal.getsignal(signum)
+    while isinstance(getattr(handler, "__self__", None), SignalGuard):
+        handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
+    signal.signal(signum, handler)
+    signal.raise_signal(signum)
