@@ -174,3 +174,30 @@ def test_a_new_run_refuses_an_unmarked_folder_with_a_log(tiny_config, tmp_path):
     with pytest.raises(SnganError, match="not a run folder sngan made"):
         train(load_config(tiny_config), tmp_path / "run", **QUIET)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 50}\n'
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_same_command(tiny_config, tmp_path,
+                                                                                        monkeypatch):
+    """A second Ctrl-C before the first save leaves a marked folder without a checkpoint: the same command starts
+    the run there again (`--resume auto` says so), instead of refusing the folder."""
+    from typer.testing import CliRunner
+
+    import sngan.train.loop as loop
+    from sngan.cli import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("second signal SIGINT: stopping without a checkpoint")
+
+    run = tmp_path / "run"
+    command = ["train", "--config", str(tiny_config), "--out", str(run), "--no-progress", "--set",
+               "train.iterations=2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "iteration", interrupted)
+        first = CliRunner().invoke(app, command)
+    assert first.exit_code == 130 and (run / ".sngan-run").is_file() and not list_checkpoints(run / "checkpoints")
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-0000002.pt"]
+    (run / "checkpoints" / "ckpt-0000002.pt").unlink()
+    auto = CliRunner().invoke(app, [*command, "--resume", "auto"])
+    assert auto.exit_code == 0 and f"--resume auto: no checkpoint in {run}, starting a new run there" in auto.output
