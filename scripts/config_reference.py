@@ -1,4 +1,4 @@
-"""Print the config reference (markdown table) from the schema in sngan/config.py; README embeds its output.
+"""Print the config reference (markdown table) from the schema in sngan/config.py; docs/config.md embeds its output.
 
 Usage: python scripts/config_reference.py
 """

@@ -1,9 +1,9 @@
 """The `sngan` command line: parse options -> config -> call one function. No maths here.
 
-Exit codes (README "Exit codes"): 0 done; 1 bad input or a failure, as one line `error: ...` on stderr; 2 a usage
-error (unknown option, missing or out-of-range option value), also one line; 130 interrupted with nothing saved
-(Ctrl-C outside training, or a second signal during training); 143 training stopped by a signal after writing a
-checkpoint. No path prints a traceback for a problem the user can fix.
+Exit codes (docs/README.md, "Exit codes"): 0 done; 1 bad input or a failure, as one line `error: ...` on stderr;
+2 a usage error (unknown option, missing or out-of-range option value), also one line; 130 interrupted with nothing
+saved (Ctrl-C outside training, or a second signal during training); 143 training stopped by a signal after writing
+a checkpoint. No path prints a traceback for a problem the user can fix.
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def sample(
     seeds: Annotated[str | None, typer.Option(metavar="LIST", help="One image per seed: 0-35 or 1,5,10-12.")] = None,
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw latent entries "
                                                      "with |z| > T (truncation trick; not the paper's). BatchNorm "
-                                                     "generators fade to grey below about 1.5 (README); 1.5-2 is "
-                                                     "sane.")] = None,
+                                                     "generators fade to grey below about 1.5 (docs/sample.md); "
+                                                     "1.5-2 is sane.")] = None,
     flat: Annotated[bool, typer.Option("--flat", help="Conditional folders: one folder, class in the name.")] = False,
     scale: Annotated[int | None, typer.Option(min=1, max=16, help="Enlarge the interpolation strip and GIF N "
                                               "times (default: strip 1, GIF the least that makes it >= 256 px wide).")

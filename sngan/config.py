@@ -144,10 +144,10 @@ class TrainConfig:
                               "product operator_norm_product and the certified graph bound lipschitz_bound (0 = "
                               "never; `sngan inspect` explains them)", ge=0)
     eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
-                           "checkpoints/best.pt by FID (0 = never; needs the Inception weights, README Evaluation)",
+                           "checkpoints/best.pt by FID (0 = never; needs the Inception weights, docs/eval.md)",
                            ge=0, le=MAX_ITERATIONS)
-    eval_protocol: str = _opt("paper", "IS/FID protocol during training, as `sngan eval --protocol` (README "
-                              "Evaluation): paper (App. B.1: IS 10 x 5000, FID 5000 vs 10000 real), standard (IS "
+    eval_protocol: str = _opt("paper", "IS/FID protocol during training, as `sngan eval --protocol` (docs/eval.md): "
+                              "paper (App. B.1: IS 10 x 5000, FID 5000 vs 10000 real), standard (IS "
                               "50k, FID 50k vs the whole split) or quick (ours: 5000 generated, IS in 10 splits of "
                               "500, biased low)", choices=EVAL_PROTOCOLS)
     eval_num_samples: int = _opt(0, "generated images per evaluation during training; 0 = the protocol's count, "

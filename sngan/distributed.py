@@ -11,7 +11,7 @@ options across nodes. Semantics:
 Backend: `cpu:gloo,cuda:nccl` where CUDA is available (nccl for the training's CUDA tensors, gloo for the start-up
 agreement, which runs before the config says which device to use), gloo alone elsewhere.
 
-Cluster rules (README "On a cluster"):
+Cluster rules (docs/cluster.md):
 - every process joins the group first (`init_process_group`), before anything that can fail; each start-up step
   then ends in `together`, so a failure on one rank (no checkpoint on its node, a config error, a missing data
   folder) ends every rank within seconds, each with one line, rank 0's naming the rank and the cause;

@@ -1,4 +1,4 @@
-"""Every number the README attributes to the SN-GAN paper is a value of the quotes table `tests/paper_quotes.md`
+"""Every number the README and docs/ attribute to the SN-GAN paper is in the quotes table `tests/paper_quotes.md`
 (section, figure or table; value; the paper's words), and every row of that table quotes its value.
 
 A README number is attributed to the paper when it stands
@@ -22,6 +22,9 @@ PLACE = r"(?:App\.|Appendix|Tables?|Figures?|[Ss]ection|Algorithm) [A-E]?[\d.\-]
 ATTRIBUTING = [re.compile(r"\bpaper(?: " + PLACE + r")?: ([^);|]*)"),  # (paper: 1), (...; paper section 4.1: 10)
                re.compile(r"\(" + PLACE + r": ([^)]*)\)"),  # (App. B.1: IS 10 x 5000, ...)
                re.compile(r"((?:\d[\d.,]*K?\s*(?:±\s*\.?\d[\d.]*)?,?\s*)+)\((?:Tables?|Figures?|App\.) [^)]*\)")]
+
+
+DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]  # the front door and the manual
 
 
 def readme_units(text: str) -> list[str]:
@@ -70,11 +73,11 @@ def quotes_table() -> list[tuple[str, str, str]]:
 
 def test_every_number_the_readme_attributes_to_the_paper_is_in_the_quotes_table():
     values = {value for _, value, _ in quotes_table()}
-    units = readme_units((REPO / "README.md").read_text())
+    units = [u for page in DOC_PAGES for u in readme_units(page.read_text())]
     attributed = {n: u for u in units for n in attributed_numbers(u)}
     assert {"8.22", "21.7", "21.1", ".35", "5000", "10000", "0.01", "100K"} <= attributed.keys()  # the rules see them
     missing = {n: attributed[n][:120] for n in attributed if n not in values}
-    assert not missing, f"README numbers cited to the paper but not in tests/paper_quotes.md: {missing}"
+    assert not missing, f"numbers the docs cite to the paper but not in tests/paper_quotes.md: {missing}"
 
 
 def test_each_quote_row_quotes_its_value_at_a_named_place():

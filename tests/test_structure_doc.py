@@ -1,13 +1,17 @@
-"""The README's folder map names exactly the package's modules and subpackages."""
+"""docs/structure.md's folder map names exactly the package's top-level modules and subpackages, and its module table
+names every module of the package, each with its docstring's first sentence."""
 
+import ast
 import re
 
 from tests.helpers import REPO
 
+PAGE = REPO / "docs" / "structure.md"
 
-def test_readme_folder_map_matches_the_package_tree():
-    text = (REPO / "README.md").read_text()
-    block = text.split("## Structure", 1)[1].split("```", 2)[1]
+
+def test_folder_map_matches_the_package_tree():
+    text = PAGE.read_text()
+    block = text.split("```", 2)[1]
     named = set()
     for line in block.strip().splitlines():
         paths = line.split("  ")[0].strip()
@@ -18,3 +22,13 @@ def test_readme_folder_map_matches_the_package_tree():
     actual = {f"sngan/{p.name}/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     actual |= {f"sngan/{p.name}" for p in package.glob("*.py") if not re.match(r"__\w+__\.py", p.name)}
     assert named == actual
+
+
+def test_module_table_names_every_module_with_its_docstring_sentence():
+    rows = re.findall(r"^\| `(sngan/[\w/]+\.py)` \| (.*) \|$", PAGE.read_text(), re.M)
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "sngan").rglob("*.py")
+               if not re.match(r"__\w+__\.py", p.name)}
+    assert {path for path, _ in rows} == modules
+    for path, sentence in rows:
+        doc = " ".join((ast.get_docstring(ast.parse((REPO / path).read_text())) or "").split())
+        assert doc.startswith(sentence.replace("\\|", "|")), path

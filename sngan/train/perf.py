@@ -48,7 +48,7 @@ def resolve_perf(perf_cfg: PerfConfig, device: torch.device) -> Perf:
     precision = ("bf16" if cuda else "fp32") if perf_cfg.precision == "auto" else perf_cfg.precision
     if precision == "tf32" and not cuda:
         precision = "fp32"  # TF32 is a CUDA matmul mode; on CPU it is plain fp32
-    channels_last = perf_cfg.channels_last in ("auto", "on")  # measured faster on CPU too (README Speed)
+    channels_last = perf_cfg.channels_last in ("auto", "on")  # measured faster on CPU too (docs/speed.md)
     fused = cuda if perf_cfg.fused_adam == "auto" else perf_cfg.fused_adam == "on"
     return Perf(precision, channels_last, perf_cfg.compile, fused, perf_cfg.d_single_pass)
 
