@@ -128,7 +128,7 @@ def test_stats_and_eval_end_to_end_match_pytorch_fid_features(tiny_run, inceptio
 
     record_file = tmp_path / "evals.jsonl"
     args = ["eval", "--ckpt", str(ckpt), "--num-samples", "4", "--splits", "2", "--stats", str(out), "--seed", "5",
-            "--inception-weights", str(weights), "--device", "cpu", "--json", str(record_file),
+            "--no-ema", "--inception-weights", str(weights), "--device", "cpu", "--json", str(record_file),
             "--inception-input", "pytorch-fid"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
