@@ -4,8 +4,8 @@
 Every problem (unknown key, wrong type, value out of range, malformed YAML, missing file) raises `ConfigError`
 with one line that names the file and the key; nothing is written anywhere while loading.
 
-This module imports nothing from the package but `sngan.errors` and `sngan.yamlfile` (the strict YAML reader), and
-not torch: `sngan train` checks a config before torch loads.
+This module imports nothing from the package but `sngan.errors`, `sngan.yamlfile` (the strict YAML reader) and
+`sngan.datasets` (the sources `data.name` can name), and not torch: `sngan train` checks a config before torch loads.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from sngan.datasets import DATASETS
 from sngan.errors import ConfigError
 from sngan.yamlfile import StrictLoader, check_value, coerce, read_yaml
 
@@ -48,12 +49,12 @@ def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | N
 
 @dataclass
 class DataConfig:
-    name: str = _opt("synthetic", "image source: synthetic (built in), cifar10/stl10 (torchvision), folder (a "
-                     "class-folder tree or a flat folder), imagenet (ILSVRC2012 train tree)",
-                     choices=("synthetic", "folder", "cifar10", "stl10", "imagenet"))
+    name: str = _opt("synthetic", "image source (sngan/datasets.py, one class each): synthetic (built in), cifar10 "
+                     "and stl10 (their official files, downloaded when absent), folder (a class-folder tree or a flat "
+                     "folder), imagenet (ILSVRC2012 train tree)", choices=DATASETS.keys())
     root: str = _opt("data", "dataset folder (downloads land here; a class-folder tree for folder/imagenet)")
-    split: str = _opt("train", "dataset split used for training (cifar10: train|test; stl10: unlabeled|train|test|"
-                      "train+unlabeled; unused for folder/imagenet/synthetic)")
+    split: str = _opt("train", "dataset split used for training: " + "; ".join(
+        f"{d.name} {d.split_help()}" for d in DATASETS.values()))
     download: bool = _opt(True, "let torchvision download cifar10/stl10 when absent (needs network)")
     num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1, le=10_000_000)
     dequantize: bool = _opt(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")

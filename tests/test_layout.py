@@ -1,6 +1,6 @@
 """The package's shape: imports flow one way (bottom-up layers, nothing imports the CLI) and files stay small.
 
-Layers, bottom-up, in the order of the README's Structure section: errors, io -> config, records -> distributed ->
+Layers, bottom-up, in the order of docs/structure.md: errors, io (and datasets) -> config, records -> distributed ->
 models, data, metrics -> limits -> checkpoint (the one opener rebuilds the networks) -> sample -> evaluation,
 inspect -> train -> report -> study -> cli (-> __main__, the `python -m sngan` entry point).
 """
@@ -13,13 +13,13 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGE = REPO / "sngan"
-LAYERS = [["sngan"], ["errors"], ["io", "yamlfile", "progress"], ["config", "records"], ["distributed"],
+LAYERS = [["sngan"], ["errors"], ["io", "yamlfile", "progress", "datasets"], ["config", "records"], ["distributed"],
           ["models", "data", "metrics"],
           ["limits"], ["checkpoint"],
           ["sample"], ["evaluation", "inspect"], ["train"], ["report"], ["study"], ["cli"], ["__main__"]]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 # all models, data and metrics may import besides themselves
-BASICS = {"sngan", "errors", "io", "yamlfile", "progress", "config"}
+BASICS = {"sngan", "errors", "io", "yamlfile", "progress", "datasets", "config"}
 
 
 def unit_of(module: str) -> str:

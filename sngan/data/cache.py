@@ -1,8 +1,9 @@
 """The packed cache: a source is decoded once into `images.npy` (N, H, W, 3) uint8, `labels.npy` (N,) int64 and
 `manifest.json`, then memory-mapped by every later run.
 
-Where: `data.cache_dir`, or by default `<root>/sngan-cache` for cifar10/stl10 (their download folder) and a
-`sngan-cache` folder next to `<root>` for folder/imagenet (never inside an image tree). Each packed set is a folder
+Where: `data.cache_dir`, or by default as the source's `sngan.datasets` class says: `<root>/sngan-cache` for a
+downloading source (cifar10/stl10: their download folder) and a `sngan-cache` folder next to `<root>` for an image
+tree (folder/imagenet: never inside it). Each packed set is a folder
 `<source>-<split or folder name>-<R>px-<key>`, where the key hashes the source identity (file names, sizes and
 modification times, or the listing of an image tree), the split, the resolution and the preprocessing version: when
 any of them changes the key changes and the set is packed again (older folders are left in place, never deleted).
@@ -12,6 +13,7 @@ A folder is written under a temporary name and renamed when complete, so an inte
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -23,24 +25,25 @@ import numpy as np
 
 from sngan.config import DataConfig
 from sngan.data.common import ImageSet
-from sngan.data.files import FolderSource, ImageNetSource
 from sngan.data.pack import PackResult, PackWriter, Source
-from sngan.data.sources import STL10_SPLITS, Cifar10Source, Stl10Source, synthetic_shapes
+from sngan.data.sources import synthetic_shapes
+from sngan.datasets import dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, open_regular, remove_dead_stages, stage_name
 
 FORMAT_VERSION = 1
-SOURCES = {"cifar10": Cifar10Source, "stl10": Stl10Source, "folder": FolderSource, "imagenet": ImageNetSource}
-ONE_SPLIT = ("synthetic", "folder", "imagenet")  # sources that are one set of images (data.split must be train)
 SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
 
 
 def cache_root(cfg: DataConfig) -> Path:
-    """The folder that holds packed sets for this data config."""
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir)
-    root = Path(cfg.root)
-    return root / "sngan-cache" if cfg.name in ("cifar10", "stl10") else root.resolve().parent / "sngan-cache"
+    """The folder that holds packed sets for this data config (`sngan.datasets.Dataset.cache_root`)."""
+    return dataset(cfg.name).cache_root(cfg)
+
+
+def open_source(cfg: DataConfig, resolution: int) -> Source:
+    """The reader of a packed source (its `sngan.datasets` class names it)."""
+    module, _, name = dataset(cfg.name).reader.partition(":")
+    return getattr(importlib.import_module(module), name)(cfg, resolution)
 
 
 def cache_key(source: Source, resolution: int, identity: object) -> str:
@@ -136,10 +139,9 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
 
 def check_split(data_cfg: DataConfig) -> None:
     """Refuse a data.split its source does not have (checked before any work: a wrong split is never ignored)."""
-    splits = {"cifar10": ("train", "test"), "stl10": STL10_SPLITS}.get(data_cfg.name, ("train",))
-    if data_cfg.split not in splits:
-        raise DataError(f"data.split must be {' or '.join(splits)} for {data_cfg.name}, got {data_cfg.split!r}"
-                        + (" (one set of images, no other split)" if data_cfg.name in ONE_SPLIT else ""))
+    why = dataset(data_cfg.name).check_split(data_cfg.split)
+    if why:
+        raise DataError(why)
 
 
 def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
@@ -152,13 +154,12 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
         Notice lines (empty when the files are in place).
     """
     check_split(cfg)
-    if cfg.name == "synthetic":
+    kind = dataset(cfg.name)
+    if not kind.packed:
         return []
-    if cfg.name not in SOURCES:
-        raise DataError(f"data.name '{cfg.name}' has no packed form (sources: {', '.join(SOURCES)})")
     root = Path(cfg.root)
-    if cfg.name in ("cifar10", "stl10"):
-        source = SOURCES[cfg.name](cfg, resolution)
+    if kind.downloads:
+        source = open_source(cfg, resolution)
         if source.files.present:
             return []
         cached = _cached_folders(cfg, source.name, source.tag, resolution)
@@ -167,11 +168,9 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
                             f"{cached}")
         return [f"notice: {source.title} is absent under '{root}': training will download it (data.download on; "
                 f"needs network), or {source.place()}{cached}"]
-    if not root.is_dir() or not any(os.scandir(root)):
-        cached = _cached_folders(cfg, cfg.name, root.resolve().name or "root", resolution)
-        why = "is not a folder" if not root.is_dir() else "is empty"
-        raise DataError(f"data.root '{root}' {why}: {cfg.name} needs its images there (one sub-folder per class)"
-                        f"{cached}")
+    why = kind.root_problem(cfg)
+    if why:
+        raise DataError(why + _cached_folders(cfg, cfg.name, root.resolve().name or "root", resolution))
     return []
 
 
@@ -199,9 +198,7 @@ def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
     Returns:
         ImageSet memory-mapped from the cache; its notes say where the cache is and whether it was reused.
     """
-    if cfg.name not in SOURCES:
-        raise DataError(f"data.name '{cfg.name}' has no packed form (sources: {', '.join(SOURCES)})")
-    source: Source = SOURCES[cfg.name](cfg, resolution)
+    source = open_source(cfg, resolution)
     start = time.perf_counter()
     identity = source.identity()
     reused = False
@@ -237,7 +234,7 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
         ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
     """
     check_split(data_cfg)
-    if data_cfg.name == "synthetic":
+    if not dataset(data_cfg.name).packed:  # drawn, not read: the built-in shapes
         image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
     else:
         image_set = prepare(data_cfg, resolution, progress, log)

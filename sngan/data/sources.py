@@ -39,7 +39,6 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 STL10_ARCHIVE_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
-STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
 RESIZE_CHUNK = 1000  # STL-10 images resized per call
 
 
@@ -147,8 +146,6 @@ class Cifar10Source(_ArchiveSource):
         "CIFAR-10"
 
     def __init__(self, cfg: DataConfig, resolution: int):
-        if cfg.split not in ("train", "test"):
-            raise DataError(f"data.split must be train or test for cifar10, got {cfg.split!r}")
         if resolution != 32:
             raise DataError(f"CIFAR-10 images are 32x32 but model.resolution is {resolution}: set "
                             f"model.resolution=32")
@@ -167,8 +164,6 @@ class Stl10Source(_ArchiveSource):
     folder, archive, url, archive_md5, title = STL10_FOLDER, STL10_ARCHIVE, STL10_URL, STL10_ARCHIVE_MD5, "STL-10"
 
     def __init__(self, cfg: DataConfig, resolution: int):
-        if cfg.split not in STL10_SPLITS:
-            raise DataError(f"data.split must be one of {'|'.join(STL10_SPLITS)} for stl10, got {cfg.split!r}")
         if resolution > 96:
             raise DataError(f"STL-10 images are 96x96 but model.resolution is {resolution}: use 48 (paper) or "
                             f"at most 96")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sngan.datasets import dataset
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
@@ -96,7 +97,7 @@ def check_real_count(cfg, protocol: Protocol) -> None:
     packing (a packed cache's manifest or the synthetic count); otherwise the cache build says it."""
     if protocol.num_real is None:
         return
-    available = cfg.data.num_images if cfg.data.name == "synthetic" else None
+    available = dataset(cfg.data.name).known_size(cfg.data)
     if available is not None and protocol.num_real > available:
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but {cfg.data.name} "
                           f"{cfg.data.split} holds {available}: use --protocol quick or --num-real {available}")

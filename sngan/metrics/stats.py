@@ -12,7 +12,6 @@ The real images used are the first N of the split in dataset order (N = all unle
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from sngan.config import DataConfig
+from sngan.datasets import dataset
 from sngan.errors import MetricError
 from sngan.io import atomic_write
 from sngan.metrics.fid import FeatureStats
@@ -80,23 +80,13 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     return acc.mu_sigma()
 
 
-def dataset_tag(data_cfg: DataConfig, seed: int) -> str:
-    """A file-name-safe name for the image source: synthetic images depend on their count and seed, folders on
-    their absolute path."""
-    if data_cfg.name == "synthetic":
-        return f"synthetic{data_cfg.num_images}-seed{seed}"
-    if data_cfg.name in ("folder", "imagenet"):
-        digest = hashlib.sha256(str(Path(data_cfg.root).resolve()).encode()).hexdigest()[:8]
-        return f"{data_cfg.name}-{Path(data_cfg.root).resolve().name}-{digest}"
-    return data_cfg.name
-
-
 def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
                network: str) -> Path:
     """Where the statistics of (dataset, split, count, resolution, features) are cached under the cache `root`;
     `network` names what produced the features (`InceptionFeatures.features_key`: weights and input path)."""
     count = "all" if num is None else str(num)
-    return root / "fid-stats" / f"{dataset_tag(data_cfg, seed)}-{split}-{resolution}px-n{count}-{network}.npz"
+    tag = dataset(data_cfg.name).stats_tag(data_cfg, seed)  # synthetic: count and seed; folders: their path
+    return root / "fid-stats" / f"{tag}-{split}-{resolution}px-n{count}-{network}.npz"
 
 
 def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: dict[str, Any],

@@ -1,0 +1,131 @@
+"""The data sources `data.name` can name, one class each: every fact about a source is decided here.
+
+A `Dataset` says which `data.split` values the source has, whether it is packed into the uint8 cache (all but
+`synthetic`, which is drawn on the fly) or downloaded into `data.root`, where its packed sets live by default, how
+its reference statistics are tagged, and which class in `sngan.data` reads its images (`reader`, a dotted path, so
+this module stays free of torch and `sngan.config` can check `data.name` and `data.split` before torch loads).
+A new dataset is one subclass here, registered with `register`, plus its reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
+
+
+class Dataset:
+    """What sngan knows of one source. `cfg` arguments are the `data` config section (`sngan.config.DataConfig`)."""
+
+    name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("train",)  # the first is the default; one entry: one set of images
+    packed: ClassVar[bool] = True  # decoded once into the uint8 cache (`sngan.data.cache`)
+    downloads: ClassVar[bool] = False  # fetched into data.root when absent (data.download on)
+    reader: ClassVar[str] = ""  # "module:Class" of the reader in sngan.data (packed sources)
+
+    def split_help(self) -> str:
+        """How `data.split` reads for this source, for the config reference."""
+        return "|".join(self.splits) if len(self.splits) > 1 else "train only (one set of images)"
+
+    def check_split(self, split: str) -> str | None:
+        """Why `split` is refused for this source, or None."""
+        if split in self.splits:
+            return None
+        if len(self.splits) == 1:
+            return f"data.split must be train for {self.name}, got {split!r} (one set of images, no other split)"
+        return f"data.split must be {' or '.join(self.splits)} for {self.name}, got {split!r}"
+
+    def cache_root(self, cfg: Any) -> Path:
+        """The folder that holds this source's packed sets: data.cache_dir, else beside its files (a downloading
+        source's own folder; next to an image tree, never inside it)."""
+        if cfg.cache_dir:
+            return Path(cfg.cache_dir)
+        root = Path(cfg.root)
+        return root / "sngan-cache" if self.downloads else root.resolve().parent / "sngan-cache"
+
+    def stats_tag(self, cfg: Any, seed: int) -> str:
+        """A file-name-safe name of the images, for cached reference statistics."""
+        return self.name
+
+    def known_size(self, cfg: Any) -> int | None:
+        """How many images the source holds, when known without reading it."""
+        return None
+
+    def root_problem(self, cfg: Any) -> str | None:
+        """Why training could not read this source at data.root, from a look at the folder alone (no listing of
+        a large tree, no download: what `--dry-run` checks), or None."""
+        return None
+
+
+class Synthetic(Dataset):
+    """Built-in procedural shapes, drawn for a count and a seed, never cached."""
+
+    name = "synthetic"
+    packed = False
+
+    def stats_tag(self, cfg: Any, seed: int) -> str:
+        return f"synthetic{cfg.num_images}-seed{seed}"
+
+    def known_size(self, cfg: Any) -> int | None:
+        return cfg.num_images
+
+
+class Cifar10(Dataset):
+    name = "cifar10"
+    splits = ("train", "test")
+    downloads = True
+    reader = "sngan.data.sources:Cifar10Source"
+
+
+class Stl10(Dataset):
+    name = "stl10"
+    splits = STL10_SPLITS
+    downloads = True
+    reader = "sngan.data.sources:Stl10Source"
+
+
+class Folder(Dataset):
+    """An image tree (one class per sub-folder) or a flat folder of images."""
+
+    name = "folder"
+    reader = "sngan.data.files:FolderSource"
+
+    def root_problem(self, cfg: Any) -> str | None:
+        root = Path(cfg.root)
+        if root.is_dir() and any(os.scandir(root)):
+            return None
+        why = "is not a folder" if not root.is_dir() else "is empty"
+        return f"data.root '{root}' {why}: {self.name} needs its images there (one sub-folder per class)"
+
+    def stats_tag(self, cfg: Any, seed: int) -> str:
+        """A folder is named by its absolute path (its last part and a hash of the whole)."""
+        path = Path(cfg.root).resolve()
+        return f"{self.name}-{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+class ImageNet(Folder):
+    """An ILSVRC2012 train tree, preprocessed as the authors'."""
+
+    name = "imagenet"
+    reader = "sngan.data.files:ImageNetSource"
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register(cls: type[Dataset]) -> type[Dataset]:
+    """Make `cls` a value of `data.name` (usable as a class decorator)."""
+    DATASETS[cls.name] = cls()
+    return cls
+
+
+for _cls in (Synthetic, Folder, Cifar10, Stl10, ImageNet):
+    register(_cls)
+
+
+def dataset(name: str) -> Dataset:
+    """The registered source called `name` (config checks the name first: a KeyError here is a bug)."""
+    return DATASETS[name]
