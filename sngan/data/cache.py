@@ -198,6 +198,7 @@ def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
     Returns:
         ImageSet memory-mapped from the cache; its notes say where the cache is and whether it was reused.
     """
+    check_split(cfg)
     source = open_source(cfg, resolution)
     start = time.perf_counter()
     identity = source.identity()
