@@ -96,3 +96,31 @@ def test_truncated_latents_are_stamped_into_the_metric_names(tiny_run):  # noqa:
     ref = ReferenceStats(np.zeros(9), np.eye(9), real)
     scores = [score_generator(generator, FakeNet(), p, ref, seed=1, batch_size=4) for p in (plain, cut)]
     assert scores[1]["fid12_train20_trunc0.5"] != scores[0]["fid12_train20"]  # other latents, other images
+
+
+def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan_eval(tiny_run, inception_weights,  # noqa: F811
+                                                                                     tmp_path, monkeypatch):
+    """A new metric is one function: registered here, it is a value of --metrics, gets the FID's features and
+    counts, and lands in the printed block and the --json record, with no other code touched."""
+    import json
+
+    import sngan.metrics.extra as extra
+
+    seen = []
+
+    def mean_norm(f):  # the mean feature norm of the generated images over the real ones
+        seen.append((f.fake.shape, f.real.shape, f.counts))
+        return {f"mean_norm{f.counts}": float(np.linalg.norm(f.fake, axis=1).mean()
+                                              / np.linalg.norm(f.real, axis=1).mean())}
+
+    monkeypatch.setitem(extra.EXTRA, "mean_norm", extra.ExtraMetric(mean_norm, extra.plain_lines))
+    weights, _ = inception_weights
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(app, ["eval", "--ckpt", str(tiny_run[1]), "--metrics", "fid,mean_norm",
+                                      "--num-samples", "4", "--splits", "2", "--device", "cpu", "--inception-weights",
+                                      str(weights), "--json", str(out), "--set", f"data.root={tmp_path / 'd'}",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert seen == [((4, 2048), (6, 2048), "4_train6")]  # the FID's 4 generated against the split's 6 real
+    value = json.loads(out.read_text())["metrics"]["mean_norm4_train6"]
+    assert f"mean_norm4_train6 {value:.4f}" in result.output.splitlines()

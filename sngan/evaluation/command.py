@@ -21,9 +21,8 @@ from sngan.evaluation.images import ImageInput, open_images
 from sngan.evaluation.protocols import Protocol, make_protocol
 from sngan.evaluation.reference import check_reference, reference_stats, stats_of_images
 from sngan.evaluation.scoring import count_warnings, protocol_record, score_generator, score_images
-from sngan.metrics.extra import parse_metrics
+from sngan.metrics.extra import EXTRA, parse_metrics, values_of
 from sngan.metrics.inception import load_inception
-from sngan.metrics.printout import format_block
 from sngan.metrics.stats import load_stats
 
 
@@ -61,7 +60,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     opened = open_checkpoint(ckpt, generator=True, ema=ema, device=device)  # fails before the weights are fetched
     cfg = from_dict(apply_overrides(opened.config.to_dict(), overrides)) if overrides else opened.config
     ref = checked_stats(stats, extra)  # a missing or too thin --stats file fails before anything is generated
-    if "intra_fid" in extra and not opened.generator.num_classes:
+    if labelled(extra) and not opened.generator.num_classes:
         raise MetricError("intra_fid needs a conditional checkpoint (model.num_classes > 0); this one is "
                           "unconditional")
     if ref is None:
@@ -87,7 +86,7 @@ def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
         raise MetricError(f"--metrics {','.join(extra)} need the real images' features, and {stats} holds only mu "
                           f"and sigma: write one with `sngan stats --features`, or leave out --stats (the cache "
                           f"stores features)")
-    if "intra_fid" in extra and ref.labels is None:
+    if labelled(extra) and ref.labels is None:
         raise MetricError(f"intra_fid needs the real images' labels, and {stats} holds none")
     return ref
 
@@ -144,8 +143,9 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
         if (stats is None) == (ref is None):
             raise MetricError("--images needs one reference: --stats FILE (.npz with mu, sigma) or --ref PATH (a "
                               "folder of images or an .npz with arr_0 or x)")
-        if truncation is not None or overrides or "intra_fid" in extra:
-            given = "--truncation" if truncation is not None else "--set" if overrides else "--metrics intra_fid"
+        if truncation is not None or overrides or labelled(extra):
+            given = "--truncation" if truncation is not None else "--set" if overrides else \
+                f"--metrics {labelled(extra)}"
             raise MetricError(f"{given} applies to a checkpoint, not to --images")
         scored = open_images(images)
         if num_samples is None and chosen.num_generated > scored.count:
@@ -181,3 +181,31 @@ def _publish(record: dict[str, Any], json_out: Path | None, log: Callable[[str],
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         append_jsonl(json_out, record)
+
+
+def labelled(extra: tuple[str, ...]) -> str:
+    """The asked-for metrics that need class labels (a conditional checkpoint), comma-separated ('' for none)."""
+    return ",".join(name for name in extra if EXTRA[name].needs_labels)
+
+
+def format_block(record: dict[str, Any]) -> str:
+    """The printed result: IS mean ± std, FID, each extra metric's lines (its `describe`) and the protocol."""
+    metrics = record["metrics"]
+    is_name = next(k for k in metrics if k.startswith("is") and not k.endswith("_std"))
+    fid_name = next(k for k in metrics if k.startswith("fid"))
+    real = f"{record['num_real']} {record['real_dataset']} {record['split']}" if record["num_real"] else \
+        f"statistics {record['stats']}"
+    generated = "images" if "images" in record else "generated"
+    extra = [line for name, metric in EXTRA.items() if (values := values_of(name, metrics))
+             for line in metric.describe(values, record["fid_generated"], record["num_real"])]
+    return "\n".join([
+        f"IS   {metrics[is_name]:.3f} ± {metrics[is_name + '_std']:.3f}   ({is_name}: {record['num_generated']} "
+        f"{generated}, {record['is_splits']} in-order splits, std ddof=0)",
+        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} {generated} vs {real} images)",
+        *extra,
+        f"protocol: {record['protocol']} - {record['protocol_description']}",
+        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input {record['inception_input']}: "
+        f"{record['resize']} | {record['precision']} | "
+        + (f"images {record['images']} ({record['images_kind']})" if "images" in record
+           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator"),
+    ])

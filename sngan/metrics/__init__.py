@@ -6,9 +6,9 @@
 - `stats.py`: reference statistics of real images (npz with mu/sigma + protocol record) and their cache.
 - `kid.py`: Kernel Inception Distance (unbiased MMD² under the cubic kernel, over random subsets).
 - `prdc.py`: precision, recall, density and coverage from k-nearest-neighbour balls in feature space.
-- `extra.py`: the metrics `sngan eval --metrics` adds to IS and FID (KID, PRDC, intra-FID) from the FID's features.
+- `extra.py`: the registry of metrics `sngan eval --metrics` adds to IS and FID (KID, PRDC, intra-FID), computed
+  from the FID's features.
 - `precision.py`: float32 matmul precision: the TF32 switch, and the exact float32 context every score runs in.
-- `printout.py`: the printed result of `sngan eval`.
 
 Generating images and choosing a protocol happen one level up, in `sngan.evaluation`.
 """

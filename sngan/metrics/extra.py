@@ -7,30 +7,112 @@ the reference cache then stores) and named after them like the FID: with `fid5k_
 - `prdc_k5_5k_train10k_precision`, `..._recall`, `..._density`, `..._coverage`: Naeem et al. with k = 5 (`prdc.py`);
 - `intra_fid5k_train10k`: conditional models only, the mean over classes of the FID between the generated images
   of a class and the real images of that class (Miyato & Koyama 2018, Sec. 5.2, who report it for ImageNet).
+
+They are a registry (StyleGAN2-ADA style): a new metric is one function decorated with `register(name)`, which
+gets the `Features` and returns its named values (named after itself and the FID's counts); it is then a value of
+`--metrics`, computed, recorded and printed like these three.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from sngan.errors import MetricError
 from sngan.metrics.fid import FeatureStats, frechet_distance
-from sngan.metrics.kid import kernel_inception_distance
+from sngan.metrics.kid import SUBSETS, kernel_inception_distance, kid_subset_size
 from sngan.metrics.prdc import NEAREST_K, prdc
 from sngan.metrics.stats import ReferenceStats
 
-EXTRA = ("kid", "prdc", "intra_fid")
-METRICS = ("is", "fid", *EXTRA)
+
+@dataclass(frozen=True)
+class Features:
+    """What an extra metric is computed from: the FID's generated features (N, 2048) in latent order and the
+    reference's real ones, their labels where known, and the FID's counts ('5k_train10k' of 'fid5k_train10k')."""
+
+    fake: np.ndarray
+    real: np.ndarray
+    fake_labels: np.ndarray | None
+    real_labels: np.ndarray | None
+    num_classes: int
+    counts: str
+
+
+@dataclass(frozen=True)
+class ExtraMetric:
+    """A registered metric: `compute` gives its named values, whose names start with the metric's own name;
+    `describe(values, num_generated, num_real)` gives its printed lines; `needs_labels`: conditional models only."""
+
+    compute: Callable[[Features], dict[str, float]]
+    describe: Callable[[dict[str, float], int, int | None], list[str]]
+    needs_labels: bool = False
+
+
+EXTRA: dict[str, ExtraMetric] = {}  # --metrics name -> metric, in the order they are computed and printed
+
+
+def plain_lines(values: dict[str, float], num_generated: int, num_real: int | None) -> list[str]:
+    return [f"{name} {value:.4f}" for name, value in values.items()]
+
+
+def register(name: str, describe: Callable[[dict[str, float], int, int | None], list[str]] = plain_lines,
+             needs_labels: bool = False) -> Callable:
+    """Make the decorated function the `--metrics NAME` metric (a new metric is one function)."""
+    def add(compute: Callable[[Features], dict[str, float]]) -> Callable[[Features], dict[str, float]]:
+        EXTRA[name] = ExtraMetric(compute, describe, needs_labels)
+        return compute
+    return add
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
     """'is,fid,kid' -> ('kid',): the extra metrics asked for (IS and FID are always computed)."""
+    known = ("is", "fid", *EXTRA)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise MetricError(f"--metrics: unknown {', '.join(unknown)}; choose from {','.join(METRICS)}")
+        raise MetricError(f"--metrics: unknown {', '.join(unknown)}; choose from {','.join(known)}")
     return tuple(n for n in EXTRA if n in names)
+
+
+def values_of(name: str, metrics: dict[str, float]) -> dict[str, float]:
+    """The values metric `name` contributed to a metrics dict (their names start with its name)."""
+    return {key: value for key, value in metrics.items() if key.startswith(name)}
+
+
+def _kid_lines(values: dict[str, float], num_generated: int, num_real: int | None) -> list[str]:
+    size = kid_subset_size(num_generated, num_real or num_generated)
+    return [f"KID  {value:.5f} ± {values[key + '_std']:.5f}   ({key}: unbiased MMD², cubic kernel, {SUBSETS} subsets "
+            f"of {size})" for key, value in values.items() if not key.endswith("_std")]
+
+
+@register("kid", describe=_kid_lines)
+def kid(f: Features) -> dict[str, float]:
+    mean, std = kernel_inception_distance(f.fake, f.real)
+    return {f"kid{f.counts}": mean, f"kid{f.counts}_std": std}
+
+
+def _prdc_lines(values: dict[str, float], num_generated: int, num_real: int | None) -> list[str]:
+    return [f"{key.rsplit('_', 1)[1]:<9} {value:.4f}   ({key}: Naeem et al. 2020)" for key, value in values.items()]
+
+
+@register("prdc", describe=_prdc_lines)
+def precision_recall_density_coverage(f: Features) -> dict[str, float]:
+    return {f"prdc_k{NEAREST_K}_{f.counts}_{key}": value for key, value in prdc(f.fake, f.real).items()}
+
+
+def _intra_fid_lines(values: dict[str, float], num_generated: int, num_real: int | None) -> list[str]:
+    return [f"intra-FID {value:.3f}   ({key}: mean of per-class FIDs)" for key, value in values.items()]
+
+
+@register("intra_fid", describe=_intra_fid_lines, needs_labels=True)
+def intra_fid_metric(f: Features) -> dict[str, float]:
+    if not f.num_classes or f.fake_labels is None or f.real_labels is None:
+        raise MetricError("intra-FID needs a conditional checkpoint and real images with labels")
+    return {f"intra_fid{f.counts}": intra_fid(f.fake, f.fake_labels[:len(f.fake)], f.real, f.real_labels,
+                                              f.num_classes)}
 
 
 def intra_fid(fake: np.ndarray, fake_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
@@ -72,15 +154,9 @@ def extra_scores(names: tuple[str, ...], fid_name: str, fake_batches: list[torch
     if not np.isfinite(fake).all():  # a diverged generator: no number, rather than "nan +- nan" in a record
         raise MetricError("the generated images' Inception features hold NaN or inf (a diverged generator?); "
                           "no KID/PRDC/intra-FID is computed")
-    counts = fid_name.removeprefix("fid")
+    features = Features(fake, real, None if fake_labels is None else fake_labels.numpy(), ref.labels, num_classes,
+                        fid_name.removeprefix("fid"))
     out: dict[str, float] = {}
-    if "kid" in names:
-        out[f"kid{counts}"], out[f"kid{counts}_std"] = kernel_inception_distance(fake, real)
-    if "prdc" in names:
-        out |= {f"prdc_k{NEAREST_K}_{counts}_{key}": value for key, value in prdc(fake, real).items()}
-    if "intra_fid" in names:
-        if not num_classes or fake_labels is None or ref.labels is None:
-            raise MetricError("intra-FID needs a conditional checkpoint and real images with labels")
-        labels = fake_labels[:len(fake)].numpy()
-        out[f"intra_fid{counts}"] = intra_fid(fake, labels, real, ref.labels, num_classes)
+    for name in names:
+        out |= EXTRA[name].compute(features)
     return out
