@@ -11,7 +11,6 @@ This module imports nothing from the package but `sngan.errors`, `sngan.yamlfile
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from sngan.datasets import DATASETS
 from sngan.errors import ConfigError
-from sngan.yamlfile import StrictLoader, check_value, coerce, read_yaml
+from sngan.yamlfile import StrictLoader, build_section, option, read_yaml, suggest
 
 # Upper bounds on every size a user can type, so an impossible value is refused before anything is allocated. Each is
 # far above the paper's settings (widths <= 1024, z 128, 1000 classes, batch 64-128, 450K iterations) yet small
@@ -38,13 +37,7 @@ SN_INITS = ("random", "svd", "torch")  # model.sn_init; sngan.models.spectral.st
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.norms builds each
 
 
-def _opt(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
-         gt: float | None = None, le: float | None = None) -> Any:
-    """A config field with its help text and validation bounds kept in the dataclass metadata."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
+_opt = option  # every field below: default, help text, choices and bounds (`sngan.yamlfile.option`)
 
 
 @dataclass
@@ -192,15 +185,6 @@ class Config:
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 
 
-def _suggest(name: str, valid: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _field_type(section_cls: type, name: str) -> Any:
-    return typing.get_type_hints(section_cls)[name]
-
-
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build a validated Config from a nested dict (missing keys take their defaults)."""
     if not isinstance(raw, dict):
@@ -208,25 +192,13 @@ def from_dict(raw: dict[str, Any]) -> Config:
     sections = {}
     for name, value in raw.items():
         if name not in SECTIONS:
-            raise ConfigError(f"unknown section '{name}'{_suggest(str(name), SECTIONS)}")
+            raise ConfigError(f"unknown section '{name}'{suggest(str(name), SECTIONS)}")
         if value is None:
             value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"section '{name}' must be a mapping, got {type(value).__name__}")
         sections[name] = value
-    built = {}
-    for name, cls in SECTIONS.items():
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in sections.get(name, {}).items():
-            dotted = f"{name}.{key}"
-            if key not in fields:
-                raise ConfigError(f"unknown key '{dotted}'{_suggest(str(key), fields)}")
-            values[key] = coerce(value, _field_type(cls, key), dotted)
-        instance = cls(**values)
-        for key, f in fields.items():
-            check_value(getattr(instance, key), dict(f.metadata), f"{name}.{key}")
-        built[name] = instance
+    built = {name: build_section(cls, sections.get(name, {}), name) for name, cls in SECTIONS.items()}
     cfg = Config(**built)
     _check_consistency(cfg)
     return cfg
@@ -300,7 +272,7 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
             raise ConfigError(f"override key '{dotted}' must look like section.key (e.g. train.iterations)")
         section, key = parts
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}' in --set {item}{_suggest(section, SECTIONS)}")
+            raise ConfigError(f"unknown section '{section}' in --set {item}{suggest(section, SECTIONS)}")
         try:
             value = yaml.load(text, Loader=StrictLoader) if text.strip() else ""
         except ConfigError as exc:

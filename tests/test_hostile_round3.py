@@ -229,7 +229,7 @@ def test_a_nul_byte_in_a_plan_out_is_one_line(tmp_path):
 
     plan = tiny_plan(tmp_path, out="st\x00udy")
     result = runner.invoke(app, ["study", "--plan", str(plan), "--list"])
-    assert result.exit_code == 1 and "key 'out' must be a folder path (no NUL byte)" in one_line(result)
+    assert result.exit_code == 1 and "key 'out' must not contain a NUL byte" in one_line(result)
 
 
 def test_hostile_checkpoint_values_are_one_line(tiny_runs, tmp_path):

@@ -4,7 +4,7 @@
 base: ../cifar10_cnn.yaml          # the config every run starts from (relative to the plan file, as are settings)
 out: runs/study-figure1            # study folder, relative to the working directory (default runs/study-<plan
                                    # name>; `--out` overrides)
-precision: fp32                    # perf.precision of every run (default fp32: the paper's comparison is fp32)
+precision: fp32                    # perf.precision of every run (default fp32, as the authors' code trains)
 overrides: [data.root=data/cifar10]  # applied to every run first
 methods:                           # name -> overrides
   SN: [model.d_norm=spectral]
@@ -23,7 +23,9 @@ variant each). `evaluation.protocol` names an IS/FID protocol of `sngan eval --p
 and the metric names record it. Later overrides win: precision, plan overrides, then method, then setting (a
 setting's optimiser values beat a method's), then the variant's seed and evaluation. Every run's config is built and
 validated when the plan is loaded, so a typo fails before any training; every problem is one `StudyError` line
-naming the plan and key.
+naming the plan and key. The keys are a schema (`PlanFile`) read by the same machinery as configs
+(`sngan.yamlfile.build_section`: unknown keys with a suggestion, types, bounds and choices, one line each); what a
+schema cannot say (distinct seeds, folder-safe and unique names, 'section.key=value' strings) is checked after it.
 """
 
 from __future__ import annotations
@@ -34,15 +36,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sngan.config import Config, load_config, read_yaml
+from sngan.config import Config, PerfConfig, TrainConfig, load_config, read_yaml
 from sngan.errors import ConfigError, StudyError
-from sngan.study.slurm import SlurmOptions, slurm_options
-from sngan.yamlfile import shown
+from sngan.study.slurm import SlurmOptions, checked
+from sngan.yamlfile import build_section, option, shown
 
-KEYS = ("base", "out", "precision", "overrides", "methods", "settings", "variants", "seeds", "evaluation", "slurm")
-EVAL_KEYS = {"every": "train.eval_every", "protocol": "train.eval_protocol", "num_samples": "train.eval_num_samples",
-             "inception_weights": "train.eval_inception_weights"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # folder-safe
+EVAL_KEYS = {"every": "eval_every", "protocol": "eval_protocol", "num_samples": "eval_num_samples",
+             "inception_weights": "eval_inception_weights"}  # the plan's evaluation keys -> their train.* fields
+
+
+def _train_option(name: str, default: Any) -> Any:
+    """A plan field with the bounds and choices of the train.* field it sets (one definition of each)."""
+    meta = TrainConfig.__dataclass_fields__[name].metadata
+    return option(default, meta["help"], choices=meta["choices"], ge=meta["ge"], gt=meta["gt"], le=meta["le"])
+
+
+@dataclass
+class EvaluationPlan:
+    """`evaluation:` as a mapping: IS/FID during every run."""
+
+    every: int = _train_option("eval_every", 0)
+    protocol: str = _train_option("eval_protocol", "paper")
+    num_samples: int = _train_option("eval_num_samples", 0)
+    inception_weights: str = _train_option("eval_inception_weights", "")
+
+
+@dataclass
+class VariantPlan:
+    """One explicit run besides the cross product."""
+
+    name: str = option("", "the run's name (folder-safe)")
+    overrides: list[str] = option([], "'section.key=value' overrides")
+
+
+@dataclass
+class PlanFile:
+    """A plan file's keys, read with the config's schema machinery (`sngan.yamlfile.build_section`)."""
+
+    base: str = option("", "the config file every run starts from, relative to the plan (required)")
+    out: str | None = option(None, "study folder, relative to the working directory (default runs/study-<plan>)")
+    precision: str = option("fp32", "perf.precision of every run",
+                            choices=PerfConfig.__dataclass_fields__["precision"].metadata["choices"])
+    overrides: list[str] = option([], "'section.key=value' overrides applied to every run first")
+    methods: dict[str, list[str]] = option({}, "method name -> overrides")
+    settings: dict[str, str | list[str]] = option({}, "setting name -> a partial config file, or overrides")
+    variants: list[VariantPlan] = option([], "explicit runs besides the cross product")
+    seeds: list[int] = option([0], "seeds, each run once per seed", ge=0)
+    evaluation: str | EvaluationPlan | None = option("none", "none, or IS/FID during training")
+    slurm: SlurmOptions = option(SlurmOptions(), "--executor slurm's defaults (sngan.study.slurm)")
 
 
 @dataclass(frozen=True)
@@ -80,8 +122,8 @@ def run_name(variant: Variant, seed: int) -> str:
     return f"{variant.name}-s{seed}"
 
 
-def _overrides(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+def _overrides(value: list[str], where: str) -> tuple[str, ...]:
+    if not all("=" in v for v in value):
         raise StudyError(f"{where} must be a list of 'section.key=value' strings, got {shown(value)}")
     return tuple(value)
 
@@ -98,42 +140,30 @@ def _file_overrides(path: Path, where: str) -> tuple[str, ...]:
                  for key, value in values.items())
 
 
-def _named(value: Any, where: str, folder: Path, files: bool) -> dict[str, tuple[str, ...]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not value:
-        raise StudyError(f"{where} must be a mapping of name -> overrides")
+def _named(value: dict[str, Any], where: str, key: str, folder: Path) -> dict[str, tuple[str, ...]]:
     out = {}
     for name, item in value.items():
-        if not isinstance(name, str) or not NAME.match(name):
-            raise StudyError(f"{where}: name {shown(name)} must be letters, digits, '_', '.', '+' or '-' (no spaces)")
-        if files and isinstance(item, str):
-            out[name] = _file_overrides(folder / item, f"{where}.{name}")
+        if not NAME.match(name):
+            raise StudyError(f"{where}: key '{key}': name {shown(name)} must be letters, digits, '_', '.', '+' or '-' "
+                             f"(no spaces)")
+        if isinstance(item, str):
+            out[name] = _file_overrides(folder / item, f"{where}: key '{key}.{name}'")
         else:
-            out[name] = _overrides(item, f"{where}.{name}")
+            out[name] = _overrides(item, f"{where}: key '{key}.{name}'")
     return out
 
 
-def _variants(raw: dict[str, Any], where: str, folder: Path) -> list[Variant]:
-    precision = raw.get("precision", "fp32")
-    if not isinstance(precision, str):
-        raise StudyError(f"{where}: key 'precision' must be a perf.precision name (fp32, tf32, bf16, auto), got "
-                         f"{shown(precision)}")
-    common = (f"perf.precision={precision}",) + _overrides(raw.get("overrides", []), f"{where}: key 'overrides'")
-    methods = _named(raw.get("methods"), f"{where}: key 'methods'", folder, files=False)
-    settings = _named(raw.get("settings"), f"{where}: key 'settings'", folder, files=True)
+def _variants(raw: PlanFile, where: str, folder: Path) -> list[Variant]:
+    common = (f"perf.precision={raw.precision}",) + _overrides(raw.overrides, f"{where}: key 'overrides'")
+    methods = _named(raw.methods, where, "methods", folder)
+    settings = _named(raw.settings, where, "settings", folder)
     variants = [Variant(f"{m}-{s}" if m and s else m or s, m, s, common + methods.get(m, ()) + settings.get(s, ()))
                 for m in (methods or {"": ()}) for s in (settings or {"": ()}) if m or s]
-    explicit = raw.get("variants", [])
-    if not isinstance(explicit, list):
-        raise StudyError(f"{where}: key 'variants' must be a list of {{name, overrides}}")
-    for i, item in enumerate(explicit):
-        if not isinstance(item, dict) or set(item) != {"name", "overrides"}:
-            raise StudyError(f"{where}: variants[{i}] must have exactly the keys name and overrides")
-        name = item["name"]
-        if not isinstance(name, str) or not NAME.match(name):
-            raise StudyError(f"{where}: variants[{i}].name {shown(name)} must be a folder-safe name")
-        variants.append(Variant(name, name, "", common + _overrides(item["overrides"], f"{where}: variants[{i}]")))
+    for i, item in enumerate(raw.variants):
+        if not NAME.match(item.name):
+            raise StudyError(f"{where}: variants[{i}].name {shown(item.name)} must be a folder-safe name")
+        variants.append(Variant(item.name, item.name, "", common + _overrides(item.overrides,
+                                                                               f"{where}: variants[{i}]")))
     names = [v.name for v in variants]
     if not variants:
         raise StudyError(f"{where}: no runs: give methods, settings or variants")
@@ -143,13 +173,13 @@ def _variants(raw: dict[str, Any], where: str, folder: Path) -> list[Variant]:
     return variants
 
 
-def _evaluation(value: Any, where: str) -> tuple[bool, tuple[str, ...]]:
-    if value in (None, "none", False):
+def _evaluation(value: str | EvaluationPlan | None, raw: Any, where: str) -> tuple[bool, tuple[str, ...]]:
+    if value in (None, "none", "off"):  # YAML 1.1 reads off as false, which the schema reads as "off"
         return False, ("train.eval_every=0",)
-    if not isinstance(value, dict) or not value or set(value) - set(EVAL_KEYS) or "every" not in value:
-        raise StudyError(f"{where}: key 'evaluation' must be none or a mapping with 'every' (and optionally "
-                         f"protocol, num_samples, inception_weights), got {shown(value)}")
-    return True, tuple(f"{EVAL_KEYS[k]}={json.dumps(v)}" for k, v in value.items())
+    if not isinstance(value, EvaluationPlan) or "every" not in raw or not value.every:
+        raise StudyError(f"{where}: key 'evaluation' must be none or a mapping with 'every' > 0 (and optionally "
+                         f"protocol, num_samples, inception_weights), got {shown(raw)}")
+    return True, tuple(f"train.{EVAL_KEYS[k]}={json.dumps(v)}" for k, v in raw.items())
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -160,26 +190,22 @@ def load_plan(path: str | Path) -> Plan:
     except ConfigError as exc:
         raise StudyError(str(exc)) from None
     where = str(path)
-    if not isinstance(raw, dict):
-        raise StudyError(f"{where}: a plan must be a mapping with base, methods/settings/variants, seeds")
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown:
-        raise StudyError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(KEYS)})")
-    if not isinstance(raw.get("base"), str):
+    try:
+        plan_file = build_section(PlanFile, raw)
+        checked(plan_file.slurm, where)
+    except ConfigError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    if not plan_file.base:
         raise StudyError(f"{where}: key 'base' (the config file every run starts from) is required")
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    seeds = plan_file.seeds
+    if not seeds or len(set(seeds)) != len(seeds):
         raise StudyError(f"{where}: key 'seeds' must be a list of distinct integers >= 0, got {shown(seeds)}")
-    evaluation, eval_overrides = _evaluation(raw.get("evaluation", "none"), where)
-    out = raw.get("out", f"runs/study-{path.stem}")
-    if not isinstance(out, str) or not out or "\x00" in out:
-        raise StudyError(f"{where}: key 'out' must be a folder path (no NUL byte)")
-    if not isinstance(raw["base"], str) or "\x00" in raw["base"]:
-        raise StudyError(f"{where}: key 'base' must be a file path (no NUL byte)")
-    plan = Plan(path=path, base=path.parent / raw["base"], out=Path(out),
-                variants=tuple(_variants(raw, where, path.parent)), seeds=tuple(seeds), evaluation=evaluation,
-                eval_overrides=eval_overrides, slurm=slurm_options(raw.get("slurm"), where))
+    if plan_file.out == "":
+        raise StudyError(f"{where}: key 'out' must be a folder path")
+    evaluation, eval_overrides = _evaluation(plan_file.evaluation, raw.get("evaluation"), where)
+    plan = Plan(path=path, base=path.parent / plan_file.base, out=Path(plan_file.out or f"runs/study-{path.stem}"),
+                variants=tuple(_variants(plan_file, where, path.parent)), seeds=tuple(seeds), evaluation=evaluation,
+                eval_overrides=eval_overrides, slurm=plan_file.slurm)
     for variant in plan.variants:
         plan.config(variant, plan.seeds[0])
     return plan

@@ -21,55 +21,51 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from sngan.errors import StudyError, TrainingStopped
+from sngan.errors import ConfigError, StudyError, TrainingStopped
 from sngan.train.signals import pass_on
+from sngan.yamlfile import build_section, check_value, option
 
 EXECUTORS = ("slurm", "local", "debug")
 
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """What each array task asks the scheduler for."""
+    """What each array task asks the scheduler for (the plan's `slurm:` section, read with the config's schema
+    machinery, `sngan.yamlfile.build_section`)."""
 
-    partition: str | None = None
-    time_min: int = 24 * 60  # per task; a run longer than this continues in its requeued task
-    gpus_per_run: int = 1
-    cpus_per_run: int = 8
-    mem_gb: float | None = None
-    array_parallelism: int = 64  # tasks running at once
-    sbatch: tuple[str, ...] = ()  # extra sbatch options, '--key=value' or '--flag'
-    setup: tuple[str, ...] = ()  # shell lines before the task starts
+    partition: str | None = option(None, "Slurm partition (none: the cluster's default)")
+    time_min: int = option(24 * 60, "minutes per task; a run longer than this continues in its requeued task", ge=1,
+                           le=60 * 24 * 365)
+    gpus_per_run: int = option(1, "GPUs per task", ge=0, le=64)
+    cpus_per_run: int = option(8, "CPUs per task", ge=1, le=1024)
+    mem_gb: float | None = option(None, "memory per task in GB (none: the cluster's default)", gt=0, le=1e5)
+    array_parallelism: int = option(64, "tasks running at once", ge=1, le=100_000)
+    sbatch: tuple[str, ...] = option((), "extra sbatch options, '--key=value' or '--flag'")
+    setup: tuple[str, ...] = option((), "shell lines before the task starts")
 
 
 def slurm_options(section: Any, where: str) -> SlurmOptions:
-    """Check a plan's `slurm:` section (one StudyError line naming the key)."""
+    """Read a plan's `slurm:` section (one StudyError line naming the plan and the key)."""
     if section is None:
         return SlurmOptions()
-    if not isinstance(section, dict):
-        raise StudyError(f"{where}: key 'slurm' must be a mapping of {', '.join(f.name for f in fields(SlurmOptions))}")
-    known = {f.name for f in fields(SlurmOptions)}
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in known:
-            raise StudyError(f"{where}: unknown key 'slurm.{key}' (known: {', '.join(sorted(known))})")
-        values[key] = value
-    return checked(SlurmOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}), where)
+    try:
+        return checked(build_section(SlurmOptions, section, "slurm"), where)
+    except ConfigError as exc:
+        raise StudyError(f"{where}: {exc}") from None
 
 
 def checked(options: SlurmOptions, where: str) -> SlurmOptions:
-    """Types and ranges of every option, before anything is submitted."""
-    for name, low, high in (("time_min", 1, 60 * 24 * 365), ("gpus_per_run", 0, 64), ("cpus_per_run", 1, 1024),
-                            ("array_parallelism", 1, 100_000)):
-        value = getattr(options, name)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise StudyError(f"{where}: slurm.{name} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
-    if options.mem_gb is not None and (not isinstance(options.mem_gb, (int, float)) or not 0 < options.mem_gb <= 1e5):
-        raise StudyError(f"{where}: slurm.mem_gb must be a number in (0, 100000], got {str(options.mem_gb)[:40]!r}")
-    if options.partition is not None and (not isinstance(options.partition, str) or not options.partition):
+    """Every option's bounds (its field's, as the plan's section is checked) and what a bound cannot say, before
+    anything is submitted; the command line's values come through here too."""
+    for f in fields(SlurmOptions):
+        try:
+            check_value(getattr(options, f.name), dict(f.metadata), f"slurm.{f.name}")
+        except ConfigError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+    if options.partition is not None and not options.partition:
         raise StudyError(f"{where}: slurm.partition must be a partition name")
     for name in ("sbatch", "setup"):
-        lines = getattr(options, name)
-        if not isinstance(lines, tuple) or not all(isinstance(line, str) and "\n" not in line for line in lines):
+        if not all(isinstance(line, str) and "\n" not in line for line in getattr(options, name)):
             raise StudyError(f"{where}: slurm.{name} must be a list of one-line strings")
     for line in options.sbatch:
         if not line.startswith("--") or len(line) < 3:
