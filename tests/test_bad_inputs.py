@@ -1,4 +1,4 @@
-"""Every bad input is one line on stderr and its exit code (README "Exit codes"), and leaves every existing file
+"""Every bad input is one line on stderr and its exit code (docs/README.md "Exit codes"), and leaves every existing file
 byte-identical: the run folder, its checkpoints, the data and the configs.
 
 The table runs in-process (typer's CliRunner) on copies of the session's tiny finished runs.

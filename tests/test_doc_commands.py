@@ -1,6 +1,7 @@
 """Every shell command in the README and docs/ is run by a test, or its block says why not.
 
-A command is a line of a ```bash block (continuation lines joined, comments and `VAR=value` lines dropped). It is
+A command is a line of a ```bash, ```sh, ```shell or ```console block (a `$ ` prompt dropped, continuation lines joined,
+comments and `VAR=value` lines dropped); a command line anywhere else (prose, another block) fails. It is
 - run here, in-process, as written (cheap ones: dry runs, listings, help), in `RUN_HERE`;
 - or run by a named test in `RUN_BY`, whose source uses the same command and every option the docs line shows
   (checked here, so a renamed option or a deleted test fails);
@@ -20,23 +21,28 @@ from tests.helpers import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MARK = re.compile(r"<!-- not run by tests: (.+?) -->")
+SHELL_FENCES = {"```bash", "```sh", "```shell", "```console"}
+# A line that reads as a command: what a reader would paste into a shell.
+SUBCOMMANDS = ("train", "eval", "sample", "study", "inspect", "report", "stats", "prepare")
+COMMAND_LINE = re.compile(rf"^\s*(\$ )?(sngan( --help| ({'|'.join(SUBCOMMANDS)})\b)|torchrun |python3? |\.venv/)")
 
 
-def doc_commands() -> list[tuple[str, str | None]]:
-    """(command, why-not or None) for every command of every bash block."""
+def doc_commands(pages: list = PAGES) -> list[tuple[str, str | None]]:
+    """(command, why-not or None) for every command of every shell block of `pages`."""
     found = []
-    for page in PAGES:
+    for page in pages:
         lines = page.read_text().splitlines()
         i = 0
         while i < len(lines):
-            if lines[i].strip() != "```bash":
+            if lines[i].strip() not in SHELL_FENCES:
                 i += 1
                 continue
             mark = MARK.search(lines[i - 1]) if i else None
             i += 1
             command = ""
             while lines[i].strip() != "```":
-                line = lines[i].split(" #", 1)[0].rstrip() if not lines[i].lstrip().startswith("#") else ""
+                text = lines[i].strip().removeprefix("$ ")
+                line = text.split(" #", 1)[0].rstrip() if not text.startswith("#") else ""
                 command += line.rstrip("\\").strip() + " "
                 if not line.endswith("\\"):
                     command = " ".join(command.split())
@@ -143,7 +149,6 @@ RUN_BY = {
         "same_weights",
     "torchrun --standalone --nproc_per_node=2 -m sngan train --config configs/demo.yaml": TORCHRUN,
 }
-SUBCOMMANDS = ("train", "eval", "sample", "study", "inspect", "report", "stats", "prepare")
 
 
 def test_every_doc_command_is_run_or_says_why_not():
@@ -153,6 +158,26 @@ def test_every_doc_command_is_run_or_says_why_not():
     assert not missing, "commands in the docs that no test runs and no mark explains:\n" + "\n".join(missing)
     stale = (set(RUN_HERE) | set(RUN_BY)) - {c for c, _ in commands}
     assert not stale, f"commands no longer in the docs: {sorted(stale)}"
+
+
+def test_no_command_stands_outside_a_shell_block():
+    """A command in prose or in an output/yaml block would escape the check above: it must sit in a shell block."""
+    outside = []
+    for page in PAGES:
+        fence = None
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if line.strip().startswith("```"):
+                fence = None if fence else line.strip()
+            elif fence not in SHELL_FENCES and "`" not in line and COMMAND_LINE.match(line):
+                outside.append(f"{page.name}:{number}: {line.strip()}")
+    assert not outside, outside
+
+
+def test_the_command_parser_reads_every_shell_fence_and_drops_prompts(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ sngan report runs/x   # a comment\n```\n\n<!-- not run by tests: why -->\n"
+                    "```sh\nsngan eval --ckpt A \\\n    --protocol paper\n```\n")
+    assert doc_commands([page]) == [("sngan report runs/x", None), ("sngan eval --ckpt A --protocol paper", "why")]
 
 
 @pytest.mark.parametrize("command", sorted(RUN_BY))
@@ -188,6 +213,14 @@ def test_cheap_doc_commands_run_as_written(command, monkeypatch):
     else:
         assert expected in result.output
     assert sorted(p.name for p in REPO.iterdir()) == before
+
+
+def test_every_docs_page_is_listed_in_the_index_reached_from_the_readme():
+    index = (REPO / "docs" / "README.md").read_text()
+    assert "](docs/README.md)" in (REPO / "README.md").read_text()
+    pages = [p.name for p in sorted((REPO / "docs").glob("*.md")) if p.name != "README.md"]
+    unlisted = [name for name in pages if f"]({name})" not in index]
+    assert not unlisted, f"docs pages missing from docs/README.md: {unlisted}"
 
 
 def _anchor(heading: str) -> str:

@@ -6,7 +6,7 @@ from sngan.errors import ConfigError
 from sngan.models import build_discriminator, build_generator, count_parameters
 from tests.helpers import CONFIGS
 
-# Paper-exact counts (issue table for the first three; the others derived from Tables 3 and 5, see README).
+# Paper-exact counts (issue table for the first three; the others derived from Tables 3 and 5, see docs/reproducing.md).
 EXPECTED = {
     "cifar10_resnet": (4_276_739, 1_053_824),
     "imagenet128_projection": (41_996_931, 30_041_857),

@@ -1,7 +1,10 @@
+import re
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from sngan.config import load_config
+from sngan.models import build_discriminator, build_generator, count_parameters
+from tests.helpers import CONFIGS, REPO
 
 
 def test_config_reference_page_matches_the_schema():
@@ -27,3 +30,15 @@ def _readme_code(prefix: str) -> str:
 
 def test_the_readme_test_command_is_the_test_command_ci_runs():
     assert _ci_commands()[-1] == _readme_code("- Tests:")
+
+
+def test_the_paper_configs_table_gives_the_parameter_counts_the_models_test_asserts():
+    """The README's G / D column says what tests/test_models.py builds from each config (the demo: from its size)."""
+    from tests.test_models import EXPECTED
+
+    rows = re.findall(r"^\| `(\w+)\.yaml` \|[^|]+\| ([\d,]+) / ([\d,]+) \|", (REPO / "README.md").read_text(), re.M)
+    table = {name: (int(g.replace(",", "")), int(d.replace(",", ""))) for name, g, d in rows}
+    assert set(table) == set(EXPECTED) | {"demo"}, "a paper config is missing from the README's table, or extra"
+    assert {name: table[name] for name in EXPECTED} == EXPECTED
+    model = load_config(CONFIGS / "demo.yaml").model
+    assert table["demo"] == (count_parameters(build_generator(model)), count_parameters(build_discriminator(model)))
