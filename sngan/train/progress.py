@@ -17,8 +17,9 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from sngan import progress as passes  # the one terminal rule is passes.on_terminal, for every command
 from sngan.io import open_append
-from sngan.progress import eta, on_terminal
+from sngan.progress import eta
 
 
 def log_line(record: dict[str, Any], total: int) -> str:
@@ -35,7 +36,7 @@ def log_line(record: dict[str, Any], total: int) -> str:
 
 def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
     """A bar only when asked for and stderr (tqdm's stream) is a terminal (`sngan.progress.on_terminal`)."""
-    return progress and on_terminal(stream)
+    return progress and passes.on_terminal(stream)
 
 
 def utc_stamp(seconds: float | None = None) -> str:
