@@ -55,11 +55,14 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a non-empty YAML mapping from `path` (`StrictLoader`), turning every failure into a one-line ConfigError."""
+def read_yaml(path: str | Path, what: str = "config file",
+              empty_hint: str = "start from a file in configs/ (an empty file would silently train the paper-size "
+                                "defaults)") -> dict[str, Any]:
+    """Read a non-empty YAML mapping from `path` (`StrictLoader`), turning every failure into a one-line ConfigError;
+    `what` names the file in the 'not found' and 'empty' lines (a study plan is not a config file)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path.stat().st_size} bytes is too large for a config file (at most "
@@ -75,8 +78,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     if raw is None or raw == {}:
-        raise ConfigError(f"{path}: the config file is empty; start from a file in configs/ (an empty file would "
-                          f"silently train the paper-size defaults)")
+        raise ConfigError(f"{path}: the {what} is empty; {empty_hint}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     return raw

@@ -107,13 +107,14 @@ def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan
     import sngan.metrics.extra as extra
 
     seen = []
+    monkeypatch.setitem(extra.EXTRA, "mean_norm", None)  # taken out again after the test (it was absent)
 
+    @extra.register("mean_norm")  # the way a metric is added in the package: one decorated function
     def mean_norm(f):  # the mean feature norm of the generated images over the real ones
         seen.append((f.fake.shape, f.real.shape, f.counts))
         return {f"mean_norm{f.counts}": float(np.linalg.norm(f.fake, axis=1).mean()
                                               / np.linalg.norm(f.real, axis=1).mean())}
 
-    monkeypatch.setitem(extra.EXTRA, "mean_norm", extra.ExtraMetric(mean_norm, extra.plain_lines))
     weights, _ = inception_weights
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(app, ["eval", "--ckpt", str(tiny_run[1]), "--metrics", "fid,mean_norm",
@@ -124,3 +125,12 @@ def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan
     assert seen == [((4, 2048), (6, 2048), "4_train6")]  # the FID's 4 generated against the split's 6 real
     value = json.loads(out.read_text())["metrics"]["mean_norm4_train6"]
     assert f"mean_norm4_train6 {value:.4f}" in result.output.splitlines()
+
+
+@pytest.mark.parametrize("name", ["kid_rbf", "ki", "fid_clean", "is_mean"])
+def test_a_metric_whose_name_starts_like_another_is_refused(name):
+    import sngan.metrics.extra as extra
+
+    with pytest.raises(ValueError, match=f"metric name '{name}' and '.*' start alike"):
+        extra.register(name)
+    assert name not in extra.EXTRA

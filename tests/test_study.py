@@ -64,6 +64,14 @@ def test_bad_plans_fail_in_one_line_before_training(tmp_path, extra, message):
     assert not (tmp_path / "study").exists()
 
 
+def test_a_missing_or_empty_plan_is_named_a_study_plan_not_a_config_file(tmp_path):
+    with pytest.raises(StudyError, match="nothing.yaml: study plan not found$"):
+        load_plan(tmp_path / "nothing.yaml")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(StudyError, match=r"empty.yaml: the study plan is empty; start from a plan in configs/study/$"):
+        load_plan(tmp_path / "empty.yaml")
+
+
 def test_study_runs_then_skips_finished_runs_and_resumes_interrupted_ones(tmp_path):
     plan_path = tiny_plan(tmp_path)
     study = tmp_path / "study"

@@ -60,7 +60,15 @@ def plain_lines(values: dict[str, float], num_generated: int, num_real: int | No
 
 def register(name: str, describe: Callable[[dict[str, float], int, int | None], list[str]] = plain_lines,
              needs_labels: bool = False) -> Callable:
-    """Make the decorated function the `--metrics NAME` metric (a new metric is one function)."""
+    """Make the decorated function the `--metrics NAME` metric (a new metric is one function).
+
+    Its values are found in a record by their names' prefix, so no name may be a prefix of another (nor of IS or
+    FID): `kid` beside a `kid_rbf` would print the other's values as its own."""
+    clash = next((n for n in ("is", "fid", *EXTRA) if n != name and (n.startswith(name) or name.startswith(n))), None)
+    if clash:
+        raise ValueError(f"metric name '{name}' and '{clash}' start alike; a metric's values are found by its name, "
+                         f"so choose a name neither starts with")
+
     def add(compute: Callable[[Features], dict[str, float]]) -> Callable[[Features], dict[str, float]]:
         EXTRA[name] = ExtraMetric(compute, describe, needs_labels)
         return compute

@@ -186,7 +186,7 @@ def load_plan(path: str | Path) -> Plan:
     """Read, check and expand a plan; every run's config is validated here."""
     path = Path(path)
     try:
-        raw = read_yaml(path)
+        raw = read_yaml(path, "study plan", "start from a plan in configs/study/")
     except ConfigError as exc:
         raise StudyError(str(exc)) from None
     where = str(path)
