@@ -349,6 +349,7 @@ def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
     assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder
 
 
+@pytest.mark.slow  # a study --jobs process tree: in CI's slow step
 def test_a_killed_study_jobs_parent_takes_its_children_down_with_a_checkpoint(tmp_path):
     from tests.test_study import tiny_plan
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -10,6 +11,7 @@ from sngan.cli import app
 from tests.test_study import tiny_plan
 
 
+@pytest.mark.slow  # a study --jobs process tree: in CI's slow step
 def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_writes(tmp_path, monkeypatch):
     plan = tiny_plan(tmp_path)
     studies = {}
@@ -42,6 +44,7 @@ def test_jobs_2_finishes_both_runs_lists_both_and_writes_the_checkpoints_jobs_1_
                 assert torch.equal(tensor, two[key][name]), (run, key, name)
 
 
+@pytest.mark.slow  # a study --jobs process tree: in CI's slow step
 def test_jobs_2_names_a_child_that_failed_without_a_result(tmp_path):
     plan = tiny_plan(tmp_path)
     run = tmp_path / "study" / "SN-fast-s0"
