@@ -46,6 +46,10 @@ class Dataset:
         root = Path(cfg.root)
         return root / "sngan-cache" if self.downloads else root.resolve().parent / "sngan-cache"
 
+    def cache_tag(self, cfg: Any) -> str:
+        """The middle of a packed set's folder name, `<name>-<tag>-<R>px-<key>`: the split, file-name safe."""
+        return cfg.split.replace("+", "-")
+
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A file-name-safe name of the images, for cached reference statistics."""
         return self.name
@@ -99,6 +103,10 @@ class Folder(Dataset):
             return None
         why = "is not a folder" if not root.is_dir() else "is empty"
         return f"data.root '{root}' {why}: {self.name} needs its images there (one sub-folder per class)"
+
+    def cache_tag(self, cfg: Any) -> str:
+        """A folder has no split: its packed sets are named after the folder."""
+        return Path(cfg.root).resolve().name or "root"
 
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A folder is named by its absolute path (its last part and a hash of the whole)."""

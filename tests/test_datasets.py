@@ -28,6 +28,8 @@ def test_cache_folders_and_statistics_names_are_the_ones_existing_caches_use(tmp
     assert cache_root(cfg["folder"]) == tmp_path / "pics" / "sngan-cache"  # next to an image tree, never inside
     assert cache_root(cfg["imagenet"]) == tmp_path / "pics" / "sngan-cache"
     assert cache_root(DataConfig(name="folder", root=str(tree), cache_dir=str(tmp_path / "x"))) == tmp_path / "x"
+    tags = {name: datasets.dataset(name).cache_tag(c) for name, c in cfg.items() if name != "synthetic"}
+    assert tags == {"cifar10": "train", "stl10": "train-unlabeled", "folder": "faces", "imagenet": "faces"}
     digest = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:8]
     names = {name: cache_path(Path("R"), c, 3, "train", None, 32, "NET").name for name, c in cfg.items()}
     assert names == {"synthetic": "synthetic128-seed3-train-32px-nall-NET.npz",

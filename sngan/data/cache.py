@@ -170,7 +170,7 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
                 f"needs network), or {source.place()}{cached}"]
     why = kind.root_problem(cfg)
     if why:
-        raise DataError(why + _cached_folders(cfg, cfg.name, root.resolve().name or "root", resolution))
+        raise DataError(why + _cached_folders(cfg, cfg.name, kind.cache_tag(cfg), resolution))
     return []
 
 

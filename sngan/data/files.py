@@ -36,6 +36,7 @@ from PIL import Image
 from sngan.config import DataConfig
 from sngan.data.common import IMAGE_EXTENSIONS
 from sngan.data.pack import PackResult, PackWriter
+from sngan.datasets import dataset
 from sngan.errors import DataError
 from sngan.progress import Progress
 
@@ -170,7 +171,7 @@ class FolderSource:
 
     def __init__(self, cfg: DataConfig, resolution: int):
         self.root, self.resolution = Path(cfg.root), resolution
-        self.tag = self.root.resolve().name or "root"
+        self.tag = dataset(cfg.name).cache_tag(cfg)
         self.workers = min(4, os.cpu_count() or 1)
         self._listing: tuple | None = None
 

@@ -31,6 +31,7 @@ from sngan.data.archives import (
 )
 from sngan.data.common import ImageSet
 from sngan.data.pack import PackResult, PackWriter
+from sngan.datasets import dataset
 from sngan.errors import DataError
 from sngan.progress import Progress
 
@@ -150,7 +151,7 @@ class Cifar10Source(_ArchiveSource):
             raise DataError(f"CIFAR-10 images are 32x32 but model.resolution is {resolution}: set "
                             f"model.resolution=32")
         super().__init__(cfg)
-        self.tag = cfg.split
+        self.tag = dataset(cfg.name).cache_tag(cfg)
 
     def read(self) -> RawSplit:
         return read_cifar10(self.root, self.split)
@@ -169,7 +170,7 @@ class Stl10Source(_ArchiveSource):
                             f"at most 96")
         super().__init__(cfg)
         self.resolution = resolution
-        self.tag = cfg.split.replace("+", "-")
+        self.tag = dataset(cfg.name).cache_tag(cfg)
 
     def read(self) -> RawSplit:
         return read_stl10(self.root, self.split)
