@@ -239,6 +239,9 @@ def test_hostile_checkpoint_values_are_one_line(tiny_runs, tmp_path):
              "sparse": ({**state, "generator": {**state["generator"], next(iter(state["generator"])):
                                                 state["generator"][next(iter(state["generator"]))].to_sparse()}},
                         "is a torch.sparse_coo tensor; a checkpoint holds dense weights"),
+             "meta": ({**state, "discriminator": {**state["discriminator"], next(iter(state["discriminator"])):
+                                                  torch.empty(3, device="meta")}},
+                      "is a meta tensor; a checkpoint holds dense weights"),
              "rng": ({**state, "rng": {**state["rng"], "numpy": "garbage"}}, "cannot be restored")}
     for name, (bad, expected) in cases.items():
         run = shutil.copytree(tiny_runs["uncond"], tmp_path / name)
