@@ -143,10 +143,6 @@ RUN_BY = {
     "sngan train --out runs/mine --resume auto": RESUME,
     "sngan train --resume runs/mine/checkpoints/ckpt-0010000.pt --set train.iterations=60000":
         "tests/test_ownership.py::test_a_superseded_checkpoint_is_refused_in_its_folder_and_continues_in_a_new_one",
-    "torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST0:29500 --rdzv_id=sngan-in128 -m "
-    "sngan train --config configs/imagenet128_projection.yaml --out runs/in128":
-        "tests/test_cluster.py::test_a_worker_killed_under_max_restarts_is_continued_by_the_restarted_workers_to_the_"
-        "same_weights",
     "torchrun --standalone --nproc_per_node=2 -m sngan train --config configs/demo.yaml": TORCHRUN,
 }
 
