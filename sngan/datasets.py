@@ -21,7 +21,7 @@ class Dataset:
     """What sngan knows of one source. `cfg` arguments are the `data` config section (`sngan.config.DataConfig`)."""
 
     name: ClassVar[str]
-    splits: ClassVar[tuple[str, ...]] = ("train",)  # the first is the default; one entry: one set of images
+    splits: ClassVar[tuple[str, ...]] = ("train",)  # one entry: one set of images (data.split must be train)
     packed: ClassVar[bool] = True  # decoded once into the uint8 cache (`sngan.data.cache`)
     downloads: ClassVar[bool] = False  # fetched into data.root when absent (data.download on)
     reader: ClassVar[str] = ""  # "module:Class" of the reader in sngan.data (packed sources)

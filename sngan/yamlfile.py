@@ -184,8 +184,6 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             return value
         if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
             return "on" if value else "off"
-    elif typ is Any:
-        return value
     raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
 
 

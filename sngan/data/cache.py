@@ -234,11 +234,11 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
     Returns:
         ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
     """
-    check_split(data_cfg)
     if not dataset(data_cfg.name).packed:  # drawn, not read: the built-in shapes
+        check_split(data_cfg)
         image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
     else:
-        image_set = prepare(data_cfg, resolution, progress, log)
+        image_set = prepare(data_cfg, resolution, progress, log)  # checks the split first
     if image_set.images.shape[1:3] != (resolution, resolution):
         raise DataError(f"images are {image_set.images.shape[1]}x{image_set.images.shape[2]} but model.resolution "
                         f"is {resolution}")

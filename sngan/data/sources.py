@@ -98,6 +98,7 @@ class _ArchiveSource:
 
     def __init__(self, cfg: DataConfig):
         self.root, self.split, self.download = Path(cfg.root), cfg.split, cfg.download
+        self.tag = dataset(cfg.name).cache_tag(cfg)
         self.files = Files(self.root, self.folder, self.archive)
 
     def place(self) -> str:
@@ -151,7 +152,6 @@ class Cifar10Source(_ArchiveSource):
             raise DataError(f"CIFAR-10 images are 32x32 but model.resolution is {resolution}: set "
                             f"model.resolution=32")
         super().__init__(cfg)
-        self.tag = dataset(cfg.name).cache_tag(cfg)
 
     def read(self) -> RawSplit:
         return read_cifar10(self.root, self.split)
@@ -170,7 +170,6 @@ class Stl10Source(_ArchiveSource):
                             f"at most 96")
         super().__init__(cfg)
         self.resolution = resolution
-        self.tag = dataset(cfg.name).cache_tag(cfg)
 
     def read(self) -> RawSplit:
         return read_stl10(self.root, self.split)

@@ -192,9 +192,9 @@ def load_plan(path: str | Path) -> Plan:
     where = str(path)
     try:
         plan_file = build_section(PlanFile, raw)
-        checked(plan_file.slurm, where)
     except ConfigError as exc:
         raise StudyError(f"{where}: {exc}") from None
+    checked(plan_file.slurm, where)  # what the slurm section's bounds cannot say
     if not plan_file.base:
         raise StudyError(f"{where}: key 'base' (the config file every run starts from) is required")
     seeds = plan_file.seeds

@@ -23,7 +23,7 @@ from typing import Any
 
 from sngan.errors import ConfigError, StudyError, TrainingStopped
 from sngan.train.signals import pass_on
-from sngan.yamlfile import build_section, check_value, option
+from sngan.yamlfile import check_value, option
 
 EXECUTORS = ("slurm", "local", "debug")
 
@@ -42,16 +42,6 @@ class SlurmOptions:
     array_parallelism: int = option(64, "tasks running at once", ge=1, le=100_000)
     sbatch: tuple[str, ...] = option((), "extra sbatch options, '--key=value' or '--flag'")
     setup: tuple[str, ...] = option((), "shell lines before the task starts")
-
-
-def slurm_options(section: Any, where: str) -> SlurmOptions:
-    """Read a plan's `slurm:` section (one StudyError line naming the plan and the key)."""
-    if section is None:
-        return SlurmOptions()
-    try:
-        return checked(build_section(SlurmOptions, section, "slurm"), where)
-    except ConfigError as exc:
-        raise StudyError(f"{where}: {exc}") from None
 
 
 def checked(options: SlurmOptions, where: str) -> SlurmOptions:

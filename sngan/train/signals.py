@@ -49,16 +49,19 @@ class SignalGuard:
                 self._say(f"{name} received: finishing this step and writing a checkpoint (press Ctrl-C again to "
                           f"stop at once)")
             return
-        waited = time.monotonic() - self._first_at
-        if waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S):
+        if self._repeat(signum):
             return  # the same request, delivered again
         raise KeyboardInterrupt(f"second signal {name}: stopping without a checkpoint")
+
+    def _repeat(self, signum: int) -> bool:
+        """Whether `signum` repeats the request taken first (module docstring's windows)."""
+        waited = time.monotonic() - self._first_at
+        return waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S)
 
     def _repeat_or_previous(self, signum: int, frame: Any) -> None:
         """After the guard: a repeat of the request it took is still that request (the stop line must not become
         'interrupted'); any other signal goes to the handler that was there before the guard."""
-        waited = time.monotonic() - self._first_at
-        if waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S):
+        if self._repeat(signum):
             return
         previous = self._previous.get(signum, signal.SIG_DFL)
         signal.signal(signum, previous)  # the request's window is over for this signal
