@@ -22,8 +22,8 @@ from timing import sync, timed
 from sngan.config import DataConfig, load_config
 from sngan.data import Batches, StreamBatches, load_images
 from sngan.distributed import resolve_device
-from sngan.train.build import build_state
 from sngan.train.losses import get_losses
+from sngan.train.state import build_state
 from sngan.train.steps import iteration
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import argparse
 
 from timing import bench_state, device_name, timed
 
-from sngan.inspect.summary import input_sizes, probe_inputs, training_record
+from sngan.inspect.summary import training_record
 from sngan.train.steps import iteration
 
 
@@ -28,10 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg, state, losses = bench_state(args.config, args.overrides, num_images=1024)
     device = state.device
-    sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes)
     it = timed(lambda: iteration(state, losses), args.iters, device, args.warmup)
-    probe = probe_inputs(cfg.model.resolution, cfg.model.num_classes, device)
-    check = timed(lambda: training_record(state.d.module, sizes, probe), args.iters, device, args.warmup)
+    m = cfg.model
+    check = timed(lambda: training_record(state.d.module, m.resolution, m.num_classes), args.iters, device, args.warmup)
     print(f"{args.config} on {device_name(device)}: {it * 1e3:.1f} ms per G-iteration, {check * 1e3:.1f} ms per "
           f"inspection, ratio {check / it:.3f} (every 1000 iterations: {check / it / 1000:.2e} of training time)")
 

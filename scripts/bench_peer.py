@@ -114,8 +114,8 @@ class Side:
 def ours(config: Path, overrides: list[str], variant: str) -> Side:
     _, state, losses = bench_state(config, [*overrides, *VARIANTS[variant]])
     return Side(f"sngan {variant}", lambda: iteration(state, losses), lambda: d_step(state, losses[0]),
-                lambda: g_step(state, losses[1]), lambda: set_matmul_precision(state.perf), state.perf.precision,
-                state.perf.compile == "off", state.device)
+                lambda: g_step(state, losses[1]), lambda: set_matmul_precision(state.perf, state.device),
+                state.perf.precision, state.perf.compile == "off", state.device)
 
 
 def profile_alone(side: Side, device: torch.device, iters: int, warmup: int) -> dict:

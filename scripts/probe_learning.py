@@ -27,8 +27,8 @@ from sngan.config import DataConfig, load_config
 from sngan.data import load_images
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import to_uint8
-from sngan.train.build import build_state
 from sngan.train.loop import train
+from sngan.train.state import build_state
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -17,9 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sngan.config import Config, load_config
 from sngan.distributed import resolve_device
-from sngan.train.build import build_state
 from sngan.train.losses import get_losses
-from sngan.train.state import TrainState
+from sngan.train.state import TrainState, build_state
 from sngan.train.steps import iteration
 
 EAGER_FP32 = ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off", "perf.compile=off"]

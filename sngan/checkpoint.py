@@ -14,7 +14,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
     rng             {"python", "numpy", "torch", "cuda", "data"} generator states of rank 0
     rng_ranks       under torchrun, the list of every rank's `rng` (None for one process)
     best            {"metric", "value", "step"} or None
-    run_id          the id in the run folder's marker (`sngan.train.ownership`); absent in older checkpoints
+    run_id          the id in the run folder's marker (`sngan.train.rundir`); absent in older checkpoints
     class_names     the dataset's class names in label order (a list of str, one per model class; [] for an
                     unconditional model); absent in older checkpoints, whose classes are then named '0', '1', ...
 """
@@ -281,8 +281,7 @@ def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator:
     """
     from sngan.config import from_dict
     from sngan.errors import ConfigError
-    from sngan.limits import check_model_size
-    from sngan.models import build_discriminator, build_generator
+    from sngan.models import build_discriminator, build_generator, check_model_size
 
     path = Path(path)
     state = load_checkpoint(path)

@@ -253,7 +253,7 @@ def report(
     from sngan.errors import ReportError
     from sngan.io import check_new_output, publishing
     from sngan.report.page import write_report
-    from sngan.train.ownership import read_run_id
+    from sngan.train.rundir import read_run_id
 
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")

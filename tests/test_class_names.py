@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from sngan.checkpoint import class_names, load_checkpoint
-from sngan.data.common import ImageSet
+from sngan.data import ImageSet
 from sngan.errors import CheckpointError
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import class_folders, to_uint8

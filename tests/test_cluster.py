@@ -191,19 +191,19 @@ def test_ranks_with_different_configs_are_refused_before_the_first_step_naming_t
 def test_repeated_stop_signals_are_one_request_and_a_later_ctrl_c_stops_at_once(monkeypatch):
     import pytest
 
-    import sngan.train.signals as signals
+    from sngan.train import loop
 
     said = []
-    with signals.SignalGuard(said.append) as guard:
+    with loop.SignalGuard(said.append) as guard:
         for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT):  # Slurm's, torchrun's, a terminal's
             os.kill(os.getpid(), sig)
         assert guard.received == signal.SIGTERM
         assert len(said) == 1 and said[0].startswith("SIGTERM received: finishing this step and writing a checkpoint")
-        monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
+        monkeypatch.setattr(loop, "SAME_REQUEST_S", 0.0)
         os.kill(os.getpid(), signal.SIGTERM)  # a late repeat of the cluster's SIGTERM: still the same request
         with pytest.raises(KeyboardInterrupt, match="second signal SIGINT"):
             os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, after the first burst
-        monkeypatch.setattr(signals, "SAME_TERM_S", 0.0)
+        monkeypatch.setattr(loop, "SAME_TERM_S", 0.0)
         with pytest.raises(KeyboardInterrupt, match="second signal SIGTERM"):
             os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is not guard._handle  # handlers restored
@@ -215,7 +215,7 @@ def test_repeats_of_a_stop_request_after_training_ended_are_still_that_request(m
     the stop into 'interrupted' (CI saw it: 'interrupted: SIGTERM' after the step's checkpoint)."""
     import pytest
 
-    import sngan.train.signals as signals
+    from sngan.train import loop
 
     seen = []
 
@@ -225,28 +225,28 @@ def test_repeats_of_a_stop_request_after_training_ended_are_still_that_request(m
 
     old = {sig: signal.signal(sig, before) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with signals.SignalGuard() as guard:
+        with loop.SignalGuard() as guard:
             os.kill(os.getpid(), signal.SIGTERM)
         assert guard.received == signal.SIGTERM
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):  # repeats after the guard: absorbed
             os.kill(os.getpid(), sig)
         assert seen == []
         with pytest.raises(KeyboardInterrupt, match="previous handler"):
-            signals.pass_on(signal.SIGTERM)  # what submitit's task does to requeue: reaches the handler before
+            loop.pass_on(signal.SIGTERM)  # what submitit's task does to requeue: reaches the handler before
         assert seen == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is before
         seen.clear()
-        with signals.SignalGuard() as guard:
+        with loop.SignalGuard() as guard:
             os.kill(os.getpid(), signal.SIGTERM)
-        monkeypatch.setattr(signals, "SAME_REQUEST_S", 0.0)
+        monkeypatch.setattr(loop, "SAME_REQUEST_S", 0.0)
         with pytest.raises(KeyboardInterrupt, match="previous handler"):
             os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after the burst is the user's, as before the guard
         os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM's window (SAME_TERM_S) is still open
-        monkeypatch.setattr(signals, "SAME_TERM_S", 0.0)
+        monkeypatch.setattr(loop, "SAME_TERM_S", 0.0)
         with pytest.raises(KeyboardInterrupt, match="previous handler"):
             os.kill(os.getpid(), signal.SIGTERM)
         assert seen == [signal.SIGINT, signal.SIGTERM]
         assert signal.getsignal(signal.SIGTERM) is before  # the window over: the previous handler is back
-        with signals.SignalGuard():
+        with loop.SignalGuard():
             pass  # a guard that took no signal restores what it found
         assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is before
     finally:

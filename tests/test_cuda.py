@@ -12,10 +12,10 @@ from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.data import Batches, StreamBatches
 from sngan.metrics.precision import scoring_precision
-from sngan.train.build import build_state
 from sngan.train.loop import train
 from sngan.train.losses import get_losses
 from sngan.train.perf import Perf, set_matmul_precision
+from sngan.train.state import build_state
 from sngan.train.steps import d_step, g_step
 from tests.helpers import train_until
 
@@ -84,13 +84,13 @@ def test_streamed_batches_with_pinned_prefetch_equal_the_resident_ones(tiny_conf
 
 
 def test_tf32_is_off_during_evaluation_and_restored_afterwards():
-    set_matmul_precision(Perf(precision="bf16"))
+    set_matmul_precision(Perf(precision="bf16"), torch.device("cuda"))
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
     with scoring_precision():
         assert torch.backends.cuda.matmul.fp32_precision == "ieee"
         assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-    set_matmul_precision(Perf(precision="fp32"))
+    set_matmul_precision(Perf(precision="fp32"), torch.device("cuda"))
 
 
 def test_cuda_rng_state_is_checkpointed_and_restored_on_resume(tiny_config, tmp_path):

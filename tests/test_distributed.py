@@ -283,7 +283,7 @@ def _sharded_score(rank: int, world: int, init_file: str, out: str) -> None:
 
 
 def test_sharded_evaluation_equals_single_process(tmp_path):
-    from sngan.train.build import SINGLE
+    from sngan.distributed import SINGLE
 
     _score(SINGLE, tmp_path / "single.pt")
     mp.spawn(_sharded_score, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=2, join=True)

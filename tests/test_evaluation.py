@@ -19,9 +19,9 @@ from sngan.metrics import frechet_distance, inception_score
 from sngan.metrics.stats import ReferenceStats, load_stats
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import to_uint8
-from sngan.train.build import build_state
 from sngan.train.loop import evaluate_and_keep_best, train
-from sngan.train.rundir import RunLog
+from sngan.train.runlog import RunLog
+from sngan.train.state import build_state
 from tests.helpers import pytorch_fid_reference_net, write_config
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ import torch
 
 from sngan.config import load_config
 from sngan.data import Batches, ImageSet, IndexOrder, StreamBatches, to_float
-from sngan.train.build import build_state
+from sngan.train.state import build_state
 from tests.helpers import write_config
 
 CPU = torch.device("cpu")

@@ -12,9 +12,9 @@ from sngan.checkpoint import load_checkpoint
 from sngan.config import load_config
 from sngan.records import read_records
 from sngan.train import loop, steps
-from sngan.train.build import build_state
 from sngan.train.ema import ema_update
 from sngan.train.losses import get_losses
+from sngan.train.state import build_state
 from sngan.train.steps import d_step, g_step, lr_at, set_lr, update_ema
 from tests.helpers import write_config
 

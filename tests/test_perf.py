@@ -8,10 +8,10 @@ from sngan.checkpoint import load_checkpoint
 from sngan.config import PerfConfig, load_config
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import FP32SpectralNorm, sn
-from sngan.train.build import build_state
 from sngan.train.loop import train
 from sngan.train.losses import get_losses
 from sngan.train.perf import Perf, adam, compiled, resolve_perf
+from sngan.train.state import build_state
 from sngan.train.steps import d_step, g_step
 
 FAST = ["perf.precision=bf16", "perf.channels_last=on"]  # fused Adam: compared on its own below

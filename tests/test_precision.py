@@ -20,7 +20,7 @@ def tf32_flags() -> tuple[bool, bool]:
 
 
 def test_bf16_training_turns_tf32_on_and_scoring_turns_it_off_for_its_duration():
-    set_matmul_precision(Perf(precision="bf16"))
+    set_matmul_precision(Perf(precision="bf16"), torch.device("cuda"))  # flags set without a GPU
     try:
         assert tf32_flags() == ON
         with scoring_precision():

@@ -6,7 +6,7 @@ import re
 
 from sngan.config import load_config
 from sngan.train.loop import train
-from sngan.train.progress import bar_wanted, eta, log_line
+from sngan.train.runlog import bar_wanted, eta, log_line
 from tests.helpers import write_config
 
 LINE = re.compile(r"step (\d+)/\d+ \| d_loss -?\d+\.\d{4} \| g_loss -?\d+\.\d{4} \| lr \d\.\d\de-\d\d \| "

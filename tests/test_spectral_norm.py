@@ -110,7 +110,7 @@ def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_confi
     """svd: u, v are the top singular vectors, so u^T W v is sigma to float32 precision before the first step and
     nothing else changes (weights equal torch's start); torch: the 15-iteration start, visibly short of sigma."""
     from sngan.inspect.spectra import sigma_estimate, sn_state, weight_layers
-    from sngan.train.build import build_state
+    from sngan.train.state import build_state
 
     worst, weights = {}, {}
     for init in ("svd", "torch", "random"):
@@ -144,7 +144,7 @@ def test_random_start_is_the_authors_start_and_follows_their_power_iteration(tin
     `self.u = np.random.normal(...)`); then, with W fixed, the stored u after each training forward is the u the
     authors' code computes from the same start."""
     from sngan.models.spectral import sn_layers
-    from sngan.train.build import build_state
+    from sngan.train.state import build_state
 
     cfg = load_config(tiny_config, ["model.sn_init=random", "model.d_ch=16"])
     d = build_state(cfg, torch.device("cpu"), log=lambda s: None).d.module.train()

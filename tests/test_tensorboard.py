@@ -9,7 +9,7 @@ from PIL import Image
 
 from sngan.config import load_config
 from sngan.train.loop import train
-from sngan.train.tboard import scalars, tensorboard_tag
+from sngan.train.runlog import scalars, tensorboard_tag
 from tests.helpers import write_config
 
 
@@ -43,8 +43,7 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
 
 
 def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(tmp_path):
-    from sngan.train.rundir import MetricsFile, RunLog
-    from sngan.train.tboard import TensorBoardSink
+    from sngan.train.runlog import MetricsFile, RunLog, TensorBoardSink
 
     class Recorder:
         def __init__(self):

@@ -9,10 +9,9 @@ This package needs only `sngan.config`.
 """
 
 from sngan.data.cache import cache_root, load_images, open_packed, prepare
-from sngan.data.common import ImageSet, epochs, to_float
-from sngan.data.feed import Batches, IndexOrder, StreamBatches, make_batches
-from sngan.data.sources import SYNTHETIC_CLASSES, synthetic_shapes
+from sngan.data.feed import Batches, IndexOrder, StreamBatches, make_batches, to_float
+from sngan.data.sources import SYNTHETIC_CLASSES, ImageSet, synthetic_shapes
 from sngan.errors import DataError
 
 __all__ = ["SYNTHETIC_CLASSES", "Batches", "DataError", "ImageSet", "IndexOrder", "StreamBatches", "cache_root",
-           "epochs", "load_images", "make_batches", "open_packed", "prepare", "synthetic_shapes", "to_float"]
+           "load_images", "make_batches", "open_packed", "prepare", "synthetic_shapes", "to_float"]

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from sngan.config import DataConfig
-from sngan.data.common import ImageSet
 from sngan.data.pack import PackResult, PackWriter, Source
-from sngan.data.sources import synthetic_shapes
+from sngan.data.sources import ImageSet, synthetic_shapes
 from sngan.datasets import dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, open_regular, remove_dead_stages, stage_name

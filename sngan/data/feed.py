@@ -21,10 +21,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from sngan.data.common import ImageSet, to_float
+from sngan.data.sources import ImageSet
 from sngan.errors import DataError
 
 PREFETCH_DEPTH = 3  # batches gathered ahead by StreamBatches
+
+
+def to_float(x_uint8: torch.Tensor, dequantize: bool) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float32 in [-1, 1]; with `dequantize`, x/128 - 1 + U(0, 1/128) as the authors.
+
+    The noise comes from the global RNG of the tensor's device, so a checkpointed run resumes exactly.
+    """
+    if dequantize:
+        x = x_uint8.float().div_(128.0).sub_(1.0)
+        return x.add_(torch.rand_like(x).div_(128.0))
+    return x_uint8.float().div_(127.5).sub_(1.0)
 
 
 class IndexOrder:

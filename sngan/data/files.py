@@ -34,12 +34,12 @@ import numpy as np
 from PIL import Image
 
 from sngan.config import DataConfig
-from sngan.data.common import IMAGE_EXTENSIONS
 from sngan.data.pack import PackResult, PackWriter
 from sngan.datasets import dataset
 from sngan.errors import DataError
 from sngan.progress import Progress
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 CACHE_FOLDER_NAME = "sngan-cache"
 DECODE_CHUNK = 512  # files handed to the thread pool at a time
 IMAGENET_MIN_SIDE = 256  # authors' preprocess.sh keeps an image only if both sides are >= 256

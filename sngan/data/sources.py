@@ -1,4 +1,5 @@
-"""Built-in and downloadable sources: `synthetic` (procedural shapes), `cifar10` and `stl10`.
+"""What every source gives, the uint8 `ImageSet`, and the built-in and downloadable sources: `synthetic`
+(procedural shapes), `cifar10` and `stl10`.
 
 A source knows its identity (cheap facts that change when its files change: names, sizes, modification times),
 and how to fill a `PackWriter`. CIFAR-10 and STL-10 are read by `archives.py` from the extracted folder or the
@@ -12,7 +13,9 @@ of uint8 tensors. Its `unlabeled` images carry no class: such a set is one class
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,6 @@ from sngan.data.archives import (
     read_cifar10,
     read_stl10,
 )
-from sngan.data.common import ImageSet
 from sngan.data.pack import PackResult, PackWriter
 from sngan.datasets import dataset
 from sngan.errors import DataError
@@ -41,6 +43,54 @@ CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 STL10_ARCHIVE_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
 RESIZE_CHUNK = 1000  # STL-10 images resized per call
+SHOWN_CLASSES = 10  # classes named in the dataset line; the rest are counted (ImageNet has 1000)
+SHOWN_NAME = 40  # characters of one class name in the dataset line
+
+
+@dataclass
+class ImageSet:
+    """Images and labels in memory (or memory-mapped from a packed cache).
+
+    Attributes:
+        images: (N, H, W, 3) uint8, a plain array or a read-only memory map.
+        labels: (N,) int64 in [0, len(classes)).
+        classes: class names, in label order.
+        notes: extra words for the summary line (skipped files, where the cache is).
+        manifest: the packed cache's manifest when the set came from one, else None.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+
+    def class_counts(self) -> np.ndarray:
+        """(K,) number of images per class."""
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+    def summary(self) -> str:
+        """`dataset: N images HxW, K classes (0 airplane, 1 automobile, ...), per class min a max b` plus any
+        notes; at most SHOWN_CLASSES names, each cut to SHOWN_NAME characters, so a 1000-class line stays short."""
+        counts = self.class_counts()
+        low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
+        text = (f"dataset: {len(self.images)} images {self.images.shape[1]}x{self.images.shape[2]}, "
+                f"{len(self.classes)} classes{class_mapping(self.classes)}, per class min {low} max {high}")
+        return "; ".join([text, *self.notes])
+
+    def epochs(self, iterations: int, n_dis: int, batch_size: int) -> float:
+        """How many passes over these images a run makes (for the start-of-run summary)."""
+        return iterations * n_dis * batch_size / len(self.images) if len(self.images) else math.inf
+
+
+def class_mapping(classes: tuple[str, ...] | list[str]) -> str:
+    """' (0 cat, 1 dog)': the index of each name, the first SHOWN_CLASSES of them, then how many more."""
+    if not classes:
+        return ""
+    shown = [f"{k} {name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + '...'}"
+             for k, name in enumerate(classes[:SHOWN_CLASSES])]
+    more = len(classes) - len(shown)
+    return f" ({', '.join(shown)}{f', ... {more} more' if more else ''})"
 
 
 def synthetic_shapes(num: int, resolution: int, seed: int = 0) -> ImageSet:

@@ -55,8 +55,8 @@ def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.devic
 
     opened = open_checkpoint(path, discriminator=True, generator=lipschitz > 0, device=device)
     model, m = opened.discriminator, opened.config.model
-    rows = layer_spectra(model, input_sizes(model, m.resolution, m.num_classes))  # (eval mode: no update)
-    sizes = input_sizes(model, m.resolution, m.num_classes)
+    sizes = input_sizes(model, m.resolution, m.num_classes)  # (eval mode: no update)
+    rows = layer_spectra(model, sizes)
     upper = graph_lipschitz_bound(model, sizes, probe_inputs(m.resolution, m.num_classes, device))
     lower = gradient_norm_max(model, _lipschitz_batches(opened, lipschitz, seed), device) if lipschitz else None
     return Inspection(str(path), int(opened.state["step"]), m.resolution, m.num_classes, rows, bounds(rows),
@@ -66,8 +66,7 @@ def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.devic
 def _lipschitz_batches(opened: Any, num: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """`num` real then `num` generated (x, y) pairs, BATCH at a time (y None when unconditional); `opened` holds
     the checkpoint's generator (EMA when present)."""
-    from sngan.data import load_images
-    from sngan.data.common import to_float
+    from sngan.data import load_images, to_float
     from sngan.sample.generate import generate, latents
 
     cfg = opened.config

@@ -122,14 +122,15 @@ def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
             for norm in ("matrix", "operator") for which in ("trained", "normalised")}
 
 
-def training_record(model: nn.Module, sizes: dict[str, tuple[int, ...]], inputs: tuple[torch.Tensor, ...]
-                    ) -> dict[str, float]:
+def training_record(model: nn.Module, resolution: int, num_classes: int) -> dict[str, float]:
     """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`), the
     certified graph bound `lipschitz_bound` (`graph_lipschitz_bound`, worst class; absent for a D with BN/LN) and
-    the per-layer `operator_norm_product` of the normalised weights; float32 on the model's device. `inputs`:
-    `probe_inputs` at the model's resolution."""
+    the per-layer `operator_norm_product` of the normalised weights; float32 on the model's device. The layers'
+    input sizes come from one eval-mode forward of a probe at `resolution` (no power-iteration update)."""
     from sngan.inspect.lipschitz import graph_lipschitz_bound
 
+    sizes = input_sizes(model, resolution, num_classes)
+    inputs = probe_inputs(resolution, num_classes, next(model.parameters()).device)
     rows = layer_spectra(model, sizes, exact=False, full=False)
     ratios = {f"sn_ratio/{r.name}": r.ratio for r in rows if r.ratio is not None}
     summary = {"operator_norm_product": upper_bound(rows, "operator", normalised=True)}

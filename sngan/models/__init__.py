@@ -1,15 +1,29 @@
-"""Model registry: `build_generator(model_cfg)` / `build_discriminator(model_cfg)` pick the family by `arch`."""
+"""Model registry: `build_generator(model_cfg)` / `build_discriminator(model_cfg)` pick the family by `arch`; and
+the size of the networks a config describes, checked before anything is allocated (`check_model_size`).
+
+The config schema bounds each typed size (`sngan.config`: widths <= 4096, batches <= 65536, ...), but widths
+multiply: a 128-pixel ResNet at g_ch 4096 would need hundreds of billions of weights. `check_model_size` counts the
+parameters of both networks without allocating them and refuses more than `MAX_PARAMETERS` per network, about
+16 GB of weights, gradients and Adam moments in float32 (the paper's largest, the 128x128 projection model, has
+under 100 million). Every layer width of either network is its base width (g_ch, d_ch) times a constant, so a
+network's count is quadratic in that width: three tiny builds give the coefficients. PyTorch's `meta` device would
+avoid even those, but it cannot run spectral norm (autocast) and costs seconds of imports on first use. The CNN
+generator halves its width three times (floor division), so it is fitted on multiples of 8: exact for widths
+divisible by 8, an upper bound otherwise.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from sngan.config import ModelConfig, check_model
 from sngan.errors import ConfigError
 from sngan.models.cnn import CNNDiscriminator, CNNGenerator
-from sngan.models.norms import add_learnt_scale
+from sngan.models.layers import add_learnt_scale
 from sngan.models.resnet import ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
 from sngan.models.spectral import use_sn_step
 
@@ -23,6 +37,10 @@ DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations,
                                       m.d_norm),
 }
+MAX_PARAMETERS = 1_000_000_000  # per network
+BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight + gradient + two Adam moments
+
+
 def _check(model_cfg: ModelConfig) -> None:
     if model_cfg.arch not in GENERATORS:
         raise ConfigError(f"key 'model.arch' must be one of {'|'.join(GENERATORS)}, got {model_cfg.arch!r}")
@@ -50,3 +68,32 @@ def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (spectral-norm u/v vectors are buffers and do not count)."""
     return sum(p.numel() for p in module.parameters())
+
+
+def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
+    """(generator, discriminator) parameter counts of `model_cfg`, from three tiny builds of each network."""
+    step = 8 if model_cfg.arch == "cnn" else 1
+    with torch.random.fork_rng(devices=[]):  # the tiny builds must not move the caller's random stream
+        g = _quadratic([count_parameters(build_generator(dataclasses.replace(model_cfg, g_ch=k * step)))
+                        for k in (1, 2, 3)], model_cfg.g_ch / step)
+        d = _quadratic([count_parameters(build_discriminator(dataclasses.replace(model_cfg, d_ch=k)))
+                        for k in (1, 2, 3)], model_cfg.d_ch)
+    return g, d
+
+
+def _quadratic(values: list[int], x: float) -> int:
+    """The quadratic through (1, values[0]), (2, values[1]), (3, values[2]), at x."""
+    p1, p2, p3 = values
+    a = (p3 - 2 * p2 + p1) / 2
+    b = p2 - p1 - 3 * a
+    return round(a * x * x + b * x + p1 - a - b)
+
+
+def check_model_size(model_cfg: ModelConfig) -> None:
+    """Raise ConfigError, naming the limit, when either network would exceed `MAX_PARAMETERS`."""
+    for name, count in zip(("generator", "discriminator"), parameter_counts(model_cfg), strict=True):
+        if count > MAX_PARAMETERS:
+            gib = count * BYTES_PER_TRAINED_PARAMETER / 2 ** 30
+            raise ConfigError(f"the model section describes a {name} of {count:,} parameters (about {gib:,.0f} GiB "
+                              f"to train), more than the limit of {MAX_PARAMETERS:,}: lower model.g_ch, "
+                              f"model.d_ch, model.z_dim or model.num_classes")

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS
-from sngan.models.norms import has_activation_norm, norm_activation, norm_weight
+from sngan.models.layers import BN_EPS, has_activation_norm, norm_activation, norm_weight
 
 LRELU_SLOPE = 0.1
 INIT_STD = 0.02

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot
-from sngan.models.norms import norm_weight
+from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, norm_weight
 
 LAYOUTS = {
     32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},

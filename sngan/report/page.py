@@ -19,11 +19,11 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from sngan.config import read_yaml
 from sngan.errors import ReportError, SnganError
 from sngan.io import atomic_write, open_regular
 from sngan.records import is_number, metric_keys, read_records
 from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart, plt
-from sngan.yamlfile import read_yaml
 
 FORMATS = (".png", ".pdf", ".svg")  # --out: the composed PNG, or one vector figure (sngan.report.vector)
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")

@@ -24,7 +24,7 @@ and the metric names record it. Later overrides win: precision, plan overrides, 
 setting's optimiser values beat a method's), then the variant's seed and evaluation. Every run's config is built and
 validated when the plan is loaded, so a typo fails before any training; every problem is one `StudyError` line
 naming the plan and key. The keys are a schema (`PlanFile`) read by the same machinery as configs
-(`sngan.yamlfile.build_section`: unknown keys with a suggestion, types, bounds and choices, one line each); what a
+(`sngan.config.build_section`: unknown keys with a suggestion, types, bounds and choices, one line each); what a
 schema cannot say (distinct seeds, folder-safe and unique names, 'section.key=value' strings) is checked after it.
 """
 
@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sngan.config import Config, PerfConfig, TrainConfig, load_config, read_yaml
+from sngan.config import Config, PerfConfig, TrainConfig, build_section, load_config, option, read_yaml, shown
 from sngan.errors import ConfigError, StudyError
 from sngan.study.slurm import SlurmOptions, checked
-from sngan.yamlfile import build_section, option, shown
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # folder-safe
 EVAL_KEYS = {"every": "eval_every", "protocol": "eval_protocol", "num_samples": "eval_num_samples",
@@ -72,7 +71,7 @@ class VariantPlan:
 
 @dataclass
 class PlanFile:
-    """A plan file's keys, read with the config's schema machinery (`sngan.yamlfile.build_section`)."""
+    """A plan file's keys, read with the config's schema machinery (`sngan.config.build_section`)."""
 
     base: str = option("", "the config file every run starts from, relative to the plan (required)")
     out: str | None = option(None, "study folder, relative to the working directory (default runs/study-<plan>)")

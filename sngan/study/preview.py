@@ -56,8 +56,8 @@ def measure_steps(cfg: Config) -> tuple[float, float]:
     """(seconds per D step, seconds per G step) of `cfg`'s model on its device, on synthetic data with compile off:
     MEASURE_WARMUP untimed G iterations (allocation, kernel choices), then the median of MEASURE_STEPS of each."""
     from sngan.distributed import resolve_device
-    from sngan.train.build import build_state
     from sngan.train.losses import get_losses
+    from sngan.train.state import build_state
     from sngan.train.steps import d_step, g_step, iteration
 
     raw = cfg.to_dict()

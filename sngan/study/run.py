@@ -43,7 +43,7 @@ from sngan.io import write_text, writing
 from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
-from sngan.train.ownership import FolderLock, RunLock, lock_holder, read_run_id
+from sngan.train.rundir import FolderLock, RunLock, lock_holder, read_run_id
 
 RESULT = "result.json"
 STUDY_MARKER = ".sngan-study"

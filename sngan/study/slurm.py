@@ -3,10 +3,10 @@
 submitit (the optional extra `sngan[slurm]`) writes the sbatch script, submits one array task per run, and, when
 Slurm warns a task of its time limit or preemption (SIGUSR2, `--signal=USR2@90` in the script it writes), calls the
 task's `checkpoint` and requeues it. sngan adds the part submitit cannot know: the training loop catches the signal
-first (`sngan.train.signals`), writes a checkpoint at the current step, and only then hands the signal to submitit,
-so the requeued task continues its run from that step. `local` runs the same tasks as processes on this machine
-(submitit's LocalExecutor, which also sends SIGUSR2 at its time limit and requeues), `debug` in this process; the
-tests drive the Slurm path through them.
+first (`sngan.train.loop.SignalGuard`), writes a checkpoint at the current step, and only then hands the signal to
+submitit, so the requeued task continues its run from that step. `local` runs the same tasks as processes on this
+machine (submitit's LocalExecutor, which also sends SIGUSR2 at its time limit and requeues), `debug` in this
+process; the tests drive the Slurm path through them.
 
 Options (every one also a key of the plan's `slurm:` section; the command line wins):
     partition, time_min, gpus_per_run, cpus_per_run, mem_gb, array_parallelism, sbatch (extra `--key=value` lines),
@@ -21,9 +21,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sngan.config import check_value, option
 from sngan.errors import ConfigError, StudyError, TrainingStopped
-from sngan.train.signals import pass_on
-from sngan.yamlfile import check_value, option
+from sngan.train.loop import pass_on
 
 EXECUTORS = ("slurm", "local", "debug")
 
@@ -31,7 +31,7 @@ EXECUTORS = ("slurm", "local", "debug")
 @dataclass(frozen=True)
 class SlurmOptions:
     """What each array task asks the scheduler for (the plan's `slurm:` section, read with the config's schema
-    machinery, `sngan.yamlfile.build_section`)."""
+    machinery, `sngan.config.build_section`)."""
 
     partition: str | None = option(None, "Slurm partition (none: the cluster's default)")
     time_min: int = option(24 * 60, "minutes per task; a run longer than this continues in its requeued task", ge=1,

@@ -20,10 +20,9 @@ from sngan.checkpoint import list_checkpoints, open_checkpoint
 from sngan.config import Config, apply_overrides, from_dict, load_config
 from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
-from sngan.limits import check_model_size
+from sngan.models import check_model_size
 from sngan.train.loop import dry_run_summary, train
-from sngan.train.ownership import run_folder_of
-from sngan.train.rundir import latest_run_dir, next_run_dir
+from sngan.train.rundir import latest_run_dir, next_run_dir, run_folder_of
 from sngan.train.state import Resume, open_resume
 
 

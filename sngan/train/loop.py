@@ -8,14 +8,25 @@ Checkpoints, periodic `ckpt-<step>.pt` and `best.pt` alike, are written only thr
 file is written the weights must be finite (else `TrainingDiverged`, and the last good checkpoint is kept) and,
 under torchrun, identical on every rank. Every rank calls it (the checks and the RNG gathering are collectives);
 rank 0 alone writes.
+
+Graceful stops (`SignalGuard`): a stop signal asks the loop to checkpoint and stop; a second Ctrl-C stops at once.
+Stop signals: SIGINT (Ctrl-C), SIGTERM (`kill`, Slurm's time limit and preemption), SIGHUP (the terminal closed) and
+SIGUSR2 (what Slurm sends ahead of a time limit through submitit). On a cluster one request arrives several times:
+Slurm signals every process of the job, torchrun's agent forwards what it receives to its workers, and a Ctrl-C in
+a terminal reaches the agent and the workers. So repeats are one request: any signal within `SAME_REQUEST_S` of the
+first, and SIGTERM/SIGHUP/SIGUSR2 within `SAME_TERM_S` of it. After that a SIGINT (a second Ctrl-C) or a late
+SIGTERM stops at once, without a checkpoint.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -25,22 +36,21 @@ from sngan.config import Config, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max_divergence, resolve_device, together
 from sngan.errors import CheckpointError, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
-from sngan.inspect.summary import input_sizes, probe_inputs, training_record
+from sngan.inspect.summary import training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
-from sngan.train.build import build_state
 from sngan.train.losses import get_losses
-from sngan.train.ownership import MARKER, check_owner, read_run_id
 from sngan.train.perf import path_line, resolve_perf
-from sngan.train.progress import Progress, bar_wanted
-from sngan.train.rundir import RunLog, check_run_dir
-from sngan.train.signals import SignalGuard
-from sngan.train.state import Resume, TrainState, open_resume
+from sngan.train.rundir import MARKER, check_owner, check_run_dir, read_run_id
+from sngan.train.runlog import Progress, RunLog, bar_wanted, check_wandb, open_wandb
+from sngan.train.state import Resume, TrainState, build_state, open_resume
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
-from sngan.train.wandb_log import check_wandb, open_wandb
 
 SIGNAL_POLL_EVERY = 10  # under torchrun, ranks agree on a received signal every this many G iterations
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
+SAME_REQUEST_S = 1.0  # a Ctrl-C reaches torchrun's agent and workers, and the agent forwards it within this
+SAME_TERM_S = 30.0  # Slurm's SIGTERM to every process plus torchrun's forwarded one (its agent kills after 30 s)
 
 
 @dataclass(frozen=True)
@@ -125,8 +135,11 @@ def check_finite_weights(state: TrainState) -> None:
                                    f"(the last good one is kept): lower optim.lr or check the data")
 
 
-def sample_grid(state: TrainState, fixed: tuple[torch.Tensor, torch.Tensor | None], path: Path) -> Path:
-    return save_grid(generate(state.sampler, *fixed), path)
+def sample_grid(state: TrainState, path: Path) -> Path:
+    """The run's grid of `train.num_samples` images from the same seeded latents at every step (seed `train.seed`),
+    so grids of one run show the same (z, y) as training goes on."""
+    m, t = state.cfg.model, state.cfg.train
+    return save_grid(generate(state.sampler, *latents(t.num_samples, m.z_dim, m.num_classes, seed=t.seed)), path)
 
 
 def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_log: RunLog | None, ckpt_dir: Path,
@@ -261,9 +274,7 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
     """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written."""
     cfg, info, device, t = state.cfg, state.dist, state.device, state.cfg.train
     losses = get_losses(cfg.loss.type)
-    fixed = latents(cfg.train.num_samples, cfg.model.z_dim, cfg.model.num_classes, seed=cfg.train.seed)
     window = LossWindow(device, state.step)
-    d_sizes = input_sizes(state.d.module, cfg.model.resolution, cfg.model.num_classes) if t.inspect_every else {}
     ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     with SignalGuard(text.message if info.is_main else None) as signals:
         while state.step < t.iterations:
@@ -283,12 +294,12 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
                 broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
                 refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
             if now.sample and info.is_main:
-                grid = sample_grid(state, fixed, samples_dir / f"step-{state.step:07d}.png")
+                grid = sample_grid(state, samples_dir / f"step-{state.step:07d}.png")
                 if run_log is not None:
                     run_log.grid(grid, state.step)
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
-                probe = probe_inputs(cfg.model.resolution, cfg.model.num_classes, device)
-                run_log.log({"step": state.step, **training_record(state.d.module, d_sizes, probe)})
+                m = cfg.model
+                run_log.log({"step": state.step, **training_record(state.d.module, m.resolution, m.num_classes)})
             if now.evaluate:
                 evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, text.message)
             if now.save:
@@ -297,6 +308,74 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
                 raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; continue "
                                       f"with: sngan train --out {run_dir} --resume auto" if info.is_main else "")
     return last_path
+
+
+class SignalGuard:
+    """Catches the stop signals while training (module docstring); `received` is the first one, or None.
+
+    Args:
+        say: where the one 'received' line goes (rank 0's message function; None on the other ranks).
+    """
+
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+        self.received: int | None = None
+        self._first_at = 0.0
+        self._say = say
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        for sig in STOP_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received, self._first_at = signum, time.monotonic()
+            if self._say is not None:
+                self._say(f"{name} received: finishing this step and writing a checkpoint (press Ctrl-C again to "
+                          f"stop at once)")
+            return
+        if self._repeat(signum):
+            return  # the same request, delivered again
+        raise KeyboardInterrupt(f"second signal {name}: stopping without a checkpoint")
+
+    def _repeat(self, signum: int) -> bool:
+        """Whether `signum` repeats the request taken first (module docstring's windows)."""
+        waited = time.monotonic() - self._first_at
+        return waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S)
+
+    def _repeat_or_previous(self, signum: int, frame: Any) -> None:
+        """After the guard: a repeat of the request it took is still that request (the stop line must not become
+        'interrupted'); any other signal goes to the handler that was there before the guard."""
+        if self._repeat(signum):
+            return
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        signal.signal(signum, previous)  # the request's window is over for this signal
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        # A stop request reaches a process several times, and not always before the checkpoint is written: a
+        # killed `sngan study --jobs` parent sends PR_SET_PDEATHSIG once per thread of the parent that exits, and
+        # torchrun's agent forwards Slurm's SIGTERM whenever it gets to it. Those repeats stay one request.
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if self.received is None else self._repeat_or_previous)
+
+
+def pass_on(signum: int) -> None:
+    """Deliver `signum` now to the handler that was in place before training (submitit's requeue on SIGUSR2, say),
+    skipping the finished guards that would take it for a repeat of the stop request they served."""
+    handler = signal.getsignal(signum)
+    while isinstance(getattr(handler, "__self__", None), SignalGuard):
+        handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
+    signal.signal(signum, handler)
+    signal.raise_signal(signum)
 
 
 def dry_run_summary(cfg: Config) -> str:

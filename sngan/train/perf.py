@@ -66,10 +66,12 @@ def path_line(perf: Perf, device: torch.device) -> str:
     return f"training step: {mode}, precision {perf.precision}, on {device}; {switch}"
 
 
-def set_matmul_precision(perf: Perf) -> None:
-    """TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes); exact fp32 otherwise. Scoring turns
-    it off for its own duration (`sngan.metrics.precision.scoring_precision`)."""
-    set_tf32(perf.precision in ("tf32", "bf16"))
+def set_matmul_precision(perf: Perf, device: torch.device) -> None:
+    """On CUDA, TF32 for the float32 matmuls/convs that remain (tf32 and bf16 modes), exact fp32 otherwise; the
+    switch acts on CUDA only, so a run on another device leaves it as it is. Scoring turns it off for its own
+    duration (`sngan.metrics.precision.scoring_precision`)."""
+    if device.type == "cuda":
+        set_tf32(perf.precision in ("tf32", "bf16"))
 
 
 def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextManager:

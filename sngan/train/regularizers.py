@@ -19,12 +19,15 @@ the config turns the methods off.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from sngan.train.perf import autocast
-from sngan.train.state import TrainState
+
+if TYPE_CHECKING:  # `sngan.train.state` builds D with `orthogonal_init` from here
+    from sngan.train.state import TrainState
 
 GP_EPS = 1e-12  # inside the square root: the norm's gradient stays finite where grad D is exactly 0
 

@@ -1,37 +1,228 @@
-"""Run directories: `runs/<config-name>-<NNN>` holding config.yaml, checkpoints/, samples/ and metrics.jsonl.
+"""Run folders: their names (`runs/<config-name>-<NNN>`), who may write them (the run marker, the ownership checks,
+the folder lock), and setting aside what a resume abandons.
 
-One writer per run folder: `RunLock` (`sngan.train.ownership.FolderLock`) holds an OS lock on `<run>/.lock` for the
-life of a training process; the kernel releases it when the process dies, so a crashed run never blocks its own
-resume. Which folders a run may write at all is `sngan.train.ownership.check_owner` (the run marker). `RunLog`
-takes the lock, checks everything it needs, and only then changes the folder: records, checkpoints and sample grids
-of an abandoned continuation are moved aside (`metrics.superseded-<time>.jsonl`, `checkpoints/superseded-<time>/`,
-`samples/superseded-<time>/`), never deleted.
+A run folder is recognised by its marker `<run>/.sngan-run`, which holds the run's id (32 hex digits, made when the
+run starts); every checkpoint records the same id (`run_id`). The rules (`check_owner`), checked before anything is
+written:
+- a new run goes only into a folder that does not exist or is empty, or into a run folder sngan made (marked) that
+  holds no checkpoint: a start that stopped before its first save, whose log and grids are then moved aside
+  (`RunLog`), so the same command starts it again;
+- a resume writes only into the folder of the run its checkpoint belongs to (same run id), or into a new, empty
+  `--out`; a folder of another run, or one sngan did not make, is refused. The run folder of a checkpoint in
+  `RUN/checkpoints/superseded-<time>/` is RUN, never the superseded folder;
+- checkpoints written before run ids existed (no `run_id`) resume into their own folder, the RUN of
+  `RUN/checkpoints/x.pt`, when it holds a config.yaml (a folder of an older sngan), and then get the folder's id.
+The parts of a run folder (checkpoints/, samples/, tensorboard/) must be real folders, not links.
+
+`FolderLock` holds an OS lock (`fcntl.flock`) on `<folder>/.lock`, opened without following links, with the
+holder's `host:pid` inside; the kernel releases it when the process dies.
+
+One writer per run folder: `RunLock` (`FolderLock`) holds an OS lock on `<run>/.lock` for the life of a training
+process; the kernel releases it when the process dies, so a crashed run never blocks its own resume. The run log
+(`sngan.train.runlog.RunLog`) takes the lock, checks everything it needs, and only then changes the folder:
+records, checkpoints and sample grids of an abandoned continuation are moved aside
+(`metrics.superseded-<time>.jsonl`, `checkpoints/superseded-<time>/`, `samples/superseded-<time>/`), never deleted.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import re
+import socket
+import stat
 import time
-from collections.abc import Callable
+import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
-from sngan.errors import SnganError
-from sngan.io import (
-    append_jsonl,
-    atomic_write_all,
-    check_can_create,
-    remove_stale_temps,
-    write_text,
-    writing,
-)
-from sngan.records import read_records
-from sngan.train.ownership import MARKER, RunLock, check_owner, new_run_id, read_run_id
-from sngan.train.tboard import TensorBoardSink
-from sngan.train.wandb_log import WandbSink
+from sngan.errors import CheckpointError, SnganError
+from sngan.io import check_can_create, writing
+
+MARKER = ".sngan-run"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+PARTS = ("checkpoints", "samples", "tensorboard")  # the run's own folders
+RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run writes or appends to
+HOLDER = re.compile(r"^([^\s:]{1,255}:)?\d{0,10}$")  # a lock file's content: host:pid, a PID (older sngan) or empty
+
+
+def holder_id() -> str:
+    """This process as a lock names it: 'host:pid'."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The id in `run_dir`'s marker, or None when there is no marker (or a link, or not an id)."""
+    path = run_dir / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        text = fh.read(64).decode(errors="replace").strip()
+    return text if RUN_ID.match(text) else None
+
+
+def checkpoint_run_id(state: dict[str, Any]) -> str | None:
+    """The run id a checkpoint records (None for checkpoints from before run ids)."""
+    run_id = state.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and RUN_ID.match(run_id)):
+        raise CheckpointError(f"its 'run_id' must be 32 hex digits, got {str(run_id)[:40]!r}")
+    return run_id
+
+
+def run_folder_of(ckpt_path: Path) -> Path | None:
+    """The run folder a checkpoint lies in (RUN/checkpoints/x.pt, RUN/checkpoints/superseded-*/x.pt), else None.
+    A superseded checkpoint is never continued in that folder (`check_owner`), only into a new --out."""
+    parent = ckpt_path.parent
+    if parent.name.startswith("superseded-") and parent.parent.name == "checkpoints":
+        parent = parent.parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _is_released_lock(path: Path) -> bool:
+    """An unheld sngan lock file (a regular file, empty or a PID) that an empty folder may hold."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 300:
+        return False
+    return HOLDER.match(path.read_bytes().strip().decode(errors="replace")) is not None
+
+
+def _entries(run_dir: Path) -> list[Path]:
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise SnganError(f"--out '{run_dir}' is a dangling symbolic link; choose another --out")
+    if not run_dir.is_dir():
+        return []
+    return [p for p in run_dir.iterdir() if not (p.name == ".lock" and _is_released_lock(p))]
+
+
+def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:
+    """Raise SnganError unless this run may write `run_dir` (module docstring): a new run (`ckpt_path` None) or the
+    resume of `ckpt_path`, whose checkpoint records `run_id`."""
+    entries = _entries(run_dir)
+    for part in PARTS:
+        if (run_dir / part).is_symlink():
+            raise SnganError(f"'{run_dir / part}' is a symbolic link; a run folder's {part}/ must be a real folder "
+                             f"(sngan never writes through links)")
+    for name in RUN_FILES:
+        if (run_dir / name).is_symlink():
+            raise SnganError(f"cannot write {run_dir / name}: it is a symbolic link; sngan never writes through "
+                             f"links (remove the link or choose another --out)")
+    if not entries:
+        return
+    marker = read_run_id(run_dir)
+    if ckpt_path is None:
+        if list_checkpoints(run_dir / "checkpoints") or (run_dir / "checkpoints" / "best.pt").exists():
+            raise SnganError(f"run directory '{run_dir}' already holds checkpoints: continue it with --resume auto "
+                             f"or choose another --out")
+        if marker is None:
+            raise SnganError(f"--out '{run_dir}' is not empty and is not a run folder sngan made: a new run needs an "
+                             f"empty or new folder (choose another --out)")
+        return  # a marked run folder without a checkpoint: a start that stopped before its first save
+    own = run_folder_of(ckpt_path)
+    in_own = own is not None and _same(own, run_dir)
+    if in_own and ckpt_path.parent.name.startswith("superseded-"):
+        raise SnganError(f"{ckpt_path} is a checkpoint of an abandoned branch of '{run_dir}' (set aside by an "
+                         f"earlier resume): the folder's log and grids are another branch's history, so it is not "
+                         f"continued there; resume it into a new, empty --out")
+    if marker is not None:
+        if marker == run_id or (run_id is None and in_own):
+            return
+        raise SnganError(f"'{run_dir}' is the folder of another run (run id {marker}); {ckpt_path} belongs to "
+                         f"{f'run {run_id}' if run_id else 'no recorded run'}: resume into the checkpoint's own run "
+                         f"folder or a new, empty --out")
+    if in_own and (run_dir / "config.yaml").is_file():
+        return  # a run folder of an sngan from before run markers
+    raise SnganError(f"'{run_dir}' is not a run folder sngan made (no {MARKER} marker): resume into the "
+                     f"checkpoint's own run folder or a new, empty --out")
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def describe_holder(content: bytes) -> str:
+    """'host H, PID P' from a lock file's 'H:P' (an older sngan wrote the PID alone)."""
+    host, _, pid = content.decode(errors="replace").strip().rpartition(":")
+    return f"host {host}, PID {pid}" if host else f"PID {pid or 'unknown'}"
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds `folder`'s lock ('host H, PID P'), or None when no live process does (the kernel releases the
+    lock of a dead one, on this host and, through the NFS lock manager, across hosts)."""
+    path = folder / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if _try_flock(fd):
+            return None  # closing the descriptor below releases it
+        return describe_holder(os.pread(fd, 300, 0))
+    finally:
+        os.close(fd)
+
+
+class FolderLock:
+    """An exclusive `flock` on `<folder>/.lock` (creating the folder), or SnganError naming the holder's PID.
+
+    The file is created exclusively or opened without following links, and must be a regular file. It holds
+    `host:pid` while locked and is emptied on release, so a finished run leaves it byte-identical.
+    """
+
+    def __init__(self, folder: Path, what: str = "run directory", hint: str = "choose another --out",
+                 wait_s: float = 0.0):
+        self.path = folder / ".lock"
+        with writing(self.path):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  0o666)
+            except FileExistsError:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise SnganError(f"'{self.path}' is not a regular file; remove it (sngan keeps its lock there)")
+        deadline = time.monotonic() + wait_s
+        while not _try_flock(self.fd):
+            if time.monotonic() >= deadline:
+                holder = describe_holder(os.pread(self.fd, 300, 0))
+                os.close(self.fd)
+                raise SnganError(f"{what} '{folder}' is in use by another sngan process ({holder}); wait for it "
+                                 f"to finish or stop it, or {hint}") from None
+            time.sleep(0.1)
+        with writing(self.path):
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{holder_id()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:  # the lock still goes with the descriptor
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = -1
+
+
+RunLock = FolderLock
+
 
 DEFAULT_BASE = Path("runs")
 GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids
@@ -66,7 +257,7 @@ def check_run_dir(run_dir: Path) -> None:
     check_can_create(run_dir / ".lock")
 
 
-def _aside(folder: Path, name: str) -> Path:
+def aside_path(folder: Path, name: str) -> Path:
     """A new path `folder/name` with `<time>` filled in, unique even for two resumes in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, n = folder / name.replace("<time>", stamp), 1
@@ -92,143 +283,15 @@ def later_grids(samples_dir: Path, step: int) -> list[Path]:
     return sorted(p for p in samples_dir.iterdir() if (m := GRID.match(p.name)) and int(m.group(1)) > step)
 
 
-def _move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
+def move_aside(paths: list[Path], ckpt_dir: Path) -> Path | None:
     """Move `paths` into a new `ckpt_dir/superseded-<time>/` (None when there are none). Without this, pruning would
     delete the continued run's checkpoints first (lower step numbers) and `--resume auto` would pick the abandoned
     one."""
     if not paths:
         return None
-    folder = _aside(ckpt_dir, "superseded-<time>")
+    folder = aside_path(ckpt_dir, "superseded-<time>")
     with writing(folder):
         folder.mkdir()
         for path in paths:
             path.rename(folder / path.name)
     return folder
-
-
-class Sink(Protocol):
-    """Where the run log writes: metrics.jsonl (`MetricsFile`), TensorBoard (`tboard.TensorBoardSink`), W&B
-    (`wandb_log.WandbSink`)."""
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-    def grid(self, path: Path, step: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class MetricsFile:
-    """The first sink: appends records to metrics.jsonl, the file every reader uses (grids are not its job)."""
-
-    def __init__(self, path: Path, run_dir: Path):
-        self.path, self.run_dir = path, run_dir
-
-    def write(self, record: dict[str, Any]) -> None:
-        try:
-            append_jsonl(self.path, record)
-        except FileNotFoundError:  # the folder was deleted under the run
-            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
-                             f"training): stopping without writing") from None
-
-    def grid(self, path: Path, step: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class RunLog:
-    """The run's text records: config.yaml, and `sinks` that every record and sample grid goes to: metrics.jsonl,
-    TensorBoard events (when installed) and a W&B run (`wandb`: `sngan.train.wandb_log.open_wandb` bound to the
-    config, when asked for); holds the lock.
-
-    On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
-    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
-    `checkpoints/superseded-<time>/` and later sample grids to `samples/superseded-<time>/`; TensorBoard hides its
-    later events (`purge_step`: they stay in the event files, which TensorBoard cannot split). The log then describes
-    exactly the training that happened, and nothing is lost. Every check (owner, lock, readable log and best.pt)
-    passes before the first change to the folder; the marker (`.sngan-run`) is written when the folder lacks one.
-    """
-
-    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
-                 notice: Callable[[str], None] | None = None, run_id: str | None = None,
-                 resume: Path | None = None, wandb: Callable[[Path, str], Any] | None = None):
-        notice = notice or (lambda message: None)
-        self.run_dir = run_dir
-        self.metrics_path = run_dir / "metrics.jsonl"
-        check_owner(run_dir, run_id, resume)  # before the lock file is made in it
-        self.lock = RunLock(run_dir)
-        try:
-            check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
-            self.run_id = read_run_id(run_dir) or run_id or new_run_id()
-            self._prepare(config_yaml, start_step, notice)
-            wandb_run = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
-            if wandb_run is not None:
-                self.sinks.append(WandbSink(wandb_run))
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def _prepare(self, config_yaml: str, start_step: int, notice: Callable[[str], None]) -> None:
-        run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
-        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
-            for stale in remove_stale_temps(folder):
-                notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
-        restarted = not start_step and self.metrics_path.exists()  # a start that stopped before its first save
-        records = read_records(run_dir, notice) if start_step or restarted else []
-        kept = [r for r in records if r.get("step", 0) <= start_step]
-        later_records = [r for r in records if r.get("step", 0) > start_step]
-        later = later_checkpoints(ckpt_dir, start_step) if start_step else []
-        grids = later_grids(run_dir / "samples", start_step)
-        if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
-            moved = _aside(run_dir, "metrics.superseded-<time>.jsonl")
-            atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
-            count = len(later_records)
-            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}"
-                   + (" (an earlier start of this run stopped before its first checkpoint)" if restarted else ""))
-        elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
-            write_text(self.metrics_path, _jsonl(kept))
-        self.purge_step = start_step + 1 if start_step or restarted else None  # TensorBoard hides later events
-        aside = _move_aside(later, ckpt_dir)
-        if aside is not None:
-            notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
-        aside = _move_aside(grids, run_dir / "samples")
-        if aside is not None:
-            notice(f"sample grids after step {start_step} moved to {aside}")
-        if read_run_id(run_dir) is None:
-            write_text(run_dir / MARKER, f"{self.run_id}\n")
-        write_text(run_dir / "config.yaml", config_yaml)
-        self.sinks: list[Sink] = [MetricsFile(self.metrics_path, run_dir)]
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
-            pass
-        else:
-            with writing(run_dir / "tensorboard"):
-                # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
-                self.sinks.append(TensorBoardSink(SummaryWriter(str(run_dir / "tensorboard"),
-                                                                purge_step=self.purge_step)))
-
-    def log(self, record: dict[str, Any]) -> None:
-        """Write one record (must hold `step`) to every sink: metrics.jsonl first, then TensorBoard and W&B."""
-        for sink in self.sinks:
-            sink.write(record)
-
-    def grid(self, path: Path, step: int) -> None:
-        """Show a saved sample grid (`samples` at `step`) in every sink that shows images."""
-        for sink in self.sinks:
-            sink.grid(path, step)
-
-    def close(self) -> None:
-        try:
-            for sink in self.sinks:
-                sink.close()
-        finally:
-            self.lock.release()
-
-
-def _jsonl(records: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in records)
-
-
-

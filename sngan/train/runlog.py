@@ -1,0 +1,380 @@
+"""What a run records while it runs: its lines (`Progress`: the terminal and log.txt) and its records and sample
+grids (`RunLog`: metrics.jsonl, TensorBoard, W&B, one sink each).
+
+Lines. A bar redraws itself with carriage returns; in a file (a cluster job, `2>log`, `nohup`) every redraw stays,
+one per iteration on one endless line. So the bar is shown only when stderr is a terminal and progress is on;
+otherwise each `train.log_every` record becomes one line (step, losses, lr, it/s, ETA), printed through the run's
+`log` (`--no-progress` keeps these lines). Every line the run says, from its first notice to its stop, done or error
+line, is also kept in the run folder's `log.txt` with its UTC time (as StyleGAN2-ADA's runs keep one); the terminal
+keeps the plain lines.
+
+Records. `RunLog` writes each record to its sinks in order: metrics.jsonl (`MetricsFile`, the file every reader
+uses), TensorBoard (`TensorBoardSink`, when installed) and W&B (`WandbSink`, when `train.wandb_project` is set).
+Tags group by their first component, as TensorBoard lays them out: `loss/d`, `loss/g`; `train/lr`, `train/it_per_s`;
+peak memory under `resources/` (`resources/cpu_mem_gb`, on CUDA `resources/cuda_mem_gb`); spectral-norm diagnostics
+(`train.inspect_every`) under `sn/` (`sn/ratio/<layer>`, `sn/ratio_min`, `sn/lipschitz_bound`); everything else, the
+metrics (`is5k`, `fid5k_train50k`, ...), under `metrics/`. A record's `time` (Unix seconds) is the event's wall
+time, not a scalar: as float32 every value would read 1.796e9.
+
+W&B (`pip install 'sngan[wandb]'`, `train.wandb_project`) gets the same records and grids under the same tags, at
+the same steps. The W&B run is the sngan run: its id is the run folder's id (`.sngan-run`), so a resumed run
+continues the same W&B run (`resume="allow"`), and its files live in `<run>/wandb/`. With `train.wandb_mode:
+offline` nothing leaves the machine (`wandb sync <run>/wandb/offline-run-*` uploads later). TensorBoard stays the
+default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from sngan import progress as passes  # the one terminal rule is passes.on_terminal, for every command
+from sngan.config import TrainConfig
+from sngan.errors import SnganError
+from sngan.io import append_jsonl, atomic_write_all, open_append, remove_stale_temps, write_text, writing
+from sngan.progress import eta
+from sngan.records import read_records
+from sngan.train.rundir import (
+    MARKER,
+    RunLock,
+    aside_path,
+    check_owner,
+    later_checkpoints,
+    later_grids,
+    move_aside,
+    new_run_id,
+    read_run_id,
+)
+
+
+def log_line(record: dict[str, Any], total: int) -> str:
+    """'step 100/900 | d_loss 1.2345 | g_loss 0.6789 | lr 2.00e-04 | 31.2 it/s | mem cpu 1.23 GB cuda 4.56 GB |
+    ETA 25s' from a loss record (the peak memory of `steps.peak_memory`; cuda only on CUDA, none in older
+    records)."""
+    rate = record["it_per_s"]
+    left = eta((total - record["step"]) / rate) if rate > 0 else "?"
+    memory = " ".join(f"{name} {record[key]:.2f} GB" for name, key in (("cpu", "cpu_mem_gb"),
+                                                                         ("cuda", "cuda_mem_gb")) if key in record)
+    return (f"step {record['step']}/{total} | d_loss {record['d_loss']:.4f} | g_loss {record['g_loss']:.4f} | "
+            f"lr {record['lr']:.2e} | {rate:.1f} it/s | {f'mem {memory} | ' if memory else ''}ETA {left}")
+
+
+def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
+    """A bar only when asked for and stderr (tqdm's stream) is a terminal (`sngan.progress.on_terminal`)."""
+    return progress and passes.on_terminal(stream)
+
+
+def utc_stamp(seconds: float | None = None) -> str:
+    """'2026-12-04T05:40:00Z': the time every log.txt line starts with (UTC, whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class Progress:
+    """What a run prints: its one-line messages, the bar or the plain lines, and its log.txt.
+
+    Every message is printed through `log` (rank 0's message function; None on the other ranks) and kept, with
+    the UTC time it was said, for the run folder's log.txt: messages said before the folder is open (the start
+    notices) are written there when it opens, so log.txt holds every line of the run with a time on each.
+
+    Args:
+        log: where plain lines go (None: this rank prints nothing).
+        bar: draw a tqdm bar (see `bar_wanted`) once `begin` is called; else print one line per record.
+    """
+
+    def __init__(self, log: Callable[[str], None] | None, bar: bool):
+        self._log, self.show_bar = log, bar
+        self._file: TextIO | None = None
+        self._early: list[str] = []  # lines said before log.txt opened, with their times
+        self.total = 0
+        self.bar: tqdm | None = None
+
+    def begin(self, total: int, initial: int) -> None:
+        """Start the bar (on a terminal) for a run that goes from step `initial` to `total`."""
+        self.total = total
+        self.bar = tqdm(total=total, initial=initial, disable=not self.show_bar, dynamic_ncols=True, desc="train")
+
+    def open_file(self, path: Path) -> None:
+        """Append every line said so far and every later line to `path` (the run folder's log.txt)."""
+        if self._log is None:
+            return
+        self._file = open_append(path)  # closed in close(); never through a link
+        self._file.write("".join(self._early))
+        self._early = []
+
+    def keep(self, text: str) -> None:
+        """Keep a line in log.txt only (what the command line prints itself: the stop line, the final error)."""
+        if self._log is None:
+            return
+        line = f"{utc_stamp()} {text}\n"
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        else:
+            self._early.append(line)
+
+    def message(self, text: str) -> None:
+        """A one-line message: printed through `log` and kept in log.txt."""
+        if self._log is None:
+            return
+        self._log(text)
+        self.keep(text)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def report(self, record: dict[str, Any]) -> None:
+        """One loss record: the bar's postfix on a terminal, else one printed line; always a line in log.txt."""
+        line = log_line(record, self.total)
+        if self.show_bar and self.bar is not None:
+            self.bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", lr=f"{record['lr']:.2e}")
+            self.keep(line)
+        else:
+            self.message(line)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self.close_bar()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s",
+              "cpu_mem_gb": "resources/cpu_mem_gb", "cuda_mem_gb": "resources/cuda_mem_gb"}  # StyleGAN2-ADA's group
+SN_KEYS = ("sn_ratio", "lipschitz_bound", "operator_norm_product")
+
+
+def tensorboard_tag(key: str) -> str:
+    """'d_loss' -> 'loss/d', 'sn_ratio/block1.c1' -> 'sn/ratio/block1.c1', 'fid5k_train50k' -> 'metrics/...'."""
+    if key in TRAIN_TAGS:
+        return TRAIN_TAGS[key]
+    if key.startswith(SN_KEYS):
+        return "sn/" + key.removeprefix("sn_")
+    return f"metrics/{key}"
+
+
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """{tag: value} of a record's finite numbers, `step` and `time` left out."""
+    return {tensorboard_tag(k): float(v) for k, v in record.items()
+            if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v)}
+
+
+class TensorBoardSink:
+    """One of the run log's sinks: a record's scalars at its step, stamped with its own wall time when it has one,
+    and sample grids (PNG) as the image `samples`."""
+
+    def __init__(self, writer: Any):  # a torch.utils.tensorboard.SummaryWriter
+        self.writer = writer
+
+    def write(self, record: dict[str, Any]) -> None:
+        walltime = record.get("time")
+        for tag, value in scalars(record).items():
+            self.writer.add_scalar(tag, value, record["step"], walltime=walltime)
+
+    def grid(self, path: Path, step: int) -> None:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.writer.add_image("samples", np.asarray(image.convert("RGB")), step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_wandb(t: TrainConfig) -> None:
+    """Refuse `train.wandb_project` without the wandb package, before anything is written."""
+    if not t.wandb_project:
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise SnganError("train.wandb_project is set but the wandb package is not installed: pip install "
+                         "'sngan[wandb]', or set train.wandb_project to ''") from None
+    if t.wandb_mode == "online" and not logged_in():
+        raise SnganError("train.wandb_project is set but W&B is not logged in on this machine: run `wandb login` "
+                         "(or set WANDB_API_KEY), or set train.wandb_mode=offline and `wandb sync` later")
+
+
+def logged_in() -> bool:
+    """Whether an online W&B run can start without asking: an API key in WANDB_API_KEY or in the netrc entry
+    `wandb login` writes for the W&B host (WANDB_BASE_URL, default api.wandb.ai)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        found = netrc.netrc(os.environ.get("NETRC")).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(found and found[2])
+
+
+def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any]) -> Any | None:
+    """The W&B run for `run_dir` (None when `train.wandb_project` is empty)."""
+    if not t.wandb_project:
+        return None
+    import wandb
+
+    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=t.wandb_mode, dir=str(run_dir),
+                      id=run_id, name=run_dir.name, resume="allow", config=config)
+
+
+class WandbSink:
+    """One of the run log's sinks: a record's finite numbers at its step, sample grids as the image `samples`."""
+
+    def __init__(self, run: Any):  # a wandb run (open_wandb)
+        self.run = run
+
+    def write(self, record: dict[str, Any]) -> None:
+        values = scalars(record)
+        if values:
+            self.run.log(values, step=int(record["step"]))
+
+    def grid(self, path: Path, step: int) -> None:
+        import wandb
+
+        self.run.log({"samples": wandb.Image(str(path))}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Sink(Protocol):
+    """Where the run log writes: metrics.jsonl (`MetricsFile`), TensorBoard (`TensorBoardSink`), W&B
+    (`WandbSink`)."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def grid(self, path: Path, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MetricsFile:
+    """The first sink: appends records to metrics.jsonl, the file every reader uses (grids are not its job)."""
+
+    def __init__(self, path: Path, run_dir: Path):
+        self.path, self.run_dir = path, run_dir
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            append_jsonl(self.path, record)
+        except FileNotFoundError:  # the folder was deleted under the run
+            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
+                             f"training): stopping without writing") from None
+
+    def grid(self, path: Path, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RunLog:
+    """The run's text records: config.yaml, and `sinks` that every record and sample grid goes to: metrics.jsonl,
+    TensorBoard events (when installed) and a W&B run (`wandb`: `open_wandb` bound to the
+    config, when asked for); holds the lock.
+
+    On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
+    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
+    `checkpoints/superseded-<time>/` and later sample grids to `samples/superseded-<time>/`; TensorBoard hides its
+    later events (`purge_step`: they stay in the event files, which TensorBoard cannot split). The log then describes
+    exactly the training that happened, and nothing is lost. Every check (owner, lock, readable log and best.pt)
+    passes before the first change to the folder; the marker (`.sngan-run`) is written when the folder lacks one.
+    """
+
+    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
+                 notice: Callable[[str], None] | None = None, run_id: str | None = None,
+                 resume: Path | None = None, wandb: Callable[[Path, str], Any] | None = None):
+        notice = notice or (lambda message: None)
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        check_owner(run_dir, run_id, resume)  # before the lock file is made in it
+        self.lock = RunLock(run_dir)
+        try:
+            check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
+            self.run_id = read_run_id(run_dir) or run_id or new_run_id()
+            self._prepare(config_yaml, start_step, notice)
+            wandb_run = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
+            if wandb_run is not None:
+                self.sinks.append(WandbSink(wandb_run))
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _prepare(self, config_yaml: str, start_step: int, notice: Callable[[str], None]) -> None:
+        run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
+        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
+            for stale in remove_stale_temps(folder):
+                notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
+        restarted = not start_step and self.metrics_path.exists()  # a start that stopped before its first save
+        records = read_records(run_dir, notice) if start_step or restarted else []
+        kept = [r for r in records if r.get("step", 0) <= start_step]
+        later_records = [r for r in records if r.get("step", 0) > start_step]
+        later = later_checkpoints(ckpt_dir, start_step) if start_step else []
+        grids = later_grids(run_dir / "samples", start_step)
+        if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
+            moved = aside_path(run_dir, "metrics.superseded-<time>.jsonl")
+            atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
+            count = len(later_records)
+            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}"
+                   + (" (an earlier start of this run stopped before its first checkpoint)" if restarted else ""))
+        elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
+            write_text(self.metrics_path, _jsonl(kept))
+        self.purge_step = start_step + 1 if start_step or restarted else None  # TensorBoard hides later events
+        aside = move_aside(later, ckpt_dir)
+        if aside is not None:
+            notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
+        aside = move_aside(grids, run_dir / "samples")
+        if aside is not None:
+            notice(f"sample grids after step {start_step} moved to {aside}")
+        if read_run_id(run_dir) is None:
+            write_text(run_dir / MARKER, f"{self.run_id}\n")
+        write_text(run_dir / "config.yaml", config_yaml)
+        self.sinks: list[Sink] = [MetricsFile(self.metrics_path, run_dir)]
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
+            pass
+        else:
+            with writing(run_dir / "tensorboard"):
+                # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
+                self.sinks.append(TensorBoardSink(SummaryWriter(str(run_dir / "tensorboard"),
+                                                                purge_step=self.purge_step)))
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Write one record (must hold `step`) to every sink: metrics.jsonl first, then TensorBoard and W&B."""
+        for sink in self.sinks:
+            sink.write(record)
+
+    def grid(self, path: Path, step: int) -> None:
+        """Show a saved sample grid (`samples` at `step`) in every sink that shows images."""
+        for sink in self.sinks:
+            sink.grid(path, step)
+
+    def close(self) -> None:
+        try:
+            for sink in self.sinks:
+                sink.close()
+        finally:
+            self.lock.release()
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
