@@ -18,7 +18,8 @@
 #   eval      Inception images/s at batch 500 and IS + FID of 50,000 samples end to end (scripts/bench_eval.py);
 #   costs     each method's step time for the paper's comparison plan (scripts/bench_study.py) and the cost of one
 #             train.inspect_every check (scripts/bench_inspect.py);
-#   smoke     CUDA tests, a 200-iteration full-width run on CIFAR-10, sngan sample to npz.
+#   smoke     CUDA tests, a 200-iteration full-width run on CIFAR-10, sngan sample to npz, SIGTERM and --resume auto
+#             of an eager CUDA run, a 1-process torchrun (nccl) with eval_every, inspect_every, EMA and grids.
 # Needs, beside the repository (carried as ignored paths): .devdata/peer (a checkout of w86763777/pytorch-gan-
 # collections; bench), .devdata/resnet20-12fca82f.th and .devdata/cifar10-jpg.zip (both from ../shared/data;
 # length, fidelity, smoke; 61.8 MiB together, the whole CIFAR-10 JPEG set). CIFAR_TRAIN / CIFAR_TEST name class-
@@ -33,12 +34,13 @@ mkdir -p "$out"
 data=${DEVDATA:-.devdata}
 work=$(mktemp -d)  # scratch runs of this check
 stages=" ${STAGES:-compiled bench} "
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+wheels=$(ls "$(realpath "$data")"/whl/*.whl 2>/dev/null | tr '\n' ':')  # pure-Python wheels the device lacks (pytorch-fid)
+export PYTHONPATH=$PWD:$wheels${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 say() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 has() { [[ $stages == *" $1 "* ]]; }
 cifar() {  # the CIFAR-10 train/test trees: CIFAR_TRAIN/CIFAR_TEST, else the carried zip unpacked once
     if [[ -z ${CIFAR_TRAIN:-} ]]; then
-        [[ -d $work/cifar10-jpg ]] || unzip -q "$data/cifar10-jpg.zip" -d "$work"
+        [[ -d $work/cifar10-jpg ]] || python3 -m zipfile -e "$data/cifar10-jpg.zip" "$work"  # no unzip there
         CIFAR_TRAIN=$work/cifar10-jpg/train CIFAR_TEST=$work/cifar10-jpg/test
     fi
 }
@@ -180,13 +182,38 @@ fi
 if has smoke; then
     cifar
     say "smoke: CUDA tests"
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_perf.py tests/test_spectral_norm.py 2>&1 \
-        | tail -15 | tee "$out/tests.txt"
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_perf.py tests/test_spectral_norm.py \
+        > "$out/tests.txt" 2>&1
+    tail -3 "$out/tests.txt"
     say "smoke: 200 iterations of cifar10_resnet at full width on packed CIFAR-10 (resident)"
     python3 -m sngan train --config configs/cifar10_resnet.yaml --set data.name=folder \
         --set "data.root=$CIFAR_TRAIN" --set train.iterations=200 --set train.ckpt_every=100 \
         --set train.log_every=50 --out $work/smoke --no-progress 2>&1 | tail -3 | tee -a "$out/summary.txt"
     python3 -m sngan sample --ckpt $work/smoke/checkpoints/ckpt-0000200.pt --out $work/samples.npz --num 1000 \
         --no-progress 2>&1 | tail -1 | tee -a "$out/summary.txt"
+    say "smoke: SIGTERM an eager run on CUDA at step >= 150, then --resume auto to 300"
+    python3 -m sngan train --config configs/demo.yaml --set train.device=cuda --set train.iterations=100000 \
+        --set train.ema_decay=0.999 --set train.ckpt_every=100000 --set train.inspect_every=50 --no-progress \
+        --out $work/sig > $work/sig.log 2>&1 &
+    pid=$!
+    for _ in $(seq 120); do grep -q '"step": 150' $work/sig/metrics.jsonl 2>/dev/null && break; sleep 1; done
+    kill -TERM $pid; wait $pid; echo "exit code after SIGTERM: $? (expected 143)" | tee -a "$out/summary.txt"
+    tail -1 $work/sig.log | tee -a "$out/summary.txt"
+    timeout 120 python3 -m sngan train --out $work/sig --resume auto --set train.iterations=300 --no-progress 2>&1 \
+        | grep -E "training step|resumed|done|rror" | tee -a "$out/summary.txt"
+    say "smoke: 1-process torchrun (nccl), eager: eval_every (random-weight Inception) + inspect_every + EMA + grids"
+    python3 -c "import torch; from tests.random_inception import random_inception_state as s; \
+torch.save(s(), '$work/inception.pth')"
+    timeout 150 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m sngan train \
+        --config configs/demo.yaml --set train.device=cuda --no-progress --set train.iterations=200 \
+        --set train.eval_every=100 --set train.eval_protocol=quick --set train.eval_num_samples=1000 \
+        --set "train.eval_inception_weights=$work/inception.pth" --set train.inspect_every=50 \
+        --set train.ema_decay=0.999 --set train.sample_every=100 --set train.ckpt_every=100 --out $work/ddp \
+        > $work/ddp.log 2>&1
+    echo "torchrun exit $?" | tee -a "$out/summary.txt"
+    grep -E "training step|fid|best|done|rror" $work/ddp.log | grep -v Warning | tail -6 | tee -a "$out/summary.txt"
+    python3 -c "import json, pathlib; rows = [json.loads(l) for l in pathlib.Path('$work/ddp/metrics.jsonl').read_text().splitlines()]; \
+print('records with fid:', sum(any(k.startswith('fid') for k in r) for r in rows), '| with sn_ratio:', \
+sum(any(k.startswith('sn_ratio') for k in r) for r in rows))" | tee -a "$out/summary.txt"
 fi
 say "done"
