@@ -40,6 +40,8 @@ from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import CheckpointError, SnganError
 from sngan.io import check_can_create, writing
 
+# Ownership: the run marker and the rules of `check_owner`
+
 MARKER = ".sngan-run"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 PARTS = ("checkpoints", "samples", "tensorboard")  # the run's own folders
@@ -146,6 +148,8 @@ def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> No
                      f"checkpoint's own run folder or a new, empty --out")
 
 
+# The folder lock
+
 def _try_flock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -223,6 +227,8 @@ class FolderLock:
 
 RunLock = FolderLock
 
+
+# Names of run folders, and what a resume sets aside
 
 DEFAULT_BASE = Path("runs")
 GRID = re.compile(r"^step-(\d+)\.png$")  # the training loop's sample grids

@@ -54,6 +54,7 @@ from sngan.train.rundir import (
     read_run_id,
 )
 
+# Lines: the terminal and log.txt
 
 def log_line(record: dict[str, Any], total: int) -> str:
     """'step 100/900 | d_loss 1.2345 | g_loss 0.6789 | lr 2.00e-04 | 31.2 it/s | mem cpu 1.23 GB cuda 4.56 GB |
@@ -151,6 +152,8 @@ class Progress:
             self._file.close()
             self._file = None
 
+
+# Records and grids: TensorBoard and W&B tags, the sinks, the run log that feeds them
 
 TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s",
               "cpu_mem_gb": "resources/cpu_mem_gb", "cuda_mem_gb": "resources/cuda_mem_gb"}  # StyleGAN2-ADA's group
