@@ -291,8 +291,8 @@ class MetricsFile:
 
 class RunLog:
     """The run's text records: config.yaml, and `sinks` that every record and sample grid goes to: metrics.jsonl,
-    TensorBoard events (when installed) and a W&B run (`wandb`: `open_wandb` bound to the
-    config, when asked for); holds the lock.
+    TensorBoard events (when installed) and a W&B run (`wandb`: `open_wandb` bound to the config, when asked for);
+    holds the lock.
 
     On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
     continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
