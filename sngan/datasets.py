@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
+CACHE_FOLDER = "sngan-cache"  # the default home of packed sets; an image tree's listing skips a folder of this name
 
 
 class Dataset:
@@ -44,7 +45,7 @@ class Dataset:
         if cfg.cache_dir:
             return Path(cfg.cache_dir)
         root = Path(cfg.root)
-        return root / "sngan-cache" if self.downloads else root.resolve().parent / "sngan-cache"
+        return root / CACHE_FOLDER if self.downloads else root.resolve().parent / CACHE_FOLDER
 
     def cache_tag(self, cfg: Any) -> str:
         """The middle of a packed set's folder name, `<name>-<tag>-<R>px-<key>`: the split, file-name safe."""

@@ -35,12 +35,11 @@ from PIL import Image
 
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter
-from sngan.datasets import dataset
+from sngan.datasets import CACHE_FOLDER, dataset
 from sngan.errors import DataError
 from sngan.progress import Progress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-CACHE_FOLDER_NAME = "sngan-cache"
 DECODE_CHUNK = 512  # files handed to the thread pool at a time
 IMAGENET_MIN_SIDE = 256  # authors' preprocess.sh keeps an image only if both sides are >= 256
 TRANSPARENT_BACKGROUND = (255, 255, 255, 255)  # what transparent pixels become
@@ -56,7 +55,7 @@ def _walk_images(folder: Path) -> Iterator[os.DirEntry]:
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
-        if entry.name.startswith(".") or entry.name == CACHE_FOLDER_NAME:
+        if entry.name.startswith(".") or entry.name == CACHE_FOLDER:
             continue
         if entry.is_dir():
             yield from _walk_images(Path(entry.path))
@@ -78,7 +77,7 @@ def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]],
     with os.scandir(root) as it:
         top = sorted(it, key=lambda e: e.name)
     loose = [e for e in top if _is_image(e)]
-    subdirs = [e for e in top if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER_NAME]
+    subdirs = [e for e in top if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER]
     digest = hashlib.sha256()
     files: list[tuple[str, int]] = []
     classes: list[str] = []
@@ -105,7 +104,7 @@ def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]],
 def empty_class_folders(root: Path) -> list[str]:
     """The class folders of `root` (as `list_class_tree` sees them) that hold no image, sorted."""
     with os.scandir(root) as it:
-        subdirs = sorted((e for e in it if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER_NAME),
+        subdirs = sorted((e for e in it if e.is_dir() and not e.name.startswith(".") and e.name != CACHE_FOLDER),
                          key=lambda e: e.name)
     return [d.name for d in subdirs if next(iter(_walk_images(Path(d.path))), None) is None]
 

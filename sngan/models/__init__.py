@@ -37,6 +37,7 @@ DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations,
                                       m.d_norm),
 }
+
 MAX_PARAMETERS = 1_000_000_000  # per network
 BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight + gradient + two Adam moments
 
