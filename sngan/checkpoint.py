@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -48,7 +49,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
     A crash at any moment leaves either the old file or the new one, never a torn file.
     """
-    def write(fh: Any) -> None:
+    return atomic_write(path, writer(state))
+
+
+def writer(state: dict[str, Any]) -> Callable[[IO[bytes]], None]:
+    """What fills a checkpoint file with `state` (for `sngan.io`'s atomic writes, by path or through a folder
+    handle); a write the file system refuses raises its own OSError."""
+    def write(fh: IO[bytes]) -> None:
         try:
             torch.save(state, fh)
         except RuntimeError as exc:  # torch's zip writer reports a refused write as "unexpected pos", chained
@@ -56,7 +63,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
                 raise exc.__context__ from None
             raise
 
-    return atomic_write(path, write)
+    return write
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Exit codes (docs/README.md, "Exit codes"): 0 done; 1 bad input or a failure, as one line `error: ...` on stderr;
 2 a usage error (unknown option, missing or out-of-range option value), also one line; 130 interrupted with nothing
-saved (Ctrl-C outside training, or a second signal during training); 143 training stopped by a signal after writing
-a checkpoint. No path prints a traceback for a problem the user can fix.
+saved (Ctrl-C outside training, or a second signal during training before the stop checkpoint was written); 143
+training stopped by a signal after writing a checkpoint (whatever signals follow it), or SIGTERM/SIGHUP/SIGUSR2
+outside training. No path prints a traceback for a problem the user can fix.
 """
 
 from __future__ import annotations
@@ -466,8 +467,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
-    """Console entry point. SIGTERM and SIGHUP become one line and exit 143 (training takes them over while it
-    runs, to checkpoint first)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """Console entry point. SIGTERM, SIGHUP and SIGUSR2 (Slurm's warning before a time limit) become one line and
+    exit 143 (training takes them over while it runs, to checkpoint first)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2):
         signal.signal(sig, _terminate)
     app()

@@ -44,6 +44,11 @@ class TrainingStopped(SnganError):
     """Training ended early on purpose (a signal) after saving a checkpoint."""
 
 
+class FolderChanged(SnganError):
+    """A folder sngan writes (a run's `checkpoints/`, a study, an export) was moved, deleted or swapped for a link
+    while a command worked in it: nothing more is written there."""
+
+
 class TrainingDiverged(SnganError):
     """A loss or weight became NaN/inf; no checkpoint was written after that point."""
 
@@ -53,5 +58,5 @@ class StudyError(SnganError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP outside training (where no checkpoint is due): the command stops, its unfinished output
-    unwritten; the CLI prints one line and exits 143."""
+    """SIGTERM, SIGHUP or SIGUSR2 outside training (where no checkpoint is due): the command stops, its unfinished
+    output unwritten; the CLI prints one line and exits 143."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sngan.errors import SnganError
+from sngan.errors import FolderChanged, SnganError
 
 MAX_JSONL_BYTES = 1 << 30  # a run's metrics.jsonl: a record a step for millions of steps
 TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's temporary files look like
@@ -90,17 +91,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     with writing(path):
         refuse_link(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(path)
+        # the folder is the user's choice (a link there is followed once, here); the temporary and the rename then
+        # go through its handle, so both land in the same folder even if the name is swapped meanwhile
+        folder = Folder(path.parent, os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+            folder.write(path.name, write)
+        finally:
+            folder.close()
     return path
 
 
@@ -148,6 +145,181 @@ def atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
             tmp.unlink(missing_ok=True)
     for folder in {path.parent for path, _ in files}:
         _fsync_dir(folder)
+
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _what(info: os.stat_result | None) -> str:
+    if info is None:
+        return "gone"
+    mode = info.st_mode
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "another folder" if stat.S_ISDIR(mode) else "a file"
+            if stat.S_ISREG(mode) else f"a {_kind(mode)}")
+
+
+class Folder:
+    """A handle on a folder sngan writes (a run's folder and its parts, a study, the data cache, an export): an
+    `O_DIRECTORY | O_NOFOLLOW` descriptor opened once. Every write, rename, delete and listing goes through it with
+    the `*at` calls (Python's `dir_fd=`), so a folder moved away mid-command and replaced by a link (or a file) is
+    never followed: the bytes land only in the folder that was opened, and `check` refuses with one line
+    (`FolderChanged`) once the name no longer leads to that folder. Child folders (`folder`) are opened through their
+    parent's handle, never through a link.
+    """
+
+    def __init__(self, path: Path, fd: int, parent: Folder | None = None):
+        self.path, self.fd, self.parent = path, fd, parent
+        self.identity = _identity(os.fstat(fd))
+
+    @classmethod
+    def open(cls, path: str | Path, create: bool = False) -> Folder:
+        """A handle on `path` (created, with its parents, when `create`); its last component must be a real folder,
+        not a link (the folders above it are the user's choice)."""
+        path = Path(path)
+        with writing(path):
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path)
+            return cls(path, _open_folder(path, os.open, path))
+
+    def folder(self, name: str, create: bool = True) -> Folder:
+        """A handle on the child folder `name`, opened through this one (created when `create` and absent)."""
+        path = self.path / name
+        with writing(path):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=self.fd)
+            return Folder(path, _open_folder(name, functools.partial(os.open, dir_fd=self.fd), path), self)
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        """`name`'s own status in this folder (a link is not followed), or None when there is none."""
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def check(self) -> None:
+        """Raise FolderChanged unless this folder's name still leads to it: not moved, deleted, or replaced by a link,
+        a file or another folder (looked up through the parent's handle, or the path for a top folder)."""
+        try:
+            info: os.stat_result | None = (self.parent.lstat(self.path.name) if self.parent is not None
+                                           else os.stat(self.path, follow_symlinks=False))
+        except OSError:
+            info = None
+        if info is None or _identity(info) != self.identity:
+            raise FolderChanged(f"'{self.path}' changed while sngan was writing in it (it is now {_what(info)}); "
+                                f"sngan never writes through a link or into a folder it did not open")
+
+    def names(self) -> list[str]:
+        """The entries of the folder that was opened (wherever it is now), sorted."""
+        return sorted(os.listdir(self.fd))
+
+    def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> Path:
+        """`atomic_write` of `name` inside this folder: a temporary created here exclusively, renamed over `name`
+        through the handle, the folder fsynced. A link or a special file at `name` is refused."""
+        path = self.path / name
+        with writing(path):
+            self._refuse_odd(name)
+            fd, tmp = _create_temp_at(self.fd, name)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    write(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=self.fd)
+                raise
+            os.fsync(self.fd)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write(name, lambda fh: fh.write(text.encode()))
+
+    def open_append(self, name: str) -> IO[str]:
+        """`name` opened for appending text (line-buffered), created if absent, never through a link and only as a
+        regular file (a FIFO there is refused, not waited on)."""
+        path = self.path / name
+        with writing(path):
+            self._refuse_odd(name)
+            fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         0o666, dir_fd=self.fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise SnganError(f"'{path}' is not a regular file: sngan writes only regular files (move it aside)")
+            return open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (the caller closes)
+
+    def append(self, name: str, text: str) -> None:
+        """Append `text` to `name` (one record line: a crash can tear only the last line)."""
+        with self.open_append(name) as fh, writing(self.path / name):
+            fh.write(text)
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        """The bytes of the regular file `name` here (`open_regular`, through the handle)."""
+        return open_regular(self.path / name, limit, dir_fd=self.fd, name=name)
+
+    def unlink(self, name: str) -> None:
+        """Delete the file `name` of this folder (the folder that was opened, never a link's target)."""
+        with writing(self.path / name), contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.fd)
+
+    def rename(self, name: str, into: Folder, new_name: str | None = None) -> Path:
+        """Move `name` from this folder to `into` (both through their handles), never over an existing entry."""
+        new_name = new_name or name
+        with writing(into.path / new_name):
+            if into.lstat(new_name) is not None:
+                raise SnganError(f"cannot move {self.path / name} to {into.path / new_name}: it exists")
+            os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=into.fd)
+        return into.path / new_name
+
+    def remove_stale_temps(self) -> list[str]:
+        """Delete `atomic_write` temporaries (`TEMP_FILE` names) a killed process left here; only where no other
+        process can be writing (under the folder's lock). Returns the names removed."""
+        stale = [n for n in self.names() if TEMP_FILE.match(n) and (i := self.lstat(n)) and stat.S_ISREG(i.st_mode)]
+        for name in stale:
+            self.unlink(name)
+        return stale
+
+    def _refuse_odd(self, name: str) -> None:
+        info = self.lstat(name)
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            raise SnganError(f"cannot write {self.path / name}: it is {_what(info)}; sngan writes only regular "
+                             f"files, never through links (move it aside)")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _open_folder(name: str | Path, opener: Callable[..., int], path: Path) -> int:
+    try:
+        return opener(name, FOLDER_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            info = None
+            with contextlib.suppress(OSError):
+                info = os.stat(path, follow_symlinks=False)
+            raise SnganError(f"'{path}' is {_what(info)}, not a folder: sngan writes only into real folders, never "
+                             f"through links (move it aside)") from None
+        raise
+
+
+def _create_temp_at(dir_fd: int, name: str) -> tuple[int, str]:
+    """`_create_temp` inside the folder of handle `dir_fd`."""
+    while True:
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                           dir_fd=dir_fd), tmp
+        except FileExistsError:
+            continue
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -395,12 +567,15 @@ def export_foreign(folder: Path) -> list[str]:
     return foreign
 
 
-def open_regular(path: str | Path, limit: int | None = None) -> bytes:
+def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None = None,
+                 name: str | None = None) -> bytes:
     """The bytes of a regular file, never blocking on a FIFO or a device (opened non-blocking, checked with fstat
-    before any read) and never through a link; with `limit`, a larger file is one SnganError line."""
+    before any read) and never through a link; with `limit`, a larger file is one SnganError line. With `dir_fd`,
+    the file `name` is opened through that folder handle (`Folder.read`); `path` then only names it."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path if dir_fd is None else name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SnganError(f"{path}: is a symbolic link; sngan does not read through links here") from None

@@ -527,24 +527,24 @@ def test_a_dead_holders_lock_never_blocks_and_a_live_one_is_named(tmp_path):
     import sys
 
     from sngan.errors import SnganError
-    from sngan.train.rundir import RunLock
+    from sngan.train.rundir import FolderLock
 
     holder = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-              "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); "
-              "time.sleep(120)")
+              "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'otherhost:{os.getpid()}\\n'.encode()); "
+              "print('held', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(SnganError, match=f"in use by another sngan process \\(PID {proc.pid}\\)"):
-            RunLock(tmp_path)
+        with pytest.raises(SnganError, match=f"in use by another sngan process \\(host otherhost, PID {proc.pid}\\)"):
+            FolderLock(tmp_path)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    lock = RunLock(tmp_path)  # the kernel released the dead process's lock
+    lock = FolderLock(tmp_path)  # the kernel released the dead process's lock
     assert (tmp_path / ".lock").read_text() == f"{socket.gethostname()}:{os.getpid()}\n"  # host and PID
     with pytest.raises(SnganError, match=f"in use by another sngan process \\(host {socket.gethostname()}, PID "
                                          f"{os.getpid()}\\)"):
-        RunLock(tmp_path)  # a second open file of the same folder, as another host's process would be
+        FolderLock(tmp_path)  # a second open file of the same folder, as another host's process would be
     lock.release()
     assert (tmp_path / ".lock").read_bytes() == b""
 

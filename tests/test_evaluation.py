@@ -20,6 +20,7 @@ from sngan.metrics.stats import ReferenceStats, load_stats
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import to_uint8
 from sngan.train.loop import evaluate_and_keep_best, train
+from sngan.train.rundir import RunFolder
 from sngan.train.runlog import RunLog
 from sngan.train.state import build_state
 from tests.helpers import pytorch_fid_reference_net, write_config
@@ -230,14 +231,16 @@ class ScriptedEvaluator:
 def test_best_checkpoint_follows_the_lowest_fid(tiny_config, tmp_path):
     cfg = load_config(tiny_config)
     state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
-    run_log, ckpt_dir = RunLog(tmp_path / "run", to_yaml(cfg)), tmp_path / "run" / "checkpoints"
+    folder = RunFolder.open(tmp_path / "run", to_yaml(cfg))
+    run_log, ckpt_dir = RunLog(folder), tmp_path / "run" / "checkpoints"
     evaluator, best_steps = ScriptedEvaluator([5.0, 7.0, 3.0]), []
     for step in (1, 2, 3):
         state.step = step
-        evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, log=lambda s: None)
+        evaluate_and_keep_best(state, evaluator, run_log, folder, folder.path, log=lambda s: None)
         best_steps.append(torch.load(ckpt_dir / "best.pt", weights_only=True)["step"])
     run_log.close()
+    folder.close()
     assert best_steps == [1, 1, 3] and state.best == {"metric": "fid10_train6", "value": 3.0, "step": 3}
-    logged = [json.loads(x) for x in run_log.metrics_path.read_text().splitlines()]
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["fid10_train6"], r["eval_network"]) for r in logged] == [
         (1, 5.0, "fake-net"), (2, 7.0, "fake-net"), (3, 3.0, "fake-net")]

@@ -117,15 +117,16 @@ def test_resume_from_an_older_checkpoint_moves_later_grids_aside(tiny_runs, tmp_
     assert "1 log record after step 2 moved to" in result.output
 
 
-def test_a_checkpoint_without_run_id_resumes_into_its_own_folder_and_gets_its_id(tiny_runs, tmp_path):
+def test_a_checkpoint_without_run_id_is_refused_naming_the_format_and_nothing_changes(tiny_runs, tmp_path):
     run = copy_run(tiny_runs, tmp_path)
-    (run / ".sngan-run").unlink()  # a folder of an sngan from before run markers
     for path in (run / "checkpoints").glob("*.pt"):
         state = torch.load(path, weights_only=True)
-        state.pop("run_id")
+        state.pop("run_id")  # a pre-release layout: sngan 0.1.0 has one checkpoint format, which records the run
         torch.save(state, path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     result = CliRunner().invoke(app, ["train", "--no-progress", "--out", str(run), "--resume", "auto", "--set",
                                       "train.iterations=4"])
-    assert result.exit_code == 0, result.output
-    run_id = (run / ".sngan-run").read_text().strip()
-    assert torch.load(run / "checkpoints" / "ckpt-0000004.pt", weights_only=True)["run_id"] == run_id
+    assert result.exit_code == 1
+    assert "its 'run_id' must be 32 hex digits, got 'None' (checkpoint format 1" in result.output
+    assert len(result.output.strip().splitlines()) <= 2  # the --resume auto notice and the error
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

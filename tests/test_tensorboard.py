@@ -43,6 +43,7 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
 
 
 def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(tmp_path):
+    from sngan.train.rundir import RunFolder
     from sngan.train.runlog import MetricsFile, RunLog, TensorBoardSink
 
     class Recorder:
@@ -59,7 +60,8 @@ def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(t
             self.seen.append(("close",))
 
     pytest.importorskip("tensorboard")
-    run_log = RunLog(tmp_path / "run", "data: {}\n")
+    folder = RunFolder.open(tmp_path / "run", "data: {}\n")
+    run_log = RunLog(folder)
     assert [type(s) for s in run_log.sinks] == [MetricsFile, TensorBoardSink]  # the file first: readers use it
     recorder = Recorder()
     run_log.sinks.append(recorder)
@@ -68,5 +70,6 @@ def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(t
     Image.new("RGB", (4, 4)).save(grid)
     run_log.grid(grid, 1)
     run_log.close()
+    folder.close()
     assert recorder.seen == [("write", 1), ("grid", 1), ("close",)]
     assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,9 +86,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     Returns:
         The path written.
     """
+    return atomic_write(path, grid_writer(images, nrow))
+
+
+def grid_writer(images: torch.Tensor, nrow: int | None = None) -> Callable[[IO[bytes]], None]:
+    """What fills a PNG grid file with `images` (`save_grid`'s layout), for an atomic write by path or through a
+    folder handle."""
     nrow = nrow or default_nrow(len(images))
-    return atomic_write(path, lambda fh: save_image(images, fh, nrow=nrow, normalize=True, value_range=(-1, 1),
-                                                    format="PNG"))
+    return lambda fh: save_image(images, fh, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
 
 
 def class_folders(class_names: list[str]) -> list[str]:

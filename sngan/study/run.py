@@ -43,7 +43,7 @@ from sngan.io import write_text, writing
 from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
-from sngan.train.rundir import FolderLock, RunLock, lock_holder, read_run_id
+from sngan.train.rundir import FolderLock, lock_holder, read_run_id
 
 RESULT = "result.json"
 STUDY_MARKER = ".sngan-study"
@@ -65,9 +65,9 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
         if saved["status"] in DONE:
             return "skipped"
     found = list_checkpoints(run_dir / "checkpoints")
-    if not found and run_dir.exists():
+    if not found and read_run_id(run_dir) is not None:  # only a run folder sngan made is moved; train refuses others
         aside = run_dir.with_name(f".{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
-        lock = RunLock(run_dir)  # a process still training there is named, its folder never moved
+        lock = FolderLock(run_dir)  # a process still training there is named, a user's .lock refused, never moved
         try:
             with writing(run_dir):
                 run_dir.rename(aside)

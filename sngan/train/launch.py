@@ -1,7 +1,8 @@
 """`sngan train` as a plain function: options -> (config, run directory, checkpoint to resume) -> `train`.
 
 One command starts and continues a run, as a scheduler repeats it: `sngan train --config C --out DIR --resume auto`
-starts a new run when DIR has no checkpoint and continues its newest checkpoint otherwise, saying which. A torchrun
+starts a new run when DIR has no checkpoint and continues its newest checkpoint otherwise (the newest periodic one,
+else best.pt: `rundir.newest_checkpoint`, the same rule by which a new run refuses the folder), saying which. A torchrun
 restart (TORCHELASTIC_RESTART_COUNT > 0) reads the same command line as `--resume auto`: the restarted workers
 continue the run the first attempt started.
 
@@ -22,7 +23,7 @@ from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
 from sngan.models import check_model_size
 from sngan.train.loop import dry_run_summary, train
-from sngan.train.rundir import latest_run_dir, next_run_dir, run_folder_of
+from sngan.train.rundir import latest_run_dir, newest_checkpoint, next_run_dir, run_folder_of
 from sngan.train.state import Resume, open_resume
 
 
@@ -48,10 +49,9 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
             if name is None:
                 raise SnganError("--resume auto needs --out RUN_DIR (or --config with an earlier run under runs/)")
             return Choice(next_run_dir(name), None, "--resume auto: no earlier run of this config, starting one")
-        found = list_checkpoints(run_dir / "checkpoints")
-        if found:
-            return Choice(run_dir, found[-1], f"--resume auto: continuing {found[-1]}, the newest checkpoint of "
-                                              f"{run_dir}")
+        newest = newest_checkpoint(run_dir / "checkpoints")  # the same answer a new run's check gets
+        if newest is not None:
+            return Choice(run_dir, newest, f"--resume auto: continuing {newest}, the newest checkpoint of {run_dir}")
         if config is None:
             raise SnganError(f"--resume auto: no checkpoint in '{run_dir / 'checkpoints'}' (give --config as well "
                              f"to start a new run there)")

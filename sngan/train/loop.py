@@ -15,7 +15,10 @@ SIGUSR2 (what Slurm sends ahead of a time limit through submitit). On a cluster 
 Slurm signals every process of the job, torchrun's agent forwards what it receives to its workers, and a Ctrl-C in
 a terminal reaches the agent and the workers. So repeats are one request: any signal within `SAME_REQUEST_S` of the
 first, and SIGTERM/SIGHUP/SIGUSR2 within `SAME_TERM_S` of it. After that a SIGINT (a second Ctrl-C) or a late
-SIGTERM stops at once, without a checkpoint.
+SIGTERM stops at once, without a checkpoint, as long as the stop checkpoint is not written yet. Once it is written
+(`SignalGuard.saved`), every later stop signal, during the teardown or after it, is one more request already served:
+it is said in one line and the run still ends as stopped with a checkpoint (exit 143), never as interrupted (130,
+"nothing saved").
 """
 
 from __future__ import annotations
@@ -34,15 +37,15 @@ from tqdm import tqdm
 from sngan import checkpoint as ckpt
 from sngan.config import Config, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max_divergence, resolve_device, together
-from sngan.errors import CheckpointError, SnganError, TrainingDiverged, TrainingStopped
+from sngan.errors import CheckpointError, FolderChanged, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
 from sngan.sample.generate import generate, latents
-from sngan.sample.writers import save_grid
+from sngan.sample.writers import grid_writer
 from sngan.train.losses import get_losses
 from sngan.train.perf import path_line, resolve_perf
-from sngan.train.rundir import MARKER, check_owner, check_run_dir, read_run_id
+from sngan.train.rundir import RunFolder
 from sngan.train.runlog import Progress, RunLog, bar_wanted, check_wandb, open_wandb
 from sngan.train.state import Resume, TrainState, build_state, open_resume
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
@@ -91,31 +94,37 @@ def due(step: int, t: TrainConfig, stopping: bool, evaluating: bool) -> Due:
                stop=stopping)
 
 
-def write_checkpoint(state: TrainState, path: Path) -> Path:
-    """Check the weights, snapshot the state (all ranks) and write it atomically to `path` (rank 0)."""
+def write_checkpoint(state: TrainState, folder: RunFolder | None, name: str, run_dir: Path) -> Path:
+    """Check the weights, snapshot the state (all ranks) and write it atomically as `checkpoints/<name>` through
+    the run folder's handle (rank 0, the one with a `folder`). Returns the checkpoint's path."""
     check_finite_weights(state)
     check_ranks_agree(state)
     snapshot = state.snapshot()
-    if state.dist.is_main:
-        check_still_ours(path.parent.parent, state.run_id)
-        ckpt.save_checkpoint(snapshot, path)
-    return path
+    if folder is None:
+        return run_dir / "checkpoints" / name
+    return folder.save(name, ckpt.writer(snapshot))
 
 
-def check_still_ours(run_dir: Path, run_id: str | None) -> None:
-    """Stop when the run folder lost its marker (deleted or replaced while training): saving would re-create
-    checkpoints/ in a folder that is no longer this run's."""
-    if run_id is not None and read_run_id(run_dir) != run_id:
-        raise SnganError(f"run folder '{run_dir}' is gone or no longer this run's (its {MARKER} marker is missing "
-                         f"or changed): stopping without writing; the weights since the last checkpoint are lost")
-
-
-def save_periodic(state: TrainState, ckpt_dir: Path) -> Path:
+def save_periodic(state: TrainState, folder: RunFolder | None, run_dir: Path) -> Path:
     """`ckpt-<step>.pt` through `write_checkpoint`, then prune old periodic checkpoints (best.pt is kept apart)."""
-    path = write_checkpoint(state, ckpt.checkpoint_path(ckpt_dir, state.step))
-    if state.dist.is_main:
-        ckpt.prune_checkpoints(ckpt_dir, state.cfg.train.keep_checkpoints)
+    path = write_checkpoint(state, folder, ckpt.checkpoint_path("", state.step).name, run_dir)
+    if folder is not None:
+        folder.prune(state.cfg.train.keep_checkpoints)
     return path
+
+
+def rescue(state: TrainState, folder: RunFolder | None, run_dir: Path, changed: FolderChanged) -> FolderChanged:
+    """After a part of the run folder was swapped mid-run (`changed`): a checkpoint of this step in the run's own
+    folder (`RunFolder.rescue`), and the one line that says where and how to continue. Under torchrun the other
+    ranks are not waiting in a save, so no checkpoint is written there (the line says so)."""
+    if folder is None or state.dist.enabled:
+        return FolderChanged(f"{changed}: stopped at step {state.step} without a checkpoint (restore the folder, "
+                             f"then continue with: sngan train --out {run_dir} --resume auto)")
+    check_finite_weights(state)
+    path = folder.rescue(ckpt.checkpoint_path("", state.step).name, ckpt.writer(state.snapshot()))
+    how = "auto" if path.parent.name == "checkpoints" else str(path)
+    return FolderChanged(f"{changed}: stopped at step {state.step} with checkpoint {path} (restore the folder, then "
+                         f"continue with: sngan train --out {run_dir} --resume {how})")
 
 
 def check_ranks_agree(state: TrainState) -> None:
@@ -135,15 +144,16 @@ def check_finite_weights(state: TrainState) -> None:
                                    f"(the last good one is kept): lower optim.lr or check the data")
 
 
-def sample_grid(state: TrainState, path: Path) -> Path:
-    """The run's grid of `train.num_samples` images from the same seeded latents at every step (seed `train.seed`),
-    so grids of one run show the same (z, y) as training goes on."""
+def sample_grid(state: TrainState, folder: RunFolder) -> Path:
+    """The run's grid `samples/step-<step>.png` of `train.num_samples` images from the same seeded latents at every
+    step (seed `train.seed`), so grids of one run show the same (z, y) as training goes on."""
     m, t = state.cfg.model, state.cfg.train
-    return save_grid(generate(state.sampler, *latents(t.num_samples, m.z_dim, m.num_classes, seed=t.seed)), path)
+    images = generate(state.sampler, *latents(t.num_samples, m.z_dim, m.num_classes, seed=t.seed))
+    return folder.write_grid(f"step-{state.step:07d}.png", grid_writer(images))
 
 
-def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_log: RunLog | None, ckpt_dir: Path,
-                           log: Callable[[str], None]) -> None:
+def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_log: RunLog | None,
+                           folder: RunFolder | None, run_dir: Path, log: Callable[[str], None]) -> None:
     """Score the generator to sample from, log the metrics, and write checkpoints/best.pt when FID improves.
 
     best.pt is a full checkpoint (resumable), written through the same checks as periodic ones and never pruned.
@@ -162,34 +172,35 @@ def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_
     best = state.best
     if best is None or best.get("metric") != fid_name or fid < best["value"]:
         state.best = {"metric": fid_name, "value": fid, "step": state.step}
-        write_checkpoint(state, ckpt_dir / "best.pt")
-        log(f"new best {fid_name} {fid:.3f}: {ckpt_dir / 'best.pt'}")
+        path = write_checkpoint(state, folder, "best.pt", run_dir)
+        log(f"new best {fid_name} {fid:.3f}: {path}")
 
 
-def open_run_log(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, text: Progress,
-                 info: DistInfo) -> RunLog | None:
-    """Rank 0 locks and prepares the run folder (its first change, after every check); all ranks learn if it failed.
-    From then on every line of the run is kept in its log.txt."""
-    run_log = None
+def open_run_folder(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, text: Progress,
+                    info: DistInfo) -> tuple[RunFolder | None, RunLog | None]:
+    """Rank 0 checks, locks and prepares the run folder (its first change, after every check) and opens its log;
+    all ranks learn if it failed. From then on every line of the run is kept in its log.txt."""
+    folder = run_log = None
     with together(info, "opening the run folder"):
         if info.is_main:
-            run_log = RunLog(run_dir, to_yaml(cfg), start_step=state.step, notice=text.message, run_id=state.run_id,
-                             resume=resume, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
-                             if cfg.train.wandb_project else None)
-            state.run_id = run_log.run_id  # recorded in every checkpoint from now on
+            folder = RunFolder.open(run_dir, to_yaml(cfg), start_step=state.step, notice=text.message,
+                                    run_id=state.run_id, resume=resume)
+            state.run_id = folder.run_id  # recorded in every checkpoint from now on
             try:
-                text.open_file(run_dir / "log.txt")
+                text.open_file(folder)
+                run_log = RunLog(folder, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
+                                 if cfg.train.wandb_project else None)
             except BaseException:
-                run_log.close()  # releases the lock
+                folder.close()  # releases the lock
                 raise
-    return run_log
+    return folder, run_log
 
 
 def check_start(cfg: Config, run_dir: Path, resume: Resume | None, info: DistInfo) -> None:
     """Every check a run makes before building anything (rank 0 alone checks the folder it alone writes)."""
     if info.is_main:
-        check_run_dir(run_dir)
-        check_owner(run_dir, None if resume is None else resume.run_id, None if resume is None else resume.path)
+        RunFolder.check_start(run_dir, None if resume is None else resume.run_id,
+                              None if resume is None else resume.path)
         check_wandb(cfg.train)  # before anything is written, like the Inception weights
 
 
@@ -251,31 +262,43 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text:
                 raise CheckpointError(f"{resume.path}: {exc}") from None
     t = cfg.train
     last_path = None if resume is None else resume.path
-    run_log = None
+    folder = run_log = None
     try:
-        run_log = open_run_log(run_dir, cfg, state, last_path, text, info)
+        folder, run_log = open_run_folder(run_dir, cfg, state, last_path, text, info)
         if resume is not None:
             text.message(f"resumed from {resume.path} at step {state.step}")
         text.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
                      f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
         text.begin(t.iterations, state.step)
-        last_path = run_loop(state, run_dir, run_log, evaluator, text, last_path) or last_path
+        last_path = run_loop(state, run_dir, folder, run_log, evaluator, text, last_path) or last_path
     finally:
         text.close_bar()
-        if run_log is not None:
-            run_log.close()
-        state.batches.close()
+        try:
+            if run_log is not None:
+                run_log.close()
+        finally:
+            if folder is not None:
+                folder.close()
+            state.batches.close()
     text.message(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 
 
-def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator: TrainingEvaluator | None,
-             text: Progress, last_path: Path | None) -> Path | None:
-    """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written."""
+def run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log: RunLog | None,
+             evaluator: TrainingEvaluator | None, text: Progress, last_path: Path | None) -> Path | None:
+    """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written. A part of the
+    run folder swapped mid-run stops the run with a checkpoint in its own folder (`rescue`)."""
+    try:
+        return _run_loop(state, run_dir, folder, run_log, evaluator, text, last_path)
+    except FolderChanged as changed:
+        raise rescue(state, folder, run_dir, changed) from None
+
+
+def _run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log: RunLog | None,
+              evaluator: TrainingEvaluator | None, text: Progress, last_path: Path | None) -> Path | None:
     cfg, info, device, t = state.cfg, state.dist, state.device, state.cfg.train
     losses = get_losses(cfg.loss.type)
     window = LossWindow(device, state.step)
-    ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
     with SignalGuard(text.message if info.is_main else None) as signals:
         while state.step < t.iterations:
             lr, d_loss, g_loss = iteration(state, losses)
@@ -293,18 +316,19 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
             if now.refresh:
                 broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
                 refresh_ema_batchnorm(state)  # on every rank: deterministic, keeps the EMA copies equal
-            if now.sample and info.is_main:
-                grid = sample_grid(state, samples_dir / f"step-{state.step:07d}.png")
+            if now.sample and folder is not None:
+                grid = sample_grid(state, folder)
                 if run_log is not None:
                     run_log.grid(grid, state.step)
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                 m = cfg.model
                 run_log.log({"step": state.step, **training_record(state.d.module, m.resolution, m.num_classes)})
             if now.evaluate:
-                evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, text.message)
+                evaluate_and_keep_best(state, evaluator, run_log, folder, run_dir, text.message)
             if now.save:
-                last_path = save_periodic(state, ckpt_dir)
+                last_path = save_periodic(state, folder, run_dir)
             if now.stop:
+                signals.saved = True  # a signal from now on repeats a request already served
                 raise TrainingStopped(f"stopped by a signal at step {state.step}; checkpoint {last_path}; continue "
                                       f"with: sngan train --out {run_dir} --resume auto" if info.is_main else "")
     return last_path
@@ -319,6 +343,7 @@ class SignalGuard:
 
     def __init__(self, say: Callable[[str], None] | None = None) -> None:
         self.received: int | None = None
+        self.saved = False  # the stop checkpoint is written: later signals change nothing
         self._first_at = 0.0
         self._say = say
         self._previous: dict[int, Any] = {}
@@ -333,6 +358,9 @@ class SignalGuard:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
+        if self.saved:
+            self._served(signum, frame)
+            return
         if self.received is None:
             self.received, self._first_at = signum, time.monotonic()
             if self._say is not None:
@@ -348,9 +376,18 @@ class SignalGuard:
         waited = time.monotonic() - self._first_at
         return waited < SAME_REQUEST_S or (signum != signal.SIGINT and waited < SAME_TERM_S)
 
+    def _served(self, signum: int, frame: Any) -> None:
+        """A stop signal after the stop checkpoint was written: nothing is left to save or lose."""
+        if self._say is not None:
+            self._say(f"{signal.Signals(signum).name} received: the stop checkpoint is already written; stopping")
+
     def _repeat_or_previous(self, signum: int, frame: Any) -> None:
         """After the guard: a repeat of the request it took is still that request (the stop line must not become
-        'interrupted'); any other signal goes to the handler that was there before the guard."""
+        'interrupted'), and so is any stop signal once the stop checkpoint is written; any other signal goes to the
+        handler that was there before the guard."""
+        if self.saved:
+            self._served(signum, frame)
+            return
         if self._repeat(signum):
             return
         previous = self._previous.get(signum, signal.SIG_DFL)

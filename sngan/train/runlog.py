@@ -39,20 +39,9 @@ from tqdm import tqdm
 from sngan import progress as passes  # the one terminal rule is passes.on_terminal, for every command
 from sngan.config import TrainConfig
 from sngan.errors import SnganError
-from sngan.io import append_jsonl, atomic_write_all, open_append, remove_stale_temps, write_text, writing
+from sngan.io import Folder, writing
 from sngan.progress import eta
-from sngan.records import read_records
-from sngan.train.rundir import (
-    MARKER,
-    RunLock,
-    aside_path,
-    check_owner,
-    later_checkpoints,
-    later_grids,
-    move_aside,
-    new_run_id,
-    read_run_id,
-)
+from sngan.train.rundir import RunFolder
 
 # Lines: the terminal and log.txt
 
@@ -102,11 +91,11 @@ class Progress:
         self.total = total
         self.bar = tqdm(total=total, initial=initial, disable=not self.show_bar, dynamic_ncols=True, desc="train")
 
-    def open_file(self, path: Path) -> None:
-        """Append every line said so far and every later line to `path` (the run folder's log.txt)."""
+    def open_file(self, folder: RunFolder) -> None:
+        """Append every line said so far and every later line to the run folder's log.txt."""
         if self._log is None:
             return
-        self._file = open_append(path)  # closed in close(); never through a link
+        self._file = folder.open_log()  # closed in close(); through the folder's handle, never through a link
         self._file.write("".join(self._early))
         self._early = []
 
@@ -178,12 +167,24 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
 
 class TensorBoardSink:
     """One of the run log's sinks: a record's scalars at its step, stamped with its own wall time when it has one,
-    and sample grids (PNG) as the image `samples`."""
+    and sample grids (PNG) as the image `samples`.
 
-    def __init__(self, writer: Any):  # a torch.utils.tensorboard.SummaryWriter
-        self.writer = writer
+    TensorBoard's writer thread reopens its event file by name for every append. Where the system names open
+    folders (`/proc/self/fd`, Linux) it is given the run's `tensorboard/` handle by that name (`logdir`), so its
+    appends land in the folder the run made whatever its path now leads to; each record first checks that the part
+    is still that folder (`Folder.check`), so a swapped `tensorboard/` stops the run with a checkpoint.
+    """
+
+    def __init__(self, folder: Folder, purge_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = folder
+        with writing(folder.path):
+            # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
+            self.writer = SummaryWriter(logdir(folder), purge_step=purge_step)
 
     def write(self, record: dict[str, Any]) -> None:
+        self.folder.check()
         walltime = record.get("time")
         for tag, value in scalars(record).items():
             self.writer.add_scalar(tag, value, record["step"], walltime=walltime)
@@ -191,11 +192,19 @@ class TensorBoardSink:
     def grid(self, path: Path, step: int) -> None:
         from PIL import Image
 
+        self.folder.check()
         with Image.open(path) as image:
             self.writer.add_image("samples", np.asarray(image.convert("RGB")), step, dataformats="HWC")
 
     def close(self) -> None:
         self.writer.close()
+
+
+def logdir(folder: Folder) -> str:
+    """The name under which a writer that opens files by name reaches `folder`'s handle: `/proc/self/fd/N` where
+    the system offers it, else the folder's path."""
+    proc = f"/proc/self/fd/{folder.fd}"
+    return proc if os.path.isdir(proc) else str(folder.path)
 
 
 def check_wandb(t: TrainConfig) -> None:
@@ -272,15 +281,11 @@ class Sink(Protocol):
 class MetricsFile:
     """The first sink: appends records to metrics.jsonl, the file every reader uses (grids are not its job)."""
 
-    def __init__(self, path: Path, run_dir: Path):
-        self.path, self.run_dir = path, run_dir
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
 
     def write(self, record: dict[str, Any]) -> None:
-        try:
-            append_jsonl(self.path, record)
-        except FileNotFoundError:  # the folder was deleted under the run
-            raise SnganError(f"run folder '{self.run_dir}' is gone or no longer this run's (deleted while "
-                             f"training): stopping without writing") from None
+        self.folder.append_record(json.dumps(record) + "\n")
 
     def grid(self, path: Path, step: int) -> None:
         pass
@@ -290,76 +295,29 @@ class MetricsFile:
 
 
 class RunLog:
-    """The run's text records: config.yaml, and `sinks` that every record and sample grid goes to: metrics.jsonl,
-    TensorBoard events (when installed) and a W&B run (`wandb`: `open_wandb` bound to the config, when asked for);
-    holds the lock.
-
-    On resume at step S, records after S (written by the interrupted process after its last checkpoint, or by a
-    continuation from a later checkpoint) are moved to `metrics.superseded-<time>.jsonl`, later checkpoints to
-    `checkpoints/superseded-<time>/` and later sample grids to `samples/superseded-<time>/`; TensorBoard hides its
-    later events (`purge_step`: they stay in the event files, which TensorBoard cannot split). The log then describes
-    exactly the training that happened, and nothing is lost. Every check (owner, lock, readable log and best.pt)
-    passes before the first change to the folder; the marker (`.sngan-run`) is written when the folder lacks one.
+    """The run's records: every record and sample grid goes to its `sinks`: metrics.jsonl, TensorBoard events
+    (when installed) and a W&B run (`wandb`: `open_wandb` bound to the config, when asked for). It writes only
+    through its `RunFolder`, which owns the folder (checks, lock, marker, what a resume sets aside); TensorBoard
+    hides the events of steps a resume abandoned (`purge_step`: they stay in the event files, which TensorBoard
+    cannot split).
     """
 
-    def __init__(self, run_dir: Path, config_yaml: str, start_step: int = 0,
-                 notice: Callable[[str], None] | None = None, run_id: str | None = None,
-                 resume: Path | None = None, wandb: Callable[[Path, str], Any] | None = None):
-        notice = notice or (lambda message: None)
-        self.run_dir = run_dir
-        self.metrics_path = run_dir / "metrics.jsonl"
-        check_owner(run_dir, run_id, resume)  # before the lock file is made in it
-        self.lock = RunLock(run_dir)
+    def __init__(self, folder: RunFolder, wandb: Callable[[Path, str], Any] | None = None):
+        self.folder = folder
+        self.sinks: list[Sink] = [MetricsFile(folder)]
         try:
-            check_owner(run_dir, run_id, resume)  # again, now that no other sngan process can change it
-            self.run_id = read_run_id(run_dir) or run_id or new_run_id()
-            self._prepare(config_yaml, start_step, notice)
-            wandb_run = wandb(run_dir, self.run_id) if wandb is not None else None  # open_wandb, bound
+            try:
+                import torch.utils.tensorboard  # noqa: F401
+            except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
+                pass
+            else:
+                self.sinks.append(TensorBoardSink(folder.tensorboard(), folder.purge_step))
+            wandb_run = wandb(folder.path, folder.run_id) if wandb is not None else None  # open_wandb, bound
             if wandb_run is not None:
                 self.sinks.append(WandbSink(wandb_run))
         except BaseException:
-            self.lock.release()
+            self.close()
             raise
-
-    def _prepare(self, config_yaml: str, start_step: int, notice: Callable[[str], None]) -> None:
-        run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
-        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
-            for stale in remove_stale_temps(folder):
-                notice(f"removed {stale.name}, a partial file left by a process that was stopped mid-write")
-        restarted = not start_step and self.metrics_path.exists()  # a start that stopped before its first save
-        records = read_records(run_dir, notice) if start_step or restarted else []
-        kept = [r for r in records if r.get("step", 0) <= start_step]
-        later_records = [r for r in records if r.get("step", 0) > start_step]
-        later = later_checkpoints(ckpt_dir, start_step) if start_step else []
-        grids = later_grids(run_dir / "samples", start_step)
-        if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
-            moved = aside_path(run_dir, "metrics.superseded-<time>.jsonl")
-            atomic_write_all([(moved, _jsonl(later_records).encode()), (self.metrics_path, _jsonl(kept).encode())])
-            count = len(later_records)
-            notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to {moved}"
-                   + (" (an earlier start of this run stopped before its first checkpoint)" if restarted else ""))
-        elif start_step and self.metrics_path.exists():  # drops a torn last line before the first append
-            write_text(self.metrics_path, _jsonl(kept))
-        self.purge_step = start_step + 1 if start_step or restarted else None  # TensorBoard hides later events
-        aside = move_aside(later, ckpt_dir)
-        if aside is not None:
-            notice(f"checkpoints after step {start_step} (from the run being replaced) moved to {aside}")
-        aside = move_aside(grids, run_dir / "samples")
-        if aside is not None:
-            notice(f"sample grids after step {start_step} moved to {aside}")
-        if read_run_id(run_dir) is None:
-            write_text(run_dir / MARKER, f"{self.run_id}\n")
-        write_text(run_dir / "config.yaml", config_yaml)
-        self.sinks: list[Sink] = [MetricsFile(self.metrics_path, run_dir)]
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
-            pass
-        else:
-            with writing(run_dir / "tensorboard"):
-                # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
-                self.sinks.append(TensorBoardSink(SummaryWriter(str(run_dir / "tensorboard"),
-                                                                purge_step=self.purge_step)))
 
     def log(self, record: dict[str, Any]) -> None:
         """Write one record (must hold `step`) to every sink: metrics.jsonl first, then TensorBoard and W&B."""
@@ -372,12 +330,5 @@ class RunLog:
             sink.grid(path, step)
 
     def close(self) -> None:
-        try:
-            for sink in self.sinks:
-                sink.close()
-        finally:
-            self.lock.release()
-
-
-def _jsonl(records: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in records)
+        for sink in self.sinks:
+            sink.close()
