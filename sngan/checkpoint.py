@@ -14,7 +14,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
     rng             {"python", "numpy", "torch", "cuda", "data"} generator states of rank 0
     rng_ranks       under torchrun, the list of every rank's `rng` (None for one process)
     best            {"metric", "value", "step"} or None
-    run_id          the id in the run folder's marker (`sngan.train.rundir`); absent in older checkpoints
+    run_id          the id in the run folder's marker (`sngan.train.rundir`); a checkpoint to resume must have it
     class_names     the dataset's class names in label order (a list of str, one per model class; [] for an
                     unconditional model); absent in older checkpoints, whose classes are then named '0', '1', ...
 """
@@ -93,9 +93,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     version, config, step = state["format_version"], state["config"], state["step"]
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{path}: format_version must be an integer, got {type(version).__name__}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {version} is newer than this sngan "
-                              f"understands ({FORMAT_VERSION}); upgrade sngan")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version}; this sngan reads checkpoint format "
+                              f"{FORMAT_VERSION} only" + (" (upgrade sngan)" if version > FORMAT_VERSION else ""))
     if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
         raise CheckpointError(f"{path}: its 'config' must be a mapping of config sections, got "
                               f"{type(config).__name__}")

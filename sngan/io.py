@@ -242,6 +242,29 @@ class Folder:
     def write_text(self, name: str, text: str) -> Path:
         return self.write(name, lambda fh: fh.write(text.encode()))
 
+    def write_all(self, files: list[tuple[str, bytes]]) -> None:
+        """Write several files of this folder so that a refused write (full disk) changes none of them: every
+        temporary is written and fsynced before the first rename (renames need no space)."""
+        staged: list[tuple[str, str]] = []
+        try:
+            for name, data in files:
+                with writing(self.path / name):
+                    self._refuse_odd(name)
+                    fd, tmp = _create_temp_at(self.fd, name)
+                    staged.append((tmp, name))
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+            for tmp, name in staged:
+                with writing(self.path / name):
+                    os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        finally:
+            for tmp, _ in staged:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=self.fd)
+        os.fsync(self.fd)
+
     def open_append(self, name: str) -> IO[str]:
         """`name` opened for appending text (line-buffered), created if absent, never through a link and only as a
         regular file (a FIFO there is refused, not waited on)."""

@@ -349,7 +349,8 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "config not a mapping, no --config": (["train", "--out", "run", "--resume", "config_string.pt"], 1,
                                           "'config' must be a mapping"),
     "negative step": ([*RESUME, "negative_step.pt"], 1, "'step' must be an integer in [0, "),
-    "newer format": ([*RESUME, "newer_format.pt"], 1, "newer than this sngan understands"),
+    "newer format": ([*RESUME, "newer_format.pt"], 1,
+                     "checkpoint format 99; this sngan reads checkpoint format 1 only (upgrade sngan)"),
     "generator not a dict": ([*RESUME, "generator_list.pt"], 1, "'generator' must be a state dict"),
     # inspect and eval open checkpoints through the same opener (sngan.checkpoint.open_checkpoint)
     "truncated inspect": (["inspect", "--ckpt", "truncated.pt"], 1, "truncated or corrupt"),

@@ -301,9 +301,9 @@ def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | No
 
 
 def claim_study_folder(out: Path, names: list[str]) -> None:
-    """Make `out` a study folder, or refuse a folder that is neither empty nor one (the marker `.sngan-study`; a
-    folder with study.jsonl is a study of an sngan from before markers, and one holding only folders named like the
-    plan's runs is a study being assembled: each run folder is then checked by its own ownership rule)."""
+    """Make `out` a study folder, or refuse a folder that is neither empty nor one (the marker `.sngan-study`, the
+    one study folder format; a folder holding only folders named like the plan's runs is a study being assembled:
+    each run folder is then checked by its own ownership rule)."""
     marker = out / STUDY_MARKER
     if out.is_symlink() and not out.exists():
         raise StudyError(f"study folder '{out}' is a dangling symbolic link; choose another --out")
@@ -315,7 +315,7 @@ def claim_study_folder(out: Path, names: list[str]) -> None:
         return
     entries = list(out.iterdir()) if out.is_dir() else []
     assembled = all(entry.name in names and entry.is_dir() and not entry.is_symlink() for entry in entries)
-    if entries and not assembled and not (out / "study.jsonl").is_file():
+    if entries and not assembled:
         raise StudyError(f"study folder '{out}' is not empty and is not a study folder sngan made (no "
                          f"{STUDY_MARKER}); choose another --out")
     with writing(marker):

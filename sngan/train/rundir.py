@@ -446,15 +446,15 @@ class RunFolder:
         for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
             for stale in folder.remove_stale_temps():
                 notice(f"removed {stale}, a partial file left by a process that was stopped mid-write")
-        if later_records or restarted:
+        if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
             moved = aside_name(handle.names(), "metrics.superseded-<time>.jsonl")
-            handle.write_text(moved, _jsonl(later_records))
+            handle.write_all([(moved, _jsonl(later_records).encode()), ("metrics.jsonl", _jsonl(kept).encode())])
             count = len(later_records)
             notice(f"{count} log record{'s' if count != 1 else ''} after step {start_step} moved to "
                    f"{self.path / moved}" + (" (an earlier start of this run stopped before its first checkpoint)"
                                              if restarted else ""))
-        if later_records or restarted or (start_step and records_path.exists()):
-            handle.write_text("metrics.jsonl", _jsonl(kept))  # also drops a torn last line before the first append
+        elif start_step and handle.lstat("metrics.jsonl") is not None:  # drops a torn last line before appending
+            handle.write_text("metrics.jsonl", _jsonl(kept))
         self.purge_step = start_step + 1 if start_step or restarted else None
         for part, names, what in (("checkpoints", later, "checkpoints"), ("samples", grids, "sample grids")):
             if names:

@@ -14,7 +14,6 @@ checkpoint and each rank restores its own.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from sngan import checkpoint as ckpt
-from sngan.config import Config, ModelConfig
+from sngan.config import Config
 from sngan.data import Batches, StreamBatches, load_images, make_batches
 from sngan.distributed import SINGLE, DistInfo, gather_objects, local_batch, together, wrap
 from sngan.errors import CheckpointError, SnganError
@@ -43,13 +42,12 @@ class Resume:
 
     path: Path
     state: dict[str, Any]  # what `TrainState.restore` loads
-    run_id: str | None  # the run it belongs to (None: from before run ids); the folder must be that run's
+    run_id: str  # the run it belongs to; the folder must be that run's
 
 
 def models_differ(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys of the `model` config section whose values differ between two configs (a key an older checkpoint lacks
-    counts as its default)."""
-    saved = {**dataclasses.asdict(ModelConfig()), **saved}
+    """Keys of the `model` config section whose values differ between two configs (a key one of them lacks
+    counts as different: checkpoint format 1, the only one, records every key)."""
     return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 
