@@ -93,7 +93,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         # the folder is the user's choice (a link there is followed once, here); the temporary and the rename then
         # go through its handle, so both land in the same folder even if the name is swapped meanwhile
-        folder = Folder(path.parent, os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        folder = Folder.open(path.parent, follow=True)
         try:
             folder.write(path.name, write)
         finally:
@@ -176,15 +176,18 @@ class Folder:
         self.identity = _identity(os.fstat(fd))
 
     @classmethod
-    def open(cls, path: str | Path, create: bool = False) -> Folder:
+    def open(cls, path: str | Path, create: bool = False, follow: bool = False) -> Folder:
         """A handle on `path` (created, with its parents, when `create`); its last component must be a real folder,
-        not a link (the folders above it are the user's choice)."""
+        not a link (the folders above it are the user's choice), unless `follow`: a folder the user named
+        (`data.cache_dir`, an export's parent), which may be a link, followed once, here."""
         path = Path(path)
         with writing(path):
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(path)
+            if follow:
+                return cls(path, os.open(path, FOLDER_FLAGS & ~os.O_NOFOLLOW))
             return cls(path, _open_folder(path, os.open, path))
 
     def folder(self, name: str, create: bool = True) -> Folder:
@@ -301,6 +304,26 @@ class Folder:
             os.rename(name, new_name, src_dir_fd=self.fd, dst_dir_fd=into.fd)
         return into.path / new_name
 
+    def remove_tree(self, name: str) -> None:
+        """Delete the folder `name` and everything in it, through handles: a link inside is removed, never
+        followed (a staging folder's clean-up; errors are ignored, as the clean-up of a failed write)."""
+        try:
+            child = self.folder(name, create=False)
+        except (OSError, SnganError):
+            return
+        try:
+            for entry in child.names():
+                info = child.lstat(entry)
+                if info is not None and stat.S_ISDIR(info.st_mode):
+                    child.remove_tree(entry)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry, dir_fd=child.fd)
+        finally:
+            child.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=self.fd)
+
     def remove_stale_temps(self) -> list[str]:
         """Delete `atomic_write` temporaries (`TEMP_FILE` names) a killed process left here; only where no other
         process can be writing (under the folder's lock). Returns the names removed."""
@@ -367,29 +390,36 @@ def publishing(target: str | Path, replace: bool) -> Iterator[Path]:
     With `replace`, an existing target is swapped out: a file by one rename, a folder by renaming the old one aside,
     the new one in, then deleting the old (a crash between the two renames leaves the old export in the staging
     folder, never neither). Without `replace`, the target must still be absent (or an empty folder) at that moment:
-    a target another process published meanwhile is refused with one line, and its result kept.
+    a target another process published meanwhile is refused with one line, and its result kept. The staging folder
+    is made through a handle on the target's folder and every rename goes through the two handles (`Folder`), so
+    the output lands beside where it was asked for even if a name on the way is swapped meanwhile.
     """
     target = Path(target)
     with writing(target):
         refuse_link(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_stages(target.parent, target.name)
+        parent = Folder.open(target.parent, follow=True)  # the user's choice, followed once, here
         while True:
-            stage_dir = target.parent / stage_name(target.name)
+            name = stage_name(target.name)
             try:
-                stage_dir.mkdir(mode=0o700)
+                os.mkdir(name, 0o700, dir_fd=parent.fd)
                 break
             except FileExistsError:
                 continue
+        stage = parent.folder(name, create=False)
     try:
         try:
-            yield stage_dir / target.name
+            yield stage.path / target.name
         except SnganError as exc:  # a refused write names the output, not its staging path
-            raise type(exc)(str(exc).replace(str(stage_dir / target.name), str(target))) from None
+            raise type(exc)(str(exc).replace(str(stage.path / target.name), str(target))) from None
         with writing(target):
-            _commit(stage_dir / target.name, target, replace)
+            stage.check()
+            _commit(stage, parent, target, replace)
     finally:
-        shutil.rmtree(stage_dir, ignore_errors=True)
+        stage.close()
+        parent.remove_tree(stage.path.name)
+        parent.close()
 
 
 STAGE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.\s]+)-(?P<pid>\d+)-[0-9a-f]{8}\.stage$")
@@ -430,46 +460,57 @@ def remove_dead_stages(folder: Path, name: str) -> list[Path]:
     return removed
 
 
-def _commit(stage: Path, target: Path, replace: bool) -> None:
+def _commit(stage: Folder, parent: Folder, target: Path, replace: bool) -> None:
+    """Move the staged output `stage/<name>` to `parent/<name>` (`publishing`'s rules), through the two handles."""
     taken = SnganError(f"'{target}' was written by another process while this one worked; its result is kept: "
                        f"choose another --out or add --force")
+    name = target.name
+    staged, there = stage.lstat(name), parent.lstat(name)
     refuse_link(target)
     refuse_special(target)
-    if stage.is_dir() and target.is_dir() and any(target.iterdir()):
+    is_folder = staged is not None and stat.S_ISDIR(staged.st_mode)
+    if is_folder and there is not None and stat.S_ISDIR(there.st_mode) and _has_entries(parent, name):
         if not replace:
             raise taken
-        old = stage.parent / ".replaced"
-        os.rename(target, old)  # out of reach: nothing can be added to it from now on
-        foreign = export_foreign(old)
+        os.rename(name, ".replaced", src_dir_fd=parent.fd, dst_dir_fd=stage.fd)  # out of reach from now on
+        foreign = export_foreign(stage.path / ".replaced")
         if foreign:
-            os.rename(old, target)
+            os.rename(".replaced", name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd)
             raise SnganError(f"'{target}' changed while this export ran: it holds '{foreign[0]}', which its "
                              f"manifest.json does not list as sngan wrote it; the folder is kept as it is (choose a "
                              f"new folder)")
         try:
-            os.rename(stage, target)
+            os.rename(name, name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd)
         except OSError:
-            os.rename(old, target)
+            os.rename(".replaced", name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd)
             raise
-    elif stage.is_dir() or replace:
+    elif is_folder or replace:
         try:
-            os.replace(stage, target)  # a folder replaces only an empty folder
+            os.replace(name, name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd)  # a folder replaces only an empty one
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise taken from None
             raise
     else:
         try:
-            os.link(stage, target)  # unlike rename, never replaces a file another process put there
+            os.link(name, name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd, follow_symlinks=False)  # never replaces
         except FileExistsError:
             raise taken from None
         except OSError as exc:  # a file system without hard links
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
-            if os.path.lexists(target):
+            if parent.lstat(name) is not None:
                 raise taken from None
-            os.rename(stage, target)
-    _fsync_dir(target.parent)
+            os.rename(name, name, src_dir_fd=stage.fd, dst_dir_fd=parent.fd)
+    os.fsync(parent.fd)
+
+
+def _has_entries(parent: Folder, name: str) -> bool:
+    child = parent.folder(name, create=False)
+    try:
+        return bool(child.names())
+    finally:
+        child.close()
 
 
 def write_staged(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:

@@ -162,7 +162,7 @@ def hold_lock(root: Path) -> Callable[[], None]:
     """Another process's lock on run/.lock (flock is per open file, so this process's second open conflicts)."""
     fd = os.open(root / "run" / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.pwrite(fd, b"4242\n", 0)
+    os.pwrite(fd, b"otherhost:4242\n", 0)
 
     def release() -> None:
         os.ftruncate(fd, 0)
@@ -259,7 +259,7 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "out is a file": ([*TRAIN, "--out", "afile"], 1, "'afile' is a file; a run needs a folder"),
     "out under a file": ([*TRAIN, "--out", "afile/run"], 1, "'afile' is a file, not a folder"),
     "run folder locked": ([*RESUME, "auto", "--set", "train.iterations=5"], 1, "in use by another sngan process "
-                          "(PID 4242)", "lock"),
+                          "(host otherhost, PID 4242)", "lock"),
     "resume auto without checkpoints or config": (["train", "--out", "nockpt", "--resume", "auto", "--no-progress"], 1,
                                                   "no checkpoint in 'nockpt/checkpoints' (give --config as well"),
     "nothing to train": (["train", "--out", "fresh"], 1, "--config FILE is required"),

@@ -326,3 +326,17 @@ def test_writes_through_a_folder_handle_land_in_the_folder_that_was_opened(tmp_p
         folder.close()
     with pytest.raises(SnganError, match="is a symbolic link, not a folder"):
         Folder.open(tmp_path / "out")
+
+
+def test_an_export_lands_in_the_folder_it_was_asked_for_even_if_that_is_swapped_for_a_link(tmp_path):
+    from sngan.io import publishing
+
+    (tmp_path / "out").mkdir()
+    elsewhere = user_folder(tmp_path / "elsewhere")
+    before = snapshot(elsewhere)
+    with publishing(tmp_path / "out" / "grid.png", replace=False) as stage:
+        stage.write_bytes(b"the export")
+        (tmp_path / "out").rename(tmp_path / "moved")  # mid-export: the folder moved and a link put in its place
+        (tmp_path / "out").symlink_to(elsewhere)
+    assert (tmp_path / "moved" / "grid.png").read_bytes() == b"the export"
+    assert snapshot(elsewhere) == before and [p.name for p in (tmp_path / "moved").iterdir()] == ["grid.png"]

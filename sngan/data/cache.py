@@ -7,7 +7,9 @@ tree (folder/imagenet: never inside it). Each packed set is a folder
 `<source>-<split or folder name>-<R>px-<key>`, where the key hashes the source identity (file names, sizes and
 modification times, or the listing of an image tree), the split, the resolution and the preprocessing version: when
 any of them changes the key changes and the set is packed again (older folders are left in place, never deleted).
-A folder is written under a temporary name and renamed when complete, so an interrupted pack leaves no half cache.
+A folder is written under a temporary name and renamed when complete, so an interrupted pack leaves no half cache;
+the staging folder is made, checked and renamed into place through a handle on the cache folder (`sngan.io.Folder`),
+so a staging folder swapped for a link before the rename is refused, never published.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import ImageSet, synthetic_shapes
 from sngan.datasets import dataset
 from sngan.errors import DataError, SnganError
-from sngan.io import MAX_MANIFEST_BYTES, open_regular, remove_dead_stages, stage_name
+from sngan.io import MAX_MANIFEST_BYTES, Folder, open_regular, remove_dead_stages, stage_name
 
 FORMAT_VERSION = 1
 SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
@@ -95,8 +96,9 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_stages(folder.parent, folder.name)  # what a killed packer left
-        tmp = folder.with_name(stage_name(folder.name))
-        tmp.mkdir()
+        parent = Folder.open(folder.parent, follow=True)  # the cache folder's handle: the stage is made and
+        stage = parent.folder(stage_name(folder.name))  # renamed into place through it, never through a link
+        tmp = stage.path
     except OSError as exc:
         raise DataError(f"cannot write the packed cache under '{folder.parent}' ({exc.strerror}): set "
                         f"data.cache_dir to a writable folder") from None
@@ -124,16 +126,19 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
             "dropped": result.dropped, "notices": result.notices, "content_sha256": content,
             "pack_seconds": round(time.perf_counter() - start, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        stage.write_text("manifest.json", json.dumps(manifest, indent=1) + "\n")
+        stage.check()  # the staging folder is still the one made here (numpy wrote its arrays by name)
         try:
-            os.rename(tmp, folder)
+            os.rename(stage.path.name, folder.name, src_dir_fd=parent.fd, dst_dir_fd=parent.fd)
         except OSError:
             if not (folder / "manifest.json").exists():  # another process did not finish the same set first
                 raise
     except OSError as exc:  # disk full, permissions: one line, and no half-written cache is left behind
         raise DataError(f"packing into '{folder}' failed: {exc}") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        stage.close()
+        parent.remove_tree(stage.path.name)
+        parent.close()
 
 
 def check_split(data_cfg: DataConfig) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 from sngan.checkpoint import checkpoint_step, list_checkpoints
 from sngan.config import Config, to_yaml
 from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopped
-from sngan.io import write_text, writing
+from sngan.io import Folder, writing
 from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
 from sngan.study.plan import Plan, Variant, run_name
@@ -84,8 +84,18 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
         except TrainingDiverged as exc:
             status, message = "diverged", str(exc)
             log(f"{run_dir.name}: diverged: {exc}")
-    write_text(result, json.dumps({"status": status, "message": message, "config": to_yaml(cfg)}, indent=1))
+    write_result(run_dir, status, message, cfg)
     return status
+
+
+def write_result(run_dir: Path, status: str, message: str, cfg: Config) -> None:
+    """A run's result.json, written through a handle on its run folder (never through a link that replaced it)."""
+    folder = Folder.open(run_dir)
+    try:
+        folder.write_text(RESULT, json.dumps({"status": status, "message": message, "config": to_yaml(cfg)},
+                                             indent=1))
+    finally:
+        folder.close()
 
 
 def read_result(run_dir: Path) -> dict[str, Any]:
@@ -159,8 +169,7 @@ def run_one_safely(cfg: Config, run_dir: Path, progress: bool, log: Callable[[st
         if "in use by another sngan process" in message:
             return "running", message  # another process took the run between our look and train's lock
         if read_run_id(run_dir) is not None and not (run_dir / RESULT).is_symlink():
-            write_text(run_dir / RESULT, json.dumps({"status": "failed", "message": message,
-                                                     "config": to_yaml(cfg)}, indent=1))
+            write_result(run_dir, "failed", message, cfg)
         return "failed", message
 
 
@@ -363,10 +372,10 @@ def write_table(plan: Plan, out: Path, log: Callable[[str], None],
     lock = FolderLock(out, "study folder", wait_s=TABLE_LOCK_WAIT_S)
     try:
         records = [summarize(out / run_name(v, s), v, s, known.get(run_name(v, s))) for v, s in plan.runs()]
-        write_text(out / "study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        lock.folder.write_text("study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         done = [r for r in records if r["status"] in DONE]
         figures = write_figures(done, out, plan.evaluation) if done else []
-        write_text(out / "study.md", markdown(plan, records, figures))
+        lock.folder.write_text("study.md", markdown(plan, records, figures))
     finally:
         lock.release()
     waiting = sum(r["status"] in ("running", "pending") for r in records)

@@ -138,9 +138,12 @@ def check_parts(run_dir: Path) -> None:
         except (FileNotFoundError, NotADirectoryError):
             continue
         folder = name in PARTS
+        if stat.S_ISLNK(mode) and folder:
+            raise SnganError(f"'{run_dir / name}' is a symbolic link; a run folder's {name}/ must be a real folder "
+                             f"(sngan never writes through links)")
         if stat.S_ISLNK(mode):
-            raise SnganError(f"'{run_dir / name}' is a symbolic link; a run folder's {name}{'/' if folder else ''} "
-                             f"must be a real {'folder' if folder else 'file'} (sngan never writes through links)")
+            raise SnganError(f"cannot write {run_dir / name}: it is a symbolic link; sngan never writes through "
+                             f"links (remove the link or choose another --out)")
         if folder and not stat.S_ISDIR(mode):
             raise SnganError(f"'{run_dir / name}' is {_kind(mode)}, not a folder: the run would write its "
                              f"{name} there (move it aside)")
