@@ -213,12 +213,6 @@ def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest `keep` periodic checkpoints (best.pt is never touched)."""
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-
-
 def class_names(state: dict[str, Any], num_classes: int) -> list[str]:
     """The names of a checkpoint's `num_classes` classes in label order: its stored `class_names`, or '0', '1', ...
     for a checkpoint written before they were stored. A stored list that is not one str per class is refused."""

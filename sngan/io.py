@@ -13,6 +13,10 @@ multi-GB arrays are filled through `np.lib.format.open_memmap` inside its privat
 Links: nothing is written through a symbolic link. Temporaries are created with `O_EXCL | O_NOFOLLOW`, a
 destination that is a link is refused (`cannot write X: it is a symbolic link ...`), and appends open with
 `O_NOFOLLOW`, so a planted link can never make sngan write or truncate a file outside the folder it writes in.
+Folders are reached through handles (`Folder`: an `O_DIRECTORY | O_NOFOLLOW` descriptor and the `*at` calls, Python's
+`dir_fd=`): an atomic write's temporary and rename go through one handle on its folder, a run folder's parts, a study
+folder, the data cache's staging folder and an export's staging and commit through theirs, so a folder swapped for a
+link while a command works is never followed, and `Folder.check` says so in one line (`FolderChanged`).
 `publishing` stages an output beside its target and moves it into place only at the end: replacing (`--force`) or
 only while the target is still absent, so of two processes writing one new target, the second is refused.
 
@@ -20,7 +24,7 @@ only while the target is still absent, so of two processes writing one new targe
 which is dropped with a one-line notice; a bad line anywhere else is a real corruption and an error.
 A write the file system refuses (no space left, quota, read-only, permission, a file where a folder should be)
 becomes one `SnganError` line naming the path (`cannot write X: no space left on device`); nothing half-written
-stays behind. `remove_stale_temps` clears the temporaries of a process that was killed mid-write.
+stays behind. `Folder.remove_stale_temps` clears the temporaries of a process that was killed mid-write.
 This module imports nothing from the package but its errors.
 """
 
@@ -108,43 +112,8 @@ def refuse_link(path: Path) -> None:
                          f"link or choose another path)")
 
 
-def _create_temp(path: Path) -> tuple[int, Path]:
-    """A new `.<name>.<random>.tmp` beside `path`, created exclusively and never through a link (mode 0666 & ~umask,
-    as `open()` gives)."""
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
 def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-
-
-def atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Write several files so that a refused write (full disk) changes none of them: every temporary is written and
-    fsynced before the first rename (renames need no space)."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files:
-            with writing(path):
-                refuse_link(path)
-                fd, tmp = _create_temp(path)
-                staged.append((tmp, path))
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        for tmp, path in staged:
-            with writing(path):
-                os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-    for folder in {path.parent for path, _ in files}:
-        _fsync_dir(folder)
 
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -358,7 +327,8 @@ def _open_folder(name: str | Path, opener: Callable[..., int], path: Path) -> in
 
 
 def _create_temp_at(dir_fd: int, name: str) -> tuple[int, str]:
-    """`_create_temp` inside the folder of handle `dir_fd`."""
+    """A new `.<name>.<random>.tmp` in the folder of handle `dir_fd`, created exclusively and never through a link
+    (mode 0666 & ~umask, as `open()` gives)."""
     while True:
         tmp = f".{name}.{secrets.token_hex(4)}.tmp"
         try:
@@ -661,35 +631,11 @@ def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None 
         os.close(fd)
 
 
-def open_append(path: str | Path) -> IO[str]:
-    """A text file opened for appending, line-buffered, never through a link (a link there is one SnganError line)."""
-    with writing(path):
-        refuse_link(Path(path))
-        refuse_special(Path(path))
-        return open(path, "a", encoding="utf-8", buffering=1, opener=_no_follow)  # noqa: SIM115 (the caller closes)
-
-
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
     refuse_special(Path(path))
     with writing(path), open(path, "a", opener=_no_follow) as fh:
         fh.write(json.dumps(record) + "\n")
-
-
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete `atomic_write` temporaries (`TEMP_FILE` names only) left in `folder` by a killed process.
-
-    Call it only where no other process can be writing (sngan takes the run folder's lock first).
-    Returns the files removed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    stale = [p for p in folder.iterdir() if TEMP_FILE.match(p.name) and p.is_file() and not p.is_symlink()]
-    with writing(folder):
-        for path in stale:
-            path.unlink(missing_ok=True)
-    return stale
 
 
 def read_jsonl(path: str | Path, notice: Callable[[str], None] | None = None) -> list[dict[str, Any]]:

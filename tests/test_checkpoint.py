@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sngan.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from sngan.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from sngan.errors import CheckpointError
 
 
@@ -26,11 +26,15 @@ def test_a_torch_file_without_sngan_keys_is_not_an_sngan_checkpoint(tmp_path):
 
 
 def test_listing_and_pruning(tmp_path):
+    from sngan.train.rundir import RunFolder
+
+    folder = RunFolder.open(tmp_path / "run", "x: 1\n")
+    ckpt_dir = tmp_path / "run" / "checkpoints"
     for step in (1, 20, 3):
-        save_checkpoint(minimal_state(step), checkpoint_path(tmp_path, step))
-    (tmp_path / "best.pt").write_bytes(b"x")
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-0000001.pt", "ckpt-0000003.pt",
-                                                             "ckpt-0000020.pt"]
-    prune_checkpoints(tmp_path, keep=1)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-0000020.pt"]
-    assert (tmp_path / "best.pt").exists()
+        folder.save(checkpoint_path("", step).name, lambda fh, s=step: torch.save(minimal_state(s), fh))
+    (ckpt_dir / "best.pt").write_bytes(b"x")
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["ckpt-0000001.pt", "ckpt-0000003.pt", "ckpt-0000020.pt"]
+    folder.prune(keep=1)
+    folder.close()
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["ckpt-0000020.pt"]
+    assert (ckpt_dir / "best.pt").exists()

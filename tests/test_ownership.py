@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sngan.cli import app
 from sngan.errors import SnganError
-from sngan.io import append_jsonl, atomic_write_all, publishing, write_text
+from sngan.io import Folder, append_jsonl, publishing, write_text
 
 RESUME = ["train", "--no-progress", "--resume"]
 
@@ -24,7 +24,9 @@ def test_written_files_get_the_mode_open_gives_under_the_umask(tmp_path, umask):
     try:
         write_text(tmp_path / "a.txt", "x")
         append_jsonl(tmp_path / "b.jsonl", {"step": 1})
-        atomic_write_all([(tmp_path / "c.txt", b"c")])
+        folder = Folder.open(tmp_path)
+        folder.write_all([("c.txt", b"c")])
+        folder.close()
         with publishing(tmp_path / "d.txt", replace=False) as stage:
             stage.write_text("d")
     finally:
