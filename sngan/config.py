@@ -377,8 +377,10 @@ class PerfConfig:
     precision: str = _opt("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
                           choices=("auto", "fp32", "tf32", "bf16"))
     channels_last: str = _opt("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
-    compile: str = _opt("off", "torch.compile mode for the generator and the discriminator (off = eager)",
-                        choices=("off", "default", "reduce-overhead", "max-autotune"))
+    compile: str = _opt("auto", "torch.compile mode for the generator and the discriminator; auto (ours) = CUDA "
+                        "graphs (reduce-overhead) on CUDA for a run of 1,000+ iterations, eager otherwise or where "
+                        "compiling fails; off = eager", choices=("auto", "off", "default", "reduce-overhead",
+                                                                 "max-autotune"))
     d_single_pass: bool = _opt(False, "D step: one D forward on the concatenated real+fake batch instead of two; "
                                       "halves spectral norm's power iterations per D step (one instead of the "
                                       "authors' two), so off by default")
