@@ -112,10 +112,10 @@ def read_yaml(path: str | Path, what: str = "config file",
 
 
 def option(default: Any, help: str, *, choices: typing.Iterable | None = None, ge: float | None = None,
-           gt: float | None = None, le: float | None = None) -> Any:
+           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
     """A schema field with its help text and validation bounds kept in the dataclass metadata (bounds and choices
     apply to each element of a list or each value of a mapping)."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -250,6 +250,8 @@ def check_value(value: Any, meta: dict, key: str) -> None:
         raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {shown(value)}")
     if meta.get("le") is not None and not value <= meta["le"]:
         raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {shown(value)}")
+    if meta.get("lt") is not None and not value < meta["lt"]:
+        raise ConfigError(f"key '{key}' must be < {meta['lt']}, got {shown(value)}")
 
 
 # The schema
@@ -320,8 +322,8 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr: float = _opt(2e-4, "Adam learning rate alpha for G and D", gt=0)
-    beta1: float = _opt(0.0, "Adam beta1", ge=0, le=1)
-    beta2: float = _opt(0.9, "Adam beta2", ge=0, le=1)
+    beta1: float = _opt(0.0, "Adam beta1 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
+    beta2: float = _opt(0.9, "Adam beta2 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
     lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
     lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
                             le=MAX_ITERATIONS)

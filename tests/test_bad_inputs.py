@@ -232,7 +232,10 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "infinite lr": ([*FRESH, "--set", "optim.lr=.inf"], 1, "'optim.lr' must be a finite number"),
     "nan lr": ([*FRESH, "--set", "optim.lr=.nan"], 1, "'optim.lr' must be a finite number"),
     "infinite ema decay": ([*FRESH, "--set", "train.ema_decay=-.inf"], 1, "'train.ema_decay' must be a finite"),
-    "beta above 1": ([*FRESH, "--set", "optim.beta2=1.5"], 1, "'optim.beta2' must be <= 1"),
+    "beta above 1": ([*FRESH, "--set", "optim.beta2=1.5"], 1, "'optim.beta2' must be < 1"),
+    # Adam refuses a beta of exactly 1 (ValueError: Invalid beta parameter): refused by the schema first
+    "beta2 of 1": ([*FRESH, "--set", "optim.beta2=1.0"], 1, "'optim.beta2' must be < 1, got 1.0"),
+    "beta1 of 1": ([*FRESH, "--set", "optim.beta1=1"], 1, "'optim.beta1' must be < 1, got 1"),
     "bad choice": ([*FRESH, "--set", "loss.type=wgan"], 1, "must be one of hinge|nonsaturating"),
     "decay after the end": ([*FRESH, "--set", "optim.lr_decay_start=3"], 1, "must be < train.iterations"),
     "negative seed": ([*FRESH, "--set", "train.seed=-1"], 1, "'train.seed' must be >= 0"),
