@@ -147,13 +147,23 @@ def build_section(cls: type, raw: Any, prefix: str = "") -> Any:
     return instance
 
 
+YAML_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+              tuple: "a list", dict: "a mapping", type(None): "null"}  # types as a YAML file spells them
+
+
 def _type_name(typ: Any) -> str:
+    """What a field takes, in YAML's words ('a list', not 'tuple')."""
     if dataclasses.is_dataclass(typ):
         return "a mapping"
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(typ) if a is not type(None))
-    return getattr(origin or typ, "__name__", str(typ))
+    return YAML_NAMES.get(origin or typ, getattr(origin or typ, "__name__", str(typ)))
+
+
+def _value_name(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    return YAML_NAMES.get(type(value), type(value).__name__)
 
 
 def coerce(value: Any, typ: Any, key: str) -> Any:
@@ -175,7 +185,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             except ConfigError:
                 if len(args) == 1:
                     raise
-        raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
+        raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
     if dataclasses.is_dataclass(typ):
         return build_section(typ, value, key)
     if origin in (list, tuple) and isinstance(value, list):
@@ -211,7 +221,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             return value
         if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
             return "on" if value else "off"
-    raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
+    raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
 
 
 def shown(value: Any, limit: int = 200) -> str:

@@ -227,13 +227,17 @@ CASES: dict[str, tuple] = {  # name: (command line, exit code, fragment of the o
     "unknown section": ([*FRESH, "--set", "trian.iterations=5"], 1, "unknown section 'trian'"),
     "override without =": ([*FRESH, "--set", "train.iterations"], 1, "must look like section.key=value"),
     "override alias": ([*FRESH, "--set", "train.iterations=*x"], 1, "aliases"),
-    "wrong type": ([*FRESH, "--set", "train.batch_size=big"], 1, "'train.batch_size' must be int"),
+    "wrong type": ([*FRESH, "--set", "train.batch_size=big"], 1,
+                   "'train.batch_size' must be an integer, got a string 'big'"),
     "negative lr": ([*FRESH, "--set", "optim.lr=-1"], 1, "'optim.lr' must be > 0"),
     "infinite lr": ([*FRESH, "--set", "optim.lr=.inf"], 1, "'optim.lr' must be a finite number"),
     "nan lr": ([*FRESH, "--set", "optim.lr=.nan"], 1, "'optim.lr' must be a finite number"),
     "infinite ema decay": ([*FRESH, "--set", "train.ema_decay=-.inf"], 1, "'train.ema_decay' must be a finite"),
     "beta above 1": ([*FRESH, "--set", "optim.beta2=1.5"], 1, "'optim.beta2' must be < 1"),
     # Adam refuses a beta of exactly 1 (ValueError: Invalid beta parameter): refused by the schema first
+    "empty resume": ([*TRAIN, "--out", "run", "--resume", ""], 1, "--resume needs a checkpoint file or 'auto', got "
+                                                                  "an empty value"),
+    "blank resume without config": (["train", "--resume", " "], 1, "--resume needs a checkpoint file or 'auto'"),
     "beta2 of 1": ([*FRESH, "--set", "optim.beta2=1.0"], 1, "'optim.beta2' must be < 1, got 1.0"),
     "beta1 of 1": ([*FRESH, "--set", "optim.beta1=1"], 1, "'optim.beta1' must be < 1, got 1"),
     "bad choice": ([*FRESH, "--set", "loss.type=wgan"], 1, "must be one of hinge|nonsaturating"),
