@@ -334,6 +334,24 @@ def broadcast_bytes(data: bytes | None, info: DistInfo) -> bytes:
     return data if info.is_main else bytes(received)
 
 
+def gather_rows(rows: torch.Tensor, info: DistInfo) -> list[torch.Tensor] | None:
+    """Every rank's (n_r, ...) tensor, in rank order, on rank 0 (None on the others): plain tensors over the group's
+    CPU backend (gloo), no pickling. Ranks may hold different row counts (padded for the transfer, cut after);
+    the trailing shape and dtype must agree. Rank 0 holds all rows at once, the others only their own."""
+    rows = rows.detach().cpu().contiguous()
+    if not info.enabled:
+        return [rows]
+    count = torch.tensor([rows.shape[0]], dtype=torch.int64)
+    counts = [torch.zeros(1, dtype=torch.int64) for _ in range(info.world_size)]
+    dist.all_gather(counts, count)
+    most = max(int(c.item()) for c in counts)
+    padded = torch.zeros((most, *rows.shape[1:]), dtype=rows.dtype)
+    padded[:rows.shape[0]] = rows
+    received = [torch.empty_like(padded) for _ in range(info.world_size)] if info.is_main else None
+    dist.gather(padded, received, dst=0)
+    return [t[:int(c.item())] for t, c in zip(received, counts, strict=True)] if received is not None else None
+
+
 def check_same_data(fingerprint: dict[str, Any], info: DistInfo) -> None:
     """Refuse ranks that read different data (a node whose copy lacks a class, has other files, or another size),
     naming the ranks and what differs, before the first step. `fingerprint`: count, class names and a content hash
