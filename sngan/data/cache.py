@@ -93,14 +93,18 @@ def _valid_manifest(manifest: object) -> bool:
 
 def _write(source: Source, folder: Path, resolution: int, key: str, progress: bool) -> None:
     """Pack `source` into a temporary sibling of `folder`, then rename it into place."""
+    parent = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_stages(folder.parent, folder.name)  # what a killed packer left
         parent = Folder.open(folder.parent, follow=True)  # the cache folder's handle: the stage is made and
         stage = parent.folder(stage_name(folder.name))  # renamed into place through it, never through a link
         tmp = stage.path
-    except OSError as exc:
-        raise DataError(f"cannot write the packed cache under '{folder.parent}' ({exc.strerror}): set "
+    except (OSError, SnganError) as exc:
+        if parent is not None:
+            parent.close()
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).rpartition(": ")[2]
+        raise DataError(f"cannot write the packed cache under '{folder.parent}' ({why}): set "
                         f"data.cache_dir to a writable folder") from None
     writers: list[PackWriter] = []
 

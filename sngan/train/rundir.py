@@ -354,13 +354,17 @@ class RunFolder:
         notice = notice or (lambda message: None)
         cls.check_start(path, run_id, resume)
         lock = FolderLock(path)
+        folder = None
         try:
             cls.check_start(path, run_id, resume)
             marker = read_run_id(path)
             folder = cls(path, marker or run_id or new_run_id(), lock, None)
             folder._prepare(config_yaml, start_step, notice, write_marker=marker is None)
         except BaseException:
-            lock.release()
+            if folder is not None:
+                folder.close()  # its part handles and the lock
+            else:
+                lock.release()
             raise
         return folder
 
