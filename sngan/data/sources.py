@@ -59,6 +59,7 @@ class ImageSet:
         classes: class names, in label order.
         notes: extra words for the summary line (skipped files, where the cache is).
         manifest: the packed cache's manifest when the set came from one, else None.
+        folder: that cache's folder, else None.
     """
 
     images: np.ndarray
@@ -66,6 +67,7 @@ class ImageSet:
     classes: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
     manifest: dict | None = None
+    folder: Path | None = None  # the packed cache it was read from
 
     def fingerprint(self) -> dict[str, Any]:
         """What ranks compare to know they read the same data: count, class names and a content hash (the packed
