@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
+SPLIT_LABEL_CHARS = 32  # a folder's name in metric names is cut to this many characters
 CACHE_FOLDER = "sngan-cache"  # the default home of packed sets; an image tree's listing skips a folder of this name
 
 
@@ -54,6 +56,10 @@ class Dataset:
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A file-name-safe name of the images, for cached reference statistics."""
         return self.name
+
+    def split_label(self, cfg: Any) -> str:
+        """What reference statistics and metric names call the images (`fid5k_train10k`): the split."""
+        return cfg.split
 
     def known_size(self, cfg: Any) -> int | None:
         """How many images the source holds, when known without reading it."""
@@ -108,6 +114,11 @@ class Folder(Dataset):
     def cache_tag(self, cfg: Any) -> str:
         """A folder has no split: its packed sets are named after the folder."""
         return Path(cfg.root).resolve().name or "root"
+
+    def split_label(self, cfg: Any) -> str:
+        """A folder has no split: its images are called by the folder's name, letters and digits only (a folder
+        `cifar10/test` gives `fid5k_test10k`), never `train` by default."""
+        return re.sub(r"[^A-Za-z0-9]", "", Path(cfg.root).resolve().name)[:SPLIT_LABEL_CHARS] or "folder"
 
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A folder is named by its absolute path (its last part and a hash of the whole)."""

@@ -116,7 +116,8 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
         ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)
     check_reference(ref, net)
     metrics = score_images(images, net, protocol, ref, batch_size, extra, progress, log)
-    return protocol_record(protocol, net, ref, images=str(images.path), images_kind=images.kind,
+    return protocol_record(protocol, net, ref, quantise="none", quantisation="the images' own uint8 pixels",
+                           images=str(images.path), images_kind=images.kind,
                            images_available=images.count, device=str(device), metrics=metrics,
                            warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
 
@@ -207,5 +208,6 @@ def format_block(record: dict[str, Any]) -> str:
         f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input {record['inception_input']}: "
         f"{record['resize']} | {record['precision']} | "
         + (f"images {record['images']} ({record['images_kind']})" if "images" in record
-           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator"),
+           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator | uint8 by "
+                f"{record['quantise']}"),
     ])

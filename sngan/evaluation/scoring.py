@@ -1,7 +1,8 @@
 """Scoring a generator: generate -> uint8 -> Inception -> IS, FID (and KID, PRDC, intra-FID), in exact float32.
 
-Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
-same path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
+Generated images are quantised to uint8 by the protocol's rule (`paper`: truncated, as the authors' `gen_images`;
+`standard`, `quick`: rounded, as a saved PNG; `sngan.evaluation.protocols.QUANTISE`) and then go through the same
+path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
 pytorch-fid's FID Inception weights. Latents come from `sngan.sample.generate.latents(seed)`, so an evaluation
 never touches the training RNGs. `TrainingEvaluator` is the same scoring during training.
 """
@@ -20,7 +21,7 @@ from sngan.config import Config
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
-from sngan.evaluation.protocols import INPUT, PRECISION, Protocol, make_protocol, metric_names
+from sngan.evaluation.protocols import INPUT, PRECISION, QUANTISE, Protocol, make_protocol, metric_names
 from sngan.evaluation.reference import check_reference, reference_stats
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
 from sngan.metrics.extra import extra_scores
@@ -76,7 +77,7 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     for start in starts:
         stop = min(start + batch_size, protocol.num_generated)
         features, logits[start] = _inception_batch(generator, net, z[start:stop],
-                                                   None if y is None else y[start:stop])
+                                                   None if y is None else y[start:stop], protocol.quantise)
         features = features[:max(0, protocol.fid_generated - start)]
         kept.append((start, features.cpu() if info.enabled else features))
         bar.update((stop - start) * info.world_size)
@@ -149,14 +150,14 @@ def count_warnings(protocol: Protocol, num_real: int | None) -> list[str]:
     return out
 
 
-def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,
-                     y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor, y: torch.Tensor | None,
+                     quantise: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pool3 features (B, 2048) on the network's device, logits (B, 1008) on the CPU) of generated images,
     computed in exact float32 (`scoring_precision`)."""
     device = next(net.buffers()).device
     with scoring_precision():  # exact float32 for G too, whatever precision training set
         images = generate(generator, z, y, len(z))
-        features, logits = net(uint8_to_unit(to_uint8(images).to(device)))
+        features, logits = net(uint8_to_unit(to_uint8(images, quantise).to(device)))
     return features, logits.cpu()
 
 
@@ -170,6 +171,7 @@ def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceSt
             "split": real.get("split"), "real_subset": real.get("subset"),
             "stats": str(ref.path) if ref.path else None, "inception_input": net.inception_input,
             "resize": INCEPTION_INPUTS[net.inception_input], "input": INPUT,
+            "quantise": protocol.quantise, "quantisation": QUANTISE[protocol.quantise],
             "precision": PRECISION, **extra}
 
 
