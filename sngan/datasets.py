@@ -118,7 +118,7 @@ class Folder(Dataset):
     def split_label(self, cfg: Any) -> str:
         """A folder has no split: its images are called by the folder's name, letters and digits only (a folder
         `cifar10/test` gives `fid5k_test10k`), never `train` by default."""
-        return re.sub(r"[^A-Za-z0-9]", "", Path(cfg.root).resolve().name)[:SPLIT_LABEL_CHARS] or "folder"
+        return folder_label(Path(cfg.root))
 
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A folder is named by its absolute path (its last part and a hash of the whole)."""
@@ -131,6 +131,47 @@ class ImageNet(Folder):
 
     name = "imagenet"
     reader = "sngan.data.files:ImageNetSource"
+
+
+def folder_label(path: Path) -> str:
+    """A folder's name as a metric-name part: letters and digits only, at most SPLIT_LABEL_CHARS ('folder' if none)."""
+    return re.sub(r"[^A-Za-z0-9]", "", path.resolve().name)[:SPLIT_LABEL_CHARS] or "folder"
+
+
+MAX_CLASS_NAME = 200  # characters of one class name
+
+
+def class_name_problem(names: object) -> str | None:
+    """Why `names` is not a usable list of class names, naming the first bad one (as `ascii` writes it, so the
+    message is one line whatever the name holds), or None. Names are text (str; bytes are decoded where they are
+    read), non-empty, printable (no newline, tab or other control character, no undecodable byte of a file name:
+    Python keeps those as surrogates, which are not printable), at most MAX_CLASS_NAME characters, and unique. A
+    name that passes can be written into a log line, a folder name or a metric record without forging anything."""
+    if not isinstance(names, (list, tuple)):
+        return f"class names must be a list of text, got {type(names).__name__}"
+    seen: set[str] = set()
+    for k, name in enumerate(names):
+        if not isinstance(name, str):
+            return f"class name {k} must be text, got {type(name).__name__} {ascii(name)[:80]}"
+        why = ("is empty" if not name else f"is longer than {MAX_CLASS_NAME} characters" if len(name) > MAX_CLASS_NAME
+               else "holds a control character or an undecodable byte" if not name.isprintable()
+               else "repeats an earlier name" if name in seen else None)
+        if why:
+            return f"class name {k} {ascii(name)[:80]} {why}"
+        seen.add(name)
+    return None
+
+
+def class_name_text(name: object) -> object:
+    """A class name read from a file as text: bytes (a CIFAR-10 pickle written by Python 3 with bytes names) are
+    decoded as UTF-8 (latin-1 when that fails, as numpy reads Python 2 strings); anything else is left to
+    `class_name_problem`."""
+    if isinstance(name, (bytes, bytearray)):
+        try:
+            return bytes(name).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(name).decode("latin-1")
+    return name
 
 
 DATASETS: dict[str, Dataset] = {}

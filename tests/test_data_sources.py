@@ -64,7 +64,7 @@ def test_cifar10_present_but_unreadable_says_which_file_and_why(tmp_path):
         _cifar(root)
     with open(batches / "data_batch_3", "wb") as f:
         pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, f)
-    with pytest.raises(DataError, match=r"data_batch_3 has labels outside 0..9"):
+    with pytest.raises(DataError, match=r"data_batch_3 'labels' must be integers 0..9, got 10 \(int\) at index 1"):
         _cifar(root)
     with open(batches / "data_batch_3", "wb") as f:
         pickle.dump({"data": np.zeros((2, 32, 32, 3), np.uint8), "labels": [0, 1]}, f)

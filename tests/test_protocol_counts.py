@@ -22,9 +22,8 @@ Modified protocols (`--num-samples`, `--num-real`) are pinned too, with their co
 docs/eval.md ("FID: the protocol's count, at most --num-samples"), not read from `make_protocol`.
 """
 
-import hashlib
-
 import dataclasses
+import hashlib
 from types import SimpleNamespace
 
 import numpy as np

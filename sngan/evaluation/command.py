@@ -18,7 +18,7 @@ from sngan.datasets import dataset
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
-from sngan.evaluation.protocols import Protocol, make_protocol
+from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol
 from sngan.evaluation.reference import check_reference, reference_stats, stats_of_images
 from sngan.evaluation.scoring import count_warnings, protocol_record, score_generator, score_images
 from sngan.metrics.extra import EXTRA, parse_metrics, values_of
@@ -149,14 +149,13 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
                 f"--metrics {labelled(extra)}"
             raise MetricError(f"{given} applies to a checkpoint, not to --images")
         scored = open_images(images)
-        if num_samples is None and chosen.num_generated > scored.count:
-            raise MetricError(f"protocol {chosen.name} scores {chosen.num_generated} images but --images "
-                              f"{scored.describe()}: use --protocol quick or --num-samples {scored.count}")
+        real = None if ref is None else open_images(ref, "--ref")
+        chosen = counts_from_images(chosen, scored, real, num_samples, num_real, log)
         if chosen.num_generated > scored.count:
             raise MetricError(f"--num-samples {chosen.num_generated} but --images {scored.describe()}")
-        record = evaluate_images(scored, chosen, stats=stats, ref_images=None if ref is None else open_images(ref,
-                                 "--ref"), batch_size=batch_size, weights=weights,
-                                 device=distributed.resolve_device(device), log=log, extra=extra, progress=progress)
+        record = evaluate_images(scored, chosen, stats=stats, ref_images=real, batch_size=batch_size,
+                                 weights=weights, device=distributed.resolve_device(device), log=log, extra=extra,
+                                 progress=progress)
         return _publish(record, json_out, log)
     if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
         chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
@@ -171,6 +170,28 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
         distributed.shutdown()
     if info.is_main:
         _publish(record, json_out, log)
+
+
+def counts_from_images(chosen: Protocol, scored: ImageInput, real: ImageInput | None, num_samples: int | None,
+                       num_real: int | None, log: Callable[[str], None]) -> Protocol:
+    """The protocol with the counts that `--images` (and `--ref`) can give, said in one line each: where the
+    protocol asks more images than there are and no count was typed, all of them are scored (as pytorch-fid A B);
+    a typed count is kept (and refused later when too large)."""
+    generated = chosen.num_generated
+    if num_samples is None and generated > scored.count:
+        log(f"--images holds {scored.count} images and protocol {chosen.name} scores {generated}: scoring all "
+            f"{scored.count} (a modified protocol; --num-samples N to choose)")
+        generated = scored.count
+    reals = chosen.num_real
+    if real is not None and num_real is None and reals is not None and reals > real.count:
+        log(f"--ref holds {real.count} images and protocol {chosen.name} takes {reals} real: taking all "
+            f"{real.count} (a modified protocol; --num-real N to choose)")
+        reals = real.count
+    if (generated, reals) == (chosen.num_generated, chosen.num_real):
+        return chosen
+    name = chosen.name.split(" (")[0]
+    return make_protocol(name, generated, chosen.splits if chosen.splits != PROTOCOLS[name].splits else None,
+                         reals, chosen.inception_input)
 
 
 def _publish(record: dict[str, Any], json_out: Path | None, log: Callable[[str], None]) -> None:

@@ -97,10 +97,10 @@ def per_class(labels: np.ndarray, chosen: np.ndarray) -> list[int]:
 
 def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures, batch_size: int,
                     features: bool = False, progress: bool = True,
-                    log: Callable[[str], None] | None = None) -> ReferenceStats:
+                    log: Callable[[str], None] | None = None, label: str = "ref") -> ReferenceStats:
     """Statistics of a folder or npz (`sngan eval --ref`, `sngan stats --images`), not cached: all its images, or
     `num` of them chosen by the reference rule (`SUBSET_TEXT`; a folder's classes are its sub-folders), read in
-    file order."""
+    file order. `label` is the record's split (metric names: `fid5k_ref10k`)."""
     from sngan.metrics.fid import FeatureStats
     from sngan.progress import Progress, cpu_hint
 
@@ -122,7 +122,7 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
         bar.update(len(batch))
     bar.close()
     mu, sigma = acc.mu_sigma()
-    record = {"dataset": str(images.path), "root": str(images.path), "split": "ref", "num_real": num,
+    record = {"dataset": str(images.path), "root": str(images.path), "split": label, "num_real": num,
               "subset": "all, in file order" if num == images.count else f"{SUBSET_TEXT}; read in file order",
               "subset_rule": SUBSET_RULE, "per_class": np.bincount(labels[keep]).tolist(),
               "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256,
@@ -154,23 +154,41 @@ def check_reference(ref: ReferenceStats, net: InceptionFeatures) -> None:
                           f"--inception-input {net.inception_input})")
 
 
-def stats_command(config: Path, out: Path, *, split: str | None, num: int | None, weights: Path | None,
+def stats_command(config: Path | None, out: Path, *, split: str | None, num: int | None, weights: Path | None,
                   batch_size: int, device: str, force: bool, log: Callable[[str], None], features: bool = False,
-                  overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT) -> None:
-    """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images into `out`."""
+                  overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT,
+                  images: Path | None = None, progress: bool = True) -> None:
+    """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images, or of a folder
+    or npz of images (`images`), into `out`."""
     from sngan.config import load_config
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
+    from sngan.evaluation.images import open_images
     from sngan.io import check_new_output, publishing
     from sngan.metrics.inception import load_inception
 
+    if (config is None) == (images is None):
+        raise MetricError("give either --config CONFIG (a dataset) or --images PATH (a folder of images or an .npz)")
+    if images is not None and (split is not None or overrides):
+        raise MetricError(f"{'--split' if split is not None else '--set'} applies to --config, not to --images")
     check_new_output(out, force)
-    cfg = load_config(config, overrides)
-    check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
-    net = load_inception(weights, resolve_device(device), inception_input)
-    ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
-                          batch_size, log, features)
+    if images is not None:
+        from sngan.datasets import folder_label
+
+        source = open_images(images)
+        if num is not None and num > source.count:
+            raise MetricError(f"--num {num} but --images {source.describe()}")
+        net = load_inception(weights, resolve_device(device), inception_input)
+        ref = stats_of_images(source, num, net, batch_size, features, progress, log,
+                              label=folder_label(source.path) if source.kind == "folder" else "ref")
+    else:
+        cfg = load_config(config, overrides)
+        check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
+        net = load_inception(weights, resolve_device(device), inception_input)
+        ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
+                              batch_size, log, features)
     with publishing(out, force) as stage:
         save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
-        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input (cache {ref.path})")
+        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input"
+        + (f" (cache {ref.path})" if ref.path else ""))
