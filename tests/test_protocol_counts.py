@@ -24,6 +24,8 @@ docs/eval.md ("FID: the protocol's count, at most --num-samples"), not read from
 
 import dataclasses
 import hashlib
+import re
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -162,3 +164,51 @@ def test_protocol_counts_reach_is_and_fid(name, changes, tmp_path, monkeypatch):
     assert (record["num_generated"], record["is_splits"], record["fid_generated"]) == (n_is, splits,
                                                                                        n_fid_generated)
     assert [k for k in record["metrics"] if not k.endswith("_std")] == list(names)
+
+
+class SlowProbeNet(PixelNet):
+    """PixelNet that takes 0.1 s per image on its first two calls (the timing probe), then runs at full speed:
+    the measured rate (at most 10 img/s: the sleep is a floor) makes 10,000 + 10,000 images at least 33m20s."""
+
+    def __init__(self, events):
+        super().__init__()
+        self.events, self.calls = events, 0
+
+    def forward(self, images):
+        self.calls += 1
+        if self.calls <= 2:
+            time.sleep(0.1 * len(images))
+            return images.flatten(1)[:, :3] * 255, images.flatten(1)[:, :3]
+        return super().forward(images)
+
+
+def test_a_long_cpu_evaluation_is_announced_with_its_length_before_any_image_is_scored(tmp_path, monkeypatch):
+    cfg = load_config(CONFIGS / "cifar10_resnet.yaml")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache_dir=str(tmp_path / "cache")))
+    events = []
+
+    class RecordingGenerator(PixelGenerator):
+        def forward(self, z, y=None):
+            events.append("generate")
+            return super().forward(z, y)
+
+    def fake_load_images(data_cfg, resolution, seed=0, **_):
+        events.append("read real images")
+        return SimpleNamespace(images=training_split(), labels=np.arange(CIFAR10_TRAIN) // CLASS_SIZE)
+
+    opened = SimpleNamespace(generator=RecordingGenerator(), config=cfg, state={"step": 0}, generator_name="raw")
+    monkeypatch.setattr("sngan.checkpoint.open_checkpoint", lambda *a, **k: opened)
+    monkeypatch.setattr(command, "load_inception", lambda *a, **k: SlowProbeNet(events))
+    monkeypatch.setattr(reference, "load_images", fake_load_images)
+    protocol = make_protocol("paper", num_samples=10000)
+    command.evaluate_checkpoint(tmp_path / "unused.pt", protocol, batch_size=5000, seed=3, log=events.append)
+    notice = next(i for i, e in enumerate(events) if e.startswith("notice:"))
+    assert notice < events.index("read real images") < events.index("generate")  # said before any work
+    line = events[notice]
+    assert "10,000 generated + 10,000 real" in line and "--protocol quick" in line and "--device cuda" in line
+    minutes = re.search(r"about (\d+)m\d\ds before the result", line)  # 20,000 images at <= 10 img/s
+    assert minutes and 33 <= int(minutes[1]) < 60
+    events.clear()
+    command.evaluate_checkpoint(tmp_path / "unused.pt", protocol, batch_size=5000, seed=3,
+                                log=events.append)  # reference now cached: only the generated images are due
+    assert "runs 10,000 generated images" in next(e for e in events if e.startswith("notice:"))

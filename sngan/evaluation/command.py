@@ -19,8 +19,14 @@ from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
 from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol
-from sngan.evaluation.reference import check_reference, reference_stats, stats_of_images
-from sngan.evaluation.scoring import count_warnings, protocol_record, score_generator, score_images
+from sngan.evaluation.reference import check_reference, reference_path, reference_stats, stats_of_images
+from sngan.evaluation.scoring import (
+    announce_cost,
+    count_warnings,
+    protocol_record,
+    score_generator,
+    score_images,
+)
 from sngan.metrics.extra import EXTRA, parse_metrics, values_of
 from sngan.metrics.inception import load_inception
 from sngan.metrics.stats import load_stats
@@ -66,6 +72,11 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     if ref is None:
         check_real_count(cfg, protocol)
     net = load_inception(weights, device, protocol.inception_input)
+    if info.is_main:
+        real_due = ref is None and not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed,
+                                                      cfg.data.split, protocol.num_real, net).is_file()
+        real = [(protocol.num_real or dataset(cfg.data.name).known_size(cfg.data), "real")] if real_due else []
+        announce_cost(net, [(protocol.num_generated, "generated")] + real, log)
     if ref is None and info.is_main:
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log, bool(extra))
@@ -111,6 +122,8 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
                           f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
     net = load_inception(weights, device, protocol.inception_input)
+    reals = [] if ref is not None else [(ref_images.count if protocol.num_real is None else protocol.num_real, "real")]
+    announce_cost(net, [(protocol.num_generated, "generated")] + reals, log)
     if ref is None:
         log(f"computing reference statistics of {ref_images.describe()}")
         ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)

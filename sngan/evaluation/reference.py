@@ -53,7 +53,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
         The statistics with their protocol record and cache path.
     """
     split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
-    path = cache_path(cache_root(data_cfg), data_cfg, seed, split_label, num, resolution, net.features_key)
+    path = reference_path(data_cfg, resolution, seed, split, num, net)
     if path.is_file():
         try:
             ref = load_stats(path, features)
@@ -87,6 +87,13 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
         raise MetricError(f"cannot write reference statistics to {path} ({exc.strerror or exc}); set data.cache_dir "
                           f"to a writable folder") from None
     return ReferenceStats(mu, sigma, record, path, *real)
+
+
+def reference_path(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
+                   net: InceptionFeatures) -> Path:
+    """Where `reference_stats` caches (and finds) these statistics."""
+    split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
+    return cache_path(cache_root(data_cfg), data_cfg, seed, split_label, num, resolution, net.features_key)
 
 
 def per_class(labels: np.ndarray, chosen: np.ndarray) -> list[int]:
@@ -164,6 +171,7 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation.images import open_images
+    from sngan.evaluation.scoring import announce_cost
     from sngan.io import check_new_output, publishing
     from sngan.metrics.inception import load_inception
 
@@ -179,12 +187,16 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
         if num is not None and num > source.count:
             raise MetricError(f"--num {num} but --images {source.describe()}")
         net = load_inception(weights, resolve_device(device), inception_input)
+        announce_cost(net, [(num or source.count, "real")], log)
         ref = stats_of_images(source, num, net, batch_size, features, progress, log,
                               label=folder_label(source.path) if source.kind == "folder" else "ref")
     else:
         cfg = load_config(config, overrides)
         check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
         net = load_inception(weights, resolve_device(device), inception_input)
+        if not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num,
+                              net).is_file():
+            announce_cost(net, [(num or dataset(cfg.data.name).known_size(cfg.data), "real")], log)
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
                               batch_size, log, features)
     with publishing(out, force) as stage:
