@@ -190,19 +190,19 @@ def counts_from_images(chosen: Protocol, scored: ImageInput, real: ImageInput | 
     """The protocol with the counts that `--images` (and `--ref`) can give, said in one line each: where the
     protocol asks more images than there are and no count was typed, all of them are scored (as pytorch-fid A B);
     a typed count is kept (and refused later when too large)."""
+    name = chosen.name.split(" (")[0]
     generated = chosen.num_generated
     if num_samples is None and generated > scored.count:
-        log(f"--images holds {scored.count} images and protocol {chosen.name} scores {generated}: scoring all "
+        log(f"--images holds {scored.count} images and protocol {name} scores {generated}: scoring all "
             f"{scored.count} (a modified protocol; --num-samples N to choose)")
         generated = scored.count
     reals = chosen.num_real
     if real is not None and num_real is None and reals is not None and reals > real.count:
-        log(f"--ref holds {real.count} images and protocol {chosen.name} takes {reals} real: taking all "
+        log(f"--ref holds {real.count} images and protocol {name} takes {reals} real: taking all "
             f"{real.count} (a modified protocol; --num-real N to choose)")
         reals = real.count
     if (generated, reals) == (chosen.num_generated, chosen.num_real):
         return chosen
-    name = chosen.name.split(" (")[0]
     return make_protocol(name, generated, chosen.splits if chosen.splits != PROTOCOLS[name].splits else None,
                          reals, chosen.inception_input)
 
