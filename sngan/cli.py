@@ -252,12 +252,14 @@ def report(
     """Draw a run's loss curves, metric curves and newest sample grid into one PNG."""
     from sngan.errors import ReportError
     from sngan.io import check_new_output, publishing
-    from sngan.report.page import write_report
+    from sngan.report.page import study_folder_note, write_report
     from sngan.train.rundir import read_run_id
 
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")
     own = out is None and read_run_id(run_dir) is not None  # RUN/report.png is the report's own file in a run folder
+    if study_folder_note(run_dir):
+        raise ReportError(study_folder_note(run_dir))
     if out is None and not own:
         raise ReportError(f"'{run_dir}' is not a run folder sngan made (no .sngan-run marker): give --out for the "
                           f"report")
