@@ -33,7 +33,7 @@ from torch import nn
 from sngan.config import MAX_ITERATIONS
 from sngan.datasets import class_name_problem
 from sngan.errors import CheckpointError
-from sngan.io import atomic_write
+from sngan.io import atomic_write, open_input
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
@@ -79,7 +79,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         with warnings.catch_warnings():  # torch's note that it validates sparse tensors: refused below anyway
             warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            with open_input(path) as fh:
+                state = torch.load(fh, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; all mean "unusable"
         raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):

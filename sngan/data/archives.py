@@ -32,6 +32,7 @@ import numpy as np
 
 from sngan.datasets import class_name_problem, class_name_text
 from sngan.errors import DataError
+from sngan.io import open_input
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
@@ -149,7 +150,7 @@ class Files:
                         size = path.stat().st_size
                         found[name] = np.memmap(path, dtype=np.uint8, mode="r") if size else b""
             else:
-                with tarfile.open(self.archive, "r:gz") as tar:
+                with open_input(self.archive) as fh, tarfile.open(fileobj=fh, mode="r:gz") as tar:
                     for member in tar:
                         name = member.name.removeprefix("./").removeprefix(self.prefix + "/")
                         if member.isfile() and name in wanted and name not in found:

@@ -15,6 +15,7 @@ Options (every one also a key of the plan's `slurm:` section; the command line w
 
 from __future__ import annotations
 
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -61,6 +62,17 @@ def checked(options: SlurmOptions, where: str) -> SlurmOptions:
         if not line.startswith("--") or len(line) < 3:
             raise StudyError(f"{where}: slurm.sbatch lines are sbatch options like '--account=abc', got {line[:60]!r}")
     return options
+
+
+def check_executor(kind: str) -> None:
+    """Refuse, in one line, an executor this host cannot submit to, before anything is written: submitit's Slurm
+    executor submits with `sbatch` and starts each task with `srun`."""
+    if kind != "slurm":
+        return
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise StudyError(f"--executor slurm needs Slurm's sbatch and srun on this host's PATH ({' and '.join(missing)} "
+                         f"not found): run it on a Slurm login node, or use --executor local to run the tasks here")
 
 
 def _additional(sbatch: tuple[str, ...]) -> dict[str, Any]:

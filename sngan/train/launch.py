@@ -39,6 +39,8 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
     """The run folder and the checkpoint to continue, from the train options (`restarted`: a torchrun restart)."""
     if config is None and resume is None:
         raise SnganError("--config FILE is required (or --resume to continue a run)")
+    if resume is not None and not resume.strip():
+        raise SnganError("--resume needs a checkpoint file or 'auto', got an empty value")
     name = config.stem if config is not None else None
     if resume is None and restarted:
         resume = "auto"  # a torchrun restart continues what the first attempt started

@@ -200,8 +200,9 @@ def seed_everything(seed: int) -> None:
 
 
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
-                info: DistInfo = SINGLE) -> TrainState:
-    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
+                info: DistInfo = SINGLE, perf: Perf | None = None) -> TrainState:
+    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
+    options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
     seed_everything(cfg.train.seed)
     image_set = None
     with together(info, "packing the dataset"):  # rank 0 packs the dataset cache first; the others then read it
@@ -213,7 +214,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         _check_labels(cfg, len(image_set.classes))
         passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
         log(f"{image_set.summary()}; {passes:.1f} epochs")
-        perf = resolve_perf(cfg.perf, device)
+        if perf is None:
+            perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
         set_matmul_precision(perf, device)
         generator = prepare(build_generator(cfg.model).to(device), perf)
         d_net = build_discriminator(cfg.model)
