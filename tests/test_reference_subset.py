@@ -189,3 +189,14 @@ def test_the_record_names_the_quantisation_of_each_protocol():
     assert make_protocol("quick").quantise == make_protocol("standard").quantise == "round"
     assert "gen_images" in QUANTISE["truncate"] and "ours" in QUANTISE["round"]
     assert dataclasses.replace(make_protocol("paper"), num_generated=10).quantise == "truncate"
+
+
+def test_statistics_of_the_earlier_first_n_rule_are_named_in_a_warning():
+    from sngan.evaluation.scoring import reference_warnings
+    from sngan.metrics.stats import ReferenceStats
+
+    old = ReferenceStats(np.zeros(2), np.eye(2), {"network": "x", "subset": "first N in dataset order"}, Path("o"))
+    assert "earlier sngan from the first N in dataset order" in reference_warnings(old)[0]
+    new = ReferenceStats(np.zeros(2), np.eye(2), {"network": "x", "subset": "s", "subset_rule": SUBSET_RULE})
+    foreign = ReferenceStats(np.zeros(2), np.eye(2), None)  # pytorch-fid's files carry no record
+    assert reference_warnings(new) == reference_warnings(foreign) == []

@@ -24,6 +24,7 @@ from sngan.evaluation.scoring import (
     announce_cost,
     count_warnings,
     protocol_record,
+    reference_warnings,
     score_generator,
     score_images,
 )
@@ -85,7 +86,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
                            generator=opened.generator_name, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           + reference_warnings(ref))
 
 
 def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
@@ -132,7 +134,8 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
     return protocol_record(protocol, net, ref, quantise="none", quantisation="the images' own uint8 pixels",
                            images=str(images.path), images_kind=images.kind,
                            images_available=images.count, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           + reference_warnings(ref))
 
 
 def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | None, splits: int | None,

@@ -184,6 +184,17 @@ def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], 
         f"where the same takes minutes")
 
 
+def reference_warnings(ref: ReferenceStats) -> list[str]:
+    """One line when statistics written by an earlier sngan took "the first N" real images (a class-sorted folder
+    then gave a few classes only); the number is still given."""
+    record = ref.protocol or {}
+    if "network" in record and "subset_rule" not in record and str(record.get("subset", "")).startswith("first"):
+        return [f"reference statistics {ref.path or ''} were made by an earlier sngan from the {record['subset']} "
+                f"(from a class-sorted folder: a few classes only): recompute them with `sngan stats` (docs/eval.md, "
+                f"Which real images)"]
+    return []
+
+
 def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor, y: torch.Tensor | None,
                      quantise: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pool3 features (B, 2048) on the network's device, logits (B, 1008) on the CPU) of generated images,
