@@ -252,7 +252,8 @@ def report(
     """Draw a run's loss curves, metric curves and newest sample grid into one PNG."""
     from sngan.errors import ReportError
     from sngan.io import check_new_output, publishing
-    from sngan.report.page import study_folder_note, write_report
+    from sngan.report.page import write_report
+    from sngan.study.figures import study_folder_note
     from sngan.train.rundir import read_run_id
 
     if not run_dir.is_dir():

@@ -84,9 +84,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.png"
     if out.suffix.lower() not in FORMATS:
         raise ReportError(f"--out must end in {', '.join(FORMATS)}, got '{out}'")
-    study = study_folder_note(run_dir)
-    if study:
-        raise ReportError(study)
     records = read_records(run_dir / "metrics.jsonl")
     grid = latest_sample_grid(run_dir)
     if not records and grid is None:
@@ -183,17 +180,3 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
     panel.paste(image, (0, caption_height))
     return panel
 
-
-def study_folder_note(folder: Path) -> str | None:
-    """What to do with a study folder given to `sngan report` (its table and figures are drawn by `sngan study`,
-    one report per run by `sngan report RUN`), or None for any other folder."""
-    from sngan.study.run import STUDY_MARKER
-
-    folder = Path(folder)
-    if not ((folder / STUDY_MARKER).is_file() or (folder / "study.jsonl").is_file()):
-        return None
-    figures = sorted(p.name for p in folder.glob("*.png"))
-    drawn = (f"its table is {folder / 'study.md'} and its figures {', '.join(figures)}"
-             if (folder / "study.md").is_file() else "it has no table yet")
-    return (f"'{folder}' is a study folder, not a run: {drawn}; `sngan study --plan PLAN --out {folder}` redraws them "
-            f"from the finished runs (which it skips), and `sngan report {folder}/<run>` draws one run's report")
