@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -150,14 +150,63 @@ def _attempt_store(info: DistInfo) -> dist.Store:
                              wait_for_workers=False)
 
 
+_store: dist.Store | None = None  # this attempt's store: also where the ranks post what waits need no collective
+
+
 def init_process_group(info: DistInfo) -> None:
     """Join the process group when running under torchrun (first thing: see the module docstring)."""
+    global _store
     if info.enabled and not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=_attempt_store(info),
+        _store = _attempt_store(info)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=_store,
                                 rank=info.rank, world_size=info.world_size, timeout=COLLECTIVE_TIMEOUT)
+
+
+def node_rank() -> int:
+    """Which node (torchrun agent) this process runs on: torchrun's GROUP_RANK (0 outside torchrun)."""
+    try:
+        return int(os.environ.get("GROUP_RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+# A long start-up step that only some ranks do (packing a dataset, per node) is waited for through the store, not
+# in a collective (whose timeout is an hour): up to LONG_WAIT_S, with a line every WAIT_REPORT_S.
+LONG_WAIT_S = 12 * 3600
+WAIT_REPORT_S = 60.0
+
+
+def post(key: str, value: str) -> None:
+    """Set `key` in this attempt's store (under torchrun; nothing outside it)."""
+    if _store is not None:
+        _store.set(f"sngan/{key}", value)
+
+
+def wait_posted(keys: list[str], what: str, say: Callable[[str], None] | None, hint: str) -> dict[str, str]:
+    """The values of `keys` once every one is posted, polling the store (no collective, so no collective timeout);
+    a value starting with 'error' ends the wait at once with that rank's message. Every WAIT_REPORT_S a line says
+    what is awaited; after LONG_WAIT_S the wait fails with `hint` (what to do instead)."""
+    if _store is None:
+        return {}
+    names = {key: f"sngan/{key}" for key in keys}
+    start = last = time.monotonic()
+    while True:
+        posted = {key: _store.get(name).decode() for key, name in names.items() if _store.check([name])}
+        failed = [value for value in posted.values() if value.startswith("error")]
+        if failed:
+            raise SnganError(f"stopping: {what} failed ({failed[0].removeprefix('error').strip()})")
+        if len(posted) == len(keys):
+            return posted
+        now = time.monotonic()
+        if now - start > LONG_WAIT_S:
+            raise SnganError(f"{what} did not end within {LONG_WAIT_S / 3600:.0f} h: {hint}")
+        if say is not None and now - last >= WAIT_REPORT_S:
+            say(f"waiting for {what} ({(now - start) / 60:.0f} min so far)")
+            last = now
+        time.sleep(0.5)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -306,6 +355,76 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+BROADCAST_CHUNK = 64 << 20  # bytes per broadcast of a checkpoint: bounds the extra memory of each step
+
+
+def broadcast_bytes(data: bytes | None, info: DistInfo) -> bytes:
+    """Rank 0's `data` (a checkpoint file's bytes) on every rank, as CPU uint8 tensors over the group's CPU backend
+    (gloo) in chunks of BROADCAST_CHUNK: a node without the file gets it from rank 0, no shared filesystem needed.
+    The receivers unpickle nothing: they hold bytes, which `torch.load(weights_only=True)` reads as any file."""
+    if not info.enabled or info.world_size == 1:
+        assert data is not None
+        return data
+    size = torch.tensor([len(data) if info.is_main and data is not None else 0], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    total = int(size.item())
+    received = bytearray(total) if not info.is_main else None
+    for start in range(0, total, BROADCAST_CHUNK):
+        n = min(BROADCAST_CHUNK, total - start)
+        if info.is_main:
+            chunk = torch.frombuffer(bytearray(data[start:start + n]), dtype=torch.uint8)
+        else:
+            chunk = torch.empty(n, dtype=torch.uint8)
+        dist.broadcast(chunk, src=0)
+        if received is not None:
+            received[start:start + n] = chunk.numpy().tobytes()
+    return data if info.is_main else bytes(received)
+
+
+def gather_rows(rows: torch.Tensor, info: DistInfo) -> list[torch.Tensor] | None:
+    """Every rank's (n_r, ...) tensor, in rank order, on rank 0 (None on the others): plain tensors over the group's
+    CPU backend (gloo), no pickling. Ranks may hold different row counts (padded for the transfer, cut after);
+    the trailing shape and dtype must agree. Rank 0 holds all rows at once, the others only their own."""
+    rows = rows.detach().cpu().contiguous()
+    if not info.enabled:
+        return [rows]
+    count = torch.tensor([rows.shape[0]], dtype=torch.int64)
+    counts = [torch.zeros(1, dtype=torch.int64) for _ in range(info.world_size)]
+    dist.all_gather(counts, count)
+    most = max(int(c.item()) for c in counts)
+    padded = torch.zeros((most, *rows.shape[1:]), dtype=rows.dtype)
+    padded[:rows.shape[0]] = rows
+    received = [torch.empty_like(padded) for _ in range(info.world_size)] if info.is_main else None
+    dist.gather(padded, received, dst=0)
+    return [t[:int(c.item())] for t, c in zip(received, counts, strict=True)] if received is not None else None
+
+
+def check_same_data(fingerprint: dict[str, Any], info: DistInfo) -> None:
+    """Refuse ranks that read different data (a node whose copy lacks a class, has other files, or another size),
+    naming the ranks and what differs, before the first step. `fingerprint`: count, class names and a content hash
+    (the packed cache's, or the labels' for a drawn set)."""
+    if not info.enabled:
+        return
+    seen = gather_objects({**fingerprint, "host": socket.gethostname()}, info)
+    ref = seen[0]
+    for rank, fp in enumerate(seen[1:], 1):
+        if (fp["count"], fp["classes"], fp["content"]) == (ref["count"], ref["classes"], ref["content"]):
+            continue
+        what = [f"{fp['count']} images against {ref['count']}"] if fp["count"] != ref["count"] else []
+        missing = [c for c in ref["classes"] if c not in fp["classes"]]
+        extra = [c for c in fp["classes"] if c not in ref["classes"]]
+        if missing:
+            what.append(f"lacks class(es) {', '.join(map(repr, missing[:3]))}")
+        if extra:
+            what.append(f"has class(es) {', '.join(map(repr, extra[:3]))} that rank 0 has not")
+        if not missing and not extra and fp["classes"] != ref["classes"]:
+            what.append("its classes are in another order")
+        if not what:
+            what.append("other image contents")
+        raise SnganError(f"the processes read different data: rank {rank} ({fp['host']}) {'; '.join(what)} than "
+                         f"rank 0 ({ref['host']}); give every node the same data.root (or one packed cache)")
 
 
 @torch.no_grad()

@@ -77,7 +77,7 @@ def open_packed(folder: Path) -> ImageSet:
     notes = [f"{manifest['skipped_count']} unreadable files skipped"] if manifest["skipped_count"] else []
     notes += [f"{n} dropped ({why})" for why, n in manifest["dropped"].items()]
     notes += manifest.get("notices", [])  # caches packed before notices existed have none
-    return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest)
+    return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest, folder)
 
 
 def _valid_manifest(manifest: object) -> bool:
