@@ -192,3 +192,21 @@ def test_dinov2_options_are_checked_before_any_work(tmp_path, hub_repo):
     for extra, message in cases.items():
         result = runner.invoke(app, [*base, *extra, "--inception-weights", str(tmp_path / "fake.npz")])
         assert result.exit_code == 1 and message in result.output, (extra, result.output)
+
+
+def test_a_checkpoint_scores_fd_dinov2_against_cached_dinov2_statistics(tiny_runs, inception_weights, hub_repo,
+                                                                          tmp_path):
+    """`eval --ckpt --fd-network dinov2_vitl14`: reference statistics built from the dataset in DINOv2 features,
+    cached under the network's name and read back by the next evaluation."""
+    weights, _ = inception_weights
+    cache = tmp_path / "cache"
+    args = ["--ckpt", str(tiny_runs["uncond_ckpt"]), "--protocol", "quick", "--fd-network", "dinov2_vitl14",
+            "--dinov2-repo", str(hub_repo), "--set", "data.num_images=12", "--set", f"data.cache_dir={cache}"]
+    first, printed = _eval(tmp_path, weights, *args)
+    assert set(first["metrics"]) == {"is10_2splits", "is10_2splits_std", "fd_dinov2_vitl14_10_train12"}
+    assert "computing reference statistics" in printed
+    cached = list(cache.rglob("*.npz"))
+    assert len(cached) == 1 and "-dinov2_vitl14-" in cached[0].name and "inception" not in cached[0].name
+    second, printed = _eval(tmp_path, weights, *args)
+    assert "computing reference statistics" not in printed  # read from the cache
+    assert second["metrics"] == first["metrics"]
