@@ -148,8 +148,8 @@ def test_combinations_the_paper_does_not_use_are_refused(tmp_path, extra, messag
 
 def _d_losses(method: str, tmp_path, seed: int = 3):
     """(configured D loss, plain adversarial D loss, state, batches) of one D step's inputs for `method`."""
-    from sngan.train.regularizers import regularized_d_loss
     from sngan.train.state import build_state
+    from sngan.train.steps import regularized_d_loss
 
     cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_init=svd"])
     state = build_state(cfg, torch.device("cpu"), log=lambda _: None)

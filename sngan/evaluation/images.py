@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sngan.config import MAX_IMAGES
 from sngan.data.files import READ_ERRORS, to_rgb
 from sngan.errors import MetricError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, open_regular
 
-MAX_IMAGES = 1_000_000
 MAX_SIDE = 2048
 NPZ_KEYS = ("arr_0", "x")
 

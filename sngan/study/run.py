@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,8 +43,8 @@ from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopp
 from sngan.io import write_text, writing
 from sngan.records import metric_keys, read_records
 from sngan.study.figures import write_figures
-from sngan.study.plan import Plan, Variant, run_name
-from sngan.train.rundir import FolderLock, RunLock, lock_holder, read_run_id
+from sngan.study.plan import Plan, Variant, checked_slurm_options, load_plan, run_name
+from sngan.train.rundir import FolderLock, lock_holder, read_run_id
 
 RESULT = "result.json"
 STUDY_MARKER = ".sngan-study"
@@ -67,7 +68,7 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
     found = list_checkpoints(run_dir / "checkpoints")
     if not found and run_dir.exists():
         aside = run_dir.with_name(f".{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
-        lock = RunLock(run_dir)  # a process still training there is named, its folder never moved
+        lock = FolderLock(run_dir)  # a process still training there is named, its folder never moved
         try:
             with writing(run_dir):
                 run_dir.rename(aside)
@@ -414,11 +415,11 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     wait for them and write the table."""
     import dataclasses
 
-    from sngan.study.slurm import EXECUTORS, checked, submit, wait_for
+    from sngan.study.slurm import EXECUTORS, submit, wait_for
 
     if kind not in EXECUTORS:
         raise StudyError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind[:40]!r}")
-    options = checked(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
+    options = checked_slurm_options(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
                                                          if v is not None and v != ()}), "--executor")
     names = [run_name(v, s) for v, s in plan.runs()]
     claim_study_folder(out, names)
@@ -427,7 +428,7 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     if not todo:
         write_table(plan, out, log)
         return
-    jobs = submit(plan.path.resolve(), out.resolve(), todo, kind, options, log)
+    jobs = submit(StudyTask(), plan.path.resolve(), out.resolve(), todo, kind, options, log)
     if not wait:
         log(f"follow them with: sngan study --plan {plan.path} --out {out} --status; each task writes the table "
             f"when its run ends, and sngan study --plan {plan.path} --out {out} writes it again")
@@ -438,3 +439,25 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     if failed:
         raise StudyError(f"{len(failed)} of {len(todo)} runs failed ({', '.join(failed)}); their logs are under "
                          f"{out / 'slurm'}; submit again to retry them")
+
+
+class StudyTask:
+    """One array task: one run of a study (`sngan study --only RUN`), requeued by submitit on a time limit or a
+    preemption after the training loop has written its checkpoint."""
+
+    def __call__(self, plan_path: str, out: str, name: str) -> str:
+        from sngan.train.loop import pass_on
+
+        try:
+            run_study(load_plan(plan_path), Path(out), only=name, progress=False, log=print)
+        except TrainingStopped:
+            # the checkpoint is written: now submitit's own handler requeues
+            pass_on(signal.SIGUSR2)
+            raise
+        return name
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """What submitit resubmits: the same run, which continues from its newest checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)

@@ -23,8 +23,29 @@ from sngan.errors import TrainingDiverged
 from sngan.records import training_record
 from sngan.train.ema import ema_update, recalibrate_batchnorm
 from sngan.train.perf import autocast, begin_step, own_memory
-from sngan.train.regularizers import after_d_update, regularized_d_loss
+from sngan.train.regularizers import clip_weights, gradient_penalty, orthonormal_penalty
 from sngan.train.state import TrainState
+
+
+def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tensor, x_fake: torch.Tensor,
+                       y: torch.Tensor | None) -> torch.Tensor:
+    """The D loss plus the gradient penalty and the orthonormal term the config asks for."""
+    cfg = state.cfg.loss
+    if cfg.gp_weight > 0:
+        def critic(x: torch.Tensor) -> torch.Tensor:
+            with autocast(state.perf, state.device):
+                return state.d.trained(x, y)
+
+        loss = loss + cfg.gp_weight * gradient_penalty(critic, x_real, x_fake)
+    if cfg.orthonormal_weight > 0:
+        loss = loss + cfg.orthonormal_weight * orthonormal_penalty(state.d.module)
+    return loss
+
+
+def after_d_update(state: TrainState) -> None:
+    """Weight clipping after the optimiser step, when `optim.d_weight_clip` > 0."""
+    if state.cfg.optim.d_weight_clip > 0:
+        clip_weights(state.d.module, state.cfg.optim.d_weight_clip)
 
 
 def lr_at(base_lr: float, decay: str, decay_start: int, iterations: int, step: int) -> float:
