@@ -12,7 +12,6 @@ import functools
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,21 +100,13 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every expected failure into one line on stderr and its exit code (see the module docstring)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        # Warnings (torch's, matplotlib's) are held until the command ends: printed one line each after a success,
-        # dropped after a failure, whose one error line is then all there is on stderr.
-        with warnings.catch_warnings(record=True) as caught:
-            result = checked(*args, **kwargs)
-        for warning in caught:
-            text = " ".join(str(warning.message).split())[:300]
-            typer.echo(f"warning: {warning.category.__name__}: {text}", err=True)
-        return result
-
     def checked(*args: Any, **kwargs: Any) -> Any:
         from sngan.errors import TrainingStopped
+        from sngan.progress import warning_lines
 
         try:
-            return command(*args, **kwargs)
+            with warning_lines(lambda line: typer.echo(line, err=True)):  # each when it happens; the error line last
+                return command(*args, **kwargs)
         except TrainingStopped as exc:
             if str(exc):  # under torchrun rank 0 alone says it
                 typer.echo(str(exc), err=True)
@@ -146,7 +137,7 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                                    f"number of images asked for, or the model width"), err=True)
             raise typer.Exit(1) from None
 
-    return wrapper
+    return checked
 
 
 @app.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sngan.errors import CheckpointError, SnganError, TrainingDiverged, Training
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import training_record
 from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.progress import warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.losses import get_losses
@@ -216,7 +218,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
     if notice:
         text.message(notice)
     try:
-        return _train(cfg, run_dir, resume, text, info)
+        with warning_lines(functools.partial(say_warning, text)):  # on stderr when raised, and in log.txt
+            return _train(cfg, run_dir, resume, text, info)
     except TrainingStopped as exc:
         text.keep(str(exc))  # the command line prints it
         raise
@@ -228,6 +231,12 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
         raise
     finally:
         text.close()
+
+
+def say_warning(text: Progress, line: str) -> None:
+    """A warning line on stderr (above the bar, if one is drawn) and in log.txt with its time."""
+    tqdm.write(line, file=sys.stderr)
+    text.keep(line)
 
 
 def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text: Progress,
