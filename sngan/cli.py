@@ -149,8 +149,8 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<config-name>-NNN).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue a run: 'auto' (newest checkpoint of --out) or "
                                                   "a checkpoint path.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and parameter counts; "
-                                          "write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config, parameter counts and "
+                                          "weights' memory, then check the data; write nothing.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
@@ -160,11 +160,14 @@ def train(
         from sngan.config import load_config
 
         load_config(config, set_ or [])
+    if dry_run:
+        from sngan.train.launch import dry_run as preview
+
+        preview(config, set_ or [], out, resume, typer.echo)  # the data's problem, if any, is the last line
+        return
     from sngan.train.launch import launch
 
-    summary = launch(config, set_ or [], out, resume, dry_run, progress)
-    if summary is not None:
-        typer.echo(summary)
+    launch(config, set_ or [], out, resume, progress)
 
 
 @app.command()

@@ -38,7 +38,7 @@ from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max
 from sngan.errors import CheckpointError, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import training_record
-from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.models import count_parameters
 from sngan.progress import warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
@@ -385,10 +385,3 @@ def pass_on(signum: int) -> None:
         handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
     signal.signal(signum, handler)
     signal.raise_signal(signum)
-
-
-def dry_run_summary(cfg: Config) -> str:
-    """The resolved config and the parameter counts, as printed by `sngan train --dry-run`."""
-    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
-    return (f"{to_yaml(cfg)}generator parameters: {count_parameters(g)}\n"
-            f"discriminator parameters: {count_parameters(d)}")
