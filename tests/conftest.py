@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_config
-from tests.random_inception import random_inception_state
+from sngan.metrics.random_inception import random_inception_state
 
 
 @pytest.fixture
