@@ -86,7 +86,7 @@ def warning_lines(say: Callable[[str], None]) -> Iterator[dict[str, int]]:
                     say(f"{text} (raised {times} times in all)")
 
 
-class Progress:
+class PassProgress:
     """Counts of one pass; `update(n)` after each batch, `close()` at the end.
 
     Args:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_config
 from sngan.metrics.random_inception import random_inception_state
+from tests.helpers import write_config
 
 
 @pytest.fixture

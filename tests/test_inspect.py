@@ -11,7 +11,7 @@ from sngan.checkpoint import save_checkpoint
 from sngan.config import Config, ModelConfig, load_config
 from sngan.inspect import conv_norm, spectra
 from sngan.inspect.command import inspect_checkpoint, plot_spectra, read_json, write_json
-from sngan.inspect.summary import bounds, input_sizes, layer_spectra, training_record
+from sngan.inspect.summary import bounds, input_sizes, layer_spectra, spectral_record
 from sngan.models import build_discriminator
 from sngan.models.spectral import start_sn_exact
 from sngan.records import read_records
@@ -167,7 +167,7 @@ def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
     got = bounds(layer_spectra(d, input_sizes(d, 32, 0)))
     assert got["operator_trained"] == pytest.approx(trained, rel=1e-6)
     assert got["operator_normalised"] == pytest.approx(normalised, rel=1e-6)
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     assert record["operator_norm_product"] == pytest.approx(normalised, rel=1e-4)
     assert record["lipschitz_bound"] >= normalised  # the CNN is a chain: the certified bound is above the product
 
@@ -188,7 +188,7 @@ def test_normalised_norms_are_those_of_the_weight_the_layer_runs_with(d_norm, ga
     rows = layer_spectra(d, input_sizes(d, 32, 0))
     assert [r.normalised("operator") for r in rows] == pytest.approx(norms, rel=1e-5)
     assert bounds(rows)["operator_normalised"] == pytest.approx(math.prod(norms), rel=1e-5)
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     assert record["operator_norm_product"] == pytest.approx(math.prod(norms), rel=1e-4)
 
 
@@ -296,9 +296,9 @@ def test_concat_discriminator_sizes_come_from_the_forward_pass():
     assert d.training  # the probe forward leaves the mode as it was
 
 
-def test_training_record_summarises_ratios_under_one_prefix():
+def test_spectral_record_summarises_ratios_under_one_prefix():
     d = build_discriminator(ModelConfig(resolution=32, g_ch=4, d_ch=4))
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     per_layer = [k for k in record if k.startswith("sn_ratio/")]
     assert len(per_layer) == 11
     assert record["sn_ratio_min"] == min(record[k] for k in per_layer) <= record["sn_ratio_max"]

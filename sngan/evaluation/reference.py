@@ -77,12 +77,12 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
                     log: Callable[[str], None] | None = None) -> ReferenceStats:
     """Statistics of the first `num` (None: all) images of a folder or npz (`sngan eval --ref`), not cached."""
     from sngan.metrics.fid import FeatureStats
-    from sngan.progress import Progress, cpu_hint
+    from sngan.progress import PassProgress, cpu_hint
 
     num = images.count if num is None else num
     device = next(net.buffers()).device
     acc, kept = FeatureStats(), []
-    bar = Progress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for batch in images.batches(num, batch_size):
         pool = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))[0]
         acc.update(pool)

@@ -27,7 +27,7 @@ from sngan.metrics.extra import extra_scores
 from sngan.metrics.inception import FEATURE_DIM, INCEPTION_INPUTS, InceptionFeatures, load_inception
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import ReferenceStats, uint8_to_unit
-from sngan.progress import Progress, cpu_hint
+from sngan.progress import PassProgress, cpu_hint
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import to_uint8
 
@@ -70,7 +70,7 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
                    truncation=protocol.truncation)
     starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
     logits = {}
-    bar = Progress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
+    bar = PassProgress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
                    hint=cpu_hint(next(net.buffers()).device))
     kept: list[tuple[int, torch.Tensor]] = []
     for start in starts:
@@ -120,7 +120,7 @@ def score_images(images: ImageInput, net: InceptionFeatures, protocol: Protocol,
     check_scoring(ref, net, protocol)
     device = next(net.buffers()).device
     logits, kept = [], []
-    bar = Progress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
     start = 0
     for batch in images.batches(protocol.num_generated, batch_size):
         features, batch_logits = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))

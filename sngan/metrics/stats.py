@@ -65,10 +65,10 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     Returns:
         float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
     """
-    from sngan.progress import Progress, cpu_hint
+    from sngan.progress import PassProgress, cpu_hint
 
     acc = FeatureStats()
-    bar = Progress(len(images), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(len(images), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
         features = net(uint8_to_unit(batch))[0]

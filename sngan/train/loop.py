@@ -37,7 +37,7 @@ from sngan.config import Config, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max_divergence, resolve_device, together
 from sngan.errors import CheckpointError, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
-from sngan.inspect.summary import training_record
+from sngan.inspect.summary import spectral_record
 from sngan.models import count_parameters
 from sngan.progress import warning_lines
 from sngan.sample.generate import generate, latents
@@ -308,7 +308,7 @@ def run_loop(state: TrainState, run_dir: Path, run_log: RunLog | None, evaluator
                     run_log.grid(grid, state.step)
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                 m = cfg.model
-                run_log.log({"step": state.step, **training_record(state.d.module, m.resolution, m.num_classes)})
+                run_log.log({"step": state.step, **spectral_record(state.d.module, m.resolution, m.num_classes)})
             if now.evaluate:
                 evaluate_and_keep_best(state, evaluator, run_log, ckpt_dir, text.message)
             if now.save:

@@ -20,7 +20,7 @@ import torch
 
 from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
 from sngan.errors import TrainingDiverged
-from sngan.records import training_record
+from sngan.records import loss_record
 from sngan.train.ema import ema_update, recalibrate_batchnorm
 from sngan.train.perf import autocast, begin_step, own_memory
 from sngan.train.regularizers import clip_weights, gradient_penalty, orthonormal_penalty
@@ -177,7 +177,7 @@ class LossWindow:
             raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
                                    f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
                                    f"lower optim.lr or check the data")
-        return training_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9),
+        return loss_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9),
                                peak_memory(self.device))
 
 
