@@ -43,6 +43,7 @@ EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluati
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.arch -> its resolutions (sngan.models' layouts)
 SN_INITS = ("random", "svd", "torch")  # model.sn_init; sngan.models.spectral.start_sn implements each
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.layers builds each
+LOSS_TYPES = ("hinge", "nonsaturating", "wasserstein")  # loss.type: sngan.train.losses.LOSSES holds each
 
 
 # The schema machinery: strict YAML, `option` fields, sections built and checked one line per problem
@@ -308,7 +309,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     type: str = option("hinge", "adversarial loss (wasserstein: D E[D(fake)] - E[D(real)], G -E[D(fake)], for WGAN)",
-                       choices=("hinge", "nonsaturating", "wasserstein"))
+                       choices=LOSS_TYPES)
     gp_weight: float = option(0.0, "gradient penalty lambda on real/fake interpolates, (||grad D||_2 - 1)^2 "
                               "(WGAN-GP, GAN-GP; paper section 4.1: 10); 0 = off", ge=0)
     orthonormal_weight: float = option(0.0, "orthonormal regularisation gamma * sum ||W^T W - I||_F^2 over D's "
