@@ -128,7 +128,7 @@ def test_a_fifo_as_metrics_or_grid_or_json_output_never_blocks(tiny_runs, tmp_pa
     ckpt = str(sorted((run2 / "checkpoints").glob("ckpt-*.pt"))[-1])
     result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--json", str(tmp_path / "out.json")])
     assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
-    assert time.monotonic() - start < 60  # checked before any work, no open() that waits for a writer
+    assert time.monotonic() - start < 300  # checked before any work: an open() that waited for a writer never ends
 
 
 def test_a_fifo_as_log_txt_stops_resume_with_one_line(tiny_runs, tmp_path):
@@ -341,13 +341,13 @@ def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
                              "50000", "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # only a hung start waits this long; a loaded machine takes seconds
     while not any(p.name.startswith(".export.") for p in tmp_path.iterdir()):  # the export has begun
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
     assert err.strip().splitlines() == ["stopped by SIGTERM: what this command had not finished was not written"]
     assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder
 
