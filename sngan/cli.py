@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeGuard
 
 import typer
 from typer.core import TyperGroup
@@ -37,7 +37,15 @@ def _error_line(message: str) -> str:
     return f"error{f' (rank {rank})' if rank else ''}: {' '.join(message.split())}"
 
 
-def _click_error(exc: BaseException) -> bool:
+class ClickError(Protocol):
+    """click's documented interface of its errors for the user (usage errors add `ctx`)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def _click_error(exc: BaseException) -> TypeGuard[ClickError]:
     """Whether `exc` is one of click's errors for the user (ClickException or a child), told by its documented surface.
 
     Duck typing on purpose: typer >= 0.29 vendors click in a private module and exports only `BadParameter` of its
@@ -51,7 +59,7 @@ def _click_error(exc: BaseException) -> bool:
 class OneLineGroup(TyperGroup):
     """Typer's group with usage errors as one `error: ...` line (exit 2) instead of a boxed help excerpt."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click privately)
         # `sngan` alone prints the help on stderr, exit 2 (click's no_args_is_help), without click's error class
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
             typer.echo(ctx.get_help(), err=True)
@@ -60,7 +68,7 @@ class OneLineGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
         except typer.Abort:
             typer.echo("interrupted", err=True)
             code = EXIT_INTERRUPTED
@@ -68,7 +76,7 @@ class OneLineGroup(TyperGroup):
             if not _click_error(exc):
                 raise
             if hasattr(exc, "ctx"):  # a usage error: point at the command's --help
-                ctx = exc.ctx
+                ctx = getattr(exc, "ctx", None)
                 command = f"sngan {ctx.command.name} --help" if ctx and ctx.parent else "sngan --help"
                 typer.echo(f"{_error_line(exc.format_message())} (see {command})", err=True)
             else:

@@ -177,7 +177,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
                 if len(args) == 1:
                     raise
         raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
-    if dataclasses.is_dataclass(typ):
+    if isinstance(typ, type) and dataclasses.is_dataclass(typ):
         return build_section(typ, value, key)
     if origin in (list, tuple) and isinstance(value, list):
         item = typing.get_args(typ)[0]
@@ -535,7 +535,7 @@ def field_help() -> list[tuple[str, str, Any, str]]:
     for name, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = f.default_factory() if callable(f.default_factory) else f.default
             rows.append((f"{name}.{f.name}", getattr(hints[f.name], "__name__", str(hints[f.name])), default,
                          f.metadata["help"]))
     return rows

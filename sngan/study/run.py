@@ -236,7 +236,9 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int
     """Run each named run in its own `sngan study --only` process, `jobs` at a time (one device per slot); returns
     each child's exit code by run name."""
     devices = child_devices(jobs)
-    pending, running, codes = list(names), {}, {}
+    pending = list(names)
+    running: dict[int, tuple[str, subprocess.Popen, threading.Thread]] = {}
+    codes: dict[str, int] = {}
     started = 0
     while pending or running:
         free = [slot for slot in range(jobs) if slot not in running]
@@ -377,7 +379,8 @@ def write_table(plan: Plan, out: Path, log: Callable[[str], None],
 
 def status_lines(plan: Plan, out: Path) -> list[str]:
     """`sngan study --status`: one line per run (name, status, step of its newest checkpoint), then the counts."""
-    lines, counts = [], {}
+    lines: list[str] = []
+    counts: dict[str, int] = {}
     for variant, seed in plan.runs():
         name = run_name(variant, seed)
         status, message = run_status(out / name)

@@ -66,6 +66,8 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
     if resume is not None:
         path = Path(resume)
         return Choice(out or run_folder_of(path) or path.parent, path)  # check_owner refuses a foreign folder
+    if name is None:  # unreachable: without --config, --resume was given (checked first)
+        raise SnganError("--config FILE is required (or --resume to continue a run)")
     return Choice(out or next_run_dir(name), None)
 
 
@@ -81,6 +83,8 @@ def check_same_folder(choice: Choice) -> None:
 def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Resume | None]:
     """The config (from --config, else the checkpoint's) and the checkpoint of `choice`, opened and checked."""
     if choice.checkpoint is None:
+        if config is None:  # choose_run gives no checkpoint only with --config
+            raise SnganError("--config FILE is required (or --resume to continue a run)")
         return load_config(config, overrides), None
     if not choice.checkpoint.exists() and distributed.from_env().enabled:  # rank 0 chose it on its node
         raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs the "

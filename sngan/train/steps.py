@@ -100,16 +100,16 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad(), autocast(state.perf, state.device):
         x_fake = own_memory(state.g.frozen(z, y_fake), state.perf)
-    y_real = y_real if state.cfg.model.num_classes else None
+    y_cond = y_real if state.cfg.model.num_classes else None  # the labels D sees: none for an unconditional D
     if state.perf.channels_last:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
     with autocast(state.perf, state.device):
         if state.perf.d_single_pass:
-            y_both = None if y_real is None else torch.cat([y_real, y_fake])
+            y_both = None if y_cond is None or y_fake is None else torch.cat([y_cond, y_fake])
             real_logits, fake_logits = state.d.trained(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
         else:
-            real_logits, fake_logits = state.d.trained(x_real, y_real), state.d.trained(x_fake, y_fake)
-    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_real)
+            real_logits, fake_logits = state.d.trained(x_real, y_cond), state.d.trained(x_fake, y_fake)
+    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_cond)
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_d.step()
