@@ -21,6 +21,7 @@ A checkpoint never contains pickled objects, so loading one cannot run code. Lay
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from torch import nn
 
 from sngan.config import MAX_ITERATIONS
 from sngan.errors import CheckpointError
-from sngan.io import atomic_write
+from sngan.io import atomic_write, open_input
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "generator", "discriminator")
@@ -59,28 +60,32 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", data: bytes | None = None
+                    ) -> dict[str, Any]:
     """Load a checkpoint as data only (`torch.load(weights_only=True)`), checking its layout.
 
     Args:
         path: checkpoint file.
         map_location: where tensors land.
+        data: the file's bytes, received from rank 0 under torchrun (`path` then only names it in messages).
 
     Returns:
         The checkpoint dict. Raises CheckpointError with one line for a missing, truncated, foreign or
         object-carrying file.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():  # /dev/zero would be read until memory runs out
+    if data is None and path.exists() and not path.is_file():  # /dev/zero would be read until memory runs out
         raise CheckpointError(f"{path}: not a regular file, so not a checkpoint")
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with warnings.catch_warnings():  # torch's note that it validates sparse tensors: refused below anyway
             warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            with open_input(path) if data is None else io.BytesIO(data) as fh:
+                state = torch.load(fh, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; all mean "unusable"
-        raise CheckpointError(f"{path}: cannot load checkpoint: {_why_unloadable(path, str(exc))}") from None
+        why = _why_unloadable(path, str(exc)) if data is None else " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{path}: cannot load checkpoint: {why}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an sngan checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
     version, config, step = state["format_version"], state["config"], state["step"]
@@ -269,7 +274,8 @@ class Opened:
 
 
 def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator: bool = False,
-                    ema: bool | None = None, device: str | torch.device = "cpu") -> Opened:
+                    ema: bool | None = None, device: str | torch.device = "cpu", data: bytes | None = None
+                    ) -> Opened:
     """Load a checkpoint and rebuild the networks asked for; every problem is one CheckpointError line.
 
     Args:
@@ -278,13 +284,14 @@ def open_checkpoint(path: str | Path, *, generator: bool = False, discriminator:
         discriminator: rebuild the discriminator (with its stored power-iteration vectors).
         ema: True = the EMA generator (error if absent), False = the raw one, None = EMA when present.
         device: where the networks go (eval mode).
+        data: the file's bytes, when they came from rank 0 rather than this node's disk.
     """
     from sngan.config import from_dict
     from sngan.errors import ConfigError
     from sngan.models import build_discriminator, build_generator, check_model_size
 
     path = Path(path)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, data=data)
     if not isinstance(state["config"].get("model"), dict):  # the defaults are not this checkpoint's networks
         raise CheckpointError(f"{path}: its config has no 'model' section, so its networks cannot be rebuilt")
     try:

@@ -397,8 +397,9 @@ def study(
     out: Annotated[Path | None, typer.Option(help="Study folder (default: the plan's 'out').")] = None,
     jobs: Annotated[int, typer.Option(min=1, max=1024, help="Runs at a time, each in its own process (one device "
                                       "each from CUDA_VISIBLE_DEVICES when there are GPUs).")] = 1,
-    only: Annotated[str | None, typer.Option(metavar="RUN", help="Run just this run (VARIANT-sSEED, see --list); "
-                                             "several such processes may share one study folder.")] = None,
+    only: Annotated[list[str] | None, typer.Option(metavar="RUN", help="Run just this run (VARIANT-sSEED, see "
+                                                   "--list; repeat for several); several such processes may share "
+                                                   "one study folder.")] = None,
     only_index: Annotated[int | None, typer.Option(min=0, metavar="I", help="Run just the I-th run of --list "
                                                    "(from 0: a job array's $SLURM_ARRAY_TASK_ID).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Print the run names, one a line, and exit.")] = False,
@@ -433,11 +434,15 @@ def study(
     loaded = load_plan(plan)
     names = [run_name(v, s) for v, s in loaded.runs()]
     if only_index is not None:
-        if only is not None:
+        if only:
             raise StudyError("give --only or --only-index, not both")
         if only_index >= len(names):
             raise StudyError(f"--only-index {only_index}: the plan has {len(names)} runs (0-{len(names) - 1})")
-        only = names[only_index]
+        only = [names[only_index]]
+    if wait and executor is None:
+        raise StudyError("--wait waits for the jobs of --executor: give --executor slurm|local|debug, or leave "
+                         "--wait out (without --executor the runs are trained here, and the command returns when "
+                         "they end)")
     if list_:
         typer.echo("\n".join(names))
         return

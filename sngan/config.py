@@ -113,10 +113,10 @@ def read_yaml(path: str | Path, what: str = "config file",
 
 
 def option(default: Any, help: str, *, choices: typing.Iterable | None = None, ge: float | None = None,
-           gt: float | None = None, le: float | None = None) -> Any:
+           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
     """A schema field with its help text and validation bounds kept in the dataclass metadata (bounds and choices
     apply to each element of a list or each value of a mapping)."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -148,13 +148,23 @@ def build_section(cls: type, raw: Any, prefix: str = "") -> Any:
     return instance
 
 
+YAML_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+              tuple: "a list", dict: "a mapping", type(None): "null"}  # types as a YAML file spells them
+
+
 def _type_name(typ: Any) -> str:
+    """What a field takes, in YAML's words ('a list', not 'tuple')."""
     if dataclasses.is_dataclass(typ):
         return "a mapping"
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(typ) if a is not type(None))
-    return getattr(origin or typ, "__name__", str(typ))
+    return YAML_NAMES.get(origin or typ, getattr(origin or typ, "__name__", str(typ)))
+
+
+def _value_name(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    return YAML_NAMES.get(type(value), type(value).__name__)
 
 
 def coerce(value: Any, typ: Any, key: str) -> Any:
@@ -176,7 +186,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             except ConfigError:
                 if len(args) == 1:
                     raise
-        raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
+        raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
     if isinstance(typ, type) and dataclasses.is_dataclass(typ):
         return build_section(typ, value, key)
     if origin in (list, tuple) and isinstance(value, list):
@@ -212,7 +222,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             return value
         if isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
             return "on" if value else "off"
-    raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {type(value).__name__} {shown(value)}")
+    raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
 
 
 def shown(value: Any, limit: int = 200) -> str:
@@ -251,6 +261,8 @@ def check_value(value: Any, meta: dict, key: str) -> None:
         raise ConfigError(f"key '{key}' must be >= {meta['ge']}, got {shown(value)}")
     if meta.get("le") is not None and not value <= meta["le"]:
         raise ConfigError(f"key '{key}' must be <= {meta['le']}, got {shown(value)}")
+    if meta.get("lt") is not None and not value < meta["lt"]:
+        raise ConfigError(f"key '{key}' must be < {meta['lt']}, got {shown(value)}")
 
 
 # The schema
@@ -320,8 +332,8 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr: float = option(2e-4, "Adam learning rate alpha for G and D", gt=0)
-    beta1: float = option(0.0, "Adam beta1", ge=0, le=1)
-    beta2: float = option(0.9, "Adam beta2", ge=0, le=1)
+    beta1: float = option(0.0, "Adam beta1 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
+    beta2: float = option(0.9, "Adam beta2 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
     lr_decay: str = option("linear", "learning-rate schedule", choices=("none", "linear"))
     lr_decay_start: int = option(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
                             le=MAX_ITERATIONS)
@@ -377,8 +389,10 @@ class PerfConfig:
     precision: str = option("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
                             choices=("auto", "fp32", "tf32", "bf16"))
     channels_last: str = option("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
-    compile: str = option("off", "torch.compile mode for the generator and the discriminator (off = eager)",
-                          choices=("off", "default", "reduce-overhead", "max-autotune"))
+    compile: str = option("auto", "torch.compile mode for the generator and the discriminator; auto (ours) = CUDA "
+                          "graphs (reduce-overhead) on CUDA for a run of 1,000+ iterations, eager otherwise or where "
+                          "compiling fails; off = eager", choices=("auto", "off", "default", "reduce-overhead",
+                                                                 "max-autotune"))
     d_single_pass: bool = option(False, "D step: one D forward on the concatenated real+fake batch instead of two; "
                                       "halves spectral norm's power iterations per D step (one instead of the "
                                       "authors' two), so off by default")

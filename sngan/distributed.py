@@ -308,6 +308,76 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+BROADCAST_CHUNK = 64 << 20  # bytes per broadcast of a checkpoint: bounds the extra memory of each step
+
+
+def broadcast_bytes(data: bytes | None, info: DistInfo) -> bytes:
+    """Rank 0's `data` (a checkpoint file's bytes) on every rank, as CPU uint8 tensors over the group's CPU backend
+    (gloo) in chunks of BROADCAST_CHUNK: a node without the file gets it from rank 0, no shared filesystem needed.
+    The receivers unpickle nothing: they hold bytes, which `torch.load(weights_only=True)` reads as any file."""
+    if not info.enabled or info.world_size == 1:
+        assert data is not None
+        return data
+    size = torch.tensor([len(data) if info.is_main and data is not None else 0], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    total = int(size.item())
+    received = bytearray(total) if not info.is_main else None
+    for start in range(0, total, BROADCAST_CHUNK):
+        n = min(BROADCAST_CHUNK, total - start)
+        if info.is_main:
+            chunk = torch.frombuffer(bytearray(data[start:start + n]), dtype=torch.uint8)
+        else:
+            chunk = torch.empty(n, dtype=torch.uint8)
+        dist.broadcast(chunk, src=0)
+        if received is not None:
+            received[start:start + n] = chunk.numpy().tobytes()
+    return data if info.is_main else bytes(received)
+
+
+def gather_rows(rows: torch.Tensor, info: DistInfo) -> list[torch.Tensor] | None:
+    """Every rank's (n_r, ...) tensor, in rank order, on rank 0 (None on the others): plain tensors over the group's
+    CPU backend (gloo), no pickling. Ranks may hold different row counts (padded for the transfer, cut after);
+    the trailing shape and dtype must agree. Rank 0 holds all rows at once, the others only their own."""
+    rows = rows.detach().cpu().contiguous()
+    if not info.enabled:
+        return [rows]
+    count = torch.tensor([rows.shape[0]], dtype=torch.int64)
+    counts = [torch.zeros(1, dtype=torch.int64) for _ in range(info.world_size)]
+    dist.all_gather(counts, count)
+    most = max(int(c.item()) for c in counts)
+    padded = torch.zeros((most, *rows.shape[1:]), dtype=rows.dtype)
+    padded[:rows.shape[0]] = rows
+    received = [torch.empty_like(padded) for _ in range(info.world_size)] if info.is_main else None
+    dist.gather(padded, received, dst=0)
+    return [t[:int(c.item())] for t, c in zip(received, counts, strict=True)] if received is not None else None
+
+
+def check_same_data(fingerprint: dict[str, Any], info: DistInfo) -> None:
+    """Refuse ranks that read different data (a node whose copy lacks a class, has other files, or another size),
+    naming the ranks and what differs, before the first step. `fingerprint`: count, class names and a content hash
+    (the packed cache's, or the labels' for a drawn set)."""
+    if not info.enabled:
+        return
+    seen = gather_objects({**fingerprint, "host": socket.gethostname()}, info)
+    ref = seen[0]
+    for rank, fp in enumerate(seen[1:], 1):
+        if (fp["count"], fp["classes"], fp["content"]) == (ref["count"], ref["classes"], ref["content"]):
+            continue
+        what = [f"{fp['count']} images against {ref['count']}"] if fp["count"] != ref["count"] else []
+        missing = [c for c in ref["classes"] if c not in fp["classes"]]
+        extra = [c for c in fp["classes"] if c not in ref["classes"]]
+        if missing:
+            what.append(f"lacks class(es) {', '.join(map(repr, missing[:3]))}")
+        if extra:
+            what.append(f"has class(es) {', '.join(map(repr, extra[:3]))} that rank 0 has not")
+        if not missing and not extra and fp["classes"] != ref["classes"]:
+            what.append("its classes are in another order")
+        if not what:
+            what.append("other image contents")
+        raise SnganError(f"the processes read different data: rank {rank} ({fp['host']}) {'; '.join(what)} than "
+                         f"rank 0 ({ref['host']}); give every node the same data.root (or one packed cache)")
+
+
 @torch.no_grad()
 def max_divergence(tensors: list[torch.Tensor], info: DistInfo) -> float:
     """Largest |t_rank - t_rank0| over the tensors (0.0 when ranks agree or when not distributed)."""

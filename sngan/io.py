@@ -346,6 +346,12 @@ def refuse_special(path: Path) -> None:
                          f"(choose another path)")
 
 
+def kind_of(path: str | Path) -> str:
+    """What `path` is, in words, following links ('folder', 'regular file', 'FIFO', 'character device', ...)."""
+    mode = os.stat(path).st_mode
+    return "folder" if stat.S_ISDIR(mode) else "regular file" if stat.S_ISREG(mode) else _kind(mode)
+
+
 def _kind(mode: int) -> str:
     return ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode) else "block device"
             if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
@@ -420,6 +426,23 @@ def open_regular(path: str | Path, limit: int | None = None) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def open_input(path: str | Path) -> IO[bytes]:
+    """An input file (an image, an archive, weights) opened for reading, after fstat says it is a regular file: a
+    FIFO or a device is one SnganError line, never a read that blocks or never ends. Links are followed (inputs may
+    live anywhere); the check is made on what was opened, so a swap after a listing is caught too."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnganError(f"{path}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise SnganError(f"{path}: is a {'folder' if stat.S_ISDIR(mode) else _kind(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def open_append(path: str | Path) -> IO[str]:

@@ -7,6 +7,7 @@ pids=()
 for ((n = 0; n < ${SLURM_NNODES:-1}; n++)); do
     SLURM_NODEID=$n SLURM_PROCID=$n "$@" &
     pids+=($!)
+    if [ -n "${SRUN_PIDS:-}" ]; then echo $! >> "$SRUN_PIDS"; fi  # for tests that signal the tasks, as Slurm does
 done
 rc=0
 for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done

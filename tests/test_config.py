@@ -21,7 +21,7 @@ def test_every_shipped_config_loads_and_sets_every_field(path: Path):
 
 
 def test_beta1_zero_becomes_float(tmp_path):
-    cfg = load_config(write_config(tmp_path / "c.yaml", {"optim": {"beta1": 0, "beta2": 1}}))
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"optim": {"beta1": 0, "beta2": 0}}))
     assert cfg.optim.beta1 == 0.0 and type(cfg.optim.beta1) is float and type(cfg.optim.beta2) is float
 
 
@@ -38,12 +38,12 @@ def test_overrides_apply_and_parse_yaml(tiny_config):
 @pytest.mark.parametrize("override, message", [
     ("train.iteratons=5", "unknown key 'train.iteratons' (did you mean 'iterations'?)"),
     ("trian.iterations=5", "unknown section 'trian'"),
-    ("train.iterations=abc", "key 'train.iterations' must be int"),
-    ("train.iterations=2.5", "key 'train.iterations' must be int"),
+    ("train.iterations=abc", "key 'train.iterations' must be an integer"),
+    ("train.iterations=2.5", "key 'train.iterations' must be an integer"),
     ("optim.lr=-1", "key 'optim.lr' must be > 0, got -1.0"),
     ("model.arch=vgg", "key 'model.arch' must be one of resnet|cnn"),
     ("loss.type=wgan", "key 'loss.type' must be one of hinge|nonsaturating"),
-    ("data.download=3", "key 'data.download' must be bool"),
+    ("data.download=3", "key 'data.download' must be true or false"),
     ("train.n_dis=0", "key 'train.n_dis' must be >= 1"),
     ("iterations=5", "must look like section.key"),
     ("train.iterations", "must look like section.key=value (one argument, no spaces: --set train.iterations=VALUE)"),

@@ -282,13 +282,16 @@ def _sharded_score(rank: int, world: int, init_file: str, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_sharded_evaluation_equals_single_process(tmp_path):
+@pytest.mark.parametrize("world", [2, 3])  # 7 batches: shared 4 + 3, and 3 + 2 + 2 (the last batch short)
+def test_sharded_evaluation_equals_single_process(tmp_path, world):
+    """Features travel to rank 0 as tensors (`gather_rows`) and are put back in batch order there: a wrong order
+    would change IS (its splits) and FID (only the first 30 images' features count)."""
     from sngan.distributed import SINGLE
 
     _score(SINGLE, tmp_path / "single.pt")
-    mp.spawn(_sharded_score, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    mp.spawn(_sharded_score, args=(world, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=world, join=True)
     single = torch.load(tmp_path / "single.pt", weights_only=True)
-    for rank in (0, 1):
+    for rank in range(world):
         sharded = torch.load(tmp_path / f"ddp.pt.{rank}", weights_only=True)
         assert sharded.keys() == single.keys()
         for key, value in single.items():

@@ -1,6 +1,11 @@
 """The fast path (bf16 autocast, channels_last, fused Adam, compile of G and D) computes the same step as eager
 fp32; each option is compared on its own where the others would hide it."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,10 +15,11 @@ from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import FP32SpectralNorm, sn
 from sngan.train.loop import train
 from sngan.train.losses import get_losses
-from sngan.train.perf import Perf, adam, compiled, resolve_perf
+from sngan.train.perf import Perf, adam, compile_or_eager, compiled, path_line, resolve_perf
 from sngan.train.state import build_state
 from sngan.train.steps import d_step, g_step
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["perf.precision=bf16", "perf.channels_last=on"]  # fused Adam: compared on its own below
 EAGER = ["perf.precision=fp32", "perf.channels_last=off", "perf.fused_adam=off"]
 
@@ -102,12 +108,81 @@ def test_spectral_norm_runs_in_fp32_with_autocast_off(monkeypatch):
 
 
 def test_auto_is_bf16_channels_last_fused_on_cuda_and_fp32_channels_last_unfused_on_cpu():
-    cpu = resolve_perf(PerfConfig(), torch.device("cpu"))
+    cpu = resolve_perf(PerfConfig(), torch.device("cpu"), 50_000)
     assert (cpu.precision, cpu.channels_last, cpu.fused_adam, cpu.compile) == ("fp32", True, False, "off")
-    cuda = resolve_perf(PerfConfig(), torch.device("cuda"))
+    cuda = resolve_perf(PerfConfig(), torch.device("cuda"), 50_000)
     assert (cuda.precision, cuda.channels_last, cuda.fused_adam) == ("bf16", True, True)
     assert resolve_perf(PerfConfig(precision="fp32", channels_last="off", fused_adam="off"),
-                        torch.device("cuda")).precision == "fp32"
+                        torch.device("cuda"), 50_000).precision == "fp32"
+
+
+def test_every_config_leaves_compile_to_auto():
+    """issue 35 section 1: the fast path is every config's default, not an option to find."""
+    assert PerfConfig().compile == "auto"
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        assert load_config(path, []).perf.compile == "auto", path.name
+
+
+@pytest.mark.parametrize(("device", "left", "mode"), [
+    ("cpu", 50_000, "off"),  # eager on the CPU, however long the run
+    ("cuda", 50_000, "reduce-overhead"),  # CUDA graphs for the paper's 50,000 iterations
+    ("cuda", 1_000, "reduce-overhead"),  # from 1,000 iterations left (about 360 pay back 56 s of compiling)
+    ("cuda", 999, "off"),  # a short run does not pay for compiling
+    ("cuda", 0, "off"),
+])
+def test_auto_compiles_with_cuda_graphs_on_cuda_for_a_run_of_a_thousand_iterations_or_more(device, left, mode):
+    perf = resolve_perf(PerfConfig(), torch.device(device), left)
+    assert perf.compile == mode
+    assert perf.chosen_by.startswith("auto: ")  # the run's first line says auto chose it
+
+
+def test_a_named_compile_mode_is_taken_as_given():
+    for mode in ("off", "default", "reduce-overhead", "max-autotune"):
+        perf = resolve_perf(PerfConfig(compile=mode), torch.device("cuda"), 10)
+        assert (perf.compile, perf.chosen_by) == (mode, "")
+        assert compile_or_eager(perf, torch.device("cpu")) == (perf, "")  # never probed: it fails the run if it fails
+
+
+def test_the_path_line_says_that_auto_chose_the_step():
+    cpu = path_line(resolve_perf(PerfConfig(), torch.device("cpu"), 50_000), torch.device("cpu"))
+    assert cpu.startswith("training step: eager (perf.compile auto: eager on cpu, compiling pays on CUDA only)")
+    cuda = path_line(resolve_perf(PerfConfig(), torch.device("cuda"), 50_000), torch.device("cuda"))
+    assert cuda.startswith("training step: compiled, mode reduce-overhead (perf.compile auto: CUDA graphs for "
+                           "50,000 iterations left)")
+    assert cuda.endswith("eager with --set perf.compile=off")
+
+
+FALLBACK = """
+import torch
+from sngan.train.perf import Perf, compile_or_eager, path_line
+chosen = Perf(compile="default", chosen_by="auto: test")
+perf, line = compile_or_eager(chosen, torch.device("cpu"))
+print(repr(perf.compile))
+print(line)
+print(path_line(perf, torch.device("cpu")))
+"""
+
+
+@pytest.mark.slow  # inductor traces the probe before it needs the compiler: ~10 s
+def test_where_compiling_fails_auto_says_so_in_one_line_and_goes_on_eager(tmp_path):
+    """A machine whose C++ compiler is missing cannot compile for the CPU: a real failure of torch.compile, not a
+    stand-in. `auto` then runs eager, one line says why, and nothing else of the options changes."""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    compile_mode, line, path = out.stdout.splitlines()
+    assert compile_mode == "'off'"
+    assert line.startswith("compiling failed on this machine (") and line.endswith("); the run goes on eager")
+    assert "no-such-compiler" in line  # the cause, in the one line
+    assert path.startswith("training step: eager (perf.compile auto: eager, compiling failed on this machine)")
+
+
+@pytest.mark.slow
+def test_where_compiling_works_auto_keeps_the_compiled_step(tmp_path):
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == ["'default'", ""]
 
 
 def test_generator_and_discriminator_forwards_compile_without_graph_breaks(tiny_config):

@@ -51,11 +51,12 @@ def test_cross_product_names_and_setting_files_win_over_methods(tmp_path):
     ({"slurm": {"time_mins": 5}}, r"unknown key 'slurm.time_mins' \(did you mean 'time_min'\?\)"),
     ({"precision": "fp64"}, r"key 'precision' must be one of auto\|fp32\|tf32\|bf16, got 'fp64'"),
     ({"seeds": [1, -1]}, r"key 'seeds\[1\]' must be >= 0, got -1"),
-    ({"seeds": "0"}, "key 'seeds' must be list, got str"),
+    ({"seeds": "0"}, "key 'seeds' must be a list, got a string"),
+    ({"slurm": {"sbatch": "--account=x"}}, "key 'slurm.sbatch' must be a list, got a string"),  # a tuple field
     ({"evaluation": {"every": 5, "protocol": "papr"}}, r"key 'evaluation.protocol' must be one of paper\|standard"),
     ({"evaluation": {"every": 10**12}}, "key 'evaluation.every' must be <="),  # train.eval_every's own bound
     ({"variants": [{"name": "x", "overrides": [], "extra": 1}]}, r"unknown key 'variants\[0\].extra'"),
-    ({"settings": {"X": 5}}, "key 'settings.X' must be str or list, got int 5"),
+    ({"settings": {"X": 5}}, "key 'settings.X' must be a string or a list, got an integer 5"),
 ])
 def test_bad_plans_fail_in_one_line_before_training(tmp_path, extra, message):
     with pytest.raises(StudyError, match=message) as info:

@@ -15,7 +15,8 @@ from tests.helpers import CONFIGS
 def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_path):
     run, lines = tmp_path / "run", []
     last = train(load_config(tiny_config), run, progress=False, log=lines.append)
-    assert lines[0].startswith("training step: eager (perf.compile off), precision fp32, on cpu;")
+    assert lines[0].startswith("training step: eager (perf.compile auto: eager on cpu, compiling pays on CUDA only), "
+                               "precision fp32, on cpu;")
     assert "--set perf.compile=default" in lines[0] and "reduce-overhead" not in lines[0]  # CUDA graphs: CUDA only
     assert last == run / "checkpoints" / "ckpt-0000003.pt"
     state = torch.load(last, weights_only=True)

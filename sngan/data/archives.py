@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sngan.errors import DataError
+from sngan.io import open_input
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
@@ -148,7 +149,7 @@ class Files:
                         size = path.stat().st_size
                         found[name] = np.memmap(path, dtype=np.uint8, mode="r") if size else b""
             else:
-                with tarfile.open(self.archive, "r:gz") as tar:
+                with open_input(self.archive) as fh, tarfile.open(fileobj=fh, mode="r:gz") as tar:
                     for member in tar:
                         name = member.name.removeprefix("./").removeprefix(self.prefix + "/")
                         if member.isfile() and name in wanted and name not in found:

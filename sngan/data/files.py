@@ -36,7 +36,8 @@ from PIL import Image
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter
 from sngan.datasets import CACHE_FOLDER, dataset
-from sngan.errors import DataError
+from sngan.errors import DataError, SnganError
+from sngan.io import open_input
 from sngan.progress import PassProgress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -153,10 +154,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def _decode(path: Path, transform: Callable, resolution: int) -> np.ndarray | str | Exception:
     """The transformed image, a drop reason (str) or the read error (returned, never raised)."""
     try:
-        with Image.open(path) as img:
+        with open_input(path) as f, Image.open(f) as img:  # a file swapped for a FIFO since the listing: skipped
             img.load()
             return transform(to_rgb(img), resolution)
-    except READ_ERRORS as exc:
+    except (SnganError, *READ_ERRORS) as exc:
         return exc
 
 

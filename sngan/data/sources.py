@@ -13,10 +13,12 @@ of uint8 tensors. Its `unlabeled` images carry no class: such a set is one class
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +66,15 @@ class ImageSet:
     classes: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
     manifest: dict | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What ranks compare to know they read the same data: count, class names and a content hash (the packed
+        cache's hash of its images, else the sha256 of the labels and the image shape)."""
+        content = (self.manifest or {}).get("content_sha256")
+        if content is None:
+            content = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes()
+                                     + str(self.images.shape).encode()).hexdigest()
+        return {"count": int(len(self.images)), "classes": [str(c) for c in self.classes], "content": content}
 
     def class_counts(self) -> np.ndarray:
         """(K,) number of images per class."""

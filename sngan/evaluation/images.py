@@ -27,7 +27,7 @@ from PIL import Image
 from sngan.config import MAX_IMAGES
 from sngan.data.files import READ_ERRORS, to_rgb
 from sngan.errors import MetricError, SnganError
-from sngan.io import MAX_MANIFEST_BYTES, open_regular
+from sngan.io import MAX_MANIFEST_BYTES, kind_of, open_input, open_regular
 
 MAX_SIDE = 2048
 NPZ_KEYS = ("arr_0", "x")
@@ -62,10 +62,9 @@ class ImageInput:
 
     def _decode(self, path: Path) -> np.ndarray:
         try:
-            with Image.open(path) as img:
+            with open_input(path) as f, Image.open(f) as img:
                 if (img.height, img.width) != self.side:
-                    raise MetricError(f"{path}: {img.height}x{img.width}, but the images under {self.path} are "
-                                      f"{self.side[0]}x{self.side[1]}; resize them to one size first")
+                    raise MetricError(_odd_size(self.path, self.files or []))
                 img.load()
                 return np.asarray(to_rgb(img), dtype=np.uint8)
         except READ_ERRORS as exc:
@@ -73,7 +72,7 @@ class ImageInput:
 
     def _npz_batches(self, num: int, batch_size: int) -> Iterator[np.ndarray]:
         per_image = self.side[0] * self.side[1] * 3
-        with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.key}.npy") as member:
+        with open_input(self.path) as f, zipfile.ZipFile(f) as archive, archive.open(f"{self.key}.npy") as member:
             _npy_header(member, self.path)
             for start in range(0, num, batch_size):
                 n = min(batch_size, num - start)
@@ -93,6 +92,26 @@ def _npy_header(member, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
         raise MetricError(f"{path}: not a readable .npy member ({exc})") from None
 
 
+def _image_side(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header (a regular file only: never blocks on a FIFO)."""
+    try:
+        with open_input(path) as f, Image.open(f) as img:
+            return img.height, img.width
+    except READ_ERRORS as exc:
+        raise MetricError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+
+
+def _odd_size(folder: Path, files: list[Path]) -> str:
+    """The line for a folder whose images differ in size: the most common size, and the first file of another.
+    Only on this error path is every header read (the sizes are not known before)."""
+    sides = [_image_side(f) for f in files]
+    common = max(set(sides), key=sides.count)
+    odd = next(i for i, side in enumerate(sides) if side != common)
+    n_odd = sum(side != common for side in sides)
+    return (f"{files[odd]}: {sides[odd][0]}x{sides[odd][1]}, but {len(files) - n_odd} of the {len(files)} images "
+            f"under {folder} are {common[0]}x{common[1]} ({n_odd} are not); resize them to one size first")
+
+
 def _check_count_side(path: Path, count: int, side: tuple[int, int]) -> None:
     if count < 2:
         raise MetricError(f"{path} holds {count} image(s); scoring needs at least 2")
@@ -103,7 +122,7 @@ def _check_count_side(path: Path, count: int, side: tuple[int, int]) -> None:
 
 def _open_npz(path: Path) -> ImageInput:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_input(path) as f, zipfile.ZipFile(f) as archive:
             names = {n.removesuffix(".npy") for n in archive.namelist()}
             key = next((k for k in NPZ_KEYS if k in names), None)
             if key is None:
@@ -146,11 +165,7 @@ def _open_folder(path: Path) -> ImageInput:
     files = _listed_files(path, extensions)
     if not files:
         raise MetricError(f"{path}: no image files found in it or its sub-folders")
-    try:
-        with Image.open(files[0]) as img:
-            side = (img.height, img.width)
-    except READ_ERRORS as exc:
-        raise MetricError(f"{files[0]}: cannot read the image ({type(exc).__name__}: {exc})") from None
+    side = _image_side(files[0])
     _check_count_side(path, len(files), side)
     return ImageInput(path, "folder", len(files), side, files=files)
 
@@ -162,4 +177,6 @@ def open_images(path: str | Path, option: str = "--images") -> ImageInput:
         return _open_folder(path)
     if path.is_file():
         return _open_npz(path)
+    if path.exists():
+        raise MetricError(f"{option} '{path}' is a {kind_of(path)}, not a folder of images or an .npz file")
     raise MetricError(f"{option} '{path}' does not exist (give a folder of images or an .npz with arr_0 or x)")

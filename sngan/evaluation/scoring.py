@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sngan.config import Config
-from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_objects
+from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_rows, together
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import INPUT, PRECISION, Protocol, make_protocol, metric_names
@@ -68,24 +68,50 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     check_scoring(ref, net, protocol)
     z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed,
                    truncation=protocol.truncation)
-    starts = list(range(0, protocol.num_generated, batch_size))[info.rank::info.world_size]
-    logits = {}
+    all_starts = list(range(0, protocol.num_generated, batch_size))
+    starts = all_starts[info.rank::info.world_size]  # rank r scores batches r, r + W, r + 2W, ...
     bar = PassProgress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
                    hint=cpu_hint(next(net.buffers()).device))
-    kept: list[tuple[int, torch.Tensor]] = []
+    logits, kept = [], []
     for start in starts:
         stop = min(start + batch_size, protocol.num_generated)
-        features, logits[start] = _inception_batch(generator, net, z[start:stop],
-                                                   None if y is None else y[start:stop])
-        features = features[:max(0, protocol.fid_generated - start)]
-        kept.append((start, features.cpu() if info.enabled else features))
+        features, batch_logits = _inception_batch(generator, net, z[start:stop], None if y is None else y[start:stop])
+        logits.append(batch_logits)
+        kept.append(features[:max(0, protocol.fid_generated - start)])
         bar.update((stop - start) * info.world_size)
     bar.close()
-    if info.enabled:  # reassemble every rank's batches in index order
-        kept = sorted(pair for part in gather_objects(kept, info) for pair in part)
-        logits = {k: v for part in gather_objects(logits, info) for k, v in part.items()}
-    return metrics_from_outputs(torch.cat([logits[k] for k in sorted(logits)]), [f for _, f in kept if len(f)],
-                                protocol, ref, extra, y, generator.num_classes)
+    if not info.enabled:
+        return metrics_from_outputs(torch.cat(logits), [f for f in kept if len(f)], protocol, ref, extra, y,
+                                    generator.num_classes)
+    # every rank's rows go to rank 0 as plain tensors (logits (n, 1008), FID features (m, 2048)), which puts the
+    # batches back in index order and scores them; the others receive the numbers
+    local_logits = torch.cat(logits) if logits else torch.empty(0, 1008)
+    local_features = torch.cat([f.cpu() for f in kept]) if kept else torch.empty(0, FEATURE_DIM)
+    parts = gather_rows(local_logits, info), gather_rows(local_features, info)
+    scores = None
+    with together(info, "scoring the gathered features"):
+        if info.is_main:
+            ordered_logits, ordered_features = _in_batch_order(*parts, all_starts, protocol, batch_size,
+                                                               info.world_size)
+            scores = metrics_from_outputs(torch.cat(ordered_logits), [f for f in ordered_features if len(f)],
+                                          protocol, ref, extra, y, generator.num_classes)
+    return broadcast_object(scores, info)
+
+
+def _in_batch_order(logits: list[torch.Tensor], features: list[torch.Tensor], starts: list[int],
+                    protocol: Protocol, batch_size: int, world: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-batch logits and FID features in index order, from each rank's rows (batch b was scored by rank
+    b % world, its rows following that rank's earlier batches)."""
+    taken_logits, taken_features = [0] * world, [0] * world
+    out_logits, out_features = [], []
+    for b, start in enumerate(starts):
+        rank, rows = b % world, min(batch_size, protocol.num_generated - start)
+        fid_rows = min(rows, max(0, protocol.fid_generated - start))
+        out_logits.append(logits[rank][taken_logits[rank]:taken_logits[rank] + rows])
+        out_features.append(features[rank][taken_features[rank]:taken_features[rank] + fid_rows])
+        taken_logits[rank] += rows
+        taken_features[rank] += fid_rows
+    return out_logits, out_features
 
 
 def metrics_from_outputs(logits: torch.Tensor, fid_features: list[torch.Tensor], protocol: Protocol,

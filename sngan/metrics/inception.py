@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sngan.errors import InceptionWeightsError, MetricError
+from sngan.io import open_input
 from sngan.metrics.precision import scoring_precision
 
 WEIGHTS_NAME = "pt_inception-2015-12-05"
@@ -80,7 +81,7 @@ def _how_to_supply() -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -106,7 +107,8 @@ def _load(path: Path) -> Weights:
                                     f"expected {WEIGHTS_SHA256_PREFIX}...): delete it and download "
                                     f"{WEIGHTS_URL} again")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open_input(path) as fh:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception:  # any failure here means the file is not a readable state dict
         raise InceptionWeightsError(f"{path} ({size:,} bytes) is not a readable PyTorch state dict: "
                                     f"{_how_to_supply()}") from None

@@ -24,7 +24,7 @@ import torch
 from sngan.config import DataConfig
 from sngan.datasets import dataset
 from sngan.errors import MetricError
-from sngan.io import atomic_write
+from sngan.io import atomic_write, open_input
 from sngan.metrics.fid import FeatureStats
 
 
@@ -124,7 +124,7 @@ def load_stats(path: str | Path, features: bool = False) -> ReferenceStats:
     if not path.is_file():
         raise MetricError(f"{path}: statistics file not found")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_input(path) as fh, np.load(fh, allow_pickle=False) as data:
             if "mu" not in data or "sigma" not in data:
                 raise MetricError(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma', has "
                                   f"{', '.join(data.files) or 'none'})")

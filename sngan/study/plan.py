@@ -57,7 +57,7 @@ EVAL_KEYS = {"every": "eval_every", "protocol": "eval_protocol", "num_samples": 
 def _train_option(name: str, default: Any) -> Any:
     """A plan field with the bounds and choices of the train.* field it sets (one definition of each)."""
     meta = TrainConfig.__dataclass_fields__[name].metadata
-    return option(default, meta["help"], choices=meta["choices"], ge=meta["ge"], gt=meta["gt"], le=meta["le"])
+    return option(default, meta["help"], **{k: meta[k] for k in ("choices", "ge", "gt", "le", "lt")})
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Layout of a study folder:
     <out>/<variant>-s<seed>/   a run directory as `sngan train` writes it, plus result.json when it has ended
     <out>/study.jsonl          one record per run (`summarize`)
     <out>/study.md             the table
+    <out>/.failures/<run>.json a run that failed before its run folder existed (bad data, say): its status and message
     <out>/*.png                the figures (`sngan.study.figures`)
 A run with result.json saying finished or diverged is done and is skipped; one with checkpoints but no result
 was interrupted and resumes from its newest checkpoint (`sngan train --resume` semantics); a run folder without a
@@ -47,6 +48,7 @@ from sngan.study.plan import Plan, Variant, checked_slurm_options, load_plan, ru
 from sngan.train.rundir import FolderLock, lock_holder, read_run_id
 
 RESULT = "result.json"
+FAILURES = ".failures"  # a run that failed before its folder existed is recorded here, as its result.json would
 STUDY_MARKER = ".sngan-study"
 MAX_RESULT_BYTES = 1_048_576  # a result.json holds a status, a message and a config
 TABLE_LOCK_WAIT_S = 120.0  # another process writing the table holds the folder lock for seconds
@@ -76,6 +78,9 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
             lock.release()
         log(f"{run_dir.name}: stopped before its first checkpoint; moved to {aside.name}, starting afresh")
     resume = found[-1] if found else None
+    early = run_dir.parent / FAILURES / f"{run_dir.name}.json"
+    if early.is_file() and not early.is_symlink():  # tried again now: that failure is history
+        early.unlink()
     status, message = "finished", ""
     if resume is None or checkpoint_step(resume) < cfg.train.iterations:
         if resume is not None:
@@ -89,9 +94,10 @@ def run_one(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], Non
     return status
 
 
-def read_result(run_dir: Path) -> dict[str, Any]:
-    """A run's result.json, checked (a hostile or torn file is one StudyError line naming it)."""
-    path = run_dir / RESULT
+def read_result(run_dir: Path, name: str = RESULT) -> dict[str, Any]:
+    """A run's result.json (or its early-failure record, `name` in the study's FAILURES folder), checked (a hostile
+    or torn file is one StudyError line naming it)."""
+    path = run_dir / name
     try:
         if path.stat().st_size > MAX_RESULT_BYTES:
             raise ValueError(f"{path.stat().st_size} bytes")
@@ -107,14 +113,18 @@ def read_result(run_dir: Path) -> dict[str, Any]:
 
 
 def run_status(run_dir: Path) -> tuple[str, str]:
-    """(status, message) of one run: finished, diverged or failed (its result.json), running (another process
-    holds its lock; the message names it) or pending."""
+    """(status, message) of one run: finished, diverged or failed (its result.json, or the study's record of a
+    failure before the run folder existed), running (another process holds its lock; the message names it) or
+    pending."""
     if (run_dir / RESULT).exists():
         saved = read_result(run_dir)
         return saved["status"], saved["message"]
     holder = lock_holder(run_dir) if run_dir.is_dir() else None
     if holder is not None:
         return "running", holder
+    early = run_dir.parent / FAILURES / f"{run_dir.name}.json"
+    if early.exists():
+        return "failed", read_result(early.parent, early.name)["message"]
     return "pending", ""
 
 
@@ -159,9 +169,14 @@ def run_one_safely(cfg: Config, run_dir: Path, progress: bool, log: Callable[[st
         message = " ".join(str(exc).split()) or type(exc).__name__
         if "in use by another sngan process" in message:
             return "running", message  # another process took the run between our look and train's lock
+        record = json.dumps({"status": "failed", "message": message, "config": to_yaml(cfg)}, indent=1)
         if read_run_id(run_dir) is not None and not (run_dir / RESULT).is_symlink():
-            write_text(run_dir / RESULT, json.dumps({"status": "failed", "message": message,
-                                                     "config": to_yaml(cfg)}, indent=1))
+            write_text(run_dir / RESULT, record)
+        elif not run_dir.exists():  # failed before its folder existed: the study folder keeps the record
+            failures = run_dir.parent / FAILURES
+            with writing(failures):
+                failures.mkdir(exist_ok=True)
+            write_text(failures / f"{run_dir.name}.json", record)
         return "failed", message
 
 
@@ -266,15 +281,15 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int
     return codes
 
 
-def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | None = None, progress: bool = True,
-              log: Callable[[str], None] = print, table: bool = True) -> Path:
+def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | list[str] | None = None,
+              progress: bool = True, log: Callable[[str], None] = print, table: bool = True) -> Path:
     """Run (or continue) the runs of `plan` not yet done, then write study.jsonl, study.md and the figures.
 
     Args:
         plan: a loaded plan (`sngan.study.plan.load_plan`).
         out: the study folder (default: the plan's).
         jobs: runs at a time, each in its own process (1 = in this process, one after another).
-        only: run just this one run (`<variant>-s<seed>`).
+        only: run just this run (`<variant>-s<seed>`), or just these runs (in plan order, `jobs` at a time).
         progress: progress bars.
         table: write the table and figures afterwards (under the folder lock).
 
@@ -283,16 +298,20 @@ def run_study(plan: Plan, out: Path | None = None, jobs: int = 1, only: str | No
     """
     out = Path(out) if out is not None else plan.out
     runs = {run_name(v, s): (v, s, plan.config(v, s)) for v, s in plan.runs()}
-    if only is not None and only not in runs:
-        raise StudyError(f"--only {only}: not a run of {plan.path} (runs: {', '.join(runs)})")
+    chosen = [only] if isinstance(only, str) else list(dict.fromkeys(only or ()))
+    for name in chosen:
+        if name not in runs:
+            raise StudyError(f"--only {name}: not a run of {plan.path} (runs: {', '.join(runs)})")
     claim_study_folder(out, list(runs))
-    if only is not None:
+    if len(chosen) == 1:
+        name = chosen[0]
         follow_parent()
         if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-            log(f"{only}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
-        statuses = {only: run_one_safely(runs[only][2], out / only, progress, log)}
+            log(f"{name}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
+        statuses = {name: run_one_safely(runs[name][2], out / name, progress, log)}
     else:
-        statuses = _run_all(plan, out, runs, jobs, progress, log)
+        statuses = _run_all(plan, out, {n: r for n, r in runs.items() if not chosen or n in chosen}, jobs, progress,
+                            log)
     failed = {name: message for name, (status, message) in statuses.items() if status == "failed"}
     if table:
         write_table(plan, out, log, {name: ("failed", message) for name, message in failed.items()})
@@ -383,11 +402,14 @@ def status_lines(plan: Plan, out: Path) -> list[str]:
     counts: dict[str, int] = {}
     for variant, seed in plan.runs():
         name = run_name(variant, seed)
-        status, message = run_status(out / name)
+        try:
+            status, message = run_status(out / name)
+        except StudyError as exc:  # one unreadable result is this run's line; the others are still listed
+            status, message = "unreadable", str(exc)
         found = list_checkpoints(out / name / "checkpoints")
         step = checkpoint_step(found[-1]) if found else 0
         counts[status] = counts.get(status, 0) + 1
-        detail = f" ({message})" if status in ("running", "failed") and message else ""
+        detail = f" ({message})" if status in ("running", "failed", "unreadable") and message else ""
         lines.append(f"{name}  {status}  step {step}{detail}")
     lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
     return lines
@@ -418,10 +440,14 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     wait for them and write the table."""
     import dataclasses
 
-    from sngan.study.slurm import EXECUTORS, submit, wait_for
+    from sngan.study.slurm import EXECUTORS, check_executor, submit, wait_for
 
     if kind not in EXECUTORS:
         raise StudyError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind[:40]!r}")
+    check_executor(kind)  # before anything is written
+    if kind == "debug" and not wait:
+        log("--executor debug runs each task in this process when it is waited for: waiting (as --wait)")
+        wait = True
     options = checked_slurm_options(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
                                                          if v is not None and v != ()}), "--executor")
     names = [run_name(v, s) for v, s in plan.runs()]

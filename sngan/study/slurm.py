@@ -16,6 +16,7 @@ wins):
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,17 @@ from sngan.errors import StudyError
 from sngan.study.plan import SlurmOptions
 
 EXECUTORS = ("slurm", "local", "debug")
+
+
+def check_executor(kind: str) -> None:
+    """Refuse, in one line, an executor this host cannot submit to, before anything is written: submitit's Slurm
+    executor submits with `sbatch` and starts each task with `srun`."""
+    if kind != "slurm":
+        return
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise StudyError(f"--executor slurm needs Slurm's sbatch and srun on this host's PATH ({' and '.join(missing)} "
+                         f"not found): run it on a Slurm login node, or use --executor local to run the tasks here")
 
 
 def _additional(sbatch: tuple[str, ...]) -> dict[str, Any]:

@@ -6,21 +6,26 @@ restart (TORCHELASTIC_RESTART_COUNT > 0) reads the same command line as `--resum
 continue the run the first attempt started.
 
 Under torchrun every process joins the process group before anything that can fail, and each step of the start
-ends in `distributed.together`: rank 0 chooses the run folder and the checkpoint, every rank opens that checkpoint
-(a node without it says so), and the resolved configs of all ranks must be equal.
+ends in `distributed.together`: rank 0 chooses the run folder and the checkpoint, the ranks compare what each node
+holds of the run (`agree_on_checkpoint`), rank 0 sends that checkpoint's bytes to the others (so a node needs no
+copy of the run folder), every rank opens them, and the resolved configs of all ranks must be equal.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sngan import distributed
-from sngan.checkpoint import list_checkpoints, open_checkpoint
+from sngan.checkpoint import checkpoint_step, list_checkpoints, open_checkpoint, read_step
 from sngan.config import Config, apply_overrides, from_dict, load_config, to_yaml
 from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
+from sngan.io import open_input
 from sngan.models import (
     BYTES_PER_TRAINED_PARAMETER,
     build_discriminator,
@@ -46,6 +51,8 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
     """The run folder and the checkpoint to continue, from the train options (`restarted`: a torchrun restart)."""
     if config is None and resume is None:
         raise SnganError("--config FILE is required (or --resume to continue a run)")
+    if resume is not None and not resume.strip():
+        raise SnganError("--resume needs a checkpoint file or 'auto', got an empty value")
     name = config.stem if config is not None else None
     if resume is None and restarted:
         resume = "auto"  # a torchrun restart continues what the first attempt started
@@ -71,25 +78,100 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
     return Choice(out or next_run_dir(name), None)
 
 
-def check_same_folder(choice: Choice) -> None:
-    """Refuse to start afresh on rank 0's word when this node holds checkpoints of the run (no shared folder)."""
-    mine = list_checkpoints(choice.run_dir / "checkpoints")
-    if choice.checkpoint is None and mine:
-        raise SnganError(f"this node has checkpoints in '{choice.run_dir / 'checkpoints'}' ({mine[-1].name}) but rank "
-                         f"0 finds none there: the nodes do not share the run folder (put it on a shared filesystem, "
-                         f"or copy it to every node)")
+@dataclass(frozen=True)
+class Held:
+    """What one rank sees of the run: its host, which checkpoints folder it sees (host, device, inode: ranks that
+    see one folder read the same files) and the newest checkpoint's step there."""
+
+    rank: int
+    host: str
+    view: tuple[str, int, int] | None
+    step: int | None
 
 
-def resolve_run(config: Path | None, overrides: list[str], choice: Choice) -> tuple[Config, Resume | None]:
-    """The config (from --config, else the checkpoint's) and the checkpoint of `choice`, opened and checked."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_input(path) as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def agree_on_checkpoint(choice: Choice, continuing: bool, info: distributed.DistInfo) -> tuple[bytes | None, str]:
+    """Every rank resumes from rank 0's checkpoint, whatever its own node holds: returns that file's bytes (sent by
+    rank 0 over the process group, so a node without a copy of the run folder needs none; None for a fresh start)
+    and a line for the log when another node's copy is behind.
+
+    Before anything is sent the nodes' copies are compared, and every rank stops with the same line when
+    - rank 0 starts afresh while another node holds checkpoints of the run (two unrelated runs would follow);
+    - `continuing` (--resume auto, a restart) and another node holds a newer checkpoint than rank 0's newest (rank
+      0's copy is stale: resuming from it would lose the steps since), or another file of the same step (its
+      sha256, computed by the first process of each node, differs from that of rank 0's bytes).
+    """
+    folder = choice.run_dir / "checkpoints"
+    found = list_checkpoints(folder) if not info.is_main else []
+    mine = found[-1] if found else None
+    host = socket.gethostname()
+    try:
+        seen = os.stat(folder)
+        view = (host, seen.st_dev, seen.st_ino)
+    except OSError:
+        view = None
+    held = distributed.gather_objects(Held(info.rank, host, view, None if mine is None else checkpoint_step(mine)),
+                                      info)
+    if choice.checkpoint is None:
+        holding = [h for h in held[1:] if h.step is not None]
+        if holding:
+            h = holding[0]
+            raise SnganError(f"rank {h.rank} ({h.host}) holds checkpoints of the run in '{folder}' (newest step "
+                             f"{h.step}) but rank 0 ({held[0].host}) starts afresh there: the nodes do not share the "
+                             f"run folder (put it on a shared filesystem, or copy the newest checkpoint to rank 0's "
+                             f"node)")
+        return None, ""
+    data, ref = None, None
+    with distributed.together(info, "reading the checkpoint to send"):
+        if info.is_main:
+            with open_input(choice.checkpoint) as fh:
+                data = fh.read()
+            ref = (read_step(choice.checkpoint), hashlib.sha256(data).hexdigest())
+    ref_step, ref_sha = distributed.broadcast_object(ref, info)
+    notice = ""
+    if continuing:
+        own_sha = None
+        with distributed.together(info, "comparing the nodes' checkpoints"):
+            # one hash per folder seen (not rank 0's): the first rank that sees it
+            me = held[info.rank]
+            first = next(h.rank for h in held if h.view == me.view)
+            if mine is not None and me.step == ref_step and me.view != held[0].view and first == info.rank:
+                own_sha = _sha256(mine)
+        shas = distributed.gather_objects(own_sha, info)
+        host0 = held[0].host
+        for h, sha in zip(held[1:], shas[1:], strict=True):
+            if h.step is not None and h.step > ref_step:
+                raise SnganError(f"rank {h.rank} ({h.host}) holds step {h.step} of the run but rank 0 ({host0}) "
+                                 f"continues from step {ref_step}: rank 0's copy of '{folder}' is stale; copy the "
+                                 f"newest checkpoint to rank 0's node (or share the folder) and start again")
+            if sha is not None and sha != ref_sha:
+                raise SnganError(f"rank {h.rank} ({h.host}) holds another file of step {ref_step} than rank 0 "
+                                 f"({host0}) in '{folder}' (sha256 {sha[:12]} against {ref_sha[:12]}): the copies "
+                                 f"are of different runs; keep one and start again")
+        behind = [h for h in held[1:] if h.step is None or h.step < ref_step]
+        if behind:
+            h = behind[0]
+            notice = (f"every rank resumes from rank 0's step {ref_step}, sent over the process group (rank {h.rank} "
+                      f"on {h.host} holds {'no checkpoint' if h.step is None else f'step {h.step}'} of the run)")
+    return distributed.broadcast_bytes(data, info), notice
+
+
+def resolve_run(config: Path | None, overrides: list[str], choice: Choice, data: bytes | None = None
+                ) -> tuple[Config, Resume | None]:
+    """The config (from --config, else the checkpoint's) and the checkpoint of `choice`, opened and checked
+    (`data`: its bytes as rank 0 sent them; else it is read here)."""
     if choice.checkpoint is None:
         if config is None:  # choose_run gives no checkpoint only with --config
             raise SnganError("--config FILE is required (or --resume to continue a run)")
         return load_config(config, overrides), None
-    if not choice.checkpoint.exists() and distributed.from_env().enabled:  # rank 0 chose it on its node
-        raise SnganError(f"checkpoint '{choice.checkpoint}' is not on this node: under torchrun every node needs the "
-                         f"run's checkpoints (a shared filesystem, or copy the run folder to each node)")
-    opened = open_checkpoint(choice.checkpoint)
+    opened = open_checkpoint(choice.checkpoint, data=data)
     cfg = load_config(config, overrides) if config is not None else \
         from_dict(apply_overrides(opened.state["config"], overrides))
     return cfg, open_resume(opened, cfg)
@@ -129,13 +211,15 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
             if info.is_main:
                 choice = choose_run(config, out, resume, restarted)
         choice = distributed.broadcast_object(choice, info)  # every rank uses rank 0's choice
+        data, behind = None, ""
+        if info.enabled:
+            data, behind = agree_on_checkpoint(choice, resume == "auto" or restarted, info)
         with distributed.together(info, "reading the config and checkpoint"):
-            if (resume == "auto" or restarted) and not info.is_main:
-                check_same_folder(choice)
-            cfg, resume_from = resolve_run(config, overrides, choice)
+            cfg, resume_from = resolve_run(config, overrides, choice, data)
             check_model_size(cfg.model)  # before any network is allocated
         distributed.check_same_config(cfg.to_dict(), info)
-        train(cfg, choice.run_dir, resume=resume_from, progress=progress, info=info, notice=choice.notice)
+        notice = "; ".join(line for line in (choice.notice, behind) if line) or None
+        train(cfg, choice.run_dir, resume=resume_from, progress=progress, info=info, notice=notice)
     except RuntimeError as exc:
         if not distributed.is_peer_failure(exc, info):
             raise

@@ -43,7 +43,7 @@ from sngan.progress import warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import save_grid
 from sngan.train.losses import get_losses
-from sngan.train.perf import path_line, resolve_perf
+from sngan.train.perf import compile_or_eager, path_line, resolve_perf
 from sngan.train.rundir import MARKER, check_owner, check_run_dir, read_run_id
 from sngan.train.runlog import Progress, RunLog, bar_wanted, check_wandb, open_wandb
 from sngan.train.state import Resume, TrainState, build_state, open_resume
@@ -248,10 +248,16 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text:
             resume = open_resume(resume, cfg)
         check_start(cfg, run_dir, resume, info)
         device = resolve_device(cfg.train.device, info)
-        text.message(path_line(resolve_perf(cfg.perf, device), device))  # which step runs, how to switch
+        start = 0 if resume is None else int(resume.state["step"])
+        perf, fallback = compile_or_eager(resolve_perf(cfg.perf, device, cfg.train.iterations - start), device)
+        if any_rank(bool(fallback), info, device):  # every rank runs the same step: eager if any cannot compile
+            perf = perf.eager("auto: eager, compiling failed on a rank")
+        text.message(path_line(perf, device))  # which step runs, who chose it, how to switch
+        if fallback:
+            text.message(fallback)
         if cfg.train.eval_every:  # fails fast without the Inception weights
             evaluator = TrainingEvaluator(cfg, device, text.message)
-    state = build_state(cfg, device, text.message, info)
+    state = build_state(cfg, device, text.message, info, perf)
     with together(info, "restoring the checkpoint"):
         if resume is not None:
             try:

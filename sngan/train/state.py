@@ -28,7 +28,7 @@ from torch import nn
 from sngan import checkpoint as ckpt
 from sngan.config import Config, ModelConfig
 from sngan.data import Batches, StreamBatches, load_images, make_batches
-from sngan.distributed import SINGLE, DistInfo, gather_objects, local_batch, together, wrap
+from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects, local_batch, together, wrap
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
@@ -200,20 +200,24 @@ def seed_everything(seed: int) -> None:
 
 
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
-                info: DistInfo = SINGLE) -> TrainState:
-    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank)."""
+                info: DistInfo = SINGLE, perf: Perf | None = None) -> TrainState:
+    """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
+    options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
     seed_everything(cfg.train.seed)
     image_set = None
     with together(info, "packing the dataset"):  # rank 0 packs the dataset cache first; the others then read it
         if info.is_main:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
-    with together(info, "reading the dataset and building the networks"):
+    with together(info, "reading the dataset"):
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
         _check_labels(cfg, len(image_set.classes))
+    check_same_data(image_set.fingerprint(), info)  # a collective: every rank has its images here
+    with together(info, "building the networks"):
         passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
         log(f"{image_set.summary()}; {passes:.1f} epochs")
-        perf = resolve_perf(cfg.perf, device)
+        if perf is None:
+            perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
         set_matmul_precision(perf, device)
         generator = prepare(build_generator(cfg.model).to(device), perf)
         d_net = build_discriminator(cfg.model)
