@@ -41,7 +41,7 @@ MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
 EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluation.protocols defines them
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.arch -> its resolutions (sngan.models' layouts)
-SN_INITS = ("random", "svd", "torch")  # model.sn_init; sngan.models.spectral.start_sn implements each
+SN_ALGORITHMS = ("random", "svd", "torch")  # model.sn_algorithm: sngan.models.spectral starts and steps each
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.layers builds each
 LOSS_TYPES = ("hinge", "nonsaturating", "wasserstein")  # loss.type: sngan.train.losses.LOSSES holds each
 
@@ -305,11 +305,11 @@ class ModelConfig:
     d_linear_bias: bool = option(False, "bias on the discriminator's final linear layer")
     sn_power_iterations: int = option(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
-    sn_init: str = option("random", "spectral norm's start and step: random (the authors', Algorithm 1: u ~ N(0, I), "
-                          "no iteration; each forward v = W^T u, u = W v normalised, sigma = u^T W v, u kept), svd "
-                          "(ours: u at the exact top singular vector, sigma exact from step 1; then the authors' step) "
-                          "or torch (torch's spectral_norm: 15 power iterations from random u, v; its step keeps v)",
-                          choices=SN_INITS)
+    sn_algorithm: str = option("random", "spectral norm's power iteration, its start and its step: random (the "
+                               "authors', Algorithm 1: u ~ N(0, I), no iteration; each forward v = W^T u, u = W v "
+                               "normalised, sigma = u^T W v, u kept), svd (ours: u at the exact top singular vector, "
+                               "sigma exact from step 1; then the authors' step) or torch (torch's spectral_norm: 15 "
+                               "power iterations from random u, v; its step keeps v)", choices=SN_ALGORITHMS)
     d_norm: str = option("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), "
                          "weight (WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
                          "multiplier gamma, as the paper", choices=D_NORMS)

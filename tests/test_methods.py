@@ -209,7 +209,7 @@ def _d_losses(method: str, tmp_path, seed: int = 3):
     from sngan.train.state import build_state
     from sngan.train.steps import regularized_d_loss
 
-    cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_init=svd"])
+    cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_algorithm=svd"])
     state = build_state(cfg, torch.device("cpu"), log=lambda _: None)
     x_real = torch.randn(4, 3, 32, 32)
     x_fake = torch.randn(4, 3, 32, 32)

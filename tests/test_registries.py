@@ -7,7 +7,7 @@ are the one list of names, and these tests hold each registry to it (a name adde
 import re
 import typing
 
-from sngan.config import D_NORMS, EVAL_PROTOCOLS, LOSS_TYPES, RESOLUTIONS, SN_INITS, ModelConfig
+from sngan.config import D_NORMS, EVAL_PROTOCOLS, LOSS_TYPES, RESOLUTIONS, SN_ALGORITHMS, ModelConfig
 
 
 def test_every_loss_type_has_its_pair_of_losses_and_no_other_exists():
@@ -37,9 +37,9 @@ def test_every_architecture_builds_exactly_its_resolutions():
 
 def test_every_spectral_norm_start_has_its_step_and_every_protocol_its_definition():
     from sngan.evaluation.protocols import PROTOCOLS
-    from sngan.models.spectral import STEP_OF_START
+    from sngan.models.spectral import STEP_OF_ALGORITHM
 
-    assert tuple(STEP_OF_START) == SN_INITS
+    assert tuple(STEP_OF_ALGORITHM) == SN_ALGORITHMS
     assert set(PROTOCOLS) == set(EVAL_PROTOCOLS)
 
 

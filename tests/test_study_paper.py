@@ -38,7 +38,7 @@ def test_figure_1_plans_run_the_papers_grid_with_its_losses_and_protocol(name):
         # "set the clipping constant c at 0.01"; "For gradient penalty, we set lambda to 10"
         assert cfg.optim.d_weight_clip == (0.01 if variant.method == "WC" else 0.0)
         assert cfg.loss.gp_weight == (10.0 if variant.method.endswith("GP") else 0.0)
-        assert (cfg.model.sn_init, cfg.perf.precision) == ("random", "fp32")  # Algorithm 1's start; fp32
+        assert (cfg.model.sn_algorithm, cfg.perf.precision) == ("random", "fp32")  # Algorithm 1's start; fp32
         # App. B.1: IS of 10 x 5000 generated, FID of 5000 generated against 10000 real
         assert (cfg.train.eval_protocol, cfg.train.eval_num_samples) == ("paper", 0) and cfg.train.eval_every > 0
 
