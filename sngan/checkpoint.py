@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from sngan.config import MAX_ITERATIONS
+from sngan.datasets import class_name_problem
 from sngan.errors import CheckpointError
 from sngan.io import atomic_write, open_input
 
@@ -227,8 +228,9 @@ def class_names(state: dict[str, Any], num_classes: int) -> list[str]:
         raise CheckpointError(f"its 'class_names' must be a list of strings, got {type(names).__name__}")
     if len(names) != num_classes:
         raise CheckpointError(f"its 'class_names' holds {len(names)} names, its model {num_classes} classes")
-    if len(set(names)) != len(names):
-        raise CheckpointError("its 'class_names' repeats a name")
+    why = class_name_problem(names)
+    if why:
+        raise CheckpointError(f"its 'class_names': {why}")
     return list(names)
 
 

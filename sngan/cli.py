@@ -255,11 +255,14 @@ def report(
     from sngan.errors import ReportError
     from sngan.io import check_new_output, publishing
     from sngan.report.page import write_report
+    from sngan.study.figures import study_folder_note
     from sngan.train.rundir import read_run_id
 
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")
     own = out is None and read_run_id(run_dir) is not None  # RUN/report.png is the report's own file in a run folder
+    if study_folder_note(run_dir):
+        raise ReportError(study_folder_note(run_dir))
     if out is None and not own:
         raise ReportError(f"'{run_dir}' is not a run folder sngan made (no .sngan-run marker): give --out for the "
                           f"report")
@@ -278,11 +281,15 @@ InceptionInput = Annotated[str, typer.Option(help="How images are resized to 299
 @app.command()
 @one_line_errors
 def stats(
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config naming the dataset (data section) "
-                                         "and resolution.")],
     out: Annotated[Path, typer.Option(help="Output .npz (keys mu, sigma, protocol).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config naming the dataset (data "
+                                                "section) and resolution (or give --images).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Statistics of these images instead: a folder (recursive, "
+                                                "any Pillow format) or an .npz with arr_0 or x (N, H, W, 3) "
+                                                "uint8.")] = None,
     split: Annotated[str | None, typer.Option(help="Dataset split (default: data.split of the config).")] = None,
-    num: Annotated[int | None, typer.Option(min=2, help="Use the first NUM images of the split (default all).")]
+    num: Annotated[int | None, typer.Option(min=2, max=10_000_000, help="Use NUM images, a class-stratified "
+                                                "sample (docs/eval.md; default all).")]
     = None,
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
                                                            "torch hub cache, then download).")] = None,
@@ -295,12 +302,13 @@ def stats(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value "
                                                       "(repeatable).")] = None,
 ) -> None:
-    """Write FID reference statistics (mu, sigma + protocol record) of real images; also kept in the cache."""
+    """Write FID reference statistics (mu, sigma + protocol record) of a config's real images (also kept in the
+    cache) or of a folder or npz of images (--images)."""
     from sngan.evaluation.reference import stats_command
 
     stats_command(config, out, split=split, num=num, weights=inception_weights, batch_size=batch_size,
                   device=device, force=force, log=typer.echo, features=features, overrides=tuple(set_ or ()),
-                  inception_input=inception_input)
+                  inception_input=inception_input, images=images)
 
 
 @app.command(name="eval")
@@ -313,8 +321,8 @@ def eval_(
                                                 "needs --stats or --ref.")] = None,
     ref: Annotated[Path | None, typer.Option(help="With --images: the real images (a folder or an .npz) to "
                                              "compare with, instead of --stats.")] = None,
-    num_real: Annotated[int | None, typer.Option(min=2, max=10_000_000, help="Real images: the first N (default: the "
-                                                 "protocol's).")] = None,
+    num_real: Annotated[int | None, typer.Option(min=2, max=10_000_000, help="Real images: N of the split, a "
+                                                 "class-stratified sample (default: the protocol's).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key of the checkpoint's config for "
                                                       "the reference statistics, e.g. data.root=... "
                                                       "(repeatable).")] = None,

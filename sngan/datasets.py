@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
+SPLIT_LABEL_CHARS = 32  # a folder's name in metric names is cut to this many characters
 CACHE_FOLDER = "sngan-cache"  # the default home of packed sets; an image tree's listing skips a folder of this name
 
 
@@ -54,6 +56,10 @@ class Dataset:
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A file-name-safe name of the images, for cached reference statistics."""
         return self.name
+
+    def split_label(self, cfg: Any) -> str:
+        """What reference statistics and metric names call the images (`fid5k_train10k`): the split."""
+        return cfg.split
 
     def known_size(self, cfg: Any) -> int | None:
         """How many images the source holds, when known without reading it."""
@@ -109,6 +115,11 @@ class Folder(Dataset):
         """A folder has no split: its packed sets are named after the folder."""
         return Path(cfg.root).resolve().name or "root"
 
+    def split_label(self, cfg: Any) -> str:
+        """A folder has no split: its images are called by the folder's name, letters and digits only (a folder
+        `cifar10/test` gives `fid5k_test10k`), never `train` by default."""
+        return folder_label(Path(cfg.root))
+
     def stats_tag(self, cfg: Any, seed: int) -> str:
         """A folder is named by its absolute path (its last part and a hash of the whole)."""
         path = Path(cfg.root).resolve()
@@ -120,6 +131,47 @@ class ImageNet(Folder):
 
     name = "imagenet"
     reader = "sngan.data.files:ImageNetSource"
+
+
+def folder_label(path: Path) -> str:
+    """A folder's name as a metric-name part: letters and digits only, at most SPLIT_LABEL_CHARS ('folder' if none)."""
+    return re.sub(r"[^A-Za-z0-9]", "", path.resolve().name)[:SPLIT_LABEL_CHARS] or "folder"
+
+
+MAX_CLASS_NAME = 200  # characters of one class name
+
+
+def class_name_problem(names: object) -> str | None:
+    """Why `names` is not a usable list of class names, naming the first bad one (as `ascii` writes it, so the
+    message is one line whatever the name holds), or None. Names are text (str; bytes are decoded where they are
+    read), non-empty, printable (no newline, tab or other control character, no undecodable byte of a file name:
+    Python keeps those as surrogates, which are not printable), at most MAX_CLASS_NAME characters, and unique. A
+    name that passes can be written into a log line, a folder name or a metric record without forging anything."""
+    if not isinstance(names, (list, tuple)):
+        return f"class names must be a list of text, got {type(names).__name__}"
+    seen: set[str] = set()
+    for k, name in enumerate(names):
+        if not isinstance(name, str):
+            return f"class name {k} must be text, got {type(name).__name__} {ascii(name)[:80]}"
+        why = ("is empty" if not name else f"is longer than {MAX_CLASS_NAME} characters" if len(name) > MAX_CLASS_NAME
+               else "holds a control character or an undecodable byte" if not name.isprintable()
+               else "repeats an earlier name" if name in seen else None)
+        if why:
+            return f"class name {k} {ascii(name)[:80]} {why}"
+        seen.add(name)
+    return None
+
+
+def class_name_text(name: object) -> object:
+    """A class name read from a file as text: bytes (a CIFAR-10 pickle written by Python 3 with bytes names) are
+    decoded as UTF-8 (latin-1 when that fails, as numpy reads Python 2 strings); anything else is left to
+    `class_name_problem`."""
+    if isinstance(name, (bytes, bytearray)):
+        try:
+            return bytes(name).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(name).decode("latin-1")
+    return name
 
 
 DATASETS: dict[str, Dataset] = {}

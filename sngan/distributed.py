@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -150,14 +150,63 @@ def _attempt_store(info: DistInfo) -> dist.Store:
                              wait_for_workers=False)
 
 
+_store: dist.Store | None = None  # this attempt's store: also where the ranks post what waits need no collective
+
+
 def init_process_group(info: DistInfo) -> None:
     """Join the process group when running under torchrun (first thing: see the module docstring)."""
+    global _store
     if info.enabled and not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=_attempt_store(info),
+        _store = _attempt_store(info)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=_store,
                                 rank=info.rank, world_size=info.world_size, timeout=COLLECTIVE_TIMEOUT)
+
+
+def node_rank() -> int:
+    """Which node (torchrun agent) this process runs on: torchrun's GROUP_RANK (0 outside torchrun)."""
+    try:
+        return int(os.environ.get("GROUP_RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+# A long start-up step that only some ranks do (packing a dataset, per node) is waited for through the store, not
+# in a collective (whose timeout is an hour): up to LONG_WAIT_S, with a line every WAIT_REPORT_S.
+LONG_WAIT_S = 12 * 3600
+WAIT_REPORT_S = 60.0
+
+
+def post(key: str, value: str) -> None:
+    """Set `key` in this attempt's store (under torchrun; nothing outside it)."""
+    if _store is not None:
+        _store.set(f"sngan/{key}", value)
+
+
+def wait_posted(keys: list[str], what: str, say: Callable[[str], None] | None, hint: str) -> dict[str, str]:
+    """The values of `keys` once every one is posted, polling the store (no collective, so no collective timeout);
+    a value starting with 'error' ends the wait at once with that rank's message. Every WAIT_REPORT_S a line says
+    what is awaited; after LONG_WAIT_S the wait fails with `hint` (what to do instead)."""
+    if _store is None:
+        return {}
+    names = {key: f"sngan/{key}" for key in keys}
+    start = last = time.monotonic()
+    while True:
+        posted = {key: _store.get(name).decode() for key, name in names.items() if _store.check([name])}
+        failed = [value for value in posted.values() if value.startswith("error")]
+        if failed:
+            raise SnganError(f"stopping: {what} failed ({failed[0].removeprefix('error').strip()})")
+        if len(posted) == len(keys):
+            return posted
+        now = time.monotonic()
+        if now - start > LONG_WAIT_S:
+            raise SnganError(f"{what} did not end within {LONG_WAIT_S / 3600:.0f} h: {hint}")
+        if say is not None and now - last >= WAIT_REPORT_S:
+            say(f"waiting for {what} ({(now - start) / 60:.0f} min so far)")
+            last = now
+        time.sleep(0.5)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

@@ -180,6 +180,26 @@ def test_nodes_without_a_shared_folder_continue_from_rank_0s_copy_or_stop_in_sec
 
 
 @pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
+def test_a_config_error_under_torchrun_is_each_ranks_one_line_before_the_agents_report(tmp_path):
+    """docs/cluster.md: the ranks' own lines come first, once each; the agent's ChildFailedError block follows and
+    says only that they exited 1."""
+    (tmp_path / "bad.yaml").write_text("train:\n  iterations: -1\n")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "--max-restarts", "0", "-m", "sngan", "train", "--config", str(tmp_path / "bad.yaml"),
+                           "--out", str(tmp_path / "run"), "--no-progress"], env=env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1
+    lines = (proc.stdout + proc.stderr).splitlines()
+    ours = [i for i, line in enumerate(lines) if line.startswith("error (rank")]
+    assert sorted(lines[i][:len("error (rank 0)")] for i in ours) == ["error (rank 0)", "error (rank 1)"]
+    assert all("key 'train.iterations' must be >= 1, got -1" in lines[i] for i in ours)
+    agent = next(i for i, line in enumerate(lines) if "ChildFailedError" in line)
+    assert max(ours) < agent  # the cause first
+    assert "exitcode  : 1" in "\n".join(lines[agent:])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # a torchrun/compile/subprocess job: in CI's slow step
 def test_ranks_with_different_configs_are_refused_before_the_first_step_naming_the_key(tmp_path):
     config = write_config(tmp_path / "c.yaml")
     script = tmp_path / "per_rank.py"

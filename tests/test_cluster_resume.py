@@ -102,16 +102,86 @@ def _class_tree(root, classes):
             Image.fromarray(np.full((32, 32, 3), 40 * k + i, np.uint8)).save(root / name / f"{i}.png")
 
 
+def two_agents_in_folders(tmp_path, args):
+    """Two torchrun agents joined through c10d (two nodes, one process each), node n running in the n-th folder
+    (a, b); [(exit code, output)] per agent."""
+    from tests.test_cluster import free_port
+
+    harness = tmp_path / "per_node.py"
+    harness.write_text(PER_RANK_FOLDER.replace('os.environ["RANK"]', 'os.environ["GROUP_RANK"]'))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--rdzv_id",
+           f"j{os.getpid()}{tmp_path.name}", str(harness), f"{tmp_path / 'a'},{tmp_path / 'b'}", *args,
+           "--no-progress"]
+    procs = [subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+
+
 def test_nodes_that_read_different_data_stop_before_the_first_step_naming_what_differs(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": "data"},
                                                 "train": {"iterations": 2, "sample_every": 0}})
     _class_tree(tmp_path / "a" / "data", ["cat", "dog", "fox"])
     _class_tree(tmp_path / "b" / "data", ["cat", "dog"])  # this node's copy lacks a class
-    code, out = two_nodes(tmp_path, ["train", "--config", str(config), "--out", "run"])
-    assert code != 0
-    errors = [line for line in out.splitlines() if line.startswith("error")]
-    assert len(errors) == 2, out[-3000:]
+    results = two_agents_in_folders(tmp_path, ["train", "--config", str(config), "--out", "run"])
+    assert all(code != 0 for code, _ in results)
+    errors = [line for _, out in results for line in out.splitlines() if line.startswith("error")]
+    assert len(errors) == 2, results
     for line in errors:
         assert "the processes read different data: rank 1 (" in line
         assert "12 images against 18; lacks class(es) 'fox'" in line
     assert not list_checkpoints(tmp_path / "a" / "run" / "checkpoints")
+
+
+ONE_LOOK_PER_NODE = """
+import os, sys, time
+import sngan.data.files as files
+import sngan.distributed as distributed
+from sngan.cli import main
+distributed.WAIT_REPORT_S = 1.0  # the waiting line every second instead of every minute
+real_listing = files.list_class_tree
+
+def listing(root):
+    with open(os.environ["LISTED"], "a") as f:
+        f.write(os.environ["RANK"] + "\\n")
+    time.sleep(4)  # a slow look at the files (a large tree): the node's other process waits, and says so
+    return real_listing(root)
+
+files.list_class_tree = listing
+sys.argv = ["sngan", *sys.argv[1:]]
+main()
+"""
+
+
+def test_one_process_per_node_reads_and_packs_the_data_while_the_others_wait_saying_so(tmp_path):
+    """Two processes on one node: only the first lists the image tree (stat of every file) and packs it; the other
+    opens the packed folder it posts, waiting through the store with a line, not in a collective."""
+    _class_tree(tmp_path / "data", ["cat", "dog"])
+    config = write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": str(tmp_path / "data")},
+                                                "train": {"iterations": 2, "sample_every": 0}})
+    harness = tmp_path / "one_look.py"
+    harness.write_text(ONE_LOOK_PER_NODE)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(harness), "train", "--config", str(config), "--out", str(tmp_path / "run"),
+                           "--no-progress"], env={**env(), "LISTED": str(tmp_path / "listed")},
+                          capture_output=True, text=True, timeout=400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert (tmp_path / "listed").read_text().split() == ["0"]  # the tree was looked at once, by rank 0
+    assert "rank 1: waiting for the first process of each node to read or pack the dataset" in out
+    assert len(list((tmp_path / "sngan-cache").iterdir())) == 1  # one pack (next to the data root)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-0000002.pt")["step"] == 2
+
+
+def test_a_node_whose_data_fails_ends_every_wait_at_once_with_its_reason(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"data": {"name": "folder", "root": "data"},
+                                                "train": {"iterations": 2, "sample_every": 0}})
+    (tmp_path / "b").mkdir()
+    _class_tree(tmp_path / "a" / "data", ["cat", "dog"])  # node b has no data at all
+    results = two_agents_in_folders(tmp_path, ["train", "--config", str(config), "--out", "run"])
+    assert all(code != 0 for code, _ in results)
+    errors = [line for _, out in results for line in out.splitlines() if line.startswith("error")]
+    assert len(errors) == 2, results
+    assert any("data.root 'data' is not a folder" in line for line in errors)
+    assert any("stopping: the first process of each node to read or pack the dataset failed (node 1: data.root "
+               "'data' is not a folder" in line for line in errors), errors

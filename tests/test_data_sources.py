@@ -1,6 +1,7 @@
 """Sources read through the real torchvision loaders and the image-folder / ImageNet preprocessing."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_cifar10_present_but_unreadable_says_which_file_and_why(tmp_path):
         _cifar(root)
     with open(batches / "data_batch_3", "wb") as f:
         pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, f)
-    with pytest.raises(DataError, match=r"data_batch_3 has labels outside 0..9"):
+    with pytest.raises(DataError, match=r"data_batch_3 'labels' must be integers 0..9, got 10 \(int\) at index 1"):
         _cifar(root)
     with open(batches / "data_batch_3", "wb") as f:
         pickle.dump({"data": np.zeros((2, 32, 32, 3), np.uint8), "labels": [0, 1]}, f)
@@ -145,3 +146,24 @@ def test_imagenet_tree_gets_the_authors_preprocessing(tmp_path):
     assert tuple(packed.images[0][5, 5]) == (10, 20, 30)
     assert any("dropped (side < 256)" in n for n in packed.notes)
     assert any("unreadable" in n for n in packed.notes)
+
+
+def test_a_failed_download_leaves_no_folder_and_no_partial_archive(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url, root, md5=None):  # what an interrupted download leaves: the folder and part of the file
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / url.rsplit("/", 1)[-1]).write_bytes(b"\x1f\x8b partial")
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    root = tmp_path / "data" / "cifar10"
+    with pytest.raises(DataError, match="download failed"):
+        prepare(DataConfig(name="cifar10", root=str(root), download=True), 32, progress=False)
+    assert not (tmp_path / "data").exists()  # both folders it created are gone
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's")
+    with pytest.raises(DataError, match="download failed"):
+        prepare(DataConfig(name="cifar10", root=str(kept), download=True), 32, progress=False)
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]  # the partial archive removed, the rest kept

@@ -31,12 +31,17 @@ def test_cache_folders_and_statistics_names_are_the_ones_existing_caches_use(tmp
     tags = {name: datasets.dataset(name).cache_tag(c) for name, c in cfg.items() if name != "synthetic"}
     assert tags == {"cifar10": "train", "stl10": "train-unlabeled", "folder": "faces", "imagenet": "faces"}
     digest = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:8]
-    names = {name: cache_path(Path("R"), c, 3, "train", None, 32, "NET").name for name, c in cfg.items()}
-    assert names == {"synthetic": "synthetic128-seed3-train-32px-nall-NET.npz",
-                     "cifar10": "cifar10-train-32px-nall-NET.npz",
-                     "stl10": "stl10-train-32px-nall-NET.npz",
-                     "folder": f"folder-faces-{digest}-train-32px-nall-NET.npz",
-                     "imagenet": f"imagenet-faces-{digest}-train-32px-nall-NET.npz"}
+    # statistics names changed on purpose with issue 38: they name the sampling rule (first-N caches are not reused)
+    # and a folder's images are called by the folder's name, not 'train'
+    labels = {name: datasets.dataset(name).split_label(c) for name, c in cfg.items()}
+    assert labels == {"synthetic": "train", "cifar10": "train", "stl10": "train+unlabeled", "folder": "faces",
+                      "imagenet": "faces"}
+    names = {name: cache_path(Path("R"), c, 3, labels[name], None, 32, "NET").name for name, c in cfg.items()}
+    assert names == {"synthetic": "synthetic128-seed3-train-32px-nall-strat-blake2b-v1-NET.npz",
+                     "cifar10": "cifar10-train-32px-nall-strat-blake2b-v1-NET.npz",
+                     "stl10": "stl10-train+unlabeled-32px-nall-strat-blake2b-v1-NET.npz",
+                     "folder": f"folder-faces-{digest}-faces-32px-nall-strat-blake2b-v1-NET.npz",
+                     "imagenet": f"imagenet-faces-{digest}-faces-32px-nall-strat-blake2b-v1-NET.npz"}
 
 
 @pytest.mark.parametrize("name, good, bad, message", [

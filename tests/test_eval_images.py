@@ -98,11 +98,10 @@ def test_eval_inputs_are_checked_before_any_work(tiny_runs, offline_hub, tmp_pat
     np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
     imgs, stats = str(tmp_path / "imgs.npz"), str(tmp_path / "stats.npz")
     _one_line_error(["--images", imgs], "--images needs one reference: --stats FILE")
-    _one_line_error(["--images", imgs, "--stats", stats],
-                    "protocol standard scores 50000 images but --images")
-    _one_line_error(["--images", imgs, "--stats", stats], "use --protocol quick or --num-samples 20")
-    _one_line_error(["--images", imgs, "--protocol", "paper", "--num-samples", "20", "--ref", imgs],
-                    "protocol paper (modified) needs 10000 real images but --ref")
+    _one_line_error(["--images", imgs, "--num-samples", "50", "--stats", stats],
+                    "--num-samples 50 but --images")  # a typed count is kept, and refused when too large
+    _one_line_error(["--images", imgs, "--protocol", "paper", "--num-samples", "20", "--num-real", "50", "--ref",
+                     imgs], "protocol paper (modified) needs 50 real images but --ref")
     _one_line_error(["--images", imgs, "--num-samples", "20", "--stats", stats, "--metrics", "kid"],
                     "--metrics kid need the real images' features, and")
     _one_line_error(["--images", imgs, "--num-samples", "20", "--stats", stats, "--metrics", "kid"],
@@ -120,3 +119,46 @@ def test_eval_inputs_are_checked_before_any_work(tiny_runs, offline_hub, tmp_pat
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 8, 8), np.uint8))
     _one_line_error(["--images", str(tmp_path / "bad.npz"), "--stats", stats], "must be uint8 (N, H, W, 3)")
     _one_line_error(["--images", stats, "--stats", stats], "a statistics file (mu, sigma) goes to --stats")
+
+
+def test_counts_are_taken_from_what_is_there_and_said_before_the_network_loads(offline_hub, tmp_path):
+    np.savez(tmp_path / "a.npz", arr_0=np.zeros((20, 8, 8, 3), np.uint8))
+    np.savez(tmp_path / "b.npz", arr_0=np.zeros((30, 8, 8, 3), np.uint8))
+    result = runner.invoke(app, ["eval", "--images", str(tmp_path / "a.npz"), "--ref", str(tmp_path / "b.npz"),
+                                 "--protocol", "paper", "--device", "cpu"])
+    assert "--images holds 20 images and protocol paper scores 50000: scoring all 20" in result.output
+    assert "--ref holds 30 images and protocol paper takes 10000 real: taking all 30" in result.output
+    assert result.exit_code == 1 and "pt_inception" in result.output  # offline: the weights are the next thing
+
+
+@pytest.mark.slow
+def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, inception_weights, tmp_path):
+    """`eval --images A --ref B` without counts scores all of A against all of B, saying so (as `pytorch-fid A B`),
+    and `stats --images B` writes the statistics that give the same FID through --stats."""
+    weights, _ = inception_weights
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", x=rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
+    for k in range(8):
+        (tmp_path / "real" / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "real" / f"c{k % 2}" /
+                                                                              f"{k}.png")
+    common = ["--protocol", "quick", "--splits", "2", "--device", "cpu", "--no-progress", "--inception-weights",
+              str(weights)]
+    result = runner.invoke(app, ["eval", "--images", str(tmp_path / "a.npz"), "--ref", str(tmp_path / "real"),
+                                 *common, "--json", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "--images holds 6 images and protocol quick scores 5000: scoring all 6" in result.output
+    by_ref = json.loads((tmp_path / "r.jsonl").read_text())
+    assert by_ref["num_generated"] == by_ref["fid_generated"] == 6 and by_ref["num_real"] == 8
+    result = runner.invoke(app, ["stats", "--images", str(tmp_path / "real"), "--out", str(tmp_path / "real.npz"),
+                                 "--device", "cpu", "--inception-weights", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "8" in result.output
+    result = runner.invoke(app, ["eval", "--images", str(tmp_path / "a.npz"), "--stats", str(tmp_path / "real.npz"),
+                                 *common, "--json", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 0, result.output
+    by_stats = json.loads((tmp_path / "s.jsonl").read_text())
+    assert by_stats["metrics"]["fid6_real8"] == pytest.approx(by_ref["metrics"]["fid6_ref8"], rel=1e-6)
+    result = runner.invoke(app, ["stats", "--images", str(tmp_path / "real"), "--out", str(tmp_path / "x.npz"),
+                                 "--config", "configs/demo.yaml"])
+    assert result.exit_code == 1 and "give either --config CONFIG (a dataset) or --images PATH" in result.output

@@ -16,7 +16,7 @@ from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol, metri
 from sngan.evaluation.reference import reference_stats
 from sngan.evaluation.scoring import score_generator
 from sngan.metrics import frechet_distance, inception_score
-from sngan.metrics.stats import ReferenceStats, load_stats
+from sngan.metrics.stats import SUBSET_RULE, SUBSET_TEXT, ReferenceStats, load_stats, reference_subset
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import to_uint8
 from sngan.train.loop import evaluate_and_keep_best, train
@@ -77,11 +77,12 @@ def test_reference_statistics_are_cached_per_dataset_split_count_and_network(tmp
     data = DataConfig(name="synthetic", num_images=9, root=str(tmp_path / "data"))
     net = FakeNet()
     first = reference_stats(data, 32, 0, "train", 5, net, 4, log=lambda s: None)
-    assert first.path.name == "synthetic9-seed0-train-32px-n5-fake-net-tf1.npz" and net.calls == 2
+    assert first.path.name == f"synthetic9-seed0-train-32px-n5-{SUBSET_RULE}-fake-net-tf1.npz" and net.calls == 2
     again = reference_stats(data, 32, 0, "train", 5, net, 4, log=lambda s: None)
     assert net.calls == 2 and np.array_equal(again.sigma, first.sigma)  # read back, not recomputed
-    assert again.protocol["num_real"] == 5 and again.protocol["subset"] == "first N in dataset order"
-    images = synthetic_shapes(9, 32, seed=0).images[:5]
+    assert again.protocol["num_real"] == 5 and again.protocol["subset"] == SUBSET_TEXT
+    shapes = synthetic_shapes(9, 32, seed=0)  # the rule's own images (the rule is pinned in test_reference_subset)
+    images = shapes.images[reference_subset(shapes.images, shapes.labels, 5)]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     expected = net(x)[0].double().numpy()
     np.testing.assert_allclose(first.mu, expected.mean(0), rtol=1e-6)
@@ -101,7 +102,7 @@ def test_paper_protocol_scores_fid_on_the_first_images_only(tiny_run):
     protocol = dataclasses.replace(protocol, fid_generated=5)
     metrics = score_generator(generator, net, protocol, ref, seed=3, batch_size=4)
     z, y = latents(12, generator.z_dim, generator.num_classes, 3)
-    x = to_uint8(generate(generator, z, y)).permute(0, 3, 1, 2).float() / 255
+    x = to_uint8(generate(generator, z, y), "truncate").permute(0, 3, 1, 2).float() / 255  # paper: as gen_images
     features, logits = net(x)
     first = features[:5].double().numpy()
     expected_fid = frechet_distance(first.mean(0), np.cov(first, rowvar=False), ref.mu, ref.sigma)

@@ -56,7 +56,7 @@ def test_generator_and_inception_forwards_of_a_score_see_no_tf32_and_no_autocast
     set_tf32(True)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):  # as if called from inside a bf16 training step
-            _inception_batch(generator, Net(), torch.randn(3, 8), None)
+            _inception_batch(generator, Net(), torch.randn(3, 8), None, "round")
     finally:
         set_tf32(False)
     assert seen == [(*OFF, False), (*OFF, False)]

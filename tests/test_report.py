@@ -103,3 +103,17 @@ def test_prefixed_keys_share_one_chart():
     groups = chart_groups(records)
     assert [title for title, _ in groups] == ["fid5k", "sn_ratio_min", "sn_ratio/* (20 series)"]
     assert len(groups[-1][1]) == 20
+
+
+def test_report_on_a_study_folder_says_where_its_table_is_and_what_draws_it(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / ".sngan-study").write_text("")
+    (study / "study.md").write_text("# table\n")
+    (study / "is_bars.png").write_bytes(b"")
+    for args in (["report", str(study)], ["report", str(study), "--out", str(tmp_path / "r.png")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert "is a study folder, not a run: its table is" in result.output and "is_bars.png" in result.output
+        assert f"sngan study --plan PLAN --out {study}" in result.output
+    assert not (tmp_path / "r.png").exists()

@@ -165,9 +165,25 @@ def test_dry_run_estimates_each_run_and_the_total_from_one_measurement_per_model
     text = describe(load_plan(_plan(tmp_path)), measure)
     assert sorted(calls) == ["none", "spectral"]
     sn, wc = (text.split(f"{name}-s0:")[1].split("\n")[2] for name in ("SN", "WC"))
-    assert "about 12s here (250 ms/D step, 1000 ms/G step)" in sn  # 7 x (3 x 0.25 + 1.0) = 12.25 s
-    assert "about 24s here (500 ms/D step, 2000 ms/G step)" in wc  # 7 x (3 x 0.5 + 2.0) = 24.5 s
-    assert "about 1m14s of training steps on this machine (device cpu" in text  # 2 x 12.25 + 2 x 24.5 = 73.5 s
+    assert "about 12s here (250 ms/D step, 1000 ms/G step, measured)" in sn  # 7 x (3 x 0.25 + 1.0) = 12.25 s
+    assert "about 24s here (500 ms/D step, 2000 ms/G step, measured)" in wc  # 7 x (3 x 0.5 + 2.0) = 24.5 s
+    assert "about 1m14s of training steps for all 4 runs on this machine (device cpu" in text  # 2 x 12.25 + 2 x 24.5
+
+
+def test_dry_run_estimates_runs_whose_model_was_not_measured_and_totals_all_runs(tmp_path, monkeypatch):
+    """issue 38 section 5: the measuring budget ran out after one model: the other model's runs (same size, another
+    normalisation) take its step time, are marked as estimates, and the total covers all runs."""
+    from sngan.study import preview
+
+    def first_model_only(configs, measure):
+        return {preview.cost_key(configs[0]): measure(configs[0])}
+
+    monkeypatch.setattr(preview, "measure_plan", first_model_only)
+    text = preview.describe(load_plan(_plan(tmp_path)), lambda cfg: (0.25, 1.0))
+    wc = text.split("WC-s0:")[1].split("\n")[2]
+    assert "about 12s here (250 ms/D step, 1000 ms/G step, estimated from the measured models)" in wc
+    assert "about 49s of training steps for all 4 runs" in text  # 4 x 7 x (3 x 0.25 + 1.0) = 49 s
+    assert "2 of the 4 runs estimated from the 1 measured model(s)" in text
 
 
 def test_dry_run_measures_real_steps_of_the_plans_models_quickly(tmp_path):

@@ -13,13 +13,15 @@ from sngan.train.runlog import scalars, tensorboard_tag
 from tests.helpers import write_config
 
 
-def test_tags_are_grouped_and_time_is_not_a_scalar():
-    assert [tensorboard_tag(k) for k in ("d_loss", "g_loss", "lr", "sn_ratio/block1.c1", "sn_ratio_min",
-                                          "lipschitz_bound", "fid5k_train50k")] == \
-        ["loss/d", "loss/g", "train/lr", "sn/ratio/block1.c1", "sn/ratio_min", "sn/lipschitz_bound",
-         "metrics/fid5k_train50k"]
+def test_tags_are_the_metrics_keys_in_groups_and_time_is_not_a_scalar():
+    keys = ("d_loss", "g_loss", "lr", "sn_ratio/block1.c1", "sn_ratio_min", "lipschitz_bound", "fid5k_train50k",
+            "cpu_mem_gb")
+    assert [tensorboard_tag(k) for k in keys] == \
+        ["loss/d_loss", "loss/g_loss", "train/lr", "sn/sn_ratio/block1.c1", "sn/sn_ratio_min", "sn/lipschitz_bound",
+         "metrics/fid5k_train50k", "resources/cpu_mem_gb"]
+    assert all(tensorboard_tag(k).split("/", 1)[1] == k for k in keys)  # issue 38: the tag ends in the key
     assert scalars({"step": 3, "time": 1.7e9, "d_loss": 1.0, "eval_network": "x", "bad": float("nan")}) == \
-        {"loss/d": 1.0}
+        {"loss/d_loss": 1.0}
 
 
 def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_path):
@@ -33,10 +35,10 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
     acc = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"loss/d", "loss/g", "train/lr", "train/it_per_s", "resources/cpu_mem_gb", "sn/lipschitz_bound"} <= \
-        set(tags["scalars"])
+    assert {"loss/d_loss", "loss/g_loss", "train/lr", "train/it_per_s", "resources/cpu_mem_gb",
+            "sn/lipschitz_bound"} <= set(tags["scalars"])
     assert "time" not in tags["scalars"] and "d_loss" not in tags["scalars"]
-    events = acc.Scalars("loss/d")
+    events = acc.Scalars("loss/d_loss")
     assert [e.step for e in events] == [1, 2, 3, 4]  # step 2 survives the resume from step 2
     assert all(start - 1 < e.wall_time < time.time() + 1 for e in events)
     assert [e.step for e in acc.Images("samples")] == [2, 4]

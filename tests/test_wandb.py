@@ -21,7 +21,7 @@ def test_offline_wandb_run_lives_in_the_run_folder_and_holds_the_tensorboard_tag
     logs = list((run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(logs) == 1  # the W&B run is the sngan run
     data = logs[0].read_bytes()
-    for tag in (b"loss/d", b"loss/g", b"train/lr"):
+    for tag in (b"loss/d_loss", b"loss/g_loss", b"train/lr"):
         assert tag in data, tag
     assert list(logs[0].parent.glob("files/media/images/samples_*.png"))  # the grids, as W&B images
 

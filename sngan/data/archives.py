@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sngan.datasets import class_name_problem, class_name_text
 from sngan.errors import DataError
 from sngan.io import open_input
 
@@ -190,15 +191,31 @@ def _cifar_batch(name: str, blob: bytes | np.ndarray, where: str) -> tuple[np.nd
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         raise bad(f"'data' must be uint8 (N, 3072), got {getattr(data, 'dtype', type(data).__name__)} {shape}")
-    try:
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise bad("'labels' is not a list of integers") from None
+    labels = _cifar_labels(batch["labels"], bad)
     if labels.shape != (len(data),):
         raise bad(f"has {len(data)} images but {labels.size} labels")
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise bad(f"has labels outside 0..9 (min {labels.min()}, max {labels.max()})")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # rows are CHW -> (N, H, W, C)
+
+
+def _cifar_labels(raw: object, bad) -> np.ndarray:
+    """(N,) int64 from a batch's 'labels': a list of Python or numpy integers, or an integer array, all in 0..9.
+    Anything else is refused naming the first bad entry, before a conversion could truncate a float (0.5 -> 0) or
+    overflow on a huge integer (2**70)."""
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 1 or raw.dtype.kind not in "iu":
+            raise bad(f"'labels' must be integers 0..9, got a {raw.dtype} array of shape {raw.shape}")
+        values = raw
+    elif isinstance(raw, (list, tuple)):
+        for k, label in enumerate(raw):
+            if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label <= 9:
+                raise bad(f"'labels' must be integers 0..9, got {ascii(label)[:40]} ({type(label).__name__}) at "
+                          f"index {k}")
+        values = raw
+    else:
+        raise bad(f"'labels' must be a list of integers 0..9, got {type(raw).__name__}")
+    if isinstance(values, np.ndarray) and len(values) and (int(values.min()) < 0 or int(values.max()) > 9):
+        raise bad(f"has labels outside 0..9 (min {values.min()}, max {values.max()})")
+    return np.asarray(values).astype(np.int64) if len(values) else np.zeros(0, np.int64)
 
 
 def read_cifar10(root: Path, split: str) -> RawSplit:
@@ -213,18 +230,27 @@ def read_cifar10(root: Path, split: str) -> RawSplit:
     if any(c != CIFAR10_BATCH for c in counts):
         notices.append(f"CIFAR-10 {split}: {len(labels)} images ({'+'.join(map(str, counts))}), not the official "
                        f"{CIFAR10_BATCH * len(names)}")
-    classes = CIFAR10_CLASSES
-    if "batches.meta" in found:
-        try:
-            meta = safe_unpickle(bytes(found["batches.meta"]))
-            names_read = tuple(str(n) for n in meta.get("label_names", meta.get(b"label_names", ())))
-        except Exception:
-            names_read = ()
-        if len(names_read) == 10:
-            classes = names_read
-        else:
-            notices.append("batches.meta has no 10 label_names; the official class names are used")
-    return RawSplit([b[0] for b in batches], labels, classes, notices)
+    return RawSplit([b[0] for b in batches], labels, _cifar_classes(found, files.where, notices), notices)
+
+
+def _cifar_classes(found: dict[str, bytes | np.ndarray], where: str, notices: list[str]) -> tuple[str, ...]:
+    """The class names of batches.meta as text (bytes names, as a Python 3 re-save writes them, decoded), checked
+    (`class_name_problem`); the official names when the file is absent or holds no 10 names."""
+    if "batches.meta" not in found:
+        return CIFAR10_CLASSES
+    try:
+        meta = safe_unpickle(bytes(found["batches.meta"]))
+        listed = meta.get("label_names", meta.get(b"label_names", ()))
+        names_read = tuple(class_name_text(n) for n in listed) if isinstance(listed, (list, tuple)) else ()
+    except Exception:
+        names_read = ()
+    if len(names_read) != 10:
+        notices.append("batches.meta has no 10 label_names; the official class names are used")
+        return CIFAR10_CLASSES
+    why = class_name_problem(list(names_read))
+    if why:
+        raise DataError(f"'{where}' is present but unreadable: batches.meta: {why}")
+    return names_read
 
 
 def stl10_members(split: str) -> list[str]:
@@ -274,5 +300,8 @@ def read_stl10(root: Path, split: str) -> RawSplit:
         text = [line.strip() for line in bytes(found.get("class_names.txt", b"")).decode("utf-8", "replace")
                 .splitlines() if line.strip()]
         classes = tuple(text) if len(text) == 10 else tuple(str(i) for i in range(10))
+        why = class_name_problem(list(classes))
+        if why:
+            raise DataError(f"'{files.where}' is present but unreadable: class_names.txt: {why}")
     return RawSplit(images, np.concatenate(labels), classes, notices)
 

@@ -26,7 +26,7 @@ import numpy as np
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import ImageSet, synthetic_shapes
-from sngan.datasets import dataset
+from sngan.datasets import class_name_problem, dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, open_regular, remove_dead_stages, stage_name
 
@@ -68,12 +68,16 @@ def open_packed(folder: Path) -> ImageSet:
     if not _valid_manifest(manifest):
         raise DataError(f"packed cache '{folder}' has a manifest.json sngan did not write (missing or mistyped "
                         f"count, classes, skipped_count, dropped or notices); delete that folder to pack again")
+    why = class_name_problem(manifest["classes"])
+    if why:
+        raise DataError(f"packed cache '{folder}' has a manifest.json sngan did not write ({why}); delete that "
+                        f"folder to pack again")
     if images.shape[0] != manifest["count"] or labels.shape != (manifest["count"],):
         raise DataError(f"packed cache '{folder}' does not match its manifest; delete that folder to pack again")
     notes = [f"{manifest['skipped_count']} unreadable files skipped"] if manifest["skipped_count"] else []
     notes += [f"{n} dropped ({why})" for why, n in manifest["dropped"].items()]
     notes += manifest.get("notices", [])  # caches packed before notices existed have none
-    return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest)
+    return ImageSet(images, labels, tuple(manifest["classes"]), notes, manifest, folder)
 
 
 def _valid_manifest(manifest: object) -> bool:

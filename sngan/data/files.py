@@ -35,7 +35,7 @@ from PIL import Image
 
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter
-from sngan.datasets import CACHE_FOLDER, dataset
+from sngan.datasets import CACHE_FOLDER, class_name_problem, dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import open_input
 from sngan.progress import PassProgress
@@ -99,6 +99,9 @@ def list_class_tree(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int]],
     if not files:
         raise DataError(f"data.root '{root}' holds no images ({', '.join(IMAGE_EXTENSIONS)}), directly or in class "
                         f"folders")
+    why = class_name_problem(classes)
+    if why:  # before any image is decoded: a folder name that is not printable text would reach the logs
+        raise DataError(f"data.root '{root}': {why}; rename that class folder (as UTF-8 text, printable)")
     return tuple(classes), files, digest.hexdigest()
 
 
@@ -193,7 +196,8 @@ class FolderSource:
         result = PackResult(classes)
         empty = empty_class_folders(self.root)
         if empty:  # left out of the numbering: say so, a conditional model's labels depend on it
-            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            shown = ", ".join(n if n.isprintable() else ascii(n) for n in empty[:5]) + \
+                (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
             result.notices.append(f"{len(empty)} empty class folder{'s' if len(empty) > 1 else ''} left out "
                                   f"({shown}): the {len(classes)} classes are numbered without "
                                   f"{'them' if len(empty) > 1 else 'it'}")

@@ -59,6 +59,7 @@ class ImageSet:
         classes: class names, in label order.
         notes: extra words for the summary line (skipped files, where the cache is).
         manifest: the packed cache's manifest when the set came from one, else None.
+        folder: that cache's folder, else None.
     """
 
     images: np.ndarray
@@ -66,6 +67,7 @@ class ImageSet:
     classes: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
     manifest: dict | None = None
+    folder: Path | None = None  # the packed cache it was read from
 
     def fingerprint(self) -> dict[str, Any]:
         """What ranks compare to know they read the same data: count, class names and a content hash (the packed
@@ -138,12 +140,23 @@ def synthetic_shapes(num: int, resolution: int, seed: int = 0) -> ImageSet:
 
 
 def _download(url: str, root: Path, md5: str, what: str, place: str) -> None:
-    """Fetch and extract the official archive into `root` (torchvision's public helper), or say where to put it."""
+    """Fetch and extract the official archive into `root` (torchvision's public helper), or say where to put it.
+    A failed download leaves nothing behind: no partial archive, and none of the folders it created."""
     from torchvision.datasets.utils import download_and_extract_archive
 
+    archive = root / url.rsplit("/", 1)[-1]
+    had_archive = archive.exists()
+    created = [parent for parent in (root, *root.parents) if not parent.exists()]  # deepest first
     try:
         download_and_extract_archive(url, str(root), md5=md5)
     except Exception as exc:  # offline downloads fail as URLError/OSError/RuntimeError
+        if not had_archive:
+            archive.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()  # only when empty: whatever else is there stays
+            except OSError:
+                break
         raise DataError(f"{what} is absent under '{root}' and the download failed ({type(exc).__name__}): "
                         f"{place}") from None
 

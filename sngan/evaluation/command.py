@@ -18,9 +18,16 @@ from sngan.datasets import dataset
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
-from sngan.evaluation.protocols import Protocol, make_protocol
-from sngan.evaluation.reference import check_reference, reference_stats, stats_of_images
-from sngan.evaluation.scoring import count_warnings, protocol_record, score_generator, score_images
+from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol
+from sngan.evaluation.reference import check_reference, reference_path, reference_stats, stats_of_images
+from sngan.evaluation.scoring import (
+    announce_cost,
+    count_warnings,
+    protocol_record,
+    reference_warnings,
+    score_generator,
+    score_images,
+)
 from sngan.metrics.extra import EXTRA, parse_metrics, values_of
 from sngan.metrics.inception import load_inception
 from sngan.metrics.stats import load_stats
@@ -66,6 +73,11 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     if ref is None:
         check_real_count(cfg, protocol)
     net = load_inception(weights, device, protocol.inception_input)
+    if info.is_main:
+        real_due = ref is None and not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed,
+                                                      cfg.data.split, protocol.num_real, net).is_file()
+        real = [(protocol.num_real or dataset(cfg.data.name).known_size(cfg.data), "real")] if real_due else []
+        announce_cost(net, [(protocol.num_generated, "generated")] + real, log)
     if ref is None and info.is_main:
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
                               net, batch_size, log, bool(extra))
@@ -74,7 +86,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
                            generator=opened.generator_name, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           + reference_warnings(ref))
 
 
 def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
@@ -111,14 +124,18 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
                           f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
     net = load_inception(weights, device, protocol.inception_input)
+    reals = [] if ref is not None else [(ref_images.count if protocol.num_real is None else protocol.num_real, "real")]
+    announce_cost(net, [(protocol.num_generated, "generated")] + reals, log)
     if ref is None:
         log(f"computing reference statistics of {ref_images.describe()}")
         ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)
     check_reference(ref, net)
     metrics = score_images(images, net, protocol, ref, batch_size, extra, progress, log)
-    return protocol_record(protocol, net, ref, images=str(images.path), images_kind=images.kind,
+    return protocol_record(protocol, net, ref, quantise="none", quantisation="the images' own uint8 pixels",
+                           images=str(images.path), images_kind=images.kind,
                            images_available=images.count, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real")))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           + reference_warnings(ref))
 
 
 def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | None, splits: int | None,
@@ -148,14 +165,13 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
                 f"--metrics {labelled(extra)}"
             raise MetricError(f"{given} applies to a checkpoint, not to --images")
         scored = open_images(images)
-        if num_samples is None and chosen.num_generated > scored.count:
-            raise MetricError(f"protocol {chosen.name} scores {chosen.num_generated} images but --images "
-                              f"{scored.describe()}: use --protocol quick or --num-samples {scored.count}")
+        real = None if ref is None else open_images(ref, "--ref")
+        chosen = counts_from_images(chosen, scored, real, num_samples, num_real, log)
         if chosen.num_generated > scored.count:
             raise MetricError(f"--num-samples {chosen.num_generated} but --images {scored.describe()}")
-        record = evaluate_images(scored, chosen, stats=stats, ref_images=None if ref is None else open_images(ref,
-                                 "--ref"), batch_size=batch_size, weights=weights,
-                                 device=distributed.resolve_device(device), log=log, extra=extra, progress=progress)
+        record = evaluate_images(scored, chosen, stats=stats, ref_images=real, batch_size=batch_size,
+                                 weights=weights, device=distributed.resolve_device(device), log=log, extra=extra,
+                                 progress=progress)
         return _publish(record, json_out, log)
     if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
         chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
@@ -170,6 +186,28 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
         distributed.shutdown()
     if info.is_main:
         _publish(record, json_out, log)
+
+
+def counts_from_images(chosen: Protocol, scored: ImageInput, real: ImageInput | None, num_samples: int | None,
+                       num_real: int | None, log: Callable[[str], None]) -> Protocol:
+    """The protocol with the counts that `--images` (and `--ref`) can give, said in one line each: where the
+    protocol asks more images than there are and no count was typed, all of them are scored (as pytorch-fid A B);
+    a typed count is kept (and refused later when too large)."""
+    name = chosen.name.split(" (")[0]
+    generated = chosen.num_generated
+    if num_samples is None and generated > scored.count:
+        log(f"--images holds {scored.count} images and protocol {name} scores {generated}: scoring all "
+            f"{scored.count} (a modified protocol; --num-samples N to choose)")
+        generated = scored.count
+    reals = chosen.num_real
+    if real is not None and num_real is None and reals is not None and reals > real.count:
+        log(f"--ref holds {real.count} images and protocol {name} takes {reals} real: taking all "
+            f"{real.count} (a modified protocol; --num-real N to choose)")
+        reals = real.count
+    if (generated, reals) == (chosen.num_generated, chosen.num_real):
+        return chosen
+    return make_protocol(name, generated, chosen.splits if chosen.splits != PROTOCOLS[name].splits else None,
+                         reals, chosen.inception_input)
 
 
 def _publish(record: dict[str, Any], json_out: Path | None, log: Callable[[str], None]) -> None:
@@ -207,5 +245,6 @@ def format_block(record: dict[str, Any]) -> str:
         f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input {record['inception_input']}: "
         f"{record['resize']} | {record['precision']} | "
         + (f"images {record['images']} ({record['images_kind']})" if "images" in record
-           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator"),
+           else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator | uint8 by "
+                f"{record['quantise']}"),
     ])

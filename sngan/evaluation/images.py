@@ -52,6 +52,33 @@ class ImageInput:
     def describe(self) -> str:
         return f"{self.path} ({self.kind}, {self.count} images {self.side[0]}x{self.side[1]})"
 
+    def labels(self) -> np.ndarray:
+        """(count,) int64 classes: a folder's images in sub-folders are labelled by the first sub-folder's name
+        (sorted names give 0..K-1, loose images at the top are one more class); an npz is one class."""
+        if self.kind == "npz":
+            return np.zeros(self.count, np.int64)
+        tops = [p.relative_to(self.path).parts[0] if len(p.relative_to(self.path).parts) > 1 else "" for p in
+                self.files]
+        names = {name: k for k, name in enumerate(sorted(set(tops)))}
+        return np.asarray([names[t] for t in tops], np.int64)
+
+    def selected_batches(self, keep: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        """The images whose `keep` (count,) is True, in file order, as uint8 (B, H, W, 3) batches."""
+        if self.kind == "folder":
+            chosen = np.flatnonzero(keep)
+            for start in range(0, len(chosen), batch_size):
+                yield np.stack([self._decode(self.files[i]) for i in chosen[start:start + batch_size]])
+            return
+        pending, start = [], 0
+        for batch in self.batches(self.count, batch_size):
+            pending += list(batch[keep[start:start + len(batch)]])
+            start += len(batch)
+            while len(pending) >= batch_size:
+                yield np.stack(pending[:batch_size])
+                pending = pending[batch_size:]
+        if pending:
+            yield np.stack(pending)
+
     def batches(self, num: int, batch_size: int) -> Iterator[np.ndarray]:
         """The first `num` images as consecutive uint8 (B, H, W, 3) batches."""
         if self.kind == "npz":

@@ -5,7 +5,7 @@ A protocol fixes every count a reader would otherwise have to guess:
 | protocol | generated | IS splits | FID generated | FID real |
 |---|---|---|---|---|
 | standard | 50,000 | 10 (5,000 each) | all 50,000 | every image of the training split (CIFAR-10 train: 50,000) |
-| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | the first 10,000 of the training split |
+| paper (SN-GAN App. B.1) | 50,000 | 10 (5,000 each) | the first 5,000 | 10,000 of the training split (see below) |
 | quick (ours, a cheap signal) | 5,000 | 10 (500 each) | all 5,000 | every image of the training split |
 
 The paper's App. B.1: "we calculated the score for randomly generated 5000 examples ... We repeated each experiment
@@ -14,7 +14,15 @@ the generated distribution empirically over 10000 and 5000 samples". quick's IS 
 against the 5,000-image splits of the other two: its numbers are for watching a run, not for a table.
 The same names serve `sngan eval --protocol` and `train.eval_protocol` (training-time evaluation, study plans).
 
-The training split is the checkpoint's `data.split` (CIFAR-10: train).
+The training split is the checkpoint's `data.split` (CIFAR-10: train). Where a protocol takes fewer real images than
+the split holds, which ones is `sngan.metrics.stats.reference_subset`'s rule (class-stratified, by a hash of the
+pixels): the same images give the same reference whatever their file layout. App. B.1 does not say which 10,000;
+the authors' code loads a `cifar-10-fid.npz` it does not ship or describe (docs/eval.md).
+
+Generated images are quantised to uint8 by the protocol's `quantise` rule (`QUANTISE`): `paper` truncates, as the
+authors' `gen_images` (`np.asarray(np.clip(x * 127.5 + 127.5, 0, 255), dtype=np.uint8)`); `standard` and `quick`
+round to the nearest level (ours: the unbiased rounding of torchvision's `save_image` and of `sngan sample`'s
+exports, so an export scores as its checkpoint).
 
 How images reach the Inception network (uint8, the input path, the weights, the latents) is said once, in
 `sngan.evaluation.scoring`; the input path is part of the protocol (`tf1` by default, the TF inception-2015-12-05
@@ -33,6 +41,10 @@ from sngan.errors import MetricError
 from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, check_inception_input
 
 INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
+QUANTISE = {  # how generated images in [-1, 1] become uint8, by name (the record's `quantise`)
+    "truncate": "uint8(clip(x * 127.5 + 127.5, 0, 255)), truncated as the authors' gen_images",
+    "round": "uint8(clip((x + 1) * 127.5 + 0.5, 0, 255)), rounded to the nearest level (ours)",
+}
 
 PRECISION = "float32, eval mode, TF32 off"
 
@@ -50,14 +62,16 @@ class Protocol:
     description: str
     truncation: float | None = None  # latents redrawn at |z| > T (`sample --truncation`): never the paper's protocol
     inception_input: str = DEFAULT_INCEPTION_INPUT  # INCEPTION_INPUTS: how images are resized and scaled for it
+    quantise: str = "round"  # QUANTISE: how generated images become uint8
 
 
 PROTOCOLS = {
     "standard": Protocol("standard", 50000, 10, 50000, None,
                          "IS 50k in 10 splits; FID 50k generated vs the whole training split"),
     "paper": Protocol("paper", 50000, 10, 5000, 10000,
-                      "SN-GAN App. B.1: IS 10 x 5000 generated; FID 5000 generated vs 10000 real (first 10000 of "
-                      "the training split)"),
+                      "SN-GAN App. B.1: IS 10 x 5000 generated; FID 5000 generated vs 10000 real (a "
+                      "class-stratified sample of the training split); generated images truncated to uint8 as the "
+                      "authors' gen_images", quantise="truncate"),
     "quick": Protocol("quick", 5000, 10, 5000, None,
                       "ours, a cheap in-training signal: IS 5000 generated in 10 splits of 500 (biased low against "
                       "10 x 5000); FID 5000 generated vs the whole training split"),
@@ -73,7 +87,7 @@ def make_protocol(name: str, num_samples: int | None = None, splits: int | None 
         name: standard | paper | quick.
         num_samples: generated images (IS uses all; FID the protocol's count, at most this many).
         splits: IS splits.
-        num_real: the first this many real images (default: the protocol's).
+        num_real: this many real images, chosen by the reference rule (default: the protocol's).
         inception_input: tf1 | pytorch-fid (`INCEPTION_INPUTS`); None = the protocol's (tf1).
 
     Returns:
@@ -98,7 +112,7 @@ def make_protocol(name: str, num_samples: int | None = None, splits: int | None 
     if (n, s, real) == (base.num_generated, base.splits, base.num_real):
         return base
     changed = f"modified here: IS {n} generated in {s} splits, FID {fid_n} generated"
-    changed += "" if real == base.num_real else f" vs the first {real} real"
+    changed += "" if real == base.num_real else f" vs {real} real"
     return dataclasses.replace(base, name=f"{base.name} (modified)", num_generated=n, splits=s, fid_generated=fid_n,
                                num_real=real, description=f"{base.description}; {changed}")
 

@@ -12,12 +12,25 @@ import torch
 from sngan.config import DataConfig
 from sngan.data import load_images
 from sngan.data.cache import cache_root
+from sngan.datasets import dataset
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.io import real_folders, refuse_link
 from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, InceptionFeatures
-from sngan.metrics.stats import ReferenceStats, cache_path, feature_stats, load_stats, save_stats, uint8_to_unit
+from sngan.metrics.stats import (
+    SUBSET_RULE,
+    SUBSET_TEXT,
+    ReferenceStats,
+    cache_path,
+    content_hashes,
+    feature_stats,
+    load_stats,
+    reference_subset,
+    save_stats,
+    subset_order,
+    uint8_to_unit,
+)
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
@@ -39,7 +52,8 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     Returns:
         The statistics with their protocol record and cache path.
     """
-    path = cache_path(cache_root(data_cfg), data_cfg, seed, split, num, resolution, net.features_key)
+    split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
+    path = reference_path(data_cfg, resolution, seed, split, num, net)
     if path.is_file():
         try:
             ref = load_stats(path, features)
@@ -54,14 +68,17 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     if num is not None and num > len(images):
         raise MetricError(f"{num} real images requested but {data_cfg.name} {split} holds {len(images)}: use "
                           f"--protocol quick or --num-real {len(images)}")
-    images, labels = (images, labels) if num is None else (images[:num], labels[:num])
-    log(f"computing reference statistics of {len(images)} {data_cfg.name} {split} images -> {path}")
+    log(f"choosing the reference images of {data_cfg.name} {split_label}: {'all' if num is None else num} of "
+        f"{len(images)}, {SUBSET_TEXT}")
+    chosen = reference_subset(images, labels, num)  # indices, in the rule's order (read batch by batch)
+    log(f"computing reference statistics of {len(chosen)} {data_cfg.name} {split_label} images -> {path}")
     device = next(net.buffers()).device
     kept: list | None = [] if features else None
-    mu, sigma = feature_stats(images, net, batch_size, device, kept, progress=True, log=log)
-    real = (np.concatenate(kept), np.asarray(labels)) if kept is not None else (None, None)
-    record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split, "num_real": len(images),
-              "subset": "first N in dataset order", "resolution": resolution, "seed": seed, "network": net.network,
+    mu, sigma = feature_stats(images, net, batch_size, device, kept, progress=True, log=log, indices=chosen)
+    real = (np.concatenate(kept), np.asarray(labels)[chosen]) if kept is not None else (None, None)
+    record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split_label, "num_real": len(chosen),
+              "subset": SUBSET_TEXT, "subset_rule": SUBSET_RULE, "per_class": per_class(labels, chosen),
+              "resolution": resolution, "seed": seed, "network": net.network,
               "weights_sha256": net.sha256, "inception_input": net.inception_input,
               "resize": INCEPTION_INPUTS[net.inception_input], "input": "uint8 /255", "precision": PRECISION}
     try:
@@ -72,18 +89,39 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     return ReferenceStats(mu, sigma, record, path, *real)
 
 
+def reference_path(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
+                   net: InceptionFeatures) -> Path:
+    """Where `reference_stats` caches (and finds) these statistics."""
+    split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
+    return cache_path(cache_root(data_cfg), data_cfg, seed, split_label, num, resolution, net.features_key)
+
+
+def per_class(labels: np.ndarray, chosen: np.ndarray) -> list[int]:
+    """How many of the `chosen` images each class gives (the record's `per_class`: the reference's histogram)."""
+    labels = np.asarray(labels, np.int64)
+    return np.bincount(labels[chosen], minlength=int(labels.max()) + 1 if len(labels) else 0).tolist()
+
+
 def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures, batch_size: int,
                     features: bool = False, progress: bool = True,
-                    log: Callable[[str], None] | None = None) -> ReferenceStats:
-    """Statistics of the first `num` (None: all) images of a folder or npz (`sngan eval --ref`), not cached."""
+                    log: Callable[[str], None] | None = None, label: str = "ref") -> ReferenceStats:
+    """Statistics of a folder or npz (`sngan eval --ref`, `sngan stats --images`), not cached: all its images, or
+    `num` of them chosen by the reference rule (`SUBSET_TEXT`; a folder's classes are its sub-folders), read in
+    file order. `label` is the record's split (metric names: `fid5k_ref10k`)."""
     from sngan.metrics.fid import FeatureStats
     from sngan.progress import PassProgress, cpu_hint
 
     num = images.count if num is None else num
+    labels = images.labels()
+    keep = np.ones(images.count, bool)
+    if num < images.count:  # the rule reads every image's pixels once
+        hashes = np.concatenate([content_hashes(batch) for batch in images.batches(images.count, batch_size)])
+        keep = np.zeros(images.count, bool)
+        keep[subset_order(hashes, labels, num)] = True
     device = next(net.buffers()).device
     acc, kept = FeatureStats(), []
     bar = PassProgress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
-    for batch in images.batches(num, batch_size):
+    for batch in images.selected_batches(keep, batch_size):
         pool = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))[0]
         acc.update(pool)
         if features:
@@ -91,13 +129,14 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
         bar.update(len(batch))
     bar.close()
     mu, sigma = acc.mu_sigma()
-    record = {"dataset": str(images.path), "root": str(images.path), "split": "ref", "num_real": num,
-              "subset": f"first {num} in {'manifest' if images.kind == 'folder' else 'array'} order",
+    record = {"dataset": str(images.path), "root": str(images.path), "split": label, "num_real": num,
+              "subset": "all, in file order" if num == images.count else f"{SUBSET_TEXT}; read in file order",
+              "subset_rule": SUBSET_RULE, "per_class": np.bincount(labels[keep]).tolist(),
               "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256,
               "inception_input": net.inception_input, "resize": INCEPTION_INPUTS[net.inception_input],
               "input": "uint8 /255", "precision": PRECISION}
-    return ReferenceStats(mu, sigma, record, None, np.concatenate(kept) if features else None)
-
+    return ReferenceStats(mu, sigma, record, None, np.concatenate(kept) if features else None,
+                          labels[keep] if features else None)
 
 
 def recorded_input(record: dict) -> str | None:
@@ -122,23 +161,46 @@ def check_reference(ref: ReferenceStats, net: InceptionFeatures) -> None:
                           f"--inception-input {net.inception_input})")
 
 
-def stats_command(config: Path, out: Path, *, split: str | None, num: int | None, weights: Path | None,
+def stats_command(config: Path | None, out: Path, *, split: str | None, num: int | None, weights: Path | None,
                   batch_size: int, device: str, force: bool, log: Callable[[str], None], features: bool = False,
-                  overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT) -> None:
-    """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images into `out`."""
+                  overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT,
+                  images: Path | None = None, progress: bool = True) -> None:
+    """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images, or of a folder
+    or npz of images (`images`), into `out`."""
     from sngan.config import load_config
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
+    from sngan.evaluation.images import open_images
+    from sngan.evaluation.scoring import announce_cost
     from sngan.io import check_new_output, publishing
     from sngan.metrics.inception import load_inception
 
+    if (config is None) == (images is None):
+        raise MetricError("give either --config CONFIG (a dataset) or --images PATH (a folder of images or an .npz)")
+    if images is not None and (split is not None or overrides):
+        raise MetricError(f"{'--split' if split is not None else '--set'} applies to --config, not to --images")
     check_new_output(out, force)
-    cfg = load_config(config, overrides)
-    check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
-    net = load_inception(weights, resolve_device(device), inception_input)
-    ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
-                          batch_size, log, features)
+    if images is not None:
+        from sngan.datasets import folder_label
+
+        source = open_images(images)
+        if num is not None and num > source.count:
+            raise MetricError(f"--num {num} but --images {source.describe()}")
+        net = load_inception(weights, resolve_device(device), inception_input)
+        announce_cost(net, [(num or source.count, "real")], log)
+        ref = stats_of_images(source, num, net, batch_size, features, progress, log,
+                              label=folder_label(source.path) if source.kind == "folder" else "ref")
+    else:
+        cfg = load_config(config, overrides)
+        check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
+        net = load_inception(weights, resolve_device(device), inception_input)
+        if not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num,
+                              net).is_file():
+            announce_cost(net, [(num or dataset(cfg.data.name).known_size(cfg.data), "real")], log)
+        ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
+                              batch_size, log, features)
     with publishing(out, force) as stage:
         save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
-        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input (cache {ref.path})")
+        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input"
+        + (f" (cache {ref.path})" if ref.path else ""))

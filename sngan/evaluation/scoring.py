@@ -1,7 +1,8 @@
 """Scoring a generator: generate -> uint8 -> Inception -> IS, FID (and KID, PRDC, intra-FID), in exact float32.
 
-Generated images are quantised to uint8 (as the authors' `gen_images` and any saved PNG) and then go through the
-same path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
+Generated images are quantised to uint8 by the protocol's rule (`paper`: truncated, as the authors' `gen_images`;
+`standard`, `quick`: rounded, as a saved PNG; `sngan.evaluation.protocols.QUANTISE`) and then go through the same
+path as real images: /255, the protocol's Inception input path (`sngan.metrics.inception.INCEPTION_INPUTS`),
 pytorch-fid's FID Inception weights. Latents come from `sngan.sample.generate.latents(seed)`, so an evaluation
 never touches the training RNGs. `TrainingEvaluator` is the same scoring during training.
 """
@@ -20,7 +21,7 @@ from sngan.config import Config
 from sngan.distributed import SINGLE, DistInfo, broadcast_object, gather_rows, together
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
-from sngan.evaluation.protocols import INPUT, PRECISION, Protocol, make_protocol, metric_names
+from sngan.evaluation.protocols import INPUT, PRECISION, QUANTISE, Protocol, make_protocol, metric_names
 from sngan.evaluation.reference import check_reference, reference_stats
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
 from sngan.metrics.extra import extra_scores
@@ -75,7 +76,8 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     logits, kept = [], []
     for start in starts:
         stop = min(start + batch_size, protocol.num_generated)
-        features, batch_logits = _inception_batch(generator, net, z[start:stop], None if y is None else y[start:stop])
+        features, batch_logits = _inception_batch(generator, net, z[start:stop], None if y is None else y[start:stop],
+                                                  protocol.quantise)
         logits.append(batch_logits)
         kept.append(features[:max(0, protocol.fid_generated - start)])
         bar.update((stop - start) * info.world_size)
@@ -175,14 +177,59 @@ def count_warnings(protocol: Protocol, num_real: int | None) -> list[str]:
     return out
 
 
-def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor,
-                     y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU evaluation's length
+MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
+
+
+def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
+    """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
+    `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
+
+    Args:
+        net: the Inception network (its device decides: nothing is measured on a GPU).
+        counts: (images, what) of each pass ahead; None = a count not known yet (said, not added).
+        log: where the line goes.
+    """
+    from sngan.progress import LONG_PASS_S, eta
+
+    known = sum(n for n, _ in counts if n)
+    if next(net.buffers()).device.type != "cpu" or known < MEASURE_FROM:
+        return
+    probe = torch.randint(0, 256, (MEASURE_IMAGES + 1, 32, 32, 3), dtype=torch.uint8)
+    with scoring_precision():
+        net(uint8_to_unit(probe[:1]))  # warm-up: the first call allocates
+        start = time.perf_counter()
+        net(uint8_to_unit(probe[1:]))
+        rate = MEASURE_IMAGES / max(time.perf_counter() - start, 1e-9)
+    seconds = known / rate
+    if seconds < LONG_PASS_S:
+        return
+    passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
+    log(f"notice: this runs {passes} images through the Inception network on the CPU, measured here at "
+        f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
+        f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
+        f"where the same takes minutes")
+
+
+def reference_warnings(ref: ReferenceStats) -> list[str]:
+    """One line when statistics written by an earlier sngan took "the first N" real images (a class-sorted folder
+    then gave a few classes only); the number is still given."""
+    record = ref.protocol or {}
+    if "network" in record and "subset_rule" not in record and str(record.get("subset", "")).startswith("first"):
+        return [f"reference statistics {ref.path or ''} were made by an earlier sngan from the {record['subset']} "
+                f"(from a class-sorted folder: a few classes only): recompute them with `sngan stats` (docs/eval.md, "
+                f"Which real images)"]
+    return []
+
+
+def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor, y: torch.Tensor | None,
+                     quantise: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pool3 features (B, 2048) on the network's device, logits (B, 1008) on the CPU) of generated images,
     computed in exact float32 (`scoring_precision`)."""
     device = next(net.buffers()).device
     with scoring_precision():  # exact float32 for G too, whatever precision training set
         images = generate(generator, z, y, len(z))
-        features, logits = net(uint8_to_unit(to_uint8(images).to(device)))
+        features, logits = net(uint8_to_unit(to_uint8(images, quantise).to(device)))
     return features, logits.cpu()
 
 
@@ -196,6 +243,7 @@ def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceSt
             "split": real.get("split"), "real_subset": real.get("subset"),
             "stats": str(ref.path) if ref.path else None, "inception_input": net.inception_input,
             "resize": INCEPTION_INPUTS[net.inception_input], "input": INPUT,
+            "quantise": protocol.quantise, "quantisation": QUANTISE[protocol.quantise],
             "precision": PRECISION, **extra}
 
 

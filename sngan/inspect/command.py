@@ -93,7 +93,9 @@ def format_table(ins: Inspection) -> str:
     head = (f"{'layer':<24} {'shape':<18} {'input':<7} {'sigma_hat':>9} {'exact':>9} {'ratio':>7} {'conv':>9} "
             f"{'conv_ub':>9} | {'exact/sh':>8} {'conv/sh':>8}")
     lines = [f"discriminator of {ins.checkpoint} (step {ins.step})",
-             "sigma_hat = u^T W v (stored vectors); exact = largest singular value of W.reshape(out, -1) (float64 SVD)",
+             "sigma_hat = u^T W v, what eval mode divides by (random/svd starts: one authors' step from the stored "
+             "u; torch: the stored u, v)",
+             "exact = largest singular value of W.reshape(out, -1) (float64 SVD)",
              "conv = operator norm of the convolution as it runs (input size, stride, zero padding) by Lanczos:",
              "       a certified lower bound, converged to the norm (sngan.inspect.conv_norm)",
              "conv_ub = certified upper bound: circular FFT norm on the zero-padded grid (Sedghi et al. 2019)",

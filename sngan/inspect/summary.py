@@ -32,7 +32,7 @@ class LayerSpectrum:
     kind: str  # conv, linear, embedding or the module's class name
     shape: list[int]
     input_size: list[int]  # [H, W] seen in a forward pass at the model resolution ([] for dense layers)
-    sigma_hat: float | None  # u^T W v with the stored vectors (None: the layer is not spectrally normalised)
+    sigma_hat: float | None  # what eval mode divides by, `spectra.sigma_estimate` (None: not spectrally normalised)
     sigma_matrix: float  # exact largest singular value of W.reshape(out, -1)
     sigma_operator: float  # conv: operator norm as it runs at input_size (conv_norm); else = sigma_matrix
     spectrum: list[float] = field(default_factory=list)  # squared singular values / largest, largest first

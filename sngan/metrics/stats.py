@@ -6,12 +6,18 @@ resize). KID and precision/recall need the real features themselves, not only th
 float32 `features` (N, 2048) and int64 `labels` (N,) (intra-FID's classes). Features are stored only when a metric
 asks for them (CIFAR-10 train: 400 MB), so a cached file without them is rebuilt the first time one does.
 Cached files live in `<data.cache_dir or data.root/sngan-cache>/fid-stats/`, one per dataset, split, count,
-resolution and network, and are written atomically so an interrupted run never leaves a torn file.
-The real images used are the first N of the split in dataset order (N = all unless a count is given).
+sampling rule, resolution and network, and are written atomically so an interrupted run never leaves a torn file.
+
+Which real images: `reference_subset`, a rule that reads the pixels and labels, never the order the files are stored
+in (`SUBSET_TEXT`). Under the earlier rule, "the first N in dataset order", a folder packed in sorted class order
+gave CIFAR-10's `paper` reference (10,000 of 50,000) airplanes and automobiles only, and the official batches
+(class-mixed) a fair sample: the FID depended on the file format. The rule's name (`SUBSET_RULE`) is part of the
+cache file's name, so statistics cached under the old rule are never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +56,8 @@ def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
 def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                   batch_size: int, device: torch.device | str,
                   keep: list[np.ndarray] | None = None, progress: bool = False,
-                  log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  log: Callable[[str], None] | None = None,
+                  indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the pool3 features of uint8 images (N, H, W, 3), batched on `device`.
 
     Args:
@@ -61,6 +68,8 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
         keep: when given, each batch's float32 features (B, 2048) are appended to it.
         progress: report the pass (`sngan.progress`: a bar on a terminal, a line every few seconds elsewhere).
         log: where those lines go (default stderr).
+        indices: the images to use, in this order (default: all, in order); gathered a batch at a time, so a
+            memory-mapped set is never copied whole.
 
     Returns:
         float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
@@ -68,9 +77,10 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     from sngan.progress import PassProgress, cpu_hint
 
     acc = FeatureStats()
-    bar = PassProgress(len(images), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+    indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+    bar = PassProgress(len(indices), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    for start in range(0, len(indices), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[indices[start:start + batch_size]])).to(device)
         features = net(uint8_to_unit(batch))[0]
         acc.update(features)
         if keep is not None:
@@ -80,13 +90,65 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     return acc.mu_sigma()
 
 
+SUBSET_RULE = "strat-blake2b-v1"  # named in the cache file's name and the record: a new rule gets a new name
+SUBSET_TEXT = ("class-stratified: each class gets its share of N by largest remainder, and within a class the images "
+               "with the smallest blake2b-64 hash of their uint8 pixels, in (class, hash) order")
+HASH_CHUNK = 4096  # images read from a memory map per step while hashing
+
+
+def content_hashes(images: np.ndarray) -> np.ndarray:
+    """(N,) uint64: the 8-byte blake2b digest (big-endian) of each uint8 image's (H, W, 3) bytes in C order."""
+    out = np.empty(len(images), np.uint64)
+    for start in range(0, len(images), HASH_CHUNK):
+        chunk = np.ascontiguousarray(images[start:start + HASH_CHUNK], dtype=np.uint8)
+        for i, image in enumerate(chunk):
+            out[start + i] = int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=8).digest(), "big")
+    return out
+
+
+def class_shares(counts: np.ndarray, num: int) -> np.ndarray:
+    """How many of `num` images each class gives: floor(num * c_k / total), and one more to the classes with the
+    largest remainders (ties: the lower class index), in exact integer arithmetic (Hamilton's method)."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    share = counts * num // total
+    remainder = counts * num % total
+    extra = num - int(share.sum())
+    order = sorted(range(len(counts)), key=lambda k: (-int(remainder[k]), k))
+    share[order[:extra]] += 1
+    return share
+
+
+def reference_subset(images: np.ndarray, labels: np.ndarray, num: int | None) -> np.ndarray:
+    """Indices of the reference images (`SUBSET_TEXT`), all of them when `num` is None or covers the set.
+
+    The result depends on the pixels and labels only: the same images stored in another order (CIFAR-10's
+    class-mixed batches, a class-sorted folder, a repacked copy) give the same images in the same order, so the
+    same statistics. Identical images tie on their hash; which copy is taken does not change the pixels.
+    """
+    return subset_order(content_hashes(images), labels, num)
+
+
+def subset_order(hashes: np.ndarray, labels: np.ndarray, num: int | None) -> np.ndarray:
+    """`reference_subset` from the images' `content_hashes`."""
+    labels = np.asarray(labels, np.int64)
+    order = np.lexsort((hashes, labels))  # by class, then hash (stable: ties keep their index order)
+    if num is None or num >= len(order):
+        return order
+    counts = np.bincount(labels, minlength=int(labels.max()) + 1 if len(labels) else 0)
+    share = class_shares(counts, num)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # where each class begins in `order`
+    return np.concatenate([order[s:s + n] for s, n in zip(starts, share, strict=True)])
+
+
 def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int | None, resolution: int,
                network: str) -> Path:
-    """Where the statistics of (dataset, split, count, resolution, features) are cached under the cache `root`;
-    `network` names what produced the features (`InceptionFeatures.features_key`: weights and input path)."""
+    """Where the statistics of (dataset, split, count, sampling rule, resolution, features) are cached under the
+    cache `root`; `network` names what produced the features (`InceptionFeatures.features_key`: weights and input
+    path)."""
     count = "all" if num is None else str(num)
     tag = dataset(data_cfg.name).stats_tag(data_cfg, seed)  # synthetic: count and seed; folders: their path
-    return root / "fid-stats" / f"{tag}-{split}-{resolution}px-n{count}-{network}.npz"
+    return root / "fid-stats" / f"{tag}-{split}-{resolution}px-n{count}-{SUBSET_RULE}-{network}.npz"
 
 
 def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: dict[str, Any],

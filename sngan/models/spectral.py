@@ -10,9 +10,15 @@ One power-iteration step, two orders. Which vector a layer keeps between forward
 set from `model.sn_algorithm` by `build_discriminator` (`STEP_OF_ALGORITHM`):
 - keeps "u", the authors' step (`source/functions/max_sv.py` of pfnet-research/sngan_projection, called by their
   `SNConvolution2D.W_bar` / `SNLinear.W_bar` at every forward): v = normalize(W^T u), u = normalize(W v),
-  sigma-hat = u^T W v, and u is stored in training mode only ("if chainer.config.train: self.u[:] = _u"); in eval
-  mode the same step runs and nothing is stored. Their normalize is x / (||x|| + 1e-12), ours x / max(||x||, 1e-12):
-  equal for every non-negligible vector. We store this forward's v in `_v` too (a record; the step never reads it).
+  sigma-hat = u^T W v. Their `SNConvolution2D` stores u in training mode only ("if chainer.config.train:
+  self.u[:] = _u"); their `SNLinear` and `SNEmbedID` store it in every mode (`self.u[:] = _u` unconditionally in
+  `W_bar`), so each of their sampling or evaluation forwards also moves those two layers' u one step. We store in
+  training mode only, for every layer, as their `SNConvolution2D`. It does not matter for training: a D forward
+  in eval mode happens only outside the training steps (the authors' D is never run in eval mode during training;
+  their G holds no SN layer), and the next training forward runs the step anyway, from a u that is one more
+  step along the same power iteration, which converges to the same vector. Their normalize is x / (||x|| + 1e-12),
+  ours x / max(||x||, 1e-12): equal for every non-negligible vector. We store this forward's v in `_v` too (a
+  record; the step never reads it).
 - keeps "v", torch's `parametrizations.spectral_norm`: u = normalize(W v), v = normalize(W^T u), sigma-hat =
   u^T W v, both stored in training mode; in eval mode u and v are used as stored.
 With W fixed the two orders walk the same alternating sequence; once an optimizer step changes W they differ: the

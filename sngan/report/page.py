@@ -179,3 +179,4 @@ def _sample_panel(grid: tuple[int, Path] | None) -> Image.Image:
     ImageDraw.Draw(panel).text((0, 6), f"samples at step {step} ({path.name})", fill=TEXT, font=font(14))
     panel.paste(image, (0, caption_height))
     return panel
+

@@ -60,8 +60,13 @@ def check_output(path: Path, folder: bool, force: bool) -> None:
         raise SamplingError(f"'{path}' exists; choose another --out or add --force to overwrite it")
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3), rounded as torchvision's save_image does."""
+def to_uint8(images: torch.Tensor, quantise: str = "round") -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3): `round` to the nearest level as torchvision's save_image
+    (exports, and eval's standard and quick protocols), or `truncate` as the authors' `gen_images`,
+    `np.asarray(np.clip(x * 127.5 + 127.5, 0, 255), dtype=np.uint8)`, in the same float32 operations (eval's paper
+    protocol; `sngan.evaluation.protocols.QUANTISE`)."""
+    if quantise == "truncate":
+        return torch.clamp(images * 127.5 + 127.5, 0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 

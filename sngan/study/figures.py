@@ -142,3 +142,18 @@ def write_figures(records: list[Record], out: Path, evaluation: bool) -> list[Pa
     if spectral:
         figures.append(spectral_norm_panels(spectral, out / "spectral_norms.png"))
     return figures
+
+
+def study_folder_note(folder: Path) -> str | None:
+    """What to do with a study folder given to `sngan report` (its table and figures are drawn by `sngan study`,
+    one report per run by `sngan report RUN`), or None for any other folder."""
+    from sngan.study.run import STUDY_MARKER  # run imports this module
+
+    folder = Path(folder)
+    if not ((folder / STUDY_MARKER).is_file() or (folder / "study.jsonl").is_file()):
+        return None
+    figures = sorted(p.name for p in folder.glob("*.png"))
+    drawn = (f"its table is {folder / 'study.md'} and its figures {', '.join(figures)}"
+             if (folder / "study.md").is_file() else "it has no table yet")
+    return (f"'{folder}' is a study folder, not a run: {drawn}; `sngan study --plan PLAN --out {folder}` redraws them "
+            f"from the finished runs (which it skips), and `sngan report {folder}/<run>` draws one run's report")

@@ -5,7 +5,10 @@ The time comes from `measure_steps`: each distinct model of the plan (what a ste
 batch sizes, precision) is built on this device with synthetic data, and MEASURE_WARMUP untimed G iterations are
 followed by MEASURE_STEPS timed D steps and G steps (their medians). A run's time is then iterations x (n_dis x
 D step + G step): training steps only, without evaluation passes, checkpoints or compilation (measured with
-perf.compile off). Measuring stops after MEASURE_BUDGET_S; later models are listed as not measured.
+perf.compile off). Measuring stops after MEASURE_BUDGET_S; a model not measured by then is estimated from the
+measured ones (`estimate_step`: the median step of those of the same size, that is the same architecture,
+resolution, widths, batch sizes and device, else of all of them), said so on its line, and the total covers every
+run, with how many of its runs are estimates.
 `scripts/bench_study.py --plan P` measures the same with more repeats. The estimate is as good as the machine is
 quiet: other jobs on the CPU slow the measured steps as they slow the runs.
 """
@@ -94,6 +97,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def size_key(cfg: Config) -> str:
+    """What makes two models cost about the same per step even when `cost_key` differs (a normalisation, a loss):
+    architecture, resolution, widths, conditioning, batch sizes and device."""
+    m, t = cfg.model, cfg.train
+    return json.dumps([m.arch, m.resolution, m.z_dim, m.g_ch, m.d_ch, bool(m.num_classes), t.batch_size,
+                       t.g_batch_size, t.device])
+
+
+def estimate_step(cfg: Config, measured: dict[str, tuple[float, float]],
+                  sizes: dict[str, str]) -> tuple[float, float] | None:
+    """(D step, G step) seconds of a model that was not measured: the median of the measured models of the same
+    `size_key`, else of all measured models; None when nothing was measured. `sizes` maps each measured
+    `cost_key` to its `size_key`."""
+    same = [step for key, step in measured.items() if sizes[key] == size_key(cfg)] or list(measured.values())
+    if not same:
+        return None
+    return statistics.median(d for d, _ in same), statistics.median(g for _, g in same)
+
+
 def measure_plan(configs: list[Config], measure: Callable[[Config], tuple[float, float]] = measure_steps,
                  budget_s: float = MEASURE_BUDGET_S) -> dict[str, tuple[float, float]]:
     """`measure` of each distinct model (`cost_key`) among `configs`, until `budget_s` seconds have passed."""
@@ -126,19 +148,23 @@ def describe(plan: Plan, measure: Callable[[Config], tuple[float, float]] | None
     measured = measure_plan([cfg for _, _, cfg in runs], measure) if measure is not None else {}
     lines = [f"plan {plan.path}: {len(runs)} runs from {plan.base}, study folder {plan.out}"]
     g_steps = d_steps = 0
-    seconds, unmeasured = 0.0, 0
+    seconds, estimated = 0.0, 0
+    sizes = {cost_key(cfg): size_key(cfg) for _, _, cfg in runs}
     for variant, seed, cfg in runs:
         t = cfg.train
         g_steps, d_steps = g_steps + t.iterations, d_steps + t.iterations * t.n_dis
         changed = differences(base, cfg.to_dict())
         step = measured.get(cost_key(cfg))
+        how = "measured"
+        if step is None and measured:
+            step, how = estimate_step(cfg, measured, sizes), "estimated from the measured models"
+            estimated += 1
+        timing = ""
         if step is not None:
             run_s = t.iterations * (t.n_dis * step[0] + step[1])
             seconds += run_s
-            timing = f"; about {eta(run_s)} here ({step[0] * 1e3:.0f} ms/D step, {step[1] * 1e3:.0f} ms/G step)"
-        else:
-            unmeasured += 1
-            timing = ""
+            timing = (f"; about {eta(run_s)} here ({step[0] * 1e3:.0f} ms/D step, {step[1] * 1e3:.0f} ms/G step, "
+                      f"{how})")
         lines += [f"{run_name(variant, seed)}:",
                   textwrap.fill(f"changes: {', '.join(changed) if changed else 'none (the base config)'}", 118,
                                 initial_indent="    ", subsequent_indent="        ", break_on_hyphens=False),
@@ -151,9 +177,11 @@ def describe(plan: Plan, measure: Callable[[Config], tuple[float, float]] | None
         from sngan.distributed import resolve_device
 
         device = resolve_device(runs[0][2].train.device) if runs else "cpu"
-        left = f", {unmeasured} run(s) not measured (budget {MEASURE_BUDGET_S:.0f} s)" if unmeasured else ""
-        lines.append(f"{total}; about {eta(seconds)} of training steps on this machine (device {device}; median of "
-                     f"{MEASURE_STEPS} steps per model; evaluation and checkpoints not included){left}")
+        left = (f"; {estimated} of the {len(runs)} runs estimated from the {len(measured)} measured model(s) "
+                f"(budget {MEASURE_BUDGET_S:.0f} s)") if estimated else ""
+        lines.append(f"{total}; about {eta(seconds)} of training steps for all {len(runs)} runs on this machine "
+                     f"(device {device}; median of {MEASURE_STEPS} steps per model; evaluation and checkpoints not "
+                     f"included){left}")
     warning = inception_warning([cfg for _, _, cfg in runs])
     if warning:
         lines.append(warning)

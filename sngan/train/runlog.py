@@ -10,11 +10,12 @@ keeps the plain lines.
 
 Records. `RunLog` writes each record to its sinks in order: metrics.jsonl (`MetricsFile`, the file every reader
 uses), TensorBoard (`TensorBoardSink`, when installed) and W&B (`WandbSink`, when `train.wandb_project` is set).
-Tags group by their first component, as TensorBoard lays them out: `loss/d`, `loss/g`; `train/lr`, `train/it_per_s`;
+Every tag is `<group>/<key>`, the key exactly as metrics.jsonl writes it (a search for a key finds its tag), grouped
+by their first component as TensorBoard lays them out: `loss/d_loss`, `loss/g_loss`; `train/lr`, `train/it_per_s`;
 peak memory under `resources/` (`resources/cpu_mem_gb`, on CUDA `resources/cuda_mem_gb`); spectral-norm diagnostics
-(`train.inspect_every`) under `sn/` (`sn/ratio/<layer>`, `sn/ratio_min`, `sn/lipschitz_bound`); everything else, the
-metrics (`is5k`, `fid5k_train50k`, ...), under `metrics/`. A record's `time` (Unix seconds) is the event's wall
-time, not a scalar: as float32 every value would read 1.796e9.
+(`train.inspect_every`) under `sn/` (`sn/sn_ratio/<layer>`, `sn/sn_ratio_min`, `sn/lipschitz_bound`); everything
+else, the metrics (`is5k`, `fid5k_train50k`, ...), under `metrics/`. A record's `time` (Unix seconds) is the event's
+wall time, not a scalar: as float32 every value would read 1.796e9.
 
 W&B (`pip install 'sngan[wandb]'`, `train.wandb_project`) gets the same records and grids under the same tags, at
 the same steps. The W&B run is the sngan run: its id is the run folder's id (`.sngan-run`), so a resumed run
@@ -155,17 +156,18 @@ class Progress:
 
 # Records and grids: TensorBoard and W&B tags, the sinks, the run log that feeds them
 
-TRAIN_TAGS = {"d_loss": "loss/d", "g_loss": "loss/g", "lr": "train/lr", "it_per_s": "train/it_per_s",
-              "cpu_mem_gb": "resources/cpu_mem_gb", "cuda_mem_gb": "resources/cuda_mem_gb"}  # StyleGAN2-ADA's group
+TRAIN_GROUPS = {"d_loss": "loss", "g_loss": "loss", "lr": "train", "it_per_s": "train", "cpu_mem_gb": "resources",
+                "cuda_mem_gb": "resources"}  # StyleGAN2-ADA's groups
 SN_KEYS = ("sn_ratio", "lipschitz_bound", "operator_norm_product")
 
 
 def tensorboard_tag(key: str) -> str:
-    """'d_loss' -> 'loss/d', 'sn_ratio/block1.c1' -> 'sn/ratio/block1.c1', 'fid5k_train50k' -> 'metrics/...'."""
-    if key in TRAIN_TAGS:
-        return TRAIN_TAGS[key]
+    """'d_loss' -> 'loss/d_loss', 'sn_ratio/block1.c1' -> 'sn/sn_ratio/block1.c1', 'fid5k_train50k' ->
+    'metrics/fid5k_train50k': the group, then the metrics.jsonl key as it is."""
+    if key in TRAIN_GROUPS:
+        return f"{TRAIN_GROUPS[key]}/{key}"
     if key.startswith(SN_KEYS):
-        return "sn/" + key.removeprefix("sn_")
+        return f"sn/{key}"
     return f"metrics/{key}"
 
 

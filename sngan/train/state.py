@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +27,12 @@ import torch
 from torch import nn
 
 from sngan import checkpoint as ckpt
+from sngan import distributed
 from sngan.config import Config, ModelConfig
 from sngan.data import Batches, StreamBatches, load_images, make_batches
+from sngan.data.cache import open_packed
+from sngan.data.sources import ImageSet
+from sngan.datasets import dataset
 from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects, local_batch, together, wrap
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
@@ -204,10 +209,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
     options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
     seed_everything(cfg.train.seed)
-    image_set = None
-    with together(info, "packing the dataset"):  # rank 0 packs the dataset cache first; the others then read it
-        if info.is_main:
-            image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
+    image_set = _images_once_per_node(cfg, info, log) if info.enabled and dataset(cfg.data.name).packed else None
     with together(info, "reading the dataset"):
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
@@ -238,6 +240,32 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     d = Net(discriminator, compiled(wrap(discriminator, info, device), perf), compiled(discriminator, perf))
     names = [str(name) for name in image_set.classes] if cfg.model.num_classes else []  # plain data for the ckpt
     return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf, class_names=names)
+
+
+def _images_once_per_node(cfg: Config, info: DistInfo, log: Callable[[str], None]) -> ImageSet:
+    """The packed data set under torchrun: the first process of each node reads the source (checking its files
+    once, packing it if no cache matches) and posts the cache folder; the node's other processes open that folder.
+    Every process waits until each node has posted, through the store rather than in a collective (packing
+    ImageNet takes longer than a collective's timeout), with a line every few minutes; a failure on any node ends
+    every wait at once. Disk space for a pack is reserved once per node."""
+    node_processes = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size) or info.world_size)
+    nodes = max(1, info.world_size // node_processes)
+    mine = f"data/node-{distributed.node_rank()}"
+    image_set = None
+    if info.local_rank == 0:
+        try:
+            image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
+        except Exception as exc:
+            distributed.post(mine, f"error node {distributed.node_rank()}: {' '.join(str(exc).split())[:300]}")
+            raise
+        distributed.post(mine, f"ok {Path(str(image_set.folder)).resolve()}")
+    say = log if info.is_main else (lambda line: print(f"rank {info.rank}: {line}")) if info.local_rank == 1 else None
+    posted = distributed.wait_posted(
+        [f"data/node-{n}" for n in range(nodes)], "the first process of each node to read or pack the dataset",
+        say, "pack it first, with `sngan prepare --config CONFIG` on each node (or once on a shared filesystem)")
+    if image_set is None:
+        image_set = open_packed(Path(posted[mine].removeprefix("ok ")))
+    return image_set
 
 
 def _check_labels(cfg: Config, num_data_classes: int) -> None:
