@@ -132,10 +132,10 @@ def test_counts_are_taken_from_what_is_there_and_said_before_the_network_loads(o
 
 
 @pytest.mark.slow
-def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, inception_weights, tmp_path):
+def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, stand_in_inception, tmp_path):
     """`eval --images A --ref B` without counts scores all of A against all of B, saying so (as `pytorch-fid A B`),
     and `stats --images B` writes the statistics that give the same FID through --stats."""
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "a.npz", x=rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
     for k in range(8):

@@ -58,7 +58,7 @@ class ImageInput:
         if self.kind == "npz":
             return np.zeros(self.count, np.int64)
         tops = [p.relative_to(self.path).parts[0] if len(p.relative_to(self.path).parts) > 1 else "" for p in
-                self.files]
+                self.files or []]
         names = {name: k for k, name in enumerate(sorted(set(tops)))}
         return np.asarray([names[t] for t in tops], np.int64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.io import real_folders, refuse_link
 from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, InceptionFeatures
+from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import (
     SUBSET_RULE,
     SUBSET_TEXT,
@@ -171,7 +173,6 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation.images import open_images
-    from sngan.evaluation.scoring import announce_cost
     from sngan.io import check_new_output, publishing
     from sngan.metrics.inception import load_inception
 
@@ -204,3 +205,37 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
         f"{ref.protocol['network']}, {ref.protocol['inception_input']} input"
         + (f" (cache {ref.path})" if ref.path else ""))
+
+
+MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU evaluation's length
+MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
+
+
+def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
+    """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
+    `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
+
+    Args:
+        net: the Inception network (its device decides: nothing is measured on a GPU).
+        counts: (images, what) of each pass ahead; None = a count not known yet (said, not added).
+        log: where the line goes.
+    """
+    from sngan.progress import LONG_PASS_S, eta
+
+    known = sum(n for n, _ in counts if n)
+    if next(net.buffers()).device.type != "cpu" or known < MEASURE_FROM:
+        return
+    probe = torch.randint(0, 256, (MEASURE_IMAGES + 1, 32, 32, 3), dtype=torch.uint8)
+    with scoring_precision():
+        net(uint8_to_unit(probe[:1]))  # warm-up: the first call allocates
+        start = time.perf_counter()
+        net(uint8_to_unit(probe[1:]))
+        rate = MEASURE_IMAGES / max(time.perf_counter() - start, 1e-9)
+    seconds = known / rate
+    if seconds < LONG_PASS_S:
+        return
+    passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
+    log(f"notice: this runs {passes} images through the Inception network on the CPU, measured here at "
+        f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
+        f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
+        f"where the same takes minutes")

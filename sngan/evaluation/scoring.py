@@ -177,40 +177,6 @@ def count_warnings(protocol: Protocol, num_real: int | None) -> list[str]:
     return out
 
 
-MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU evaluation's length
-MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
-
-
-def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
-    """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
-    `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
-
-    Args:
-        net: the Inception network (its device decides: nothing is measured on a GPU).
-        counts: (images, what) of each pass ahead; None = a count not known yet (said, not added).
-        log: where the line goes.
-    """
-    from sngan.progress import LONG_PASS_S, eta
-
-    known = sum(n for n, _ in counts if n)
-    if next(net.buffers()).device.type != "cpu" or known < MEASURE_FROM:
-        return
-    probe = torch.randint(0, 256, (MEASURE_IMAGES + 1, 32, 32, 3), dtype=torch.uint8)
-    with scoring_precision():
-        net(uint8_to_unit(probe[:1]))  # warm-up: the first call allocates
-        start = time.perf_counter()
-        net(uint8_to_unit(probe[1:]))
-        rate = MEASURE_IMAGES / max(time.perf_counter() - start, 1e-9)
-    seconds = known / rate
-    if seconds < LONG_PASS_S:
-        return
-    passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
-    log(f"notice: this runs {passes} images through the Inception network on the CPU, measured here at "
-        f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
-        f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
-        f"where the same takes minutes")
-
-
 def reference_warnings(ref: ReferenceStats) -> list[str]:
     """One line when statistics written by an earlier sngan took "the first N" real images (a class-sorted folder
     then gave a few classes only); the number is still given."""
