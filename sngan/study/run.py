@@ -43,13 +43,12 @@ from sngan.config import Config, to_yaml
 from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopped
 from sngan.io import write_text, writing
 from sngan.records import metric_keys, read_records
-from sngan.study.figures import write_figures
+from sngan.study.figures import STUDY_MARKER, write_figures
 from sngan.study.plan import Plan, Variant, checked_slurm_options, load_plan, run_name
 from sngan.train.rundir import FolderLock, lock_holder, read_run_id
 
 RESULT = "result.json"
 FAILURES = ".failures"  # a run that failed before its folder existed is recorded here, as its result.json would
-STUDY_MARKER = ".sngan-study"
 MAX_RESULT_BYTES = 1_048_576  # a result.json holds a status, a message and a config
 TABLE_LOCK_WAIT_S = 120.0  # another process writing the table holds the folder lock for seconds
 DONE = ("finished", "diverged")
