@@ -277,6 +277,12 @@ InceptionInput = Annotated[str, typer.Option(help="How images are resized to 299
                                            "(the TF inception-2015-12-05 graph's ResizeBilinear and (x-128)/128, as "
                                            "the paper's IS/FID code) or pytorch-fid (F.interpolate, x/127.5-1).")]
 
+FdNetwork = Annotated[str, typer.Option(help="Features of the Fréchet distance: inception (FID) or dinov2_vitl14 "
+                                        "(FD_DINOv2, Stein et al. 2023, from torch hub; IS stays on the "
+                                        "Inception).")]
+Dinov2Repo = Annotated[Path | None, typer.Option(help="A local checkout of facebookresearch/dinov2 (default: the "
+                                                 "torch hub cache, then a download).")]
+
 
 @app.command()
 @one_line_errors
@@ -294,6 +300,8 @@ def stats(
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
                                                            "torch hub cache, then download).")] = None,
     inception_input: InceptionInput = "tf1",
+    fd_network: FdNetwork = "inception",
+    dinov2_repo: Dinov2Repo = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per Inception pass.")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
@@ -308,7 +316,7 @@ def stats(
 
     stats_command(config, out, split=split, num=num, weights=inception_weights, batch_size=batch_size,
                   device=device, force=force, log=typer.echo, features=features, overrides=tuple(set_ or ()),
-                  inception_input=inception_input, images=images)
+                  inception_input=inception_input, images=images, fd_network=fd_network, dinov2_repo=dinov2_repo)
 
 
 @app.command(name="eval")
@@ -346,6 +354,8 @@ def eval_(
     inception_weights: Annotated[Path | None, typer.Option(help="pt_inception-2015-12-05-6726825d.pth (default: "
                                                            "torch hub cache, then download).")] = None,
     inception_input: InceptionInput = "tf1",
+    fd_network: FdNetwork = "inception",
+    dinov2_repo: Dinov2Repo = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Append the result and its protocol as one "
                                                   "JSON line to this file.")] = None,
@@ -360,7 +370,8 @@ def eval_(
     evaluate_command(ckpt, protocol, num_samples=num_samples, splits=splits, stats=stats, batch_size=batch_size,
                      seed=seed, ema=ema, weights=inception_weights, device=device, json_out=json_out, log=typer.echo,
                      metrics=metrics, truncation=truncation, images=images, ref=ref, num_real=num_real,
-                     overrides=tuple(set_ or ()), progress=progress, inception_input=inception_input)
+                     overrides=tuple(set_ or ()), progress=progress, inception_input=inception_input,
+                     fd_network=fd_network, dinov2_repo=dinov2_repo)
 
 
 @app.command()

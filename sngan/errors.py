@@ -32,6 +32,10 @@ class InceptionWeightsError(SnganError):
     """The Inception weights are missing, unreachable or corrupt, with how to supply them."""
 
 
+class FeatureNetworkError(SnganError):
+    """An optional feature network (DINOv2) cannot be loaded, with where to put its files."""
+
+
 class SamplingError(SnganError):
     """A sampling request the model or the file system cannot satisfy, in one line."""
 

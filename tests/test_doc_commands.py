@@ -73,7 +73,16 @@ JOBS = ("tests/test_parallel_study.py::test_jobs_2_finishes_both_runs_lists_both
         "writes")
 SAMPLING = "tests/test_sampling.py::"
 # The same command and options, at test size (tiny configs and checkpoints; a paper config where it is cheap).
+FD_DINO = "tests/test_fd_dinov2.py::"
 RUN_BY = {
+    "sngan eval --images fakes.npz --ref real/ --fd-network dinov2_vitl14 --json evals.jsonl":
+        FD_DINO + "test_fd_dinov2_is_named_recorded_and_equals_the_distance_of_features_computed_here",
+    "sngan stats --images real/ --out real-dinov2.npz --fd-network dinov2_vitl14 --dinov2-repo dinov2/":
+        FD_DINO + "test_dinov2_statistics_score_the_same_and_never_mix_with_the_inceptions",
+    "sngan eval --images fakes.npz --stats real-dinov2.npz --fd-network dinov2_vitl14 --dinov2-repo dinov2/":
+        FD_DINO + "test_dinov2_statistics_score_the_same_and_never_mix_with_the_inceptions",
+    "sngan eval --ckpt CKPT --protocol quick --fd-network dinov2_vitl14":
+        FD_DINO + "test_a_checkpoint_scores_fd_dinov2_against_cached_dinov2_statistics",
     "sngan train --config configs/cifar10_resnet.yaml --out runs/c10 --resume auto": RESUME,
     "sngan eval --ckpt runs/c10/checkpoints/ckpt-0050000.pt --protocol paper":
         "tests/test_evaluation.py::test_training_time_scores_equal_sngan_eval_of_the_same_checkpoint_and_protocol",

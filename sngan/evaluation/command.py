@@ -33,6 +33,7 @@ from sngan.evaluation.scoring import (
     score_generator,
     score_images,
 )
+from sngan.metrics.dinov2 import DinoFeatures, ScoringNetwork, feature_dim_of, load_dinov2_model
 from sngan.metrics.extra import EXTRA, parse_metrics, values_of
 from sngan.metrics.inception import load_inception
 from sngan.metrics.stats import load_stats
@@ -43,7 +44,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                         weights: str | Path | None = None, device: str | torch.device = "cpu",
                         log: Callable[[str], None] = print, info: DistInfo = SINGLE,
                         extra: tuple[str, ...] = (), overrides: tuple[str, ...] = (),
-                        progress: bool = False) -> dict[str, Any]:
+                        progress: bool = False, dinov2_repo: str | Path | None = None) -> dict[str, Any]:
     """IS, FID and the `extra` metrics of a checkpoint's generator, with the full protocol record.
 
     Args:
@@ -62,6 +63,8 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
         overrides: `section.key=value` applied to the checkpoint's config for the reference statistics (another
             data.root or data.cache_dir on this machine).
         progress: report the generate + Inception pass (`sngan.progress`).
+        dinov2_repo: a local checkout of facebookresearch/dinov2, when `protocol.fd_network` is DINOv2's
+            (`sngan.metrics.dinov2`); None = the torch hub cache, then a download.
 
     Returns:
         The record: protocol fields, checkpoint, step, seed, generator, and `metrics`.
@@ -77,7 +80,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                           "unconditional")
     if ref is None:
         check_real_count(cfg, protocol)
-    net = load_inception(weights, device, protocol.inception_input)
+    net = scoring_network(protocol, weights, device, dinov2_repo)
     if info.is_main:
         real_due = ref is None and not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed,
                                                       cfg.data.split, protocol.num_real, net).is_file()
@@ -91,8 +94,19 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
                            generator=opened.generator_name, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"),
+                                                   feature_dim_of(net))
                            + reference_warnings(ref))
+
+
+def scoring_network(protocol: Protocol, weights: str | Path | None, device: str | torch.device,
+                    dinov2_repo: str | Path | None = None) -> ScoringNetwork:
+    """The networks `protocol` scores with: the Inception (IS, and FID), with DINOv2 for the Fréchet distance
+    when the protocol's `fd_network` says so (`sngan.metrics.dinov2`: IS stays on the Inception)."""
+    if protocol.fd_network == "inception":
+        return load_inception(weights, device, protocol.inception_input)
+    model = load_dinov2_model(dinov2_repo)  # first: a wrong --dinov2-repo is said before the Inception loads
+    return DinoFeatures(model.to(device), load_inception(weights, device, protocol.inception_input))
 
 
 def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
@@ -122,13 +136,14 @@ def check_real_count(cfg, protocol: Protocol) -> None:
 
 def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path | None, ref_images: ImageInput | None,
                     batch_size: int, weights: str | Path | None, device: torch.device, log: Callable[[str], None],
-                    extra: tuple[str, ...] = (), progress: bool = True) -> dict[str, Any]:
+                    extra: tuple[str, ...] = (), progress: bool = True,
+                    dinov2_repo: str | Path | None = None) -> dict[str, Any]:
     """IS, FID and the `extra` metrics of `images` against `stats` or the images `ref_images`, with the record."""
     ref = checked_stats(stats, extra)
     if ref_images is not None and protocol.num_real is not None and protocol.num_real > ref_images.count:
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
                           f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
-    net = load_inception(weights, device, protocol.inception_input)
+    net = scoring_network(protocol, weights, device, dinov2_repo)
     reals = [] if ref is not None else [(ref_images.count if protocol.num_real is None else protocol.num_real, "real")]
     announce_cost(net, [(protocol.num_generated, "generated")] + reals, log)
     if ref is None:
@@ -139,7 +154,8 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
     return protocol_record(protocol, net, ref, quantise="none", quantisation="the images' own uint8 pixels",
                            images=str(images.path), images_kind=images.kind,
                            images_available=images.count, device=str(device), metrics=metrics,
-                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"))
+                           warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"),
+                                                   feature_dim_of(net))
                            + reference_warnings(ref))
 
 
@@ -148,14 +164,21 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
                      device: str, json_out: Path | None, log: Callable[[str], None], metrics: str = "is,fid",
                      truncation: float | None = None, images: Path | None = None, ref: Path | None = None,
                      num_real: int | None = None, overrides: tuple[str, ...] = (), progress: bool = True,
-                     inception_input: str | None = None) -> None:
+                     inception_input: str | None = None, fd_network: str = "inception",
+                     dinov2_repo: Path | None = None) -> None:
     """`sngan eval`: score a checkpoint (sharded over the processes under torchrun) or `images`, print the result,
     append --json."""
     from sngan import distributed
     from sngan.io import refuse_special
     from sngan.sample.generate import check_truncation
 
-    chosen, extra = make_protocol(protocol, num_samples, splits, num_real, inception_input), parse_metrics(metrics)
+    chosen = make_protocol(protocol, num_samples, splits, num_real, inception_input, fd_network)
+    extra = parse_metrics(metrics)
+    if extra and fd_network != "inception":
+        raise MetricError(f"--metrics {','.join(extra)} are computed on the Inception's features; with --fd-network "
+                          f"{fd_network} only IS and the Fréchet distance are (run eval again without it for them)")
+    if dinov2_repo is not None and fd_network == "inception":
+        raise MetricError("--dinov2-repo applies to --fd-network dinov2_vitl14")
     check_truncation(truncation)
     if json_out is not None:  # checked before the work: a FIFO there would block after the whole evaluation
         refuse_special(json_out)
@@ -176,7 +199,7 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
             raise MetricError(f"--num-samples {chosen.num_generated} but --images {scored.describe()}")
         record = evaluate_images(scored, chosen, stats=stats, ref_images=real, batch_size=batch_size,
                                  weights=weights, device=distributed.resolve_device(device), log=log, extra=extra,
-                                 progress=progress)
+                                 progress=progress, dinov2_repo=dinov2_repo)
         return _publish(record, json_out, log)
     if (t := truncation) is not None:  # ours, not the paper's: stamped into the protocol's and the metrics' names
         chosen = dataclasses.replace(chosen, truncation=t, name=f"{chosen.name} + truncation {t:g} (not the paper's)")
@@ -186,7 +209,7 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
         record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
                                      weights=weights, device=distributed.resolve_device(device, info),
                                      log=log if info.is_main else lambda message: None, info=info, extra=extra,
-                                     overrides=overrides, progress=progress)
+                                     overrides=overrides, progress=progress, dinov2_repo=dinov2_repo)
     finally:
         distributed.shutdown()
     if info.is_main:
@@ -212,7 +235,7 @@ def counts_from_images(chosen: Protocol, scored: ImageInput, real: ImageInput | 
     if (generated, reals) == (chosen.num_generated, chosen.num_real):
         return chosen
     return make_protocol(name, generated, chosen.splits if chosen.splits != PROTOCOLS[name].splits else None,
-                         reals, chosen.inception_input)
+                         reals, chosen.inception_input, chosen.fd_network)
 
 
 def _publish(record: dict[str, Any], json_out: Path | None, log: Callable[[str], None]) -> None:
@@ -232,10 +255,12 @@ def labelled(extra: tuple[str, ...]) -> str:
 
 
 def format_block(record: dict[str, Any]) -> str:
-    """The printed result: IS mean ± std, FID, each extra metric's lines (its `describe`) and the protocol."""
+    """The printed result: IS mean ± std, FID (or FD in DINOv2 features), each extra metric's lines (its
+    `describe`) and the protocol."""
     metrics = record["metrics"]
     is_name = next(k for k in metrics if k.startswith("is") and not k.endswith("_std"))
-    fid_name = next(k for k in metrics if k.startswith("fid"))
+    fid_name = next(k for k in metrics if k.startswith(("fid", "fd_")))
+    fd_label = "FID " if fid_name.startswith("fid") else "FD  "
     real = f"{record['num_real']} {record['real_dataset']} {record['split']}" if record["num_real"] else \
         f"statistics {record['stats']}"
     generated = "images" if "images" in record else "generated"
@@ -244,11 +269,14 @@ def format_block(record: dict[str, Any]) -> str:
     return "\n".join([
         f"IS   {metrics[is_name]:.3f} ± {metrics[is_name + '_std']:.3f}   ({is_name}: {record['num_generated']} "
         f"{generated}, {record['is_splits']} in-order splits, std ddof=0)",
-        f"FID  {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} {generated} vs {real} images)",
+        f"{fd_label} {metrics[fid_name]:.3f}   ({fid_name}: {record['fid_generated']} {generated} vs {real} images)",
         *extra,
         f"protocol: {record['protocol']} - {record['protocol_description']}",
-        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input {record['inception_input']}: "
-        f"{record['resize']} | {record['precision']} | "
+        f"network {record['network']} (sha256 {record['weights_sha256'][:8]}) | input "
+        f"{record.get('feature_input', record['inception_input'])}: {record['resize']} | "
+        + (f"IS: {record['is_network']} (sha256 {record['is_weights_sha256'][:8]}), input {record['inception_input']}"
+           f" | " if record.get("is_network") else "")
+        + f"{record['precision']} | "
         + (f"images {record['images']} ({record['images_kind']})" if "images" in record
            else f"seed {record['seed']} | step {record['step']} | {record['generator']} generator | uint8 by "
                 f"{record['quantise']}"),

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sngan.errors import MetricError
+from sngan.metrics.dinov2 import DINOV2_INPUT, FD_NETWORKS
 from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, check_inception_input
 
 INPUT = "generated images quantised to uint8, then /255 (real images: uint8 /255)"
@@ -63,6 +64,7 @@ class Protocol:
     truncation: float | None = None  # latents redrawn at |z| > T (`sample --truncation`): never the paper's protocol
     inception_input: str = DEFAULT_INCEPTION_INPUT  # INCEPTION_INPUTS: how images are resized and scaled for it
     quantise: str = "round"  # QUANTISE: how generated images become uint8
+    fd_network: str = "inception"  # FD_NETWORKS: the features of the Fréchet distance (IS is always the Inception's)
 
 
 PROTOCOLS = {
@@ -79,9 +81,10 @@ PROTOCOLS = {
 
 
 def make_protocol(name: str, num_samples: int | None = None, splits: int | None = None,
-                  num_real: int | None = None, inception_input: str | None = None) -> Protocol:
-    """A named protocol, with the number of generated images, IS splits, real images and the Inception input path
-    optionally changed.
+                  num_real: int | None = None, inception_input: str | None = None,
+                  fd_network: str = "inception") -> Protocol:
+    """A named protocol, with the number of generated images, IS splits, real images, the Inception input path and
+    the Fréchet distance's network optionally changed.
 
     Args:
         name: standard | paper | quick.
@@ -89,16 +92,23 @@ def make_protocol(name: str, num_samples: int | None = None, splits: int | None 
         splits: IS splits.
         num_real: this many real images, chosen by the reference rule (default: the protocol's).
         inception_input: tf1 | pytorch-fid (`INCEPTION_INPUTS`); None = the protocol's (tf1).
+        fd_network: inception (FID) | dinov2_vitl14 (`FD_NETWORKS`: FD in DINOv2 features instead of FID).
 
     Returns:
         The protocol (its name gains ' (modified)' when a count differs from the definition, and ' (<path>
-        input)' when the input path does).
+        input)' when the input path does, ' (FD in <network> features)' for another FD network).
     """
     if name not in PROTOCOLS:
         raise MetricError(f"protocol must be one of {'|'.join(PROTOCOLS)}, got {name!r}")
+    if fd_network not in FD_NETWORKS:
+        raise MetricError(f"--fd-network must be one of {'|'.join(FD_NETWORKS)}, got {fd_network!r}")
     base = PROTOCOLS[name]
+    if fd_network != base.fd_network:
+        base = dataclasses.replace(base, name=f"{name} (FD in {fd_network} features)", fd_network=fd_network,
+                                   description=f"{base.description}; the Fréchet distance in {fd_network} features "
+                                               f"({DINOV2_INPUT}), IS on the Inception")
     if inception_input is not None and check_inception_input(inception_input) != base.inception_input:
-        base = dataclasses.replace(base, name=f"{name} ({inception_input} input)", inception_input=inception_input,
+        base = dataclasses.replace(base, name=f"{base.name} ({inception_input} input)", inception_input=inception_input,
                                    description=f"{base.description}; Inception input: "
                                                f"{INCEPTION_INPUTS[inception_input]}")
     n = base.num_generated if num_samples is None else num_samples
@@ -124,13 +134,17 @@ def count_label(n: int) -> str:
 
 def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, str]:
     """(IS name, FID name), e.g. ('is50k', 'fid5k_train10k'), from the protocol and the reference statistics'
-    record (split and count); statistics without a record (foreign files) read 'ext'."""
+    record (split and count); statistics without a record (foreign files) read 'ext'. The Fréchet distance in
+    other features names its network first: 'fd_dinov2_vitl14_5k_train10k'."""
     is_name = f"is{count_label(protocol.num_generated)}"
     if protocol.splits != 10:
         is_name += f"_{protocol.splits}splits"
     known = real is not None and "split" in real and "num_real" in real
     label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
     trunc = "" if protocol.truncation is None else f"_trunc{protocol.truncation:g}"  # e.g. fid5k_train10k_trunc0.5
-    if protocol.inception_input != DEFAULT_INCEPTION_INPUT:  # e.g. fid5k_train10k_pytorchfid
-        trunc += "_" + protocol.inception_input.replace("-", "")
-    return is_name + trunc, f"fid{count_label(protocol.fid_generated)}_{label}{trunc}"
+    default = protocol.inception_input == DEFAULT_INCEPTION_INPUT
+    path = "" if default else "_" + protocol.inception_input.replace("-", "")
+    counts = f"{count_label(protocol.fid_generated)}_{label}{trunc}"
+    if protocol.fd_network != "inception":  # the Inception's input path is IS's only: DINOv2 has its own
+        return is_name + trunc + path, f"fd_{protocol.fd_network}_{counts}"
+    return is_name + trunc + path, f"fid{counts}{path}"  # e.g. fid5k_train10k_pytorchfid

@@ -18,7 +18,8 @@ from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.io import real_folders, refuse_link
-from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, InceptionFeatures
+from sngan.metrics.dinov2 import ScoringNetwork, fd_network_of, feature_input_of, features_of, stats_record
+from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import (
     SUBSET_RULE,
@@ -36,7 +37,7 @@ from sngan.metrics.stats import (
 
 
 def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
-                    net: InceptionFeatures, batch_size: int, log: Callable[[str], None] = print,
+                    net: ScoringNetwork, batch_size: int, log: Callable[[str], None] = print,
                     features: bool = False) -> ReferenceStats:
     """Statistics of real images from the cache, computed (and cached) when absent.
 
@@ -80,9 +81,8 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     real = (np.concatenate(kept), np.asarray(labels)[chosen]) if kept is not None else (None, None)
     record = {"dataset": data_cfg.name, "root": str(data_cfg.root), "split": split_label, "num_real": len(chosen),
               "subset": SUBSET_TEXT, "subset_rule": SUBSET_RULE, "per_class": per_class(labels, chosen),
-              "resolution": resolution, "seed": seed, "network": net.network,
-              "weights_sha256": net.sha256, "inception_input": net.inception_input,
-              "resize": INCEPTION_INPUTS[net.inception_input], "input": "uint8 /255", "precision": PRECISION}
+              "resolution": resolution, "seed": seed, **stats_record(net), "input": "uint8 /255",
+              "precision": PRECISION}
     try:
         save_stats(path, mu, sigma, record, *real)
     except OSError as exc:
@@ -92,7 +92,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
 
 
 def reference_path(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
-                   net: InceptionFeatures) -> Path:
+                   net: ScoringNetwork) -> Path:
     """Where `reference_stats` caches (and finds) these statistics."""
     split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
     return cache_path(cache_root(data_cfg), data_cfg, seed, split_label, num, resolution, net.features_key)
@@ -104,7 +104,7 @@ def per_class(labels: np.ndarray, chosen: np.ndarray) -> list[int]:
     return np.bincount(labels[chosen], minlength=int(labels.max()) + 1 if len(labels) else 0).tolist()
 
 
-def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures, batch_size: int,
+def stats_of_images(images: ImageInput, num: int | None, net: ScoringNetwork, batch_size: int,
                     features: bool = False, progress: bool = True,
                     log: Callable[[str], None] | None = None, label: str = "ref") -> ReferenceStats:
     """Statistics of a folder or npz (`sngan eval --ref`, `sngan stats --images`), not cached: all its images, or
@@ -124,7 +124,7 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
     acc, kept = FeatureStats(), []
     bar = PassProgress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for batch in images.selected_batches(keep, batch_size):
-        pool = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))[0]
+        pool = features_of(net, uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))
         acc.update(pool)
         if features:
             kept.append(pool.float().cpu().numpy())
@@ -134,30 +134,35 @@ def stats_of_images(images: ImageInput, num: int | None, net: InceptionFeatures,
     record = {"dataset": str(images.path), "root": str(images.path), "split": label, "num_real": num,
               "subset": "all, in file order" if num == images.count else f"{SUBSET_TEXT}; read in file order",
               "subset_rule": SUBSET_RULE, "per_class": np.bincount(labels[keep]).tolist(),
-              "resolution": images.side[0], "network": net.network, "weights_sha256": net.sha256,
-              "inception_input": net.inception_input, "resize": INCEPTION_INPUTS[net.inception_input],
-              "input": "uint8 /255", "precision": PRECISION}
+              "resolution": images.side[0], **stats_record(net), "input": "uint8 /255", "precision": PRECISION}
     return ReferenceStats(mu, sigma, record, None, np.concatenate(kept) if features else None,
                           labels[keep] if features else None)
 
 
 def recorded_input(record: dict) -> str | None:
-    """The Inception input path a statistics record names; records of sngan before input paths existed (a
-    network, no input path) were pytorch-fid's; None for foreign files without a record."""
+    """The input path a statistics record names (`feature_input` for DINOv2, else the Inception's); records of
+    sngan before input paths existed (a network, no input path) were pytorch-fid's; None for foreign files without
+    a record."""
+    if "feature_input" in record:
+        return record["feature_input"]
     if "inception_input" in record:
         return record["inception_input"]
     return "pytorch-fid" if "network" in record else None
 
 
-def check_reference(ref: ReferenceStats, net: InceptionFeatures) -> None:
-    """Refuse reference statistics recorded with another network or another Inception input path (FIDs across
-    either are not comparable)."""
+def check_reference(ref: ReferenceStats, net: ScoringNetwork) -> None:
+    """Refuse reference statistics recorded with another network (Inception vs DINOv2), other weights of it, or
+    another Inception input path (distances across any of them are not comparable)."""
     record = ref.protocol or {}
     recorded = record.get("network")
     if recorded not in (None, net.network):
         raise MetricError(f"{ref.path}: statistics were computed with {recorded} but this evaluation uses "
                           f"{net.network}; FIDs across networks are not comparable")
-    if recorded_input(record) not in (None, net.inception_input):
+    if recorded is not None and record.get("weights_sha256") not in (None, net.sha256):
+        raise MetricError(f"{ref.path}: statistics were computed with {recorded} weights of sha256 "
+                          f"{str(record['weights_sha256'])[:8]}... but this evaluation's have {net.sha256[:8]}...; "
+                          f"recompute them with these weights")
+    if recorded_input(record) not in (None, feature_input_of(net)):
         raise MetricError(f"{ref.path}: statistics were computed through the {recorded_input(record)} Inception "
                           f"input but this evaluation uses {net.inception_input}; recompute them (sngan stats "
                           f"--inception-input {net.inception_input})")
@@ -166,15 +171,29 @@ def check_reference(ref: ReferenceStats, net: InceptionFeatures) -> None:
 def stats_command(config: Path | None, out: Path, *, split: str | None, num: int | None, weights: Path | None,
                   batch_size: int, device: str, force: bool, log: Callable[[str], None], features: bool = False,
                   overrides: tuple[str, ...] = (), inception_input: str = DEFAULT_INCEPTION_INPUT,
-                  images: Path | None = None, progress: bool = True) -> None:
+                  images: Path | None = None, progress: bool = True, fd_network: str = "inception",
+                  dinov2_repo: Path | None = None) -> None:
     """`sngan stats`: reference statistics (mu, sigma + protocol record) of a config's real images, or of a folder
-    or npz of images (`images`), into `out`."""
+    or npz of images (`images`), into `out`, in the features of `fd_network` (the Inception, or DINOv2 from
+    `dinov2_repo`, the hub cache or a download)."""
     from sngan.config import load_config
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation.images import open_images
     from sngan.io import check_new_output, publishing
-    from sngan.metrics.inception import load_inception
+    from sngan.metrics.dinov2 import FD_NETWORKS, load_dinov2
+    from sngan.metrics.inception import check_inception_input, load_inception
+
+    if fd_network not in FD_NETWORKS:
+        raise MetricError(f"--fd-network must be one of {'|'.join(FD_NETWORKS)}, got {fd_network!r}")
+    if dinov2_repo is not None and fd_network == "inception":
+        raise MetricError("--dinov2-repo applies to --fd-network dinov2_vitl14")
+    check_inception_input(inception_input)
+
+    def network(device_name: str) -> ScoringNetwork:  # DINOv2's statistics need no Inception (IS is not computed)
+        if fd_network == "inception":
+            return load_inception(weights, resolve_device(device_name), inception_input)
+        return load_dinov2(dinov2_repo, resolve_device(device_name))
 
     if (config is None) == (images is None):
         raise MetricError("give either --config CONFIG (a dataset) or --images PATH (a folder of images or an .npz)")
@@ -187,14 +206,14 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
         source = open_images(images)
         if num is not None and num > source.count:
             raise MetricError(f"--num {num} but --images {source.describe()}")
-        net = load_inception(weights, resolve_device(device), inception_input)
+        net = network(device)
         announce_cost(net, [(num or source.count, "real")], log)
         ref = stats_of_images(source, num, net, batch_size, features, progress, log,
                               label=folder_label(source.path) if source.kind == "folder" else "ref")
     else:
         cfg = load_config(config, overrides)
         check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
-        net = load_inception(weights, resolve_device(device), inception_input)
+        net = network(device)
         if not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num,
                               net).is_file():
             announce_cost(net, [(num or dataset(cfg.data.name).known_size(cfg.data), "real")], log)
@@ -203,7 +222,7 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     with publishing(out, force) as stage:
         save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
-        f"{ref.protocol['network']}, {ref.protocol['inception_input']} input"
+        f"{ref.protocol['network']}, {recorded_input(ref.protocol)} input"
         + (f" (cache {ref.path})" if ref.path else ""))
 
 
@@ -211,7 +230,7 @@ MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU e
 MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
 
 
-def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
+def announce_cost(net: ScoringNetwork, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
     """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
     `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
 
@@ -235,7 +254,8 @@ def announce_cost(net: InceptionFeatures, counts: list[tuple[int | None, str]], 
     if seconds < LONG_PASS_S:
         return
     passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
-    log(f"notice: this runs {passes} images through the Inception network on the CPU, measured here at "
+    through = "the Inception network" if fd_network_of(net) == "inception" else f"the Inception and {net.network}"
+    log(f"notice: this runs {passes} images through {through} on the CPU, measured here at "
         f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
         f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
         f"where the same takes minutes")

@@ -24,8 +24,9 @@ from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import INPUT, PRECISION, QUANTISE, Protocol, make_protocol, metric_names
 from sngan.evaluation.reference import check_reference, reference_stats
 from sngan.metrics import FeatureStats, frechet_distance, inception_score_from_logits
+from sngan.metrics.dinov2 import ScoringNetwork, fd_network_of, feature_dim_of, score_record
 from sngan.metrics.extra import extra_scores
-from sngan.metrics.inception import FEATURE_DIM, INCEPTION_INPUTS, InceptionFeatures, load_inception
+from sngan.metrics.inception import FEATURE_DIM, load_inception
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import ReferenceStats, uint8_to_unit
 from sngan.progress import PassProgress, cpu_hint
@@ -37,15 +38,18 @@ IS_MIN_PER_SPLIT = 5000  # images per IS split in the standard protocol (Saliman
 
 
 
-def check_scoring(ref: ReferenceStats, net: InceptionFeatures, protocol: Protocol) -> None:
+def check_scoring(ref: ReferenceStats, net: ScoringNetwork, protocol: Protocol) -> None:
     """Refuse statistics of another network or input path, and a network fed otherwise than `protocol` says."""
     check_reference(ref, net)
+    if fd_network_of(net) != protocol.fd_network:
+        raise MetricError(f"the Fréchet distance's network is {fd_network_of(net)} but protocol {protocol.name!r} says "
+                          f"{protocol.fd_network}")
     if net.inception_input != protocol.inception_input:
         raise MetricError(f"the Inception network feeds the {net.inception_input} input path but protocol "
                           f"{protocol.name!r} says {protocol.inception_input}")
 
 
-def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
+def score_generator(generator: nn.Module, net: ScoringNetwork, protocol: Protocol, ref: ReferenceStats,
                     seed: int, batch_size: int, info: DistInfo = SINGLE, extra: tuple[str, ...] = (),
                     progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, float]:
     """IS (mean, std), FID and the `extra` metrics (`sngan.metrics.extra`) of `generator` under `protocol`.
@@ -85,10 +89,10 @@ def score_generator(generator: nn.Module, net: InceptionFeatures, protocol: Prot
     if not info.enabled:
         return metrics_from_outputs(torch.cat(logits), [f for f in kept if len(f)], protocol, ref, extra, y,
                                     generator.num_classes)
-    # every rank's rows go to rank 0 as plain tensors (logits (n, 1008), FID features (m, 2048)), which puts the
+    # every rank's rows go to rank 0 as plain tensors (logits (n, 1008), FD features (m, D)), which puts the
     # batches back in index order and scores them; the others receive the numbers
     local_logits = torch.cat(logits) if logits else torch.empty(0, 1008)
-    local_features = torch.cat([f.cpu() for f in kept]) if kept else torch.empty(0, FEATURE_DIM)
+    local_features = torch.cat([f.cpu() for f in kept]) if kept else torch.empty(0, feature_dim_of(net))
     parts = gather_rows(local_logits, info), gather_rows(local_features, info)
     scores = None
     with together(info, "scoring the gathered features"):
@@ -140,7 +144,7 @@ def metrics_from_outputs(logits: torch.Tensor, fid_features: list[torch.Tensor],
             **extra_scores(extra, fid_name, fid_features, labels, ref, num_classes)}
 
 
-def score_images(images: ImageInput, net: InceptionFeatures, protocol: Protocol, ref: ReferenceStats,
+def score_images(images: ImageInput, net: ScoringNetwork, protocol: Protocol, ref: ReferenceStats,
                  batch_size: int, extra: tuple[str, ...] = (), progress: bool = True,
                  log: Callable[[str], None] | None = None) -> dict[str, float]:
     """The metrics of `generator`'s `score_generator`, of the first `protocol.num_generated` images of `images`
@@ -160,20 +164,21 @@ def score_images(images: ImageInput, net: InceptionFeatures, protocol: Protocol,
     return metrics_from_outputs(torch.cat(logits), [f for f in kept if len(f)], protocol, ref, extra)
 
 
-def count_warnings(protocol: Protocol, num_real: int | None) -> list[str]:
+def count_warnings(protocol: Protocol, num_real: int | None, dim: int = FEATURE_DIM) -> list[str]:
     """One line per count too small for a number to be read as the literature's (the number is still given):
-    IS below 5,000 images per split (the standard split size), FID below 2,048 images on either side (the feature
-    dimension: the covariance is then rank-deficient)."""
+    IS below 5,000 images per split (the standard split size), FID (FD) below `dim` images on either side (the
+    feature dimension: 2,048 for the Inception; the covariance is then rank-deficient)."""
     out = []
     per_split = protocol.num_generated // protocol.splits
     if per_split < IS_MIN_PER_SPLIT:
         out.append(f"IS from {per_split} images per split (< {IS_MIN_PER_SPLIT}): biased low, not comparable to "
                    f"published IS")
     small = [f"{n} {what}" for n, what in ((protocol.fid_generated, "generated"), (num_real, "real"))
-             if n is not None and n < FEATURE_DIM]
+             if n is not None and n < dim]
     if small:
-        out.append(f"FID from {' and '.join(small)} images (< {FEATURE_DIM}): the covariance is rank-deficient, "
-                   f"the number is not comparable to published FID")
+        fd = "FID" if protocol.fd_network == "inception" else f"FD in {protocol.fd_network} features"
+        out.append(f"{fd} from {' and '.join(small)} images (< {dim}): the covariance is rank-deficient, "
+                   f"the number is not comparable to published {fd}")
     return out
 
 
@@ -188,7 +193,7 @@ def reference_warnings(ref: ReferenceStats) -> list[str]:
     return []
 
 
-def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tensor, y: torch.Tensor | None,
+def _inception_batch(generator: nn.Module, net: ScoringNetwork, z: torch.Tensor, y: torch.Tensor | None,
                      quantise: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pool3 features (B, 2048) on the network's device, logits (B, 1008) on the CPU) of generated images,
     computed in exact float32 (`scoring_precision`)."""
@@ -199,16 +204,15 @@ def _inception_batch(generator: nn.Module, net: InceptionFeatures, z: torch.Tens
     return features, logits.cpu()
 
 
-def protocol_record(protocol: Protocol, net: InceptionFeatures, ref: ReferenceStats, **extra: Any) -> dict[str, Any]:
+def protocol_record(protocol: Protocol, net: ScoringNetwork, ref: ReferenceStats, **extra: Any) -> dict[str, Any]:
     """Everything a reader needs to reproduce a score (appended to --json files)."""
     real = ref.protocol or {}
     return {"time": time.time(), "protocol": protocol.name, "protocol_description": protocol.description,
-            "network": net.network, "weights_sha256": net.sha256, "num_generated": protocol.num_generated,
+            "fd_network": protocol.fd_network, **score_record(net), "num_generated": protocol.num_generated,
             "is_splits": protocol.splits, "fid_generated": protocol.fid_generated,
             "num_real": real.get("num_real"), "real_dataset": real.get("dataset"),
             "split": real.get("split"), "real_subset": real.get("subset"),
-            "stats": str(ref.path) if ref.path else None, "inception_input": net.inception_input,
-            "resize": INCEPTION_INPUTS[net.inception_input], "input": INPUT,
+            "stats": str(ref.path) if ref.path else None, "input": INPUT,
             "quantise": protocol.quantise, "quantisation": QUANTISE[protocol.quantise],
             "precision": PRECISION, **extra}
 

@@ -3,6 +3,7 @@
 - `fid.py`: the Fréchet distance in float64 (symmetric eigendecompositions, no sqrtm) and streaming statistics.
 - `inception_score.py`: IS over in-order splits, std with ddof=0.
 - `inception.py`: pytorch-fid's FID Inception and the resolution of its weights (offline-friendly).
+- `dinov2.py`: DINOv2 ViT-L/14 features from torch hub, the optional network of the Fréchet distance (FD_DINOv2).
 - `stats.py`: reference statistics of real images (npz with mu/sigma + protocol record) and their cache.
 - `kid.py`: Kernel Inception Distance (unbiased MMD² under the cubic kernel, over random subsets).
 - `prdc.py`: precision, recall, density and coverage from k-nearest-neighbour balls in feature space.

@@ -31,6 +31,7 @@ from sngan.config import DataConfig
 from sngan.datasets import dataset
 from sngan.errors import MetricError
 from sngan.io import atomic_write, open_input
+from sngan.metrics.dinov2 import features_of
 from sngan.metrics.fid import FeatureStats
 
 
@@ -81,7 +82,7 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     bar = PassProgress(len(indices), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for start in range(0, len(indices), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[indices[start:start + batch_size]])).to(device)
-        features = net(uint8_to_unit(batch))[0]
+        features = features_of(net, uint8_to_unit(batch))  # (B, D)
         acc.update(features)
         if keep is not None:
             keep.append(features.float().cpu().numpy())
