@@ -247,7 +247,7 @@ def test_a_failing_rank_ends_the_job_with_readable_messages(tmp_path):
 class FakeInception(torch.nn.Module):
     """A cheap stand-in with the InceptionFeatures interface: 16-d 'features', 10-way logits."""
 
-    network, inception_input, features_key = "fake-net", "tf1", "fake-net-tf1"
+    network, inception_input, features_key, sha256 = "fake-net", "tf1", "fake-net-tf1", "0" * 64
 
     def __init__(self):
         super().__init__()
