@@ -2,7 +2,7 @@
 
 The real FID Inception weights cannot be fetched on an offline machine, so the network (pytorch-fid's FID
 Inception, exactly its structure) gets randomly initialised weights of the same shapes
-(`tests/random_inception.py`); speed does not depend on the values. The generator is
+(`sngan/metrics/random_inception.py`); speed does not depend on the values. The generator is
 `configs/cifar10_resnet.yaml`'s at full width, freshly initialised, and the reference statistics are random 2048-d
 ones: the scores are meaningless, the seconds are the point.
 
@@ -13,7 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +26,11 @@ from sngan.distributed import resolve_device
 from sngan.evaluation.protocols import PROTOCOLS
 from sngan.evaluation.scoring import score_generator
 from sngan.metrics.inception import load_inception
+from sngan.metrics.random_inception import random_inception_state
 from sngan.metrics.stats import ReferenceStats
 from sngan.models import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the random weights live with the tests, which use them most
-from tests.random_inception import random_inception_state  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""How far W / sigma-hat is from spectral norm 1 during the first D steps, for each `model.sn_init` start.
+"""How far W / sigma-hat is from spectral norm 1 during the first D steps, for each `model.sn_algorithm` start.
 
 The CIFAR-10 ResNet D of configs/cifar10_resnet.yaml (full width unless --d-ch), trained as a D step does: Adam with
 the config's lr and betas, the hinge loss on a "real" and a "fake" batch (uniform noise images in [-1, 1]; no data
@@ -28,7 +28,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar10_resnet.yaml"
 
 
 def worst_errors(start: str, seed: int, forwards: int, d_ch: int, batch: int) -> tuple[float, float]:
-    cfg = load_config(CONFIG, [f"model.sn_init={start}"])
+    cfg = load_config(CONFIG, [f"model.sn_algorithm={start}"])
     torch.manual_seed(seed)
     d = build_discriminator(dataclasses.replace(cfg.model, d_ch=d_ch)).train()
     start_sn(d, start)
@@ -63,7 +63,7 @@ def main() -> None:
     for start in args.starts:
         for seed in args.seeds:
             first, last = worst_errors(start, seed, args.forwards, args.d_ch, args.batch)
-            print(f"sn_init {start:6s} seed {seed}: worst |sigma/sigma-hat - 1| forward 1 {first:.4f}, "
+            print(f"sn_algorithm {start:6s} seed {seed}: worst |sigma/sigma-hat - 1| forward 1 {first:.4f}, "
                   f"forward {args.forwards} {last:.4f}", flush=True)
 
 

@@ -13,10 +13,9 @@ import functools
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeGuard
 
 import typer
 from typer.core import TyperGroup
@@ -39,7 +38,15 @@ def _error_line(message: str) -> str:
     return f"error{f' (rank {rank})' if rank else ''}: {' '.join(message.split())}"
 
 
-def _click_error(exc: BaseException) -> bool:
+class ClickError(Protocol):
+    """click's documented interface of its errors for the user (usage errors add `ctx`)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def _click_error(exc: BaseException) -> TypeGuard[ClickError]:
     """Whether `exc` is one of click's errors for the user (ClickException or a child), told by its documented surface.
 
     Duck typing on purpose: typer >= 0.29 vendors click in a private module and exports only `BadParameter` of its
@@ -53,7 +60,7 @@ def _click_error(exc: BaseException) -> bool:
 class OneLineGroup(TyperGroup):
     """Typer's group with usage errors as one `error: ...` line (exit 2) instead of a boxed help excerpt."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click privately)
         # `sngan` alone prints the help on stderr, exit 2 (click's no_args_is_help), without click's error class
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
             typer.echo(ctx.get_help(), err=True)
@@ -62,7 +69,7 @@ class OneLineGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
         except typer.Abort:
             typer.echo("interrupted", err=True)
             code = EXIT_INTERRUPTED
@@ -70,7 +77,7 @@ class OneLineGroup(TyperGroup):
             if not _click_error(exc):
                 raise
             if hasattr(exc, "ctx"):  # a usage error: point at the command's --help
-                ctx = exc.ctx
+                ctx = getattr(exc, "ctx", None)
                 command = f"sngan {ctx.command.name} --help" if ctx and ctx.parent else "sngan --help"
                 typer.echo(f"{_error_line(exc.format_message())} (see {command})", err=True)
             else:
@@ -102,21 +109,13 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every expected failure into one line on stderr and its exit code (see the module docstring)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        # Warnings (torch's, matplotlib's) are held until the command ends: printed one line each after a success,
-        # dropped after a failure, whose one error line is then all there is on stderr.
-        with warnings.catch_warnings(record=True) as caught:
-            result = checked(*args, **kwargs)
-        for warning in caught:
-            text = " ".join(str(warning.message).split())[:300]
-            typer.echo(f"warning: {warning.category.__name__}: {text}", err=True)
-        return result
-
     def checked(*args: Any, **kwargs: Any) -> Any:
         from sngan.errors import TrainingStopped
+        from sngan.progress import warning_lines
 
         try:
-            return command(*args, **kwargs)
+            with warning_lines(lambda line: typer.echo(line, err=True)):  # each when it happens; the error line last
+                return command(*args, **kwargs)
         except TrainingStopped as exc:
             if str(exc):  # under torchrun rank 0 alone says it
                 typer.echo(str(exc), err=True)
@@ -147,7 +146,7 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                                    f"number of images asked for, or the model width"), err=True)
             raise typer.Exit(1) from None
 
-    return wrapper
+    return checked
 
 
 @app.command()
@@ -159,8 +158,8 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<config-name>-NNN).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue a run: 'auto' (newest checkpoint of --out) or "
                                                   "a checkpoint path.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and parameter counts; "
-                                          "write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config, parameter counts and "
+                                          "weights' memory, then check the data; write nothing.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an SN-GAN from a YAML config (or continue one with --resume)."""
@@ -170,11 +169,14 @@ def train(
         from sngan.config import load_config
 
         load_config(config, set_ or [])
+    if dry_run:
+        from sngan.train.launch import dry_run as preview
+
+        preview(config, set_ or [], out, resume, typer.echo)  # the data's problem, if any, is the last line
+        return
     from sngan.train.launch import launch
 
-    summary = launch(config, set_ or [], out, resume, dry_run, progress)
-    if summary is not None:
-        typer.echo(summary)
+    launch(config, set_ or [], out, resume, progress)
 
 
 @app.command()

@@ -41,8 +41,9 @@ MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
 EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluation.protocols defines them
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.arch -> its resolutions (sngan.models' layouts)
-SN_INITS = ("random", "svd", "torch")  # model.sn_init; sngan.models.spectral.start_sn implements each
+SN_ALGORITHMS = ("random", "svd", "torch")  # model.sn_algorithm: sngan.models.spectral starts and steps each
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.layers builds each
+LOSS_TYPES = ("hinge", "nonsaturating", "wasserstein")  # loss.type: sngan.train.losses.LOSSES holds each
 
 
 # The schema machinery: strict YAML, `option` fields, sections built and checked one line per problem
@@ -186,7 +187,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
                 if len(args) == 1:
                     raise
         raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
-    if dataclasses.is_dataclass(typ):
+    if isinstance(typ, type) and dataclasses.is_dataclass(typ):
         return build_section(typ, value, key)
     if origin in (list, tuple) and isinstance(value, list):
         item = typing.get_args(typ)[0]
@@ -266,137 +267,136 @@ def check_value(value: Any, meta: dict, key: str) -> None:
 
 # The schema
 
-_opt = option  # every field below: default, help text, choices and bounds (`option`)
 
 
 @dataclass
 class DataConfig:
-    name: str = _opt("synthetic", "image source (sngan/datasets.py, one class each): synthetic (built in), cifar10 "
-                     "and stl10 (their official files, downloaded when absent), folder (a class-folder tree or a flat "
-                     "folder), imagenet (ILSVRC2012 train tree)", choices=DATASETS.keys())
-    root: str = _opt("data", "dataset folder (downloads land here; a class-folder tree for folder/imagenet)")
-    split: str = _opt("train", "dataset split used for training: " + "; ".join(
+    name: str = option("synthetic", "image source (sngan/datasets.py, one class each): synthetic (built in), "
+                       "cifar10 and stl10 (their official files, downloaded when absent), folder (a class-folder tree "
+                       "or a flat folder), imagenet (ILSVRC2012 train tree)", choices=DATASETS.keys())
+    root: str = option("data", "dataset folder (downloads land here; a class-folder tree for folder/imagenet)")
+    split: str = option("train", "dataset split used for training: " + "; ".join(
         f"{d.name} {d.split_help()}" for d in DATASETS.values()))
-    download: bool = _opt(True, "let torchvision download cifar10/stl10 when absent (needs network)")
-    num_images: int = _opt(10000, "synthetic only: number of procedurally drawn images", ge=1, le=10_000_000)
-    dequantize: bool = _opt(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")
-    cache_dir: str = _opt("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache for cifar10/stl10, "
-                          "a sngan-cache folder next to <root> for folder/imagenet")
-    device_budget_mb: float = _opt(2048.0, "largest packed array (MiB) kept resident on the training device; a "
-                                   "larger one is memory-mapped and prefetched by a thread", ge=0, le=1_048_576)
+    download: bool = option(True, "let torchvision download cifar10/stl10 when absent (needs network)")
+    num_images: int = option(10000, "synthetic only: number of procedurally drawn images", ge=1, le=10_000_000)
+    dequantize: bool = option(True, "x/128 - 1 + U(0, 1/128) as the authors' code; false gives x/127.5 - 1")
+    cache_dir: str = option("", "where packed uint8 arrays are kept; empty = <root>/sngan-cache for cifar10/stl10, "
+                            "a sngan-cache folder next to <root> for folder/imagenet")
+    device_budget_mb: float = option(2048.0, "largest packed array (MiB) kept resident on the training device; a "
+                                     "larger one is memory-mapped and prefetched by a thread", ge=0, le=1_048_576)
 
 
 @dataclass
 class ModelConfig:
-    arch: str = _opt("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
-                     choices=tuple(RESOLUTIONS))
-    resolution: int = _opt(32, "image side in pixels (resnet: 32|48|64|128, cnn: 32|48)",
-                           choices=tuple(sorted({r for sizes in RESOLUTIONS.values() for r in sizes})))
-    z_dim: int = _opt(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
-    g_ch: int = _opt(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
+    arch: str = option("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
+                       choices=tuple(RESOLUTIONS))
+    resolution: int = option(32, "image side in pixels (resnet: 32|48|64|128, cnn: 32|48)",
+                             choices=tuple(sorted({r for sizes in RESOLUTIONS.values() for r in sizes})))
+    z_dim: int = option(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
+    g_ch: int = option(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
                        le=MAX_WIDTH)
-    d_ch: int = _opt(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1,
+    d_ch: int = option(128, "discriminator base width (per-resolution multipliers in sngan/models)", ge=1,
                        le=MAX_WIDTH)
-    num_classes: int = _opt(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0,
-                            le=MAX_CLASSES)
-    d_conditioning: str = _opt("projection", "how a conditional D uses the label: projection (<embed(y), h>, "
-                               "Miyato & Koyama 2018) or concat (a 128-d embedding concatenated after block 3, "
-                               "SN-GAN Table 6)", choices=("projection", "concat"))
-    d_linear_bias: bool = _opt(False, "bias on the discriminator's final linear layer")
-    sn_power_iterations: int = _opt(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
+    num_classes: int = option(0, "0 = unconditional; >0 = conditional BN in G and a class-conditional D", ge=0,
+                              le=MAX_CLASSES)
+    d_conditioning: str = option("projection", "how a conditional D uses the label: projection (<embed(y), h>, "
+                                 "Miyato & Koyama 2018) or concat (a 128-d embedding concatenated after block 3, "
+                                 "SN-GAN Table 6)", choices=("projection", "concat"))
+    d_linear_bias: bool = option(False, "bias on the discriminator's final linear layer")
+    sn_power_iterations: int = option(1, "power iterations per D forward for spectral norm (paper: 1)", ge=1,
                                      le=100)
-    sn_init: str = _opt("random", "spectral norm's start and step: random (the authors', Algorithm 1: u ~ N(0, I), "
-                        "no iteration; each forward v = W^T u, u = W v normalised, sigma = u^T W v, u kept), svd "
-                        "(ours: u at the exact top singular vector, sigma exact from step 1; then the authors' step) "
-                        "or torch (torch's spectral_norm: 15 power iterations from random u, v; its step keeps v)",
-                        choices=SN_INITS)
-    d_norm: str = _opt("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), weight "
-                       "(WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
-                       "multiplier gamma, as the paper", choices=D_NORMS)
-    d_norm_gamma: bool = _opt(False, "a learnt scalar gamma on every normalised D weight, W~ = gamma * W-bar (paper "
-                              "App. E eq. 32, Tables 7-8: WGAN-GP with SN or WN; gamma starts at sigma(W)); needs "
-                              "d_norm spectral or weight and loss.gp_weight > 0")
+    sn_algorithm: str = option("random", "spectral norm's power iteration, its start and its step: random (the "
+                               "authors', Algorithm 1: u ~ N(0, I), no iteration; each forward v = W^T u, u = W v "
+                               "normalised, sigma = u^T W v, u kept), svd (ours: u at the exact top singular vector, "
+                               "sigma exact from step 1; then the authors' step) or torch (torch's spectral_norm: 15 "
+                               "power iterations from random u, v; its step keeps v)", choices=SN_ALGORITHMS)
+    d_norm: str = option("spectral", "discriminator normalisation (paper section 4.1 comparison): spectral (SN), "
+                         "weight (WN, w/||w|| per output unit), batch (BN), layer (LN), none; WN/BN/LN without the "
+                         "multiplier gamma, as the paper", choices=D_NORMS)
+    d_norm_gamma: bool = option(False, "a learnt scalar gamma on every normalised D weight, W~ = gamma * W-bar (paper "
+                                "App. E eq. 32, Tables 7-8: WGAN-GP with SN or WN; gamma starts at sigma(W)); needs "
+                                "d_norm spectral or weight and loss.gp_weight > 0")
 
 
 @dataclass
 class LossConfig:
-    type: str = _opt("hinge", "adversarial loss (wasserstein: D E[D(fake)] - E[D(real)], G -E[D(fake)], for WGAN)",
-                     choices=("hinge", "nonsaturating", "wasserstein"))
-    gp_weight: float = _opt(0.0, "gradient penalty lambda on real/fake interpolates, (||grad D||_2 - 1)^2 "
-                            "(WGAN-GP, GAN-GP; paper section 4.1: 10); 0 = off", ge=0)
-    orthonormal_weight: float = _opt(0.0, "orthonormal regularisation gamma * sum ||W^T W - I||_F^2 over D's "
-                                     "weights, D initialised orthonormal (paper eq. 14, Brock et al. 2016); 0 = off",
-                                     ge=0)
+    type: str = option("hinge", "adversarial loss (wasserstein: D E[D(fake)] - E[D(real)], G -E[D(fake)], for WGAN)",
+                       choices=LOSS_TYPES)
+    gp_weight: float = option(0.0, "gradient penalty lambda on real/fake interpolates, (||grad D||_2 - 1)^2 "
+                              "(WGAN-GP, GAN-GP; paper section 4.1: 10); 0 = off", ge=0)
+    orthonormal_weight: float = option(0.0, "orthonormal regularisation gamma * sum ||W^T W - I||_F^2 over D's "
+                                       "weights, D initialised orthonormal (paper eq. 14, Brock et al. 2016); 0 = off",
+                                       ge=0)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = _opt(2e-4, "Adam learning rate alpha for G and D", gt=0)
-    beta1: float = _opt(0.0, "Adam beta1 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
-    beta2: float = _opt(0.9, "Adam beta2 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
-    lr_decay: str = _opt("linear", "learning-rate schedule", choices=("none", "linear"))
-    lr_decay_start: int = _opt(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
+    lr: float = option(2e-4, "Adam learning rate alpha for G and D", gt=0)
+    beta1: float = option(0.0, "Adam beta1 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
+    beta2: float = option(0.9, "Adam beta2 (torch.optim.Adam takes [0, 1))", ge=0, lt=1)
+    lr_decay: str = option("linear", "learning-rate schedule", choices=("none", "linear"))
+    lr_decay_start: int = option(0, "G iteration where linear decay to 0 at train.iterations begins", ge=0,
                             le=MAX_ITERATIONS)
-    d_weight_clip: float = _opt(0.0, "clip the weight of every D conv and dense layer to [-c, c] after each D "
-                                "update (weight clipping; paper section 4.1: c = 0.01); 0 = off", ge=0)
+    d_weight_clip: float = option(0.0, "clip the weight of every D conv and dense layer to [-c, c] after each D "
+                                  "update (weight clipping; paper section 4.1: c = 0.01); 0 = off", ge=0)
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = _opt(50000, "number of generator updates", ge=1, le=MAX_ITERATIONS)
-    n_dis: int = _opt(5, "discriminator updates per generator update", ge=1, le=100)
-    batch_size: int = _opt(64, "real (and fake) images per discriminator step", ge=1, le=MAX_BATCH)
-    g_batch_size: int = _opt(128, "fake images per generator step", ge=1, le=MAX_BATCH)
-    seed: int = _opt(0, "seed for weights, latents and data order", ge=0, le=2 ** 63 - 1)
-    device: str = _opt("auto", "auto = cuda when available, else cpu", choices=("auto", "cpu", "cuda"))
-    log_every: int = _opt(100, "G iterations between log lines", ge=1, le=MAX_ITERATIONS)
-    sample_every: int = _opt(5000, "G iterations between sample grids (0 = only at the end)", ge=0,
+    iterations: int = option(50000, "number of generator updates", ge=1, le=MAX_ITERATIONS)
+    n_dis: int = option(5, "discriminator updates per generator update", ge=1, le=100)
+    batch_size: int = option(64, "real (and fake) images per discriminator step", ge=1, le=MAX_BATCH)
+    g_batch_size: int = option(128, "fake images per generator step", ge=1, le=MAX_BATCH)
+    seed: int = option(0, "seed for weights, latents and data order", ge=0, le=2 ** 63 - 1)
+    device: str = option("auto", "auto = cuda when available, else cpu", choices=("auto", "cpu", "cuda"))
+    log_every: int = option(100, "G iterations between log lines", ge=1, le=MAX_ITERATIONS)
+    sample_every: int = option(5000, "G iterations between sample grids (0 = only at the end)", ge=0,
+                               le=MAX_ITERATIONS)
+    ckpt_every: int = option(10000, "G iterations between checkpoints (0 = only at the end)", ge=0,
                              le=MAX_ITERATIONS)
-    ckpt_every: int = _opt(10000, "G iterations between checkpoints (0 = only at the end)", ge=0,
+    keep_checkpoints: int = option(3, "newest periodic checkpoints kept (best.pt is kept apart)", ge=1,
+                                   le=10_000)
+    num_samples: int = option(64, "images in each sample grid (fixed z)", ge=1, le=MAX_GRID)
+    ema_decay: float = option(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
+    ema_start: int = option(0, "G iteration before which the EMA generator simply copies the generator", ge=0,
                            le=MAX_ITERATIONS)
-    keep_checkpoints: int = _opt(3, "newest periodic checkpoints kept (best.pt is kept apart)", ge=1,
-                                 le=10_000)
-    num_samples: int = _opt(64, "images in each sample grid (fixed z)", ge=1, le=MAX_GRID)
-    ema_decay: float = _opt(0.0, "generator EMA decay per G iteration (0 = no EMA generator)", ge=0, le=1)
-    ema_start: int = _opt(0, "G iteration before which the EMA generator simply copies the generator", ge=0,
-                           le=MAX_ITERATIONS)
-    ema_bn_samples: int = _opt(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1,
+    ema_bn_samples: int = option(2048, "latents used to recompute the EMA generator's BatchNorm statistics", ge=1,
                                 le=MAX_IMAGES)
-    inspect_every: int = _opt(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
-                              "sigma-hat / exact sigma (sn_ratio/*, min, max), the per-layer operator-norm "
-                              "product operator_norm_product and the certified graph bound lipschitz_bound (0 = "
-                              "never; `sngan inspect` explains them)", ge=0)
-    eval_every: int = _opt(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
-                           "checkpoints/best.pt by FID (0 = never; needs the Inception weights, docs/eval.md)",
-                           ge=0, le=MAX_ITERATIONS)
-    eval_protocol: str = _opt("paper", "IS/FID protocol during training, as `sngan eval --protocol` (docs/eval.md): "
-                              "paper (App. B.1: IS 10 x 5000, FID 5000 vs 10000 real), standard (IS "
-                              "50k, FID 50k vs the whole split) or quick (ours: 5000 generated, IS in 10 splits of "
-                              "500, biased low)", choices=EVAL_PROTOCOLS)
-    eval_num_samples: int = _opt(0, "generated images per evaluation during training; 0 = the protocol's count, "
-                                 "else the protocol is recorded as modified", ge=0, le=MAX_IMAGES)
-    eval_inception_weights: str = _opt("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
-                                       "empty = torch hub cache, then download")
-    wandb_project: str = _opt("", "Weights & Biases project to log the run's records and sample grids to as well "
-                              "(pip install 'sngan[wandb]'); empty = off, TensorBoard only")
-    wandb_entity: str = _opt("", "W&B entity (user or team); empty = your default")
-    wandb_mode: str = _opt("online", "W&B mode: online, offline (a local run folder, `wandb sync` later) or "
-                           "disabled", choices=("online", "offline", "disabled"))
+    inspect_every: int = option(1000, "G iterations between spectral-norm checks logged to metrics.jsonl: per-layer "
+                                "sigma-hat / exact sigma (sn_ratio/*, min, max), the per-layer operator-norm "
+                                "product operator_norm_product and the certified graph bound lipschitz_bound (0 = "
+                                "never; `sngan inspect` explains them)", ge=0)
+    eval_every: int = option(0, "G iterations between IS/FID evaluations logged to metrics.jsonl, keeping "
+                             "checkpoints/best.pt by FID (0 = never; needs the Inception weights, docs/eval.md)",
+                             ge=0, le=MAX_ITERATIONS)
+    eval_protocol: str = option("paper", "IS/FID protocol during training, as `sngan eval --protocol` (docs/eval.md): "
+                                "paper (App. B.1: IS 10 x 5000, FID 5000 vs 10000 real), standard (IS "
+                                "50k, FID 50k vs the whole split) or quick (ours: 5000 generated, IS in 10 splits of "
+                                "500, biased low)", choices=EVAL_PROTOCOLS)
+    eval_num_samples: int = option(0, "generated images per evaluation during training; 0 = the protocol's count, "
+                                   "else the protocol is recorded as modified", ge=0, le=MAX_IMAGES)
+    eval_inception_weights: str = option("", "pt_inception-2015-12-05-6726825d.pth for evaluation during training; "
+                                         "empty = torch hub cache, then download")
+    wandb_project: str = option("", "Weights & Biases project to log the run's records and sample grids to as well "
+                                "(pip install 'sngan[wandb]'); empty = off, TensorBoard only")
+    wandb_entity: str = option("", "W&B entity (user or team); empty = your default")
+    wandb_mode: str = option("online", "W&B mode: online, offline (a local run folder, `wandb sync` later) or "
+                             "disabled", choices=("online", "offline", "disabled"))
 
 
 @dataclass
 class PerfConfig:
-    precision: str = _opt("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
-                          choices=("auto", "fp32", "tf32", "bf16"))
-    channels_last: str = _opt("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
-    compile: str = _opt("auto", "torch.compile mode for the generator and the discriminator; auto (ours) = CUDA "
-                        "graphs (reduce-overhead) on CUDA for a run of 1,000+ iterations, eager otherwise or where "
-                        "compiling fails; off = eager", choices=("auto", "off", "default", "reduce-overhead",
+    precision: str = option("auto", "auto = bf16 autocast on CUDA and fp32 on CPU; SN, losses and weights stay fp32",
+                            choices=("auto", "fp32", "tf32", "bf16"))
+    channels_last: str = option("auto", "channels_last memory format; auto = on", choices=("auto", "on", "off"))
+    compile: str = option("auto", "torch.compile mode for the generator and the discriminator; auto (ours) = CUDA "
+                          "graphs (reduce-overhead) on CUDA for a run of 1,000+ iterations, eager otherwise or where "
+                          "compiling fails; off = eager", choices=("auto", "off", "default", "reduce-overhead",
                                                                  "max-autotune"))
-    d_single_pass: bool = _opt(False, "D step: one D forward on the concatenated real+fake batch instead of two; "
+    d_single_pass: bool = option(False, "D step: one D forward on the concatenated real+fake batch instead of two; "
                                       "halves spectral norm's power iterations per D step (one instead of the "
                                       "authors' two), so off by default")
-    fused_adam: str = _opt("auto", "fused Adam kernel; auto = on for CUDA", choices=("auto", "on", "off"))
+    fused_adam: str = option("auto", "fused Adam kernel; auto = on for CUDA", choices=("auto", "on", "off"))
 
 
 @dataclass
@@ -549,7 +549,7 @@ def field_help() -> list[tuple[str, str, Any, str]]:
     for name, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = f.default_factory() if callable(f.default_factory) else f.default
             rows.append((f"{name}.{f.name}", getattr(hints[f.name], "__name__", str(hints[f.name])), default,
                          f.metadata["help"]))
     return rows

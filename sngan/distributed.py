@@ -367,20 +367,21 @@ def broadcast_bytes(data: bytes | None, info: DistInfo) -> bytes:
     if not info.enabled or info.world_size == 1:
         assert data is not None
         return data
-    size = torch.tensor([len(data) if info.is_main and data is not None else 0], dtype=torch.int64)
+    sent = data if info.is_main and data is not None else b""  # what rank 0 sends; the others send nothing
+    size = torch.tensor([len(sent)], dtype=torch.int64)
     dist.broadcast(size, src=0)
     total = int(size.item())
     received = bytearray(total) if not info.is_main else None
     for start in range(0, total, BROADCAST_CHUNK):
         n = min(BROADCAST_CHUNK, total - start)
         if info.is_main:
-            chunk = torch.frombuffer(bytearray(data[start:start + n]), dtype=torch.uint8)
+            chunk = torch.frombuffer(bytearray(sent[start:start + n]), dtype=torch.uint8)
         else:
             chunk = torch.empty(n, dtype=torch.uint8)
         dist.broadcast(chunk, src=0)
         if received is not None:
             received[start:start + n] = chunk.numpy().tobytes()
-    return data if info.is_main else bytes(received)
+    return sent if received is None else bytes(received)
 
 
 def gather_rows(rows: torch.Tensor, info: DistInfo) -> list[torch.Tensor] | None:

@@ -418,7 +418,7 @@ def _alive(pid: int) -> bool:
 def remove_dead_stages(folder: Path, name: str) -> list[Path]:
     """Delete the staging folders of output `name` in `folder` that a process of this host left when it was killed
     (its PID is gone); another host's, or a live process's, are left alone. Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

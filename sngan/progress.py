@@ -1,16 +1,24 @@
-"""Progress of a long pass that is not training (packing, Inception passes, sampling): the training rule.
+"""Progress of a long pass that is not training (packing, Inception passes, sampling): the training rule; and
+warnings as they happen (`warning_lines`).
 
 On a terminal (stderr is a tty) a tqdm bar; anywhere else (a cluster job, `2>log`) a plain line every
 `PLAIN_EVERY_S` seconds with the count, the rate and the ETA, since a bar's carriage returns would pile up in a
 file. Once the measured rate says the whole pass takes more than `LONG_PASS_S`, one line says so before the user
 waits (with `hint`, e.g. that a GPU does it in seconds). `enabled=False` silences all of it.
+
+Warnings (torch's, matplotlib's, ours) are said when they happen, one line each (`warning: Category: message`),
+once per distinct message; a message that came again gets one more line with its count when the command (or the
+training run) ends. Every command of the CLI runs inside `warning_lines`; a training run adds its own, which also
+keeps each line in the run's log.txt with its time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from tqdm import tqdm
@@ -38,7 +46,47 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class Progress:
+MAX_WARNING_CHARS = 300  # a warning's message on its line (some carry a whole traceback)
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # Python's defaults
+
+
+def warning_line(message: Warning | str, category: type[Warning]) -> str:
+    """'warning: UserWarning: the message on one line' (cut at MAX_WARNING_CHARS)."""
+    return f"warning: {category.__name__}: {' '.join(str(message).split())[:MAX_WARNING_CHARS]}"
+
+
+@contextlib.contextmanager
+def warning_lines(say: Callable[[str], None]) -> Iterator[dict[str, int]]:
+    """Within the block, each distinct warning goes to `say` as one line when it is raised; on leaving (after a
+    failure too) each line said more than once is said again with its count. Yields {line: times raised}.
+
+    Every warning reaches the counter (filter "always") except the categories Python hides by default
+    (`QUIET_WARNINGS`), unless the user chose filters (`python -W`, PYTHONWARNINGS), which are kept as they are.
+    """
+    counts: dict[str, int] = {}
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+             line: str | None = None) -> None:
+        text = warning_line(message, category)
+        counts[text] = counts.get(text, 0) + 1
+        if counts[text] == 1:
+            say(text)
+
+    with warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("always")
+            for quiet in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", category=quiet)
+        warnings.showwarning = show
+        try:
+            yield counts
+        finally:
+            for text, times in counts.items():
+                if times > 1:
+                    say(f"{text} (raised {times} times in all)")
+
+
+class PassProgress:
     """Counts of one pass; `update(n)` after each batch, `close()` at the end.
 
     Args:

@@ -1,7 +1,7 @@
 """The `metrics.jsonl` record: what the training log writes, and the one reader everything else uses.
 
 One JSON object per line, each with a numeric `step`. The training log's own keys are `LOG_KEYS` (written by
-`training_record` every `train.log_every`); every other numeric key is a metric logged at some steps (IS/FID under
+`loss_record` every `train.log_every`); every other numeric key is a metric logged at some steps (IS/FID under
 their protocol names, `sn_ratio/<layer>` and `lipschitz_bound` from `train.inspect_every`, ...), which
 `metric_keys` lists for the report and the study table. `read_records` reads a run's file through
 `sngan.io.read_jsonl` (a torn last line, from a process killed while appending, is dropped with a notice).
@@ -20,7 +20,7 @@ LOG_KEYS = ("step", "time", "d_loss", "g_loss", "lr", "it_per_s", "cpu_mem_gb", 
 MAX_VALUE = 1e300  # larger values are not numbers a reader can use (a chart's range would overflow)
 
 
-def training_record(step: int, d_loss: float, g_loss: float, lr: float, it_per_s: float,
+def loss_record(step: int, d_loss: float, g_loss: float, lr: float, it_per_s: float,
                     memory: dict[str, float] | None = None) -> dict[str, Any]:
     """The training log's record for the window ending at `step` (wall time added), with the peak memory
     (`cpu_mem_gb`: the process's peak resident set; `cuda_mem_gb` on CUDA: the most allocated since the previous

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from sngan.metrics.random_inception import random_inception_state
 from tests.helpers import write_config
-from tests.random_inception import random_inception_state
 
 
 @pytest.fixture
@@ -24,6 +25,39 @@ def inception_weights(tmp_path_factory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
     torch.save(state, path)
     return path, state
+
+
+def stand_in_pool3(state: dict) -> torch.nn.Module:
+    """A small fixed network in the FID Inception's place: (B, 3, 299, 299) -> (B, 2048, 1, 1), the same for every
+    call (seed 0). Its features depend on the pixels (pooled colours and edges), so scores move when images do."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.AdaptiveAvgPool2d(32), nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.Tanh(),
+                            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 2048), nn.Unflatten(1, (2048, 1, 1)))
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def stand_in_weights_file(tmp_path_factory) -> tuple[Path, dict]:
+    """(path, state) of a weights file holding only what the stand-in uses: the 1008-way logits layer."""
+    generator = torch.Generator().manual_seed(1)
+    state = {"fc.weight": torch.randn(1008, 2048, generator=generator) * 20 * 2048 ** -0.5}  # logits of std ~5
+    path = tmp_path_factory.mktemp("stand-in") / "stand-in-inception.pth"
+    torch.save(state, path)
+    return path, state
+
+
+@pytest.fixture
+def stand_in_inception(stand_in_weights_file, monkeypatch) -> tuple[Path, dict]:
+    """For the plumbing tests (commands, exports, progress, records): the Inception's place taken by
+    `stand_in_pool3`, everything around it (weights file, input path, logits, protocol stamps) the product's own.
+    The real architecture runs in tests/test_inception*.py and the end-to-end pytorch-fid comparison."""
+    from sngan.metrics import inception
+
+    monkeypatch.setattr(inception, "fid_inception_pool3", stand_in_pool3)
+    return stand_in_weights_file
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ def test_a_missing_root_is_an_error_for_sources_that_cannot_download(tmp_path):
     missing = tmp_path / "nowhere"
     folder = write_config(tmp_path / "f.yaml", {"data": {"name": "folder", "root": str(missing)}})
     result = _dry(folder)
-    assert result.exit_code == 1 and result.output.startswith(f"error: data.root '{missing}' is not a folder")
+    assert result.exit_code == 1 and result.output.splitlines()[-1].startswith(f"error: data.root '{missing}' is not a "
+                                                                            f"folder")  # after the summary
     (tmp_path / "empty").mkdir()
     result = _dry(folder, f"data.root={tmp_path / 'empty'}")
     assert result.exit_code == 1 and "is empty" in result.output
@@ -28,9 +29,27 @@ def test_a_missing_root_is_an_error_for_sources_that_cannot_download(tmp_path):
 def test_a_root_that_training_would_download_into_is_a_notice_and_the_summary_follows(tmp_path):
     result = _dry(CONFIGS / "cifar10_resnet.yaml", f"data.root={tmp_path / 'c10'}")
     assert result.exit_code == 0, result.output
-    first, *rest = result.output.splitlines()
-    assert first.startswith(f"notice: CIFAR-10 is absent under '{tmp_path / 'c10'}': training will download it")
-    assert "generator parameters: 4276739" in result.output and not (tmp_path / "c10").exists()
+    *summary, last = result.output.splitlines()
+    assert last.startswith(f"notice: CIFAR-10 is absent under '{tmp_path / 'c10'}': training will download it")
+    assert "generator parameters: 4276739" in summary and not (tmp_path / "c10").exists()
+
+
+def test_without_the_data_the_dry_run_prints_what_it_can_then_the_data_problem_last_and_fails(tmp_path):
+    """The paper's ImageNet config on a machine without ImageNet: the config, both parameter counts and the
+    weights' memory, then the data error as the last line, exit 1."""
+    missing = tmp_path / "imagenet"
+    result = _dry(CONFIGS / "imagenet128_projection.yaml", f"data.root={missing}")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "data:" and "  name: imagenet" in lines
+    g = next(int(line.split(": ")[1]) for line in lines if line.startswith("generator parameters: "))
+    d = next(int(line.split(": ")[1]) for line in lines if line.startswith("discriminator parameters: "))
+    assert g > 10 ** 7 and d > 10 ** 7  # the 128-pixel projection model (Table 6), tens of millions each
+    memory = next(line for line in lines if line.startswith("memory for weights, gradients and Adam moments"))
+    assert memory.split(": ")[1].startswith(f"{(g + d) * 16 / 1e9:.2f} GB")  # 4 float32 numbers per parameter
+    assert lines[-1].startswith(f"error: data.root '{missing}' is not a folder")
+    assert result.stderr.strip().splitlines() == [lines[-1]]
+    assert not missing.exists()
 
 
 def test_a_cache_without_its_source_files_is_named_and_present_files_pass_silently(tmp_path):

@@ -62,6 +62,6 @@ def test_resuming_without_config_reads_the_checkpoint_once(tiny_runs, tmp_path, 
     reads, real = [], checkpoint.load_checkpoint
     monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path, *a, **k: reads.append(Path(path)) or real(
         path, *a, **k))
-    launch(None, ["train.iterations=4"], None, str(ckpt), dry_run=False, progress=False)
+    launch(None, ["train.iterations=4"], None, str(ckpt), progress=False)
     assert reads == [ckpt]  # resolve_run opens it; train reuses what it opened
     assert checkpoint.read_step(run / "checkpoints" / "ckpt-0000004.pt") == 4

@@ -25,8 +25,8 @@ def _eval(tmp_path, weights, *args):
     return json.loads(lines[-1]), result.output
 
 
-def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception_weights, tmp_path):
-    weights, _ = inception_weights
+def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, stand_in_inception, tmp_path):
+    weights, _ = stand_in_inception
     ckpt = tiny_runs["cond_ckpt"]
     config = tiny_runs["cond"].parent / "cond.yaml"
     stats = tmp_path / "real.npz"
@@ -61,20 +61,28 @@ def test_folder_npz_and_checkpoint_give_the_same_is_and_fid(tiny_runs, inception
     assert against_ref["metrics"]["fid6_ref12"] == pytest.approx(from_ckpt["metrics"]["fid6_train12"], rel=1e-6)
 
 
-def test_a_wrong_image_order_or_scale_changes_the_score(tiny_runs, inception_weights, tmp_path):
-    """The pins above can fail: shuffled images change IS (in-order splits), a wrong pixel scale changes FID."""
-    weights, _ = inception_weights
+def test_moving_images_across_is_splits_changes_is_and_a_wrong_scale_changes_fid(tiny_runs, stand_in_inception,
+                                                                                   tmp_path):
+    """The pins above can fail. IS is the mean over in-order splits (here images 0-2 and 3-5): swapping images 0
+    and 3 changes both splits' members, so the score moves; reordering inside each split does not (the split scores
+    are sums over their members). A wrong pixel scale (x // 2) moves FID far from 0."""
+    weights, _ = stand_in_inception
     ckpt = tiny_runs["uncond_ckpt"]
     runner.invoke(app, ["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / "a.npz"), "--num", "6"])
     with np.load(tmp_path / "a.npz") as data:
         x = data["x"]
-    np.savez(tmp_path / "b.npz", x=x[::-1].copy())
-    np.savez(tmp_path / "c.npz", x=(x // 2).astype(np.uint8))
-    scores = [_eval(tmp_path, weights, "--images", str(tmp_path / n), "--ref", str(tmp_path / "a.npz"))[0]["metrics"]
-              for n in ("a.npz", "b.npz", "c.npz")]
-    assert scores[0]["fid6_ref6"] == pytest.approx(0, abs=1e-6)
-    assert scores[1]["is6_2splits"] != scores[0]["is6_2splits"]
-    assert scores[2]["fid6_ref6"] > 1e-3
+    np.savez(tmp_path / "across.npz", x=x[[3, 1, 2, 0, 4, 5]])
+    np.savez(tmp_path / "within.npz", x=x[[2, 1, 0, 5, 4, 3]])
+    np.savez(tmp_path / "halved.npz", x=(x // 2).astype(np.uint8))
+    scores = {n: _eval(tmp_path, weights, "--images", str(tmp_path / f"{n}.npz"), "--ref",
+                       str(tmp_path / "a.npz"))[0]["metrics"] for n in ("a", "across", "within", "halved")}
+    is_a = scores["a"]["is6_2splits"]
+    assert scores["within"]["is6_2splits"] == pytest.approx(is_a, rel=1e-6)
+    # the swap moves IS by about 9% here; reordering inside the splits by about 1e-7 (the batch's order)
+    assert abs(scores["across"]["is6_2splits"] - is_a) > 1e-2 * is_a, scores
+    # FID of a set against itself is 0 up to the eigensolve's round-off (~1e-12 here; the halved set scores ~40)
+    assert scores["a"]["fid6_ref6"] == pytest.approx(0, abs=1e-3)
+    assert scores["halved"]["fid6_ref6"] > 1.0, scores
 
 
 def _one_line_error(args, match):
@@ -124,10 +132,10 @@ def test_counts_are_taken_from_what_is_there_and_said_before_the_network_loads(o
 
 
 @pytest.mark.slow
-def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, inception_weights, tmp_path):
+def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, stand_in_inception, tmp_path):
     """`eval --images A --ref B` without counts scores all of A against all of B, saying so (as `pytorch-fid A B`),
     and `stats --images B` writes the statistics that give the same FID through --stats."""
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "a.npz", x=rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
     for k in range(8):

@@ -166,8 +166,8 @@ def test_offline_without_weights_eval_and_train_fail_with_one_line(tiny_run, off
     assert not (tmp_path / "evalrun").exists()  # failed before training wrote anything
 
 
-def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_path):
-    weights, _ = inception_weights
+def test_training_logs_stamped_metrics_and_writes_best(stand_in_inception, tmp_path):
+    weights, _ = stand_in_inception
     config = write_config(tmp_path / "c.yaml", {
         "data": {"num_images": 6, "root": str(tmp_path / "data")},
         "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 2, "eval_num_samples": 10,
@@ -188,14 +188,14 @@ def test_training_logs_stamped_metrics_and_writes_best(inception_weights, tmp_pa
         assert torch.equal(tensor, evaluated["generator"][key]), key  # evaluation leaves training untouched
 
 
-def test_training_time_scores_equal_sngan_eval_of_the_same_checkpoint_and_protocol(inception_weights, tmp_path):
+def test_training_time_scores_equal_sngan_eval_of_the_same_checkpoint_and_protocol(stand_in_inception, tmp_path):
     """The number a run logs during training is the number `sngan eval` gives for that checkpoint, protocol and
     seed (random-weight Inception, CPU): one protocol definition, one scoring path."""
     from sngan.evaluation.command import evaluate_checkpoint
     from sngan.evaluation.protocols import make_protocol
     from sngan.evaluation.scoring import EVAL_BATCH
 
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     config = write_config(tmp_path / "c.yaml", {
         "data": {"num_images": 12, "root": str(tmp_path / "data")}, "model": {"num_classes": 0},
         "train": {"iterations": 2, "batch_size": 4, "g_batch_size": 4, "eval_every": 2, "eval_num_samples": 20,

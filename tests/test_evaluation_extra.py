@@ -98,7 +98,7 @@ def test_truncated_latents_are_stamped_into_the_metric_names(tiny_run):  # noqa:
     assert scores[1]["fid12_train20_trunc0.5"] != scores[0]["fid12_train20"]  # other latents, other images
 
 
-def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan_eval(tiny_run, inception_weights,  # noqa: F811
+def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan_eval(tiny_run, stand_in_inception,  # noqa: F811
                                                                                      tmp_path, monkeypatch):
     """A new metric is one function: registered here, it is a value of --metrics, gets the FID's features and
     counts, and lands in the printed block and the --json record, with no other code touched."""
@@ -115,7 +115,7 @@ def test_a_metric_registered_in_a_test_is_computed_recorded_and_printed_by_sngan
         return {f"mean_norm{f.counts}": float(np.linalg.norm(f.fake, axis=1).mean()
                                               / np.linalg.norm(f.real, axis=1).mean())}
 
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(app, ["eval", "--ckpt", str(tiny_run[1]), "--metrics", "fid,mean_norm",
                                       "--num-samples", "4", "--splits", "2", "--device", "cpu", "--inception-weights",

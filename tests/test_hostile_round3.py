@@ -128,7 +128,7 @@ def test_a_fifo_as_metrics_or_grid_or_json_output_never_blocks(tiny_runs, tmp_pa
     ckpt = str(sorted((run2 / "checkpoints").glob("ckpt-*.pt"))[-1])
     result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--json", str(tmp_path / "out.json")])
     assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
-    assert time.monotonic() - start < 60  # checked before any work, no open() that waits for a writer
+    assert time.monotonic() - start < 300  # checked before any work: an open() that waited for a writer never ends
 
 
 def test_a_fifo_as_log_txt_stops_resume_with_one_line(tiny_runs, tmp_path):
@@ -341,13 +341,13 @@ def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
                              "50000", "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # only a hung start waits this long; a loaded machine takes seconds
     while not any(p.name.startswith(".export.") for p in tmp_path.iterdir()):  # the export has begun
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
     assert err.strip().splitlines() == ["stopped by SIGTERM: what this command had not finished was not written"]
     assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder
 
@@ -518,7 +518,8 @@ def test_empty_class_folders_are_named_in_the_dataset_line(tmp_path):
     assert "1 empty class folder left out (bee): the 2 classes are numbered without it" in image_set.summary()
 
 
-def test_warnings_are_one_line_each_after_a_success_and_none_after_a_failure(tiny_runs, tmp_path, monkeypatch):
+def test_a_warning_is_one_line_after_a_success_and_kept_before_the_error_line_after_a_failure(tiny_runs, tmp_path,
+                                                                                             monkeypatch):
     import warnings
 
     import sngan.sample.command as sample_command
@@ -536,7 +537,9 @@ def test_warnings_are_one_line_each_after_a_success_and_none_after_a_failure(tin
     ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
     monkeypatch.setattr(sample_command, "export", warn_then(True))
     result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
-    assert result.exit_code == 1 and one_line(result) == "error: the real cause"
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["warning: UserWarning: a library's note spread over two lines",
+                                                  "error: the real cause"]  # the warning kept, the error line last
     monkeypatch.setattr(sample_command, "export", warn_then(False))
     result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
     assert result.exit_code == 0

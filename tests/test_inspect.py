@@ -11,7 +11,7 @@ from sngan.checkpoint import save_checkpoint
 from sngan.config import Config, ModelConfig, load_config
 from sngan.inspect import conv_norm, spectra
 from sngan.inspect.command import inspect_checkpoint, plot_spectra, read_json, write_json
-from sngan.inspect.summary import bounds, input_sizes, layer_spectra, training_record
+from sngan.inspect.summary import bounds, input_sizes, layer_spectra, spectral_record
 from sngan.models import build_discriminator
 from sngan.models.spectral import start_sn_exact
 from sngan.records import read_records
@@ -21,7 +21,7 @@ from tests.helpers import CONFIGS, assert_drawn_png, sngan_cmd
 
 def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0, exact_start: bool = False):
     """A checkpoint holding a freshly built D (u, v started exact when `exact_start`, as `build_state` does for
-    `model.sn_init: svd`) after `forwards` training-mode forwards (power iterations)."""
+    `model.sn_algorithm: svd`) after `forwards` training-mode forwards (power iterations)."""
     torch.manual_seed(seed)
     d = build_discriminator(model)
     if exact_start:
@@ -167,7 +167,7 @@ def test_bounds_multiply_the_dense_matrix_norms_of_a_tiny_cnn_discriminator():
     got = bounds(layer_spectra(d, input_sizes(d, 32, 0)))
     assert got["operator_trained"] == pytest.approx(trained, rel=1e-6)
     assert got["operator_normalised"] == pytest.approx(normalised, rel=1e-6)
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     assert record["operator_norm_product"] == pytest.approx(normalised, rel=1e-4)
     assert record["lipschitz_bound"] >= normalised  # the CNN is a chain: the certified bound is above the product
 
@@ -188,7 +188,7 @@ def test_normalised_norms_are_those_of_the_weight_the_layer_runs_with(d_norm, ga
     rows = layer_spectra(d, input_sizes(d, 32, 0))
     assert [r.normalised("operator") for r in rows] == pytest.approx(norms, rel=1e-5)
     assert bounds(rows)["operator_normalised"] == pytest.approx(math.prod(norms), rel=1e-5)
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     assert record["operator_norm_product"] == pytest.approx(math.prod(norms), rel=1e-4)
 
 
@@ -240,11 +240,11 @@ def test_sigma_estimate_reads_torch_parametrization_and_attribute_style_modules(
 
 
 def test_fresh_cifar_discriminator_is_normalised_to_1e3_after_30_forwards(tmp_path):
-    """The CIFAR-10 ResNet D as training builds it with `model.sn_init: svd` (ours; the configs' start is the
+    """The CIFAR-10 ResNet D as training builds it with `model.sn_algorithm: svd` (ours; the configs' start is the
     authors' random one), at a quarter of its width (d_ch 32: the same 11 layers, clustered top singular values
     alike), 30 training-mode forwards, then `inspect`: every normalised reshaped weight has exact sigma within 1e-3
     of 1."""
-    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=svd"]).model, d_ch=32)
+    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_algorithm=svd"]).model, d_ch=32)
     ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30, exact_start=True))
     assert len(ins.layers) == 11  # 10 convs + the final linear
     for row in ins.layers:
@@ -259,7 +259,7 @@ def test_torch_start_leaves_the_cifar_discriminator_under_normalised_after_30_fo
     """Why a start matters. torch's start (15 power iterations at registration) plus 30 forwards: the worst layer of
     the CIFAR D at d_ch 32 is still 1-2 % off (seeds 0-2 measured 1.0 %, 1.9 %, 1.8 %; the full-width D 1.7 %, 1.0 %,
     1.2 %), because the top singular values of a random matrix are close. sigma-hat under-estimates sigma."""
-    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_init=torch"]).model, d_ch=32)
+    cfg = dataclasses.replace(load_config(CONFIGS / "cifar10_resnet.yaml", ["model.sn_algorithm=torch"]).model, d_ch=32)
     ins = inspect_checkpoint(fresh_checkpoint(tmp_path / "d.pt", cfg, forwards=30))
     errors = [row.normalised("matrix") - 1 for row in ins.layers]
     assert all(-1e-6 <= e <= 2e-2 for e in errors) and max(errors) > 5e-3
@@ -296,9 +296,9 @@ def test_concat_discriminator_sizes_come_from_the_forward_pass():
     assert d.training  # the probe forward leaves the mode as it was
 
 
-def test_training_record_summarises_ratios_under_one_prefix():
+def test_spectral_record_summarises_ratios_under_one_prefix():
     d = build_discriminator(ModelConfig(resolution=32, g_ch=4, d_ch=4))
-    record = training_record(d, 32, 0)
+    record = spectral_record(d, 32, 0)
     per_layer = [k for k in record if k.startswith("sn_ratio/")]
     assert len(per_layer) == 11
     assert record["sn_ratio_min"] == min(record[k] for k in per_layer) <= record["sn_ratio_max"]

@@ -119,11 +119,11 @@ def test_every_sn_sigma_equals_the_top_singular_value_after_power_iterations(m):
 
 
 def test_one_power_iteration_step_matches_the_hand_written_one():
-    """The paper configs' step (sn_init random) is the authors' (Chainer max_singular_value): v <- normalize(u W),
+    """The paper configs' step (sn_algorithm random) is the authors' (Chainer max_singular_value): v <- normalize(u W),
     u <- normalize(v W^T) from the kept u, sigma = u^T W v, u stored."""
     torch.manual_seed(5)
     layer = build_discriminator(RESNET_D).blocks[1].c1  # a 3x3 conv, W as (out, in * 9)
-    assert RESNET_D.sn_init == "random"
+    assert RESNET_D.sn_algorithm == "random"
     sn = layer.parametrizations.weight[0]
     w = layer.parametrizations.weight.original.detach().reshape(layer.out_channels, -1)
     u0 = sn._u.clone()

@@ -64,6 +64,59 @@ def test_weight_normalisation_divides_each_output_unit_by_its_norm():
     assert isinstance(conv.parametrizations.weight[0], UnitRowNorm)
 
 
+def _normalised_inputs_and_outputs(kind: str, arch: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, output) of every activation normalisation of a `kind` D on one training batch."""
+    from sngan.models.layers import ShiftedNorm
+
+    torch.manual_seed(0)
+    d = build_discriminator(ModelConfig(arch=arch, d_ch=4, d_norm=kind)).train()
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    norms = [m for m in d.modules() if isinstance(m, ShiftedNorm)]
+    for m in norms:
+        with torch.no_grad():
+            m.beta.uniform_(-1, 1)  # a shift to find in the output, not only the zeros it starts at
+        m.register_forward_hook(lambda mod, args, out: seen.append((args[0].detach(), out.detach() - mod.beta.view(
+            1, -1, 1, 1).detach())))
+    d(torch.randn(5, 3, 32, 32))
+    assert len(seen) == len(norms) > 0
+    return seen
+
+
+@pytest.mark.parametrize("arch", ["resnet", "cnn"])
+def test_layer_norm_normalises_each_sample_over_all_its_channels_and_pixels(arch):
+    """LN (Ba et al. 2016, the paper's LN rows): per sample, one mean and variance over (C, H, W); an instance norm
+    (per sample and channel) or a batch norm would fail here."""
+    for x, out in _normalised_inputs_and_outputs("layer", arch):
+        x = x.double()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
+        var = x.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+        expected = (x - mean) / torch.sqrt(var + 2e-5)  # BN_EPS, Chainer's default
+        assert torch.allclose(out.double(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "cnn"])
+def test_batch_norm_normalises_each_channel_over_the_batch_and_pixels(arch):
+    """BN in training mode (Ioffe & Szegedy 2015): per channel, one mean and (biased) variance over (N, H, W)."""
+    for x, out in _normalised_inputs_and_outputs("batch", arch):
+        x = x.double()
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+        var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        expected = (x - mean) / torch.sqrt(var + 2e-5)
+        assert torch.allclose(out.double(), expected, atol=1e-4)
+
+
+def test_weight_normalisation_in_the_built_discriminator_has_unit_rows():
+    """WN (Salimans & Kingma 2016, without its multiplier): every conv and dense weight of D, as (out, in * k * k),
+    has rows of norm 1 that point where the raw weight's rows point."""
+    d = build_discriminator(ModelConfig(arch="cnn", d_ch=4, d_norm="weight"))
+    layers = [m for m in d.modules() if hasattr(m, "parametrizations")]
+    assert len(layers) == 8  # Table 3b: 7 convs and the dense layer
+    for m in layers:
+        raw = m.parametrizations.weight.original.detach().double().flatten(1)
+        used = m.weight.detach().double().flatten(1)
+        assert torch.allclose(used, raw / torch.linalg.norm(raw, dim=1, keepdim=True), atol=1e-6)
+
+
 def test_orthonormal_penalty_on_a_known_matrix():
     lin = nn.Linear(3, 2, bias=False)  # W (2, 3): wide, so W^T W (3 x 3) has rank <= 2
     with torch.no_grad():
@@ -72,6 +125,11 @@ def test_orthonormal_penalty_on_a_known_matrix():
     by_hand = ((w.T @ w - torch.eye(3)) ** 2).sum().item() - (3 - 2)  # eq. 14 minus its floor d_in - d_out
     assert by_hand == pytest.approx(26.0 - 1.0)
     assert orthonormal_penalty(lin).item() == pytest.approx(by_hand)
+    tall = nn.Linear(2, 3, bias=False)  # W (3, 2): W^T W (2 x 2), no floor
+    with torch.no_grad():
+        tall.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]))
+    # W^T W = [[2, 1], [1, 5]]; minus I: [[1, 1], [1, 4]]; squared entries 1 + 1 + 1 + 16
+    assert orthonormal_penalty(tall).item() == pytest.approx(19.0)
     nn.init.orthogonal_(lin.weight)
     assert orthonormal_penalty(lin).item() == pytest.approx(0.0, abs=1e-5)
 
@@ -148,10 +206,10 @@ def test_combinations_the_paper_does_not_use_are_refused(tmp_path, extra, messag
 
 def _d_losses(method: str, tmp_path, seed: int = 3):
     """(configured D loss, plain adversarial D loss, state, batches) of one D step's inputs for `method`."""
-    from sngan.train.regularizers import regularized_d_loss
     from sngan.train.state import build_state
+    from sngan.train.steps import regularized_d_loss
 
-    cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_init=svd"])
+    cfg = load_config(write_config(tmp_path / f"{method}.yaml", METHODS[method]), ["model.sn_algorithm=svd"])
     state = build_state(cfg, torch.device("cpu"), log=lambda _: None)
     x_real = torch.randn(4, 3, 32, 32)
     x_fake = torch.randn(4, 3, 32, 32)

@@ -4,7 +4,7 @@ of a long pass before the user waits."""
 import types
 
 from sngan import progress as progress_module
-from sngan.progress import Progress, eta
+from sngan.progress import PassProgress, eta
 
 
 class Clock:
@@ -19,7 +19,7 @@ def _run(monkeypatch, total, per_step, seconds_per_step, hint=""):
     clock = Clock()
     monkeypatch.setattr(progress_module, "time", types.SimpleNamespace(monotonic=clock.monotonic))
     lines = []
-    bar = Progress(total, "inception pass", True, log=lines.append, hint=hint)
+    bar = PassProgress(total, "inception pass", True, log=lines.append, hint=hint)
     done = 0
     while done < total:
         clock.now += seconds_per_step
@@ -49,7 +49,7 @@ def test_disabled_progress_prints_nothing(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(progress_module, "time", types.SimpleNamespace(monotonic=clock.monotonic))
     lines = []
-    bar = Progress(100, "x", False, log=lines.append)
+    bar = PassProgress(100, "x", False, log=lines.append)
     for _ in range(10):
         clock.now += 100
         bar.update(10)

@@ -215,10 +215,10 @@ def test_compiled_d_step_matches_eager(tiny_config):
 
 @pytest.mark.slow
 def test_one_compiled_iteration_matches_eager(tiny_config):
-    # sigma-hat exact (sn_init svd): from the random start W / sigma-hat is far above norm 1 in the first step, and
+    # sigma-hat exact (sn_algorithm svd): from the random start W / sigma-hat is far above norm 1 in the first step, and
     # its gradients (up to ~16 here) sit at float32 reordering noise of 1e-3 relative; the 20-iteration tests below
     # run the configs' random start under the issue's tolerance
-    exact = [*EAGER, "model.sn_init=svd"]
+    exact = [*EAGER, "model.sn_algorithm=svd"]
     g_e, d_e, dg_e, dd_e = one_iteration(tiny_config, exact)
     g_c, d_c, dg_c, dd_c = one_iteration(tiny_config, [*exact, "perf.compile=default"])
     assert torch.allclose(g_c, g_e, rtol=1e-4, atol=1e-6) and torch.allclose(d_c, d_e, rtol=1e-4, atol=1e-6)
@@ -282,7 +282,7 @@ def test_a_layout_only_change_moves_the_biases_before_batchnorm_by_lr_sized_step
 
 
 def test_single_pass_d_step_sees_the_same_batches_with_one_power_iteration(tiny_config):
-    exact = [*EAGER, "model.sn_init=svd"]  # sigma-hat starts exact: the authors' step keeps it there within a D step
+    exact = [*EAGER, "model.sn_algorithm=svd"]  # sigma-hat starts exact; the authors' step keeps it so in a D step
     d_two, d_one = one_iteration(tiny_config, exact)[1], one_iteration(tiny_config, [*exact,
                                                                                        "perf.d_single_pass=true"])[1]
     # same real and fake batches and weights; sigma-hat is exact after one power iteration or two (W does not change

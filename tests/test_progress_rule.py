@@ -16,7 +16,7 @@ BAR = "\r"  # tqdm redraws a bar in place with carriage returns
 
 
 @pytest.fixture(scope="module")
-def folder_run(tmp_path_factory, inception_weights):
+def folder_run(tmp_path_factory):
     """A config on a 6-image class-folder tree (packed on first use), its trained checkpoint and FID statistics."""
     root = tmp_path_factory.mktemp("progress")
     rng = np.random.default_rng(0)
@@ -26,7 +26,7 @@ def folder_run(tmp_path_factory, inception_weights):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     config = write_config(root / "folder.yaml", {"data": {"name": "folder", "root": str(root / "tree")},
                                                  "train": {"iterations": 1}})
-    return root, config, inception_weights[0]
+    return root, config
 
 
 def commands(root, config, weights, tag):
@@ -46,9 +46,11 @@ def commands(root, config, weights, tag):
 
 
 @pytest.mark.parametrize("terminal", [False, True], ids=["off a terminal", "on a terminal"])
-def test_every_command_draws_a_bar_exactly_when_the_one_rule_says_so(folder_run, terminal, monkeypatch):
+def test_every_command_draws_a_bar_exactly_when_the_one_rule_says_so(folder_run, terminal, stand_in_inception,
+                                                                    monkeypatch):
     monkeypatch.setattr(sngan.progress, "on_terminal", lambda stream=None: terminal)
-    root, config, weights = folder_run
+    root, config = folder_run
+    weights, _ = stand_in_inception
     for name, argv in commands(root, config, weights, "tty" if terminal else "plain"):
         result = CliRunner().invoke(app, argv)
         assert result.exit_code == 0, (name, result.output)

@@ -18,7 +18,7 @@ def test_config_reference_page_matches_the_schema():
 def _ci_commands() -> list[str]:
     """The commands .ci/run executes, in order (comments, `set` and `cd` left out; pip's quiet flags dropped)."""
     lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
-    commands = [line for line in lines if line and not line.startswith(("#", "set ", "cd "))]
+    commands = [line.split(" #")[0] for line in lines if line and not line.startswith(("#", "set ", "cd "))]
     return [" ".join(w for w in c.split() if w != "--quiet") for c in commands]
 
 
@@ -28,8 +28,15 @@ def _readme_code(prefix: str) -> str:
     return line.split("`")[1]
 
 
-def test_the_readme_test_command_is_the_test_command_ci_runs():
-    assert _ci_commands()[-1] == _readme_code("- Tests:")
+def test_the_readme_test_command_is_the_test_command_ci_runs_at_two_thread_counts():
+    """CI ends with the README's test command, run at 1 and at 2 OpenMP threads (a sum whose order changes with the
+    thread count must not change a test's verdict); before it: the install, ruff, mypy and the slow set."""
+    commands = _ci_commands()
+    runs = [c.partition(" ") for c in commands[-2:]]
+    assert [(env, rest) for env, _, rest in runs] == [("OMP_NUM_THREADS=1", _readme_code("- Tests:")),
+                                                     ("OMP_NUM_THREADS=2", _readme_code("- Tests:"))]
+    assert ".venv/bin/pip install -e .[test]" in [c.replace('"', "") for c in commands]
+    assert {".venv/bin/ruff check .", ".venv/bin/mypy", ".venv/bin/python -m pytest -m slow"} <= set(commands)
 
 
 def test_the_paper_configs_table_gives_the_parameter_counts_the_models_test_asserts():

@@ -232,7 +232,7 @@ def test_progress_counts_every_generated_image_once_and_stays_off_when_not_asked
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(generate_module, "Progress", Recorder)
+    monkeypatch.setattr(generate_module, "PassProgress", Recorder)
     generator, _ = load_generator(tiny_runs["uncond_ckpt"])
     z, _ = latents(5, generator.z_dim, 0, seed=0)
     generate(generator, z, batch_size=2, progress=True)

@@ -1,5 +1,5 @@
-"""FP32SpectralNorm computes the authors' power iteration (keeps u, `sn_init` random and svd) and torch's
-spectral_norm (keeps v, `sn_init` torch) exactly, and loads checkpoints written before it existed."""
+"""FP32SpectralNorm computes the authors' power iteration (keeps u, `sn_algorithm` random and svd) and torch's
+spectral_norm (keeps v, `sn_algorithm` torch) exactly, and loads checkpoints written before it existed."""
 
 import copy
 
@@ -91,13 +91,14 @@ def test_two_forwards_share_one_backward_when_compiled(keeps):
 
 
 def test_checkpoint_written_before_the_rewrite_loads_and_a_resume_names_the_format(tmp_path):
-    """With torch's step (sn_init torch) the old checkpoint computes exactly what the code that wrote it computed;
-    resuming it is refused in one line naming checkpoint format 1, which records a run id this pre-release file
-    lacks (one checkpoint format, issue 39), before anything is written."""
+    """With torch's step (sn_algorithm torch) the old checkpoint computes exactly what the code that wrote it
+    computed; resuming it is refused in one line naming checkpoint format 1, which records a run id this
+    pre-release file lacks (one checkpoint format, issue 39), before anything is written."""
     state = load_checkpoint(FORMAT1_CKPT)
     cfg = load_config(write_config(tmp_path / "tiny.yaml"))
-    assert cfg.model.sn_init == "random"
-    d = build_discriminator(load_config(write_config(tmp_path / "torch.yaml", {"model": {"sn_init": "torch"}})).model)
+    assert cfg.model.sn_algorithm == "random"
+    torch_cfg = load_config(write_config(tmp_path / "torch.yaml", {"model": {"sn_algorithm": "torch"}}))
+    d = build_discriminator(torch_cfg.model)
     d.load_state_dict(state["discriminator"])  # strict: same keys
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
@@ -109,7 +110,7 @@ def test_checkpoint_written_before_the_rewrite_loads_and_a_resume_names_the_form
     assert not (tmp_path / "run").exists()
 
 
-def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_config):
+def test_build_state_starts_the_power_iteration_as_model_sn_algorithm_says(tiny_config):
     """svd: u, v are the top singular vectors, so u^T W v is sigma to float32 precision before the first step and
     nothing else changes (weights equal torch's start); torch: the 15-iteration start, visibly short of sigma."""
     from sngan.inspect.spectra import sigma_estimate, sn_state, weight_layers
@@ -117,7 +118,7 @@ def test_build_state_starts_the_power_iteration_as_model_sn_init_says(tiny_confi
 
     worst, weights = {}, {}
     for init in ("svd", "torch", "random"):
-        cfg = load_config(tiny_config, [f"model.sn_init={init}", "model.d_ch=16"])
+        cfg = load_config(tiny_config, [f"model.sn_algorithm={init}", "model.d_ch=16"])
         d = build_state(cfg, torch.device("cpu"), log=lambda s: None).d.module
         errors = []
         for module in weight_layers(d).values():
@@ -143,13 +144,13 @@ def chainer_max_singular_value(w: np.ndarray, u: np.ndarray, ip: int = 1) -> tup
 
 
 def test_random_start_is_the_authors_start_and_follows_their_power_iteration(tiny_config):
-    """sn_init random: u random, v = W^T u normalised, no iteration at construction (Algorithm 1, the authors'
+    """sn_algorithm random: u random, v = W^T u normalised, no iteration at construction (Algorithm 1, the authors'
     `self.u = np.random.normal(...)`); then, with W fixed, the stored u after each training forward is the u the
     authors' code computes from the same start."""
     from sngan.models.spectral import sn_layers
     from sngan.train.state import build_state
 
-    cfg = load_config(tiny_config, ["model.sn_init=random", "model.d_ch=16"])
+    cfg = load_config(tiny_config, ["model.sn_algorithm=random", "model.d_ch=16"])
     d = build_state(cfg, torch.device("cpu"), log=lambda s: None).d.module.train()
     modules = [m for m in d.modules() if hasattr(m, "parametrizations")]
     assert len(modules) == len(sn_layers(d)) > 3
@@ -215,7 +216,7 @@ def torch_order_step(w: np.ndarray, v: np.ndarray) -> tuple[float, np.ndarray]:
 
 @pytest.mark.parametrize("arch,classes", [("resnet", 3), ("cnn", 0)], ids=["resnet-projection", "cnn"])
 def test_random_start_stores_the_authors_u_and_sigma_at_every_forward_while_adam_trains(tmp_path, arch, classes):
-    """`sn_init: random` during training: every SN layer's stored u after each training forward, and the sigma-hat
+    """`sn_algorithm: random` during training: every SN layer's stored u after each training forward, and the sigma-hat
     the forward divided by, equal a float64 replay of the authors' max_singular_value from the same start, while
     Adam changes W between forwards (two D forwards per step, real and fake, one backward, as a D step). torch's
     order from the same start misses the replayed sigma-hat by far more than the tolerance, so the test tells the
@@ -223,7 +224,7 @@ def test_random_start_stores_the_authors_u_and_sigma_at_every_forward_while_adam
     from sngan.models.spectral import FP32SpectralNorm, start_sn
 
     cfg = load_config(write_config(tmp_path / "t.yaml", {"model": {"arch": arch, "num_classes": classes,
-                                                                   "d_ch": 16, "sn_init": "random"}}))
+                                                                   "d_ch": 16, "sn_algorithm": "random"}}))
     torch.manual_seed(3)
     d = build_discriminator(cfg.model).train()
     start_sn(d, "random")

@@ -51,7 +51,7 @@ cifar() {  # the CIFAR-10 train/test trees: CIFAR_TRAIN/CIFAR_TEST, else the car
 
 if has compiled; then
     compile=(--set train.device=cuda --set perf.compile=reduce-overhead --no-progress)
-    python3 -c "import torch; from tests.random_inception import random_inception_state as s; \
+    python3 -c "import torch; from sngan.metrics.random_inception import random_inception_state as s; \
 torch.save(s(), '$work/inception.pth')"
     say "compiled 1-3: 1-process torchrun (nccl), eval_every + inspect_every + EMA + sample grids, 200 iterations"
     start=$SECONDS
@@ -202,7 +202,7 @@ if has smoke; then
     timeout 120 python3 -m sngan train --out $work/sig --resume auto --set train.iterations=300 --no-progress 2>&1 \
         | grep -E "training step|resumed|done|rror" | tee -a "$out/summary.txt"
     say "smoke: 1-process torchrun (nccl), eager: eval_every (random-weight Inception) + inspect_every + EMA + grids"
-    python3 -c "import torch; from tests.random_inception import random_inception_state as s; \
+    python3 -c "import torch; from sngan.metrics.random_inception import random_inception_state as s; \
 torch.save(s(), '$work/inception.pth')"
     timeout 150 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m sngan train \
         --config configs/demo.yaml --set train.device=cuda --no-progress --set train.iterations=200 \

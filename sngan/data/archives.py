@@ -250,7 +250,7 @@ def _cifar_classes(found: dict[str, bytes | np.ndarray], where: str, notices: li
     why = class_name_problem(list(names_read))
     if why:
         raise DataError(f"'{where}' is present but unreadable: batches.meta: {why}")
-    return names_read
+    return tuple(str(name) for name in names_read)  # strings: class_name_problem refuses anything else
 
 
 def stl10_members(split: str) -> list[str]:

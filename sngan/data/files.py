@@ -38,7 +38,7 @@ from sngan.data.pack import PackResult, PackWriter
 from sngan.datasets import CACHE_FOLDER, class_name_problem, dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import open_input
-from sngan.progress import Progress
+from sngan.progress import PassProgress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DECODE_CHUNK = 512  # files handed to the thread pool at a time
@@ -201,7 +201,7 @@ class FolderSource:
             result.notices.append(f"{len(empty)} empty class folder{'s' if len(empty) > 1 else ''} left out "
                                   f"({shown}): the {len(classes)} classes are numbered without "
                                   f"{'them' if len(empty) > 1 else 'it'}")
-        bar = Progress(len(files), f"packing {self.tag}", progress)
+        bar = PassProgress(len(files), f"packing {self.tag}", progress)
         with ThreadPoolExecutor(self.workers) as pool:
             for start in range(0, len(files), DECODE_CHUNK):
                 chunk = files[start:start + DECODE_CHUNK]

@@ -37,7 +37,7 @@ from sngan.data.archives import (
 from sngan.data.pack import PackResult, PackWriter
 from sngan.datasets import dataset
 from sngan.errors import DataError
-from sngan.progress import Progress
+from sngan.progress import PassProgress
 
 SYNTHETIC_CLASSES = ("circle", "square", "triangle")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -197,7 +197,7 @@ class _ArchiveSource:
     def pack(self, open_writer: Callable[[int], PackWriter], progress: bool) -> PackResult:
         raw = self.read()
         writer = open_writer(len(raw))
-        bar = Progress(len(raw), f"packing {self.name} {self.split}", progress)
+        bar = PassProgress(len(raw), f"packing {self.name} {self.split}", progress)
         done = 0
         for part in raw.parts:
             for start in range(0, len(part), RESIZE_CHUNK):

@@ -19,9 +19,14 @@ from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
 from sngan.evaluation.protocols import PROTOCOLS, Protocol, make_protocol
-from sngan.evaluation.reference import check_reference, reference_path, reference_stats, stats_of_images
-from sngan.evaluation.scoring import (
+from sngan.evaluation.reference import (
     announce_cost,
+    check_reference,
+    reference_path,
+    reference_stats,
+    stats_of_images,
+)
+from sngan.evaluation.scoring import (
     count_warnings,
     protocol_record,
     reference_warnings,

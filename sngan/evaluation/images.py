@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sngan.config import MAX_IMAGES
 from sngan.data.files import READ_ERRORS, to_rgb
 from sngan.errors import MetricError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, kind_of, open_input, open_regular
 
-MAX_IMAGES = 1_000_000
 MAX_SIDE = 2048
 NPZ_KEYS = ("arr_0", "x")
 
@@ -58,7 +58,7 @@ class ImageInput:
         if self.kind == "npz":
             return np.zeros(self.count, np.int64)
         tops = [p.relative_to(self.path).parts[0] if len(p.relative_to(self.path).parts) > 1 else "" for p in
-                self.files]
+                self.files or []]
         names = {name: k for k, name in enumerate(sorted(set(tops)))}
         return np.asarray([names[t] for t in tops], np.int64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
 from sngan.io import real_folders, refuse_link
-from sngan.metrics.dinov2 import ScoringNetwork, feature_input_of, features_of, stats_record
+from sngan.metrics.dinov2 import ScoringNetwork, fd_network_of, feature_input_of, features_of, stats_record
 from sngan.metrics.inception import DEFAULT_INCEPTION_INPUT
+from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import (
     SUBSET_RULE,
     SUBSET_TEXT,
@@ -109,7 +111,7 @@ def stats_of_images(images: ImageInput, num: int | None, net: ScoringNetwork, ba
     `num` of them chosen by the reference rule (`SUBSET_TEXT`; a folder's classes are its sub-folders), read in
     file order. `label` is the record's split (metric names: `fid5k_ref10k`)."""
     from sngan.metrics.fid import FeatureStats
-    from sngan.progress import Progress, cpu_hint
+    from sngan.progress import PassProgress, cpu_hint
 
     num = images.count if num is None else num
     labels = images.labels()
@@ -120,7 +122,7 @@ def stats_of_images(images: ImageInput, num: int | None, net: ScoringNetwork, ba
         keep[subset_order(hashes, labels, num)] = True
     device = next(net.buffers()).device
     acc, kept = FeatureStats(), []
-    bar = Progress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(num, "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for batch in images.selected_batches(keep, batch_size):
         pool = features_of(net, uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))
         acc.update(pool)
@@ -178,7 +180,6 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation.images import open_images
-    from sngan.evaluation.scoring import announce_cost
     from sngan.io import check_new_output, publishing
     from sngan.metrics.dinov2 import FD_NETWORKS, load_dinov2
     from sngan.metrics.inception import check_inception_input, load_inception
@@ -223,3 +224,38 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
         f"{ref.protocol['network']}, {recorded_input(ref.protocol)} input"
         + (f" (cache {ref.path})" if ref.path else ""))
+
+
+MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU evaluation's length
+MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
+
+
+def announce_cost(net: ScoringNetwork, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
+    """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
+    `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
+
+    Args:
+        net: the Inception network (its device decides: nothing is measured on a GPU).
+        counts: (images, what) of each pass ahead; None = a count not known yet (said, not added).
+        log: where the line goes.
+    """
+    from sngan.progress import LONG_PASS_S, eta
+
+    known = sum(n for n, _ in counts if n)
+    if next(net.buffers()).device.type != "cpu" or known < MEASURE_FROM:
+        return
+    probe = torch.randint(0, 256, (MEASURE_IMAGES + 1, 32, 32, 3), dtype=torch.uint8)
+    with scoring_precision():
+        net(uint8_to_unit(probe[:1]))  # warm-up: the first call allocates
+        start = time.perf_counter()
+        net(uint8_to_unit(probe[1:]))
+        rate = MEASURE_IMAGES / max(time.perf_counter() - start, 1e-9)
+    seconds = known / rate
+    if seconds < LONG_PASS_S:
+        return
+    passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
+    through = "the Inception network" if fd_network_of(net) == "inception" else f"the Inception and {net.network}"
+    log(f"notice: this runs {passes} images through {through} on the CPU, measured here at "
+        f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
+        f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
+        f"where the same takes minutes")

@@ -29,7 +29,7 @@ from sngan.metrics.extra import extra_scores
 from sngan.metrics.inception import FEATURE_DIM, load_inception
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import ReferenceStats, uint8_to_unit
-from sngan.progress import Progress, cpu_hint
+from sngan.progress import PassProgress, cpu_hint
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import to_uint8
 
@@ -75,7 +75,7 @@ def score_generator(generator: nn.Module, net: ScoringNetwork, protocol: Protoco
                    truncation=protocol.truncation)
     all_starts = list(range(0, protocol.num_generated, batch_size))
     starts = all_starts[info.rank::info.world_size]  # rank r scores batches r, r + W, r + 2W, ...
-    bar = Progress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
+    bar = PassProgress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
                    hint=cpu_hint(next(net.buffers()).device))
     logits, kept = [], []
     for start in starts:
@@ -152,7 +152,7 @@ def score_images(images: ImageInput, net: ScoringNetwork, protocol: Protocol, re
     check_scoring(ref, net, protocol)
     device = next(net.buffers()).device
     logits, kept = [], []
-    bar = Progress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(protocol.num_generated, "inception pass", progress, log=log, hint=cpu_hint(device))
     start = 0
     for batch in images.batches(protocol.num_generated, batch_size):
         features, batch_logits = net(uint8_to_unit(torch.from_numpy(batch.copy()).to(device)))
@@ -180,41 +180,6 @@ def count_warnings(protocol: Protocol, num_real: int | None, dim: int = FEATURE_
         out.append(f"{fd} from {' and '.join(small)} images (< {dim}): the covariance is rank-deficient, "
                    f"the number is not comparable to published {fd}")
     return out
-
-
-MEASURE_IMAGES = 8  # images of the timed Inception batch that estimates a CPU evaluation's length
-MEASURE_FROM = 1000  # evaluations of fewer images are not measured (the measurement would cost more than it tells)
-
-
-def announce_cost(net: ScoringNetwork, counts: list[tuple[int | None, str]], log: Callable[[str], None]) -> None:
-    """On the CPU, before any Inception pass: time one batch, and when the passes ahead take longer than
-    `sngan.progress.LONG_PASS_S`, say how long and what to do instead, in one line.
-
-    Args:
-        net: the Inception network (its device decides: nothing is measured on a GPU).
-        counts: (images, what) of each pass ahead; None = a count not known yet (said, not added).
-        log: where the line goes.
-    """
-    from sngan.progress import LONG_PASS_S, eta
-
-    known = sum(n for n, _ in counts if n)
-    if next(net.buffers()).device.type != "cpu" or known < MEASURE_FROM:
-        return
-    probe = torch.randint(0, 256, (MEASURE_IMAGES + 1, 32, 32, 3), dtype=torch.uint8)
-    with scoring_precision():
-        net(uint8_to_unit(probe[:1]))  # warm-up: the first call allocates
-        start = time.perf_counter()
-        net(uint8_to_unit(probe[1:]))
-        rate = MEASURE_IMAGES / max(time.perf_counter() - start, 1e-9)
-    seconds = known / rate
-    if seconds < LONG_PASS_S:
-        return
-    passes = " + ".join(f"{n:,} {what}" if n else f"every {what}" for n, what in counts)
-    through = "the Inception network" if fd_network_of(net) == "inception" else f"the Inception and {net.network}"
-    log(f"notice: this runs {passes} images through {through} on the CPU, measured here at "
-        f"{rate:.1f} img/s: about {eta(seconds)} before the result. Instead: --protocol quick (5,000 generated, "
-        f"about {eta(5000 / rate)} of generated images; a signal, not a table number), or a GPU (--device cuda), "
-        f"where the same takes minutes")
 
 
 def reference_warnings(ref: ReferenceStats) -> list[str]:

@@ -55,11 +55,11 @@ class LayerSpectrum:
         return value if self.sigma_hat is None else value / self.sigma_hat
 
 
-KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.Embedding, "embedding"))
+LAYER_KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.Embedding, "embedding"))
 
 
 def kind_of(module: nn.Module) -> str:
-    return next((name for cls, name in KINDS if isinstance(module, cls)), type(module).__name__)
+    return next((name for cls, name in LAYER_KINDS if isinstance(module, cls)), type(module).__name__)
 
 
 def probe_inputs(resolution: int, num_classes: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
@@ -122,7 +122,7 @@ def bounds(rows: list[LayerSpectrum]) -> dict[str, float]:
             for norm in ("matrix", "operator") for which in ("trained", "normalised")}
 
 
-def training_record(model: nn.Module, resolution: int, num_classes: int) -> dict[str, float]:
+def spectral_record(model: nn.Module, resolution: int, num_classes: int) -> dict[str, float]:
     """What `train.inspect_every` logs: sigma-hat / exact ratios (min, max, per layer under `sn_ratio/`), the
     certified graph bound `lipschitz_bound` (`graph_lipschitz_bound`, worst class; absent for a D with BN/LN) and
     the per-layer `operator_norm_product` of the normalised weights; float32 on the model's device. The layers'

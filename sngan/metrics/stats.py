@@ -75,11 +75,11 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
     Returns:
         float64 mean (2048,) and covariance (2048, 2048) (ddof=1).
     """
-    from sngan.progress import Progress, cpu_hint
+    from sngan.progress import PassProgress, cpu_hint
 
     acc = FeatureStats()
     indices = np.arange(len(images)) if indices is None else np.asarray(indices)
-    bar = Progress(len(indices), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
+    bar = PassProgress(len(indices), "inception pass (reference)", progress, log=log, hint=cpu_hint(device))
     for start in range(0, len(indices), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[indices[start:start + batch_size]])).to(device)
         features = features_of(net, uint8_to_unit(batch))  # (B, D)

@@ -57,10 +57,10 @@ def build_generator(model_cfg: ModelConfig) -> nn.Module:
 def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
     """The discriminator described by the `model` config section, normalised by `d_norm` (and scaled by a learnt
     gamma per layer with `d_norm_gamma`, paper App. E), on CPU. Its spectral norms take the power-iteration step
-    `model.sn_init` names (the authors' for random and svd, torch's for torch; `sngan.models.spectral`)."""
+    `model.sn_algorithm` names (the authors' for random and svd, torch's for torch; `sngan.models.spectral`)."""
     _check(model_cfg)
     d = DISCRIMINATORS[model_cfg.arch](model_cfg)
-    use_sn_step(d, model_cfg.sn_init)
+    use_sn_step(d, model_cfg.sn_algorithm)
     if model_cfg.d_norm_gamma:
         add_learnt_scale(d)
     return d

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sngan.config import D_NORMS as KINDS
+from sngan.config import D_NORMS
 from sngan.models.spectral import FP32SpectralNorm, sn
 
 BN_EPS = 2e-5  # every BatchNorm/LayerNorm of G and D (Chainer's default)
@@ -177,8 +177,8 @@ def norm_weight(layer: nn.Module, kind: str, power_iterations: int = 1) -> nn.Mo
         return sn(layer, power_iterations)
     if kind == "weight":
         parametrize.register_parametrization(layer, "weight", UnitRowNorm())
-    elif kind not in KINDS:
-        raise ValueError(f"unknown discriminator normalisation {kind!r}; choose one of {'|'.join(KINDS)}")
+    elif kind not in D_NORMS:
+        raise ValueError(f"unknown discriminator normalisation {kind!r}; choose one of {'|'.join(D_NORMS)}")
     return layer
 
 

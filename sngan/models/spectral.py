@@ -7,7 +7,7 @@ can be trained under torch.compile (see `FP32SpectralNorm`). It is registered th
 so the state-dict keys are those of torch's `spectral_norm` (`_u`, `_v`), and checkpoints of every version load.
 
 One power-iteration step, two orders. Which vector a layer keeps between forwards (`FP32SpectralNorm.keeps`) is
-set from `model.sn_init` by `build_discriminator` (`STEP_OF_START`):
+set from `model.sn_algorithm` by `build_discriminator` (`STEP_OF_ALGORITHM`):
 - keeps "u", the authors' step (`source/functions/max_sv.py` of pfnet-research/sngan_projection, called by their
   `SNConvolution2D.W_bar` / `SNLinear.W_bar` at every forward): v = normalize(W^T u), u = normalize(W v),
   sigma-hat = u^T W v. Their `SNConvolution2D` stores u in training mode only ("if chainer.config.train:
@@ -24,7 +24,7 @@ set from `model.sn_init` by `build_discriminator` (`STEP_OF_START`):
 With W fixed the two orders walk the same alternating sequence; once an optimizer step changes W they differ: the
 next forward starts from the old u (authors) or the old v (torch).
 
-Where the power iteration starts (`model.sn_init`, applied by `start_sn` when a run starts fresh), in those terms:
+Where the power iteration starts (`model.sn_algorithm`, applied by `start_sn` when a run starts fresh), in those terms:
 - `random`, the authors' start and step (Algorithm 1: "Initialize u_l with a random vector (sampled from isotropic
   distribution)"; their `SNConvolution2D`: `self.u = np.random.normal(size=(1, out_channels))`, no iteration at
   construction): u ~ N(0, I) normalised, keeps u. The stored u and sigma-hat equal the authors' at every forward
@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sngan.config import SN_INITS
+from sngan.config import SN_ALGORITHMS
 
 SN_EPS = 1e-12
 KEEPS = ("u", "v")  # the vector a layer carries between forwards: the authors' u, or torch's v
-STEP_OF_START = {"random": "u", "svd": "u", "torch": "v"}  # model.sn_init -> FP32SpectralNorm.keeps
+STEP_OF_ALGORITHM = {"random": "u", "svd": "u", "torch": "v"}  # model.sn_algorithm -> FP32SpectralNorm.keeps
 
 
 class FP32SpectralNorm(nn.Module):
@@ -136,15 +136,15 @@ def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
 
 
 def use_sn_step(model: nn.Module, how: str) -> None:
-    """Set every spectral-norm layer's step to the one `model.sn_init` = `how` names (`STEP_OF_START`)."""
-    if how not in SN_INITS:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_INITS)}")
+    """Set every spectral-norm layer's step to the one `model.sn_algorithm` = `how` names (`STEP_OF_ALGORITHM`)."""
+    if how not in SN_ALGORITHMS:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_ALGORITHMS)}")
     for _, norm in sn_layers(model):
-        norm.keeps = STEP_OF_START[how]
+        norm.keeps = STEP_OF_ALGORITHM[how]
 
 
 def start_sn_random(model: nn.Module, generator: torch.Generator | None = None) -> int:
-    """The authors' start (`model.sn_init: random`): u ~ N(0, I) normalised (v = normalize(W^T u), a record), no
+    """The authors' start (`model.sn_algorithm: random`): u ~ N(0, I) normalised (v = normalize(W^T u), a record), no
     power iteration; returns how many layers. `generator` draws u (default: torch's global RNG)."""
     layers = sn_layers(model)
     with torch.no_grad():
@@ -158,9 +158,9 @@ def start_sn_random(model: nn.Module, generator: torch.Generator | None = None) 
 
 
 def start_sn(model: nn.Module, how: str) -> int:
-    """Start every spectral-norm layer's power iteration as `model.sn_init` says (random | svd | torch)."""
-    if how not in SN_INITS:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_INITS)}")
+    """Start every spectral-norm layer's power iteration as `model.sn_algorithm` says (random | svd | torch)."""
+    if how not in SN_ALGORITHMS:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_ALGORITHMS)}")
     if how == "random":
         return start_sn_random(model)
     if how == "svd":
@@ -170,7 +170,7 @@ def start_sn(model: nn.Module, how: str) -> int:
 
 def start_sn_exact(model: nn.Module) -> int:
     """Set every spectral-norm layer's u, v to the exact top singular vectors of its weight (float64 eigh of the
-    smaller Gram matrix, on the weight's device; `model.sn_init: svd`, ours); returns how many layers. From random
+    smaller Gram matrix, on the weight's device; `model.sn_algorithm: svd`, ours); returns how many layers. From random
     vectors (torch: 15 power iterations at construction; the authors' Chainer code: none) one power iteration per
     forward converges slowly, because the top singular values of a random matrix are close: sigma-hat stays below
     sigma for hundreds of steps (paper App. C.1, Figure 9). Started exact, W / sigma-hat has spectral norm 1 from

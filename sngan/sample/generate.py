@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sngan.errors import SamplingError
-from sngan.progress import Progress, cpu_hint
+from sngan.progress import PassProgress, cpu_hint
 from sngan.sample.writers import to_uint8
 
 
@@ -103,7 +103,7 @@ def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | No
                      batch_size: int = 256, progress: bool = False) -> Iterator[torch.Tensor]:
     """Images in [-1, 1], one (B, 3, R, R) float32 CPU batch at a time, from latents z (N, z_dim) in eval mode.
 
-    Streaming keeps long exports at one batch of memory; the progress (`sngan.progress.Progress`, counted in
+    Streaming keeps long exports at one batch of memory; the progress (`sngan.progress.PassProgress`, counted in
     images: a bar on a terminal, a plain line every few seconds elsewhere, an estimate before a long pass) also
     covers whatever the caller does with each batch.
 
@@ -120,7 +120,7 @@ def generate_batches(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | No
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
-    bar = Progress(len(z), "sample", progress, hint=cpu_hint(device))
+    bar = PassProgress(len(z), "sample", progress, hint=cpu_hint(device))
     try:
         for start in range(0, len(z), batch_size):
             zb = z[start:start + batch_size].to(device)

@@ -24,6 +24,8 @@ from sngan.records import read_records
 from sngan.report.charts import COLORS, plt
 from sngan.report.page import latest_sample_grid
 
+STUDY_MARKER = ".sngan-study"  # the file `sngan study` leaves in a study folder (sngan.study.run writes it)
+
 Record = dict[str, Any]
 
 
@@ -147,7 +149,6 @@ def write_figures(records: list[Record], out: Path, evaluation: bool) -> list[Pa
 def study_folder_note(folder: Path) -> str | None:
     """What to do with a study folder given to `sngan report` (its table and figures are drawn by `sngan study`,
     one report per run by `sngan report RUN`), or None for any other folder."""
-    from sngan.study.run import STUDY_MARKER  # run imports this module
 
     folder = Path(folder)
     if not ((folder / STUDY_MARKER).is_file() or (folder / "study.jsonl").is_file()):

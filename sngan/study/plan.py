@@ -32,13 +32,22 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from sngan.config import Config, PerfConfig, TrainConfig, build_section, load_config, option, read_yaml, shown
+from sngan.config import (
+    Config,
+    PerfConfig,
+    TrainConfig,
+    build_section,
+    check_value,
+    load_config,
+    option,
+    read_yaml,
+    shown,
+)
 from sngan.errors import ConfigError, StudyError
-from sngan.study.slurm import SlurmOptions, checked
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # folder-safe
 EVAL_KEYS = {"every": "eval_every", "protocol": "eval_protocol", "num_samples": "eval_num_samples",
@@ -49,6 +58,41 @@ def _train_option(name: str, default: Any) -> Any:
     """A plan field with the bounds and choices of the train.* field it sets (one definition of each)."""
     meta = TrainConfig.__dataclass_fields__[name].metadata
     return option(default, meta["help"], **{k: meta[k] for k in ("choices", "ge", "gt", "le", "lt")})
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each array task asks the scheduler for (the plan's `slurm:` section, read with the config's schema
+    machinery, `sngan.config.build_section`)."""
+
+    partition: str | None = option(None, "Slurm partition (none: the cluster's default)")
+    time_min: int = option(24 * 60, "minutes per task; a run longer than this continues in its requeued task", ge=1,
+                           le=60 * 24 * 365)
+    gpus_per_run: int = option(1, "GPUs per task", ge=0, le=64)
+    cpus_per_run: int = option(8, "CPUs per task", ge=1, le=1024)
+    mem_gb: float | None = option(None, "memory per task in GB (none: the cluster's default)", gt=0, le=1e5)
+    array_parallelism: int = option(64, "tasks running at once", ge=1, le=100_000)
+    sbatch: tuple[str, ...] = option((), "extra sbatch options, '--key=value' or '--flag'")
+    setup: tuple[str, ...] = option((), "shell lines before the task starts")
+
+
+def checked_slurm_options(options: SlurmOptions, where: str) -> SlurmOptions:
+    """Every option's bounds (its field's, as the plan's section is checked) and what a bound cannot say, before
+    anything is submitted; the command line's values come through here too."""
+    for f in fields(SlurmOptions):
+        try:
+            check_value(getattr(options, f.name), dict(f.metadata), f"slurm.{f.name}")
+        except ConfigError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+    if options.partition is not None and not options.partition:
+        raise StudyError(f"{where}: slurm.partition must be a partition name")
+    for name in ("sbatch", "setup"):
+        if not all(isinstance(line, str) and "\n" not in line for line in getattr(options, name)):
+            raise StudyError(f"{where}: slurm.{name} must be a list of one-line strings")
+    for line in options.sbatch:
+        if not line.startswith("--") or len(line) < 3:
+            raise StudyError(f"{where}: slurm.sbatch lines are sbatch options like '--account=abc', got {line[:60]!r}")
+    return options
 
 
 @dataclass
@@ -193,7 +237,7 @@ def load_plan(path: str | Path) -> Plan:
         plan_file = build_section(PlanFile, raw)
     except ConfigError as exc:
         raise StudyError(f"{where}: {exc}") from None
-    checked(plan_file.slurm, where)  # what the slurm section's bounds cannot say
+    checked_slurm_options(plan_file.slurm, where)  # what the slurm section's bounds cannot say
     if not plan_file.base:
         raise StudyError(f"{where}: key 'base' (the config file every run starts from) is required")
     seeds = plan_file.seeds

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,13 +43,12 @@ from sngan.config import Config, to_yaml
 from sngan.errors import SnganError, StudyError, TrainingDiverged, TrainingStopped
 from sngan.io import Folder, write_text, writing
 from sngan.records import metric_keys, read_records
-from sngan.study.figures import write_figures
-from sngan.study.plan import Plan, Variant, run_name
+from sngan.study.figures import STUDY_MARKER, write_figures
+from sngan.study.plan import Plan, Variant, checked_slurm_options, load_plan, run_name
 from sngan.train.rundir import FolderLock, lock_holder, read_run_id
 
 RESULT = "result.json"
 FAILURES = ".failures"  # a run that failed before its folder existed is recorded here, as its result.json would
-STUDY_MARKER = ".sngan-study"
 MAX_RESULT_BYTES = 1_048_576  # a result.json holds a status, a message and a config
 TABLE_LOCK_WAIT_S = 120.0  # another process writing the table holds the folder lock for seconds
 DONE = ("finished", "diverged")
@@ -260,7 +260,9 @@ def _run_children(plan: Plan, out: Path, names: list[str], jobs: int, total: int
     """Run each named run in its own `sngan study --only` process, `jobs` at a time (one device per slot); returns
     each child's exit code by run name."""
     devices = child_devices(jobs)
-    pending, running, codes = list(names), {}, {}
+    pending = list(names)
+    running: dict[int, tuple[str, subprocess.Popen, threading.Thread]] = {}
+    codes: dict[str, int] = {}
     started = 0
     while pending or running:
         free = [slot for slot in range(jobs) if slot not in running]
@@ -405,7 +407,8 @@ def write_table(plan: Plan, out: Path, log: Callable[[str], None],
 
 def status_lines(plan: Plan, out: Path) -> list[str]:
     """`sngan study --status`: one line per run (name, status, step of its newest checkpoint), then the counts."""
-    lines, counts = [], {}
+    lines: list[str] = []
+    counts: dict[str, int] = {}
     for variant, seed in plan.runs():
         name = run_name(variant, seed)
         try:
@@ -446,7 +449,7 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     wait for them and write the table."""
     import dataclasses
 
-    from sngan.study.slurm import EXECUTORS, check_executor, checked, submit, wait_for
+    from sngan.study.slurm import EXECUTORS, check_executor, submit, wait_for
 
     if kind not in EXECUTORS:
         raise StudyError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind[:40]!r}")
@@ -454,7 +457,7 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     if kind == "debug" and not wait:
         log("--executor debug runs each task in this process when it is waited for: waiting (as --wait)")
         wait = True
-    options = checked(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
+    options = checked_slurm_options(dataclasses.replace(plan.slurm, **{k: v for k, v in overrides.items()
                                                          if v is not None and v != ()}), "--executor")
     names = [run_name(v, s) for v, s in plan.runs()]
     claim_study_folder(out, names)
@@ -463,7 +466,7 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     if not todo:
         write_table(plan, out, log)
         return
-    jobs = submit(plan.path.resolve(), out.resolve(), todo, kind, options, log)
+    jobs = submit(StudyTask(), plan.path.resolve(), out.resolve(), todo, kind, options, log)
     if not wait:
         log(f"follow them with: sngan study --plan {plan.path} --out {out} --status; each task writes the table "
             f"when its run ends, and sngan study --plan {plan.path} --out {out} writes it again")
@@ -474,3 +477,25 @@ def submit_study(plan: Plan, out: Path, kind: str, wait: bool, log: Callable[[st
     if failed:
         raise StudyError(f"{len(failed)} of {len(todo)} runs failed ({', '.join(failed)}); their logs are under "
                          f"{out / 'slurm'}; submit again to retry them")
+
+
+class StudyTask:
+    """One array task: one run of a study (`sngan study --only RUN`), requeued by submitit on a time limit or a
+    preemption after the training loop has written its checkpoint."""
+
+    def __call__(self, plan_path: str, out: str, name: str) -> str:
+        from sngan.train.loop import pass_on
+
+        try:
+            run_study(load_plan(plan_path), Path(out), only=name, progress=False, log=print)
+        except TrainingStopped:
+            # the checkpoint is written: now submitit's own handler requeues
+            pass_on(signal.SIGUSR2)
+            raise
+        return name
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """What submitit resubmits: the same run, which continues from its newest checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)

@@ -10,7 +10,7 @@
   grids in metrics.jsonl, TensorBoard and W&B).
 """
 
-from sngan.train.loop import dry_run_summary, train
+from sngan.train.loop import train
 from sngan.train.state import TrainState, build_state
 
-__all__ = ["TrainState", "build_state", "dry_run_summary", "train"]
+__all__ = ["TrainState", "build_state", "train"]

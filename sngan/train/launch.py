@@ -17,17 +17,24 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sngan import distributed
 from sngan.checkpoint import checkpoint_step, list_checkpoints, open_checkpoint, read_step
-from sngan.config import Config, apply_overrides, from_dict, load_config
+from sngan.config import Config, apply_overrides, from_dict, load_config, to_yaml
 from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
 from sngan.io import open_input
-from sngan.models import check_model_size
-from sngan.train.loop import dry_run_summary, train
+from sngan.models import (
+    BYTES_PER_TRAINED_PARAMETER,
+    build_discriminator,
+    build_generator,
+    check_model_size,
+    count_parameters,
+)
+from sngan.train.loop import train
 from sngan.train.rundir import latest_run_dir, newest_checkpoint, next_run_dir, run_folder_of
 from sngan.train.state import Resume, open_resume
 
@@ -66,6 +73,8 @@ def choose_run(config: Path | None, out: Path | None, resume: str | None, restar
     if resume is not None:
         path = Path(resume)
         return Choice(out or run_folder_of(path) or path.parent, path)  # check_owner refuses a foreign folder
+    if name is None:  # unreachable: without --config, --resume was given (checked first)
+        raise SnganError("--config FILE is required (or --resume to continue a run)")
     return Choice(out or next_run_dir(name), None)
 
 
@@ -159,6 +168,8 @@ def resolve_run(config: Path | None, overrides: list[str], choice: Choice, data:
     """The config (from --config, else the checkpoint's) and the checkpoint of `choice`, opened and checked
     (`data`: its bytes as rank 0 sent them; else it is read here)."""
     if choice.checkpoint is None:
+        if config is None:  # choose_run gives no checkpoint only with --config
+            raise SnganError("--config FILE is required (or --resume to continue a run)")
         return load_config(config, overrides), None
     opened = open_checkpoint(choice.checkpoint, data=data)
     cfg = load_config(config, overrides) if config is not None else \
@@ -166,14 +177,30 @@ def resolve_run(config: Path | None, overrides: list[str], choice: Choice, data:
     return cfg, open_resume(opened, cfg)
 
 
-def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, dry_run: bool,
-           progress: bool) -> str | None:
-    """Run `sngan train`; returns the dry-run summary text instead of training when `dry_run`."""
-    if dry_run:
-        cfg, _ = resolve_run(config, overrides, choose_run(config, out, resume))
-        check_model_size(cfg.model)
-        notices = check_data_root(cfg.data, cfg.model.resolution)  # an error when training could not get images
-        return "\n".join([*notices, dry_run_summary(cfg)])
+def dry_run_summary(cfg: Config) -> str:
+    """The resolved config, the parameter counts and the memory the weights need in training (what `sngan train
+    --dry-run` prints before its data check)."""
+    g, d = count_parameters(build_generator(cfg.model)), count_parameters(build_discriminator(cfg.model))
+    ema = g if cfg.train.ema_decay > 0 else 0  # the EMA generator: a float32 copy of G's weights, no gradient
+    gb = ((g + d) * BYTES_PER_TRAINED_PARAMETER + ema * 4) / 1e9
+    return (f"{to_yaml(cfg)}generator parameters: {g}\ndiscriminator parameters: {d}\n"
+            f"memory for weights, gradients and Adam moments (float32{', and the EMA generator' if ema else ''}): "
+            f"{gb:.2f} GB, before activations, which grow with the batch size")
+
+
+def dry_run(config: Path | None, overrides: list[str], out: Path | None, resume: str | None,
+            say: Callable[[str], None]) -> None:
+    """`sngan train --dry-run`: say everything that does not need the data (config, parameter counts, memory),
+    then check the data root: a notice line, or the data's problem raised as the last line. Writes nothing."""
+    cfg, _ = resolve_run(config, overrides, choose_run(config, out, resume))
+    check_model_size(cfg.model)
+    say(dry_run_summary(cfg))
+    for notice in check_data_root(cfg.data, cfg.model.resolution):  # raises when training could not get images
+        say(notice)
+
+
+def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, progress: bool) -> None:
+    """Run `sngan train` (start or continue; under torchrun, every rank)."""
     info = distributed.from_env()
     distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:
@@ -200,4 +227,3 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
                          "message above names the cause)") from None
     finally:
         distributed.shutdown()
-    return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ from sngan.config import Config, TrainConfig, to_yaml
 from sngan.distributed import SINGLE, DistInfo, any_rank, broadcast_buffers, max_divergence, resolve_device, together
 from sngan.errors import CheckpointError, FolderChanged, SnganError, TrainingDiverged, TrainingStopped
 from sngan.evaluation.scoring import TrainingEvaluator
-from sngan.inspect.summary import training_record
-from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.inspect.summary import spectral_record
+from sngan.models import count_parameters
+from sngan.progress import warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import grid_writer
 from sngan.train.losses import get_losses
@@ -227,7 +229,8 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
     if notice:
         text.message(notice)
     try:
-        return _train(cfg, run_dir, resume, text, info)
+        with warning_lines(functools.partial(say_warning, text)):  # on stderr when raised, and in log.txt
+            return _train(cfg, run_dir, resume, text, info)
     except TrainingStopped as exc:
         text.keep(str(exc))  # the command line prints it
         raise
@@ -239,6 +242,12 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
         raise
     finally:
         text.close()
+
+
+def say_warning(text: Progress, line: str) -> None:
+    """A warning line on stderr (above the bar, if one is drawn) and in log.txt with its time."""
+    tqdm.write(line, file=sys.stderr)
+    text.keep(line)
 
 
 def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text: Progress,
@@ -328,7 +337,7 @@ def _run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_lo
                     run_log.grid(grid, state.step)
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                 m = cfg.model
-                run_log.log({"step": state.step, **training_record(state.d.module, m.resolution, m.num_classes)})
+                run_log.log({"step": state.step, **spectral_record(state.d.module, m.resolution, m.num_classes)})
             if now.evaluate:
                 evaluate_and_keep_best(state, evaluator, run_log, folder, run_dir, text.message)
             if now.save:
@@ -419,10 +428,3 @@ def pass_on(signum: int) -> None:
         handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
     signal.signal(signum, handler)
     signal.raise_signal(signum)
-
-
-def dry_run_summary(cfg: Config) -> str:
-    """The resolved config and the parameter counts, as printed by `sngan train --dry-run`."""
-    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
-    return (f"{to_yaml(cfg)}generator parameters: {count_parameters(g)}\n"
-            f"discriminator parameters: {count_parameters(d)}")

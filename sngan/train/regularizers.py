@@ -12,22 +12,16 @@
   it with the standard loss of eq. 15 ("For all methods other than WGAN-GP, we used the following standard
   objective function"); the Wasserstein critic with clipping is our extra plan method WGAN-clip.
 
-`regularized_d_loss` and `after_d_update` are the two hooks `sngan.train.steps.d_step` calls; both do nothing when
-the config turns the methods off.
+Pure maths on modules and tensors: `sngan.train.steps` (`regularized_d_loss`, `after_d_update`) applies them as the
+config asks, `sngan.train.state` starts D orthonormal with `orthogonal_init`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-
-from sngan.train.perf import autocast
-
-if TYPE_CHECKING:  # `sngan.train.state` builds D with `orthogonal_init` from here
-    from sngan.train.state import TrainState
 
 GP_EPS = 1e-12  # inside the square root: the norm's gradient stays finite where grad D is exactly 0
 
@@ -84,24 +78,3 @@ def clip_weights(module: nn.Module, c: float) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.weight.clamp_(-c, c)
-
-
-def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tensor, x_fake: torch.Tensor,
-                       y: torch.Tensor | None) -> torch.Tensor:
-    """The D loss plus the gradient penalty and the orthonormal term the config asks for."""
-    cfg = state.cfg.loss
-    if cfg.gp_weight > 0:
-        def critic(x: torch.Tensor) -> torch.Tensor:
-            with autocast(state.perf, state.device):
-                return state.d.trained(x, y)
-
-        loss = loss + cfg.gp_weight * gradient_penalty(critic, x_real, x_fake)
-    if cfg.orthonormal_weight > 0:
-        loss = loss + cfg.orthonormal_weight * orthonormal_penalty(state.d.module)
-    return loss
-
-
-def after_d_update(state: TrainState) -> None:
-    """Weight clipping after the optimiser step, when `optim.d_weight_clip` > 0."""
-    if state.cfg.optim.d_weight_clip > 0:
-        clip_weights(state.d.module, state.cfg.optim.d_weight_clip)

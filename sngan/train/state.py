@@ -224,7 +224,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
             orthogonal_init(d_net)
         discriminator = prepare(d_net.to(device), perf)
-        start_sn(discriminator, cfg.model.sn_init)  # a resumed run then loads its own u, v over these
+        start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
         opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
         opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
         ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None

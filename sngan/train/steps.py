@@ -20,11 +20,32 @@ import torch
 
 from sngan.distributed import SINGLE, DistInfo, mean_over_ranks
 from sngan.errors import TrainingDiverged
-from sngan.records import training_record
+from sngan.records import loss_record
 from sngan.train.ema import ema_update, recalibrate_batchnorm
 from sngan.train.perf import autocast, begin_step, own_memory
-from sngan.train.regularizers import after_d_update, regularized_d_loss
+from sngan.train.regularizers import clip_weights, gradient_penalty, orthonormal_penalty
 from sngan.train.state import TrainState
+
+
+def regularized_d_loss(state: TrainState, loss: torch.Tensor, x_real: torch.Tensor, x_fake: torch.Tensor,
+                       y: torch.Tensor | None) -> torch.Tensor:
+    """The D loss plus the gradient penalty and the orthonormal term the config asks for."""
+    cfg = state.cfg.loss
+    if cfg.gp_weight > 0:
+        def critic(x: torch.Tensor) -> torch.Tensor:
+            with autocast(state.perf, state.device):
+                return state.d.trained(x, y)
+
+        loss = loss + cfg.gp_weight * gradient_penalty(critic, x_real, x_fake)
+    if cfg.orthonormal_weight > 0:
+        loss = loss + cfg.orthonormal_weight * orthonormal_penalty(state.d.module)
+    return loss
+
+
+def after_d_update(state: TrainState) -> None:
+    """Weight clipping after the optimiser step, when `optim.d_weight_clip` > 0."""
+    if state.cfg.optim.d_weight_clip > 0:
+        clip_weights(state.d.module, state.cfg.optim.d_weight_clip)
 
 
 def lr_at(base_lr: float, decay: str, decay_start: int, iterations: int, step: int) -> float:
@@ -79,16 +100,16 @@ def d_step(state: TrainState, d_loss_fn: Callable) -> torch.Tensor:
     y_fake = _fake_labels(state, state.d_batch)
     with torch.no_grad(), autocast(state.perf, state.device):
         x_fake = own_memory(state.g.frozen(z, y_fake), state.perf)
-    y_real = y_real if state.cfg.model.num_classes else None
+    y_cond = y_real if state.cfg.model.num_classes else None  # the labels D sees: none for an unconditional D
     if state.perf.channels_last:
         x_real = x_real.contiguous(memory_format=torch.channels_last)
     with autocast(state.perf, state.device):
         if state.perf.d_single_pass:
-            y_both = None if y_real is None else torch.cat([y_real, y_fake])
+            y_both = None if y_cond is None or y_fake is None else torch.cat([y_cond, y_fake])
             real_logits, fake_logits = state.d.trained(torch.cat([x_real, x_fake]), y_both).split(len(x_real))
         else:
-            real_logits, fake_logits = state.d.trained(x_real, y_real), state.d.trained(x_fake, y_fake)
-    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_real)
+            real_logits, fake_logits = state.d.trained(x_real, y_cond), state.d.trained(x_fake, y_fake)
+    loss = regularized_d_loss(state, d_loss_fn(real_logits.float(), fake_logits.float()), x_real, x_fake, y_cond)
     state.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_d.step()
@@ -156,7 +177,7 @@ class LossWindow:
             raise TrainingDiverged(f"non-finite loss between steps {self.first_step} and {step} (d_loss {d_loss}, "
                                    f"g_loss {g_loss}); no checkpoint written after step {self.first_step - 1}: "
                                    f"lower optim.lr or check the data")
-        return training_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9),
+        return loss_record(step, d_loss, g_loss, lr, self.n / max(time.perf_counter() - self.start, 1e-9),
                                peak_memory(self.device))
 
 

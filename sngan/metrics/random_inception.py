@@ -1,8 +1,8 @@
 """A randomly initialised FID-Inception state dict: the network's exact shapes without the downloaded weights.
 
 For what does not depend on the weights' values: the tests (offline, no 96 MB download) and timing runs on a machine
-that cannot fetch the real weights (scripts/bench_eval.py, scripts/dev/gpu_check.sh, which import it from here with
-the repository root on sys.path). Scores computed with it mean nothing.
+that cannot fetch the real weights (scripts/bench_eval.py, scripts/dev/gpu_check.sh). Scores computed with it mean
+nothing; they are stamped `custom-<sha256 prefix>`, never `pt_inception-2015-12-05`.
 """
 
 from __future__ import annotations
