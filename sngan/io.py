@@ -614,8 +614,8 @@ def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None 
     the file `name` is opened through that folder handle (`Folder.read`); `path` then only names it."""
     path = Path(path)
     try:
-        fd = os.open(path if dir_fd is None else name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
+        target = path if dir_fd is None or name is None else name
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SnganError(f"{path}: is a symbolic link; sngan does not read through links here") from None
