@@ -31,10 +31,10 @@ info = from_env()
 init_process_group(info)
 real_save = loop.save_periodic
 
-def dump_then_save(state, ckpt_dir):  # each rank's own weights in memory, before the checkpoint's rank check
+def dump_then_save(state, *where):  # each rank's own weights in memory, before the checkpoint's rank check
     torch.save({"g": state.g.module.state_dict(), "d": state.d.module.state_dict(), "step": state.step},
                f"{sys.argv[3]}/rank{info.rank}.pt")
-    return real_save(state, ckpt_dir)
+    return real_save(state, *where)
 
 loop.save_periodic = dump_then_save
 loop.train(load_config(sys.argv[1]), sys.argv[2], progress=False, info=info)

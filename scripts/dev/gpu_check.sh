@@ -5,9 +5,9 @@
 #             may mean it: a 1-process torchrun (nccl) job with train.eval_every (IS/FID, random-weight Inception),
 #             train.inspect_every, the EMA generator and sample grids; a single-process run stopped by SIGTERM and
 #             continued with --resume auto (still compiled); `sngan study --jobs 2` (two compiled runs at once);
-#   bench     the table of issue 21: scripts/bench_peer.py, one process, alternating: the peer (pytorch-gan-
-#             collections, fp32 eager) against ours (BENCH_VARIANTS, default eager-fp32,default,default+reduce-
-#             overhead): G-it/s, ms per D and G step, peak memory, % of matmul peak; then a profiler table of the
+#   bench     the table of issue 35: scripts/bench_peer.py, one process, alternating: the peer (pytorch-gan-
+#             collections, fp32 eager) against ours (BENCH_VARIANTS, default eager-fp32,default,default+d-single-
+#             pass; `default` is what perf.compile auto picks on CUDA for 50,000 iterations: CUDA graphs): G-it/s, ms per D and G step, peak memory, % of matmul peak; then a profiler table of the
 #             compiled default (NO_PROFILE=1 skips it);
 #   length    cifar10_resnet.yaml at full width, compiled (reduce-overhead), EMA 0.999 (ours, for the curve), on
 #             CIFAR-10 train, for LENGTH_SECONDS (default 420; the run is stopped by SIGTERM and checkpoints there),
@@ -101,7 +101,7 @@ EOF
 fi
 
 if has bench; then
-    variants=${BENCH_VARIANTS:-eager-fp32,default,default+reduce-overhead}
+    variants=${BENCH_VARIANTS:-eager-fp32,default,default+d-single-pass}
     say "bench: peer vs $variants (one process, alternating)"
     timeout "${BENCH_TIMEOUT:-240}" python3 scripts/bench_peer.py --peer "${PEER:-$data/peer}" \
         --variants "$variants" --iters "${BENCH_ITERS:-20}" --rounds 5 --warmup 10 2>&1 | grep -v Warning \
