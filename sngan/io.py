@@ -654,6 +654,15 @@ def open_input(path: str | Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
+def sha256_file(path: str | Path) -> str:
+    """The sha256 hex digest of an input file (read as `open_input` opens it, in 16 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open_input(path) as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON object as one line (a log grows by appends; a crash can tear only the last line)."""
     refuse_special(Path(path))

@@ -335,7 +335,8 @@ def test_a_staging_folder_of_a_dead_process_is_removed_by_the_next_writer(tmp_pa
     assert (tmp_path / "out.png").read_bytes() == b"png"
 
 
-def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGUSR2])  # USR2: what submitit sends (issue 36)
+def test_a_stop_signal_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path, stop):
     ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
     out = tmp_path / "export"
     proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
@@ -345,10 +346,10 @@ def test_sigterm_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
     while not any(p.name.startswith(".export.") for p in tmp_path.iterdir()):  # the export has begun
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert err.strip().splitlines() == ["stopped by SIGTERM: what this command had not finished was not written"]
+    assert err.strip().splitlines() == [f"stopped by {stop.name}: what this command had not finished was not written"]
     assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder
 
 

@@ -296,20 +296,6 @@ def test_a_second_signal_before_the_stop_checkpoint_stops_at_once_and_after_it_c
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def test_sigusr2_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path):
-    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
-    out = tmp_path / "export"
-    proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
-                             "50000", "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: any(p.name.startswith(".export.") for p in tmp_path.iterdir()), proc, "export")
-    proc.send_signal(signal.SIGUSR2)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143
-    assert err.strip().splitlines() == ["stopped by SIGUSR2: what this command had not finished was not written"]
-    assert sorted(tmp_path.iterdir()) == []
-
-
 def test_writes_through_a_folder_handle_land_in_the_folder_that_was_opened(tmp_path):
     from sngan.io import Folder
 

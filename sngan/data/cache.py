@@ -31,7 +31,7 @@ from sngan.datasets import class_name_problem, dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, Folder, open_regular, remove_dead_stages, stage_name
 
-FORMAT_VERSION = 1
+CACHE_FORMAT = 1  # the packed cache's layout (a checkpoint's is sngan.checkpoint.FORMAT_VERSION)
 SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
 
 
@@ -48,7 +48,7 @@ def open_source(cfg: DataConfig, resolution: int) -> Source:
 
 def cache_key(source: Source, resolution: int, identity: object) -> str:
     """Hex sha256 over everything that makes a packed set what it is."""
-    facts = {"format": FORMAT_VERSION, "source": source.name, "tag": source.tag, "resolution": resolution,
+    facts = {"format": CACHE_FORMAT, "source": source.name, "tag": source.tag, "resolution": resolution,
              "preprocessing": source.preprocessing, "identity": identity}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -126,7 +126,7 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
         count, content = writer.count, writer.finish()
         labels = np.load(tmp / "labels.npy")
         manifest = {
-            "format_version": FORMAT_VERSION, "source": source.name, "root": str(Path(source.root).resolve()),
+            "format_version": CACHE_FORMAT, "source": source.name, "root": str(Path(source.root).resolve()),
             "split": source.tag, "resolution": resolution, "preprocessing": source.preprocessing, "key": key,
             "count": count, "classes": list(result.classes),
             "per_class": np.bincount(labels, minlength=len(result.classes)).tolist(),

@@ -24,7 +24,6 @@ extracted, so scores do not depend on the GPU generation (TF32 changes FID in th
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sngan.errors import InceptionWeightsError, MetricError
-from sngan.io import open_input
+from sngan.io import open_input, sha256_file
 from sngan.metrics.precision import scoring_precision
 
 WEIGHTS_NAME = "pt_inception-2015-12-05"
@@ -79,13 +78,6 @@ def _how_to_supply() -> str:
             f"train.eval_inception_weights during training)")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_input(path) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _download(dest: Path) -> None:
     if os.environ.get("SNGAN_OFFLINE", "") not in ("", "0"):
@@ -101,7 +93,7 @@ def _download(dest: Path) -> None:
 
 def _load(path: Path) -> Weights:
     size = path.stat().st_size
-    sha = _sha256(path)
+    sha = sha256_file(path)
     if path.name == WEIGHTS_FILE and not sha.startswith(WEIGHTS_SHA256_PREFIX):
         raise InceptionWeightsError(f"{path} is corrupt or truncated ({size:,} bytes, sha256 {sha[:8]}..., "
                                     f"expected {WEIGHTS_SHA256_PREFIX}...): delete it and download "

@@ -25,7 +25,7 @@ from sngan.io import atomic_write, open_regular
 from sngan.records import is_number, metric_keys, read_records
 from sngan.report.charts import MAX_LEGEND, Series, figure_image, heatmap_figure, line_chart, plt
 
-FORMATS = (".png", ".pdf", ".svg")  # --out: the composed PNG, or one vector figure (sngan.report.vector)
+OUT_SUFFIXES = (".png", ".pdf", ".svg")  # --out: the composed PNG, or one vector figure (sngan.report.vector)
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 CHART_SIZE = (640, 240)
 GRID_WIDTH = 560  # the sample grid is scaled (by whole factors when enlarged) to about this width
@@ -82,8 +82,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not run_dir.is_dir():
         raise ReportError(f"run directory '{run_dir}' not found")
     out = Path(out) if out is not None else run_dir / "report.png"
-    if out.suffix.lower() not in FORMATS:
-        raise ReportError(f"--out must end in {', '.join(FORMATS)}, got '{out}'")
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise ReportError(f"--out must end in {', '.join(OUT_SUFFIXES)}, got '{out}'")
     records = read_records(run_dir / "metrics.jsonl")
     grid = latest_sample_grid(run_dir)
     if not records and grid is None:

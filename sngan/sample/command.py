@@ -25,11 +25,19 @@ from torch import nn
 from sngan.config import MAX_BATCH, MAX_CLASSES, MAX_GRID
 from sngan.errors import SamplingError
 from sngan.io import publishing
-from sngan.sample.generate import generate, generate_batches, generate_uint8, latents, parse_seeds, seed_latents
+from sngan.sample.generate import (
+    MAX_SEED,
+    generate,
+    generate_batches,
+    generate_uint8,
+    latents,
+    parse_seeds,
+    seed_latents,
+)
 from sngan.sample.interpolation import METHODS, class_path, latent_path
 from sngan.sample.writers import check_output, save_folder, save_gif, save_grid, save_npz, save_strip
 
-FORMATS = ("grid", "folder", "npz", "gif")
+EXPORT_FORMATS = ("grid", "folder", "npz", "gif")
 SUFFIX_FORMATS = {".png": "grid", ".npz": "npz", ".gif": "gif"}
 DEFAULT_NUM = 64  # images in a grid, folder or npz
 DEFAULT_PER_CLASS = 10  # images per class with --classes
@@ -38,9 +46,8 @@ DEFAULT_PATHS = 8  # interpolation paths (strip rows)
 # or npz for an external tool); a grid, strip or GIF frame is held whole in memory and kept to config.MAX_GRID
 # images; batch and class bounds are the config's (`sngan.config`: one definition of each limit).
 MAX_EXPORT = 50_000
-MAX_STEPS = 256  # interpolation frames
+MAX_FRAMES = 256  # interpolation frames
 MAX_NROW = 1024  # images per grid row
-MAX_SEED = 2 ** 63 - 1
 
 
 @dataclass
@@ -70,7 +77,7 @@ class SampleRequest:
         """Every size the user typed, bounded before anything is generated."""
         for option, value, low, high in (("--num", self.num, 1, MAX_EXPORT), ("--batch-size", self.batch_size, 1,
                                          MAX_BATCH), ("--nrow", self.nrow, 1, MAX_NROW),
-                                         ("--interpolate", self.interpolate, 2, MAX_STEPS),
+                                         ("--interpolate", self.interpolate, 2, MAX_FRAMES),
                                          ("--seed", self.seed, 0, MAX_SEED), ("--end-seed", self.end_seed, 0, MAX_SEED),
                                          ("--class", self.class_index if isinstance(self.class_index, int) else None, 0,
                                           MAX_CLASSES), ("--scale", self.scale, 1, 16)):
@@ -144,11 +151,11 @@ def output_format(out: Path, fmt: str | None) -> str:
         fmt: grid, folder, npz, gif, or None.
 
     Returns:
-        One of FORMATS.
+        One of EXPORT_FORMATS.
     """
     if fmt is not None:
-        if fmt not in FORMATS:
-            raise SamplingError(f"--format must be one of {'|'.join(FORMATS)}, got {fmt!r}")
+        if fmt not in EXPORT_FORMATS:
+            raise SamplingError(f"--format must be one of {'|'.join(EXPORT_FORMATS)}, got {fmt!r}")
         return fmt
     if out.is_dir() or out.suffix == "":
         return "folder"

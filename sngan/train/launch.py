@@ -26,7 +26,7 @@ from sngan.checkpoint import checkpoint_step, list_checkpoints, open_checkpoint,
 from sngan.config import Config, apply_overrides, from_dict, load_config, to_yaml
 from sngan.data.cache import check_data_root
 from sngan.errors import SnganError
-from sngan.io import open_input
+from sngan.io import open_input, sha256_file
 from sngan.models import (
     BYTES_PER_TRAINED_PARAMETER,
     build_discriminator,
@@ -89,13 +89,6 @@ class Held:
     step: int | None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_input(path) as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def agree_on_checkpoint(choice: Choice, continuing: bool, info: distributed.DistInfo) -> tuple[bytes | None, str]:
     """Every rank resumes from rank 0's checkpoint, whatever its own node holds: returns that file's bytes (sent by
@@ -143,7 +136,7 @@ def agree_on_checkpoint(choice: Choice, continuing: bool, info: distributed.Dist
             me = held[info.rank]
             first = next(h.rank for h in held if h.view == me.view)
             if mine is not None and me.step == ref_step and me.view != held[0].view and first == info.rank:
-                own_sha = _sha256(mine)
+                own_sha = sha256_file(mine)
         shas = distributed.gather_objects(own_sha, info)
         host0 = held[0].host
         for h, sha in zip(held[1:], shas[1:], strict=True):
