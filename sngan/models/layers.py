@@ -28,6 +28,7 @@ sigma(W) / sigma(W-bar_WN), so the reparametrised weight also starts with W's sp
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -35,18 +36,20 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sngan.config import D_NORMS
-from sngan.models.spectral import FP32SpectralNorm, sn
+from sngan.models.spectral import FP32SpectralNorm, sn, weight_parametrizations
 
 BN_EPS = 2e-5  # every BatchNorm/LayerNorm of G and D (Chainer's default)
 RESIDUAL_GAIN = math.sqrt(2.0)
 WN_EPS = 1e-12
+Weighted = TypeVar("Weighted", nn.Linear, nn.Conv2d, nn.Embedding)  # the layers `glorot` initialises
 
 
-def glorot(module: nn.Module, gain: float = 1.0) -> nn.Module:
+def glorot(module: Weighted, gain: float = 1.0) -> Weighted:
     """Glorot-uniform weights (scaled by `gain`) and zero bias, in place; returns the module."""
     nn.init.xavier_uniform_(module.weight, gain=gain)
-    if getattr(module, "bias", None) is not None:
-        nn.init.zeros_(module.bias)
+    bias = getattr(module, "bias", None)  # nn.Embedding has none
+    if bias is not None:
+        nn.init.zeros_(bias)
     return module
 
 
@@ -214,13 +217,12 @@ def add_learnt_scale(model: nn.Module) -> int:
     """
     count = 0
     for module in model.modules():
-        if not parametrize.is_parametrized(module, "weight"):
-            continue
-        norm = module.parametrizations.weight[0]
-        if not isinstance(norm, (FP32SpectralNorm, UnitRowNorm)):
+        chain = weight_parametrizations(module)
+        norm = chain[0] if chain is not None else None
+        if chain is None or not isinstance(norm, (FP32SpectralNorm, UnitRowNorm)):
             continue
         with torch.no_grad():
-            raw = module.parametrizations.weight.original.double()
+            raw = chain.original.double()
             gamma = torch.linalg.matrix_norm(raw.flatten(1), ord=2)
             if isinstance(norm, UnitRowNorm):
                 gamma = gamma / torch.linalg.matrix_norm(norm(raw).flatten(1), ord=2)

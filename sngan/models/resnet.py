@@ -16,13 +16,23 @@ broadcast over the feature map and concatenated after the third block; no projec
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, norm_weight
 
-LAYOUTS = {
+
+class Layout(TypedDict):
+    bottom_width: int  # G's first feature map is bottom_width x bottom_width
+    g_mult: tuple[int, ...]  # G's widths: g_ch x each
+    d_mult: tuple[int, ...]  # D's block widths: d_ch x each
+    d_down: tuple[bool, ...]  # whether each D block downsamples
+
+
+LAYOUTS: dict[int, Layout] = {
     32: {"bottom_width": 4, "g_mult": (1, 1, 1, 1), "d_mult": (1, 1, 1, 1), "d_down": (True, True, False, False)},
     48: {"bottom_width": 6, "g_mult": (8, 4, 2, 1), "d_mult": (1, 2, 4, 8, 16),
          "d_down": (True, True, True, True, False)},

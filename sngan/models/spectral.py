@@ -63,6 +63,9 @@ class FP32SpectralNorm(nn.Module):
     constants for autograd: the gradient of sigma flows through W only.
     """
 
+    _u: torch.Tensor  # (out,) buffers, registered in __init__
+    _v: torch.Tensor  # (in * kh * kw,)
+
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = SN_EPS,
                  keeps: str = "u"):
         super().__init__()
@@ -128,11 +131,21 @@ def _(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[to
     return weight_mat.new_empty(weight_mat.shape[0]), torch.empty_like(v)
 
 
+def weight_parametrizations(module: nn.Module) -> parametrize.ParametrizationList | None:
+    """The chain of parametrizations on `module.weight` (its raw weight is `.original`), or None if it has none."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    chains = module.parametrizations  # a ModuleDict of ParametrizationList, put there by register_parametrization
+    assert isinstance(chains, nn.ModuleDict)
+    chain = chains["weight"]
+    assert isinstance(chain, parametrize.ParametrizationList)
+    return chain
+
+
 def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
     """(raw weight, its FP32SpectralNorm) for every spectrally normalised weight of `model`, in module order."""
-    return [(m.parametrizations.weight.original, norm) for m in model.modules()
-            if parametrize.is_parametrized(m, "weight") for norm in m.parametrizations.weight
-            if isinstance(norm, FP32SpectralNorm)]
+    chains = [chain for m in model.modules() if (chain := weight_parametrizations(m)) is not None]
+    return [(chain.original, norm) for chain in chains for norm in chain if isinstance(norm, FP32SpectralNorm)]
 
 
 def use_sn_step(model: nn.Module, how: str) -> None:
@@ -196,6 +209,9 @@ def sn(module: nn.Module, power_iterations: int = 1, keeps: str = "u") -> nn.Mod
     (`...parametrizations.weight.original`, `...parametrizations.weight.0._u`, `._v`).
     """
     dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
-    parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, power_iterations, dim,
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"spectral norm needs a module with a weight tensor, got {type(module).__name__}")
+    parametrize.register_parametrization(module, "weight", FP32SpectralNorm(weight, power_iterations, dim,
                                                                             eps=SN_EPS, keeps=keeps))
     return module
