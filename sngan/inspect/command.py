@@ -55,6 +55,7 @@ def inspect_checkpoint(path: str | Path, lipschitz: int = 0, device: torch.devic
 
     opened = open_checkpoint(path, discriminator=True, generator=lipschitz > 0, device=device)
     model, m = opened.discriminator, opened.config.model
+    assert model is not None  # asked for with discriminator=True
     sizes = input_sizes(model, m.resolution, m.num_classes)  # (eval mode: no update)
     rows = layer_spectra(model, sizes)
     upper = graph_lipschitz_bound(model, sizes, probe_inputs(m.resolution, m.num_classes, device))

@@ -42,6 +42,12 @@ RTOL = {True: 1e-6, False: 1e-5}  # Lanczos residual tolerance relative to theta
 MAX_STEPS = 300  # Lanczos steps at most (the basis has that many vectors of the input's size)
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """(H, W) from a per-dimension tuple of a 2-d convolution."""
+    h, w = values
+    return h, w
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """How a Conv2d walks its input: per-dimension (H, W) stride, zero padding and dilation, and channel groups."""
@@ -65,18 +71,19 @@ class ConvGeometry:
                 raise ValueError(f"padding='same' with an even kernel extent {extent} pads asymmetrically; "
                                  "operator norms cover symmetric padding only")
             padding = tuple(e // 2 for e in extent)
-        return cls(tuple(conv.stride), tuple(padding), tuple(conv.dilation), conv.groups)
+        assert not isinstance(padding, str)  # "valid" and "same" are the only strings Conv2d takes
+        return cls(_pair(conv.stride), _pair(padding), _pair(conv.dilation), conv.groups)
 
     def output_size(self, kernel: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
-        return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-                     zip(size, self.padding, self.dilation, kernel.shape[2:], self.stride, strict=True))
+        return _pair(tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                           zip(size, self.padding, self.dilation, kernel.shape[2:], self.stride, strict=True)))
 
     def output_padding(self, kernel: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
         """What `conv_transpose2d` must add so that the adjoint maps back onto the full (H, W) input: the rows and
         columns the strided conv never reads (0 <= value < stride)."""
-        return tuple(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1) for n, m, s, p, d, k in
-                     zip(size, self.output_size(kernel, size), self.stride, self.padding, self.dilation,
-                         kernel.shape[2:], strict=True))
+        return _pair(tuple(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1) for n, m, s, p, d, k in
+                           zip(size, self.output_size(kernel, size), self.stride, self.padding, self.dilation,
+                               kernel.shape[2:], strict=True)))
 
 
 def apply(kernel: torch.Tensor, x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
@@ -174,5 +181,5 @@ def circular_bound(kernel: torch.Tensor, size: tuple[int, int], geometry: ConvGe
                    exact: bool = True) -> float:
     """A certified upper bound of `conv_operator_norm`: the circular norm on the zero-padded grid (module doc)."""
     full = dense_kernel(kernel.detach(), geometry)
-    grid = tuple(max(n + 2 * p, k) for n, p, k in zip(size, geometry.padding, full.shape[2:], strict=True))
+    grid = _pair(tuple(max(n + 2 * p, k) for n, p, k in zip(size, geometry.padding, full.shape[2:], strict=True)))
     return circular_norm(full, grid, exact)

@@ -23,8 +23,11 @@ FEW_VALUES = 8  # layers with at most this many singular values get a marker on 
 def layer_styles(names: list[str]) -> dict[str, dict[str, Any]]:
     """{layer: matplotlib line keywords}, a distinct (colour, line style) pair per layer, in first-seen order."""
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    colours = colormaps["tab20"].colors
+    palette = colormaps["tab20"]  # a qualitative map: a listed sequence of 20 colours
+    assert isinstance(palette, ListedColormap) and isinstance(palette.colors, (list, tuple))
+    colours = palette.colors
     return {name: {"color": colours[i % len(colours)], "linestyle": LINE_STYLES[i // len(colours) % 4]}
             for i, name in enumerate(names)}
 

@@ -48,6 +48,8 @@ class LipschitzBound:
 def used_weight(module: nn.Module) -> torch.Tensor:
     """The weight `module` runs with in eval mode: W / sigma-hat for plain SN, else `spectra.used_weight`."""
     state = spectra.sn_state(module)
+    if state is None:
+        raise TypeError(f"{type(module).__name__} has no weight matrix to bound")
     used = spectra.used_weight(module)
     if used is not None:
         return used
@@ -59,8 +61,11 @@ def layer_bound(module: nn.Module, size: tuple[int, ...], exact: bool = True) ->
     """A certified upper bound of the operator norm of `module` as it runs (input spatial `size` for convs)."""
     weight = used_weight(module)
     if isinstance(module, nn.Conv2d):
-        return conv_norm.circular_bound(weight, tuple(size), conv_norm.ConvGeometry.of(module), exact)
-    return spectra.matrix_sigma(weight, spectra.sn_state(module).dim, exact)
+        height, width = size
+        return conv_norm.circular_bound(weight, (height, width), conv_norm.ConvGeometry.of(module), exact)
+    state = spectra.sn_state(module)
+    assert state is not None  # used_weight has raised otherwise
+    return spectra.matrix_sigma(weight, state.dim, exact)
 
 
 def _is_identity(module: nn.Module) -> bool:
@@ -84,7 +89,8 @@ def _block(block: nn.Module, norm: dict[nn.Module, float]) -> float | None:
 
 def _chain(blocks: nn.Sequential, norm: dict[nn.Module, float]) -> float | None:
     bounds = [_block(b, norm) for b in blocks]
-    return None if any(b is None for b in bounds) else math.prod(bounds)
+    known = [b for b in bounds if b is not None]
+    return math.prod(known) if len(known) == len(bounds) else None
 
 
 def _final_map_size(model: nn.Module, trunk: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, int]:

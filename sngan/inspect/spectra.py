@@ -42,10 +42,11 @@ def sn_state(module: nn.Module) -> SNState | None:
         keeps_v = getattr(norm, "keeps", "v") == "v"  # the authors' step (keeps u) never reads the stored v
         return SNState(params.weight.original.detach(), getattr(norm, "_u", None),
                        getattr(norm, "_v", None) if keeps_v else None, getattr(norm, "dim", 0))
-    if isinstance(getattr(module, "weight_orig", None), torch.Tensor):  # attribute-style implementations
+    weight_orig = getattr(module, "weight_orig", None)
+    if isinstance(weight_orig, torch.Tensor):  # attribute-style implementations
         u = getattr(module, "u", getattr(module, "weight_u", None))
         v = getattr(module, "v", getattr(module, "weight_v", None))
-        return SNState(module.weight_orig.detach(), u, v, getattr(module, "dim", 0))
+        return SNState(weight_orig.detach(), u, v, getattr(module, "dim", 0))
     weight = getattr(module, "weight", None)
     if isinstance(weight, torch.Tensor) and weight.dim() >= 2:  # an unnormalised layer: exact values only
         return SNState(weight.detach(), None, None, 0)
@@ -65,7 +66,9 @@ def used_weight(module: nn.Module) -> torch.Tensor | None:
     modes = [m.training for m in chain]
     chain.eval()
     try:
-        return module.weight.detach()
+        weight = module.weight  # the chain's output: a tensor
+        assert isinstance(weight, torch.Tensor)
+        return weight.detach()
     finally:
         for m, mode in zip(chain, modes, strict=True):
             m.train(mode)

@@ -89,6 +89,7 @@ def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], exact: bo
     with torch.no_grad():
         for name, module in spectra.weight_layers(model).items():
             state = spectra.sn_state(module)
+            assert state is not None  # weight_layers keeps the modules that have a weight matrix
             size = tuple(sizes.get(name, ()))
             sigma = spectra.matrix_sigma(state.weight, state.dim, exact)
             row = LayerSpectrum(name=name, kind=kind_of(module), shape=list(state.weight.shape),
