@@ -111,6 +111,7 @@ class DinoFeatures(nn.Module):
 
     fd_network = DINOV2_MODEL
     feature_input = "dinov2"
+    probe: torch.Tensor  # (1, 3, 8, 8) buffer, registered in __init__
 
     def __init__(self, model: nn.Module, inception: InceptionFeatures | None = None):
         super().__init__()
@@ -191,7 +192,7 @@ def stats_record(net: ScoringNetwork) -> dict[str, str]:
 
 def score_record(net: ScoringNetwork) -> dict[str, str | None]:
     """What a score record says of the networks (DINOv2 for FD and the Inception for IS, or the Inception)."""
-    return net.score_record() if isinstance(net, DinoFeatures) else stats_record(net)
+    return net.score_record() if isinstance(net, DinoFeatures) else dict(stats_record(net))
 
 
 def load_dinov2(repo: str | Path | None = None, device: str | torch.device = "cpu",

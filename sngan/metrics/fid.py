@@ -106,6 +106,7 @@ class FeatureStats:
             self._shift = x.mean(dim=0)
             self._sum = torch.zeros_like(self._shift)
             self._outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+        assert self._sum is not None and self._outer is not None  # set with the shift, at the first update
         x = x - self._shift
         self._sum += x.sum(dim=0)
         self._outer += x.T @ x  # (D, B) @ (B, D) -> (D, D)
@@ -115,6 +116,7 @@ class FeatureStats:
         """(mu (D,), sigma (D, D)) as float64 numpy arrays; needs at least 2 rows."""
         if self.count < 2:
             raise MetricError(f"a covariance needs at least 2 images, got {self.count}")
+        assert self._shift is not None and self._sum is not None and self._outer is not None  # rows were added
         mean_shifted = self._sum / self.count
         sigma = (self._outer - self.count * torch.outer(mean_shifted, mean_shifted)) / (self.count - 1)
         return (mean_shifted + self._shift).cpu().numpy(), sigma.cpu().numpy()

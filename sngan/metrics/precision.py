@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 
+def _cudnn_conv() -> Any:
+    """`torch.backends.cudnn.conv` (torch >= 2.9), or None. Read by name: torch swaps that module for an object at
+    import and declares its attributes to type checkers by hand, without `conv`."""
+    return getattr(torch.backends.cudnn, "conv", None)
+
+
 def _new_api() -> bool:
-    return getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None
+    return getattr(_cudnn_conv(), "fp32_precision", None) is not None
 
 
 def set_tf32(allow: bool) -> None:
     """TF32 on or off for float32 cuDNN convolutions and CUDA matmuls (process-wide)."""
     if _new_api():
-        torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = (
-            "tf32" if allow else "ieee")
+        _cudnn_conv().fp32_precision = torch.backends.cuda.matmul.fp32_precision = "tf32" if allow else "ieee"
     else:
         torch.backends.cuda.matmul.allow_tf32 = allow
         torch.backends.cudnn.allow_tf32 = allow
@@ -32,14 +38,14 @@ def set_tf32(allow: bool) -> None:
 def saved_tf32() -> tuple:
     """The current float32 matmul/conv settings, for `restore_tf32`."""
     if _new_api():
-        return (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+        return (_cudnn_conv().fp32_precision, torch.backends.cuda.matmul.fp32_precision)
     return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
 
 
 def restore_tf32(saved: tuple) -> None:
     """Put back what `saved_tf32` returned."""
     if _new_api():
-        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+        _cudnn_conv().fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
     else:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 

@@ -26,6 +26,7 @@ def random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
         elif isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.1, 0.1)
+            assert m.running_mean is not None and m.running_var is not None  # track_running_stats, as built
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
         elif isinstance(m, torch.nn.Linear):

@@ -31,7 +31,7 @@ from sngan.config import DataConfig
 from sngan.datasets import dataset
 from sngan.errors import MetricError
 from sngan.io import atomic_write, open_input
-from sngan.metrics.dinov2 import features_of
+from sngan.metrics.dinov2 import ScoringNetwork, features_of
 from sngan.metrics.fid import FeatureStats
 
 
@@ -54,8 +54,7 @@ def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
-def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                  batch_size: int, device: torch.device | str,
+def feature_stats(images: np.ndarray, net: ScoringNetwork, batch_size: int, device: torch.device | str,
                   keep: list[np.ndarray] | None = None, progress: bool = False,
                   log: Callable[[str], None] | None = None,
                   indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +62,7 @@ def feature_stats(images: np.ndarray, net: Callable[[torch.Tensor], tuple[torch.
 
     Args:
         images: real images, uint8 (N, H, W, 3).
-        net: the Inception (`InceptionFeatures`), already on `device`.
+        net: the scoring network (`InceptionFeatures`, or `DinoFeatures`), already on `device`.
         batch_size: images per forward pass.
         device: where batches go.
         keep: when given, each batch's float32 features (B, 2048) are appended to it.
@@ -168,7 +167,8 @@ def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, protocol: di
         The path written.
     """
     record = np.array(json.dumps(protocol, sort_keys=True))
-    arrays = {} if features is None else {"features": np.asarray(features, np.float32)}
+    # typed Any: numpy's `savez` stub would check these values against its keyword `allow_pickle: bool`
+    arrays: dict[str, Any] = {} if features is None else {"features": np.asarray(features, np.float32)}
     arrays |= {} if labels is None else {"labels": np.asarray(labels, np.int64)}
     return atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, protocol=record, **arrays))
 
