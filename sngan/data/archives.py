@@ -154,7 +154,9 @@ class Files:
                     for member in tar:
                         name = member.name.removeprefix("./").removeprefix(self.prefix + "/")
                         if member.isfile() and name in wanted and name not in found:
-                            found[name] = tar.extractfile(member).read()
+                            data = tar.extractfile(member)
+                            assert data is not None  # a regular file's member
+                            found[name] = data.read()
         except (OSError, EOFError, tarfile.TarError, __import__("zlib").error) as exc:
             raise DataError(f"'{self.where}' is present but unreadable ({type(exc).__name__}: {exc})") from None
         missing = [n for n in names if n not in found]
@@ -164,7 +166,9 @@ class Files:
 
 
 def _md5_notices(found: dict[str, bytes | np.ndarray], official: dict[str, str], where: str) -> list[str]:
-    differ = [n for n in sorted(found) if n in official and hashlib.md5(found[n]).hexdigest() != official[n]]
+    # numpy declares arrays' buffer protocol to type checkers for Python >= 3.12 only
+    differ = [n for n in sorted(found)
+              if n in official and hashlib.md5(found[n]).hexdigest() != official[n]]  # type: ignore[arg-type]
     if not differ:
         return []
     return [f"md5 of {', '.join(differ)} in {where} differs from the official file (read anyway; shapes and labels "
@@ -201,6 +205,7 @@ def _cifar_labels(raw: object, bad) -> np.ndarray:
     """(N,) int64 from a batch's 'labels': a list of Python or numpy integers, or an integer array, all in 0..9.
     Anything else is refused naming the first bad entry, before a conversion could truncate a float (0.5 -> 0) or
     overflow on a huge integer (2**70)."""
+    values: np.ndarray | list | tuple
     if isinstance(raw, np.ndarray):
         if raw.ndim != 1 or raw.dtype.kind not in "iu":
             raise bad(f"'labels' must be integers 0..9, got a {raw.dtype} array of shape {raw.shape}")
@@ -240,7 +245,7 @@ def _cifar_classes(found: dict[str, bytes | np.ndarray], where: str, notices: li
         return CIFAR10_CLASSES
     try:
         meta = safe_unpickle(bytes(found["batches.meta"]))
-        listed = meta.get("label_names", meta.get(b"label_names", ()))
+        listed = meta.get("label_names", meta.get(b"label_names", ())) if isinstance(meta, dict) else ()
         names_read = tuple(class_name_text(n) for n in listed) if isinstance(listed, (list, tuple)) else ()
     except Exception:
         names_read = ()

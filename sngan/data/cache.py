@@ -26,7 +26,7 @@ import numpy as np
 
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter, Source
-from sngan.data.sources import ImageSet, synthetic_shapes
+from sngan.data.sources import ArchiveSource, ImageSet, synthetic_shapes
 from sngan.datasets import class_name_problem, dataset
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, Folder, open_regular, remove_dead_stages, stage_name
@@ -172,6 +172,7 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
     root = Path(cfg.root)
     if kind.downloads:
         source = open_source(cfg, resolution)
+        assert isinstance(source, ArchiveSource)  # the datasets that download are read from their archives
         if source.files.present:
             return []
         cached = _cached_folders(cfg, source.name, source.tag, resolution)

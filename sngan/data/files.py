@@ -126,7 +126,7 @@ def _resize_short(img: Image.Image, side: int, resample: int) -> Image.Image:
 
 def folder_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
     """Short side to `resolution` (bilinear), centre crop -> (R, R, 3) uint8."""
-    img = _centre_crop(_resize_short(img, resolution, Image.BILINEAR), resolution)
+    img = _centre_crop(_resize_short(img, resolution, Image.Resampling.BILINEAR), resolution)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -134,9 +134,9 @@ def imagenet_transform(img: Image.Image, resolution: int) -> np.ndarray | str:
     """The authors' ImageNet preprocessing -> (R, R, 3) uint8, or the reason the image is dropped."""
     if min(img.size) < IMAGENET_MIN_SIDE:
         return f"side < {IMAGENET_MIN_SIDE}"
-    img = _centre_crop(_resize_short(img, IMAGENET_MIN_SIDE, Image.LANCZOS), IMAGENET_MIN_SIDE)
+    img = _centre_crop(_resize_short(img, IMAGENET_MIN_SIDE, Image.Resampling.LANCZOS), IMAGENET_MIN_SIDE)
     if resolution != IMAGENET_MIN_SIDE:
-        img = img.resize((resolution, resolution), Image.BILINEAR)
+        img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
 
 

@@ -161,9 +161,10 @@ def _download(url: str, root: Path, md5: str, what: str, place: str) -> None:
                         f"{place}") from None
 
 
-class _ArchiveSource:
+class ArchiveSource:
     """What CIFAR-10 and STL-10 share: files in `root` as a folder or the official archive, read once."""
 
+    name: str  # data.name
     folder: str
     archive: str
     url: str
@@ -212,7 +213,7 @@ class _ArchiveSource:
         return chunk
 
 
-class Cifar10Source(_ArchiveSource):
+class Cifar10Source(ArchiveSource):
     """CIFAR-10: `train` (50,000 images) or `test` (10,000), 32x32, 10 classes, from the python batches."""
 
     name = "cifar10"
@@ -231,7 +232,7 @@ class Cifar10Source(_ArchiveSource):
         return read_cifar10(self.root, self.split)
 
 
-class Stl10Source(_ArchiveSource):
+class Stl10Source(ArchiveSource):
     """STL-10 (96x96 binary files), resized with antialiasing to `model.resolution`."""
 
     name = "stl10"

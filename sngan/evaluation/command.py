@@ -36,7 +36,8 @@ from sngan.evaluation.scoring import (
 from sngan.metrics.dinov2 import DinoFeatures, ScoringNetwork, feature_dim_of, load_dinov2_model
 from sngan.metrics.extra import EXTRA, parse_metrics, values_of
 from sngan.metrics.inception import load_inception
-from sngan.metrics.stats import load_stats
+from sngan.metrics.stats import ReferenceStats, load_stats
+from sngan.sample.generate import latent_sizes
 
 
 def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Path | None = None,
@@ -74,8 +75,10 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
 
     opened = open_checkpoint(ckpt, generator=True, ema=ema, device=device)  # fails before the weights are fetched
     cfg = from_dict(apply_overrides(opened.config.to_dict(), overrides)) if overrides else opened.config
+    generator = opened.generator
+    assert generator is not None  # asked for with generator=True
     ref = checked_stats(stats, extra)  # a missing or too thin --stats file fails before anything is generated
-    if labelled(extra) and not opened.generator.num_classes:
+    if labelled(extra) and not latent_sizes(generator)[1]:
         raise MetricError("intra_fid needs a conditional checkpoint (model.num_classes > 0); this one is "
                           "unconditional")
     if ref is None:
@@ -91,7 +94,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
                               net, batch_size, log, bool(extra))
     ref = broadcast_object(ref if info.is_main else None, info)
     check_reference(ref, net)
-    metrics = score_generator(opened.generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
+    metrics = score_generator(generator, net, protocol, ref, seed, batch_size, info, extra, progress, log)
     return protocol_record(protocol, net, ref, checkpoint=str(ckpt), step=int(opened.state["step"]), seed=seed,
                            generator=opened.generator_name, device=str(device), metrics=metrics,
                            warnings=count_warnings(protocol, (ref.protocol or {}).get("num_real"),
@@ -109,7 +112,7 @@ def scoring_network(protocol: Protocol, weights: str | Path | None, device: str 
     return DinoFeatures(model.to(device), load_inception(weights, device, protocol.inception_input))
 
 
-def checked_stats(stats: str | Path | None, extra: tuple[str, ...]):
+def checked_stats(stats: str | Path | None, extra: tuple[str, ...]) -> ReferenceStats | None:
     """The --stats file, refused at once when a metric asked for needs features it does not hold."""
     if stats is None:
         return None
@@ -140,13 +143,17 @@ def evaluate_images(images: ImageInput, protocol: Protocol, *, stats: str | Path
                     dinov2_repo: str | Path | None = None) -> dict[str, Any]:
     """IS, FID and the `extra` metrics of `images` against `stats` or the images `ref_images`, with the record."""
     ref = checked_stats(stats, extra)
+    if ref is None and ref_images is None:
+        raise MetricError("images are scored against a reference: give --stats FILE or --ref PATH")
     if ref_images is not None and protocol.num_real is not None and protocol.num_real > ref_images.count:
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but --ref "
                           f"{ref_images.describe()}: use --protocol quick or --num-real {ref_images.count}")
     net = scoring_network(protocol, weights, device, dinov2_repo)
-    reals = [] if ref is not None else [(ref_images.count if protocol.num_real is None else protocol.num_real, "real")]
+    reals: list[tuple[int | None, str]] = [] if ref is not None or ref_images is None else [
+        (ref_images.count if protocol.num_real is None else protocol.num_real, "real")]
     announce_cost(net, [(protocol.num_generated, "generated")] + reals, log)
     if ref is None:
+        assert ref_images is not None  # checked at the top
         log(f"computing reference statistics of {ref_images.describe()}")
         ref = stats_of_images(ref_images, protocol.num_real, net, batch_size, bool(extra), progress, log)
     check_reference(ref, net)
@@ -206,6 +213,7 @@ def evaluate_command(ckpt: Path | None, protocol: str, *, num_samples: int | Non
     info = distributed.from_env()
     distributed.init_process_group(info)
     try:
+        assert ckpt is not None  # exactly one of ckpt, images (checked above)
         record = evaluate_checkpoint(ckpt, chosen, stats=stats, batch_size=batch_size, seed=seed, ema=ema,
                                      weights=weights, device=distributed.resolve_device(device, info),
                                      log=log if info.is_main else lambda message: None, info=info, extra=extra,

@@ -65,6 +65,7 @@ class ImageInput:
     def selected_batches(self, keep: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         """The images whose `keep` (count,) is True, in file order, as uint8 (B, H, W, 3) batches."""
         if self.kind == "folder":
+            assert self.files is not None  # a folder input lists its files
             chosen = np.flatnonzero(keep)
             for start in range(0, len(chosen), batch_size):
                 yield np.stack([self._decode(self.files[i]) for i in chosen[start:start + batch_size]])
@@ -84,6 +85,7 @@ class ImageInput:
         if self.kind == "npz":
             yield from self._npz_batches(num, batch_size)
             return
+        assert self.files is not None  # a folder input lists its files
         for start in range(0, num, batch_size):
             yield np.stack([self._decode(f) for f in self.files[start:min(start + batch_size, num)]])
 

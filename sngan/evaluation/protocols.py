@@ -139,8 +139,9 @@ def metric_names(protocol: Protocol, real: dict[str, Any] | None) -> tuple[str, 
     is_name = f"is{count_label(protocol.num_generated)}"
     if protocol.splits != 10:
         is_name += f"_{protocol.splits}splits"
-    known = real is not None and "split" in real and "num_real" in real
-    label = f"{real['split']}{count_label(real['num_real'])}" if known else "ext"
+    label = "ext"
+    if real is not None and "split" in real and "num_real" in real:
+        label = f"{real['split']}{count_label(real['num_real'])}"
     trunc = "" if protocol.truncation is None else f"_trunc{protocol.truncation:g}"  # e.g. fid5k_train10k_trunc0.5
     default = protocol.inception_input == DEFAULT_INCEPTION_INPUT
     path = "" if default else "_" + protocol.inception_input.replace("-", "")

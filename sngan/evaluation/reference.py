@@ -211,6 +211,7 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
         ref = stats_of_images(source, num, net, batch_size, features, progress, log,
                               label=folder_label(source.path) if source.kind == "folder" else "ref")
     else:
+        assert config is not None  # exactly one of config, images (checked above)
         cfg = load_config(config, overrides)
         check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
         net = network(device)
@@ -219,10 +220,14 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
             announce_cost(net, [(num or dataset(cfg.data.name).known_size(cfg.data), "real")], log)
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
                               batch_size, log, features)
+    record = ref.protocol
+    if record is None:  # a cached file of another tool
+        raise MetricError(f"{ref.path}: these cached statistics carry no record of what they were computed from; "
+                          f"delete the file to rebuild it")
     with publishing(out, force) as stage:
-        save_stats(stage, ref.mu, ref.sigma, ref.protocol, ref.features, ref.labels)
-    log(f"wrote {out}: {ref.protocol['num_real']} {ref.protocol['dataset']} {ref.protocol['split']} images, "
-        f"{ref.protocol['network']}, {recorded_input(ref.protocol)} input"
+        save_stats(stage, ref.mu, ref.sigma, record, ref.features, ref.labels)
+    log(f"wrote {out}: {record['num_real']} {record['dataset']} {record['split']} images, "
+        f"{record['network']}, {recorded_input(record)} input"
         + (f" (cache {ref.path})" if ref.path else ""))
 
 

@@ -30,7 +30,7 @@ from sngan.metrics.inception import FEATURE_DIM, load_inception
 from sngan.metrics.precision import scoring_precision
 from sngan.metrics.stats import ReferenceStats, uint8_to_unit
 from sngan.progress import PassProgress, cpu_hint
-from sngan.sample.generate import generate, latents
+from sngan.sample.generate import generate, latent_sizes, latents
 from sngan.sample.writers import to_uint8
 
 EVAL_BATCH = 100  # images per Inception pass during training (the authors' evaluation batch)
@@ -71,8 +71,8 @@ def score_generator(generator: nn.Module, net: ScoringNetwork, protocol: Protoco
         {is name: mean, is name + '_std': std, fid name: value, extra names: values}.
     """
     check_scoring(ref, net, protocol)
-    z, y = latents(protocol.num_generated, generator.z_dim, generator.num_classes, seed,
-                   truncation=protocol.truncation)
+    z_dim, num_classes = latent_sizes(generator)
+    z, y = latents(protocol.num_generated, z_dim, num_classes, seed, truncation=protocol.truncation)
     all_starts = list(range(0, protocol.num_generated, batch_size))
     starts = all_starts[info.rank::info.world_size]  # rank r scores batches r, r + W, r + 2W, ...
     bar = PassProgress(protocol.num_generated, "generate + inception pass", progress and info.is_main, log=log,
@@ -88,19 +88,20 @@ def score_generator(generator: nn.Module, net: ScoringNetwork, protocol: Protoco
     bar.close()
     if not info.enabled:
         return metrics_from_outputs(torch.cat(logits), [f for f in kept if len(f)], protocol, ref, extra, y,
-                                    generator.num_classes)
+                                    num_classes)
     # every rank's rows go to rank 0 as plain tensors (logits (n, 1008), FD features (m, D)), which puts the
     # batches back in index order and scores them; the others receive the numbers
     local_logits = torch.cat(logits) if logits else torch.empty(0, 1008)
     local_features = torch.cat([f.cpu() for f in kept]) if kept else torch.empty(0, feature_dim_of(net))
-    parts = gather_rows(local_logits, info), gather_rows(local_features, info)
+    logits_parts, feature_parts = gather_rows(local_logits, info), gather_rows(local_features, info)
     scores = None
     with together(info, "scoring the gathered features"):
         if info.is_main:
-            ordered_logits, ordered_features = _in_batch_order(*parts, all_starts, protocol, batch_size,
-                                                               info.world_size)
+            assert logits_parts is not None and feature_parts is not None  # rank 0 receives every rank's rows
+            ordered_logits, ordered_features = _in_batch_order(logits_parts, feature_parts, all_starts, protocol,
+                                                               batch_size, info.world_size)
             scores = metrics_from_outputs(torch.cat(ordered_logits), [f for f in ordered_features if len(f)],
-                                          protocol, ref, extra, y, generator.num_classes)
+                                          protocol, ref, extra, y, num_classes)
     return broadcast_object(scores, info)
 
 

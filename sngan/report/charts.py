@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -29,8 +30,10 @@ Series = dict[str, list[tuple[float, float]]]  # name -> [(x, y), ...]
 
 def figure_image(fig: Figure) -> Image.Image:
     """Render `fig` and close it; an RGB image of the figure's size in pixels."""
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())  # (H, W, 4)
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # pyplot's figures, under the Agg backend chosen above
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())  # (H, W, 4)
     plt.close(fig)
     return Image.fromarray(rgba[:, :, :3].copy())
 
@@ -111,7 +114,9 @@ def draw_heatmap(ax: plt.Axes, series: Series, title: str) -> None:
     image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap="viridis")
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_yticks(range(len(names)), [n.split("/", 1)[-1] for n in names], fontsize=7)
-    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int)) if steps else []
+    ticks: np.ndarray | list[int] = []  # at most 8 step columns, evenly spread
+    if steps:
+        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
     ax.set_xticks(ticks, [f"{steps[j]:g}" for j in ticks], fontsize=7)
     ax.set_xlabel("step", fontsize=8)
     ax.figure.colorbar(image, ax=ax, pad=0.01).ax.tick_params(labelsize=7)

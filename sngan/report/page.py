@@ -130,7 +130,7 @@ def _title(run_dir: Path, records: list[dict[str, Any]]) -> tuple[str, str]:
     config_path = run_dir / "config.yaml"
     name = run_dir.resolve().name
     try:
-        cfg = read_yaml(config_path) if config_path.exists() else None  # bounded: size, depth, UTF-8
+        cfg = read_yaml(config_path)  # bounded: size, depth, UTF-8; a ConfigError when missing
         model, data = cfg["model"], cfg["data"]
         classes = f", {model['num_classes']} classes" if model["num_classes"] else ""
         name += f"  -  {model['arch']} {model['resolution']}px, {data['name']}{classes}"

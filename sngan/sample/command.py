@@ -16,7 +16,7 @@ issue 30, else '0', '1', ...) or its index: `--class K` makes every image class 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from sngan.sample.generate import (
     generate,
     generate_batches,
     generate_uint8,
+    latent_sizes,
     latents,
     parse_seeds,
     seed_latents,
@@ -180,21 +181,25 @@ def export(generator: nn.Module, request: SampleRequest, class_names: list[str] 
     if request.class_index is not None and request.classes is not None:
         raise SamplingError("--class and --classes exclude each other: --class K for one class, --classes for "
                             "several")
-    names = [str(k) for k in range(generator.num_classes)] if class_names is None else list(class_names)
-    if len(names) != generator.num_classes:
-        raise SamplingError(f"{len(names)} class names for a model of {generator.num_classes} classes")
-    if request.class_index is not None:
-        request = replace(request, class_index=class_index(request.class_index, names))
+    num_classes = latent_sizes(generator)[1]
+    names = [str(k) for k in range(num_classes)] if class_names is None else list(class_names)
+    if len(names) != num_classes:
+        raise SamplingError(f"{len(names)} class names for a model of {num_classes} classes")
+    label = None if request.class_index is None else class_index(request.class_index, names)
     classes = parse_classes(request.classes, names) if request.classes is not None else None
     if request.interpolate is not None or fmt == "gif":
-        return _interpolation(generator, request, fmt, classes)
+        return _interpolation(generator, request, fmt, label, classes)
     if request.method is not None or request.end_seed is not None:
         raise SamplingError("--interp and --end-seed apply only with --interpolate STEPS")
-    return _samples(generator, request, fmt, classes, names)
+    return _samples(generator, request, fmt, label, classes, names)
 
 
-def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: list[int] | None,
+def _samples(generator: nn.Module, request: SampleRequest, fmt: str, label: int | None, classes: list[int] | None,
              names: list[str]) -> list[Path]:
+    """`label`: the class of every image (--class, resolved), or None."""
+    nrow: int | None
+    labels: torch.Tensor | None
+    seeds: list[int] | None = None
     if classes is not None:
         if request.seeds is not None:
             raise SamplingError("--seeds does not apply with --classes: use --seed and --num per class")
@@ -211,15 +216,16 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
             raise SamplingError("--seeds and --num exclude each other: --seeds gives one image per seed")
         num, nrow = len(seeds) if seeds else request.num or DEFAULT_NUM, request.nrow
         check_count(num, MAX_EXPORT, "the export")
-        labels = None if request.class_index is None else torch.full((num,), request.class_index)
+        labels = None if label is None else torch.full((num,), label)
     if fmt == "grid":
         check_count(num, MAX_GRID, "the grid")
     check_output(request.out, fmt == "folder", request.force)
-    if request.seeds is not None and classes is None:
-        z, y = seed_latents(seeds, generator.z_dim, generator.num_classes, labels, request.truncation)
+    z_dim, num_classes = latent_sizes(generator)
+    if seeds is not None:
+        z, y = seed_latents(seeds, z_dim, num_classes, labels, request.truncation)
     else:
-        z, y = latents(num, generator.z_dim, generator.num_classes, request.seed, labels, request.truncation)
-    file_names = [f"seed{s:04d}" for s in seeds] if request.seeds is not None and classes is None else None
+        z, y = latents(num, z_dim, num_classes, request.seed, labels, request.truncation)
+    file_names = None if seeds is None else [f"seed{s:04d}" for s in seeds]
     with publishing(request.out, request.force) as stage:  # the old export stays until the new one is whole
         if fmt == "grid":
             save_grid(generate(generator, z, y, request.batch_size, request.progress), stage, nrow)
@@ -232,7 +238,7 @@ def _samples(generator: nn.Module, request: SampleRequest, fmt: str, classes: li
     return paths if fmt == "folder" else [request.out]
 
 
-def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
+def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str, label: int | None,
                    classes: list[int] | None) -> list[Path]:
     steps = request.interpolate
     if steps is None:
@@ -244,10 +250,11 @@ def _interpolation(generator: nn.Module, request: SampleRequest, fmt: str,
         check_output(path, False, request.force)
     rows = request.num or DEFAULT_PATHS
     check_count(rows * steps, MAX_GRID, "the interpolation strip")
+    y: torch.Tensor | None
     if classes is not None:
         z, y = _class_interpolation(generator, request, classes, rows, steps)
     else:
-        z, y = _latent_interpolation(generator, request, rows, steps)
+        z, y = _latent_interpolation(generator, request, label, rows, steps)
     images = generate(generator, z, y, request.batch_size, request.progress)  # (rows * steps, 3, H, W)
     with publishing(strip_path, request.force) as strip, publishing(gif_path, request.force) as gif:
         save_strip(images, steps, strip, request.scale)
@@ -263,20 +270,23 @@ def _class_interpolation(generator: nn.Module, request: SampleRequest, classes: 
     if request.method is not None or request.end_seed is not None:
         raise SamplingError("--interp and --end-seed apply to latent interpolation; class interpolation keeps z "
                             "fixed")
-    z, _ = latents(rows, generator.z_dim, 0, request.seed)
-    weights = class_path(classes, steps, generator.num_classes)  # (steps, K)
+    z_dim, num_classes = latent_sizes(generator)
+    z, _ = latents(rows, z_dim, 0, request.seed)
+    weights = class_path(classes, steps, num_classes)  # (steps, K)
     return z.repeat_interleave(steps, dim=0), weights.repeat(rows, 1)
 
 
-def _latent_interpolation(generator: nn.Module, request: SampleRequest, rows: int,
+def _latent_interpolation(generator: nn.Module, request: SampleRequest, label: int | None, rows: int,
                           steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Row r goes from latent r of `--seed` to latent r of `--end-seed` (default seed + 1), class held fixed."""
+    """Row r goes from latent r of `--seed` to latent r of `--end-seed` (default seed + 1), class `label` held
+    fixed (or drawn per row when None)."""
     method = request.method or "slerp"
     if method not in METHODS:
         raise SamplingError(f"--interp must be one of {'|'.join(METHODS)}, got {method!r}")
-    fixed = None if request.class_index is None else torch.full((rows,), request.class_index)
-    z_start, y = latents(rows, generator.z_dim, generator.num_classes, request.seed, fixed)
+    fixed = None if label is None else torch.full((rows,), label)
+    z_dim, num_classes = latent_sizes(generator)
+    z_start, y = latents(rows, z_dim, num_classes, request.seed, fixed)
     end_seed = request.seed + 1 if request.end_seed is None else request.end_seed
-    z_end, _ = latents(rows, generator.z_dim, 0, end_seed)
+    z_end, _ = latents(rows, z_dim, 0, end_seed)
     z = latent_path(z_start, z_end, steps, method)  # (rows * steps, z_dim)
     return z, None if y is None else y.repeat_interleave(steps)

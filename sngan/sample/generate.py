@@ -17,6 +17,14 @@ from sngan.progress import PassProgress, cpu_hint
 from sngan.sample.writers import to_uint8
 
 
+def latent_sizes(generator: nn.Module) -> tuple[int, int]:
+    """(z_dim, num_classes) of a generator: its latent width and its class count (0: unconditional)."""
+    z_dim, num_classes = getattr(generator, "z_dim", None), getattr(generator, "num_classes", None)
+    if not isinstance(z_dim, int) or not isinstance(num_classes, int):
+        raise SamplingError(f"{type(generator).__name__} is not a generator: it has no integer z_dim and num_classes")
+    return z_dim, num_classes
+
+
 def latents(num: int, z_dim: int, num_classes: int, seed: int, classes: torch.Tensor | None = None,
             truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Seeded z ~ N(0, I) of shape (num, z_dim) and, for conditional models, labels (num,).
@@ -95,7 +103,8 @@ def seed_latents(seeds: list[int], z_dim: int, num_classes: int, classes: torch.
     pairs = [latents(1, z_dim, num_classes, s, None if classes is None else classes[i:i + 1], truncation)
              for i, s in enumerate(seeds)]
     z = torch.cat([p[0] for p in pairs])
-    return z, None if num_classes == 0 else torch.cat([p[1] for p in pairs])
+    labels = [y for _, y in pairs if y is not None]  # one per seed when num_classes > 0, else none
+    return z, None if num_classes == 0 else torch.cat(labels)
 
 
 @torch.no_grad()
@@ -164,4 +173,5 @@ def load_generator(path: str | Path, ema: bool | None = None,
     from sngan.checkpoint import open_checkpoint
 
     opened = open_checkpoint(path, generator=True, ema=ema, device=device)
+    assert opened.generator is not None  # asked for with generator=True
     return opened.generator, opened.state

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -143,11 +144,12 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
         The paths written, in index order.
     """
     folder = Path(folder)
-    classes = None
+    classes, folders = None, []
     if labels is not None:
         class_names = class_names if class_names is not None else [str(k) for k in range(int(labels.max()) + 1)]
+        folders = class_folders(class_names)
         classes = [{"index": k, "name": n, "folder": f} for k, (n, f) in
-                   enumerate(zip(class_names, class_folders(class_names), strict=True))]
+                   enumerate(zip(class_names, folders, strict=True))]
     folder.mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(num - 1)))
     paths: list[Path] = []
@@ -160,14 +162,18 @@ def save_folder(batches: Iterable[torch.Tensor], labels: torch.Tensor | None, fo
             elif flat:
                 paths.append(folder / f"{name}_class{int(labels[i])}.png")
             else:
-                paths.append(folder / classes[int(labels[i])]["folder"] / f"{name}.png")
+                paths.append(folder / folders[int(labels[i])] / f"{name}.png")
                 paths[-1].parent.mkdir(exist_ok=True)
-            write_staged(paths[-1], lambda fh, image=image: Image.fromarray(image).save(fh, format="PNG"))
+            write_staged(paths[-1], partial(_save_png, image))
     if classes and not flat:  # durable once, manifest.json last (with the class folders)
         finish_export(folder, paths, extra={"classes": classes})
     else:
         finish_export(folder, paths)
     return paths
+
+
+def _save_png(image: np.ndarray, fh: IO[bytes]) -> None:
+    Image.fromarray(image).save(fh, format="PNG")  # (H, W, 3) uint8
 
 
 def save_npz(pixels: torch.Tensor, labels: torch.Tensor | None, path: str | Path) -> Path:
@@ -255,4 +261,4 @@ def save_gif(images: torch.Tensor, steps: int, path: str | Path, nrow: int | Non
 def _to_pil(grid: torch.Tensor, scale: int = 1) -> Image.Image:
     """(3, H, W) in [0, 1] -> RGB image, rounded as torchvision's save_image, enlarged `scale` times."""
     image = Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
-    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +124,22 @@ def spectral_norm_panels(runs: list[tuple[str, dict[str, list[tuple[int, float]]
     return _save(fig, path)
 
 
+def _final_value(key: str, record: Record) -> Any:
+    """The run's value of `key` at the end of training (None when it has none)."""
+    return record["final"].get(key)
+
+
 def write_figures(records: list[Record], out: Path, evaluation: bool) -> list[Path]:
     """All figures of a study folder; returns their paths."""
     figures = []
     keys = [k for k in dict.fromkeys(k for r in records for k in r["final"])
             if k.startswith(("is", "fid")) and not k.endswith("_std")] if evaluation else []
     for key in keys:
-        figures.append(grouped_bars(records, lambda r, k=key: r["final"].get(k),
+        figures.append(grouped_bars(records, partial(_final_value, key),
                                     f"{key} at the end of training (mean and std over seeds)", key,
                                     out / f"metric-{key}.png"))
     if not keys:
-        figures.append(grouped_bars(records, lambda r: r["final"].get("d_loss"),
+        figures.append(grouped_bars(records, partial(_final_value, "d_loss"),
                                     "final D loss (evaluation off: not a quality measure; losses differ by method)",
                                     "d_loss", out / "metric-d_loss.png"))
     figures.append(grouped_bars(records, lambda r: r["sec_per_g_iter"], "seconds per generator iteration "
