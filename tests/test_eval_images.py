@@ -162,3 +162,37 @@ def test_two_folders_score_with_counts_taken_from_what_is_there(tiny_runs, stand
     result = runner.invoke(app, ["stats", "--images", str(tmp_path / "real"), "--out", str(tmp_path / "x.npz"),
                                  "--config", "configs/demo.yaml"])
     assert result.exit_code == 1 and "give either --config CONFIG (a dataset) or --images PATH" in result.output
+
+
+def test_stats_refuses_a_cached_file_without_its_record_and_writes_nothing(stand_in_inception, tmp_path):
+    from tests.helpers import write_config
+
+    weights, _ = stand_in_inception
+    config = write_config(tmp_path / "c.yaml", {"data": {"name": "synthetic", "num_images": 6}})
+    args = ["stats", "--config", str(config), "--inception-weights", str(weights), "--device", "cpu",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "first.npz")])
+    assert result.exit_code == 0, result.output
+    [cached] = (tmp_path / "cache").rglob("*.npz")
+    with np.load(cached) as raw:
+        mu, sigma = raw["mu"], raw["sigma"]
+    with open(cached, "wb") as fh:  # what another tool writes: mu and sigma, no record of how they were made
+        np.savez(fh, mu=mu, sigma=sigma)
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "second.npz")])
+    assert result.exit_code == 1
+    assert "carry no record of what they were computed from; delete the file to rebuild it" in result.output
+    assert not (tmp_path / "second.npz").exists()
+
+
+def test_images_scored_without_any_reference_is_one_line_before_the_network_loads(tmp_path):
+    from sngan.errors import MetricError
+    from sngan.evaluation.command import evaluate_images
+    from sngan.evaluation.images import open_images
+    from sngan.evaluation.protocols import make_protocol
+
+    (tmp_path / "fake").mkdir()
+    for k in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(tmp_path / "fake" / f"{k}.png")
+    with pytest.raises(MetricError, match="give --stats FILE or --ref PATH"):
+        evaluate_images(open_images(tmp_path / "fake"), make_protocol("quick"), stats=None, ref_images=None,
+                        batch_size=2, weights=tmp_path / "absent.pth", device="cpu", log=print)

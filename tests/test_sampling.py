@@ -239,3 +239,19 @@ def test_progress_counts_every_generated_image_once_and_stays_off_when_not_asked
     generate(generator, z, batch_size=2)
     assert [(b.total, b.updates, b.enabled, b.closed) for b in bars] == [(5, [2, 2, 1], True, True),
                                                                          (5, [2, 2, 1], False, True)]
+
+
+def test_latent_sizes_reads_the_generators_sizes_and_refuses_a_module_that_is_not_one(tmp_path):
+    from torch import nn
+
+    from sngan.config import from_dict
+    from sngan.errors import SamplingError
+    from sngan.models import build_generator
+    from sngan.sample.command import SampleRequest, export
+    from sngan.sample.generate import latent_sizes
+
+    model = from_dict({"model": {"arch": "resnet", "resolution": 32, "z_dim": 12, "g_ch": 4, "num_classes": 3}}).model
+    assert latent_sizes(build_generator(model)) == (12, 3)
+    with pytest.raises(SamplingError, match="Linear is not a generator: it has no integer z_dim and num_classes"):
+        export(nn.Linear(2, 2), SampleRequest(out=tmp_path / "x.png"))
+    assert not (tmp_path / "x.png").exists()
