@@ -25,8 +25,10 @@ import hashlib
 import io
 import pickle
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +78,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     _allowed = _array_rebuilders()
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[(module, name)]
         except KeyError:
@@ -201,7 +203,7 @@ def _cifar_batch(name: str, blob: bytes | np.ndarray, where: str) -> tuple[np.nd
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # rows are CHW -> (N, H, W, C)
 
 
-def _cifar_labels(raw: object, bad) -> np.ndarray:
+def _cifar_labels(raw: object, bad: Callable[[str], DataError]) -> np.ndarray:
     """(N,) int64 from a batch's 'labels': a list of Python or numpy integers, or an integer array, all in 0..9.
     Anything else is refused naming the first bad entry, before a conversion could truncate a float (0.5 -> 0) or
     overflow on a huge integer (2**70)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sngan.config import Config
 from sngan.datasets import dataset
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
@@ -126,7 +127,7 @@ def checked_stats(stats: str | Path | None, extra: tuple[str, ...]) -> Reference
     return ref
 
 
-def check_real_count(cfg, protocol: Protocol) -> None:
+def check_real_count(cfg: Config, protocol: Protocol) -> None:
     """Refuse a protocol that needs more real images than the dataset has, when the count is known without
     packing (a packed cache's manifest or the synthetic count); otherwise the cache build says it."""
     if protocol.num_real is None:

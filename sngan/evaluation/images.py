@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -111,7 +112,7 @@ class ImageInput:
                 yield np.frombuffer(data, np.uint8).reshape(n, *self.side, 3)
 
 
-def _npy_header(member, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(member: IO[bytes], path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
     """(shape, fortran order, dtype) from an .npy stream, which is left at the first data byte."""
     try:
         version = np.lib.format.read_magic(member)

@@ -16,6 +16,7 @@ Pure functions on tensors and modules; nothing here reads files or prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -150,7 +151,7 @@ def record_input_sizes(model: nn.Module, layers: dict[str, nn.Module], *inputs: 
     """Spatial input size of each layer in `layers` (name -> (H, W); () for dense layers) from one forward."""
     sizes: dict[str, tuple[int, ...]] = {}
 
-    def hook(name: str):
+    def hook(name: str) -> Callable[[nn.Module, tuple], None]:
         def record(module: nn.Module, args: tuple) -> None:  # a pre-hook's non-None return would replace args
             sizes.setdefault(name, tuple(args[0].shape[2:]))
         return record

@@ -18,6 +18,7 @@ nothing. The certified bound of D as it runs is `sngan.inspect.lipschitz.graph_l
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -143,7 +144,8 @@ def spectral_record(model: nn.Module, resolution: int, num_classes: int) -> dict
     return {**summary, **ratios}
 
 
-def gradient_norm_max(model: nn.Module, batches, device: torch.device | str) -> float:
+def gradient_norm_max(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+                      device: torch.device | str) -> float:
     """Largest ||grad_x D(x, y)||_2 over the (x, y) batches (y None when unconditional): a lower bound of the
     Lipschitz constant. D has no batch statistics, so the gradient of the summed logits is per-sample."""
     was_training = model.training
