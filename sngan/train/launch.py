@@ -193,8 +193,20 @@ def dry_run(config: Path | None, overrides: list[str], out: Path | None, resume:
 
 
 def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, progress: bool) -> None:
-    """Run `sngan train` (start or continue; under torchrun, every rank)."""
+    """Run `sngan train` (start or continue): in this process, or under torchrun on every rank (`launch_ranks`)."""
     info = distributed.from_env()
+    if info.enabled:
+        launch_ranks(config, overrides, out, resume, progress, info)
+        return
+    choice = choose_run(config, out, resume)
+    cfg, resume_from = resolve_run(config, overrides, choice)
+    check_model_size(cfg.model)  # before any network is allocated
+    train(cfg, choice.run_dir, resume=resume_from, progress=progress, notice=choice.notice)
+
+
+def launch_ranks(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, progress: bool,
+                 info: distributed.DistInfo) -> None:
+    """`launch` under torchrun: the same steps, each agreed on by every rank (module docstring)."""
     distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:
         choice = None
@@ -204,9 +216,7 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
             if info.is_main:
                 choice = choose_run(config, out, resume, restarted)
         choice = distributed.broadcast_object(choice, info)  # every rank uses rank 0's choice
-        data, behind = None, ""
-        if info.enabled:
-            data, behind = agree_on_checkpoint(choice, resume == "auto" or restarted, info)
+        data, behind = agree_on_checkpoint(choice, resume == "auto" or restarted, info)
         with distributed.together(info, "reading the config and checkpoint"):
             cfg, resume_from = resolve_run(config, overrides, choice, data)
             check_model_size(cfg.model)  # before any network is allocated

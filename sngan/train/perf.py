@@ -141,11 +141,6 @@ def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextMana
     return contextlib.nullcontext()
 
 
-def prepare(module: nn.Module, perf: Perf) -> nn.Module:
-    """channels_last weights (in place) for a module; returns it."""
-    return module.to(memory_format=torch.channels_last) if perf.channels_last else module
-
-
 def compiled(module: nn.Module, perf: Perf) -> nn.Module:
     """`torch.compile(module, mode=...)` when asked for, else the module itself.
 

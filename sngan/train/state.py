@@ -36,7 +36,7 @@ from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects,
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
-from sngan.train.perf import Perf, adam, compiled, prepare, resolve_perf, set_matmul_precision
+from sngan.train.perf import Perf, adam, compiled, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
 from sngan.train.rundir import checkpoint_run_id
 
@@ -212,18 +212,20 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
         _check_labels(cfg, len(image_set.classes))
-    check_same_data(image_set.fingerprint(), info)  # a collective: every rank has its images here
+    if info.enabled:  # a collective: every rank has its images here
+        check_same_data(image_set.fingerprint(), info)
     with together(info, "building the networks"):
         passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
         log(f"{image_set.summary()}; {passes:.1f} epochs")
         if perf is None:
             perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
         set_matmul_precision(perf, device)
-        generator = prepare(build_generator(cfg.model).to(device), perf)
+        layout = torch.channels_last if perf.channels_last else torch.preserve_format  # of 4-d weights
+        generator = build_generator(cfg.model).to(device, memory_format=layout)
         d_net = build_discriminator(cfg.model)
         if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
             orthogonal_init(d_net)
-        discriminator = prepare(d_net.to(device), perf)
+        discriminator = d_net.to(device, memory_format=layout)
         start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
         opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
         opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
@@ -234,8 +236,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                                budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
     if perf.compile != "off":
         log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
-    g = Net(generator, compiled(wrap(generator, info, device), perf), compiled(generator, perf))
-    d = Net(discriminator, compiled(wrap(discriminator, info, device), perf), compiled(discriminator, perf))
+    g_ddp, d_ddp = (wrap(generator, device), wrap(discriminator, device)) if info.enabled else \
+        (generator, discriminator)
+    g = Net(generator, compiled(g_ddp, perf), compiled(generator, perf))
+    d = Net(discriminator, compiled(d_ddp, perf), compiled(discriminator, perf))
     names = [str(name) for name in image_set.classes] if cfg.model.num_classes else []  # plain data for the ckpt
     return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf, class_names=names)
 
