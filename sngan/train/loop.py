@@ -294,6 +294,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, lines
             if folder is not None:
                 folder.close()
             state.batches.close()
+    assert last_path is not None, "the last iteration always writes a checkpoint (due)"
     lines.message(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 
@@ -328,7 +329,7 @@ def run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                 m = cfg.model
                 run_log.log({"step": state.step, **spectral_record(state.d.module, m.resolution, m.num_classes)})
-            if now.evaluate:
+            if now.evaluate and evaluator is not None:  # due only with an evaluator
                 evaluate_and_keep_best(state, evaluator, run_log, folder, run_dir, lines.message)
             if now.save:
                 last_path = save_periodic(state, folder, run_dir)
@@ -414,7 +415,7 @@ def pass_on(signum: int) -> None:
     """Deliver `signum` now to the handler that was in place before training (submitit's requeue on SIGUSR2, say),
     skipping the finished guards that would take it for a repeat of the stop request they served."""
     handler = signal.getsignal(signum)
-    while isinstance(getattr(handler, "__self__", None), SignalGuard):
-        handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
+    while isinstance(guard := getattr(handler, "__self__", None), SignalGuard):
+        handler = guard._previous.get(signum, signal.SIG_DFL)
     signal.signal(signum, handler)
     signal.raise_signal(signum)

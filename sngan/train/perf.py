@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -152,7 +153,8 @@ def compiled(module: nn.Module, perf: Perf) -> nn.Module:
     """
     if perf.compile == "off":
         return module
-    return torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
+    compiled_module = torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
+    return cast(nn.Module, compiled_module)  # an OptimizedModule: torch types torch.compile's result as a callable
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], perf: Perf) -> torch.optim.Adam:

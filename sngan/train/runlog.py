@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Literal, Protocol, cast
 
 import numpy as np
 from tqdm import tqdm
@@ -57,11 +57,6 @@ def log_line(record: dict[str, Any], total: int) -> str:
             f"lr {record['lr']:.2e} | {rate:.1f} it/s | {f'mem {memory} | ' if memory else ''}ETA {left}")
 
 
-def utc_stamp(seconds: float | None = None) -> str:
-    """'2026-12-04T05:40:00Z': the time every log.txt line starts with (UTC, whole seconds)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
 class Progress:
     """What a run prints: its one-line messages, the bar or the plain lines, and its log.txt.
 
@@ -77,7 +72,7 @@ class Progress:
 
     def __init__(self, log: Callable[[str], None] | None, bar: bool):
         self._log, self.show_bar = log, bar
-        self._file: TextIO | None = None
+        self._file: IO[str] | None = None
         self._early: list[str] = []  # lines said before log.txt opened, with their times
         self.total = 0
         self.bar: tqdm | None = None
@@ -99,7 +94,7 @@ class Progress:
         """Keep a line in log.txt only (what the command line prints itself: the stop line, the final error)."""
         if self._log is None:
             return
-        line = f"{utc_stamp()} {text}\n"
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n"  # UTC, whole seconds
         if self._file is not None:
             self._file.write(line)
             self._file.flush()
@@ -232,7 +227,8 @@ def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any
         return None
     import wandb
 
-    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=t.wandb_mode, dir=str(run_dir),
+    mode = cast(Literal["online", "offline", "disabled"], t.wandb_mode)  # the config's choices, checked there
+    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=mode, dir=str(run_dir),
                       id=run_id, name=run_dir.name, resume="allow", config=config)
 
 

@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -118,7 +118,8 @@ class TrainState:
     def sampler(self) -> nn.Module:
         """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one
         (`checkpoint.uses_ema`, the rule `sngan sample` and `sngan eval` follow)."""
-        return self.generator_ema if ckpt.uses_ema(self.generator_ema is not None) else self.g.module
+        ema = self.generator_ema
+        return ema if ckpt.uses_ema(ema is not None) and ema is not None else self.g.module
 
     @property
     def sampler_name(self) -> str:
@@ -126,7 +127,7 @@ class TrainState:
 
     def rng_state(self) -> dict[str, Any]:
         """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
-        np_state = np.random.get_state()
+        np_state = cast(tuple, np.random.get_state())  # the legacy tuple (numpy's types allow a dict too)
         rng = {"python": random.getstate(), "torch": torch.get_rng_state(), "data": self.batches.state_dict(),
                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])]}
         if self.device.type == "cuda":
@@ -196,17 +197,13 @@ class TrainState:
         self.run_id = state.get("run_id")
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
                 info: DistInfo = SINGLE, perf: Perf | None = None) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
     options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
-    seed_everything(cfg.train.seed)
+    random.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % 2 ** 32)
+    torch.manual_seed(cfg.train.seed)
     image_set = _images_once_per_node(cfg, info, log) if info.enabled and dataset(cfg.data.name).packed else None
     with together(info, "reading the dataset"):
         if image_set is None:
@@ -220,12 +217,14 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
         if perf is None:
             perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
         set_matmul_precision(perf, device)
-        layout = torch.channels_last if perf.channels_last else torch.preserve_format  # of 4-d weights
-        generator = build_generator(cfg.model).to(device, memory_format=layout)
+        generator = build_generator(cfg.model).to(device)
         d_net = build_discriminator(cfg.model)
         if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
             orthogonal_init(d_net)
-        discriminator = d_net.to(device, memory_format=layout)
+        discriminator = d_net.to(device)
+        if perf.channels_last:  # the 4-d weights, in place
+            for net in (generator, discriminator):
+                net.to(memory_format=torch.channels_last)
         start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
         opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
         opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
