@@ -6,7 +6,8 @@ else best.pt: `rundir.newest_checkpoint`, the same rule by which a new run refus
 restart (TORCHELASTIC_RESTART_COUNT > 0) reads the same command line as `--resume auto`: the restarted workers
 continue the run the first attempt started.
 
-Under torchrun every process joins the process group before anything that can fail, and each step of the start
+A 1-process run goes straight through: choose the run, open the config and checkpoint, train. Under torchrun
+(`launch_ranks`) every process joins the process group before anything that can fail, and each step of the start
 ends in `distributed.together`: rank 0 chooses the run folder and the checkpoint, the ranks compare what each node
 holds of the run (`agree_on_checkpoint`), rank 0 sends that checkpoint's bytes to the others (so a node needs no
 copy of the run folder), every rank opens them, and the resolved configs of all ranks must be equal.

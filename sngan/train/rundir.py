@@ -428,9 +428,10 @@ class RunFolder:
         # the changes, after every check and read
         if write_marker:
             handle.write_text(MARKER, f"{self.run_id}\n")
-        for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
-            for stale in folder.remove_stale_temps():
-                notice(f"removed {stale}, a partial file left by a process that was stopped mid-write")
+        if not write_marker:  # a folder the run wrote before (an unmarked one holds nothing but its lock)
+            for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
+                for stale in folder.remove_stale_temps():
+                    notice(f"removed {stale}, a partial file left by a process that was stopped mid-write")
         if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
             moved = aside_name(handle.names(), "metrics.superseded-<time>.jsonl")
             handle.write_all([(moved, _jsonl(later_records).encode()), ("metrics.jsonl", _jsonl(kept).encode())])
