@@ -91,6 +91,10 @@ def test_no_progress_still_prints_the_lines_and_a_terminal_gets_the_bar_instead(
     assert sum(bool(LINE.fullmatch(line)) for line in lines) == 2
     monkeypatch.setattr("sys.stderr", Terminal())
     lines = []
+    train(load_config(config), tmp_path / "tty-quiet", progress=False, log=lines.append)
+    assert sum(bool(LINE.fullmatch(line)) for line in lines) == 2  # no bar asked for: lines on a terminal too
+    assert "train:" not in __import__("sys").stderr.getvalue()
+    lines = []
     train(load_config(config), tmp_path / "tty", progress=True, log=lines.append)
     assert not any(LINE.fullmatch(line) for line in lines)
     assert "train" in __import__("sys").stderr.getvalue()  # the bar drew there
