@@ -236,10 +236,10 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
         lines.close()
 
 
-def say_warning(lines: Progress, line: str) -> None:
+def say_warning(lines: Progress, warning: str) -> None:
     """A warning line on stderr (above the bar, if one is drawn) and in log.txt with its time."""
-    tqdm.write(line, file=sys.stderr)
-    lines.keep(line)
+    tqdm.write(warning, file=sys.stderr)
+    lines.keep(warning)
 
 
 def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, lines: Progress,
@@ -279,7 +279,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, lines
         if resume is not None:
             lines.message(f"resumed from {resume.path} at step {state.step}")
         lines.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
-                     f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
+                      f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
         lines.begin(t.iterations, state.step)
         try:
             last_path = run_loop(state, run_dir, folder, run_log, evaluator, lines, last_path) or last_path
