@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,15 @@ import torch
 
 from sngan.metrics.random_inception import random_inception_state
 from tests.helpers import write_config
+
+
+def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
+    """Under pytest-xdist each worker takes its share of the cores for torch's threads (unless OMP_NUM_THREADS
+    says otherwise, as CI's two runs do): n workers x all cores would oversubscribe the machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
 
 
 @pytest.fixture

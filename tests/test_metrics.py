@@ -1,6 +1,7 @@
 """FID maths and Inception Score: closed forms, references (scipy sqrtm, pytorch-fid), streaming statistics."""
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -26,7 +27,9 @@ def pytorch_fid_reference(mu1, s1, mu2, s2):
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     try:
-        return float(calculate_frechet_distance(mu1, s1, mu2, s2))
+        with warnings.catch_warnings():  # its sqrtm call passes `disp`, deprecated in scipy 1.16: not ours to fix
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return float(calculate_frechet_distance(mu1, s1, mu2, s2))
     except TypeError as exc:  # scipy >= 1.18 removed sqrtm's `disp` argument that pytorch-fid 0.3.0 passes
         pytest.skip(f"pytorch-fid's calculate_frechet_distance fails with this scipy: {exc}")
 
@@ -49,6 +52,24 @@ def test_rank_deficient_covariances_take_the_eigen_route_and_stay_exact():
     (m3, s3) = random_stats(rng, 64, 500)  # positive definite against singular, both ways round
     assert frechet_distance(m3, s3, m2, s2) == pytest.approx(sqrtm_reference(m3, s3, m2, s2), rel=1e-6)
     assert frechet_distance(m2, s2, m3, s3) == pytest.approx(sqrtm_reference(m3, s3, m2, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize("n1, n2", [(6, 12), (12, 6), (6, 6), (400, 9), (9, 400), (1, 30)])
+def test_the_trace_term_of_sample_covariances_is_the_nuclear_norm_of_their_samples_product(n1, n2):
+    """For Σ1 = AᵀA and Σ2 = BᵀB (A, B the centred samples over sqrt(n - 1)), the eigenvalues of Σ1Σ2 are the
+    squared singular values of A Bᵀ, so tr((Σ1Σ2)^½) = ‖A Bᵀ‖_* exactly: a reference that needs no matrix square
+    root. Fewer samples than dimensions on either side or both, the lower rank on either side, one image (Σ = 0)."""
+    rng = np.random.default_rng(n1 * 1000 + n2)
+    dim = 200
+    basis = rng.standard_normal((40, dim))
+    xs = [np.tanh(rng.standard_normal((n, 40)) @ basis / 4 + shift) for n, shift in ((n1, 0.0), (n2, 0.3))]
+    mus = [x.mean(axis=0) for x in xs]
+    centred = [(x - mu) / np.sqrt(max(len(x) - 1, 1)) for x, mu in zip(xs, mus, strict=True)]
+    sigmas = [c.T @ c for c in centred]
+    nuclear = np.linalg.svd(centred[0] @ centred[1].T, compute_uv=False).sum()
+    expected = float((mus[0] - mus[1]) @ (mus[0] - mus[1]) + np.trace(sigmas[0]) + np.trace(sigmas[1]) - 2 * nuclear)
+    assert frechet_distance(mus[0], sigmas[0], mus[1], sigmas[1]) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mus[1], sigmas[1], mus[0], sigmas[0]) == pytest.approx(expected, rel=1e-9)
 
 
 def test_closed_forms_in_2048_dimensions():

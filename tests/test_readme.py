@@ -36,7 +36,7 @@ def test_the_readme_test_command_is_the_test_command_ci_runs_at_two_thread_count
     assert [(env, rest) for env, _, rest in runs] == [("OMP_NUM_THREADS=1", _readme_code("- Tests:")),
                                                      ("OMP_NUM_THREADS=2", _readme_code("- Tests:"))]
     assert ".venv/bin/pip install -e .[test]" in [c.replace('"', "") for c in commands]
-    assert {".venv/bin/ruff check .", ".venv/bin/mypy", ".venv/bin/python -m pytest -m slow"} <= set(commands)
+    assert {".venv/bin/ruff check .", ".venv/bin/mypy", ".venv/bin/python -m pytest -m slow -n 0"} <= set(commands)
 
 
 def test_the_paper_configs_table_gives_the_parameter_counts_the_models_test_asserts():

@@ -5,59 +5,56 @@ FID = ‖μ1 − μ2‖² + tr(Σ1) + tr(Σ2) − 2 tr((Σ1 Σ2)^½).
 The trace term avoids `scipy.linalg.sqrtm` (pytorch-fid 0.3.0 calls it with an argument scipy 1.18 removed, and
 the Schur route is slow and can return complex noise). For any factor F with F Fᵀ = Σ1, Σ1 Σ2 = F (Fᵀ Σ2) has the
 same eigenvalues as the symmetric positive semi-definite M = Fᵀ Σ2 F, so tr((Σ1 Σ2)^½) = Σ_i sqrt(λ_i(M)), found
-with one symmetric eigenvalue call. F is the Cholesky factor of Σ1 when Σ1 is positive definite (the usual case:
-more samples than dimensions), else V·diag(sqrt(λ)) over Σ1's numerical range (symmetric eigendecomposition), so
-its null space contributes exact zeros instead of sqrt(round-off) noise. When M shows round-off-level eigenvalues
-and Σ2 is the singular one, the roles swap (tr((Σ1Σ2)^½) = tr((Σ2Σ1)^½)) and Σ2 is factored over its range.
+with one symmetric eigenvalue call. F is the Cholesky factor when the covariance is positive definite (the usual
+case: more samples than dimensions), else LAPACK's pivoted Cholesky (`dpstrf`), stopped at the matrix's numerical
+rank r (the largest remaining diagonal below D·eps·max(diag), LAPACK's default): F is (D, r), so a null
+space (fewer samples than dimensions) adds exact zeros to the spectrum instead of sqrt(round-off) noise, and costs
+O(D²r) instead of a full eigendecomposition. Both covariances are factored and the one of lower rank is used
+(tr((Σ1Σ2)^½) = tr((Σ2Σ1)^½)): M then has no null directions of the factored side, and is as small as it can be.
 Tiny negative eigenvalues are clipped to 0.
 
-The work is done by torch in float64 on the CPU (its eigvalsh was faster than numpy's) on one thread: OpenMP
-spin-waiting made the multi-threaded eigensolver slower on a busy CPU (timings: benchmarks/RESULTS.md, FID maths).
+The eigenvalues are found by torch in float64 on the CPU (its eigvalsh was faster than numpy's) on one thread:
+OpenMP spin-waiting made the multi-threaded eigensolver slower on a busy CPU (timings: benchmarks/RESULTS.md, FID
+maths).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from sngan.errors import MetricError
 
 
+def _rank_factor(a: np.ndarray) -> torch.Tensor:
+    """F (D, r) with F Fᵀ = a up to round-off, r = a's numerical rank: the Cholesky factor when a is positive
+    definite, else the pivoted one (Pᵀ a P = L Lᵀ) cut at the rank."""
+    chol, info = torch.linalg.cholesky_ex(torch.from_numpy(a))
+    if info.item() == 0:
+        return chol
+    lower, pivots, rank, info = scipy.linalg.lapack.dpstrf(a, lower=1)
+    if info < 0:
+        raise MetricError(f"LAPACK dpstrf rejected argument {-info} (a covariance of shape {a.shape})")
+    factor = np.empty((a.shape[0], rank))
+    factor[pivots - 1] = np.tril(lower)[:, :rank]  # a = (P L)(P L)ᵀ: row k of L is row pivots[k] of P L
+    return torch.from_numpy(factor)
+
+
 def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((sigma1 sigma2)^½) for symmetric PSD float64 matrices, as sum(sqrt(eigvalsh(Fᵀ sigma2 F)))."""
-    a, b = torch.from_numpy(sigma1), torch.from_numpy(sigma2)
+    """tr((sigma1 sigma2)^½) for symmetric PSD float64 matrices, as sum(sqrt(eigvalsh(Fᵀ other F))), F the
+    rank factor of the matrix of lower rank."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _trace_sqrt_product_torch(a, b)
+        factor1, factor2 = _rank_factor(sigma1), _rank_factor(sigma2)
+        factor, other = (factor1, sigma2) if factor1.shape[1] <= factor2.shape[1] else (factor2, sigma1)
+        if factor.shape[1] == 0:  # a zero covariance: every image gave the same features
+            return 0.0
+        middle = factor.T @ torch.from_numpy(other) @ factor  # (r, r)
+        return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum().item()
     finally:
         torch.set_num_threads(threads)
-
-
-def _range_factor(a: torch.Tensor) -> torch.Tensor:
-    """F (D, r) with F Fᵀ = a on a's numerical range: eigenvalues at round-off level are dropped, so the null
-    space adds exact zeros to the spectrum instead of sqrt(round-off) noise."""
-    eigval, eigvec = torch.linalg.eigh(a)
-    keep = eigval > eigval.max().clamp(min=0) * a.shape[0] * torch.finfo(a.dtype).eps
-    return eigvec[:, keep] * eigval[keep].sqrt()
-
-
-def _spectrum(factor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of Fᵀ B F (r, r): symmetric PSD, the same non-zero spectrum as (F Fᵀ) B."""
-    middle = factor.T @ other @ factor
-    return torch.linalg.eigvalsh((middle + middle.T) / 2)
-
-
-def _trace_sqrt_product_torch(a: torch.Tensor, b: torch.Tensor) -> float:
-    chol, info = torch.linalg.cholesky_ex(a)  # a = L Lᵀ when a is positive definite
-    if info.item() != 0:
-        eig = _spectrum(_range_factor(a), b)
-    else:
-        eig = _spectrum(chol, b)
-        round_off = eig.max().clamp(min=0) * eig.shape[0] * torch.finfo(eig.dtype).eps
-        if eig.min() <= round_off and torch.linalg.cholesky_ex(b)[1].item() != 0:
-            eig = _spectrum(_range_factor(b), a)  # b singular: tr((ab)^½) = tr((ba)^½), factor b instead
-    return eig.clamp(min=0).sqrt().sum().item()
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
