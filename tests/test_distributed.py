@@ -276,7 +276,8 @@ def _score(info, out):
     torch.save(score_generator(generator, FakeInception(), protocol, ref, seed=5, batch_size=6, info=info), out)
 
 
-def _sharded_score(rank: int, world: int, init_file: str, out: str) -> None:
+def _sharded_score(rank: int, world: int, init_file: str, out: str, threads: int) -> None:
+    torch.set_num_threads(threads)  # the single-process score's count: float sums in the same order on both sides
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     _score(DistInfo(rank, world, rank), f"{out}.{rank}")
     dist.destroy_process_group()
@@ -289,7 +290,8 @@ def test_sharded_evaluation_equals_single_process(tmp_path, world):
     from sngan.distributed import SINGLE
 
     _score(SINGLE, tmp_path / "single.pt")
-    mp.spawn(_sharded_score, args=(world, str(tmp_path / "init"), str(tmp_path / "ddp.pt")), nprocs=world, join=True)
+    mp.spawn(_sharded_score, args=(world, str(tmp_path / "init"), str(tmp_path / "ddp.pt"), torch.get_num_threads()),
+             nprocs=world, join=True)
     single = torch.load(tmp_path / "single.pt", weights_only=True)
     for rank in range(world):
         sharded = torch.load(tmp_path / f"ddp.pt.{rank}", weights_only=True)
