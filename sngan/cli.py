@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeGuard, cast
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from sngan import __version__
 from sngan.errors import SnganError
@@ -321,7 +321,24 @@ def stats(
                   inception_input=inception_input, images=images, fd_network=fd_network, dinov2_repo=dinov2_repo)
 
 
-@app.command(name="eval")
+class RegisteredMetricsHelp(TyperCommand):
+    """`sngan eval`'s command: its --help names the metrics `sngan.metrics.extra.EXTRA` holds, read when the help is
+    shown (the registry's module loads torch, which no other `sngan` start should wait for)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # click's Context and HelpFormatter
+        from sngan.metrics.extra import EXTRA
+
+        templates = {p: p.help for p in self.params if isinstance(p, TyperOption) and p.help and "{metrics}" in p.help}
+        for param, template in templates.items():
+            param.help = str(template).replace("{metrics}", ",".join(["is", "fid", *EXTRA]))
+        try:
+            super().format_help(ctx, formatter)
+        finally:  # the next help shows the registry as it is then
+            for param, template in templates.items():
+                param.help = template
+
+
+@app.command(name="eval", cls=RegisteredMetricsHelp)
 @one_line_errors
 def eval_(
     ckpt: Annotated[Path | None, typer.Option(help="Checkpoint written by sngan train (or give --images).")]
@@ -361,8 +378,8 @@ def eval_(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Append the result and its protocol as one "
                                                   "JSON line to this file.")] = None,
-    metrics: Annotated[str, typer.Option(help="Comma-separated, from is,fid,kid,prdc,intra_fid: IS and FID always; "
-                                         "kid, prdc (k=5) and intra_fid (conditional) on the FID's features.")]
+    metrics: Annotated[str, typer.Option(help="Comma-separated, from {metrics}: IS and FID always, the others "
+                                         "(sngan.metrics.extra's registry) on the FID's features.")]
     = "is,fid",
     truncation: Annotated[float | None, typer.Option(metavar="T", help="Redraw |z| > T (not the paper's).")] = None,
 ) -> None:

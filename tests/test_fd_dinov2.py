@@ -1,7 +1,7 @@
 """FD in DINOv2 features (`--fd-network dinov2_vitl14`): loaded through torch.hub from a local hub repository (a tiny
-random stand-in for facebookresearch/dinov2, as the Inception tests use random weights), named and recorded, equal to
-the Fréchet distance of features computed here with torch-fidelity's DINOv2 input, cached apart from the
-Inception's, and explained in one line offline."""
+random stand-in for facebookresearch/dinov2; IS on the small stand-in Inception of tests/conftest.py), named and
+recorded, equal to the Fréchet distance of features computed here with torch-fidelity's DINOv2 input, cached apart
+from the Inception's, and explained in one line offline."""
 
 import importlib.util
 import json
@@ -89,8 +89,8 @@ def _features_here(repo, images: np.ndarray) -> np.ndarray:
 
 
 def test_fd_dinov2_is_named_recorded_and_equals_the_distance_of_features_computed_here(
-        inception_weights, hub_repo, tmp_path):
-    weights, _ = inception_weights
+        stand_in_inception, hub_repo, tmp_path):
+    weights, _ = stand_in_inception
     fake = _images(tmp_path, "fake.npz", 10, 1)
     real = _images(tmp_path, "real.npz", 12, 2)
     dino = ["--fd-network", "dinov2_vitl14", "--dinov2-repo", str(hub_repo)]
@@ -118,8 +118,8 @@ def test_fd_dinov2_is_named_recorded_and_equals_the_distance_of_features_compute
     assert record["metrics"]["is10_2splits_std"] == pytest.approx(is_std, rel=1e-4, abs=1e-9)
 
 
-def test_dinov2_statistics_score_the_same_and_never_mix_with_the_inceptions(inception_weights, hub_repo, tmp_path):
-    weights, _ = inception_weights
+def test_dinov2_statistics_score_the_same_and_never_mix_with_the_inceptions(stand_in_inception, hub_repo, tmp_path):
+    weights, _ = stand_in_inception
     fake = _images(tmp_path, "fake.npz", 10, 1)
     real = _images(tmp_path, "real.npz", 12, 2)
     dino = ["--fd-network", "dinov2_vitl14", "--dinov2-repo", str(hub_repo)]
@@ -153,11 +153,11 @@ def test_dinov2_statistics_score_the_same_and_never_mix_with_the_inceptions(ince
     assert len(paths) == 2 and any("-dinov2_vitl14-" in p.name for p in paths)
 
 
-def test_offline_without_dinov2_says_where_to_put_it_in_one_line(inception_weights, hub_repo, offline_hub,
+def test_offline_without_dinov2_says_where_to_put_it_in_one_line(stand_in_inception, hub_repo, offline_hub,
                                                                   tmp_path):
     import torch.hub
 
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     _images(tmp_path, "fake.npz", 10, 1)
     args = ["eval", "--images", str(tmp_path / "fake.npz"), "--ref", str(tmp_path / "fake.npz"), "--num-samples",
             "10", "--splits", "2", "--device", "cpu", "--no-progress", "--inception-weights", str(weights),
@@ -194,11 +194,11 @@ def test_dinov2_options_are_checked_before_any_work(tmp_path, hub_repo):
         assert result.exit_code == 1 and message in result.output, (extra, result.output)
 
 
-def test_a_checkpoint_scores_fd_dinov2_against_cached_dinov2_statistics(tiny_runs, inception_weights, hub_repo,
+def test_a_checkpoint_scores_fd_dinov2_against_cached_dinov2_statistics(tiny_runs, stand_in_inception, hub_repo,
                                                                           tmp_path):
     """`eval --ckpt --fd-network dinov2_vitl14`: reference statistics built from the dataset in DINOv2 features,
     cached under the network's name and read back by the next evaluation."""
-    weights, _ = inception_weights
+    weights, _ = stand_in_inception
     cache = tmp_path / "cache"
     args = ["--ckpt", str(tiny_runs["uncond_ckpt"]), "--protocol", "quick", "--fd-network", "dinov2_vitl14",
             "--dinov2-repo", str(hub_repo), "--set", "data.num_images=12", "--set", f"data.cache_dir={cache}"]

@@ -239,3 +239,22 @@ def test_progress_counts_every_generated_image_once_and_stays_off_when_not_asked
     generate(generator, z, batch_size=2)
     assert [(b.total, b.updates, b.enabled, b.closed) for b in bars] == [(5, [2, 2, 1], True, True),
                                                                          (5, [2, 2, 1], False, True)]
+
+
+@pytest.mark.parametrize("n, nrow", [(1, 8), (2, 1), (5, 3), (6, 3), (7, 4), (16, 4), (3, 8)])
+def test_grids_are_torchvisions_make_grid_and_save_image_to_the_byte(n, nrow):
+    """Our grid (written without importing torchvision at every start) against torchvision's own functions: the
+    same tensor and the same PNG bytes, for full and short last rows, one image, values outside [-1, 1], H != W."""
+    import io
+
+    from torchvision.utils import make_grid, save_image
+
+    from sngan.sample.writers import grid_tensor, grid_writer
+
+    images = torch.randn(n, 3, 5, 7, generator=torch.Generator().manual_seed(n)) * 0.8
+    expected = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
+    assert torch.equal(grid_tensor(images, nrow), expected)
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    grid_writer(images, nrow)(ours)
+    save_image(images, theirs, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
+    assert ours.getvalue() == theirs.getvalue()

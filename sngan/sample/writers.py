@@ -19,7 +19,6 @@ from typing import IO, Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid, save_image
 
 from sngan.errors import SamplingError
 from sngan.io import atomic_write, check_can_create, export_foreign, finish_export, refuse_special, write_staged
@@ -30,6 +29,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip entry date, so npz files are byte-
 FRAME_MS = 80  # GIF frame duration in milliseconds
 MIN_WIDTH = 256  # px: without --scale, a GIF is enlarged (whole pixels) to at least this width
 MAX_SCALE = 16  # the largest enlargement (`--scale`'s bound)
+GRID_PADDING = 2  # px of black around and between a grid's images (torchvision's make_grid default)
 
 
 def check_output(path: Path, folder: bool, force: bool) -> None:
@@ -76,8 +76,22 @@ def default_nrow(num: int) -> int:
 
 
 def grid_tensor(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    """The grid as a (3, H, W) tensor in [0, 1] (for TensorBoard and reports)."""
-    return make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
+    """Images in [-1, 1] (N, 3, H, W) as one (3, H', W') grid in [0, 1]: torchvision's `make_grid(normalize=True,
+    value_range=(-1, 1))` layout (`nrow` per row, `GRID_PADDING` px of black around each image; one image alone
+    unpadded), built here so that a training run does not import torchvision, whose import loads torch._dynamo
+    (about a second at every start)."""
+    x = (images.clamp(-1, 1) + 1) / 2  # [-1, 1] -> [0, 1], as make_grid's value_range normalisation
+    if len(x) == 1:
+        return x[0]
+    n, channels, h, w = x.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    pad = GRID_PADDING
+    grid = x.new_zeros((channels, rows * (h + pad) + pad, cols * (w + pad) + pad))
+    for k in range(n):
+        top, left = (k // cols) * (h + pad) + pad, (k % cols) * (w + pad) + pad
+        grid[:, top:top + h, left:left + w] = x[k]
+    return grid
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
@@ -98,7 +112,7 @@ def grid_writer(images: torch.Tensor, nrow: int | None = None) -> Callable[[IO[b
     """What fills a PNG grid file with `images` (`save_grid`'s layout), for an atomic write by path or through a
     folder handle."""
     nrow = nrow or default_nrow(len(images))
-    return lambda fh: save_image(images, fh, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
+    return lambda fh: _to_pil(grid_tensor(images, nrow)).save(fh, format="PNG")
 
 
 def class_folders(class_names: list[str]) -> list[str]:
