@@ -13,11 +13,13 @@ from tests.helpers import write_config
 
 
 def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
-    """Under pytest-xdist each worker takes its share of the cores for torch's threads (unless OMP_NUM_THREADS
-    says otherwise, as CI's two runs do): n workers x all cores would oversubscribe the machine."""
+    """Under pytest-xdist each worker takes its share of the cores for torch's threads, and so do the processes it
+    starts (OMP_NUM_THREADS, unless already set, as CI's two runs do): n workers x all cores would oversubscribe
+    the machine, and a child with another thread count sums in another order than the test comparing with it."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
         torch.set_num_threads(max(1, cores // workers))
 
 

@@ -277,7 +277,7 @@ def _score(info, out):
 
 
 def _sharded_score(rank: int, world: int, init_file: str, out: str, threads: int) -> None:
-    torch.set_num_threads(threads)  # the single-process score's count: float sums in the same order on both sides
+    torch.set_num_threads(threads)  # the single-process run's: a convolution's sums follow the thread count
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     _score(DistInfo(rank, world, rank), f"{out}.{rank}")
     dist.destroy_process_group()
