@@ -498,12 +498,12 @@ def test_a_failing_grid_write_leaves_the_old_grid_byte_identical(tmp_path, monke
     path = writers.save_grid(torch.zeros(4, 3, 8, 8), tmp_path / "grid.png")
     before = path.read_bytes()
 
-    class FullDisk:  # the grid's PIL image, whose PNG encoder runs out of space half-way
+    class FullDisk:  # the grid's PNG encoder, on a disk that fills up half-way through the file
         def save(self, fh, **kwargs):
             fh.write(b"\x89PNG partial")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(writers, "_to_pil", lambda grid: FullDisk())
+    monkeypatch.setattr(writers, "_to_pil", lambda grid, scale=1: FullDisk())
     with pytest.raises(SnganError, match="cannot write .*grid.png: no space left on device"):
         writers.save_grid(torch.ones(4, 3, 8, 8), path)
     assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
