@@ -11,13 +11,16 @@ each. Fields may be lists, mappings, unions and nested sections. The file itself
 loader made strict (no duplicate keys, no aliases), size-bounded, one line per problem.
 
 This module imports nothing from the package but `sngan.errors` and `sngan.datasets` (the sources `data.name` can
-name), and not torch: `sngan train` checks a config before torch loads.
+name), and not torch: `sngan train` reads a config and checks its keys and types before torch loads. The names a
+torch-side registry holds (architectures, losses, spectral-norm starts, evaluation protocols) are read from that
+registry when a value is checked against them (`Registered`), never typed here a second time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import types
 import typing
@@ -39,11 +42,37 @@ MAX_BATCH = 65_536  # images per D or G step
 MAX_ITERATIONS = 100_000_000  # G iterations and every schedule counted in them
 MAX_GRID = 4096  # images in one sample grid
 MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNorm refresh
-EVAL_PROTOCOLS = ("paper", "standard", "quick")  # train.eval_protocol; evaluation.protocols defines them
-RESOLUTIONS = {"resnet": (32, 48, 64, 128), "cnn": (32, 48)}  # model.arch -> its resolutions (sngan.models' layouts)
-SN_ALGORITHMS = ("random", "svd", "torch")  # model.sn_algorithm: sngan.models.spectral starts and steps each
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.layers builds each
-LOSS_TYPES = ("hinge", "nonsaturating", "wasserstein")  # loss.type: sngan.train.losses.LOSSES holds each
+
+
+class Registered:
+    """The names a registry on the torch side holds (a dict in a module that imports torch), read from it when first
+    needed: the schema offers and checks exactly what is implemented, with no second list typed here. Loading a
+    config imports that module only when it checks such a value, after every key of every section was checked
+    (`from_dict`), so a mistyped key or path still fails before torch loads."""
+
+    def __init__(self, module: str, registry: str) -> None:
+        self.module, self.registry = module, registry
+
+    def table(self) -> dict:
+        return getattr(importlib.import_module(self.module), self.registry)
+
+    def __iter__(self) -> typing.Iterator:
+        return iter(self.table())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table()
+
+    def __repr__(self) -> str:
+        return f"the names of {self.module}.{self.registry}"
+
+
+ARCHITECTURES = Registered("sngan.models", "GENERATORS")  # model.arch
+RESOLUTIONS = Registered("sngan.models", "RESOLUTIONS")  # model.arch -> the image sides it builds
+SIDES = Registered("sngan.models", "SIDES")  # model.resolution: every side some architecture builds
+SN_ALGORITHMS = Registered("sngan.models.spectral", "STEP_OF_ALGORITHM")  # model.sn_algorithm
+LOSS_TYPES = Registered("sngan.train.losses", "LOSSES")  # loss.type
+EVAL_PROTOCOLS = Registered("sngan.evaluation.protocols", "PROTOCOLS")  # train.eval_protocol
 
 
 # The schema machinery: strict YAML, `option` fields, sections built and checked one line per problem
@@ -127,9 +156,10 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def build_section(cls: type, raw: Any, prefix: str = "") -> Any:
+def build_section(cls: type, raw: Any, prefix: str = "", check: bool = True) -> Any:
     """An instance of the dataclass `cls` from the mapping `raw`: unknown keys refused, each value coerced to its
-    field's type and checked against its bounds; `prefix` names the section in messages ('train' -> 'train.lr')."""
+    field's type and (unless `check` is False: `check_section` later) checked against its bounds; `prefix` names
+    the section in messages ('train' -> 'train.lr')."""
     where = prefix or "the top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{'key ' + repr(prefix) if prefix else where} must be a mapping of keys, got "
@@ -143,9 +173,15 @@ def build_section(cls: type, raw: Any, prefix: str = "") -> Any:
             raise ConfigError(f"unknown key '{dotted}'{suggest(str(key), fields)}")
         values[key] = coerce(value, hints[key], dotted)
     instance = cls(**values)
-    for key, f in fields.items():
-        check_value(getattr(instance, key), dict(f.metadata), f"{prefix}.{key}" if prefix else key)
+    if check:
+        check_section(instance, prefix)
     return instance
+
+
+def check_section(instance: Any, prefix: str = "") -> None:
+    """Check each field of a built section against its bounds and choices (`check_value`)."""
+    for f in dataclasses.fields(instance):
+        check_value(getattr(instance, f.name), dict(f.metadata), f"{prefix}.{f.name}" if prefix else f.name)
 
 
 YAML_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
@@ -289,9 +325,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = option("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
-                       choices=tuple(RESOLUTIONS))
-    resolution: int = option(32, "image side in pixels (resnet: 32|48|64|128, cnn: 32|48)",
-                             choices=tuple(sorted({r for sizes in RESOLUTIONS.values() for r in sizes})))
+                       choices=ARCHITECTURES)
+    resolution: int = option(32, "image side in pixels, one its arch builds (sngan.models.RESOLUTIONS; another is "
+                             "refused with the arch's list)", choices=SIDES)
     z_dim: int = option(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
     g_ch: int = option(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
                        le=MAX_WIDTH)
@@ -429,7 +465,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"section '{name}' must be a mapping, got {type(value).__name__}")
         sections[name] = value
-    built = {name: build_section(cls, sections.get(name, {}), name) for name, cls in SECTIONS.items()}
+    built = {name: build_section(cls, sections.get(name, {}), name, check=False) for name, cls in SECTIONS.items()}
+    for name, section in built.items():  # after every key and type: a registry's choices may load torch
+        check_section(section, name)
     cfg = Config(**built)
     if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
         raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
@@ -451,8 +489,9 @@ def check_model(model_cfg: ModelConfig) -> None:
     if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
         raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
                           "concatenates a class embedding)")
-    if model_cfg.resolution not in RESOLUTIONS.get(model_cfg.arch, ()):
-        sizes = "|".join(map(str, RESOLUTIONS.get(model_cfg.arch, ())))
+    sizes_of = RESOLUTIONS.table()
+    if model_cfg.resolution not in sizes_of.get(model_cfg.arch, ()):
+        sizes = "|".join(map(str, sizes_of.get(model_cfg.arch, ())))
         raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
                           f"got {model_cfg.resolution}")
 

@@ -53,7 +53,8 @@ def test_cross_product_names_and_setting_files_win_over_methods(tmp_path):
     ({"seeds": [1, -1]}, r"key 'seeds\[1\]' must be >= 0, got -1"),
     ({"seeds": "0"}, "key 'seeds' must be a list, got a string"),
     ({"slurm": {"sbatch": "--account=x"}}, "key 'slurm.sbatch' must be a list, got a string"),  # a tuple field
-    ({"evaluation": {"every": 5, "protocol": "papr"}}, r"key 'evaluation.protocol' must be one of paper\|standard"),
+    ({"evaluation": {"every": 5, "protocol": "papr"}},
+     r"key 'evaluation.protocol' must be one of standard\|paper\|quick, got 'papr'"),
     ({"evaluation": {"every": 10**12}}, "key 'evaluation.every' must be <="),  # train.eval_every's own bound
     ({"variants": [{"name": "x", "overrides": [], "extra": 1}]}, r"unknown key 'variants\[0\].extra'"),
     ({"settings": {"X": 5}}, "key 'settings.X' must be a string or a list, got an integer 5"),

@@ -100,13 +100,6 @@ def test_dry_run_of_a_bad_plan_is_one_line_and_exit_1(tmp_path, extra):
     assert not (tmp_path / "study").exists()
 
 
-def test_protocol_names_are_one_list():
-    from sngan.config import EVAL_PROTOCOLS
-    from sngan.evaluation.protocols import PROTOCOLS
-
-    assert set(PROTOCOLS) == set(EVAL_PROTOCOLS) and len(EVAL_PROTOCOLS) == 3
-
-
 def test_figure_9_curves_are_sigma_of_the_normalised_weights_from_the_log(tmp_path):
     """spectral_norms.png's data: sigma(W-bar) per layer at each check; at the last step it equals the checkpoint's
     float64 sigma(W) / (u^T W v), computed here from the saved weights and vectors."""
@@ -129,27 +122,6 @@ def test_figure_9_curves_are_sigma_of_the_normalised_weights_from_the_log(tmp_pa
         u, v = state[prefix + "0._u"].double(), state[prefix + "0._v"].double()
         assert points[-1][0] == 7
         assert points[-1][1] == pytest.approx((torch.linalg.svdvals(w)[0] / (u @ w @ v)).item(), rel=1e-4)
-
-
-def test_each_arch_builds_exactly_the_resolutions_the_config_allows():
-    """One list of resolutions (config.RESOLUTIONS): every listed one builds, and the ResNet layouts are those."""
-    import torch
-
-    from sngan.config import RESOLUTIONS, ModelConfig
-    from sngan.errors import ConfigError
-    from sngan.models import build_discriminator, build_generator
-    from sngan.models.resnet import LAYOUTS
-
-    assert tuple(sorted(LAYOUTS)) == RESOLUTIONS["resnet"]
-    for arch, sizes in RESOLUTIONS.items():
-        for size in (32, 48, 64, 128):
-            cfg = ModelConfig(arch=arch, resolution=size, z_dim=4, g_ch=8, d_ch=2)
-            if size in sizes:
-                x = build_generator(cfg)(torch.randn(2, 4))
-                assert x.shape == (2, 3, size, size) and build_discriminator(cfg)(x).shape == (2,)
-            else:
-                with pytest.raises(ConfigError, match="model.resolution"):
-                    build_generator(cfg)
 
 
 def test_dry_run_estimates_each_run_and_the_total_from_one_measurement_per_model(tmp_path):

@@ -22,9 +22,9 @@ from torch import nn
 
 from sngan.config import ModelConfig, check_model
 from sngan.errors import ConfigError
-from sngan.models.cnn import CNNDiscriminator, CNNGenerator
+from sngan.models.cnn import CNN_SIDES, CNNDiscriminator, CNNGenerator
 from sngan.models.layers import add_learnt_scale
-from sngan.models.resnet import ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
+from sngan.models.resnet import LAYOUTS, ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
 from sngan.models.spectral import use_sn_step
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -37,6 +37,12 @@ DISCRIMINATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": lambda m: CNNDiscriminator(m.resolution, m.d_ch, m.num_classes, m.d_linear_bias, m.sn_power_iterations,
                                       m.d_norm),
 }
+
+RESOLUTIONS: dict[str, tuple[int, ...]] = {  # model.arch -> the image sides it builds
+    "resnet": tuple(sorted(LAYOUTS)),  # the per-resolution layouts of the authors' ResNets
+    "cnn": CNN_SIDES,
+}
+SIDES = {side: None for side in sorted({s for sides in RESOLUTIONS.values() for s in sides})}  # model.resolution
 
 MAX_PARAMETERS = 1_000_000_000  # per network
 BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight + gradient + two Adam moments

@@ -20,6 +20,7 @@ from sngan.models.layers import BN_EPS, has_activation_norm, norm_activation, no
 LRELU_SLOPE = 0.1
 INIT_STD = 0.02
 D_MULT = (1, 1, 2, 2, 4, 4, 8)
+CNN_SIDES = (32, 48)  # the sides the paper runs it at (M_g = 4, 6: CIFAR-10 and STL-10, Table 3); R = 8 * M_g
 
 
 def _normal_init(module: nn.Module) -> None:

@@ -42,8 +42,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sngan.config import SN_ALGORITHMS
-
 SN_EPS = 1e-12
 KEEPS = ("u", "v")  # the vector a layer carries between forwards: the authors' u, or torch's v
 STEP_OF_ALGORITHM = {"random": "u", "svd": "u", "torch": "v"}  # model.sn_algorithm -> FP32SpectralNorm.keeps
@@ -137,8 +135,8 @@ def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
 
 def use_sn_step(model: nn.Module, how: str) -> None:
     """Set every spectral-norm layer's step to the one `model.sn_algorithm` = `how` names (`STEP_OF_ALGORITHM`)."""
-    if how not in SN_ALGORITHMS:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_ALGORITHMS)}")
+    if how not in STEP_OF_ALGORITHM:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(STEP_OF_ALGORITHM)}")
     for _, norm in sn_layers(model):
         norm.keeps = STEP_OF_ALGORITHM[how]
 
@@ -159,8 +157,8 @@ def start_sn_random(model: nn.Module, generator: torch.Generator | None = None) 
 
 def start_sn(model: nn.Module, how: str) -> int:
     """Start every spectral-norm layer's power iteration as `model.sn_algorithm` says (random | svd | torch)."""
-    if how not in SN_ALGORITHMS:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(SN_ALGORITHMS)}")
+    if how not in STEP_OF_ALGORITHM:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(STEP_OF_ALGORITHM)}")
     if how == "random":
         return start_sn_random(model)
     if how == "svd":
