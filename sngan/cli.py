@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeGuard
+from typing import Annotated, Any, Protocol, TypeGuard, cast
 
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
@@ -237,7 +237,8 @@ def sample(
                             batch_size=batch_size, progress=progress, force=force, seeds=seeds,
                             truncation=truncation, flat=flat, scale=scale)
     generator, state = load_generator(ckpt, ema, resolve_device(device))
-    paths = export(generator, request, class_names(state, generator.num_classes))
+    num_classes = cast(int, generator.num_classes)  # an int attribute: nn.Module types attributes as tensors
+    paths = export(generator, request, class_names(state, num_classes))
     if out.is_dir():
         typer.echo(f"wrote {len(paths)} images to {out}")
     else:

@@ -469,11 +469,6 @@ def from_dict(raw: dict[str, Any]) -> Config:
     for name, section in built.items():  # after every key and type: a registry's choices may load torch
         check_section(section, name)
     cfg = Config(**built)
-    _check_consistency(cfg)
-    return cfg
-
-
-def _check_consistency(cfg: Config) -> None:
     if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
         raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
                           f"got {cfg.optim.lr_decay_start}")
@@ -482,6 +477,7 @@ def _check_consistency(cfg: Config) -> None:
                           f"splits), got {cfg.train.eval_num_samples}")
     check_model(cfg.model)
     _check_methods(cfg)
+    return cfg
 
 
 def check_model(model_cfg: ModelConfig) -> None:

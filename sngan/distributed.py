@@ -29,7 +29,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,10 +222,6 @@ def agree(info: DistInfo, failure: BaseException | None, what: str) -> None:
     The failing ranks re-raise their own error (its one line, or its traceback for a bug); rank 0, when it did not
     fail itself, names the rank and the cause; every other rank says that it stops because of that rank.
     """
-    if not info.enabled:
-        if failure is not None:
-            raise failure
-        return
     causes = gather_objects(None if failure is None else _one_line(failure), info)
     failed = [(rank, cause) for rank, cause in enumerate(causes) if cause is not None]
     if not failed:
@@ -238,9 +234,14 @@ def agree(info: DistInfo, failure: BaseException | None, what: str) -> None:
     raise SnganError(f"stopping: {what} failed on rank {failed[0][0]} (rank 0 names the cause)")
 
 
+def together(info: DistInfo, what: str) -> AbstractContextManager[None]:
+    """Run a start-up step on every rank, then `agree` on its outcome (a failure anywhere stops every rank); in a
+    1-process run the step simply runs (its failure is its own)."""
+    return _agreeing(info, what) if info.enabled else nullcontext()
+
+
 @contextmanager
-def together(info: DistInfo, what: str) -> Iterator[None]:
-    """Run a start-up step on every rank, then `agree` on its outcome (a failure anywhere stops every rank)."""
+def _agreeing(info: DistInfo, what: str) -> Iterator[None]:
     failure: BaseException | None = None
     try:
         yield
@@ -264,8 +265,6 @@ def check_same_config(config: dict[str, Any], info: DistInfo) -> None:
 
     A hash is compared first; the configs themselves travel only when the hashes differ.
     """
-    if not info.enabled:
-        return
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
     if len(set(gather_objects(digest, info))) == 1:
         return
@@ -301,10 +300,8 @@ def local_batch(global_batch: int, info: DistInfo, key: str) -> int:
     return global_batch // info.world_size
 
 
-def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
-    """DistributedDataParallel around `module` when distributed, else the module itself."""
-    if not info.enabled:
-        return module
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around `module` (under torchrun: a 1-process run trains the module itself)."""
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
@@ -406,8 +403,6 @@ def check_same_data(fingerprint: dict[str, Any], info: DistInfo) -> None:
     """Refuse ranks that read different data (a node whose copy lacks a class, has other files, or another size),
     naming the ranks and what differs, before the first step. `fingerprint`: count, class names and a content hash
     (the packed cache's, or the labels' for a drawn set)."""
-    if not info.enabled:
-        return
     seen = gather_objects({**fingerprint, "host": socket.gethostname()}, info)
     ref = seen[0]
     for rank, fp in enumerate(seen[1:], 1):

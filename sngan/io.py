@@ -119,10 +119,6 @@ def _no_follow(path: str, flags: int) -> int:
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _identity(info: os.stat_result) -> tuple[int, int]:
-    return info.st_dev, info.st_ino
-
-
 def _what(info: os.stat_result | None) -> str:
     if info is None:
         return "gone"
@@ -142,7 +138,8 @@ class Folder:
 
     def __init__(self, path: Path, fd: int, parent: Folder | None = None):
         self.path, self.fd, self.parent = path, fd, parent
-        self.identity = _identity(os.fstat(fd))
+        opened = os.fstat(fd)
+        self.identity = (opened.st_dev, opened.st_ino)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = False, follow: bool = False) -> Folder:
@@ -183,7 +180,7 @@ class Folder:
                                            else os.stat(self.path, follow_symlinks=False))
         except OSError:
             info = None
-        if info is None or _identity(info) != self.identity:
+        if info is None or (info.st_dev, info.st_ino) != self.identity:
             raise FolderChanged(f"'{self.path}' changed while sngan was writing in it (it is now {_what(info)}); "
                                 f"sngan never writes through a link or into a folder it did not open")
 

@@ -5,8 +5,9 @@ import io
 import re
 
 from sngan.config import load_config
+from sngan.progress import on_terminal
 from sngan.train.loop import train
-from sngan.train.runlog import bar_wanted, eta, log_line
+from sngan.train.runlog import eta, log_line
 from tests.helpers import write_config
 
 LINE = re.compile(r"step (\d+)/\d+ \| d_loss -?\d+\.\d{4} \| g_loss -?\d+\.\d{4} \| lr \d\.\d\de-\d\d \| "
@@ -47,8 +48,8 @@ def test_a_record_carries_the_peak_resident_memory_of_the_process():
     assert 0.05 < record["cpu_mem_gb"] < 64
 
 
-def test_bar_only_on_a_terminal_when_asked_for():
-    assert bar_wanted(True, Terminal()) and not bar_wanted(True, io.StringIO()) and not bar_wanted(False, Terminal())
+def test_bar_only_on_a_terminal():
+    assert on_terminal(Terminal()) and not on_terminal(io.StringIO())
 
 
 STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z (.*)")
@@ -89,6 +90,10 @@ def test_no_progress_still_prints_the_lines_and_a_terminal_gets_the_bar_instead(
     train(load_config(config), tmp_path / "quiet", progress=False, log=lines.append)
     assert sum(bool(LINE.fullmatch(line)) for line in lines) == 2
     monkeypatch.setattr("sys.stderr", Terminal())
+    lines = []
+    train(load_config(config), tmp_path / "tty-quiet", progress=False, log=lines.append)
+    assert sum(bool(LINE.fullmatch(line)) for line in lines) == 2  # no bar asked for: lines on a terminal too
+    assert "train:" not in __import__("sys").stderr.getvalue()
     lines = []
     train(load_config(config), tmp_path / "tty", progress=True, log=lines.append)
     assert not any(LINE.fullmatch(line) for line in lines)

@@ -46,14 +46,15 @@ def test_resumed_run_keeps_the_resume_step_and_shows_grids_with_wall_times(tmp_p
 
 def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(tmp_path):
     from sngan.train.rundir import RunFolder
-    from sngan.train.runlog import MetricsFile, RunLog, TensorBoardSink
+    from sngan.train.runlog import RunLog, TensorBoardSink
 
     class Recorder:
         def __init__(self):
             self.seen = []
 
-        def write(self, record):
-            self.seen.append(("write", record["step"]))
+        def write(self, record):  # metrics.jsonl first: readers use it
+            kept = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+            self.seen.append(("write", record["step"], [json.loads(line)["step"] for line in kept]))
 
         def grid(self, path, step):
             self.seen.append(("grid", step))
@@ -64,7 +65,7 @@ def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(t
     pytest.importorskip("tensorboard")
     folder = RunFolder.open(tmp_path / "run", "data: {}\n")
     run_log = RunLog(folder)
-    assert [type(s) for s in run_log.sinks] == [MetricsFile, TensorBoardSink]  # the file first: readers use it
+    assert [type(s) for s in run_log.sinks] == [TensorBoardSink]
     recorder = Recorder()
     run_log.sinks.append(recorder)
     run_log.log({"step": 1, "d_loss": 0.5})
@@ -73,5 +74,5 @@ def test_the_run_log_writes_each_record_and_grid_to_every_sink_and_closes_them(t
     run_log.grid(grid, 1)
     run_log.close()
     folder.close()
-    assert recorder.seen == [("write", 1), ("grid", 1), ("close",)]
+    assert recorder.seen == [("write", 1, [1]), ("grid", 1), ("close",)]
     assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1]

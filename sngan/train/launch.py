@@ -6,7 +6,8 @@ else best.pt: `rundir.newest_checkpoint`, the same rule by which a new run refus
 restart (TORCHELASTIC_RESTART_COUNT > 0) reads the same command line as `--resume auto`: the restarted workers
 continue the run the first attempt started.
 
-Under torchrun every process joins the process group before anything that can fail, and each step of the start
+A 1-process run goes straight through: choose the run, open the config and checkpoint, train. Under torchrun
+(`launch_ranks`) every process joins the process group before anything that can fail, and each step of the start
 ends in `distributed.together`: rank 0 chooses the run folder and the checkpoint, the ranks compare what each node
 holds of the run (`agree_on_checkpoint`), rank 0 sends that checkpoint's bytes to the others (so a node needs no
 copy of the run folder), every rank opens them, and the resolved configs of all ranks must be equal.
@@ -193,8 +194,20 @@ def dry_run(config: Path | None, overrides: list[str], out: Path | None, resume:
 
 
 def launch(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, progress: bool) -> None:
-    """Run `sngan train` (start or continue; under torchrun, every rank)."""
+    """Run `sngan train` (start or continue): in this process, or under torchrun on every rank (`launch_ranks`)."""
     info = distributed.from_env()
+    if info.enabled:
+        launch_ranks(config, overrides, out, resume, progress, info)
+        return
+    choice = choose_run(config, out, resume)
+    cfg, resume_from = resolve_run(config, overrides, choice)
+    check_model_size(cfg.model)  # before any network is allocated
+    train(cfg, choice.run_dir, resume=resume_from, progress=progress, notice=choice.notice)
+
+
+def launch_ranks(config: Path | None, overrides: list[str], out: Path | None, resume: str | None, progress: bool,
+                 info: distributed.DistInfo) -> None:
+    """`launch` under torchrun: the same steps, each agreed on by every rank (module docstring)."""
     distributed.init_process_group(info)  # first: every later failure is agreed on by all ranks
     try:
         choice = None
@@ -204,9 +217,7 @@ def launch(config: Path | None, overrides: list[str], out: Path | None, resume: 
             if info.is_main:
                 choice = choose_run(config, out, resume, restarted)
         choice = distributed.broadcast_object(choice, info)  # every rank uses rank 0's choice
-        data, behind = None, ""
-        if info.enabled:
-            data, behind = agree_on_checkpoint(choice, resume == "auto" or restarted, info)
+        data, behind = agree_on_checkpoint(choice, resume == "auto" or restarted, info)
         with distributed.together(info, "reading the config and checkpoint"):
             cfg, resume_from = resolve_run(config, overrides, choice, data)
             check_model_size(cfg.model)  # before any network is allocated

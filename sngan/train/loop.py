@@ -42,13 +42,13 @@ from sngan.errors import CheckpointError, FolderChanged, SnganError, TrainingDiv
 from sngan.evaluation.scoring import TrainingEvaluator
 from sngan.inspect.summary import spectral_record
 from sngan.models import count_parameters
-from sngan.progress import warning_lines
+from sngan.progress import on_terminal, warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import grid_writer
 from sngan.train.losses import get_losses
 from sngan.train.perf import compile_or_eager, path_line, resolve_perf
 from sngan.train.rundir import RunFolder
-from sngan.train.runlog import Progress, RunLog, bar_wanted, check_wandb, open_wandb
+from sngan.train.runlog import Progress, RunLog, check_wandb, open_wandb
 from sngan.train.state import Resume, TrainState, build_state, open_resume
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
 
@@ -178,32 +178,24 @@ def evaluate_and_keep_best(state: TrainState, evaluator: TrainingEvaluator, run_
         log(f"new best {fid_name} {fid:.3f}: {path}")
 
 
-def open_run_folder(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, text: Progress,
+def open_run_folder(run_dir: Path, cfg: Config, state: TrainState, resume: Path | None, lines: Progress,
                     info: DistInfo) -> tuple[RunFolder | None, RunLog | None]:
     """Rank 0 checks, locks and prepares the run folder (its first change, after every check) and opens its log;
     all ranks learn if it failed. From then on every line of the run is kept in its log.txt."""
     folder = run_log = None
     with together(info, "opening the run folder"):
         if info.is_main:
-            folder = RunFolder.open(run_dir, to_yaml(cfg), start_step=state.step, notice=text.message,
+            folder = RunFolder.open(run_dir, to_yaml(cfg), start_step=state.step, notice=lines.message,
                                     run_id=state.run_id, resume=resume)
             state.run_id = folder.run_id  # recorded in every checkpoint from now on
             try:
-                text.open_file(folder)
+                lines.open_file(folder)
                 run_log = RunLog(folder, wandb=functools.partial(open_wandb, t=cfg.train, config=cfg.to_dict())
                                  if cfg.train.wandb_project else None)
             except BaseException:
                 folder.close()  # releases the lock
                 raise
     return folder, run_log
-
-
-def check_start(cfg: Config, run_dir: Path, resume: Resume | None, info: DistInfo) -> None:
-    """Every check a run makes before building anything (rank 0 alone checks the folder it alone writes)."""
-    if info.is_main:
-        RunFolder.check_start(run_dir, None if resume is None else resume.run_id,
-                              None if resume is None else resume.path)
-        check_wandb(cfg.train)  # before anything is written, like the Inception weights
 
 
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None = None, progress: bool = True,
@@ -225,69 +217,76 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | Resume | None =
         non-finite losses or weights (without one). Every line, the final one included, is kept in log.txt.
     """
     run_dir = Path(run_dir)
-    text = Progress(log if info.is_main else None, bar_wanted(progress and info.is_main))
+    lines = Progress(log if info.is_main else None, progress and info.is_main and on_terminal())
     if notice:
-        text.message(notice)
+        lines.message(notice)
     try:
-        with warning_lines(functools.partial(say_warning, text)):  # on stderr when raised, and in log.txt
-            return _train(cfg, run_dir, resume, text, info)
+        with warning_lines(functools.partial(say_warning, lines)):  # on stderr when raised, and in log.txt
+            return _train(cfg, run_dir, resume, lines, info)
     except TrainingStopped as exc:
-        text.keep(str(exc))  # the command line prints it
+        lines.keep(str(exc))  # the command line prints it
         raise
     except KeyboardInterrupt as exc:
-        text.keep(f"interrupted{f': {exc}' if str(exc) else ''}")
+        lines.keep(f"interrupted{f': {exc}' if str(exc) else ''}")
         raise
     except Exception as exc:
-        text.keep(f"error: {' '.join(str(exc).split()) or type(exc).__name__}"[:2000])
+        lines.keep(f"error: {' '.join(str(exc).split()) or type(exc).__name__}"[:2000])
         raise
     finally:
-        text.close()
+        lines.close()
 
 
-def say_warning(text: Progress, line: str) -> None:
+def say_warning(lines: Progress, warning: str) -> None:
     """A warning line on stderr (above the bar, if one is drawn) and in log.txt with its time."""
-    tqdm.write(line, file=sys.stderr)
-    text.keep(line)
+    tqdm.write(warning, file=sys.stderr)
+    lines.keep(warning)
 
 
-def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text: Progress,
+def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, lines: Progress,
            info: DistInfo) -> Path:
     """`train` once its lines have a home: start (every rank agreeing), loop, stop."""
     evaluator = None
     with together(info, "checking the run"):
         if resume is not None and not isinstance(resume, Resume):
             resume = open_resume(resume, cfg)
-        check_start(cfg, run_dir, resume, info)
+        if info.is_main:  # every check of the folder it alone writes, before anything is built
+            RunFolder.check_start(run_dir, None if resume is None else resume.run_id,
+                                  None if resume is None else resume.path)
+            if cfg.train.wandb_project:
+                check_wandb(cfg.train)  # before anything is written, like the Inception weights
         device = resolve_device(cfg.train.device, info)
         start = 0 if resume is None else int(resume.state["step"])
         perf, fallback = compile_or_eager(resolve_perf(cfg.perf, device, cfg.train.iterations - start), device)
-        if any_rank(bool(fallback), info, device):  # every rank runs the same step: eager if any cannot compile
+        if info.enabled and any_rank(bool(fallback), info, device):  # the same step everywhere: eager if any fails
             perf = perf.eager("auto: eager, compiling failed on a rank")
-        text.message(path_line(perf, device))  # which step runs, who chose it, how to switch
+        lines.message(path_line(perf, device))  # which step runs, who chose it, how to switch
         if fallback:
-            text.message(fallback)
+            lines.message(fallback)
         if cfg.train.eval_every:  # fails fast without the Inception weights
-            evaluator = TrainingEvaluator(cfg, device, text.message)
-    state = build_state(cfg, device, text.message, info, perf)
+            evaluator = TrainingEvaluator(cfg, device, lines.message)
+    state = build_state(cfg, device, lines.message, info, perf)
     with together(info, "restoring the checkpoint"):
         if resume is not None:
             try:
-                state.restore(resume.state, text.message)  # validates the whole checkpoint before loading any of it
+                state.restore(resume.state, lines.message)  # validates the whole checkpoint before loading any of it
             except CheckpointError as exc:
                 raise CheckpointError(f"{resume.path}: {exc}") from None
     t = cfg.train
     last_path = None if resume is None else resume.path
     folder = run_log = None
     try:
-        folder, run_log = open_run_folder(run_dir, cfg, state, last_path, text, info)
+        folder, run_log = open_run_folder(run_dir, cfg, state, last_path, lines, info)
         if resume is not None:
-            text.message(f"resumed from {resume.path} at step {state.step}")
-        text.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
-                     f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
-        text.begin(t.iterations, state.step)
-        last_path = run_loop(state, run_dir, folder, run_log, evaluator, text, last_path) or last_path
+            lines.message(f"resumed from {resume.path} at step {state.step}")
+        lines.message(f"run directory: {run_dir} | device {device} x {info.world_size} | G "
+                      f"{count_parameters(state.g.module):,} params, D {count_parameters(state.d.module):,} params")
+        lines.begin(t.iterations, state.step)
+        try:
+            last_path = run_loop(state, run_dir, folder, run_log, evaluator, lines, last_path) or last_path
+        except FolderChanged as changed:  # a part of the run folder swapped mid-run: a checkpoint in its own folder
+            raise rescue(state, folder, run_dir, changed) from None
     finally:
-        text.close_bar()
+        lines.close_bar()
         try:
             if run_log is not None:
                 run_log.close()
@@ -295,30 +294,22 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, text:
             if folder is not None:
                 folder.close()
             state.batches.close()
-    text.message(f"done: step {state.step}, checkpoint {last_path}")
+    assert last_path is not None, "the last iteration always writes a checkpoint (due)"
+    lines.message(f"done: step {state.step}, checkpoint {last_path}")
     return last_path
 
 
 def run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log: RunLog | None,
-             evaluator: TrainingEvaluator | None, text: Progress, last_path: Path | None) -> Path | None:
-    """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written. A part of the
-    run folder swapped mid-run stops the run with a checkpoint in its own folder (`rescue`)."""
-    try:
-        return _run_loop(state, run_dir, folder, run_log, evaluator, text, last_path)
-    except FolderChanged as changed:
-        raise rescue(state, folder, run_dir, changed) from None
-
-
-def _run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log: RunLog | None,
-              evaluator: TrainingEvaluator | None, text: Progress, last_path: Path | None) -> Path | None:
+             evaluator: TrainingEvaluator | None, lines: Progress, last_path: Path | None) -> Path | None:
+    """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written."""
     cfg, info, device, t = state.cfg, state.dist, state.device, state.cfg.train
     losses = get_losses(cfg.loss.type)
     window = LossWindow(device, state.step)
-    with SignalGuard(text.message if info.is_main else None) as signals:
+    with SignalGuard(lines.message if info.is_main else None) as signals:
         while state.step < t.iterations:
             lr, d_loss, g_loss = iteration(state, losses)
             window.add(d_loss, g_loss)
-            text.update()
+            lines.update()
             poll = not info.enabled or state.step % SIGNAL_POLL_EVERY == 0  # a collective: not every step
             now = due(state.step, t, poll and any_rank(signals.received is not None, info, device),
                       evaluator is not None)
@@ -326,7 +317,7 @@ def _run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_lo
                 record = window.record(state.step, lr, info)
                 if run_log is not None:
                     run_log.log(record)
-                text.report(record)
+                lines.report(record)
                 window = LossWindow(device, state.step)
             if now.refresh:
                 broadcast_buffers(state.g.module, info)  # rank 0's BatchNorm statistics everywhere
@@ -338,8 +329,8 @@ def _run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_lo
             if now.inspect and run_log is not None:  # local maths, no collectives: rank 0 only
                 m = cfg.model
                 run_log.log({"step": state.step, **spectral_record(state.d.module, m.resolution, m.num_classes)})
-            if now.evaluate:
-                evaluate_and_keep_best(state, evaluator, run_log, folder, run_dir, text.message)
+            if now.evaluate and evaluator is not None:  # due only with an evaluator
+                evaluate_and_keep_best(state, evaluator, run_log, folder, run_dir, lines.message)
             if now.save:
                 last_path = save_periodic(state, folder, run_dir)
             if now.stop:
@@ -424,7 +415,7 @@ def pass_on(signum: int) -> None:
     """Deliver `signum` now to the handler that was in place before training (submitit's requeue on SIGUSR2, say),
     skipping the finished guards that would take it for a repeat of the stop request they served."""
     handler = signal.getsignal(signum)
-    while isinstance(getattr(handler, "__self__", None), SignalGuard):
-        handler = handler.__self__._previous.get(signum, signal.SIG_DFL)
+    while isinstance(guard := getattr(handler, "__self__", None), SignalGuard):
+        handler = guard._previous.get(signum, signal.SIG_DFL)
     signal.signal(signum, handler)
     signal.raise_signal(signum)

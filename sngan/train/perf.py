@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -141,11 +142,6 @@ def autocast(perf: Perf, device: torch.device) -> contextlib.AbstractContextMana
     return contextlib.nullcontext()
 
 
-def prepare(module: nn.Module, perf: Perf) -> nn.Module:
-    """channels_last weights (in place) for a module; returns it."""
-    return module.to(memory_format=torch.channels_last) if perf.channels_last else module
-
-
 def compiled(module: nn.Module, perf: Perf) -> nn.Module:
     """`torch.compile(module, mode=...)` when asked for, else the module itself.
 
@@ -157,7 +153,8 @@ def compiled(module: nn.Module, perf: Perf) -> nn.Module:
     """
     if perf.compile == "off":
         return module
-    return torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
+    compiled_module = torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
+    return cast(nn.Module, compiled_module)  # an OptimizedModule: torch types torch.compile's result as a callable
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], perf: Perf) -> torch.optim.Adam:

@@ -61,15 +61,6 @@ RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run w
 HOLDER = re.compile(r"^([^\s:]{1,255}:\d{1,10})?$")  # a lock file's content: host:pid while held, empty after
 
 
-def holder_id() -> str:
-    """This process as a lock names it: 'host:pid'."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
-
-
 def read_run_id(run_dir: Path) -> str | None:
     """The id in `run_dir`'s marker, or None when there is no marker (or a link, or not an id)."""
     path = run_dir / MARKER
@@ -120,15 +111,6 @@ def _is_released_lock(path: Path) -> bool:
     return HOLDER.match(path.read_bytes().strip().decode(errors="replace")) is not None
 
 
-def _entries(run_dir: Path) -> list[Path]:
-    if run_dir.is_symlink():
-        raise SnganError(f"--out '{run_dir}' is a symbolic link; sngan never writes through links (give the real "
-                         f"folder)")
-    if not run_dir.is_dir():
-        return []
-    return [p for p in run_dir.iterdir() if not (p.name == ".lock" and _is_released_lock(p))]
-
-
 def check_parts(run_dir: Path) -> None:
     """Refuse a run folder whose parts could not take the run's outputs: a part (checkpoints/, samples/,
     tensorboard/) that is a link or not a folder, a run file that is a link or not a regular file."""
@@ -159,10 +141,12 @@ def _kind(mode: int) -> str:
 def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:
     """Raise SnganError unless this run may write `run_dir` (module docstring): a new run (`ckpt_path` None) or the
     resume of `ckpt_path`, whose checkpoint records `run_id`."""
-    entries = _entries(run_dir)
+    if run_dir.is_symlink():
+        raise SnganError(f"--out '{run_dir}' is a symbolic link; sngan never writes through links (give the real "
+                         f"folder)")
     check_parts(run_dir)
-    if not entries:
-        return
+    if not run_dir.is_dir() or all(p.name == ".lock" and _is_released_lock(p) for p in run_dir.iterdir()):
+        return  # a new or empty folder (an unheld lock file aside)
     marker = read_run_id(run_dir)
     if ckpt_path is None:
         if newest_checkpoint(run_dir / "checkpoints") is not None:
@@ -263,7 +247,7 @@ class FolderLock:
             time.sleep(0.1)
         with writing(self.path):
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder_id()}\n".encode(), 0)
+            os.pwrite(fd, f"{socket.gethostname()}:{os.getpid()}\n".encode(), 0)  # this process: host:pid
         return fd
 
     def release(self) -> None:
@@ -302,17 +286,6 @@ def latest_run_dir(name: str, base: Path = DEFAULT_BASE) -> Path | None:
     return runs[-1][1] if runs else None
 
 
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse a run folder that cannot be created or written: a file, a path under a file, a read-only parent."""
-    try:
-        str(run_dir).encode("utf-8")
-    except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
-        raise SnganError(f"--out {os.fsencode(run_dir)!r} is not valid UTF-8; choose a folder name that is") from None
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
-    check_can_create(run_dir / ".lock")
-
-
 def aside_name(names: list[str], name: str) -> str:
     """`name` with `<time>` filled in, not among `names`, unique even for two resumes in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -329,8 +302,9 @@ class RunFolder:
     """One run folder, from the checks before its first write to the release of its lock (module docstring).
 
     `RunFolder.open` checks, locks and prepares the folder; then every write of the run goes through it: `save`
-    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `open_log` (log.txt), `tensorboard` (the
-    handle TensorBoard writes through), and `rescue` when a part was swapped. `close` releases the lock.
+    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `open_log` (log.txt), `part` (a
+    part's handle: TensorBoard writes through `part("tensorboard")`), and `rescue` when a part was swapped. `close`
+    releases the lock.
     """
 
     def __init__(self, path: Path, run_id: str, lock: FolderLock, purge_step: int | None):
@@ -341,8 +315,15 @@ class RunFolder:
 
     @staticmethod
     def check_start(path: Path, run_id: str | None, resume: Path | None) -> None:
-        """Every check of the folder a start makes, before anything is written (module docstring)."""
-        check_run_dir(path)
+        """Every check of the folder a start makes, before anything is written: a folder that can be created or
+        written (not a file, a path under a file, a read-only parent), then `check_owner` (module docstring)."""
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
+            raise SnganError(f"--out {os.fsencode(path)!r} is not valid UTF-8; choose a folder name that is") from None
+        if path.exists() and not path.is_dir():
+            raise SnganError(f"--out '{path}' is a file; a run needs a folder (choose another --out)")
+        check_can_create(path / ".lock")
         check_owner(path, run_id, resume)
 
     @classmethod
@@ -358,7 +339,7 @@ class RunFolder:
         try:
             cls.check_start(path, run_id, resume)
             marker = read_run_id(path)
-            folder = cls(path, marker or run_id or new_run_id(), lock, None)
+            folder = cls(path, marker or run_id or uuid.uuid4().hex, lock, None)
             folder._prepare(config_yaml, start_step, notice, write_marker=marker is None)
         except BaseException:
             if folder is not None:
@@ -427,9 +408,6 @@ class RunFolder:
         """log.txt, opened for appending through the folder's handle (the caller closes it)."""
         return self.handle.open_append("log.txt")
 
-    def tensorboard(self) -> Folder:
-        return self.part("tensorboard")
-
     def close(self) -> None:
         for folder in self.parts.values():
             folder.close()
@@ -450,9 +428,10 @@ class RunFolder:
         # the changes, after every check and read
         if write_marker:
             handle.write_text(MARKER, f"{self.run_id}\n")
-        for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
-            for stale in folder.remove_stale_temps():
-                notice(f"removed {stale}, a partial file left by a process that was stopped mid-write")
+        if not write_marker:  # a folder the run wrote before (an unmarked one holds nothing but its lock)
+            for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
+                for stale in folder.remove_stale_temps():
+                    notice(f"removed {stale}, a partial file left by a process that was stopped mid-write")
         if later_records or restarted:  # both files or neither: a full disk leaves the log as it was
             moved = aside_name(handle.names(), "metrics.superseded-<time>.jsonl")
             handle.write_all([(moved, _jsonl(later_records).encode()), ("metrics.jsonl", _jsonl(kept).encode())])

@@ -8,8 +8,8 @@ otherwise each `train.log_every` record becomes one line (step, losses, lr, it/s
 line, is also kept in the run folder's `log.txt` with its UTC time (as StyleGAN2-ADA's runs keep one); the terminal
 keeps the plain lines.
 
-Records. `RunLog` writes each record to its sinks in order: metrics.jsonl (`MetricsFile`, the file every reader
-uses), TensorBoard (`TensorBoardSink`, when installed) and W&B (`WandbSink`, when `train.wandb_project` is set).
+Records. `RunLog` writes each record to metrics.jsonl (the file every reader uses), then to its sinks in order:
+TensorBoard (`TensorBoardSink`, when installed) and W&B (`WandbSink`, when `train.wandb_project` is set).
 Every tag is `<group>/<key>`, the key exactly as metrics.jsonl writes it (a search for a key finds its tag), grouped
 by their first component as TensorBoard lays them out: `loss/d_loss`, `loss/g_loss`; `train/lr`, `train/it_per_s`;
 peak memory under `resources/` (`resources/cpu_mem_gb`, on CUDA `resources/cuda_mem_gb`); spectral-norm diagnostics
@@ -32,12 +32,11 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Literal, Protocol, cast
 
 import numpy as np
 from tqdm import tqdm
 
-from sngan import progress as passes  # the one terminal rule is passes.on_terminal, for every command
 from sngan.config import TrainConfig
 from sngan.errors import SnganError
 from sngan.io import Folder, writing
@@ -58,16 +57,6 @@ def log_line(record: dict[str, Any], total: int) -> str:
             f"lr {record['lr']:.2e} | {rate:.1f} it/s | {f'mem {memory} | ' if memory else ''}ETA {left}")
 
 
-def bar_wanted(progress: bool, stream: TextIO | None = None) -> bool:
-    """A bar only when asked for and stderr (tqdm's stream) is a terminal (`sngan.progress.on_terminal`)."""
-    return progress and passes.on_terminal(stream)
-
-
-def utc_stamp(seconds: float | None = None) -> str:
-    """'2026-12-04T05:40:00Z': the time every log.txt line starts with (UTC, whole seconds)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
 class Progress:
     """What a run prints: its one-line messages, the bar or the plain lines, and its log.txt.
 
@@ -77,12 +66,13 @@ class Progress:
 
     Args:
         log: where plain lines go (None: this rank prints nothing).
-        bar: draw a tqdm bar (see `bar_wanted`) once `begin` is called; else print one line per record.
+        bar: draw a tqdm bar once `begin` is called (asked for, and stderr is a terminal:
+            `sngan.progress.on_terminal`); else print one line per record.
     """
 
     def __init__(self, log: Callable[[str], None] | None, bar: bool):
         self._log, self.show_bar = log, bar
-        self._file: TextIO | None = None
+        self._file: IO[str] | None = None
         self._early: list[str] = []  # lines said before log.txt opened, with their times
         self.total = 0
         self.bar: tqdm | None = None
@@ -104,7 +94,7 @@ class Progress:
         """Keep a line in log.txt only (what the command line prints itself: the stop line, the final error)."""
         if self._log is None:
             return
-        line = f"{utc_stamp()} {text}\n"
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n"  # UTC, whole seconds
         if self._file is not None:
             self._file.write(line)
             self._file.flush()
@@ -172,8 +162,8 @@ class TensorBoardSink:
     and sample grids (PNG) as the image `samples`.
 
     TensorBoard's writer thread reopens its event file by name for every append. Where the system names open
-    folders (`/proc/self/fd`, Linux) it is given the run's `tensorboard/` handle by that name (`logdir`), so its
-    appends land in the folder the run made whatever its path now leads to; each record first checks that the part
+    folders (`/proc/self/fd/N`, Linux) it is given the run's `tensorboard/` handle by that name (else its path), so
+    its appends land in the folder the run made whatever its path now leads to; each record first checks that the part
     is still that folder (`Folder.check`), so a swapped `tensorboard/` stops the run with a checkpoint.
     """
 
@@ -183,7 +173,8 @@ class TensorBoardSink:
         self.folder = folder
         with writing(folder.path):
             # events at steps >= purge_step are hidden: step start_step itself is kept, as in metrics.jsonl
-            self.writer = SummaryWriter(logdir(folder), purge_step=purge_step)
+            proc = f"/proc/self/fd/{folder.fd}"
+            self.writer = SummaryWriter(proc if os.path.isdir(proc) else str(folder.path), purge_step=purge_step)
 
     def write(self, record: dict[str, Any]) -> None:
         self.folder.check()
@@ -202,17 +193,8 @@ class TensorBoardSink:
         self.writer.close()
 
 
-def logdir(folder: Folder) -> str:
-    """The name under which a writer that opens files by name reaches `folder`'s handle: `/proc/self/fd/N` where
-    the system offers it, else the folder's path."""
-    proc = f"/proc/self/fd/{folder.fd}"
-    return proc if os.path.isdir(proc) else str(folder.path)
-
-
 def check_wandb(t: TrainConfig) -> None:
-    """Refuse `train.wandb_project` without the wandb package, before anything is written."""
-    if not t.wandb_project:
-        return
+    """Refuse `train.wandb_project` (set) without the wandb package, before anything is written."""
     try:
         import wandb  # noqa: F401
     except ImportError:
@@ -245,7 +227,8 @@ def open_wandb(run_dir: Path, run_id: str, t: TrainConfig, config: dict[str, Any
         return None
     import wandb
 
-    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=t.wandb_mode, dir=str(run_dir),
+    mode = cast(Literal["online", "offline", "disabled"], t.wandb_mode)  # the config's choices, checked there
+    return wandb.init(project=t.wandb_project, entity=t.wandb_entity or None, mode=mode, dir=str(run_dir),
                       id=run_id, name=run_dir.name, resume="allow", config=config)
 
 
@@ -270,8 +253,7 @@ class WandbSink:
 
 
 class Sink(Protocol):
-    """Where the run log writes: metrics.jsonl (`MetricsFile`), TensorBoard (`TensorBoardSink`), W&B
-    (`WandbSink`)."""
+    """Where the run log writes besides metrics.jsonl: TensorBoard (`TensorBoardSink`), W&B (`WandbSink`)."""
 
     def write(self, record: dict[str, Any]) -> None: ...
 
@@ -280,40 +262,24 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class MetricsFile:
-    """The first sink: appends records to metrics.jsonl, the file every reader uses (grids are not its job)."""
-
-    def __init__(self, folder: RunFolder):
-        self.folder = folder
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.folder.append_record(json.dumps(record) + "\n")
-
-    def grid(self, path: Path, step: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class RunLog:
-    """The run's records: every record and sample grid goes to its `sinks`: metrics.jsonl, TensorBoard events
-    (when installed) and a W&B run (`wandb`: `open_wandb` bound to the config, when asked for). It writes only
-    through its `RunFolder`, which owns the folder (checks, lock, marker, what a resume sets aside); TensorBoard
-    hides the events of steps a resume abandoned (`purge_step`: they stay in the event files, which TensorBoard
-    cannot split).
+    """The run's records: every record goes to metrics.jsonl, the file every reader uses, then with each sample grid
+    to its `sinks`: TensorBoard events (when installed) and a W&B run (`wandb`: `open_wandb` bound to the config,
+    when asked for). It writes only through its `RunFolder`, which owns the folder (checks, lock, marker, what a
+    resume sets aside); TensorBoard hides the events of steps a resume abandoned (`purge_step`: they stay in the
+    event files, which TensorBoard cannot split).
     """
 
     def __init__(self, folder: RunFolder, wandb: Callable[[Path, str], Any] | None = None):
         self.folder = folder
-        self.sinks: list[Sink] = [MetricsFile(folder)]
+        self.sinks: list[Sink] = []
         try:
             try:
                 import torch.utils.tensorboard  # noqa: F401
             except ImportError:  # TensorBoard is the optional extra sngan[tensorboard]
                 pass
             else:
-                self.sinks.append(TensorBoardSink(folder.tensorboard(), folder.purge_step))
+                self.sinks.append(TensorBoardSink(folder.part("tensorboard"), folder.purge_step))
             wandb_run = wandb(folder.path, folder.run_id) if wandb is not None else None  # open_wandb, bound
             if wandb_run is not None:
                 self.sinks.append(WandbSink(wandb_run))
@@ -322,7 +288,8 @@ class RunLog:
             raise
 
     def log(self, record: dict[str, Any]) -> None:
-        """Write one record (must hold `step`) to every sink: metrics.jsonl first, then TensorBoard and W&B."""
+        """Write one record (must hold `step`): metrics.jsonl first, then every sink (TensorBoard, W&B)."""
+        self.folder.append_record(json.dumps(record) + "\n")
         for sink in self.sinks:
             sink.write(record)
 

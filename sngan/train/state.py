@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects,
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
-from sngan.train.perf import Perf, adam, compiled, prepare, resolve_perf, set_matmul_precision
+from sngan.train.perf import Perf, adam, compiled, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
 from sngan.train.rundir import checkpoint_run_id
 
@@ -118,7 +118,8 @@ class TrainState:
     def sampler(self) -> nn.Module:
         """The generator to sample, score and show: the EMA generator when the run keeps one, else the live one
         (`checkpoint.uses_ema`, the rule `sngan sample` and `sngan eval` follow)."""
-        return self.generator_ema if ckpt.uses_ema(self.generator_ema is not None) else self.g.module
+        ema = self.generator_ema
+        return ema if ckpt.uses_ema(ema is not None) and ema is not None else self.g.module
 
     @property
     def sampler_name(self) -> str:
@@ -126,7 +127,7 @@ class TrainState:
 
     def rng_state(self) -> dict[str, Any]:
         """This process's generator states (Python, NumPy, torch CPU/CUDA, data order)."""
-        np_state = np.random.get_state()
+        np_state = cast(tuple, np.random.get_state())  # the legacy tuple (numpy's types allow a dict too)
         rng = {"python": random.getstate(), "torch": torch.get_rng_state(), "data": self.batches.state_dict(),
                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])]}
         if self.device.type == "cuda":
@@ -196,34 +197,34 @@ class TrainState:
         self.run_id = state.get("run_id")
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
 def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = print,
                 info: DistInfo = SINGLE, perf: Perf | None = None) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
     options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
-    seed_everything(cfg.train.seed)
+    random.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % 2 ** 32)
+    torch.manual_seed(cfg.train.seed)
     image_set = _images_once_per_node(cfg, info, log) if info.enabled and dataset(cfg.data.name).packed else None
     with together(info, "reading the dataset"):
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
         _check_labels(cfg, len(image_set.classes))
-    check_same_data(image_set.fingerprint(), info)  # a collective: every rank has its images here
+    if info.enabled:  # a collective: every rank has its images here
+        check_same_data(image_set.fingerprint(), info)
     with together(info, "building the networks"):
         passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
         log(f"{image_set.summary()}; {passes:.1f} epochs")
         if perf is None:
             perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
         set_matmul_precision(perf, device)
-        generator = prepare(build_generator(cfg.model).to(device), perf)
+        generator = build_generator(cfg.model).to(device)
         d_net = build_discriminator(cfg.model)
         if cfg.loss.orthonormal_weight > 0:  # the paper starts orthonormal regularisation from orthonormal weights
             orthogonal_init(d_net)
-        discriminator = prepare(d_net.to(device), perf)
+        discriminator = d_net.to(device)
+        if perf.channels_last:  # the 4-d weights, in place
+            for net in (generator, discriminator):
+                net.to(memory_format=torch.channels_last)
         start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
         opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
         opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
@@ -234,8 +235,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                                budget_mb=cfg.data.device_budget_mb, rank=info.rank, world=info.world_size, log=log)
     if perf.compile != "off":
         log(f"compiled: generator, discriminator (mode {perf.compile}; the first iterations include compiling)")
-    g = Net(generator, compiled(wrap(generator, info, device), perf), compiled(generator, perf))
-    d = Net(discriminator, compiled(wrap(discriminator, info, device), perf), compiled(discriminator, perf))
+    g_ddp, d_ddp = (wrap(generator, device), wrap(discriminator, device)) if info.enabled else \
+        (generator, discriminator)
+    g = Net(generator, compiled(g_ddp, perf), compiled(generator, perf))
+    d = Net(discriminator, compiled(d_ddp, perf), compiled(discriminator, perf))
     names = [str(name) for name in image_set.classes] if cfg.model.num_classes else []  # plain data for the ckpt
     return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf, class_names=names)
 
