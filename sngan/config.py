@@ -68,8 +68,6 @@ class Registered:
 
 
 ARCHITECTURES = Registered("sngan.models", "GENERATORS")  # model.arch
-RESOLUTIONS = Registered("sngan.models", "RESOLUTIONS")  # model.arch -> the image sides it builds
-SIDES = Registered("sngan.models", "SIDES")  # model.resolution: every side some architecture builds
 SN_ALGORITHMS = Registered("sngan.models.spectral", "STEP_OF_ALGORITHM")  # model.sn_algorithm
 LOSS_TYPES = Registered("sngan.train.losses", "LOSSES")  # loss.type
 EVAL_PROTOCOLS = Registered("sngan.evaluation.protocols", "PROTOCOLS")  # train.eval_protocol
@@ -326,8 +324,8 @@ class DataConfig:
 class ModelConfig:
     arch: str = option("resnet", "network family: resnet (paper Tables 4-6) or cnn (standard CNN, Table 3)",
                        choices=ARCHITECTURES)
-    resolution: int = option(32, "image side in pixels, one its arch builds (sngan.models.RESOLUTIONS; another is "
-                             "refused with the arch's list)", choices=SIDES)
+    resolution: int = option(32, "image side in pixels, one of those its arch builds (sngan.models.RESOLUTIONS; "
+                             "another is refused with that list)")
     z_dim: int = option(128, "latent size; z ~ N(0, I)", ge=1, le=MAX_WIDTH)
     g_ch: int = option(256, "generator base width (per-resolution multipliers in sngan/models)", ge=1,
                        le=MAX_WIDTH)
@@ -489,9 +487,9 @@ def check_model(model_cfg: ModelConfig) -> None:
     if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
         raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
                           "concatenates a class embedding)")
-    sizes_of = RESOLUTIONS.table()
-    if model_cfg.resolution not in sizes_of.get(model_cfg.arch, ()):
-        sizes = "|".join(map(str, sizes_of.get(model_cfg.arch, ())))
+    sides = Registered("sngan.models", "RESOLUTIONS").table().get(model_cfg.arch, ())  # arch -> the sides it builds
+    if model_cfg.resolution not in sides:
+        sizes = "|".join(map(str, sides))
         raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
                           f"got {model_cfg.resolution}")
 

@@ -42,7 +42,6 @@ RESOLUTIONS: dict[str, tuple[int, ...]] = {  # model.arch -> the image sides it 
     "resnet": tuple(sorted(LAYOUTS)),  # the per-resolution layouts of the authors' ResNets
     "cnn": CNN_SIDES,
 }
-SIDES = {side: None for side in sorted({s for sides in RESOLUTIONS.values() for s in sides})}  # model.resolution
 
 MAX_PARAMETERS = 1_000_000_000  # per network
 BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight + gradient + two Adam moments
