@@ -199,3 +199,220 @@ def test_conditional_generator_equals_the_authors_forward_with_class_affines():
         out, expected = g(z, y), _generator_reference(g, z, y)
         assert torch.allclose(out, expected, atol=1e-5)
         assert not torch.allclose(g(z, (y + 1) % 3), expected, atol=1e-3)  # the classes matter here
+
+
+# --- layouts, the concat discriminator, initialisation, BatchNorm, the standard CNN ------------------------------
+
+# (channels, side) after G's dense layer and each G block, and after each D block, for base widths 2 (g) and 3 (d),
+# transcribed from the authors' files: gen_models/resnet_32.py + dis_models/snresnet_32.py (32: every G block ch,
+# blocks 2-3 of D without downsampling), resnet_64.py + snresnet_64.py (64), resnet.py + snresnet.py (128); 48 from
+# the paper's Table 5 (dense 6x6x512, up-blocks 256-128-64; D down-blocks 64-128-256-512, then 1024 unchanged).
+AUTHORS_SHAPES = {
+    32: ([(2, 4), (2, 8), (2, 16), (2, 32)], [(3, 16), (3, 8), (3, 8), (3, 8)]),
+    48: ([(16, 6), (8, 12), (4, 24), (2, 48)], [(3, 24), (6, 12), (12, 6), (24, 3), (48, 3)]),
+    64: ([(32, 4), (16, 8), (8, 16), (4, 32), (2, 64)], [(3, 32), (6, 16), (12, 8), (24, 4), (48, 2)]),
+    128: ([(32, 4), (32, 8), (16, 16), (8, 32), (4, 64), (2, 128)],
+          [(3, 64), (6, 32), (12, 16), (24, 8), (48, 4), (48, 4)]),
+}
+
+
+def _shapes_after(modules, run):
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((out.shape[1], out.shape[-1])))
+             for m in modules]
+    with torch.no_grad():
+        run()
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("resolution", sorted(AUTHORS_SHAPES))
+def test_block_widths_and_sides_follow_the_authors_layout_per_resolution(resolution):
+    m = ModelConfig(arch="resnet", resolution=resolution, z_dim=4, g_ch=2, d_ch=3)
+    g, d = build_generator(m), build_discriminator(m)
+    z = torch.randn(2, 4)
+    g_shapes = _shapes_after([g.l1, *g.blocks], lambda: g(z))
+    g_shapes[0] = (g_shapes[0][1] // g.bottom_width ** 2, g.bottom_width)  # the dense output, as it is reshaped
+    d_shapes = _shapes_after(list(d.blocks), lambda: d(torch.randn(1, 3, resolution, resolution)))
+    assert (g_shapes, d_shapes) == AUTHORS_SHAPES[resolution]
+
+
+def test_concat_discriminator_equals_the_authors_forward():
+    """Authors' SNResNetConcatDiscriminator.__call__: blocks 1-3, the class embedding broadcast over the feature
+    map and concatenated on the channels, blocks 4-6, ReLU, global sum pooling, the final linear; no projection."""
+    torch.manual_seed(9)
+    m = ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=3, d_conditioning="concat",
+                    d_linear_bias=True)
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([2, 0, 1])
+    d = _warm_then_eval(build_discriminator(m), x, y)
+    with torch.no_grad():
+        h = x
+        for block in d.head:
+            h = _block_reference(block, h)
+        emb = d.embed.weight[y]  # (B, 128)
+        h = torch.cat([h, emb[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
+        for block in d.tail:
+            h = _block_reference(block, h)
+        expected = _linear(d, F.relu(h).sum(dim=(2, 3)))
+        assert torch.allclose(d(x, y), expected, rtol=1e-5, atol=1e-5)
+
+
+def _glorot_bound(weight, gain):
+    """Glorot-uniform's bound gain * sqrt(6 / (fan_in + fan_out)), with Chainer's fans (initializer.get_fans):
+    fan_in = in * k * k, fan_out = out * k * k."""
+    receptive = weight[0, 0].numel()
+    fan_out, fan_in = weight.shape[0] * receptive, weight.shape[1] * receptive
+    return gain * (6 / (fan_in + fan_out)) ** 0.5
+
+
+def _raw_weight(layer):
+    """The weight as initialised: the original under a normalisation's parametrization, else the weight."""
+    return layer.parametrizations.weight.original if hasattr(layer, "parametrizations") else layer.weight
+
+
+def test_resnet_weights_start_as_the_authors_glorot_gains_with_zero_biases():
+    """Authors' resblocks.py (G and D): GlorotUniform(sqrt(2)) on the residual 3x3 convs, GlorotUniform() on the
+    1x1 shortcuts, and on G's dense layer and output conv, D's final linear and class embedding; Chainer's links
+    start every bias at 0. On the raw weights: every |w| within the bound, and, on each tensor of >= 64 entries,
+    the largest above 0.9 of it, which a gain 1/sqrt(2) smaller cannot reach (drawn with the right gain, 64 entries
+    all fall below 0.9 of the bound with probability 0.9^64 < 0.2%; the seed is fixed)."""
+    import math
+
+    torch.manual_seed(10)
+    m = ModelConfig(arch="resnet", resolution=32, z_dim=16, g_ch=8, d_ch=8, num_classes=16)
+    g, d = build_generator(m), build_discriminator(m)
+    expected = [(g.l1.weight, 1.0), (g.out.weight, 1.0), (_raw_weight(d.embed), 1.0)]
+    for block in [*g.blocks, *d.blocks]:
+        expected += [(_raw_weight(block.c1), math.sqrt(2)), (_raw_weight(block.c2), math.sqrt(2))]
+        if block.c_sc is not None:
+            expected.append((_raw_weight(block.c_sc), 1.0))
+    assert len(expected) == 3 + 3 * 3 + 2 * 4 + 2  # G: 3 blocks with a shortcut; D: 4 blocks, 2 shortcuts
+    for w, gain in expected:
+        bound = _glorot_bound(w, gain)
+        assert w.abs().max().item() <= bound, (tuple(w.shape), gain)
+        assert w.numel() < 64 or w.abs().max().item() > 0.9 * bound, (tuple(w.shape), gain)
+    assert sum(w.numel() >= 64 for w, gain in expected if gain == 1.0) == 7  # all gain-1 tensors but D's first sc
+    w = _raw_weight(d.linear)  # (1, 8): too few entries for the lower check
+    assert w.abs().max().item() <= _glorot_bound(w, 1.0)
+    biases = [(n, p) for net in (g, d) for n, p in net.named_parameters() if n.endswith("bias")]
+    assert len(biases) >= 10 and all(torch.all(p == 0) for _, p in biases), [n for n, p in biases if p.any()]
+
+
+def test_d_activation_norms_start_with_a_zero_shift():
+    for kind in ("batch", "layer"):
+        d = build_discriminator(ModelConfig(arch="resnet", d_ch=4, d_norm=kind))
+        betas = [p for n, p in d.named_parameters() if n.endswith(".beta")]
+        assert len(betas) == 7 and all(torch.all(b == 0) for b in betas)  # 2 per block, 1 in the first block
+
+
+def _batch_norms(net):
+    return [m for m in net.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+
+
+@pytest.mark.parametrize("arch", ["resnet", "cnn"])
+def test_generator_batch_norms_use_chainers_eps_and_decay(arch):
+    """Every BN of G as Chainer's BatchNormalization (eps 2e-5, decay 0.9): on a batch of variance ~1e-6, where the
+    eps matters (1e-5 instead would scale the output by about 1.4), the output is (x - mean) / sqrt(var + 2e-5)
+    with the biased batch variance; the running mean and variance move 0.1 of the way to the batch mean and the
+    unbiased batch variance."""
+    g = build_generator(ModelConfig(arch=arch, resolution=32, z_dim=4, g_ch=16, num_classes=3 if arch == "resnet"
+                                    else 0))
+    norms = _batch_norms(g)
+    assert len(norms) == (7 if arch == "resnet" else 4)
+    gen = torch.Generator().manual_seed(11)
+    for bn in norms:
+        shape = (6, bn.num_features, 3, 3) if isinstance(bn, torch.nn.BatchNorm2d) else (54, bn.num_features)
+        x = (torch.randn(shape, generator=gen) * 1e-3 + torch.randn(shape[1], generator=gen).view(
+            1, -1, *[1] * (len(shape) - 2))).double()
+        axes = (0, 2, 3) if x.dim() == 4 else (0,)
+        bn = bn.double().train()
+        r_mean, r_var = torch.rand(bn.num_features, generator=gen).double(), 1 + torch.rand(
+            bn.num_features, generator=gen).double()
+        bn.running_mean.copy_(r_mean)
+        bn.running_var.copy_(r_var)
+        mean, var = x.mean(dim=axes, keepdim=True), x.var(dim=axes, unbiased=False, keepdim=True)
+        assert var.max() < 3e-6  # well under the eps: the eps sets the output's scale
+        with torch.no_grad():
+            out = bn(x)
+        assert torch.allclose(out, (x - mean) / torch.sqrt(var + 2e-5), rtol=1e-6, atol=1e-9)
+        n = x.numel() // bn.num_features
+        assert torch.allclose(bn.running_mean, 0.9 * r_mean + 0.1 * mean.flatten(), rtol=1e-9, atol=1e-12)
+        assert torch.allclose(bn.running_var, 0.9 * r_var + 0.1 * var.flatten() * n / (n - 1), rtol=1e-9, atol=1e-12)
+
+
+CNN_G = ModelConfig(arch="cnn", resolution=32, z_dim=8, g_ch=16)
+
+
+def test_cnn_generator_equals_paper_table3_layers_by_hand():
+    """Table 3a: z -> dense (M_g x M_g x 512) -> [4x4 stride-2 deconv, BN, ReLU] x 3 (halving the width) -> 3x3
+    stride-1 conv to 3 -> tanh, with a BN and ReLU after the dense layer (PFN's SN-DCGAN: 1-d BN before the
+    reshape). BN by hand in training mode."""
+    torch.manual_seed(12)
+    g = build_generator(CNN_G)
+
+    def bn(h, m):
+        axes = (0, 2, 3) if h.dim() == 4 else (0,)
+        mean, var = h.mean(dim=axes, keepdim=True), h.var(dim=axes, unbiased=False, keepdim=True)
+        shape = (1, -1, 1, 1) if h.dim() == 4 else (1, -1)
+        return (h - mean) / torch.sqrt(var + CHAINER_BN_EPS) * m.weight.view(shape) + m.bias.view(shape)
+
+    with torch.no_grad():
+        for m in _batch_norms(g):  # a visible affine, not the 1 and 0 they start at
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.5, 0.5)
+        z = torch.randn(5, 8)
+        h = F.relu(bn(F.linear(z, g.l0.weight, g.l0.bias), g.bn0)).view(5, 16, 4, 4)
+        deconvs = [m for m in g.body if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in deconvs] == [
+            (16, 8, 4, 2), (8, 4, 4, 2), (4, 2, 4, 2)]
+        for c, m in zip(deconvs, _batch_norms(g)[1:], strict=True):
+            h = F.relu(bn(F.conv_transpose2d(h, c.weight, c.bias, stride=2, padding=1), m))
+        last = g.body[-2]
+        expected = torch.tanh(F.conv2d(h, last.weight, last.bias, padding=1))
+        assert expected.shape == (5, 3, 32, 32)
+        assert torch.allclose(g(z), expected, atol=1e-5)
+
+
+def test_cnn_weights_start_from_normal_0_02_with_zero_biases():
+    """PFN's SN-DCGAN (chainer-gan-lib): every weight of the standard CNN drawn from N(0, 0.02^2), biases 0. The
+    sample standard deviation of n >= 2048 normal draws is within 10% of sigma with overwhelming probability
+    (its relative sd is about 1 / sqrt(2n) < 1.6%)."""
+    torch.manual_seed(13)
+    g, d = build_generator(CNN_G), build_discriminator(ModelConfig(arch="cnn", resolution=32, d_ch=8))
+    weights = [m.weight for m in g.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d,
+                                                               torch.nn.ConvTranspose2d))]
+    weights += [m.parametrizations.weight.original for m in d.modules() if hasattr(m, "parametrizations")]
+    assert len(weights) == 5 + 8
+    big = [w for w in weights if w.numel() >= 2048]
+    assert len(big) >= 6
+    for w in big:
+        assert w.std().item() == pytest.approx(0.02, rel=0.1) and abs(w.mean().item()) < 0.002
+    biases = [m.bias for net in (g, d) for m in net.modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.bias is not None]
+    assert len(biases) == 12 and all(torch.all(b == 0) for b in biases)
+
+
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_cnn_discriminator_norms_follow_every_conv_but_the_first(kind):
+    """Our placement (DCGAN's, documented in sngan.models.layers): conv1 -> lReLU, then for convs 2-7 conv ->
+    BN/LN (no gamma, learnt beta) -> lReLU(0.1); the dense layer reads the flattened features. By hand."""
+    torch.manual_seed(14)
+    d = build_discriminator(ModelConfig(arch="cnn", resolution=32, d_ch=2, d_norm=kind, d_linear_bias=True))
+    with torch.no_grad():
+        for n, p in d.named_parameters():
+            if n.endswith(".beta"):
+                p.uniform_(-1, 1)
+    convs = [m for m in d.body if isinstance(m, torch.nn.Conv2d)]
+    betas = [p for n, p in d.named_parameters() if n.endswith(".beta")]
+    assert len(betas) == 6
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        h = F.leaky_relu(F.conv2d(x, convs[0].weight, convs[0].bias, stride=1, padding=1), 0.1)
+        for c, beta in zip(convs[1:], betas, strict=True):
+            h = F.conv2d(h, c.weight, c.bias, stride=c.stride, padding=1)
+            axes = (0, 2, 3) if kind == "batch" else (1, 2, 3)
+            mean, var = h.mean(dim=axes, keepdim=True), h.var(dim=axes, unbiased=False, keepdim=True)
+            h = F.leaky_relu((h - mean) / torch.sqrt(var + CHAINER_BN_EPS) + beta.view(1, -1, 1, 1), 0.1)
+        expected = h.flatten(1) @ d.linear.weight[0] + d.linear.bias
+        assert torch.allclose(d.train()(x), expected, rtol=1e-4, atol=1e-4)

@@ -142,23 +142,35 @@ def test_d_step_loss_is_the_loss_by_hand_on_the_real_batch_given_and_its_gradien
 
 
 def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves_even_with_stale_d_gradients(tmp_path):
-    state = _state(tmp_path, ["model.num_classes=3"])
+    """The G step draws train.g_batch_size latents (the authors' n_gen_samples, here unlike the D batch), its update
+    is its own loss's gradient (stale G gradients cleared first), and D is frozen: its weights and its leftover
+    gradients stay as they were."""
+    state = _state(tmp_path, ["model.num_classes=3", "train.g_batch_size=5"])
+    assert (state.g_batch, state.d_batch) == (5, 8)
     g_copy, d_copy = copy.deepcopy(state.g.module), copy.deepcopy(state.d.module)
     state.opt_g = torch.optim.SGD(state.g.module.parameters(), lr=1.0)
     for p in state.d.module.parameters():
         p.grad = torch.ones_like(p)  # as left by the last D step: a G step must not apply it
+    for p in state.g.module.parameters():
+        p.grad = torch.full_like(p, 0.5)  # stale: the step must not add them to its own
     g_before, d_before = _params(state.g.module), _params(state.d.module)
+    u_before = [b.clone() for b in state.d.module.buffers()]  # the SN vectors (D has no other buffer)
     torch.manual_seed(4)
     loss = g_step(state, get_losses("hinge")[1]).item()
     torch.manual_seed(4)
-    z = torch.randn(state.g_batch, state.cfg.model.z_dim)
-    y = torch.randint(0, 3, (state.g_batch,))
+    z = torch.randn(5, state.cfg.model.z_dim)
+    y = torch.randint(0, 3, (5,))
     logits = d_copy(g_copy(z, y), y)
     assert loss == pytest.approx(-sum(logits.tolist()) / len(logits), rel=1e-5, abs=1e-6)
     (-logits.mean()).backward()
     for after, before, p in zip(_params(state.g.module), g_before, g_copy.parameters(), strict=True):
         assert torch.allclose(after - before, -p.grad, atol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(_params(state.d.module), d_before, strict=True))
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in state.d.module.parameters())  # D got no gradient
+    # D ran in training mode, as the authors' updater: its power iterations took their step and stored u, v
+    moved = [(a, b, c) for a, b, c in zip(state.d.module.buffers(), d_copy.buffers(), u_before, strict=True)]
+    assert len(moved) > 3 and all(torch.allclose(a, b, atol=1e-6) for a, b, _ in moved)
+    assert any(not torch.allclose(a, c, atol=1e-4) for a, _, c in moved)
 
 
 # --- learning rate ---------------------------------------------------------------------------------------------
@@ -201,16 +213,20 @@ def instrumented_run(tmp_path_factory):
     cfg = load_config(write_config(base / "tiny.yaml"), [
         "train.iterations=4", "train.n_dis=3", "train.sample_every=0", "train.ckpt_every=0",
         "optim.lr=0.001", "optim.lr_decay_start=1"])
-    calls = []
+    calls, losses = [], []
     real_g, real_d = steps.g_step, steps.d_step  # what `steps.iteration`, the loop's body, calls
 
     def g_spy(state, fn):
         calls.append(("G", state.step, state.opt_g.param_groups[0]["lr"]))
-        return real_g(state, fn)
+        loss = real_g(state, fn)
+        losses.append(("G", loss.item()))
+        return loss
 
     def d_spy(state, fn):
         calls.append(("D", state.step, state.opt_d.param_groups[0]["lr"]))
-        return real_d(state, fn)
+        loss = real_d(state, fn)
+        losses.append(("D", loss.item()))
+        return loss
 
     mp = pytest.MonkeyPatch()
     mp.setattr(steps, "g_step", g_spy)
@@ -219,17 +235,17 @@ def instrumented_run(tmp_path_factory):
         last = loop.train(cfg, base / "run", progress=False, log=lambda s: None)
     finally:
         mp.undo()
-    return calls, base / "run", last
+    return calls, base / "run", last, losses
 
 
 def test_each_iteration_is_one_g_update_then_n_dis_d_updates(instrumented_run):
-    calls, _, _ = instrumented_run
+    calls, _, _, _ = instrumented_run
     assert [name for name, _, _ in calls] == ["G", "D", "D", "D"] * 4
     assert [step for _, step, _ in calls] == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
 
 
 def test_optimisers_stepped_once_per_g_update_and_n_dis_times_for_d(instrumented_run):
-    _, _, last = instrumented_run
+    _, _, last, _ = instrumented_run
     state = load_checkpoint(last)
     g_steps = {float(s["step"]) for s in state["opt_g"]["state"].values()}
     d_steps = {float(s["step"]) for s in state["opt_d"]["state"].values()}
@@ -237,7 +253,7 @@ def test_optimisers_stepped_once_per_g_update_and_n_dis_times_for_d(instrumented
 
 
 def test_lr_used_and_logged_per_iteration_follows_the_authors_linear_shift(instrumented_run):
-    calls, run, _ = instrumented_run
+    calls, run, _, _ = instrumented_run
     expected = [chainer_linear_shift(1e-3, 1, 4, k) for k in (1, 2, 3, 4)]  # 1e-3, 1e-3, 2/3e-3, 1/3e-3
     assert expected == pytest.approx([1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3])
     assert [lr for _, _, lr in calls] == pytest.approx([lr for lr in expected for _ in range(4)])
@@ -250,3 +266,73 @@ def test_constant_lr_when_decay_is_none(tmp_path):
         state.step = step
         assert set_lr(state) == pytest.approx(3e-4)
         assert state.opt_d.param_groups[0]["lr"] == pytest.approx(3e-4)
+
+
+def test_each_log_line_holds_the_mean_of_its_n_dis_d_losses_and_its_g_loss(instrumented_run):
+    """log_every 1: step k's record has the G loss of iteration k and the mean of its 3 D-step losses."""
+    _, run, _, losses = instrumented_run
+    assert [name for name, _ in losses] == ["G", "D", "D", "D"] * 4
+    records = [r for r in read_records(run) if "d_loss" in r]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for k, record in enumerate(records):
+        (_, g), *ds = losses[4 * k:4 * k + 4]
+        assert record["g_loss"] == pytest.approx(g, rel=1e-6)
+        assert record["d_loss"] == pytest.approx(sum(d for _, d in ds) / 3, rel=1e-6)
+    assert len({round(d, 6) for name, d in losses if name == "D"}) > 3  # the D losses differ: the mean shows
+
+
+def test_iteration_copies_g_into_the_ema_until_ema_start_iterations_are_done_then_averages(tmp_path, monkeypatch):
+    """EMA after the G and D steps of each iteration, with the completed-iteration count: ema_start 2 means the
+    first iteration's G is copied, from the second on e <- 0.9 e + 0.1 g (the steps are stubbed: G is set to known
+    values, so the recursion is computed by hand)."""
+    from types import SimpleNamespace
+
+    cfg = load_config(write_config(tmp_path / "tiny.yaml"), ["train.ema_decay=0.9", "train.ema_start=2",
+                                                               "train.n_dis=1"])
+    live = torch.nn.Linear(3, 2)  # the recursion is per parameter: any module stands for G here
+    state = SimpleNamespace(cfg=cfg, step=0, g=SimpleNamespace(module=live), generator_ema=copy.deepcopy(live),
+                            opt_g=SimpleNamespace(param_groups=[{}]), opt_d=SimpleNamespace(param_groups=[{}]))
+    gen = torch.Generator().manual_seed(5)
+
+    def set_g(state, fn):
+        with torch.no_grad():
+            for p in state.g.module.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+        return torch.zeros(())
+
+    monkeypatch.setattr(steps, "g_step", set_g)
+    monkeypatch.setattr(steps, "d_step", lambda state, fn: torch.zeros(()))
+    expected = None
+    for k in (1, 2, 3):
+        steps.iteration(state, get_losses("hinge"))
+        live = [p.detach().clone().double() for p in state.g.module.parameters()]
+        expected = live if k < 2 else [0.9 * e + 0.1 * w for e, w in zip(expected, live, strict=True)]
+        assert state.step == k
+        for p, e in zip(state.generator_ema.parameters(), expected, strict=True):
+            assert torch.allclose(p.double(), e, atol=1e-6), k
+
+
+def test_ema_batchnorm_statistics_are_the_plain_average_over_the_seeded_batches():
+    """recalibrate_batchnorm: every BN's running mean and variance become the average, over the batches of seeded
+    latents run in training mode, of each batch's mean and unbiased variance (hooks read each BN's input)."""
+    from sngan.config import ModelConfig
+    from sngan.models import build_generator
+    from sngan.train.ema import recalibrate_batchnorm
+
+    torch.manual_seed(6)
+    g = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4))
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = {id(m): [] for m in norms}
+    for m in norms:
+        m.register_forward_hook(lambda mod, args, out: seen[id(mod)].append(args[0].detach().double()))
+        m.momentum = 0.3  # restored afterwards
+    g.eval()
+    recalibrate_batchnorm(g, 8, 0, batch_size=4, num_samples=12)
+    assert not g.training and len(norms) == 7
+    for m in norms:
+        xs = seen[id(m)]
+        assert len(xs) == 3 and m.momentum == 0.3
+        mean = torch.stack([x.mean(dim=(0, 2, 3)) for x in xs]).mean(0)
+        var = torch.stack([x.var(dim=(0, 2, 3), unbiased=True) for x in xs]).mean(0)
+        assert torch.allclose(m.running_mean.double(), mean, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(m.running_var.double(), var, rtol=1e-4, atol=1e-6)

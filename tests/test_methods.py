@@ -105,6 +105,22 @@ def test_batch_norm_normalises_each_channel_over_the_batch_and_pixels(arch):
         assert torch.allclose(out.double(), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["resnet", "cnn"])
+def test_batch_norm_discriminator_in_eval_mode_scores_each_image_alone(arch):
+    """BN keeps running statistics, as torch's and Chainer's BatchNormalization: after training forwards, an
+    eval-mode D normalises with them, so an image's logit does not depend on the batch it comes in."""
+    torch.manual_seed(1)
+    d = build_discriminator(ModelConfig(arch=arch, d_ch=4, d_norm="batch")).train()
+    with torch.no_grad():
+        for _ in range(2):
+            d(torch.randn(6, 3, 32, 32))
+        x = torch.randn(3, 3, 32, 32)
+        d.eval()
+        alone = torch.cat([d(x[i:i + 1]) for i in range(3)])
+        assert torch.allclose(d(x), alone, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(d.train()(x), alone, atol=1e-3)  # in training mode the batch matters
+
+
 def test_weight_normalisation_in_the_built_discriminator_has_unit_rows():
     """WN (Salimans & Kingma 2016, without its multiplier): every conv and dense weight of D, as (out, in * k * k),
     has rows of norm 1 that point where the raw weight's rows point."""
@@ -145,6 +161,16 @@ def test_clipping_bounds_the_layers_weights_and_leaves_biases():
     for m in net:
         assert m.weight.abs().max().item() == pytest.approx(0.01)
         assert torch.all(m.bias == -3)
+
+
+def test_clipping_clamps_each_weight_entry_to_minus_c_c():
+    """Arjovsky et al.'s clamp(-c, c), entry by entry: inside values stay, outside ones go to the nearer bound."""
+    lin = nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[-3.0, -0.005, 0.004], [2.0, -0.01, 0.0]]))
+    clip_weights(lin, 0.01)
+    expected = torch.tensor([[-0.01, -0.005, 0.004], [0.01, -0.01, 0.0]])
+    assert torch.allclose(lin.weight, expected, rtol=0, atol=1e-9)
 
 
 def test_learnt_gamma_starts_at_sigma_of_w_and_scales_the_normalised_weight():
@@ -235,12 +261,16 @@ def test_configured_d_loss_adds_lambda_times_the_penalty_computed_sample_by_samp
 
 
 def test_configured_d_loss_adds_the_orthonormal_term_of_eq_14(tmp_path):
+    """Also the start (section 4.1: "we initialized each weight of D with a randomly selected orthonormal
+    operator"): every conv/dense weight as (d_out, d_in) has orthonormal rows (wide) or columns (tall)."""
     total, plain, state, _ = _d_losses("orthonormal", tmp_path)
     term = 0.0
     for m in state.d.module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             w = m.weight.detach().double().flatten(1)  # (d_out, d_in)
             d_out, d_in = w.shape
+            gram = w @ w.T if d_out <= d_in else w.T @ w
+            assert torch.allclose(gram, torch.eye(min(d_out, d_in), dtype=w.dtype), atol=1e-5)
             term += ((w.T @ w - torch.eye(d_in, dtype=w.dtype)) ** 2).sum().item() - max(d_in - d_out, 0)
     assert (total - plain).item() == pytest.approx(1e-4 * term, rel=1e-4)
 

@@ -34,7 +34,8 @@ def twins(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
     return ours, ref
 
 
-LAYERS = [lambda: nn.Conv2d(6, 10, 3), lambda: nn.Linear(12, 1), lambda: nn.Embedding(5, 12)]
+LAYERS = [lambda: nn.Conv2d(6, 10, 3), lambda: nn.Linear(12, 1), lambda: nn.Embedding(5, 12),
+          lambda: nn.ConvTranspose2d(6, 4, 3)]  # a transposed conv's output units are its weight's dim 1, as torch
 
 
 @pytest.mark.parametrize("make", LAYERS)
@@ -280,3 +281,87 @@ def test_authors_step_in_eval_mode_divides_by_their_sigma_and_stores_nothing():
     assert float(w.norm() / layer.weight.detach().double().norm()) == pytest.approx(sigma, rel=1e-6)
     assert torch.equal(norm._u, u)
     assert sigma_estimate(sn_state(layer)) == pytest.approx(sigma, rel=1e-6)
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_construction_starts_u_and_v_where_torch_spectral_norm_does(make):
+    """`sn_algorithm: torch` keeps the start made at construction: the same random draws and 15 power iterations
+    as torch's `spectral_norm`, so from the same seed the buffers are torch's."""
+    layer = make()
+    plain = copy.deepcopy(layer)
+    torch.manual_seed(7)
+    ours = sn(layer, keeps="v").parametrizations.weight[0]
+    torch.manual_seed(7)
+    ref = spectral_norm(plain, eps=1e-12).parametrizations.weight[0]
+    assert torch.allclose(ours._u, ref._u, atol=1e-6) and torch.allclose(ours._v, ref._v, atol=1e-6)
+
+
+@pytest.mark.parametrize("keeps", ["u", "v"])
+def test_normalised_weight_does_not_depend_on_the_scale_of_w(keeps):
+    """sigma is homogeneous (sigma(cW) = c sigma(W)), so W / sigma(W) is the same for W and 1e-4 W: the power
+    iteration must normalise its vectors however small W v and W^T u are."""
+    torch.manual_seed(8)
+    big = sn(nn.Linear(12, 5), keeps=keeps)
+    small = copy.deepcopy(big)
+    with torch.no_grad():
+        small.parametrizations.weight.original.mul_(1e-4)
+    for _ in range(2):  # training mode: each read runs one step and stores u, v
+        assert torch.allclose(small.weight, big.weight, rtol=1e-4, atol=1e-6)
+    for name in ("_u", "_v"):
+        a, b = getattr(small.parametrizations.weight[0], name), getattr(big.parametrizations.weight[0], name)
+        assert torch.allclose(a, b, atol=1e-5) and a.norm().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def _perturbed_sn_discriminator(how: str):
+    """A small SN discriminator built for `sn_algorithm` = `how`, started by `start_sn`, with every raw weight then
+    moved off the start (so the step's order shows), in training mode."""
+    from sngan.config import ModelConfig
+    from sngan.models.spectral import sn_layers, start_sn
+
+    torch.manual_seed(9)
+    d = build_discriminator(ModelConfig(arch="cnn", d_ch=2, sn_algorithm=how)).train()
+    start_sn(d, how)
+    layers = sn_layers(d)
+    with torch.no_grad():
+        for weight, _ in layers:
+            weight.add_(torch.randn_like(weight) * weight.std())
+    return d, layers
+
+
+@pytest.mark.parametrize("how", ["random", "svd", "torch"])
+def test_each_sn_algorithm_takes_its_own_power_iteration_step(how):
+    """random and svd: the authors' step from the kept u (max_sv.py); torch: torch's from the kept v. One training
+    read of each weight against float64 replays of both orders; the replays differ far more than the tolerance."""
+    from sngan.models.spectral import sn_layers
+
+    d, layers = _perturbed_sn_discriminator(how)
+    assert len(layers) == 8
+    apart = 0.0
+    for module in [m for m in d.modules() if hasattr(m, "parametrizations")]:
+        norm = module.parametrizations.weight[0]
+        w = module.parametrizations.weight.original.detach().double().flatten(1).numpy()
+        u0, v0 = norm._u.double().numpy().copy(), norm._v.double().numpy().copy()
+        authors, _ = authors_max_singular_value(w, u0)
+        torch_sigma, _ = torch_order_step(w, v0)
+        used = float(np.linalg.norm(w) / module.weight.detach().double().norm())  # the sigma-hat divided by
+        assert used == pytest.approx(authors if how in ("random", "svd") else torch_sigma, rel=1e-5)
+        apart = max(apart, abs(authors / torch_sigma - 1))
+    assert apart > 1e-3
+    assert len(sn_layers(d)) == 8
+
+
+def test_random_start_stores_unit_u_and_torch_start_keeps_the_construction_vectors():
+    """The buffers always hold unit vectors (what every reader of u^T W v assumes); `start_sn(.., "torch")` changes
+    nothing: the construction start is torch's start."""
+    from sngan.config import ModelConfig
+    from sngan.models.spectral import sn_layers, start_sn
+
+    torch.manual_seed(10)
+    d = build_discriminator(ModelConfig(arch="cnn", d_ch=2, sn_algorithm="torch"))
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    assert start_sn(d, "torch") == 8
+    assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
+    assert start_sn(d, "random") == 8
+    for _, norm in sn_layers(d):
+        assert norm._u.norm().item() == pytest.approx(1.0, abs=1e-6)
+        assert norm._v.norm().item() == pytest.approx(1.0, abs=1e-6)
