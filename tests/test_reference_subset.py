@@ -200,3 +200,14 @@ def test_statistics_of_the_earlier_first_n_rule_are_named_in_a_warning():
     new = ReferenceStats(np.zeros(2), np.eye(2), {"network": "x", "subset": "s", "subset_rule": SUBSET_RULE})
     foreign = ReferenceStats(np.zeros(2), np.eye(2), None)  # pytorch-fid's files carry no record
     assert reference_warnings(new) == reference_warnings(foreign) == []
+
+
+def test_a_ref_folders_classes_are_its_sub_folders_in_sorted_name_order(tmp_path):
+    """Sub-folders c (3 images), a (1), b (2), written in that order: ImageFolder's numbering by sorted name gives
+    a = 0, b = 1, c = 2, and files are read in sorted path order, so the labels are, by hand, 0, 1, 1, 2, 2, 2."""
+    from tests.data_fakes import write_image
+
+    for name, count in (("c", 3), ("a", 1), ("b", 2)):
+        for i in range(count):
+            write_image(tmp_path / "ref" / name / f"{i}.png", (8, 8), (10 * i, 20, 30))
+    assert open_images(tmp_path / "ref").labels().tolist() == [0, 1, 1, 2, 2, 2]
