@@ -245,3 +245,28 @@ def test_best_checkpoint_follows_the_lowest_fid(tiny_config, tmp_path):
     logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["fid10_train6"], r["eval_network"]) for r in logged] == [
         (1, 5.0, "fake-net"), (2, 7.0, "fake-net"), (3, 3.0, "fake-net")]
+
+
+def test_training_time_reference_is_the_runs_own_split(stand_in_inception, tmp_path, monkeypatch):
+    """A run on CIFAR-10's test split is scored during training against statistics of that split (as `sngan eval`
+    of its checkpoint would be), never the train split's."""
+    from sngan.evaluation import scoring
+
+    weights, _ = stand_in_inception
+    config = write_config(tmp_path / "c.yaml", {
+        "data": {"name": "cifar10", "root": str(tmp_path / "data"), "split": "test", "download": False},
+        "train": {"eval_protocol": "quick", "eval_num_samples": 10, "eval_inception_weights": str(weights)}})
+    asked = []
+
+    class Asked(Exception):
+        pass
+
+    def fake_reference_stats(data_cfg, resolution, seed, split, *args, **kwargs):
+        asked.append(split)
+        raise Asked
+
+    monkeypatch.setattr(scoring, "reference_stats", fake_reference_stats)
+    evaluator = scoring.TrainingEvaluator(load_config(config), torch.device("cpu"), log=lambda s: None)
+    with pytest.raises(Asked):
+        evaluator(torch.nn.Linear(1, 1))
+    assert asked == ["test"]

@@ -211,3 +211,24 @@ def test_a_ref_folders_classes_are_its_sub_folders_in_sorted_name_order(tmp_path
         for i in range(count):
             write_image(tmp_path / "ref" / name / f"{i}.png", (8, 8), (10 * i, 20, 30))
     assert open_images(tmp_path / "ref").labels().tolist() == [0, 1, 1, 2, 2, 2]
+
+
+def test_images_scored_under_a_protocol_give_fid_of_its_first_fid_generated_images_only(tmp_path):
+    """`sngan eval --images` under a protocol with fewer FID images than IS images (the paper's 5,000 of 50,000):
+    12 images, the first 6 dark and the last 6 bright, FID of the first 6. Against the mean and covariance of those 6
+    images' ColourNet features computed here by hand from the pixels (channel means and the first red value, ddof=1),
+    the FID is 0 up to float32 round-off of features below 255; all 12 would give about 44,000."""
+    from sngan.evaluation.protocols import make_protocol
+    from sngan.evaluation.scoring import score_images
+    from sngan.metrics.stats import ReferenceStats
+
+    rng = np.random.default_rng(0)
+    images = np.concatenate([rng.integers(0, 100, (6, 8, 8, 3)), rng.integers(150, 256, (6, 8, 8, 3))]).astype(np.uint8)
+    np.savez(tmp_path / "imgs.npz", x=images)
+    first = images[:6].astype(np.float64)
+    features = np.concatenate([first.mean(axis=(1, 2)), first[:, 0, 0, :1]], axis=1)  # (6, 4), by hand
+    ref = ReferenceStats(features.mean(axis=0), np.cov(features, rowvar=False), None)
+    protocol = dataclasses.replace(make_protocol("paper"), num_generated=12, splits=2, fid_generated=6)
+    scores = score_images(open_images(tmp_path / "imgs.npz"), ColourNet(), protocol, ref, 5, progress=False)
+    fid = next(v for k, v in scores.items() if k.startswith("fid"))
+    assert abs(fid) < 1e-2
