@@ -72,14 +72,14 @@ def count_parameters(module: nn.Module) -> int:
 
 def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
     """(generator, discriminator) parameter counts of `model_cfg`, from three tiny builds of each network."""
-    counts = []
+    unit = 8 if model_cfg.arch == "cnn" else 1  # the CNN generator is fitted on multiples of 8 (module docstring)
+    tiny = [dataclasses.replace(model_cfg, g_ch=k * unit, d_ch=k) for k in (1, 2, 3)]
     with torch.random.fork_rng(devices=[]):  # the tiny builds must not move the caller's random stream
-        for build, key, unit in ((build_generator, "g_ch", 8 if model_cfg.arch == "cnn" else 1),
-                                 (build_discriminator, "d_ch", 1)):
-            p1, p2, p3 = (count_parameters(build(dataclasses.replace(model_cfg, **{key: k * unit}))) for k in (1, 2, 3))
-            x = getattr(model_cfg, key) / unit  # the count at widths unit, 2 unit, 3 unit -> at the config's width
-            counts.append(round(p1 * (x - 2) * (x - 3) / 2 - p2 * (x - 1) * (x - 3) + p3 * (x - 1) * (x - 2) / 2))
-    return counts[0], counts[1]  # Lagrange's form of the quadratic through (1, p1), (2, p2), (3, p3), at x
+        counts = [[count_parameters(build(m)) for m in tiny] for build in (build_generator, build_discriminator)]
+    # the quadratic through (1, p1), (2, p2), (3, p3) at the config's width x (Lagrange's form)
+    g, d = (round(p1 * (x - 2) * (x - 3) / 2 - p2 * (x - 1) * (x - 3) + p3 * (x - 1) * (x - 2) / 2)
+            for (p1, p2, p3), x in zip(counts, (model_cfg.g_ch / unit, model_cfg.d_ch), strict=True))
+    return g, d
 
 
 def check_model_size(model_cfg: ModelConfig) -> None:
