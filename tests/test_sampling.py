@@ -274,3 +274,15 @@ def test_grids_are_torchvisions_make_grid_and_save_image_to_the_byte(n, nrow):
     grid_writer(images, nrow)(ours)
     save_image(images, theirs, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
     assert ours.getvalue() == theirs.getvalue()
+
+
+def test_gif_writer_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
+    from sngan.sample.writers import save_gif
+
+    def fail(self, *args, **kwargs):
+        raise ValueError("quantization error")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(MemoryError, match="lower --num, --interpolate or --scale"):
+        save_gif(torch.rand(4, 3, 8, 8), 2, tmp_path / "x.gif")
+    assert list(tmp_path.iterdir()) == []
