@@ -1,3 +1,6 @@
+"""The networks: the paper models' parameter counts (and the size check that predicts them), shapes through forward
+and backward, SN on every D weight and none in G, the authors' initialisation."""
+
 import pytest
 import torch
 

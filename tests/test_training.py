@@ -1,3 +1,6 @@
+"""The training loop: what is due after each iteration, what a run writes, determinism, conditional runs, the step's
+first log line, and every paper config for a few tiny iterations."""
+
 import json
 
 import pytest
