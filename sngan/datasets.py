@@ -102,7 +102,7 @@ class Stl10(Dataset):
     reader = "sngan.data.sources:Stl10Source"
 
 
-class Folder(Dataset):
+class ImageFolder(Dataset):
     """An image tree (one class per sub-folder) or a flat folder of images."""
 
     name = "folder"
@@ -130,7 +130,7 @@ class Folder(Dataset):
         return f"{self.name}-{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
-class ImageNet(Folder):
+class ImageNet(ImageFolder):
     """An ILSVRC2012 train tree, preprocessed as the authors'."""
 
     name = "imagenet"
@@ -187,7 +187,7 @@ def register(cls: type[Dataset]) -> type[Dataset]:
     return cls
 
 
-for _cls in (Synthetic, Folder, Cifar10, Stl10, ImageNet):
+for _cls in (Synthetic, ImageFolder, Cifar10, Stl10, ImageNet):
     register(_cls)
 
 

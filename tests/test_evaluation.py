@@ -245,3 +245,21 @@ def test_best_checkpoint_follows_the_lowest_fid(tiny_config, tmp_path):
     logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["fid10_train6"], r["eval_network"]) for r in logged] == [
         (1, 5.0, "fake-net"), (2, 7.0, "fake-net"), (3, 3.0, "fake-net")]
+
+
+def test_a_resumed_run_keeps_its_best_fid_and_does_not_replace_best_pt_with_a_worse_one(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    folder = RunFolder.open(tmp_path / "run", to_yaml(cfg))
+    run_log, best_pt = RunLog(folder), tmp_path / "run" / "checkpoints" / "best.pt"
+    state.step = 3
+    evaluate_and_keep_best(state, ScriptedEvaluator([3.0]), run_log, folder, folder.path, log=lambda s: None)
+    saved = torch.load(best_pt, weights_only=True)
+    resumed = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    resumed.restore(saved, log=lambda s: None)
+    assert resumed.best == {"metric": "fid10_train6", "value": 3.0, "step": 3}
+    resumed.step = 4
+    evaluate_and_keep_best(resumed, ScriptedEvaluator([5.0]), run_log, folder, folder.path, log=lambda s: None)
+    run_log.close()
+    folder.close()
+    assert torch.load(best_pt, weights_only=True)["step"] == 3  # FID 5 after the resume is worse than the kept 3

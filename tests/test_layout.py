@@ -217,3 +217,21 @@ def test_the_demo_reaches_its_first_optimizer_step_within_the_function_budget():
     assert int(found.group(1)) <= CALLS_BUDGET, (
         f"{found.group(1)} named functions before the first step, budget {CALLS_BUDGET}: see which with "
         f"`OMP_NUM_THREADS=1 python scripts/dev/calls_before_step.py --names`")
+
+
+# Names two modules define on purpose: a CLI command named as the function it calls, one role per source or network
+# (each registry's `register`, each weights file's `hub_weights_path` and `_how_to_supply`, each source's `_download`).
+SAME_ROLE = {"train", "prepare", "register", "hub_weights_path", "_how_to_supply", "_download"}
+
+
+def test_no_two_modules_define_the_same_top_level_name_for_different_things():
+    defined: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+                [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()] \
+                if isinstance(node, ast.Assign) else []
+            for name in names:
+                defined.setdefault(name, []).append(str(path.relative_to(REPO)))
+    twice = {name: where for name, where in defined.items() if len(where) > 1 and name not in SAME_ROLE}
+    assert not twice, f"one name, two meanings: {twice}"
