@@ -284,3 +284,15 @@ def test_generated_labels_are_uniform_over_every_class():
     counts = np.bincount(y.numpy(), minlength=10)
     assert len(counts) == 10 and y.dtype == torch.int64
     assert counts.min() >= 200 and counts.max() <= 400, counts
+
+
+def test_gif_writer_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
+    from sngan.sample.writers import save_gif
+
+    def fail(self, *args, **kwargs):
+        raise ValueError("quantization error")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(MemoryError, match="lower --num, --interpolate or --scale"):
+        save_gif(torch.rand(4, 3, 8, 8), 2, tmp_path / "x.gif")
+    assert list(tmp_path.iterdir()) == []
