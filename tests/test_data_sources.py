@@ -194,6 +194,25 @@ def test_imagenet_transform_is_lanczos_256_imagemagick_centre_crop_then_bilinear
     assert imagenet_transform(_noise_image(255, 400, seed=1), 128) == "side < 256"
 
 
+def test_imagenet_transform_rounds_a_half_pixel_up_as_imagemagick():
+    """A 513x512 image: 513 * 256/512 = 256.5 exactly, which ImageMagick's geometry (`floor(x + 0.5)`) makes 257, so
+    `convert` resizes to 257x256 and crops at 257/2 - 128 = 0; rounding half to even would squash it to 256x256.
+    The same for the tall image (512x513) and for the folder source's one rule (33x32 to 16: 16.5 -> 17)."""
+    from PIL import Image
+
+    from sngan.data.files import folder_transform, imagenet_transform
+
+    wide = _noise_image(513, 512, seed=4)
+    expected = wide.resize((257, 256), Image.Resampling.LANCZOS).crop((0, 0, 256, 256))
+    assert np.array_equal(imagenet_transform(wide, 256), np.asarray(expected))
+    tall = _noise_image(512, 513, seed=5)
+    expected = tall.resize((256, 257), Image.Resampling.LANCZOS).crop((0, 0, 256, 256))
+    assert np.array_equal(imagenet_transform(tall, 256), np.asarray(expected))
+    small = _noise_image(33, 32, seed=6)
+    expected = small.resize((17, 16), Image.Resampling.BILINEAR).crop((0, 0, 16, 16))
+    assert np.array_equal(folder_transform(small, 16), np.asarray(expected))
+
+
 def test_folder_transform_is_bilinear_short_side_then_centre_crop():
     """31x20 to 16: the short side 20 -> 16 makes the width 31 * 0.8 = 24.8 -> 25 (rounded, as the ImageNet
     path's ImageMagick geometry), and the centre crop starts at (25 - 16) // 2 = 4 (ImageMagick's integer
