@@ -9,8 +9,9 @@ Preprocessing (decoded with Pillow, converted to RGB):
 - folder: resize the short side to `model.resolution` (bilinear, antialiased when shrinking), centre crop.
 - imagenet, as the authors' `datasets/preprocess.sh` + `datasets/imagenet.py`: images with a side < 256 are DROPPED
   (the shell script skips them; they are counted in the manifest), the short side is resized to 256 (Lanczos, as
-  ImageMagick's `-resize` when shrinking; the long side rounded half up, as its geometry), centre crop 256x256, then a bilinear resize to `model.resolution` (their
-  `imresize(..., 'bilinear')`). Their intermediate JPEG (quality 95) is not reproduced: one lossy step fewer.
+  ImageMagick's `-resize` when shrinking; the long side rounded half up, as its geometry), centre crop 256x256,
+  then a bilinear resize to `model.resolution` (their `imresize(..., 'bilinear')`). Their intermediate JPEG
+  (quality 95) is not reproduced: one lossy step fewer.
 
 Every mode Pillow opens becomes 8-bit RGB by `to_rgb`, not by a bare `convert("RGB")` (which clips 16-bit and
 32-bit grey to white and drops transparency onto whatever colour hides under it): 16-bit grey ('I;16*', and 'I', as
