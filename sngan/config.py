@@ -45,14 +45,15 @@ MAX_IMAGES = 1_000_000  # generated images for an evaluation or the EMA BatchNor
 D_NORMS = ("spectral", "weight", "batch", "layer", "none")  # model.d_norm: sngan.models.layers builds each
 
 
+@dataclass(frozen=True, repr=False)
 class Registered:
     """The names a registry on the torch side holds (a dict in a module that imports torch), read from it when first
     needed: the schema offers and checks exactly what is implemented, with no second list typed here. Loading a
     config imports that module only when it checks such a value, after every key of every section was checked
     (`from_dict`), so a mistyped key or path still fails before torch loads."""
 
-    def __init__(self, module: str, registry: str) -> None:
-        self.module, self.registry = module, registry
+    module: str  # the module that holds the registry, imported when the names are first needed
+    registry: str  # the dict's name in it
 
     def table(self) -> dict:
         return getattr(importlib.import_module(self.module), self.registry)
@@ -481,6 +482,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
 def check_model(model_cfg: ModelConfig) -> None:
     """The model section's cross-key rules (the builders in `sngan.models` call it too); the sizes of the networks
     it describes: `sngan.models.check_model_size`."""
+    if model_cfg.arch not in ARCHITECTURES:
+        raise ConfigError(f"key 'model.arch' must be one of {'|'.join(ARCHITECTURES)}, got {model_cfg.arch!r}")
     if model_cfg.arch == "cnn" and model_cfg.num_classes:
         raise ConfigError("key 'model.num_classes' must be 0 for arch cnn (the paper's conditional models are "
                           "ResNets with a projection discriminator)")

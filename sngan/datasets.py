@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sngan.errors import DataError
+
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
 SPLIT_LABEL_CHARS = 32  # a folder's name in metric names is cut to this many characters
 CACHE_FOLDER = "sngan-cache"  # the default home of packed sets; an image tree's listing skips a folder of this name
@@ -33,13 +35,15 @@ class Dataset:
         """How `data.split` reads for this source, for the config reference."""
         return "|".join(self.splits) if len(self.splits) > 1 else "train only (one set of images)"
 
-    def check_split(self, split: str) -> str | None:
-        """Why `split` is refused for this source, or None."""
+    def check_split(self, split: str) -> None:
+        """Refuse a `data.split` this source does not have (checked before any work: a wrong split is never
+        ignored)."""
         if split in self.splits:
-            return None
+            return
         if len(self.splits) == 1:
-            return f"data.split must be train for {self.name}, got {split!r} (one set of images, no other split)"
-        return f"data.split must be {' or '.join(self.splits)} for {self.name}, got {split!r}"
+            raise DataError(f"data.split must be train for {self.name}, got {split!r} (one set of images, no other "
+                            f"split)")
+        raise DataError(f"data.split must be {' or '.join(self.splits)} for {self.name}, got {split!r}")
 
     def cache_root(self, cfg: Any) -> Path:
         """The folder that holds this source's packed sets: data.cache_dir, else beside its files (a downloading
@@ -98,7 +102,7 @@ class Stl10(Dataset):
     reader = "sngan.data.sources:Stl10Source"
 
 
-class Folder(Dataset):
+class ImageFolder(Dataset):
     """An image tree (one class per sub-folder) or a flat folder of images."""
 
     name = "folder"
@@ -126,7 +130,7 @@ class Folder(Dataset):
         return f"{self.name}-{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
-class ImageNet(Folder):
+class ImageNet(ImageFolder):
     """An ILSVRC2012 train tree, preprocessed as the authors'."""
 
     name = "imagenet"
@@ -183,7 +187,7 @@ def register(cls: type[Dataset]) -> type[Dataset]:
     return cls
 
 
-for _cls in (Synthetic, Folder, Cifar10, Stl10, ImageNet):
+for _cls in (Synthetic, ImageFolder, Cifar10, Stl10, ImageNet):
     register(_cls)
 
 

@@ -123,8 +123,7 @@ def _what(info: os.stat_result | None) -> str:
     if info is None:
         return "gone"
     mode = info.st_mode
-    return ("a symbolic link" if stat.S_ISLNK(mode) else "another folder" if stat.S_ISDIR(mode) else "a file"
-            if stat.S_ISREG(mode) else f"a {_kind(mode)}")
+    return "another folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else file_kind(mode)
 
 
 class Folder:
@@ -545,19 +544,16 @@ def refuse_special(path: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
-        raise SnganError(f"'{path}' is a {_kind(mode)}, not a regular file: sngan writes only regular files "
+        raise SnganError(f"'{path}' is {file_kind(mode)}, not a regular file: sngan writes only regular files "
                          f"(choose another path)")
 
 
-def kind_of(path: str | Path) -> str:
-    """What `path` is, in words, following links ('folder', 'regular file', 'FIFO', 'character device', ...)."""
-    mode = os.stat(path).st_mode
-    return "folder" if stat.S_ISDIR(mode) else "regular file" if stat.S_ISREG(mode) else _kind(mode)
-
-
-def _kind(mode: int) -> str:
-    return ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode) else "block device"
-            if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+def file_kind(mode: int) -> str:
+    """What a file of `mode` (an `st_mode`) is, in words with its article: 'a folder', 'a regular file', 'a symbolic
+    link', 'a FIFO', 'a character device', ...; every message about a file of the wrong kind names it this way."""
+    return ("a folder" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode) else "a symbolic link"
+            if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file")
 
 
 def check_new_output(target: Path, replace: bool) -> None:
@@ -620,7 +616,7 @@ def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None 
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise SnganError(f"{path}: is a {_kind(info.st_mode)}, not a regular file")
+            raise SnganError(f"{path}: is {file_kind(info.st_mode)}, not a regular file")
         if limit is not None and info.st_size > limit:
             raise SnganError(f"{path}: {info.st_size} bytes, more than the {limit} such a file may have")
         chunks, total = [], 0
@@ -646,7 +642,7 @@ def open_input(path: str | Path) -> IO[bytes]:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise SnganError(f"{path}: is a {'folder' if stat.S_ISDIR(mode) else _kind(mode)}, not a regular file")
+        raise SnganError(f"{path}: is {file_kind(mode)}, not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

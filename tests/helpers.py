@@ -78,3 +78,10 @@ def assert_drawn_png(path: Path, min_colours: int = 16) -> None:
         assert min(image.size) >= 100, (path, image.size)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is None or len(colours) >= min_colours, (path, len(colours))
+
+
+def one_line(result) -> str:
+    """The one line a command wrote on stderr (a Typer CliRunner result); fails the test if it wrote more or none."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]

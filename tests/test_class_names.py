@@ -12,10 +12,12 @@ import torch
 from PIL import Image
 
 from sngan.checkpoint import class_names, load_checkpoint
-from sngan.data import ImageSet
+from sngan.config import load_config
+from sngan.data import ImageSet, load_images
 from sngan.errors import CheckpointError
 from sngan.sample.generate import generate, latents, load_generator
 from sngan.sample.writers import class_folders, to_uint8
+from tests.helpers import write_config
 from tests.test_sampling import ok, sample
 
 NAMES = ["circle", "square", "triangle"]  # the synthetic source's labels 0, 1, 2
@@ -98,3 +100,15 @@ def test_dataset_line_maps_indices_to_names_and_stays_short_for_imagenet():
     many = ImageSet(images, np.array([0, 1, 2, 3]), tuple(f"n{k:08d}" + "x" * 100 for k in range(1000))).summary()
     assert "0 n00000000" in many and "9 n00000009" in many and "10 n" not in many and "990 more" in many
     assert len(many) < 700
+
+
+def test_empty_class_folders_are_named_in_the_dataset_line(tmp_path):
+    for cls in ("ant", "bee", "cat"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+    for cls in ("ant", "cat"):
+        Image.new("RGB", (40, 40), "red").save(tmp_path / "data" / cls / "0.png")
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["data.name=folder", f"data.root={tmp_path / 'data'}",
+                                                          f"data.cache_dir={tmp_path / 'cache'}"])
+    image_set = load_images(cfg.data, 32, seed=0, log=lambda _: None)
+    assert image_set.classes == ("ant", "cat")
+    assert "1 empty class folder left out (bee): the 2 classes are numbered without it" in image_set.summary()

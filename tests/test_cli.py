@@ -1,3 +1,6 @@
+"""`sngan train` from the command line: --dry-run writes nothing, a wrong path or key fails before torch loads, train
+then sample."""
+
 import subprocess
 import sys
 

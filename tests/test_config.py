@@ -1,3 +1,6 @@
+"""The config schema: every shipped config sets every field, values are typed, --set overrides apply, and a bad
+value (a NUL byte in a path, a value nested too deeply to show) is one short error naming its key."""
+
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,18 @@ def test_yaml_round_trip_is_identity(tiny_config):
     cfg = load_config(tiny_config)
     assert from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
     assert Config().to_dict()["train"]["n_dis"] == 5
+
+
+@pytest.mark.parametrize("key", ["data.root", "data.cache_dir"])
+def test_a_nul_byte_in_a_path_is_one_config_error(tmp_path, key):
+    with pytest.raises(ConfigError, match=f"key '{key}' must not contain a NUL byte"):
+        load_config(write_config(tmp_path / "c.yaml"), [f"{key}=a\x00b"])
+
+
+def test_a_deeply_nested_config_value_is_a_short_error():
+    deep: list = []
+    for _ in range(20_000):
+        deep = [deep]
+    with pytest.raises(ConfigError) as caught:
+        from_dict({"train": {"iterations": deep}})
+    assert len(str(caught.value)) < 300 and "nested too deeply to show" in str(caught.value)

@@ -1,16 +1,21 @@
 """The packed cache (reuse, invalidation, atomic writes), folder layouts and the checks before training."""
 
+import errno
 import os
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from sngan.cli import app
 from sngan.config import DataConfig, load_config
 from sngan.data import cache_root, prepare
 from sngan.errors import DataError, SnganError
 from sngan.train.loop import train
 from tests.data_fakes import write_image
-from tests.helpers import write_config
+from tests.helpers import one_line, write_config
+
+runner = CliRunner()
 
 
 def _tree(root, n_per_class=3, classes=("cat", "dog")):
@@ -112,3 +117,57 @@ def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(DataError, match="cannot write the packed cache.*data.cache_dir"):
         prepare(_cfg(root, cache_dir=str(blocker / "cache")), 32, progress=False)
+
+
+def test_non_utf8_names_in_a_data_tree_hash_and_a_non_utf8_out_is_refused(tmp_path):
+    from PIL import Image
+
+    from sngan.data.files import list_class_tree as list_images
+
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), "red").save(root / cls / "x.png")
+    plain = list_images(root)
+    bad = os.fsdecode(b"caf\xe9.png")
+    Image.new("RGB", (8, 8), "blue").save(os.path.join(root / "a", bad))
+    classes, files, digest = list_images(root)
+    assert classes == ("a", "b") and len(files) == 3 and digest != plain[2]
+    out = os.fsdecode(b"run-\xff")
+    result = runner.invoke(app, ["train", "--config", str(write_config(tmp_path / "c.yaml")), "--out",
+                                 str(tmp_path / out), "--no-progress"])
+    assert result.exit_code == 1 and "is not valid UTF-8" in one_line(result)
+    assert not (tmp_path / out).exists()
+
+
+def test_a_hostile_cache_manifest_is_one_line(tmp_path):
+    from sngan.data.cache import open_packed
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    np.save(folder / "images.npy", np.zeros((2, 4, 4, 3), np.uint8))
+    np.save(folder / "labels.npy", np.zeros(2, np.int64))
+    for text in ("{}", '{"count": "2"}', "[" * 100_000):
+        (folder / "manifest.json").write_text(text)
+        with pytest.raises(DataError, match="delete that folder to pack again"):
+            open_packed(folder)
+
+
+def test_disk_full_while_packing_is_one_line_and_leaves_no_staging(tmp_path, monkeypatch):
+    from sngan.data import load_images
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40), (i * 40, 0, 0)).save(tmp_path / "data" / cls / f"{i}.png")
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["data.name=folder", f"data.root={tmp_path / 'data'}",
+                                                          f"data.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(DataError, match="cannot reserve .* bytes for images.npy: no space left on device"):
+        load_images(cfg.data, 32, seed=0, log=lambda _: None)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []

@@ -70,3 +70,17 @@ def test_training_from_a_memory_mapped_folder_matches_the_resident_run(tmp_path)
                                      progress=False, log=lambda s: None))
     for name, tensor in expected["discriminator"].items():
         assert torch.equal(tensor, streamed["discriminator"][name]), name
+
+
+def test_each_rank_takes_an_equal_share_of_every_epochs_own_permutation():
+    """101 images, 3 ranks: each epoch is a new permutation drawn from the seeded generator (SerialIterator with
+    shuffle), and rank r takes entries r, r + 3, ... of it, 33 each (the remainder, 2, is dropped), so the ranks
+    cross into the next epoch together and never share an image within an epoch. Reference: the two permutations
+    drawn here from torch.Generator().manual_seed(7)."""
+    g = torch.Generator().manual_seed(7)
+    first, second = torch.randperm(101, generator=g), torch.randperm(101, generator=g)
+    assert not torch.equal(first, second)
+    for rank in range(3):
+        order = IndexOrder(101, seed=7, rank=rank, world=3)
+        assert len(order) == 33
+        assert torch.equal(order.take(66), torch.cat([first[rank::3][:33], second[rank::3][:33]]))

@@ -167,3 +167,63 @@ def test_a_failed_download_leaves_no_folder_and_no_partial_archive(tmp_path, mon
     with pytest.raises(DataError, match="download failed"):
         prepare(DataConfig(name="cifar10", root=str(kept), download=True), 32, progress=False)
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]  # the partial archive removed, the rest kept
+
+
+def _noise_image(width: int, height: int, seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_imagenet_transform_is_lanczos_256_imagemagick_centre_crop_then_bilinear():
+    """The authors' preprocess.sh (`convert -resize 256x256^ -gravity center -crop 256x256+0+0`) and imresize
+    (scipy's, which called PIL's bilinear resize), written here with the sizes worked by hand for a 512x300 image:
+    the short side 300 -> 256 makes the width 512 * 256/300 = 436.9 -> 437 (ImageMagick rounds the geometry);
+    ImageMagick's centre gravity offsets the crop by width/2 - 256/2 in integer arithmetic: 218 - 128 = 90."""
+    from PIL import Image
+
+    from sngan.data.files import imagenet_transform
+
+    img = _noise_image(512, 300, seed=0)
+    crop = img.resize((437, 256), Image.Resampling.LANCZOS).crop((90, 0, 346, 256))
+    assert np.array_equal(imagenet_transform(img, 256), np.asarray(crop))
+    small = crop.resize((128, 128), Image.Resampling.BILINEAR)
+    assert np.array_equal(imagenet_transform(img, 128), np.asarray(small))
+    assert imagenet_transform(_noise_image(256, 400, seed=1), 128).shape == (128, 128, 3)  # 256 is kept
+    assert imagenet_transform(_noise_image(255, 400, seed=1), 128) == "side < 256"
+
+
+def test_imagenet_transform_rounds_a_half_pixel_up_as_imagemagick():
+    """A 513x512 image: 513 * 256/512 = 256.5 exactly, which ImageMagick's geometry (`floor(x + 0.5)`) makes 257, so
+    `convert` resizes to 257x256 and crops at 257/2 - 128 = 0; rounding half to even would squash it to 256x256.
+    The same for the tall image (512x513) and for the folder source's one rule (33x32 to 16: 16.5 -> 17)."""
+    from PIL import Image
+
+    from sngan.data.files import folder_transform, imagenet_transform
+
+    wide = _noise_image(513, 512, seed=4)
+    expected = wide.resize((257, 256), Image.Resampling.LANCZOS).crop((0, 0, 256, 256))
+    assert np.array_equal(imagenet_transform(wide, 256), np.asarray(expected))
+    tall = _noise_image(512, 513, seed=5)
+    expected = tall.resize((256, 257), Image.Resampling.LANCZOS).crop((0, 0, 256, 256))
+    assert np.array_equal(imagenet_transform(tall, 256), np.asarray(expected))
+    small = _noise_image(33, 32, seed=6)
+    expected = small.resize((17, 16), Image.Resampling.BILINEAR).crop((0, 0, 16, 16))
+    assert np.array_equal(folder_transform(small, 16), np.asarray(expected))
+
+
+def test_folder_transform_is_bilinear_short_side_then_centre_crop():
+    """31x20 to 16: the short side 20 -> 16 makes the width 31 * 0.8 = 24.8 -> 25 (rounded, as the ImageNet
+    path's ImageMagick geometry), and the centre crop starts at (25 - 16) // 2 = 4 (ImageMagick's integer
+    centre); PIL's bilinear (antialiased when shrinking) written here with those hand-worked sizes."""
+    from PIL import Image
+
+    from sngan.data.files import folder_transform
+
+    img = _noise_image(31, 20, seed=2)
+    expected = img.resize((25, 16), Image.Resampling.BILINEAR).crop((4, 0, 20, 16))
+    assert np.array_equal(folder_transform(img, 16), np.asarray(expected))
+    tall = _noise_image(20, 30, seed=3)  # 20x30 -> 16x24, crop rows 4..19
+    assert np.array_equal(folder_transform(tall, 16),
+                          np.asarray(tall.resize((16, 24), Image.Resampling.BILINEAR).crop((0, 4, 16, 20))))

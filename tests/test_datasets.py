@@ -11,7 +11,7 @@ import pytest
 from sngan import datasets
 from sngan.config import DataConfig, load_config
 from sngan.data import cache_root, load_images
-from sngan.data.cache import check_data_root, check_split
+from sngan.data.cache import check_data_root
 from sngan.data.pack import PackResult
 from sngan.errors import ConfigError, DataError
 from sngan.metrics.stats import cache_path
@@ -55,9 +55,9 @@ def test_cache_folders_and_statistics_names_are_the_ones_existing_caches_use(tmp
 ])
 def test_each_source_has_the_splits_it_has(name, good, bad, message):
     for split in good:
-        check_split(DataConfig(name=name, split=split))
+        datasets.dataset(name).check_split(split)
     with pytest.raises(DataError) as err:
-        check_split(DataConfig(name=name, split=bad))
+        datasets.dataset(name).check_split(bad)
     assert str(err.value).startswith(message)
 
 

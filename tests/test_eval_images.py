@@ -196,3 +196,16 @@ def test_images_scored_without_any_reference_is_one_line_before_the_network_load
     with pytest.raises(MetricError, match="give --stats FILE or --ref PATH"):
         evaluate_images(open_images(tmp_path / "fake"), make_protocol("quick"), stats=None, ref_images=None,
                         batch_size=2, weights=tmp_path / "absent.pth", device="cpu", log=print)
+
+
+def test_an_export_manifest_naming_files_outside_its_folder_is_not_followed(tmp_path):
+    from sngan.evaluation.images import _listed_files
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "00000.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    for files in ([{"file": "../outside.png"}], [{"file": str(tmp_path / "outside.png")}], {}, "[" * 100_000):
+        text = files if isinstance(files, str) else json.dumps({"files": files} if isinstance(files, list) else files)
+        (folder / "manifest.json").write_text(text)
+        assert _listed_files(folder, (".png",)) == [folder / "00000.png"]

@@ -1,4 +1,5 @@
-"""`sngan stats` / `sngan eval` end to end, protocols and their names, the statistics cache, eval during training."""
+"""`sngan stats` / `sngan eval` end to end, protocols and their names, the statistics cache (a statistics file no
+features could have made is refused), eval during training."""
 
 import dataclasses
 import json
@@ -245,3 +246,73 @@ def test_best_checkpoint_follows_the_lowest_fid(tiny_config, tmp_path):
     logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["fid10_train6"], r["eval_network"]) for r in logged] == [
         (1, 5.0, "fake-net"), (2, 7.0, "fake-net"), (3, 3.0, "fake-net")]
+
+
+def test_training_time_reference_is_the_runs_own_split(stand_in_inception, tmp_path, monkeypatch):
+    """A run on CIFAR-10's test split is scored during training against statistics of that split (as `sngan eval`
+    of its checkpoint would be), never the train split's."""
+    from sngan.evaluation import scoring
+
+    weights, _ = stand_in_inception
+    config = write_config(tmp_path / "c.yaml", {
+        "data": {"name": "cifar10", "root": str(tmp_path / "data"), "split": "test", "download": False},
+        "train": {"eval_protocol": "quick", "eval_num_samples": 10, "eval_inception_weights": str(weights)}})
+    asked = []
+
+    class Asked(Exception):
+        pass
+
+    def fake_reference_stats(data_cfg, resolution, seed, split, *args, **kwargs):
+        asked.append(split)
+        raise Asked
+
+    monkeypatch.setattr(scoring, "reference_stats", fake_reference_stats)
+    evaluator = scoring.TrainingEvaluator(load_config(config), torch.device("cpu"), log=lambda s: None)
+    with pytest.raises(Asked):
+        evaluator(torch.nn.Linear(1, 1))
+    assert asked == ["test"]
+
+
+def test_a_resumed_run_keeps_its_best_fid_and_does_not_replace_best_pt_with_a_worse_one(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    folder = RunFolder.open(tmp_path / "run", to_yaml(cfg))
+    run_log, best_pt = RunLog(folder), tmp_path / "run" / "checkpoints" / "best.pt"
+    state.step = 3
+    evaluate_and_keep_best(state, ScriptedEvaluator([3.0]), run_log, folder, folder.path, log=lambda s: None)
+    saved = torch.load(best_pt, weights_only=True)
+    resumed = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    resumed.restore(saved, log=lambda s: None)
+    assert resumed.best == {"metric": "fid10_train6", "value": 3.0, "step": 3}
+    resumed.step = 4
+    evaluate_and_keep_best(resumed, ScriptedEvaluator([5.0]), run_log, folder, folder.path, log=lambda s: None)
+    run_log.close()
+    folder.close()
+    assert torch.load(best_pt, weights_only=True)["step"] == 3  # FID 5 after the resume is worse than the kept 3
+
+
+@pytest.mark.parametrize("bad", ["negative", "asymmetric", "nan"])
+def test_statistics_that_no_features_can_have_are_refused(tmp_path, bad):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8))
+    sigma = np.cov(x, rowvar=False)
+    sigma = {"negative": -np.eye(8), "asymmetric": np.tril(sigma),
+             "nan": np.where(np.eye(8) > 0, np.nan, sigma)}[bad]
+    np.savez(tmp_path / "ref.npz", mu=x.mean(0), sigma=sigma)
+    expected = {"negative": "not positive semi-definite", "asymmetric": "not symmetric", "nan": "NaN or inf"}[bad]
+    with pytest.raises(MetricError, match=expected):
+        load_stats(tmp_path / "ref.npz")
+
+
+def test_a_rank_deficient_covariance_is_still_accepted(tmp_path):
+    x = np.random.default_rng(1).normal(size=(5, 16))  # 5 samples in 16 dimensions: rank 4
+    np.savez(tmp_path / "ref.npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+    assert load_stats(tmp_path / "ref.npz").sigma.shape == (16, 16)
+
+
+@pytest.mark.parametrize("protocol", [np.array([1, 2]), np.array(5.0), np.array('["a"]')])
+def test_a_statistics_protocol_that_is_not_an_object_is_one_error(tmp_path, protocol):
+    path = tmp_path / "ref.npz"
+    np.savez(path, mu=np.zeros(4), sigma=np.eye(4), protocol=protocol)
+    with pytest.raises(MetricError, match="'protocol' must be a JSON object|cannot read statistics"):
+        load_stats(path)

@@ -134,3 +134,9 @@ def test_a_metric_whose_name_starts_like_another_is_refused(name):
     with pytest.raises(ValueError, match=f"metric name '{name}' and '.*' start alike"):
         extra.register(name)
     assert name not in extra.EXTRA
+
+
+def test_nan_generated_features_give_no_kid():
+    ref = ReferenceStats(np.zeros(4), np.eye(4), None, features=np.ones((10, 4)))
+    with pytest.raises(MetricError, match="hold NaN or inf"):
+        extra_scores(("kid",), "fid10_train10", [torch.full((10, 4), float("nan"))], None, ref, 0)

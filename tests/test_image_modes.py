@@ -29,6 +29,8 @@ def one_bit() -> Image.Image:
 CASES = {  # name: (image, file suffix, expected RGB of pixel (0, 0))
     "I;16 grey 16-bit PNG": (lambda: grey16(32896), ".png", (128, 128, 128)),
     "I;16 white": (lambda: grey16(65535), ".png", (255, 255, 255)),
+    # full scale onto full scale: 65407 * 255 / 65535 = 254.502 -> 255 by hand (over 65536 it would be 254.498 -> 254)
+    "I;16 65407": (lambda: grey16(65407), ".png", (255, 255, 255)),
     "I 32-bit TIFF": (lambda: Image.fromarray(np.full((4, 4), 16448, dtype=np.int32)), ".tif",
                       (64, 64, 64)),
     "F float TIFF": (lambda: Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)), ".tif",

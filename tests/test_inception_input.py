@@ -105,3 +105,22 @@ def test_protocols_default_to_tf1_and_the_other_path_is_named():
     assert metric_names(other, real) == ("is50k_pytorchfid", "fid5k_train10k_pytorchfid")
     with pytest.raises(MetricError, match="Inception input must be one of tf1|pytorch-fid, got 'tf2'"):
         make_protocol("paper", inception_input="tf2")
+
+
+def test_uint8_images_reach_the_network_as_rgb_nchw_over_255():
+    """uint8 (B, H, W, 3) with pixel (h, w, c) = 100 c + 10 h + w, typed by hand on a 2x3 image: the network's
+    input (B, 3, H, W) holds that value / 255 at [c, h, w]: channels in RGB order, rows and columns not swapped,
+    [0, 1] (the Inception path then maps it to [-1, 1] itself)."""
+    from sngan.metrics.stats import uint8_to_unit
+
+    image = np.zeros((1, 2, 3, 3), dtype=np.uint8)
+    for h in range(2):
+        for w in range(3):
+            for c in range(3):
+                image[0, h, w, c] = 100 * c + 10 * h + w
+    unit = uint8_to_unit(torch.from_numpy(image))
+    assert unit.shape == (1, 3, 2, 3) and unit.dtype == torch.float32 and unit.is_contiguous()
+    for h in range(2):
+        for w in range(3):
+            for c in range(3):
+                assert unit[0, c, h, w].item() == pytest.approx((100 * c + 10 * h + w) / 255, abs=1e-7)

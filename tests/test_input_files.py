@@ -1,8 +1,11 @@
-"""Every input file is a regular file before it is read: a FIFO or a device among the inputs is one line, never a
-read that blocks (issue 36 §2); and what is wrong with an input is said of the file that is wrong."""
+"""Every input file is a regular file before it is read: a FIFO or a device among the inputs (images, a checkpoint,
+a run's records and grids) is one line, never a read or a write that blocks (issue 36 §2); and what is wrong with
+an input is said of the file that is wrong."""
 
 import os
+import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from sngan.cli import app
 from sngan.errors import SnganError
 from sngan.evaluation.images import open_images
 from sngan.io import open_input
+from tests.helpers import one_line
 
 runner = CliRunner()
 
@@ -104,3 +108,36 @@ def test_images_of_mixed_sizes_blame_the_odd_file_not_the_majority(tmp_path, odd
         list(images.batches(images.count, 5))
     message = str(caught.value)
     assert message.startswith(f"{folder / names[odd]}: 12x12, but 4 of the 5 images under {folder} are 8x8")
+
+
+def test_a_fifo_as_metrics_or_grid_or_json_output_never_blocks(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    start = time.monotonic()
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 1 and "metrics.jsonl: is a FIFO, not a regular file" in one_line(result)
+    run2 = shutil.copytree(tiny_runs["uncond"], tmp_path / "run2")
+    grid = sorted((run2 / "samples").glob("step-*.png"))[-1]
+    grid.unlink()
+    os.mkfifo(grid)
+    result = runner.invoke(app, ["report", str(run2)])
+    assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
+    os.mkfifo(tmp_path / "out.json")
+    ckpt = str(sorted((run2 / "checkpoints").glob("ckpt-*.pt"))[-1])
+    result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 1 and "is a FIFO, not a regular file" in one_line(result)
+    assert time.monotonic() - start < 300  # checked before any work: an open() that waited for a writer never ends
+
+
+def test_a_metrics_line_nested_past_the_recursion_limit_is_a_corrupt_line(tmp_path):
+    from sngan.io import read_jsonl
+
+    (tmp_path / "m.jsonl").write_text("[" * 100_000 + "\n" + '{"step": 1}\n')
+    with pytest.raises(SnganError, match="line 1 is not a JSON object"):
+        read_jsonl(tmp_path / "m.jsonl")
+
+
+def test_a_device_as_checkpoint_is_refused_without_reading_it():
+    result = runner.invoke(app, ["sample", "--ckpt", "/dev/zero", "--out", "never.png"])
+    assert result.exit_code == 1 and "/dev/zero: not a regular file, so not a checkpoint" in one_line(result)

@@ -1,3 +1,6 @@
+"""`sngan inspect`: the operator norms of convolutions against dense matrices built here, the circular bounds, and the
+per-layer bounds of a discriminator as it runs."""
+
 import dataclasses
 import json
 import math

@@ -143,3 +143,33 @@ def test_inception_score_from_logits_equals_softmax_then_score():
     assert inception_score_from_logits(logits, 5) == pytest.approx(inception_score(probs, 5), rel=1e-12)
     with pytest.raises(MetricError, match="one image per split"):
         inception_score(probs[:3], splits=10)
+
+
+def test_inception_score_is_exp_of_the_mean_kl_not_the_mean_of_per_image_exps():
+    """One split of [1, 0], [1, 0], [0, 1]: p(y) = (2/3, 1/3), so KL(p(y|x) ‖ p(y)) is ln(3/2) for the first two
+    images and ln 3 for the third (natural log, Salimans et al.'s code), and IS = exp(mean KL) = (1.5² · 3)^(1/3),
+    by hand. The mean of per-image exps would be (1.5 + 1.5 + 3) / 3 = 2; log2 would give 2^(mean KL in bits)."""
+    probs = np.array([[1, 0], [1, 0], [0, 1]], dtype=float)
+    expected = (1.5 ** 2 * 3) ** (1 / 3)  # 1.8899...
+    assert inception_score(probs, splits=1) == pytest.approx((expected, 0.0), rel=1e-12, abs=1e-12)
+    assert inception_score_from_logits(np.log(np.clip(probs, 1e-300, None)), 1)[0] == pytest.approx(expected,
+                                                                                                    rel=1e-12)
+
+
+def test_inception_score_splits_are_consecutive_blocks_for_probabilities_and_logits():
+    """Rows A, A, B, B (A = [0.9, 0.1], B = [0.1, 0.9]) in 2 splits: consecutive blocks hold one kind each, so every
+    split has p(y) = p(y|x) and IS = 1 exactly (mean 1, std 0). Interleaved splits ([A, B] twice) would give
+    exp(0.9 ln 1.8 + 0.1 ln 0.2) = 1.896 per split."""
+    a, b = [0.9, 0.1], [0.1, 0.9]
+    probs = np.array([a, a, b, b])
+    assert inception_score(probs, splits=2) == pytest.approx((1.0, 0.0), abs=1e-12)
+    assert inception_score_from_logits(np.log(probs).astype(np.float32), 2) == pytest.approx((1.0, 0.0), abs=1e-6)
+    mixed = np.exp(0.9 * np.log(1.8) + 0.1 * np.log(0.2))  # one split holding A and B once each, by hand
+    assert inception_score(probs[[0, 2, 1, 3]], splits=2) == pytest.approx((mixed, 0.0), rel=1e-12, abs=1e-12)
+
+
+def test_inception_score_from_huge_logits_does_not_overflow():
+    """Logits of 1000 (float32 holds them; exp(1000) overflows float64): softmax is one-hot to within e^-1000, so two
+    images of different classes in one split score exactly 2 (a softmax without the max shift gives NaN)."""
+    logits = np.array([[1000.0, 0.0], [0.0, 1000.0]], dtype=np.float32)
+    assert inception_score_from_logits(logits, 1) == pytest.approx((2.0, 0.0), rel=1e-12, abs=1e-12)

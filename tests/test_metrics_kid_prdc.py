@@ -105,3 +105,30 @@ def test_prdc_matches_the_authors_package():
     fake, real = rng.standard_normal((80, 10)) + 0.3, rng.standard_normal((90, 10))
     theirs = reference.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
     assert prdc(fake, real) == pytest.approx({k: float(v) for k, v in theirs.items()}, abs=1e-6)
+
+
+def test_kid_clips_the_subset_to_the_smaller_side_whichever_side_that_is():
+    """12 generated, 6 real features, default subset size 1000: every subset takes 6 from each side (all the real
+    ones), drawn generated first then real by RandomState(seed), as torch-fidelity; reference by naive loops."""
+    rng = np.random.default_rng(6)
+    fake, real = rng.standard_normal((12, 3)), rng.standard_normal((6, 3)) + 0.2
+    draws = np.random.RandomState(2020)
+    values = []
+    for _ in range(4):
+        f = fake[draws.choice(12, 6, replace=False)]
+        r = real[draws.choice(6, 6, replace=False)]
+        values.append(naive_mmd2(f, r))
+    mean = sum(values) / 4
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 4)
+    assert kernel_inception_distance(fake, real, subsets=4) == pytest.approx((mean, std))
+
+
+def test_prdc_balls_are_open_on_hand_placed_points():
+    """1-D features on integers (every distance exact in float32), k = 1. Real 0, 1, 2, 10, 11, 12: each real ball
+    has radius 1. Generated 3, 11.5, 30, 0.5 (generated radii 2.5, 8.5, 18.5, 2.5). Membership is strict (distance
+    < radius, the authors' `prdc`), so 3, at distance exactly 1 from 2, is in no real ball. By hand:
+    precision 2/4 (11.5 and 0.5), density (0 + 2 + 0 + 2) / 4 = 1, recall 6/6, coverage 4/6 (0, 1, 11, 12)."""
+    real = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
+    fake = np.array([[3.0], [11.5], [30.0], [0.5]])
+    assert prdc(fake, real, k=1) == pytest.approx({"precision": 0.5, "recall": 1.0, "density": 1.0,
+                                                   "coverage": 4 / 6}, abs=1e-12)

@@ -1,9 +1,12 @@
+"""The networks: the paper models' parameter counts (and the size check that predicts them), shapes through forward
+and backward, SN on every D weight and none in G, the authors' initialisation."""
+
 import pytest
 import torch
 
 from sngan.config import ModelConfig, load_config
 from sngan.errors import ConfigError
-from sngan.models import build_discriminator, build_generator, count_parameters
+from sngan.models import build_discriminator, build_generator, count_parameters, parameter_counts
 from tests.helpers import CONFIGS
 
 # Paper-exact counts (issue table for the first three; the others derived from Tables 3 and 5, see docs/reproducing.md).
@@ -36,6 +39,29 @@ def test_parameter_counts_match_the_paper(name):
     model = load_config(CONFIGS / f"{name}.yaml").model
     counts = (count_parameters(build_generator(model)), count_parameters(build_discriminator(model)))
     assert counts == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_size_check_counts_the_paper_models_exactly_without_building_them(name):
+    """`parameter_counts` (what the size check refuses by) fits three tiny builds; at the paper widths it must give
+    the paper models' own counts, each network built in full by the test above."""
+    assert parameter_counts(load_config(CONFIGS / f"{name}.yaml").model) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("m", [
+    ModelConfig(arch="resnet", resolution=48, z_dim=7, g_ch=13, d_ch=21, num_classes=4, d_linear_bias=True),
+    ModelConfig(arch="resnet", resolution=32, z_dim=5, g_ch=11, d_ch=9, d_norm="batch"),
+    ModelConfig(arch="resnet", resolution=32, z_dim=5, g_ch=6, d_ch=10, d_norm="weight", d_norm_gamma=True),
+    ModelConfig(arch="cnn", resolution=32, z_dim=9, g_ch=40, d_ch=5, d_norm="layer"),
+], ids=["resnet48-cond", "resnet32-bn", "resnet32-wn-gamma", "cnn32-ln"])
+def test_the_size_check_counts_other_widths_exactly(m):
+    assert parameter_counts(m) == (count_parameters(build_generator(m)), count_parameters(build_discriminator(m)))
+
+
+def test_the_size_check_bounds_a_cnn_width_not_divisible_by_8_from_above():
+    m = ModelConfig(arch="cnn", resolution=32, z_dim=9, g_ch=43, d_ch=5)
+    g, d = parameter_counts(m)
+    assert g >= count_parameters(build_generator(m)) and d == count_parameters(build_discriminator(m))
 
 
 @pytest.mark.parametrize("m", TINY_MODELS, ids=lambda m: f"{m.arch}{m.resolution}-c{m.num_classes}-{m.d_conditioning}")

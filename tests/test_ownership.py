@@ -1,10 +1,16 @@
-"""Links, file modes, run markers and what a resume moves aside (issue 24, groups 1-3), beyond the bad-input table."""
+"""What sngan writes and what it leaves alone, beyond the bad-input table (issue 24, groups 1-3; issue 31): no write
+through a link, file modes under the umask, --force replacing only regular files (never a FIFO, socket or device)
+and never an export the user changed, staging left by a dead process removed, run markers and what a resume moves
+aside."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +19,10 @@ from typer.testing import CliRunner
 
 from sngan.cli import app
 from sngan.errors import SnganError
-from sngan.io import Folder, append_jsonl, publishing, write_text
+from sngan.io import Folder, append_jsonl, publishing, stage_name, write_text
+from tests.helpers import one_line, write_config
+
+runner = CliRunner()
 
 RESUME = ["train", "--no-progress", "--resume"]
 
@@ -132,3 +141,108 @@ def test_a_checkpoint_without_run_id_is_refused_naming_the_format_and_nothing_ch
     assert "its 'run_id' must be 32 hex digits, got 'None' (checkpoint format 1" in result.output
     assert len(result.output.strip().splitlines()) <= 2  # the --resume auto notice and the error
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "chardev"])
+@pytest.mark.parametrize("command", ["inspect --json", "report --out", "sample --out", "stats --out"])
+def test_force_never_replaces_a_fifo_or_socket(tiny_runs, tmp_path, kind, command):
+    target = tmp_path / ("target.png" if command != "inspect --json" else "target.json")
+    if command == "stats --out":
+        target = tmp_path / "target.npz"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "chardev":  # the issue's `mknod F c 1 7` (/dev/full's numbers)
+        try:
+            os.mknod(target, 0o600 | os.path.stat.S_IFCHR, os.makedev(1, 7))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(target))
+    run = tiny_runs["uncond"]
+    ckpt = str(sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1])
+    args = {"inspect --json": ["inspect", "--ckpt", ckpt, "--json", str(target), "--force"],
+            "report --out": ["report", str(run), "--out", str(target), "--force"],
+            "sample --out": ["sample", "--ckpt", ckpt, "--out", str(target), "--force", "--no-progress"],
+            "stats --out": ["stats", "--config", str(write_config(tmp_path / "c.yaml")), "--out", str(target),
+                            "--force"]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    name = {"fifo": "FIFO", "socket": "socket", "chardev": "character device"}[kind]
+    assert f"is a {name}, not a regular file" in one_line(result)
+    mode = os.lstat(target).st_mode
+    is_kind = {"fifo": os.path.stat.S_ISFIFO, "socket": os.path.stat.S_ISSOCK, "chardev": os.path.stat.S_ISCHR}
+    assert is_kind[kind](mode)  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+def test_force_keeps_an_export_a_user_added_to_or_edited_while_it_ran(tiny_runs, tmp_path):
+    from sngan import io as sio
+
+    run = tiny_runs["uncond"]
+    ckpt = str(sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1])
+    out = tmp_path / "export"
+    assert runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--no-progress"]
+                         ).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_finish = sio.finish_export
+
+    def finish_then_user_adds(folder, files):  # the new export is complete; meanwhile the user adds a file
+        (out / "mine.txt").write_text("the user's file\n")
+        return real_finish(folder, files)
+
+    import sngan.sample.writers as writers
+
+    writers.finish_export = finish_then_user_adds
+    try:
+        result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--force",
+                                     "--seed", "3", "--no-progress"])
+    finally:
+        writers.finish_export = real_finish
+    assert result.exit_code == 1 and "changed while this export ran: it holds 'mine.txt'" in one_line(result)
+    assert (out / "mine.txt").read_text() == "the user's file\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "mine.txt"} == before
+    (out / "mine.txt").unlink()
+    first = sorted(p for p in out.iterdir() if p.suffix == ".png")[0]
+    first.write_bytes(first.read_bytes() + b"edited")  # an exported file the user changed is the user's
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(out), "--num", "4", "--force",
+                                 "--no-progress"])
+    assert result.exit_code == 1 and f"holds '{first.name}'" in one_line(result)
+    assert first.read_bytes().endswith(b"edited")
+
+
+def test_a_staging_folder_of_a_dead_process_is_removed_by_the_next_writer(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / stage_name("out.png").replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    left.mkdir()
+    (left / "out.png").write_bytes(b"half")
+    other_host = tmp_path / f".out.png.elsewhere-{dead.pid}-0123abcd.stage"
+    other_host.mkdir()
+    alive = tmp_path / stage_name("out.png").replace(f"-{os.getpid()}-", f"-{os.getppid()}-")
+    alive.mkdir()
+    with publishing(tmp_path / "out.png", replace=False) as stage:
+        stage.write_bytes(b"png")
+    assert not left.exists() and other_host.exists() and alive.exists()
+    assert (tmp_path / "out.png").read_bytes() == b"png"
+
+
+def test_a_link_inside_the_cache_folder_is_refused_before_any_work(tmp_path):
+    from types import SimpleNamespace
+
+    from sngan.config import load_config
+    from sngan.evaluation.reference import reference_stats
+
+    cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    cache.mkdir()
+    elsewhere.mkdir()
+    (cache / "fid-stats").symlink_to(elsewhere)
+    cfg = load_config(write_config(tmp_path / "c.yaml"), [f"data.cache_dir={cache}"])
+    net = SimpleNamespace(network="stand-in", features_key="stand-in-tf1")  # never used: the refusal comes first
+    with pytest.raises(SnganError, match="fid-stats' is a symbolic link: sngan never writes through links"):
+        reference_stats(cfg.data, 32, 0, "train", None, net, 10, lambda _: None)
+    assert list(elsewhere.iterdir()) == []
+    (cache / "fid-stats").unlink()
+    (cache / "fid-stats").write_text("a file")
+    with pytest.raises(SnganError, match="is not a folder"):
+        reference_stats(cfg.data, 32, 0, "train", None, net, 10, lambda _: None)

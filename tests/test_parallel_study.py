@@ -1,6 +1,13 @@
-"""`sngan study --jobs 2` on the CPU: two runs in two child processes, the same results as one after another."""
+"""`sngan study --jobs 2` on the CPU: two runs in two child processes, the same results as one after another, and a
+killed parent takes its children down, each with a checkpoint."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +15,7 @@ from typer.testing import CliRunner
 
 from sngan.checkpoint import load_checkpoint
 from sngan.cli import app
+from tests.helpers import REPO
 from tests.test_study import tiny_plan
 
 
@@ -58,3 +66,29 @@ def test_jobs_2_names_a_child_that_failed_without_a_result(tmp_path):
                                                       .splitlines())}
     assert records == {"SN-fast": "failed", "WGAN-GP-fast": "finished"}
     assert (run / "mine.txt").read_text() == "someone's file\n"
+
+
+@pytest.mark.slow  # a study --jobs process tree: in CI's slow step
+def test_a_killed_study_jobs_parent_takes_its_children_down_with_a_checkpoint(tmp_path):
+    plan = tiny_plan(tmp_path, overrides=["train.iterations=100000", "train.ckpt_every=0", "train.log_every=1"])
+    study = tmp_path / "study"
+    parent = subprocess.Popen([sys.executable, "-m", "sngan", "study", "--plan", str(plan), "--jobs", "2",
+                               "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = [study / "SN-fast-s0", study / "WGAN-GP-fast-s0"]
+    deadline = time.monotonic() + 120
+    while not all((r / "metrics.jsonl").exists() and (r / "metrics.jsonl").stat().st_size for r in runs):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.2)
+    children = [int((r / ".lock").read_text().strip().rpartition(":")[2]) for r in runs]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+              for pid in children):
+        assert time.monotonic() < deadline, "a child kept training after its parent died"
+        time.sleep(0.2)
+    for run in runs:  # each stopped through the signal path: a checkpoint at its stop step
+        (ckpt,) = sorted((run / "checkpoints").glob("ckpt-*.pt"))
+        assert load_checkpoint(ckpt)["step"] > 0
+        assert "stopped by a signal" in (run / "log.txt").read_text()

@@ -1,3 +1,6 @@
+"""What the README and the config reference promise: the schema's every key documented, the test command CI runs, the
+paper configs' parameter counts."""
+
 import re
 import subprocess
 import sys

@@ -200,3 +200,35 @@ def test_statistics_of_the_earlier_first_n_rule_are_named_in_a_warning():
     new = ReferenceStats(np.zeros(2), np.eye(2), {"network": "x", "subset": "s", "subset_rule": SUBSET_RULE})
     foreign = ReferenceStats(np.zeros(2), np.eye(2), None)  # pytorch-fid's files carry no record
     assert reference_warnings(new) == reference_warnings(foreign) == []
+
+
+def test_a_ref_folders_classes_are_its_sub_folders_in_sorted_name_order(tmp_path):
+    """Sub-folders c (3 images), a (1), b (2), written in that order: ImageFolder's numbering by sorted name gives
+    a = 0, b = 1, c = 2, and files are read in sorted path order, so the labels are, by hand, 0, 1, 1, 2, 2, 2."""
+    from tests.data_fakes import write_image
+
+    for name, count in (("c", 3), ("a", 1), ("b", 2)):
+        for i in range(count):
+            write_image(tmp_path / "ref" / name / f"{i}.png", (8, 8), (10 * i, 20, 30))
+    assert open_images(tmp_path / "ref").labels().tolist() == [0, 1, 1, 2, 2, 2]
+
+
+def test_images_scored_under_a_protocol_give_fid_of_its_first_fid_generated_images_only(tmp_path):
+    """`sngan eval --images` under a protocol with fewer FID images than IS images (the paper's 5,000 of 50,000):
+    12 images, the first 6 dark and the last 6 bright, FID of the first 6. Against the mean and covariance of those 6
+    images' ColourNet features computed here by hand from the pixels (channel means and the first red value, ddof=1),
+    the FID is 0 up to float32 round-off of features below 255; all 12 would give about 44,000."""
+    from sngan.evaluation.protocols import make_protocol
+    from sngan.evaluation.scoring import score_images
+    from sngan.metrics.stats import ReferenceStats
+
+    rng = np.random.default_rng(0)
+    images = np.concatenate([rng.integers(0, 100, (6, 8, 8, 3)), rng.integers(150, 256, (6, 8, 8, 3))]).astype(np.uint8)
+    np.savez(tmp_path / "imgs.npz", x=images)
+    first = images[:6].astype(np.float64)
+    features = np.concatenate([first.mean(axis=(1, 2)), first[:, 0, 0, :1]], axis=1)  # (6, 4), by hand
+    ref = ReferenceStats(features.mean(axis=0), np.cov(features, rowvar=False), None)
+    protocol = dataclasses.replace(make_protocol("paper"), num_generated=12, splits=2, fid_generated=6)
+    scores = score_images(open_images(tmp_path / "imgs.npz"), ColourNet(), protocol, ref, 5, progress=False)
+    fid = next(v for k, v in scores.items() if k.startswith("fid"))
+    assert abs(fid) < 1e-2

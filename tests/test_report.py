@@ -1,4 +1,6 @@
-"""`sngan report`: one PNG from a run directory; the matplotlib line chart it draws with."""
+"""`sngan report`: one PNG from a run directory, written by default only into a run folder sngan made; the
+matplotlib line chart it draws with; a run's odd files (a non-UTF-8 config, huge values, a grid of absurd size)
+drawn or refused in one line."""
 
 import json
 import shutil
@@ -11,6 +13,7 @@ from sngan.cli import app
 from sngan.records import metric_keys, read_records
 from sngan.report.charts import line_chart
 from sngan.report.page import CHART_SIZE, HEADER, MARGIN, curves, latest_sample_grid
+from tests.helpers import one_line
 
 runner = CliRunner()
 
@@ -117,3 +120,30 @@ def test_report_on_a_study_folder_says_where_its_table_is_and_what_draws_it(tmp_
         assert "is a study folder, not a run: its table is" in result.output and "is_bars.png" in result.output
         assert f"sngan study --plan PLAN --out {study}" in result.output
     assert not (tmp_path / "r.png").exists()
+
+
+def test_report_writes_its_default_file_only_into_a_run_folder(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "d_loss": 1.0, "g_loss": 1.0, "lr": 1e-4}\n')
+    (tmp_path / "report.png").write_bytes(b"mine")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "not a run folder sngan made" in one_line(result)
+    assert (tmp_path / "report.png").read_bytes() == b"mine"
+
+
+def test_a_thin_sample_grid_is_refused_before_resizing(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    grid = sorted((run / "samples").glob("step-*.png"))[-1]
+    Image.new("RGB", (1, 60_000), "white").save(grid)  # few pixels, one absurd side
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 1 and "too large for a sample grid" in one_line(result)
+
+
+def test_report_draws_a_run_with_a_non_utf8_config_and_huge_values(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    (run / "config.yaml").write_bytes(b"\xff\xfe not utf-8")
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "fid": 1e308, "d_loss": -1e308, "is": 1e400}\n')
+        fh.write('{"step": 5, "fid": 1' + "0" * 400 + "}\n")
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "report.png").stat().st_size > 0

@@ -1,5 +1,6 @@
 """Exact resume, graceful signals, crash-safe saves, the NaN guard and EMA (issue: runs that survive)."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -199,3 +200,21 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_same_co
     (run / "checkpoints" / "ckpt-0000002.pt").unlink()
     auto = CliRunner().invoke(app, [*command, "--resume", "auto"])
     assert auto.exit_code == 0 and f"--resume auto: no checkpoint in {run}, starting a new run there" in auto.output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGUSR2])  # USR2: what submitit sends (issue 36)
+def test_a_stop_signal_outside_training_is_one_line_and_exit_143(tiny_runs, tmp_path, stop):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    out = tmp_path / "export"
+    proc = subprocess.Popen([sys.executable, "-m", "sngan", "sample", "--ckpt", ckpt, "--out", str(out), "--num",
+                             "50000", "--no-progress"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # only a hung start waits this long; a loaded machine takes seconds
+    while not any(p.name.startswith(".export.") for p in tmp_path.iterdir()):  # the export has begun
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == [f"stopped by {stop.name}: what this command had not finished was not written"]
+    assert sorted(tmp_path.iterdir()) == []  # no half export, no staging folder

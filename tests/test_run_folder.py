@@ -1,7 +1,7 @@
 """The run folder's life (`sngan.train.rundir.RunFolder`): every check before the first write, every write and delete
-through a handle on the folder the run made, a part swapped mid-run refused with one line and a checkpoint, a user's
-`.lock` never truncated, one answer to "does this folder hold checkpoints", and exit codes that say whether the stop
-checkpoint was written."""
+through a handle on the folder the run made, a part swapped mid-run refused with one line and a checkpoint, the whole
+folder deleted mid-run noticed at the next save, a user's `.lock` never truncated, one answer to "does this folder
+hold checkpoints", and exit codes that say whether the stop checkpoint was written."""
 
 import os
 import shutil
@@ -21,7 +21,7 @@ from sngan.cli import app
 from sngan.config import load_config
 from sngan.errors import FolderChanged, SnganError
 from sngan.train.rundir import FolderLock, RunFolder
-from tests.helpers import REPO, write_config
+from tests.helpers import REPO, one_line, write_config
 
 runner = CliRunner()
 
@@ -326,3 +326,35 @@ def test_an_export_lands_in_the_folder_it_was_asked_for_even_if_that_is_swapped_
         (tmp_path / "out").symlink_to(elsewhere)
     assert (tmp_path / "moved" / "grid.png").read_bytes() == b"the export"
     assert snapshot(elsewhere) == before and [p.name for p in (tmp_path / "moved").iterdir()] == ["grid.png"]
+
+
+def test_a_fifo_as_log_txt_stops_resume_with_one_line(tiny_runs, tmp_path):
+    run = shutil.copytree(tiny_runs["uncond"], tmp_path / "run")
+    (run / "log.txt").unlink(missing_ok=True)
+    os.mkfifo(run / "log.txt")
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "auto", "--no-progress", "--set",
+                                 "train.iterations=5"])
+    assert result.exit_code == 1 and "log.txt' is a FIFO, not a regular file" in one_line(result)
+    assert (run / ".lock").read_bytes() == b""  # the lock was released
+
+
+def test_the_run_folder_deleted_mid_run_stops_at_the_next_save(tmp_path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"train": {"iterations": 12, "ckpt_every": 4,
+                                                                   "sample_every": 0, "log_every": 100}}))
+    run = tmp_path / "run"
+    real_update = steps.update_ema
+
+    def update_then_delete(state):
+        real_update(state)
+        if state.step == 5:
+            shutil.rmtree(run)  # rm -rf RUN while training
+
+    steps.update_ema = update_then_delete
+    try:
+        for log_every in (100, 1):  # noticed at the next save, or at the next log record, whichever comes first
+            cfg.train.log_every = log_every
+            with pytest.raises(SnganError, match="is gone or no longer this run's"):
+                loop.train(cfg, run, progress=False, log=lambda _: None)
+            assert not (run / "checkpoints").exists()  # not re-created in a folder that is no longer the run's
+    finally:
+        steps.update_ema = real_update

@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from sngan.cli import app
 from sngan.errors import SamplingError
-from sngan.sample.generate import generate, latents, load_generator, parse_seeds, truncate
+from sngan.sample.generate import MIN_TRUNCATION, generate, latents, load_generator, parse_seeds, truncate
 from sngan.sample.writers import to_uint8
+from tests.helpers import one_line
 from tests.test_sampling import ok, sample
+
+runner = CliRunner()
 
 
 def test_seed_lists_and_ranges_parse_like_stylegan():
@@ -120,3 +125,26 @@ def test_without_scale_the_gif_is_at_least_256_px_wide_in_whole_pixels(tiny_runs
     assert gif.size == (312, 3 * 104) and strip.size == (308, 8 * 34 + 2)
     ok(sample(tiny_runs["cond_ckpt"], tmp_path / "one.gif", "--classes", "0,2", "--interpolate", 9, "--scale", 1))
     assert Image.open(tmp_path / "one.gif").size == (104, 104)
+
+
+@pytest.mark.parametrize("value", ["1e-6", "1e-7", "0", "-1", "nan"])
+def test_truncation_too_small_is_refused_before_work(tiny_runs, tmp_path, value):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    for args in (["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png")], ["eval", "--ckpt", ckpt]):
+        result = runner.invoke(app, [*args, f"--truncation={value}"])
+        assert result.exit_code == 1 and "--truncation must be >= 0.05" in one_line(result)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_smallest_truncation_allowed_finishes_and_bounds_every_entry():
+    z, _ = latents(64, 128, 0, seed=1, truncation=MIN_TRUNCATION)
+    assert z.abs().max() <= MIN_TRUNCATION and z.abs().max() > 0.9 * MIN_TRUNCATION  # redrawn, not clamped
+
+
+@pytest.mark.parametrize("seeds", ["18446744073709551616", "0-99999999999", "5-18446744073709551616"])
+def test_huge_seeds_are_one_line(tiny_runs, tmp_path, seeds):
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x"), "--seeds", seeds])
+    assert result.exit_code == 1 and "--seeds" in one_line(result)
+    result = runner.invoke(app, ["eval", "--ckpt", ckpt, "--seed", "18446744073709551616"])
+    assert result.exit_code == 2 and "--seed" in one_line(result)

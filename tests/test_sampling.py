@@ -274,3 +274,25 @@ def test_grids_are_torchvisions_make_grid_and_save_image_to_the_byte(n, nrow):
     grid_writer(images, nrow)(ours)
     save_image(images, theirs, nrow=nrow, normalize=True, value_range=(-1, 1), format="PNG")
     assert ours.getvalue() == theirs.getvalue()
+
+
+def test_generated_labels_are_uniform_over_every_class():
+    """The authors' gen_images draws y = randint(0, n_classes): each of 10 classes has probability 1/10, so in 3,000
+    draws every class appears with a count of 300 ± 16.4 (binomial sd); the bound 300 ± 100 (6 sd) holds for any
+    seed but with probability below 1e-7, and a class never drawn (0 or 9) fails it."""
+    _, y = latents(3000, 4, 10, seed=0)
+    counts = np.bincount(y.numpy(), minlength=10)
+    assert len(counts) == 10 and y.dtype == torch.int64
+    assert counts.min() >= 200 and counts.max() <= 400, counts
+
+
+def test_gif_writer_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
+    from sngan.sample.writers import save_gif
+
+    def fail(self, *args, **kwargs):
+        raise ValueError("quantization error")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(MemoryError, match="lower --num, --interpolate or --scale"):
+        save_gif(torch.rand(4, 3, 8, 8), 2, tmp_path / "x.gif")
+    assert list(tmp_path.iterdir()) == []

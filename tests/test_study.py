@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from sngan.cli import app
 from sngan.errors import StudyError
 from sngan.study.plan import load_plan
-from tests.helpers import CONFIGS, assert_drawn_png, train_until, write_config
+from tests.helpers import CONFIGS, assert_drawn_png, one_line, train_until, write_config
 
 runner = CliRunner()
 
@@ -111,3 +111,9 @@ def test_a_changed_plan_over_an_existing_study_is_refused(tmp_path):
 def test_shipped_plans_load(name):
     plan = load_plan(CONFIGS / "study" / name)
     assert len(plan.runs()) >= 4
+
+
+def test_a_nul_byte_in_a_plan_out_is_one_line(tmp_path):
+    plan = tiny_plan(tmp_path, out="st\x00udy")
+    result = runner.invoke(app, ["study", "--plan", str(plan), "--list"])
+    assert result.exit_code == 1 and "key 'out' must not contain a NUL byte" in one_line(result)

@@ -7,6 +7,7 @@ import os
 from typer.testing import CliRunner
 
 from sngan.cli import app
+from tests.helpers import one_line
 from tests.test_study import tiny_plan
 
 runner = CliRunner()
@@ -74,3 +75,13 @@ def test_a_failed_run_is_named_recorded_and_the_others_go_on(tmp_path):
     assert records["SN-fast"]["status"] == "failed" and records["SN-fast"]["message"]
     assert records["WGAN-GP-fast"]["status"] == "finished"
     assert (study / "SN-fast-s0" / "mine.txt").read_text() == "someone's file\n"
+
+
+def test_a_study_with_evaluation_and_no_inception_weights_stops_before_its_first_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNGAN_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    plan = tiny_plan(tmp_path, evaluation={"every": 1, "protocol": "quick"})
+    result = runner.invoke(app, ["study", "--plan", str(plan), "--no-progress"])
+    line = one_line(result)
+    assert result.exit_code == 1 and "Inception weights" in line and "runs failed" not in line  # said once, first
+    assert not [p for p in (tmp_path / "study").iterdir() if p.is_dir()]  # no run was started

@@ -1,15 +1,46 @@
+"""The training loop: what is due after each iteration, what a run writes, determinism, conditional runs, the step's
+first log line, and every paper config for a few tiny iterations."""
+
 import json
 
 import pytest
 import torch
 
 from sngan.checkpoint import load_checkpoint
-from sngan.config import load_config
+from sngan.config import TrainConfig, load_config
 from sngan.errors import SnganError
 from sngan.records import read_records
-from sngan.train.loop import train
+from sngan.train.loop import due, train
 from sngan.train.perf import Perf, path_line
 from tests.helpers import CONFIGS
+
+# (step, stopping, evaluating) -> (log, sample, save, evaluate, inspect, stop), worked out by hand for a run of 10
+# iterations logging every 3, sampling every 4, saving every 5, scoring every 6 and inspecting every 2
+SCHEDULE = [
+    ((1, False, True), (False, False, False, False, False, False)),
+    ((3, False, True), (True, False, False, False, False, False)),
+    ((4, False, True), (False, True, False, False, True, False)),
+    ((5, False, True), (False, False, True, False, False, False)),
+    ((6, False, True), (True, False, False, True, True, False)),
+    ((6, False, False), (True, False, False, False, True, False)),  # no evaluator: never scored
+    ((10, False, True), (True, True, True, True, True, False)),  # the last iteration: everything
+    ((7, True, True), (True, True, True, False, False, True)),  # a stop: log, grid, checkpoint; no scoring, no inspect
+    ((8, True, True), (True, True, True, False, False, True)),  # even at a step where they were due
+]
+
+
+@pytest.mark.parametrize("when, expected", SCHEDULE, ids=[f"step{w[0]}-stop{int(w[1])}-eval{int(w[2])}"
+                                                          for w, _ in SCHEDULE])
+def test_what_is_due_after_each_iteration(when, expected):
+    t = TrainConfig(iterations=10, log_every=3, sample_every=4, ckpt_every=5, eval_every=6, inspect_every=2)
+    now = due(*when[:1], t, *when[1:])
+    assert (now.log, now.sample, now.save, now.evaluate, now.inspect, now.stop) == expected
+
+
+def test_a_schedule_of_zero_turns_grids_and_periodic_checkpoints_off_but_the_last_step_still_saves():
+    t = TrainConfig(iterations=10, log_every=3, sample_every=0, ckpt_every=0, eval_every=6, inspect_every=0)
+    assert [(s, due(s, t, False, False).save, due(s, t, False, False).sample) for s in (5, 9, 10)] == [
+        (5, False, False), (9, False, False), (10, True, True)]
 
 
 def test_three_iterations_write_checkpoint_grid_config_and_log(tiny_config, tmp_path):

@@ -8,9 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from sngan.cli import app
-from sngan.errors import SnganError
+from sngan.errors import SamplingError, SnganError
 from sngan.progress import warning_lines
 from tests.helpers import write_config
+
+runner = CliRunner()
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -66,3 +68,30 @@ def test_a_training_warning_is_printed_before_the_run_ends_and_kept_in_log_txt_a
     first_record = next(i for i, line in enumerate(log) if " step 1/4 " in line)
     assert log.index(kept[0]) < first_record  # said during step 1, before its record
     assert log[-1].endswith("error: the data went away at step 2")
+
+
+def test_a_warning_is_one_line_after_a_success_and_kept_before_the_error_line_after_a_failure(tiny_runs, tmp_path,
+                                                                                             monkeypatch):
+
+    import sngan.sample.command as sample_command
+
+    real_export = sample_command.export
+
+    def warn_then(fail):
+        def export(*args, **kwargs):
+            warnings.warn("a library's note\nspread over two lines", UserWarning, stacklevel=1)
+            if fail:
+                raise SamplingError("the real cause")
+            return real_export(*args, **kwargs)
+        return export
+
+    ckpt = str(sorted((tiny_runs["uncond"] / "checkpoints").glob("ckpt-*.pt"))[-1])
+    monkeypatch.setattr(sample_command, "export", warn_then(True))
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["warning: UserWarning: a library's note spread over two lines",
+                                                  "error: the real cause"]  # the warning kept, the error line last
+    monkeypatch.setattr(sample_command, "export", warn_then(False))
+    result = runner.invoke(app, ["sample", "--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--no-progress"])
+    assert result.exit_code == 0
+    assert result.stderr.strip().splitlines() == ["warning: UserWarning: a library's note spread over two lines"]

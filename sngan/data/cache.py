@@ -149,13 +149,6 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
         parent.close()
 
 
-def check_split(data_cfg: DataConfig) -> None:
-    """Refuse a data.split its source does not have (checked before any work: a wrong split is never ignored)."""
-    why = dataset(data_cfg.name).check_split(data_cfg.split)
-    if why:
-        raise DataError(why)
-
-
 def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
     """What `sngan train --dry-run` checks of the data without reading it (no listing of a large tree, no
     download): DataError when training could not get its images; else notices (a download that training will
@@ -165,8 +158,8 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
     Returns:
         Notice lines (empty when the files are in place).
     """
-    check_split(cfg)
     kind = dataset(cfg.name)
+    kind.check_split(cfg.split)
     if not kind.packed:
         return []
     root = Path(cfg.root)
@@ -211,7 +204,7 @@ def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
     Returns:
         ImageSet memory-mapped from the cache; its notes say where the cache is and whether it was reused.
     """
-    check_split(cfg)
+    dataset(cfg.name).check_split(cfg.split)
     source = open_source(cfg, resolution)
     start = time.perf_counter()
     identity = source.identity()
@@ -248,7 +241,7 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
         ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
     """
     if not dataset(data_cfg.name).packed:  # drawn, not read: the built-in shapes
-        check_split(data_cfg)
+        dataset(data_cfg.name).check_split(data_cfg.split)
         image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
     else:
         image_set = prepare(data_cfg, resolution, progress, log)  # checks the split first

@@ -9,8 +9,9 @@ Preprocessing (decoded with Pillow, converted to RGB):
 - folder: resize the short side to `model.resolution` (bilinear, antialiased when shrinking), centre crop.
 - imagenet, as the authors' `datasets/preprocess.sh` + `datasets/imagenet.py`: images with a side < 256 are DROPPED
   (the shell script skips them; they are counted in the manifest), the short side is resized to 256 (Lanczos, as
-  ImageMagick's `-resize` when shrinking), centre crop 256x256, then a bilinear resize to `model.resolution` (their
-  `imresize(..., 'bilinear')`). Their intermediate JPEG (quality 95) is not reproduced: one lossy step fewer.
+  ImageMagick's `-resize` when shrinking; the long side rounded half up, as its geometry), centre crop 256x256,
+  then a bilinear resize to `model.resolution` (their `imresize(..., 'bilinear')`). Their intermediate JPEG
+  (quality 95) is not reproduced: one lossy step fewer.
 
 Every mode Pillow opens becomes 8-bit RGB by `to_rgb`, not by a bare `convert("RGB")` (which clips 16-bit and
 32-bit grey to white and drops transparency onto whatever colour hides under it): 16-bit grey ('I;16*', and 'I', as
@@ -119,8 +120,11 @@ def _centre_crop(img: Image.Image, side: int) -> Image.Image:
 
 
 def _resize_short(img: Image.Image, side: int, resample: int) -> Image.Image:
-    scale = side / min(img.size)
-    size = (max(side, round(img.width * scale)), max(side, round(img.height * scale)))
+    """The short side to `side`, the long side scaled alike and rounded half up, as ImageMagick's `-resize 256x256^`
+    (`floor(x + 0.5)` in its geometry parser; Python's `round` would send a 513x512 image to 256x256, not 257x256)."""
+    short = min(img.size)
+    size = (max(side, (2 * img.width * side + short) // (2 * short)),  # floor(w * side / short + 1/2), exactly
+            max(side, (2 * img.height * side + short) // (2 * short)))
     return img if img.size == size else img.resize(size, resample)
 
 
@@ -168,7 +172,7 @@ class FolderSource:
     """Images under `data.root` (see the module docstring), at `model.resolution`."""
 
     name = "folder"
-    preprocessing = ("folder-v2: RGB (16-bit scaled, alpha over white), bilinear short side to resolution, "
+    preprocessing = ("folder-v3: RGB (16-bit scaled, alpha over white), bilinear short side to resolution, "
                      "centre crop")
     transform = staticmethod(folder_transform)
 
@@ -227,7 +231,7 @@ class ImageNetSource(FolderSource):
     """An ILSVRC2012 train folder (root/<wnid>/<image>.JPEG), preprocessed as the authors."""
 
     name = "imagenet"
-    preprocessing = ("imagenet-v2: RGB (16-bit scaled, alpha over white), drop side < 256, lanczos short side 256, "
+    preprocessing = ("imagenet-v3: RGB (16-bit scaled, alpha over white), drop side < 256, lanczos short side 256, "
                      "centre crop 256, bilinear to resolution")
     transform = staticmethod(imagenet_transform)
 

@@ -78,32 +78,22 @@ class ImageSet:
                                      + str(self.images.shape).encode()).hexdigest()
         return {"count": int(len(self.images)), "classes": [str(c) for c in self.classes], "content": content}
 
-    def class_counts(self) -> np.ndarray:
-        """(K,) number of images per class."""
-        return np.bincount(self.labels, minlength=len(self.classes))
-
     def summary(self) -> str:
         """`dataset: N images HxW, K classes (0 airplane, 1 automobile, ...), per class min a max b` plus any
         notes; at most SHOWN_CLASSES names, each cut to SHOWN_NAME characters, so a 1000-class line stays short."""
-        counts = self.class_counts()
+        counts = np.bincount(self.labels, minlength=len(self.classes))  # (K,) images per class
         low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
+        shown = [f"{k} {name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + '...'}"
+                 for k, name in enumerate(self.classes[:SHOWN_CLASSES])]
+        more = len(self.classes) - len(shown)
+        names = f" ({', '.join(shown)}{f', ... {more} more' if more else ''})" if shown else ""  # (0 cat, 1 dog)
         text = (f"dataset: {len(self.images)} images {self.images.shape[1]}x{self.images.shape[2]}, "
-                f"{len(self.classes)} classes{class_mapping(self.classes)}, per class min {low} max {high}")
+                f"{len(self.classes)} classes{names}, per class min {low} max {high}")
         return "; ".join([text, *self.notes])
 
     def epochs(self, iterations: int, n_dis: int, batch_size: int) -> float:
         """How many passes over these images a run makes (for the start-of-run summary)."""
         return iterations * n_dis * batch_size / len(self.images) if len(self.images) else math.inf
-
-
-def class_mapping(classes: tuple[str, ...] | list[str]) -> str:
-    """' (0 cat, 1 dog)': the index of each name, the first SHOWN_CLASSES of them, then how many more."""
-    if not classes:
-        return ""
-    shown = [f"{k} {name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 3] + '...'}"
-             for k, name in enumerate(classes[:SHOWN_CLASSES])]
-    more = len(classes) - len(shown)
-    return f" ({', '.join(shown)}{f', ... {more} more' if more else ''})"
 
 
 def synthetic_shapes(num: int, resolution: int, seed: int = 0) -> ImageSet:

@@ -28,7 +28,7 @@ from PIL import Image
 from sngan.config import MAX_IMAGES
 from sngan.data.files import READ_ERRORS, to_rgb
 from sngan.errors import MetricError, SnganError
-from sngan.io import MAX_MANIFEST_BYTES, kind_of, open_input, open_regular
+from sngan.io import MAX_MANIFEST_BYTES, file_kind, open_input, open_regular
 
 MAX_SIDE = 2048
 NPZ_KEYS = ("arr_0", "x")
@@ -190,7 +190,7 @@ def _listed_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _open_folder(path: Path) -> ImageInput:
+def _open_image_folder(path: Path) -> ImageInput:
     extensions = _pillow_extensions()
     files = _listed_files(path, extensions)
     if not files:
@@ -204,9 +204,10 @@ def open_images(path: str | Path, option: str = "--images") -> ImageInput:
     """The images at `path` (a folder or an .npz), checked and counted without decoding them all."""
     path = Path(path)
     if path.is_dir():
-        return _open_folder(path)
+        return _open_image_folder(path)
     if path.is_file():
         return _open_npz(path)
     if path.exists():
-        raise MetricError(f"{option} '{path}' is a {kind_of(path)}, not a folder of images or an .npz file")
+        raise MetricError(f"{option} '{path}' is {file_kind(os.stat(path).st_mode)}, not a folder of images or an "
+                          f".npz file")
     raise MetricError(f"{option} '{path}' does not exist (give a folder of images or an .npz with arr_0 or x)")

@@ -177,7 +177,6 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     or npz of images (`images`), into `out`, in the features of `fd_network` (the Inception, or DINOv2 from
     `dinov2_repo`, the hub cache or a download)."""
     from sngan.config import load_config
-    from sngan.data.cache import check_split
     from sngan.distributed import resolve_device
     from sngan.evaluation.images import open_images
     from sngan.io import check_new_output, publishing
@@ -213,7 +212,7 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     else:
         assert config is not None  # exactly one of config, images (checked above)
         cfg = load_config(config, overrides)
-        check_split(dataclasses.replace(cfg.data, split=split or cfg.data.split))  # before the network is loaded
+        dataset(cfg.data.name).check_split(split or cfg.data.split)  # before the network is loaded
         net = network(device)
         if not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num,
                               net).is_file():

@@ -46,11 +46,11 @@ class LipschitzBound:
 
 
 def used_weight(module: nn.Module) -> torch.Tensor:
-    """The weight `module` runs with in eval mode: W / sigma-hat for plain SN, else `spectra.used_weight`."""
+    """The weight `module` runs with in eval mode: W / sigma-hat for plain SN, else `spectra.reparametrised_weight`."""
     state = spectra.sn_state(module)
     if state is None:
         raise TypeError(f"{type(module).__name__} has no weight matrix to bound")
-    used = spectra.used_weight(module)
+    used = spectra.reparametrised_weight(module)
     if used is not None:
         return used
     sigma_hat = spectra.sigma_estimate(state)

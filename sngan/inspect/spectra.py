@@ -54,7 +54,7 @@ def sn_state(module: nn.Module) -> SNState | None:
     return None
 
 
-def used_weight(module: nn.Module) -> torch.Tensor | None:
+def reparametrised_weight(module: nn.Module) -> torch.Tensor | None:
     """The weight a parametrized layer runs with, when it is not W / sigma-hat: weight normalisation, or a learnt
     gamma after SN or WN (paper App. E). None for plain SN (its norms are W's over sigma-hat) and plain layers.
     Computed with the parametrizations in eval mode, so no power iteration runs and u, v stay as stored."""

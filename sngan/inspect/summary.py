@@ -97,7 +97,7 @@ def layer_spectra(model: nn.Module, sizes: dict[str, tuple[int, ...]], exact: bo
                                 input_size=list(size), sigma_hat=spectra.sigma_estimate(state), sigma_matrix=sigma,
                                 sigma_operator=sigma,
                                 spectrum=spectra.normalised_spectrum(state.weight, state.dim) if full else [])
-            used = spectra.used_weight(module)
+            used = spectra.reparametrised_weight(module)
             if used is not None:
                 row.used_matrix = row.used_operator = spectra.matrix_sigma(used, state.dim, exact)
             if isinstance(module, nn.Conv2d) and len(size) == 2:

@@ -47,15 +47,9 @@ MAX_PARAMETERS = 1_000_000_000  # per network
 BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight + gradient + two Adam moments
 
 
-def _check(model_cfg: ModelConfig) -> None:
-    if model_cfg.arch not in GENERATORS:
-        raise ConfigError(f"key 'model.arch' must be one of {'|'.join(GENERATORS)}, got {model_cfg.arch!r}")
-    check_model(model_cfg)
-
-
 def build_generator(model_cfg: ModelConfig) -> nn.Module:
     """The generator described by the `model` config section (freshly initialised, on CPU)."""
-    _check(model_cfg)
+    check_model(model_cfg)  # a ModelConfig made in Python has not been through the config's checks
     return GENERATORS[model_cfg.arch](model_cfg)
 
 
@@ -63,7 +57,7 @@ def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
     """The discriminator described by the `model` config section, normalised by `d_norm` (and scaled by a learnt
     gamma per layer with `d_norm_gamma`, paper App. E), on CPU. Its spectral norms take the power-iteration step
     `model.sn_algorithm` names (the authors' for random and svd, torch's for torch; `sngan.models.spectral`)."""
-    _check(model_cfg)
+    check_model(model_cfg)  # a ModelConfig made in Python has not been through the config's checks
     d = DISCRIMINATORS[model_cfg.arch](model_cfg)
     use_sn_step(d, model_cfg.sn_algorithm)
     if model_cfg.d_norm_gamma:
@@ -78,21 +72,14 @@ def count_parameters(module: nn.Module) -> int:
 
 def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
     """(generator, discriminator) parameter counts of `model_cfg`, from three tiny builds of each network."""
-    step = 8 if model_cfg.arch == "cnn" else 1
+    unit = 8 if model_cfg.arch == "cnn" else 1  # the CNN generator is fitted on multiples of 8 (module docstring)
+    tiny = [dataclasses.replace(model_cfg, g_ch=k * unit, d_ch=k) for k in (1, 2, 3)]
     with torch.random.fork_rng(devices=[]):  # the tiny builds must not move the caller's random stream
-        g = _quadratic([count_parameters(build_generator(dataclasses.replace(model_cfg, g_ch=k * step)))
-                        for k in (1, 2, 3)], model_cfg.g_ch / step)
-        d = _quadratic([count_parameters(build_discriminator(dataclasses.replace(model_cfg, d_ch=k)))
-                        for k in (1, 2, 3)], model_cfg.d_ch)
+        counts = [[count_parameters(build(m)) for m in tiny] for build in (build_generator, build_discriminator)]
+    # the quadratic through (1, p1), (2, p2), (3, p3) at the config's width x (Lagrange's form)
+    g, d = (round(p1 * (x - 2) * (x - 3) / 2 - p2 * (x - 1) * (x - 3) + p3 * (x - 1) * (x - 2) / 2)
+            for (p1, p2, p3), x in zip(counts, (model_cfg.g_ch / unit, model_cfg.d_ch), strict=True))
     return g, d
-
-
-def _quadratic(values: list[int], x: float) -> int:
-    """The quadratic through (1, values[0]), (2, values[1]), (3, values[2]), at x."""
-    p1, p2, p3 = values
-    a = (p3 - 2 * p2 + p1) / 2
-    b = p2 - p1 - 3 * a
-    return round(a * x * x + b * x + p1 - a - b)
 
 
 def check_model_size(model_cfg: ModelConfig) -> None:

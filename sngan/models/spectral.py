@@ -105,9 +105,6 @@ class FP32SpectralNorm(nn.Module):
             sigma = torch.vdot(u, torch.mv(weight_mat, v))  # grad through W only: u, v carry no graph
             return weight / sigma
 
-    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
-        return value
-
 
 @torch.library.custom_op("sngan::power_iteration", mutates_args=())
 def power_iteration(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

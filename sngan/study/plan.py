@@ -216,7 +216,7 @@ def _variants(raw: PlanFile, where: str, folder: Path) -> list[Variant]:
     return variants
 
 
-def _evaluation(value: str | EvaluationPlan | None, raw: Any, where: str) -> tuple[bool, tuple[str, ...]]:
+def _evaluation_overrides(value: str | EvaluationPlan | None, raw: Any, where: str) -> tuple[bool, tuple[str, ...]]:
     if value in (None, "none", "off"):  # YAML 1.1 reads off as false, which the schema reads as "off"
         return False, ("train.eval_every=0",)
     if not isinstance(value, EvaluationPlan) or "every" not in raw or not value.every:
@@ -245,7 +245,7 @@ def load_plan(path: str | Path) -> Plan:
         raise StudyError(f"{where}: key 'seeds' must be a list of distinct integers >= 0, got {shown(seeds)}")
     if plan_file.out == "":
         raise StudyError(f"{where}: key 'out' must be a folder path")
-    evaluation, eval_overrides = _evaluation(plan_file.evaluation, raw.get("evaluation"), where)
+    evaluation, eval_overrides = _evaluation_overrides(plan_file.evaluation, raw.get("evaluation"), where)
     plan = Plan(path=path, base=path.parent / plan_file.base, out=Path(plan_file.out or f"runs/study-{path.stem}"),
                 variants=tuple(_variants(plan_file, where, path.parent)), seeds=tuple(seeds), evaluation=evaluation,
                 eval_overrides=eval_overrides, slurm=plan_file.slurm)

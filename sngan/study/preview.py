@@ -40,7 +40,7 @@ def differences(base: dict[str, dict[str, Any]], cfg: dict[str, dict[str, Any]])
             if base.get(section, {}).get(key) != value]
 
 
-def _evaluation(cfg: Config) -> str:
+def _evaluation_line(cfg: Config) -> str:
     t = cfg.train
     if not t.eval_every:
         return "no IS/FID"
@@ -169,7 +169,7 @@ def describe(plan: Plan, measure: Callable[[Config], tuple[float, float]] | None
                   textwrap.fill(f"changes: {', '.join(changed) if changed else 'none (the base config)'}", 118,
                                 initial_indent="    ", subsequent_indent="        ", break_on_hyphens=False),
                   f"    cost: {t.iterations} G steps + {t.iterations * t.n_dis} D steps (n_dis {t.n_dis}){timing}; "
-                  f"{_evaluation(cfg)}"]
+                  f"{_evaluation_line(cfg)}"]
     total = f"total: {g_steps} G steps and {d_steps} D steps"
     if measure is None:
         lines.append(f"{total}; seconds per step on this machine: scripts/bench_study.py --plan {plan.path}")

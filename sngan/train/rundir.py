@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import CheckpointError, FolderChanged, SnganError
-from sngan.io import Folder, check_can_create, read_jsonl, writing
+from sngan.io import Folder, check_can_create, file_kind, read_jsonl, writing
 
 # Ownership: the run marker and the rules of `check_owner`
 
@@ -127,15 +127,10 @@ def check_parts(run_dir: Path) -> None:
             raise SnganError(f"cannot write {run_dir / name}: it is a symbolic link; sngan never writes through "
                              f"links (remove the link or choose another --out)")
         if folder and not stat.S_ISDIR(mode):
-            raise SnganError(f"'{run_dir / name}' is {_kind(mode)}, not a folder: the run would write its "
+            raise SnganError(f"'{run_dir / name}' is {file_kind(mode)}, not a folder: the run would write its "
                              f"{name} there (move it aside)")
         if not folder and not stat.S_ISREG(mode):
-            raise SnganError(f"'{run_dir / name}' is {_kind(mode)}, not a regular file (move it aside)")
-
-
-def _kind(mode: int) -> str:
-    return ("a folder" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode) else "a FIFO"
-            if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise SnganError(f"'{run_dir / name}' is {file_kind(mode)}, not a regular file (move it aside)")
 
 
 def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:

@@ -102,6 +102,8 @@ class TrainState:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     batches: Batches | StreamBatches
+    d_batch: int  # this rank's share of train.batch_size (`distributed.local_batch`)
+    g_batch: int  # this rank's share of train.g_batch_size
     generator_ema: nn.Module | None = None
     dist: DistInfo = SINGLE
     step: int = 0
@@ -109,10 +111,6 @@ class TrainState:
     run_id: str | None = None  # the run's marker (sngan.train.rundir), recorded in every checkpoint
     class_names: list[str] = field(default_factory=list)  # the dataset's, in label order ([] unconditional)
     perf: Perf = field(default_factory=Perf)
-
-    def __post_init__(self) -> None:
-        self.d_batch = local_batch(self.cfg.train.batch_size, self.dist, "train.batch_size")
-        self.g_batch = local_batch(self.cfg.train.g_batch_size, self.dist, "train.g_batch_size")
 
     @property
     def sampler(self) -> nn.Module:
@@ -201,6 +199,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
                 info: DistInfo = SINGLE, perf: Perf | None = None) -> TrainState:
     """Seeded models, optimizers and data for `cfg` on `device` (identical weights on every rank), with the speed
     options `perf` (default: `cfg.perf` resolved for a run of `cfg.train.iterations`)."""
+    d_batch = local_batch(cfg.train.batch_size, info, "train.batch_size")  # before anything is read or built
+    g_batch = local_batch(cfg.train.g_batch_size, info, "train.g_batch_size")
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2 ** 32)
     torch.manual_seed(cfg.train.seed)
@@ -240,7 +240,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     g = Net(generator, compiled(g_ddp, perf), compiled(generator, perf))
     d = Net(discriminator, compiled(d_ddp, perf), compiled(discriminator, perf))
     names = [str(name) for name in image_set.classes] if cfg.model.num_classes else []  # plain data for the ckpt
-    return TrainState(cfg, device, g, d, opt_g, opt_d, batches, ema, info, perf=perf, class_names=names)
+    return TrainState(cfg, device, g, d, opt_g, opt_d, batches, d_batch, g_batch, ema, info, perf=perf,
+                      class_names=names)
 
 
 def _images_once_per_node(cfg: Config, info: DistInfo, log: Callable[[str], None]) -> ImageSet:
