@@ -140,3 +140,31 @@ def test_nan_generated_features_give_no_kid():
     ref = ReferenceStats(np.zeros(4), np.eye(4), None, features=np.ones((10, 4)))
     with pytest.raises(MetricError, match="hold NaN or inf"):
         extra_scores(("kid",), "fid10_train10", [torch.full((10, 4), float("nan"))], None, ref, 0)
+
+
+def _fd_by_hand(a, b):
+    """Frechet distance of two samples by scipy's matrix square root (not the product's factorisation)."""
+    from scipy import linalg
+
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa + sb - 2 * linalg.sqrtm(sa @ sb).real))
+
+
+def test_intra_fid_aligns_labels_with_the_fid_features_in_batch_order_and_averages_three_classes():
+    # the FID scores the first 30 of 40 generated images, in two batches: their labels are the first 30 of the
+    # 40 drawn, in order; classes lie 0, 1 and 3 apart, so their FIDs (about 0, 3 and 27) have a mean unlike
+    # their median
+    rng = np.random.default_rng(5)
+    labels = rng.permutation(np.arange(40) % 3)
+    fake = rng.standard_normal((30, 3)) + np.array([0.0, 1.0, 3.0])[labels[:30], None]
+    rl = np.arange(60) % 3
+    real = rng.standard_normal((60, 3))
+    per_class = [_fd_by_hand(fake[labels[:30] == c], real[rl == c]) for c in range(3)]
+    assert abs(np.mean(per_class) - np.median(per_class)) > 1.0
+    ref = ReferenceStats(real.mean(0), np.eye(3), {}, None, real.astype(np.float32), rl)
+    batches = [torch.from_numpy(fake[:20]), torch.from_numpy(fake[20:])]
+    out = extra_scores(("intra_fid",), "fid30_train60", batches, torch.from_numpy(labels), ref, 3)
+    assert out == {"intra_fid30_train60": pytest.approx(np.mean(per_class), rel=1e-4)}
+    one = np.array([0] * 5 + [1] * 5 + [2])  # class 2: one generated image, no covariance
+    with pytest.raises(MetricError, match="class 2 has 1 generated"):
+        intra_fid(fake[:11], one, real, rl, 3)

@@ -348,3 +348,95 @@ def test_reduce_overhead_marks_each_step_before_its_graphs_and_feeds_d_copies_of
     assert events == ["mark", "g_train", "d_plain", "mark", "g_plain", "d_train", "d_train"]
     fake = fed[1]
     assert torch.equal(fake, made[0]) and fake.data_ptr() != made[0].data_ptr()
+
+
+@pytest.mark.parametrize("single_pass", [True, False])
+def test_d_step_gives_the_loss_the_real_rows_as_real_and_the_fake_rows_as_fake_with_their_labels(tiny_config,
+                                                                                                 single_pass):
+    # D replaced by a code that names each row (its image's mean + 10 * its label), so a split one row off, real and
+    # fake swapped, or labels in another order than the images give other numbers than the rows' own codes
+    cfg = load_config(tiny_config, [*EAGER, "model.num_classes=3", f"perf.d_single_pass={str(single_pass).lower()}"])
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    seen, passes, given = {}, [], {}
+    real_next, g_frozen, d_trained = state.batches.next, state.g.frozen, state.d.trained
+
+    def next_batch(n):
+        x, y = real_next(n)
+        seen["real"] = (x.clone(), y.clone())
+        return x, y
+
+    def fakes(z, y):
+        x = g_frozen(z, y)
+        seen["fake"] = (x.clone(), y.clone())
+        return x
+
+    def coded_d(x, y):
+        passes.append(len(x))
+        return d_trained(x, y) * 0 + x.flatten(1).mean(dim=1) + 10 * y
+
+    def loss(real_logits, fake_logits):
+        given["real"], given["fake"] = real_logits, fake_logits
+        return real_logits.mean() - fake_logits.mean()
+
+    state.batches.next, state.g.frozen, state.d.trained = next_batch, fakes, coded_d
+    d_step(state, loss)
+    assert passes == ([16] if single_pass else [8, 8])
+    for side in ("real", "fake"):
+        images, labels = seen[side]
+        codes = torch.tensor([sum(image.flatten().tolist()) / image.numel() + 10 * int(label)
+                              for image, label in zip(images, labels, strict=True)])
+        assert given[side].shape == (8,)
+        assert torch.allclose(given[side], codes, atol=1e-4), side
+    assert not torch.equal(seen["real"][1], seen["fake"][1])  # the label check has teeth with this seed
+
+
+def test_bf16_precision_autocasts_matmuls_to_bfloat16_and_fp32_leaves_them_float32():
+    from sngan.train.perf import autocast
+
+    a = torch.ones(2, 3)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32), ("tf32", torch.float32)):
+        with autocast(Perf(precision=precision), torch.device("cpu")):
+            assert (a @ a.T).dtype == dtype, precision
+
+
+def test_a_compile_mode_the_config_names_is_not_probed_and_off_is_never_probed(monkeypatch):
+    import sngan.train.perf as perf_module
+
+    def probe(device, mode):
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(perf_module, "compile_failure", probe)
+    for perf in (Perf(compile="default"), Perf(compile="reduce-overhead"), Perf(compile="off", chosen_by="auto")):
+        assert compile_or_eager(perf, torch.device("cpu")) == (perf, "")
+
+
+def test_tf32_is_fp32_on_the_cpu_and_stays_tf32_on_cuda():
+    # TF32 is a CUDA matmul mode: a CPU run must not print "precision tf32" for plain fp32 matmuls
+    assert resolve_perf(PerfConfig(precision="tf32"), torch.device("cpu"), 10).precision == "fp32"
+    assert resolve_perf(PerfConfig(precision="tf32"), torch.device("cuda"), 10).precision == "tf32"
+
+
+def test_tf32_matmuls_are_switched_on_for_tf32_and_bf16_runs_on_cuda_only(monkeypatch):
+    import sngan.train.perf as perf_module
+    from sngan.train.perf import set_matmul_precision
+
+    calls = []
+    monkeypatch.setattr(perf_module, "set_tf32", calls.append)
+    for precision in ("fp32", "tf32", "bf16"):
+        set_matmul_precision(Perf(precision=precision), torch.device("cuda"))
+        set_matmul_precision(Perf(precision=precision), torch.device("cpu"))
+    assert calls == [False, True, True]
+
+
+def test_channels_last_feeds_d_the_real_and_fake_batches_in_channels_last_memory(tiny_config):
+    cfg = load_config(tiny_config, [*EAGER, "perf.channels_last=on"])
+    state = build_state(cfg, torch.device("cpu"), log=lambda s: None)
+    formats, d_trained = [], state.d.trained
+
+    def spy(x, y):
+        formats.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return d_trained(x, y)
+
+    state.d.trained = spy
+    d_step(state, get_losses(cfg.loss.type)[0])
+    assert formats == [True, True]  # real pass, fake pass
