@@ -117,3 +117,29 @@ def test_a_nul_byte_in_a_plan_out_is_one_line(tmp_path):
     plan = tiny_plan(tmp_path, out="st\x00udy")
     result = runner.invoke(app, ["study", "--plan", str(plan), "--list"])
     assert result.exit_code == 1 and "key 'out' must not contain a NUL byte" in one_line(result)
+
+
+def test_a_runs_summary_takes_last_values_best_is_and_fid_by_value_and_the_median_speed(tmp_path):
+    from types import SimpleNamespace
+
+    from sngan.study.plan import Variant
+    from sngan.study.run import markdown, summarize
+
+    run = tmp_path / "M-A-s0"
+    run.mkdir()
+    log = [{"step": 1, "d_loss": 1.0, "g_loss": 2.0, "lr": 1e-4, "it_per_s": 2.0},
+           {"step": 2, "is_x": 3.0, "is_x_std": 0.1, "fid_x": 35.0},
+           {"step": 3, "d_loss": 0.5, "g_loss": 1.5, "lr": 1e-4, "it_per_s": 4.0},
+           {"step": 4, "is_x": 6.0, "is_x_std": 0.2, "fid_x": 30.0},
+           {"step": 5, "d_loss": 0.25, "g_loss": 1.25, "lr": 1e-4, "it_per_s": 10.0},
+           {"step": 6, "is_x": 4.0, "is_x_std": 0.3, "fid_x": 33.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    record = summarize(run, Variant("M-A", "M", "A", ()), 0, known=("done", ""))
+    assert record["final"] == {"d_loss": 0.25, "g_loss": 1.25, "is_x": 4.0, "is_x_std": 0.3, "fid_x": 33.0}
+    assert record["best"] == {"is_x": {"value": 6.0, "step": 4}, "fid_x": {"value": 30.0, "step": 4}}
+    assert record["sec_per_g_iter"] == pytest.approx(1 / 4)  # 1 / median(2, 4, 10) iterations per second
+    assert record["step"] == 6
+    plan = SimpleNamespace(path=Path("plan.yaml"), base=Path("base.yaml"), evaluation=True)
+    table = markdown(plan, [record], [])
+    assert "| variant | seed | status | steps | final d_loss | final g_loss | is_x | is_x_std | fid_x |" in table
+    assert "| M-A | 0 | done | 6 | 0.25 | 1.25 | 4 | 0.3 | 33 | 0.25 |" in table
