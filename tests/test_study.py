@@ -143,3 +143,26 @@ def test_a_runs_summary_takes_last_values_best_is_and_fid_by_value_and_the_media
     table = markdown(plan, [record], [])
     assert "| variant | seed | status | steps | final d_loss | final g_loss | is_x | is_x_std | fid_x |" in table
     assert "| M-A | 0 | done | 6 | 0.25 | 1.25 | 4 | 0.3 | 33 | 0.25 |" in table
+
+
+def test_study_bars_are_the_mean_over_seeds_with_their_population_std_leaving_diverged_runs_out(tmp_path,
+                                                                                                  monkeypatch):
+    import math
+
+    from matplotlib.axes import Axes
+
+    from sngan.study.figures import grouped_bars
+
+    bars, bar = [], Axes.bar
+
+    def recorded(self, x, height, width, yerr=None, **kwargs):
+        bars.append((height, yerr))
+        return bar(self, x, height, width, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", recorded)
+    records = [{"method": "M", "setting": "A", "diverged": False, "v": v} for v in (1.0, 2.0, 6.0)]
+    records.append({"method": "M", "setting": "A", "diverged": True, "v": 100.0})
+    grouped_bars(records, lambda r: r["v"], "t", "y", tmp_path / "bars.png")
+    ((height, err),) = bars
+    assert height == pytest.approx(3.0)  # (1 + 2 + 6) / 3, not the median 2 nor with the diverged run's 100
+    assert err == pytest.approx(math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 3))
