@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from sngan.checkpoint import list_checkpoints, load_checkpoint
 from sngan.config import ModelConfig, from_dict, load_config
-from sngan.distributed import DistInfo, local_batch
+from sngan.distributed import DistInfo, gather_rows, local_batch
 from sngan.errors import SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.train.losses import hinge_d
@@ -270,16 +270,24 @@ def _score(info, out):
     torch.manual_seed(0)
     from sngan.models import build_generator
 
-    generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4))
-    ref = ReferenceStats(np.zeros(16), np.eye(16), {"network": "fake-net", "inception_input": "tf1"})
+    # conditional, with intra-FID: the generated labels must follow their features back into latent order
+    generator = build_generator(ModelConfig(arch="resnet", resolution=32, z_dim=8, g_ch=4, d_ch=4, num_classes=2))
+    real = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+    ref = ReferenceStats(np.zeros(16), np.eye(16), {"network": "fake-net", "inception_input": "tf1"}, None, real,
+                         np.arange(40) % 2)
     protocol = Protocol("test", 40, 4, 30, None, "test")
-    torch.save(score_generator(generator, FakeInception(), protocol, ref, seed=5, batch_size=6, info=info), out)
+    torch.save(score_generator(generator, FakeInception(), protocol, ref, seed=5, batch_size=6, info=info,
+                               extra=("intra_fid",)), out)
 
 
 def _sharded_score(rank: int, world: int, init_file: str, out: str, threads: int) -> None:
     torch.set_num_threads(threads)  # the single-process run's: a convolution's sums follow the thread count
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    _score(DistInfo(rank, world, rank), f"{out}.{rank}")
+    info = DistInfo(rank, world, rank)
+    _score(info, f"{out}.{rank}")
+    gathered = gather_rows(torch.full((rank + 1, 2), float(rank)), info)  # uneven row counts, padded to travel
+    if rank == 0:
+        torch.save(gathered, f"{out}.gathered")
     dist.destroy_process_group()
 
 
@@ -299,3 +307,6 @@ def test_sharded_evaluation_equals_single_process(tmp_path, world):
         assert sharded.keys() == single.keys()
         for key, value in single.items():
             assert abs(sharded[key] - value) <= 1e-9 * max(1.0, abs(value)), key
+    assert "intra_fid30_ext" in single
+    gathered = torch.load(tmp_path / "ddp.pt.gathered", weights_only=True)
+    assert [part.tolist() for part in gathered] == [[[float(r)] * 2] * (r + 1) for r in range(world)]
