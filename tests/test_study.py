@@ -166,3 +166,14 @@ def test_study_bars_are_the_mean_over_seeds_with_their_population_std_leaving_di
     ((height, err),) = bars
     assert height == pytest.approx(3.0)  # (1 + 2 + 6) / 3, not the median 2 nor with the diverged run's 100
     assert err == pytest.approx(math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 3))
+
+
+def test_study_figures_chart_each_is_and_fid_but_not_their_std_over_splits(tmp_path):
+    from sngan.study.figures import write_figures
+
+    (tmp_path / "M-s0").mkdir()
+    record = {"variant": "M", "method": "M", "setting": "", "seed": 0, "run_dir": "M-s0", "diverged": False,
+              "status": "done", "final": {"d_loss": 0.5, "is_x": 4.0, "is_x_std": 0.3, "fid_x": 33.0},
+              "sec_per_g_iter": 0.25}
+    names = [p.name for p in write_figures([record], tmp_path, evaluation=True)]
+    assert [n for n in names if n.startswith("metric-")] == ["metric-is_x.png", "metric-fid_x.png"]
