@@ -2,11 +2,13 @@
 command that starts and continues, SIGTERM to workers and agent, nodes without a shared folder, ranks started with
 different configs."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +53,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_agents(cmd: list[str], cwds: list[Path | None], timeout: int) -> list[tuple[int, str]]:
+    """One agent per entry of `cwds` (None: this process's folder); each one's (exit code, output).
+
+    The outputs go to files, not pipes: a pipe nobody reads while the test waits fills at 64 KiB and blocks its
+    writer, and two agents that wait on each other would then hang the test. On timeout every agent's process
+    group is killed and the failure shows the end of what each printed."""
+    with tempfile.TemporaryDirectory() as logs:
+        files = [open(Path(logs) / f"agent{i}.out", "w+") for i in range(len(cwds))]  # noqa: SIM115 (closed below)
+        procs = [subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True) for cwd, fh in zip(cwds, files, strict=True)]
+        deadline = time.monotonic() + timeout
+        try:
+            codes: list[int] | None = [proc.wait(timeout=max(1.0, deadline - time.monotonic())) for proc in procs]
+        except subprocess.TimeoutExpired:
+            codes = None
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        outputs = []
+        for fh in files:
+            fh.seek(0)
+            outputs.append(fh.read())
+            fh.close()
+    if codes is None:
+        pytest.fail(f"the agents were still running after {timeout} s; the end of each one's output:\n"
+                    + "\n----\n".join(out[-4000:] for out in outputs))
+    return list(zip(codes, outputs, strict=True))
+
+
 def two_agents(args: list[str], cwds: list[Path], restarts: int = 0, timeout: int = 240) -> list[tuple[int, str]]:
     """Two torchrun agents on localhost joined through c10d (`--nnodes 2`, one worker each), as on two nodes;
     returns each agent's (exit code, output)."""
@@ -58,9 +90,7 @@ def two_agents(args: list[str], cwds: list[Path], restarts: int = 0, timeout: in
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
            "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", job,
            "--max-restarts", str(restarts), *args]
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cwd in cwds]
-    return [(proc.wait(timeout=timeout), proc.stdout.read()) for proc in procs]
+    return run_agents(cmd, list(cwds), timeout)
 
 
 def weights(path: Path) -> dict:

@@ -105,7 +105,7 @@ def _class_tree(root, classes):
 def two_agents_in_folders(tmp_path, args):
     """Two torchrun agents joined through c10d (two nodes, one process each), node n running in the n-th folder
     (a, b); [(exit code, output)] per agent."""
-    from tests.test_cluster import free_port
+    from tests.test_cluster import free_port, run_agents
 
     harness = tmp_path / "per_node.py"
     harness.write_text(PER_RANK_FOLDER.replace('os.environ["RANK"]', 'os.environ["GROUP_RANK"]'))
@@ -113,9 +113,7 @@ def two_agents_in_folders(tmp_path, args):
            "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--rdzv_id",
            f"j{os.getpid()}{tmp_path.name}", str(harness), f"{tmp_path / 'a'},{tmp_path / 'b'}", *args,
            "--no-progress"]
-    procs = [subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    return run_agents(cmd, [None, None], 300)
 
 
 def test_nodes_that_read_different_data_stop_before_the_first_step_naming_what_differs(tmp_path):
