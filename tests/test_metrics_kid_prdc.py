@@ -31,18 +31,24 @@ def test_mmd2_matches_a_loop_over_pairs_without_the_diagonal():
     assert mmd2_unbiased(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(naive_mmd2(x, y), rel=1e-10)
 
 
+
+def naive_kid(fake: np.ndarray, real: np.ndarray, subsets: int, size: int, seed: int) -> tuple[float, float]:
+    """KID by loops: `subsets` draws of `size` rows without replacement, generated then real, from one
+    RandomState(seed) (torch-fidelity's order); the mean and population std of the naive MMD^2 of each."""
+    draws = np.random.RandomState(seed)
+    values = []
+    for _ in range(subsets):
+        f = fake[draws.choice(len(fake), size, replace=False)]
+        r = real[draws.choice(len(real), size, replace=False)]
+        values.append(naive_mmd2(f, r))
+    mean = sum(values) / subsets
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / subsets)
+
 def test_kid_is_mean_and_population_std_over_subsets_drawn_generated_then_real():
     rng = np.random.default_rng(1)
     fake, real = rng.standard_normal((12, 4)), rng.standard_normal((15, 4)) * 1.3
-    draws = np.random.RandomState(5)
-    values = []
-    for _ in range(6):
-        f = fake[draws.choice(12, 8, replace=False)]
-        r = real[draws.choice(15, 8, replace=False)]
-        values.append(naive_mmd2(f, r))
-    mean = sum(values) / 6
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 6)
-    assert kernel_inception_distance(fake, real, subsets=6, subset_size=8, seed=5) == pytest.approx((mean, std))
+    assert kernel_inception_distance(fake, real, subsets=6, subset_size=8, seed=5) == pytest.approx(
+        naive_kid(fake, real, subsets=6, size=8, seed=5))
 
 
 def test_kid_clips_the_subset_to_the_smaller_sample_and_is_near_zero_for_one_distribution():
@@ -112,15 +118,8 @@ def test_kid_clips_the_subset_to_the_smaller_side_whichever_side_that_is():
     ones), drawn generated first then real by RandomState(seed), as torch-fidelity; reference by naive loops."""
     rng = np.random.default_rng(6)
     fake, real = rng.standard_normal((12, 3)), rng.standard_normal((6, 3)) + 0.2
-    draws = np.random.RandomState(2020)
-    values = []
-    for _ in range(4):
-        f = fake[draws.choice(12, 6, replace=False)]
-        r = real[draws.choice(6, 6, replace=False)]
-        values.append(naive_mmd2(f, r))
-    mean = sum(values) / 4
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 4)
-    assert kernel_inception_distance(fake, real, subsets=4) == pytest.approx((mean, std))
+    assert kernel_inception_distance(fake, real, subsets=4) == pytest.approx(
+        naive_kid(fake, real, subsets=4, size=6, seed=2020))
 
 
 def test_prdc_balls_are_open_on_hand_placed_points():
