@@ -53,12 +53,6 @@ def glorot(module: Weighted, gain: float = 1.0) -> Weighted:
     return module
 
 
-def conv(in_ch: int, out_ch: int, kernel: int, gain: float = 1.0, stride: int = 1, padding: int | None = None,
-         bias: bool = True) -> nn.Conv2d:
-    pad = kernel // 2 if padding is None else padding
-    return glorot(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=pad, bias=bias), gain)
-
-
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm without its own affine, followed by per-class scale and shift (gamma init 1, beta init 0).
 
@@ -101,10 +95,10 @@ class GBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, num_classes: int = 0):
         super().__init__()
         self.b1 = batch_norm(in_ch, num_classes)
-        self.c1 = conv(in_ch, out_ch, 3, RESIDUAL_GAIN)
+        self.c1 = glorot(nn.Conv2d(in_ch, out_ch, 3, padding=1), RESIDUAL_GAIN)
         self.b2 = batch_norm(out_ch, num_classes)
-        self.c2 = conv(out_ch, out_ch, 3, RESIDUAL_GAIN)
-        self.c_sc = conv(in_ch, out_ch, 1)
+        self.c2 = glorot(nn.Conv2d(out_ch, out_ch, 3, padding=1), RESIDUAL_GAIN)
+        self.c_sc = glorot(nn.Conv2d(in_ch, out_ch, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.interpolate(F.relu(apply_bn(self.b1, x, y)), scale_factor=2, mode="nearest")  # (B, Cin, 2H, 2W)
@@ -124,10 +118,10 @@ class DBlock(nn.Module):
         super().__init__()
         self.downsample = downsample
         self.n1, self.n2 = norm_activation(d_norm, in_ch), norm_activation(d_norm, in_ch)
-        self.c1 = norm_weight(conv(in_ch, in_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
-        self.c2 = norm_weight(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c1 = norm_weight(glorot(nn.Conv2d(in_ch, in_ch, 3, padding=1), RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c2 = norm_weight(glorot(nn.Conv2d(in_ch, out_ch, 3, padding=1), RESIDUAL_GAIN), d_norm, power_iterations)
         learnable_sc = in_ch != out_ch or downsample
-        self.c_sc = norm_weight(conv(in_ch, out_ch, 1), d_norm, power_iterations) if learnable_sc else None
+        self.c_sc = norm_weight(glorot(nn.Conv2d(in_ch, out_ch, 1)), d_norm, power_iterations) if learnable_sc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c2(F.relu(self.n2(self.c1(F.relu(self.n1(x))))))
@@ -142,10 +136,10 @@ class DBlockOptimized(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, power_iterations: int = 1, d_norm: str = "spectral"):
         super().__init__()
-        self.c1 = norm_weight(conv(in_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c1 = norm_weight(glorot(nn.Conv2d(in_ch, out_ch, 3, padding=1), RESIDUAL_GAIN), d_norm, power_iterations)
         self.n1 = norm_activation(d_norm, out_ch)
-        self.c2 = norm_weight(conv(out_ch, out_ch, 3, RESIDUAL_GAIN), d_norm, power_iterations)
-        self.c_sc = norm_weight(conv(in_ch, out_ch, 1), d_norm, power_iterations)
+        self.c2 = norm_weight(glorot(nn.Conv2d(out_ch, out_ch, 3, padding=1), RESIDUAL_GAIN), d_norm, power_iterations)
+        self.c_sc = norm_weight(glorot(nn.Conv2d(in_ch, out_ch, 1)), d_norm, power_iterations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.avg_pool2d(self.c2(F.relu(self.n1(self.c1(x)))), 2)

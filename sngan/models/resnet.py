@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, conv, glorot, norm_weight
+from sngan.models.layers import BN_EPS, DBlock, DBlockOptimized, GBlock, glorot, norm_weight
 
 
 class Layout(TypedDict):
@@ -66,7 +66,7 @@ class ResNetGenerator(nn.Module):
         self.l1 = glorot(nn.Linear(z_dim, self.bottom_width ** 2 * widths[0]))
         self.blocks = nn.ModuleList(GBlock(a, b, num_classes) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.bn = nn.BatchNorm2d(widths[-1], eps=BN_EPS)
-        self.out = conv(widths[-1], 3, 3)
+        self.out = glorot(nn.Conv2d(widths[-1], 3, 3, padding=1))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.l1(z).view(z.shape[0], -1, self.bottom_width, self.bottom_width)  # (B, C0, bw, bw)
