@@ -16,7 +16,7 @@ from sngan.inspect import conv_norm, spectra
 from sngan.inspect.command import inspect_checkpoint, plot_spectra, read_json, write_json
 from sngan.inspect.summary import bounds, input_sizes, layer_spectra, spectral_record
 from sngan.models import build_discriminator
-from sngan.models.spectral import start_sn_exact
+from sngan.models.spectral import start_sn
 from sngan.records import read_records
 from sngan.train.loop import train
 from tests.helpers import CONFIGS, assert_drawn_png, sngan_cmd
@@ -28,7 +28,7 @@ def fresh_checkpoint(path, model: ModelConfig, forwards: int, seed: int = 0, exa
     torch.manual_seed(seed)
     d = build_discriminator(model)
     if exact_start:
-        start_sn_exact(d)
+        start_sn(d, "svd")
     x = torch.randn(2, 3, model.resolution, model.resolution)
     y = torch.randint(0, model.num_classes, (2,)) if model.num_classes else None
     with torch.no_grad():

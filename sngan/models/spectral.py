@@ -151,48 +151,36 @@ def use_sn_step(model: nn.Module, how: str) -> None:
         norm.keeps = STEP_OF_ALGORITHM[how]
 
 
-def start_sn_random(model: nn.Module, generator: torch.Generator | None = None) -> int:
-    """The authors' start (`model.sn_algorithm: random`): u ~ N(0, I) normalised (v = normalize(W^T u), a record), no
-    power iteration; returns how many layers. `generator` draws u (default: torch's global RNG)."""
+def start_sn(model: nn.Module, how: str) -> int:
+    """Start every spectral-norm layer's power iteration as `model.sn_algorithm` = `how` says; returns how many layers.
+
+    - random (the authors'): u ~ N(0, I) normalised, drawn from torch's global RNG layer by layer in module order;
+      v = normalize(W^T u), a record; no power iteration.
+    - svd (ours): u, v at the exact top singular vectors of W (float64 eigh of the smaller Gram matrix, on the
+      weight's device). From random vectors (torch: 15 power iterations at construction; the authors' Chainer code:
+      none) one power iteration per forward converges slowly, because the top singular values of a random matrix
+      are close: sigma-hat stays below sigma for hundreds of steps (paper App. C.1, Figure 9). Started exact,
+      W / sigma-hat has spectral norm 1 from the first step.
+    - torch: left as `FP32SpectralNorm` made it at construction (15 power iterations from random vectors).
+    """
+    if how not in STEP_OF_ALGORITHM:
+        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(STEP_OF_ALGORITHM)}")
     layers = sn_layers(model)
+    if how == "torch":
+        return len(layers)
     with torch.no_grad():
         for weight, norm in layers:
             w = norm._matrix(weight.float())  # (out, in * kh * kw)
-            u = torch.randn(w.shape[0], generator=generator, dtype=torch.float32).to(w.device)
-            u = F.normalize(u, dim=0, eps=norm.eps)
+            if how == "random":
+                u = F.normalize(torch.randn(w.shape[0], dtype=torch.float32).to(w.device), dim=0, eps=norm.eps)
+                v = F.normalize(w.T @ u, dim=0, eps=norm.eps)
+            else:  # svd: the top eigenvector of the smaller Gram matrix, then the other side from it
+                wide = w.shape[0] <= w.shape[1]
+                top = torch.linalg.eigh((w @ w.T if wide else w.T @ w).double()).eigenvectors[:, -1].float()
+                other = F.normalize(w.T @ top if wide else w @ top, dim=0, eps=norm.eps)
+                u, v = (top, other) if wide else (other, top)
             norm._u.copy_(u)
-            norm._v.copy_(F.normalize(w.T @ u, dim=0, eps=norm.eps))
-    return len(layers)
-
-
-def start_sn(model: nn.Module, how: str) -> int:
-    """Start every spectral-norm layer's power iteration as `model.sn_algorithm` says (random | svd | torch)."""
-    if how not in STEP_OF_ALGORITHM:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(STEP_OF_ALGORITHM)}")
-    if how == "random":
-        return start_sn_random(model)
-    if how == "svd":
-        return start_sn_exact(model)
-    return len(sn_layers(model))  # torch: the 15-iteration start FP32SpectralNorm made at construction
-
-
-def start_sn_exact(model: nn.Module) -> int:
-    """Set every spectral-norm layer's u, v to the exact top singular vectors of its weight (float64 eigh of the
-    smaller Gram matrix, on the weight's device; `model.sn_algorithm: svd`, ours); returns how many layers. From random
-    vectors (torch: 15 power iterations at construction; the authors' Chainer code: none) one power iteration per
-    forward converges slowly, because the top singular values of a random matrix are close: sigma-hat stays below
-    sigma for hundreds of steps (paper App. C.1, Figure 9). Started exact, W / sigma-hat has spectral norm 1 from
-    the first step."""
-    layers = sn_layers(model)
-    with torch.no_grad():
-        for weight, norm in layers:
-            w = norm._matrix(weight.float())
-            wide = w.shape[0] <= w.shape[1]  # the top eigenvector of the smaller Gram matrix, then the other side
-            gram = (w @ w.T if wide else w.T @ w).double()
-            top = torch.linalg.eigh(gram).eigenvectors[:, -1].float()
-            other = F.normalize(w.T @ top if wide else w @ top, dim=0, eps=norm.eps)
-            norm._u.copy_(top if wide else other)
-            norm._v.copy_(other if wide else top)
+            norm._v.copy_(v)
     return len(layers)
 
 
