@@ -35,7 +35,7 @@ def worst_errors(start: str, seed: int, forwards: int, d_ch: int, batch: int) ->
     errors: list[float] = []  # one worst error per forward
 
     def hook(module, args, out):
-        w = module._matrix(args[0].detach().double())
+        w = args[0].detach().double().movedim(module.dim, 0).flatten(1)
         sigma_hat = float(args[0].detach().double().norm() / out.detach().double().norm())
         errors.append(abs(float(torch.linalg.svdvals(w)[0]) / sigma_hat - 1))
 

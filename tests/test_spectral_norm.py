@@ -235,7 +235,7 @@ def test_random_start_stores_the_authors_u_and_sigma_at_every_forward_while_adam
 
     def record(i):
         def hook(module, args, out):  # W as it entered, the sigma-hat it divided by, the u it stored
-            w = module._matrix(args[0].detach().double()).numpy()
+            w = args[0].detach().double().movedim(module.dim, 0).flatten(1).numpy()
             seen[i].append((w, float(args[0].detach().double().norm() / out.detach().double().norm()),
                             module._u.double().numpy().copy()))
         return hook

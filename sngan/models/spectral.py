@@ -72,7 +72,7 @@ class FP32SpectralNorm(nn.Module):
                              f"keeps in {KEEPS}, got shape {tuple(weight.shape)}, {n_power_iterations}, {keeps!r}")
         self.dim, self.eps, self.n_power_iterations, self.keeps = dim, eps, n_power_iterations, keeps
         with torch.no_grad():
-            weight_mat = self._matrix(weight)  # (out, in * kh * kw)
+            weight_mat = weight.movedim(self.dim, 0).flatten(1)  # (out, in * kh * kw)
             h, w = weight_mat.shape
             u = F.normalize(weight_mat.new_empty(h).normal_(0, 1), dim=0, eps=eps)  # drawn as torch does
             v = F.normalize(weight_mat.new_empty(w).normal_(0, 1), dim=0, eps=eps)
@@ -80,15 +80,10 @@ class FP32SpectralNorm(nn.Module):
         self.register_buffer("_u", u)
         self.register_buffer("_v", v)
 
-    def _matrix(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.dim != 0:
-            weight = weight.permute(self.dim, *(d for d in range(weight.ndim) if d != self.dim))
-        return weight.flatten(1)
-
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=weight.device.type, enabled=False):
             weight = weight.float()
-            weight_mat = self._matrix(weight)  # (out, in * kh * kw)
+            weight_mat = weight.movedim(self.dim, 0).flatten(1)  # (out, in * kh * kw)
             if self.keeps == "u":  # the authors': v from the kept u, then u from v; the step runs in eval mode too
                 with torch.no_grad():
                     v, u = power_iteration(weight_mat.detach().T, self._u, self.n_power_iterations, self.eps)
@@ -170,7 +165,7 @@ def start_sn(model: nn.Module, how: str) -> int:
         return len(layers)
     with torch.no_grad():
         for weight, norm in layers:
-            w = norm._matrix(weight.float())  # (out, in * kh * kw)
+            w = weight.float().movedim(norm.dim, 0).flatten(1)  # (out, in * kh * kw)
             if how == "random":
                 u = F.normalize(torch.randn(w.shape[0], dtype=torch.float32).to(w.device), dim=0, eps=norm.eps)
                 v = F.normalize(w.T @ u, dim=0, eps=norm.eps)
