@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sngan.config import D_NORMS
-from sngan.models.spectral import FP32SpectralNorm, sn, weight_parametrizations
+from sngan.models.spectral import FP32SpectralNorm, sn
 
 BN_EPS = 2e-5  # every BatchNorm/LayerNorm of G and D (Chainer's default)
 RESIDUAL_GAIN = math.sqrt(2.0)
@@ -201,6 +201,17 @@ class LearntScale(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return self.gamma * weight
+
+
+def weight_parametrizations(module: nn.Module) -> parametrize.ParametrizationList | None:
+    """The chain of parametrizations on `module.weight` (its raw weight is `.original`), or None if it has none."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    chains = module.parametrizations  # a ModuleDict of ParametrizationList, put there by register_parametrization
+    assert isinstance(chains, nn.ModuleDict)
+    chain = chains["weight"]
+    assert isinstance(chain, parametrize.ParametrizationList)
+    return chain
 
 
 def add_learnt_scale(model: nn.Module) -> int:

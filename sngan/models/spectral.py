@@ -121,21 +121,10 @@ def _(weight_mat: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> tuple[to
     return weight_mat.new_empty(weight_mat.shape[0]), torch.empty_like(v)
 
 
-def weight_parametrizations(module: nn.Module) -> parametrize.ParametrizationList | None:
-    """The chain of parametrizations on `module.weight` (its raw weight is `.original`), or None if it has none."""
-    if not parametrize.is_parametrized(module, "weight"):
-        return None
-    chains = module.parametrizations  # a ModuleDict of ParametrizationList, put there by register_parametrization
-    assert isinstance(chains, nn.ModuleDict)
-    chain = chains["weight"]
-    assert isinstance(chain, parametrize.ParametrizationList)
-    return chain
-
-
 def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
     """(raw weight, its FP32SpectralNorm) for every spectrally normalised weight of `model`, in module order."""
-    chains = [chain for m in model.modules() if (chain := weight_parametrizations(m)) is not None]
-    return [(chain.original, norm) for chain in chains for norm in chain if isinstance(norm, FP32SpectralNorm)]
+    return [(chain.original, norm) for chain in model.modules() if isinstance(chain, parametrize.ParametrizationList)
+            for norm in chain if isinstance(norm, FP32SpectralNorm)]
 
 
 def use_sn_step(model: nn.Module, how: str) -> None:
