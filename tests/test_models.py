@@ -6,7 +6,7 @@ import torch
 
 from sngan.config import ModelConfig, load_config
 from sngan.errors import ConfigError
-from sngan.models import build_discriminator, build_generator, count_parameters, parameter_counts
+from sngan.models import build_discriminator, build_generator, check_model_size, count_parameters
 from tests.helpers import CONFIGS
 
 # Paper-exact counts (issue table for the first three; the others derived from Tables 3 and 5, see docs/reproducing.md).
@@ -43,9 +43,9 @@ def test_parameter_counts_match_the_paper(name):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_size_check_counts_the_paper_models_exactly_without_building_them(name):
-    """`parameter_counts` (what the size check refuses by) fits three tiny builds; at the paper widths it must give
+    """`check_model_size` (the counts it refuses by) fits three tiny builds; at the paper widths it must give
     the paper models' own counts, each network built in full by the test above."""
-    assert parameter_counts(load_config(CONFIGS / f"{name}.yaml").model) == EXPECTED[name]
+    assert check_model_size(load_config(CONFIGS / f"{name}.yaml").model) == EXPECTED[name]
 
 
 @pytest.mark.parametrize("m", [
@@ -55,12 +55,12 @@ def test_the_size_check_counts_the_paper_models_exactly_without_building_them(na
     ModelConfig(arch="cnn", resolution=32, z_dim=9, g_ch=40, d_ch=5, d_norm="layer"),
 ], ids=["resnet48-cond", "resnet32-bn", "resnet32-wn-gamma", "cnn32-ln"])
 def test_the_size_check_counts_other_widths_exactly(m):
-    assert parameter_counts(m) == (count_parameters(build_generator(m)), count_parameters(build_discriminator(m)))
+    assert check_model_size(m) == (count_parameters(build_generator(m)), count_parameters(build_discriminator(m)))
 
 
 def test_the_size_check_bounds_a_cnn_width_not_divisible_by_8_from_above():
     m = ModelConfig(arch="cnn", resolution=32, z_dim=9, g_ch=43, d_ch=5)
-    g, d = parameter_counts(m)
+    g, d = check_model_size(m)
     assert g >= count_parameters(build_generator(m)) and d == count_parameters(build_discriminator(m))
 
 

@@ -70,8 +70,9 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
-    """(generator, discriminator) parameter counts of `model_cfg`, from three tiny builds of each network."""
+def check_model_size(model_cfg: ModelConfig) -> tuple[int, int]:
+    """The (generator, discriminator) parameter counts of `model_cfg`, from three tiny builds of each network; raises
+    ConfigError, naming the limit, when either would exceed `MAX_PARAMETERS`."""
     unit = 8 if model_cfg.arch == "cnn" else 1  # the CNN generator is fitted on multiples of 8 (module docstring)
     tiny = [dataclasses.replace(model_cfg, g_ch=k * unit, d_ch=k) for k in (1, 2, 3)]
     with torch.random.fork_rng(devices=[]):  # the tiny builds must not move the caller's random stream
@@ -79,14 +80,10 @@ def parameter_counts(model_cfg: ModelConfig) -> tuple[int, int]:
     # the quadratic through (1, p1), (2, p2), (3, p3) at the config's width x (Lagrange's form)
     g, d = (round(p1 * (x - 2) * (x - 3) / 2 - p2 * (x - 1) * (x - 3) + p3 * (x - 1) * (x - 2) / 2)
             for (p1, p2, p3), x in zip(counts, (model_cfg.g_ch / unit, model_cfg.d_ch), strict=True))
-    return g, d
-
-
-def check_model_size(model_cfg: ModelConfig) -> None:
-    """Raise ConfigError, naming the limit, when either network would exceed `MAX_PARAMETERS`."""
-    for name, count in zip(("generator", "discriminator"), parameter_counts(model_cfg), strict=True):
+    for name, count in (("generator", g), ("discriminator", d)):
         if count > MAX_PARAMETERS:
             gib = count * BYTES_PER_TRAINED_PARAMETER / 2 ** 30
             raise ConfigError(f"the model section describes a {name} of {count:,} parameters (about {gib:,.0f} GiB "
                               f"to train), more than the limit of {MAX_PARAMETERS:,}: lower model.g_ch, "
                               f"model.d_ch, model.z_dim or model.num_classes")
+    return g, d
