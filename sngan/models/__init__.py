@@ -25,7 +25,7 @@ from sngan.errors import ConfigError
 from sngan.models.cnn import CNN_SIDES, CNNDiscriminator, CNNGenerator
 from sngan.models.layers import add_learnt_scale
 from sngan.models.resnet import LAYOUTS, ResNetConcatDiscriminator, ResNetDiscriminator, ResNetGenerator
-from sngan.models.spectral import use_sn_step
+from sngan.models.spectral import STEP_OF_ALGORITHM, sn_layers
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "resnet": lambda m: ResNetGenerator(m.z_dim, m.resolution, m.g_ch, m.num_classes),
@@ -58,8 +58,12 @@ def build_discriminator(model_cfg: ModelConfig) -> nn.Module:
     gamma per layer with `d_norm_gamma`, paper App. E), on CPU. Its spectral norms take the power-iteration step
     `model.sn_algorithm` names (the authors' for random and svd, torch's for torch; `sngan.models.spectral`)."""
     check_model(model_cfg)  # a ModelConfig made in Python has not been through the config's checks
+    if model_cfg.sn_algorithm not in STEP_OF_ALGORITHM:  # a choice the schema checks when it loads, not check_model
+        raise ValueError(f"unknown spectral-norm start {model_cfg.sn_algorithm!r}; choose one of "
+                         f"{'|'.join(STEP_OF_ALGORITHM)}")
     d = DISCRIMINATORS[model_cfg.arch](model_cfg)
-    use_sn_step(d, model_cfg.sn_algorithm)
+    for _, norm in sn_layers(d):
+        norm.keeps = STEP_OF_ALGORITHM[model_cfg.sn_algorithm]
     if model_cfg.d_norm_gamma:
         add_learnt_scale(d)
     return d

@@ -127,14 +127,6 @@ def sn_layers(model: nn.Module) -> list[tuple[torch.Tensor, FP32SpectralNorm]]:
             for norm in chain if isinstance(norm, FP32SpectralNorm)]
 
 
-def use_sn_step(model: nn.Module, how: str) -> None:
-    """Set every spectral-norm layer's step to the one `model.sn_algorithm` = `how` names (`STEP_OF_ALGORITHM`)."""
-    if how not in STEP_OF_ALGORITHM:
-        raise ValueError(f"unknown spectral-norm start {how!r}; choose one of {'|'.join(STEP_OF_ALGORITHM)}")
-    for _, norm in sn_layers(model):
-        norm.keeps = STEP_OF_ALGORITHM[how]
-
-
 def start_sn(model: nn.Module, how: str) -> int:
     """Start every spectral-norm layer's power iteration as `model.sn_algorithm` = `how` says; returns how many layers.
 
