@@ -36,7 +36,7 @@ from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects,
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
-from sngan.train.perf import Perf, adam, compiled, resolve_perf, set_matmul_precision
+from sngan.train.perf import Perf, compiled, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
 from sngan.train.rundir import checkpoint_run_id
 
@@ -226,8 +226,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
             for net in (generator, discriminator):
                 net.to(memory_format=torch.channels_last)
         start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
-        opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-        opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
+        betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))  # torch >= 2.14 refuses an int/float mix
+        fused = True if perf.fused_adam else None  # None, not False: torch's own choice (foreach on CUDA)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=betas, fused=fused)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=betas, fused=fused)
         ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
             torch.manual_seed(cfg.train.seed + 10_007 * info.rank)
