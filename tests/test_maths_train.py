@@ -4,6 +4,7 @@ authors' updater order (one G update, then n_dis D updates) counted on a real ru
 """
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from sngan.train import loop, steps
 from sngan.train.ema import ema_update
 from sngan.train.losses import get_losses
 from sngan.train.state import build_state
-from sngan.train.steps import d_step, g_step, lr_at, set_lr, update_ema
+from sngan.train.steps import d_step, g_step, set_lr, update_ema
 from tests.helpers import write_config
 
 CPU = torch.device("cpu")
@@ -186,7 +187,16 @@ def chainer_linear_shift(v1, t1, t2, k):
     return v1 + (t - t1) / (t2 - t1) * (0.0 - v1)
 
 
-def test_lr_at_matches_the_authors_linear_shift_at_chosen_steps():
+def test_set_lr_matches_the_authors_linear_shift_at_chosen_steps(tmp_path):
+    state = _state(tmp_path)
+
+    def lr_at(base_lr, decay, decay_start, iterations, step):  # set_lr's rate under these settings at `step`
+        state.cfg = dataclasses.replace(state.cfg, train=dataclasses.replace(state.cfg.train, iterations=iterations),
+                                        optim=dataclasses.replace(state.cfg.optim, lr=base_lr, lr_decay=decay,
+                                                                  lr_decay_start=decay_start))
+        state.step = step
+        return set_lr(state)
+
     for step in (0, 1, 49, 50, 51, 75, 99):
         assert lr_at(2e-4, "linear", 50, 100, step) == pytest.approx(chainer_linear_shift(2e-4, 50, 100, step + 1))
     assert lr_at(2e-4, "linear", 50, 100, 75) == pytest.approx(1e-4)  # halfway through the decay, by hand
