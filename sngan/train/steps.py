@@ -139,7 +139,7 @@ def iteration(state: TrainState, losses: tuple[Callable, Callable]) -> Stepped:
     """One G iteration exactly as training runs it: learning rate, G step, `n_dis` D steps, step count, EMA.
 
     The loop and every benchmark in scripts/ call this, so a benchmark times what training runs. `losses` is
-    `(d_loss_fn, g_loss_fn)` as `sngan.train.losses.get_losses` returns it.
+    `(d_loss_fn, g_loss_fn)` as `sngan.train.losses.LOSSES` holds it.
     """
     d_loss_fn, g_loss_fn = losses
     lr = set_lr(state)
