@@ -14,6 +14,7 @@ checkpoint and each rank restores its own.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import random
 from collections.abc import Callable
@@ -212,7 +213,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     if info.enabled:  # a collective: every rank has its images here
         check_same_data(image_set.fingerprint(), info)
     with together(info, "building the networks"):
-        passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
+        t, n = cfg.train, len(image_set.images)
+        passes = t.iterations * t.n_dis * t.batch_size / n if n else math.inf  # over the images, in the whole run
         log(f"{image_set.summary()}; {passes:.1f} epochs")
         if perf is None:
             perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
