@@ -34,7 +34,7 @@ from sngan.data.archives import (
     read_stl10,
 )
 from sngan.data.pack import PackResult, PackWriter
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.errors import DataError
 from sngan.progress import PassProgress
 
@@ -158,7 +158,7 @@ class ArchiveSource:
 
     def __init__(self, cfg: DataConfig):
         self.root, self.split, self.download = Path(cfg.root), cfg.split, cfg.download
-        self.tag = dataset(cfg.name).cache_tag(cfg)
+        self.tag = DATASETS[cfg.name].cache_tag(cfg)
         self.files = Files(self.root, self.folder, self.archive)
 
     def place(self) -> str:

@@ -32,7 +32,7 @@ from sngan.config import Config
 from sngan.data import Batches, StreamBatches, load_images, make_batches
 from sngan.data.cache import open_packed
 from sngan.data.sources import ImageSet
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects, local_batch, together, wrap
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
@@ -205,7 +205,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2 ** 32)
     torch.manual_seed(cfg.train.seed)
-    image_set = _images_once_per_node(cfg, info, log) if info.enabled and dataset(cfg.data.name).packed else None
+    image_set = _images_once_per_node(cfg, info, log) if info.enabled and DATASETS[cfg.data.name].packed else None
     with together(info, "reading the dataset"):
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
