@@ -93,16 +93,15 @@ app = typer.Typer(cls=OneLineGroup, no_args_is_help=True, add_completion=False, 
                   rich_markup_mode=None)  # click's plain help: long option names wrap at 80 columns, never cut
 
 
-def _print_version(value: bool) -> None:
-    if value:
+@app.callback(invoke_without_command=True)  # `sngan --version` alone runs no command
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    """Train, evaluate and sample Spectrally Normalized GANs."""
+    if version:
         typer.echo(f"sngan {__version__}")
         raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
-    """Train, evaluate and sample Spectrally Normalized GANs."""
+    if ctx.invoked_subcommand is None:  # `sngan --`: what click says without invoke_without_command
+        ctx.fail("Missing command.")
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
