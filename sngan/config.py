@@ -55,14 +55,8 @@ class Registered:
     module: str  # the module that holds the registry, imported when the names are first needed
     registry: str  # the dict's name in it
 
-    def table(self) -> dict:
-        return getattr(importlib.import_module(self.module), self.registry)
-
-    def __iter__(self) -> typing.Iterator:
-        return iter(self.table())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.table()
+    def __iter__(self) -> typing.Iterator:  # `in` iterates too (Python's rule for a class without __contains__)
+        return iter(getattr(importlib.import_module(self.module), self.registry))
 
     def __repr__(self) -> str:
         return f"the names of {self.module}.{self.registry}"
@@ -485,7 +479,7 @@ def check_model(model_cfg: ModelConfig) -> None:
     if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
         raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
                           "concatenates a class embedding)")
-    sides = Registered("sngan.models", "RESOLUTIONS").table().get(model_cfg.arch, ())  # arch -> the sides it builds
+    sides = importlib.import_module("sngan.models").RESOLUTIONS.get(model_cfg.arch, ())  # arch -> the sides it builds
     if model_cfg.resolution not in sides:
         sizes = "|".join(map(str, sides))
         raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
