@@ -187,16 +187,17 @@ class Folder:
         """The entries of the folder that was opened (wherever it is now), sorted."""
         return sorted(os.listdir(self.fd))
 
-    def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> Path:
-        """`atomic_write` of `name` inside this folder: a temporary created here exclusively, renamed over `name`
-        through the handle, the folder fsynced. A link or a special file at `name` is refused."""
+    def write(self, name: str, data: bytes | Callable[[IO[bytes]], Any]) -> Path:
+        """`atomic_write` of `name` inside this folder: `data`, or what `data(fh)` writes, goes to a temporary created
+        here exclusively, renamed over `name` through the handle, the folder fsynced. A link or a special file at
+        `name` is refused."""
         path = self.path / name
         with writing(path):
             self._refuse_odd(name)
             fd, tmp = _create_temp_at(self.fd, name)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    write(fh)
+                    fh.write(data) if isinstance(data, bytes) else data(fh)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -206,9 +207,6 @@ class Folder:
                 raise
             os.fsync(self.fd)
         return path
-
-    def write_text(self, name: str, text: str) -> Path:
-        return self.write(name, lambda fh: fh.write(text.encode()))
 
     def write_all(self, files: list[tuple[str, bytes]]) -> None:
         """Write several files of this folder so that a refused write (full disk) changes none of them: every

@@ -422,7 +422,7 @@ class RunFolder:
         grids = [n for n in self._names("samples") if (m := GRID.match(n)) and int(m.group(1)) > start_step]
         # the changes, after every check and read
         if write_marker:
-            handle.write_text(MARKER, f"{self.run_id}\n")
+            handle.write(MARKER, f"{self.run_id}\n".encode())
         if not write_marker:  # a folder the run wrote before (an unmarked one holds nothing but its lock)
             for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
                 for stale in folder.remove_stale_temps():
@@ -435,14 +435,14 @@ class RunFolder:
                    f"{self.path / moved}" + (" (an earlier start of this run stopped before its first checkpoint)"
                                              if restarted else ""))
         elif start_step and handle.lstat("metrics.jsonl") is not None:  # drops a torn last line before appending
-            handle.write_text("metrics.jsonl", _jsonl(kept))
+            handle.write("metrics.jsonl", _jsonl(kept).encode())
         self.purge_step = start_step + 1 if start_step or restarted else None
         for part, names, what in (("checkpoints", later, "checkpoints"), ("samples", grids, "sample grids")):
             if names:
                 aside = self._move_aside(part, names)
                 notice(f"{what} after step {start_step} (from the run being replaced) moved to {aside}"
                        if part == "checkpoints" else f"{what} after step {start_step} moved to {aside}")
-        handle.write_text("config.yaml", config_yaml)
+        handle.write("config.yaml", config_yaml.encode())
 
     def _names(self, part: str) -> list[str]:
         info = self.handle.lstat(part)
