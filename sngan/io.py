@@ -249,10 +249,6 @@ class Folder:
         with self.open_append(name) as fh, writing(self.path / name):
             fh.write(text)
 
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        """The bytes of the regular file `name` here (`open_regular`, through the handle)."""
-        return open_regular(self.path / name, limit, dir_fd=self.fd, name=name)
-
     def unlink(self, name: str) -> None:
         """Delete the file `name` of this folder (the folder that was opened, never a link's target)."""
         with writing(self.path / name), contextlib.suppress(FileNotFoundError):
@@ -598,15 +594,14 @@ def export_foreign(folder: Path) -> list[str]:
     return foreign
 
 
-def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None = None,
-                 name: str | None = None) -> bytes:
+def open_regular(path: str | Path, limit: int | None = None, folder: Folder | None = None) -> bytes:
     """The bytes of a regular file, never blocking on a FIFO or a device (opened non-blocking, checked with fstat
-    before any read) and never through a link; with `limit`, a larger file is one SnganError line. With `dir_fd`,
-    the file `name` is opened through that folder handle (`Folder.read`); `path` then only names it."""
+    before any read) and never through a link; with `limit`, a larger file is one SnganError line. With `folder`,
+    the file `path.name` is opened through that folder's handle (`path` then only names it in messages)."""
     path = Path(path)
     try:
-        target = path if dir_fd is None or name is None else name
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(path if folder is None else path.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=None if folder is None else folder.fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SnganError(f"{path}: is a symbolic link; sngan does not read through links here") from None

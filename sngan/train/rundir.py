@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import CheckpointError, FolderChanged, SnganError
-from sngan.io import Folder, check_can_create, file_kind, read_jsonl, writing
+from sngan.io import Folder, check_can_create, file_kind, open_regular, read_jsonl, writing
 
 # Ownership: the run marker and the rules of `check_owner`
 
@@ -61,13 +61,13 @@ RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run w
 HOLDER = re.compile(r"^([^\s:]{1,255}:\d{1,10})?$")  # a lock file's content: host:pid while held, empty after
 
 
-def read_run_id(run_dir: Path) -> str | None:
-    """The id in `run_dir`'s marker, or None when there is no marker (or a link, or not an id)."""
-    path = run_dir / MARKER
-    if path.is_symlink() or not path.is_file():
+def read_run_id(run_dir: Path, folder: Folder | None = None) -> str | None:
+    """The id in `run_dir`'s marker, read through `folder` (the run folder's handle) when given, or None when there
+    is no marker (or a link, not a regular file, not an id)."""
+    try:
+        text = open_regular(run_dir / MARKER, 300, folder).decode(errors="replace").strip()
+    except SnganError:
         return None
-    with open(path, "rb") as fh:
-        text = fh.read(64).decode(errors="replace").strip()
     return text if RUN_ID.match(text) else None
 
 
@@ -333,7 +333,7 @@ class RunFolder:
         folder = None
         try:
             cls.check_start(path, run_id, resume)
-            marker = read_run_id(path)
+            marker = read_run_id(path, lock.folder)
             folder = cls(path, marker or run_id or uuid.uuid4().hex, lock, None)
             folder._prepare(config_yaml, start_step, notice, write_marker=marker is None)
         except BaseException:
@@ -359,8 +359,8 @@ class RunFolder:
         changed (saving would re-create the run's parts in a folder that is not the run's)."""
         try:
             self.handle.check()
-            marker = self.handle.read(MARKER, 300).decode(errors="replace").strip()
-        except (FolderChanged, SnganError, OSError):
+            marker = read_run_id(self.path, self.handle)
+        except (FolderChanged, OSError):
             marker = None
         if marker != self.run_id:
             raise SnganError(f"run folder '{self.path}' is gone or no longer this run's (its {MARKER} marker is "
