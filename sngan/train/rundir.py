@@ -134,8 +134,17 @@ def check_parts(run_dir: Path) -> None:
 
 
 def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:
-    """Raise SnganError unless this run may write `run_dir` (module docstring): a new run (`ckpt_path` None) or the
-    resume of `ckpt_path`, whose checkpoint records `run_id`."""
+    """Every check of the folder a start makes, before anything is written: raise SnganError unless `run_dir` can be
+    created or written (not a file, a path under a file, a read-only parent), its parts can take the run's outputs
+    (`check_parts`), and this run may write it (module docstring): a new run (`ckpt_path` None) or the resume of
+    `ckpt_path`, whose checkpoint records `run_id`."""
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
+        raise SnganError(f"--out {os.fsencode(run_dir)!r} is not valid UTF-8; choose a folder name that is") from None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
+    check_can_create(run_dir / ".lock")
     if run_dir.is_symlink():
         raise SnganError(f"--out '{run_dir}' is a symbolic link; sngan never writes through links (give the real "
                          f"folder)")
@@ -308,19 +317,6 @@ class RunFolder:
         self.purge_step = purge_step  # TensorBoard hides events at or after it (a resume's abandoned steps)
         self.parts: dict[str, Folder] = {}
 
-    @staticmethod
-    def check_start(path: Path, run_id: str | None, resume: Path | None) -> None:
-        """Every check of the folder a start makes, before anything is written: a folder that can be created or
-        written (not a file, a path under a file, a read-only parent), then `check_owner` (module docstring)."""
-        try:
-            str(path).encode("utf-8")
-        except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
-            raise SnganError(f"--out {os.fsencode(path)!r} is not valid UTF-8; choose a folder name that is") from None
-        if path.exists() and not path.is_dir():
-            raise SnganError(f"--out '{path}' is a file; a run needs a folder (choose another --out)")
-        check_can_create(path / ".lock")
-        check_owner(path, run_id, resume)
-
     @classmethod
     def open(cls, path: Path, config_yaml: str, start_step: int = 0, notice: Callable[[str], None] | None = None,
              run_id: str | None = None, resume: Path | None = None) -> RunFolder:
@@ -328,11 +324,11 @@ class RunFolder:
         folder for a run continuing from `start_step` (0: a new run) of `resume`, whose checkpoint records `run_id`:
         partial files removed, what a resume abandons moved aside, the marker and config.yaml written."""
         notice = notice or (lambda message: None)
-        cls.check_start(path, run_id, resume)
+        check_owner(path, run_id, resume)
         lock = FolderLock(path)
         folder = None
         try:
-            cls.check_start(path, run_id, resume)
+            check_owner(path, run_id, resume)
             marker = read_run_id(path, lock.folder)
             folder = cls(path, marker or run_id or uuid.uuid4().hex, lock, None)
             folder._prepare(config_yaml, start_step, notice, write_marker=marker is None)
