@@ -306,9 +306,9 @@ class RunFolder:
     """One run folder, from the checks before its first write to the release of its lock (module docstring).
 
     `RunFolder.open` checks, locks and prepares the folder; then every write of the run goes through it: `save`
-    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `open_log` (log.txt), `part` (a
-    part's handle: TensorBoard writes through `part("tensorboard")`), and `rescue` when a part was swapped. `close`
-    releases the lock.
+    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `handle` (the folder's own handle:
+    log.txt is appended through it), `part` (a part's handle: TensorBoard writes through `part("tensorboard")`),
+    and `rescue` when a part was swapped. `close` releases the lock.
     """
 
     def __init__(self, path: Path, run_id: str, lock: FolderLock, purge_step: int | None):
@@ -394,10 +394,6 @@ class RunFolder:
         """Append lines to metrics.jsonl (through the folder's handle)."""
         self.check_ours()
         self.handle.append("metrics.jsonl", text)
-
-    def open_log(self) -> IO[str]:
-        """log.txt, opened for appending through the folder's handle (the caller closes it)."""
-        return self.handle.open_append("log.txt")
 
     def close(self) -> None:
         for folder in self.parts.values():
