@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -141,28 +140,34 @@ class Folder:
         self.identity = (opened.st_dev, opened.st_ino)
 
     @classmethod
-    def open(cls, path: str | Path, create: bool = False, follow: bool = False) -> Folder:
-        """A handle on `path` (created, with its parents, when `create`); its last component must be a real folder,
-        not a link (the folders above it are the user's choice), unless `follow`: a folder the user named
-        (`data.cache_dir`, an export's parent), which may be a link, followed once, here."""
+    def open(cls, path: str | Path, create: bool = False, follow: bool = False, parent: Folder | None = None) -> Folder:
+        """A handle on `path` (created when `create`: with its parents, or through `parent`, the handle on its
+        folder, when given); its last component must be a real folder, not a link (the folders above it are the
+        user's choice), unless `follow`: a folder the user named (`data.cache_dir`, an export's parent), which may
+        be a link, followed once, here."""
         path = Path(path)
+        name, dir_fd = (path.name, parent.fd) if parent is not None else (str(path), None)
         with writing(path):
-            if create:
+            if create and parent is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(path)
-            if follow:
-                return cls(path, os.open(path, FOLDER_FLAGS & ~os.O_NOFOLLOW))
-            return cls(path, _open_folder(path, os.open, path))
+                    os.mkdir(name, dir_fd=dir_fd)
+            try:
+                fd = os.open(name, FOLDER_FLAGS & ~os.O_NOFOLLOW if follow else FOLDER_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if follow or exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                info = None
+                with contextlib.suppress(OSError):
+                    info = os.stat(path, follow_symlinks=False)
+                raise SnganError(f"'{path}' is {_what(info)}, not a folder: sngan writes only into real folders, "
+                                 f"never through links (move it aside)") from None
+        return cls(path, fd, parent)
 
     def folder(self, name: str, create: bool = True) -> Folder:
         """A handle on the child folder `name`, opened through this one (created when `create` and absent)."""
-        path = self.path / name
-        with writing(path):
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, dir_fd=self.fd)
-            return Folder(path, _open_folder(name, functools.partial(os.open, dir_fd=self.fd), path), self)
+        return Folder.open(self.path / name, create, parent=self)
 
     def lstat(self, name: str) -> os.stat_result | None:
         """`name`'s own status in this folder (a link is not followed), or None when there is none."""
@@ -301,19 +306,6 @@ class Folder:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def _open_folder(name: str | Path, opener: Callable[..., int], path: Path) -> int:
-    try:
-        return opener(name, FOLDER_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            info = None
-            with contextlib.suppress(OSError):
-                info = os.stat(path, follow_symlinks=False)
-            raise SnganError(f"'{path}' is {_what(info)}, not a folder: sngan writes only into real folders, never "
-                             f"through links (move it aside)") from None
-        raise
 
 
 def _create_temp_at(dir_fd: int, name: str) -> tuple[int, str]:
