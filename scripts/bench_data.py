@@ -22,7 +22,7 @@ from timing import sync, timed
 from sngan.config import DataConfig, load_config
 from sngan.data import Batches, StreamBatches, load_images
 from sngan.distributed import resolve_device
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.state import build_state
 from sngan.train.steps import iteration
 
@@ -48,7 +48,7 @@ def consumed(config: Path, root: str, device: torch.device, iterations: int) -> 
     """(median seconds per G iteration, real images/s) of `iterations` full iterations of `config`."""
     cfg = load_config(config, ["data.name=folder", f"data.root={root}", f"train.device={device.type}"])
     state = build_state(cfg, device, log=lambda s: None)
-    losses = get_losses(cfg.loss.type)
+    losses = LOSSES[cfg.loss.type]
     seconds = timed(lambda: iteration(state, losses), iterations, device)
     return seconds, cfg.train.n_dis * cfg.train.batch_size / seconds
 

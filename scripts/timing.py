@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sngan.config import Config, load_config
 from sngan.distributed import resolve_device
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.state import TrainState, build_state
 from sngan.train.steps import iteration
 
@@ -29,7 +29,7 @@ def bench_state(config, overrides: list[str], num_images: int = 4096) -> tuple[C
     (as the trainer keeps CIFAR-10), quiet."""
     cfg = load_config(config, ["data.name=synthetic", f"data.num_images={num_images}", *overrides])
     state = build_state(cfg, resolve_device(cfg.train.device), log=lambda message: None)
-    return cfg, state, get_losses(cfg.loss.type)
+    return cfg, state, LOSSES[cfg.loss.type]
 
 
 def run_iterations(state: TrainState, losses: tuple, n: int) -> None:

@@ -178,7 +178,7 @@ def class_name_text(name: object) -> object:
     return name
 
 
-DATASETS: dict[str, Dataset] = {}
+DATASETS: dict[str, Dataset] = {}  # data.name -> its source (config checks the name first: a KeyError is a bug)
 
 
 def register(cls: type[Dataset]) -> type[Dataset]:
@@ -190,7 +190,3 @@ def register(cls: type[Dataset]) -> type[Dataset]:
 for _cls in (Synthetic, ImageFolder, Cifar10, Stl10, ImageNet):
     register(_cls)
 
-
-def dataset(name: str) -> Dataset:
-    """The registered source called `name` (config checks the name first: a KeyError here is a bug)."""
-    return DATASETS[name]

@@ -13,7 +13,7 @@ from sngan.config import load_config
 from sngan.data import Batches, StreamBatches
 from sngan.metrics.precision import scoring_precision
 from sngan.train.loop import train
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.perf import Perf, set_matmul_precision
 from sngan.train.state import build_state
 from sngan.train.steps import d_step, g_step
@@ -48,7 +48,7 @@ def test_bf16_step_keeps_weights_and_sn_vectors_fp32_and_follows_the_fp32_gradie
         cfg = cuda_config(tiny_config, "model.g_ch=16", "model.d_ch=16", "train.batch_size=16", *perf)
         state = build_state(cfg, CUDA, log=lambda s: None)
         state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)  # update = -gradient
-        d_loss_fn, _ = get_losses(cfg.loss.type)
+        d_loss_fn, _ = LOSSES[cfg.loss.type]
         before = flat(state.d.module)
         loss = d_step(state, d_loss_fn)
         updates[name] = flat(state.d.module) - before
@@ -113,7 +113,7 @@ def test_cuda_rng_state_is_checkpointed_and_restored_on_resume(tiny_config, tmp_
 def test_one_fp32_iteration_on_cuda_moves_both_networks(tiny_config):
     cfg = cuda_config(tiny_config)
     state = build_state(cfg, CUDA, log=lambda s: None)
-    d_loss_fn, g_loss_fn = get_losses(cfg.loss.type)
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss.type]
     g0, d0 = flat(state.g.module), flat(state.d.module)
     assert torch.isfinite(g_step(state, g_loss_fn)) and torch.isfinite(d_step(state, d_loss_fn))
     assert not torch.equal(g0, flat(state.g.module)) and not torch.equal(d0, flat(state.d.module))

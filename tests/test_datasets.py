@@ -28,12 +28,12 @@ def test_cache_folders_and_statistics_names_are_the_ones_existing_caches_use(tmp
     assert cache_root(cfg["folder"]) == tmp_path / "pics" / "sngan-cache"  # next to an image tree, never inside
     assert cache_root(cfg["imagenet"]) == tmp_path / "pics" / "sngan-cache"
     assert cache_root(DataConfig(name="folder", root=str(tree), cache_dir=str(tmp_path / "x"))) == tmp_path / "x"
-    tags = {name: datasets.dataset(name).cache_tag(c) for name, c in cfg.items() if name != "synthetic"}
+    tags = {name: datasets.DATASETS[name].cache_tag(c) for name, c in cfg.items() if name != "synthetic"}
     assert tags == {"cifar10": "train", "stl10": "train-unlabeled", "folder": "faces", "imagenet": "faces"}
     digest = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:8]
     # statistics names changed on purpose with issue 38: they name the sampling rule (first-N caches are not reused)
     # and a folder's images are called by the folder's name, not 'train'
-    labels = {name: datasets.dataset(name).split_label(c) for name, c in cfg.items()}
+    labels = {name: datasets.DATASETS[name].split_label(c) for name, c in cfg.items()}
     assert labels == {"synthetic": "train", "cifar10": "train", "stl10": "train+unlabeled", "folder": "faces",
                       "imagenet": "faces"}
     names = {name: cache_path(Path("R"), c, 3, labels[name], None, 32, "NET").name for name, c in cfg.items()}
@@ -55,9 +55,9 @@ def test_cache_folders_and_statistics_names_are_the_ones_existing_caches_use(tmp
 ])
 def test_each_source_has_the_splits_it_has(name, good, bad, message):
     for split in good:
-        datasets.dataset(name).check_split(split)
+        datasets.DATASETS[name].check_split(split)
     with pytest.raises(DataError) as err:
-        datasets.dataset(name).check_split(bad)
+        datasets.DATASETS[name].check_split(bad)
     assert str(err.value).startswith(message)
 
 

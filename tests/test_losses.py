@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sngan.train.losses import get_losses, hinge_d, hinge_g, nonsaturating_d, nonsaturating_g
+from sngan.train.losses import LOSSES, hinge_d, hinge_g, nonsaturating_d, nonsaturating_g
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])
@@ -58,6 +58,6 @@ def test_nonsaturating_g_is_minus_log_sigmoid_fake_not_the_saturating_log_one_mi
     ("nonsaturating", [0.0], [0.0], 2 * LOG2, LOG2),
 ])
 def test_registry_gives_each_loss_name_its_d_and_g_loss(name, real, fake, d_value, g_value):
-    d_loss, g_loss = get_losses(name)
+    d_loss, g_loss = LOSSES[name]
     assert d_loss(torch.tensor(real), torch.tensor(fake)).item() == pytest.approx(d_value)
     assert g_loss(torch.tensor(fake)).item() == pytest.approx(g_value)

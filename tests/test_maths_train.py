@@ -4,6 +4,7 @@ authors' updater order (one G update, then n_dis D updates) counted on a real ru
 """
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -13,9 +14,9 @@ from sngan.config import load_config
 from sngan.records import read_records
 from sngan.train import loop, steps
 from sngan.train.ema import ema_update
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.state import build_state
-from sngan.train.steps import d_step, g_step, lr_at, set_lr, update_ema
+from sngan.train.steps import d_step, g_step, set_lr, update_ema
 from tests.helpers import write_config
 
 CPU = torch.device("cpu")
@@ -102,7 +103,7 @@ def _d_step_and_reference(state, x_real, y_real, seed):
     state.opt_d = torch.optim.SGD(state.d.module.parameters(), lr=1.0)  # update = -gradient
     before = _params(state.d.module)
     torch.manual_seed(seed)
-    loss = d_step(state, get_losses(state.cfg.loss.type)[0]).item()
+    loss = d_step(state, LOSSES[state.cfg.loss.type][0]).item()
 
     k = state.cfg.model.num_classes
     torch.manual_seed(seed)  # the same latents (and fake labels) as the step drew
@@ -113,7 +114,7 @@ def _d_step_and_reference(state, x_real, y_real, seed):
     real_logits = d_copy(x_real, y_real if k else None)  # real pass first, then fake: same power iterations
     fake_logits = d_copy(x_fake, y_fake)
     hand = D_LOSS_BY_HAND[state.cfg.loss.type](real_logits.tolist(), fake_logits.tolist())
-    get_losses(state.cfg.loss.type)[0](real_logits, fake_logits).backward()
+    LOSSES[state.cfg.loss.type][0](real_logits, fake_logits).backward()
     grads = [p.grad for p in d_copy.parameters()]
     deltas = [a - b for a, b in zip(_params(state.d.module), before, strict=True)]
     return loss, hand, deltas, grads
@@ -156,7 +157,7 @@ def test_g_step_loss_is_minus_mean_d_of_g_z_and_only_g_moves_even_with_stale_d_g
     g_before, d_before = _params(state.g.module), _params(state.d.module)
     u_before = [b.clone() for b in state.d.module.buffers()]  # the SN vectors (D has no other buffer)
     torch.manual_seed(4)
-    loss = g_step(state, get_losses("hinge")[1]).item()
+    loss = g_step(state, LOSSES["hinge"][1]).item()
     torch.manual_seed(4)
     z = torch.randn(5, state.cfg.model.z_dim)
     y = torch.randint(0, 3, (5,))
@@ -186,7 +187,16 @@ def chainer_linear_shift(v1, t1, t2, k):
     return v1 + (t - t1) / (t2 - t1) * (0.0 - v1)
 
 
-def test_lr_at_matches_the_authors_linear_shift_at_chosen_steps():
+def test_set_lr_matches_the_authors_linear_shift_at_chosen_steps(tmp_path):
+    state = _state(tmp_path)
+
+    def lr_at(base_lr, decay, decay_start, iterations, step):  # set_lr's rate under these settings at `step`
+        state.cfg = dataclasses.replace(state.cfg, train=dataclasses.replace(state.cfg.train, iterations=iterations),
+                                        optim=dataclasses.replace(state.cfg.optim, lr=base_lr, lr_decay=decay,
+                                                                  lr_decay_start=decay_start))
+        state.step = step
+        return set_lr(state)
+
     for step in (0, 1, 49, 50, 51, 75, 99):
         assert lr_at(2e-4, "linear", 50, 100, step) == pytest.approx(chainer_linear_shift(2e-4, 50, 100, step + 1))
     assert lr_at(2e-4, "linear", 50, 100, 75) == pytest.approx(1e-4)  # halfway through the decay, by hand
@@ -304,7 +314,7 @@ def test_iteration_copies_g_into_the_ema_until_ema_start_iterations_are_done_the
     monkeypatch.setattr(steps, "d_step", lambda state, fn: torch.zeros(()))
     expected = None
     for k in (1, 2, 3):
-        steps.iteration(state, get_losses("hinge"))
+        steps.iteration(state, LOSSES["hinge"])
         live = [p.detach().clone().double() for p in state.g.module.parameters()]
         expected = live if k < 2 else [0.9 * e + 0.1 * w for e, w in zip(expected, live, strict=True)]
         assert state.step == k

@@ -10,7 +10,7 @@ from sngan.config import ModelConfig, load_config
 from sngan.errors import ConfigError
 from sngan.models import build_discriminator
 from sngan.models.layers import UnitRowNorm, norm_weight
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.regularizers import clip_weights, gradient_penalty, orthonormal_penalty
 from tests.helpers import write_config
 
@@ -32,7 +32,7 @@ METHODS = {  # the paper's section 4.1 methods (every one but WGAN-GP on the sta
 
 
 def test_wasserstein_losses_on_hand_logits():
-    d_loss, g_loss = get_losses("wasserstein")
+    d_loss, g_loss = LOSSES["wasserstein"]
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0, 5.0])
     assert d_loss(real, fake).item() == pytest.approx(1.0 - 2.0)  # E[D(fake)] - E[D(real)]
     assert g_loss(fake).item() == pytest.approx(-1.0)
@@ -239,7 +239,7 @@ def _d_losses(method: str, tmp_path, seed: int = 3):
     state = build_state(cfg, torch.device("cpu"), log=lambda _: None)
     x_real = torch.randn(4, 3, 32, 32)
     x_fake = torch.randn(4, 3, 32, 32)
-    d_loss, _ = get_losses(cfg.loss.type)
+    d_loss, _ = LOSSES[cfg.loss.type]
     plain = d_loss(state.d.module(x_real), state.d.module(x_fake))
     torch.manual_seed(seed)
     total = regularized_d_loss(state, plain, x_real, x_fake, None)

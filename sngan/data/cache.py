@@ -27,7 +27,7 @@ import numpy as np
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter, Source
 from sngan.data.sources import ArchiveSource, ImageSet, synthetic_shapes
-from sngan.datasets import class_name_problem, dataset
+from sngan.datasets import DATASETS, class_name_problem
 from sngan.errors import DataError, SnganError
 from sngan.io import MAX_MANIFEST_BYTES, Folder, open_regular, remove_dead_stages, stage_name
 
@@ -37,12 +37,12 @@ SKIPPED_LISTED = 20  # unreadable files named in the manifest (all are counted)
 
 def cache_root(cfg: DataConfig) -> Path:
     """The folder that holds packed sets for this data config (`sngan.datasets.Dataset.cache_root`)."""
-    return dataset(cfg.name).cache_root(cfg)
+    return DATASETS[cfg.name].cache_root(cfg)
 
 
 def open_source(cfg: DataConfig, resolution: int) -> Source:
     """The reader of a packed source (its `sngan.datasets` class names it)."""
-    module, _, name = dataset(cfg.name).reader.partition(":")
+    module, _, name = DATASETS[cfg.name].reader.partition(":")
     return getattr(importlib.import_module(module), name)(cfg, resolution)
 
 
@@ -158,7 +158,7 @@ def check_data_root(cfg: DataConfig, resolution: int) -> list[str]:
     Returns:
         Notice lines (empty when the files are in place).
     """
-    kind = dataset(cfg.name)
+    kind = DATASETS[cfg.name]
     kind.check_split(cfg.split)
     if not kind.packed:
         return []
@@ -204,7 +204,7 @@ def prepare(cfg: DataConfig, resolution: int, progress: bool = True,
     Returns:
         ImageSet memory-mapped from the cache; its notes say where the cache is and whether it was reused.
     """
-    dataset(cfg.name).check_split(cfg.split)
+    DATASETS[cfg.name].check_split(cfg.split)
     source = open_source(cfg, resolution)
     start = time.perf_counter()
     identity = source.identity()
@@ -240,8 +240,8 @@ def load_images(data_cfg: DataConfig, resolution: int, seed: int = 0, progress: 
     Returns:
         ImageSet with images (N, H, W, 3) uint8, labels (N,) int64 and class names.
     """
-    if not dataset(data_cfg.name).packed:  # drawn, not read: the built-in shapes
-        dataset(data_cfg.name).check_split(data_cfg.split)
+    if not DATASETS[data_cfg.name].packed:  # drawn, not read: the built-in shapes
+        DATASETS[data_cfg.name].check_split(data_cfg.split)
         image_set = synthetic_shapes(data_cfg.num_images, resolution, seed)
     else:
         image_set = prepare(data_cfg, resolution, progress, log)  # checks the split first

@@ -36,7 +36,7 @@ from PIL import Image
 
 from sngan.config import DataConfig
 from sngan.data.pack import PackResult, PackWriter
-from sngan.datasets import CACHE_FOLDER, class_name_problem, dataset
+from sngan.datasets import CACHE_FOLDER, DATASETS, class_name_problem
 from sngan.errors import DataError, SnganError
 from sngan.io import open_input
 from sngan.progress import PassProgress
@@ -178,7 +178,7 @@ class FolderSource:
 
     def __init__(self, cfg: DataConfig, resolution: int):
         self.root, self.resolution = Path(cfg.root), resolution
-        self.tag = dataset(cfg.name).cache_tag(cfg)
+        self.tag = DATASETS[cfg.name].cache_tag(cfg)
         self.workers = min(4, os.cpu_count() or 1)
         self._listing: tuple | None = None
 

@@ -14,7 +14,6 @@ of uint8 tensors. Its `unlabeled` images carry no class: such a set is one class
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from sngan.data.archives import (
     read_stl10,
 )
 from sngan.data.pack import PackResult, PackWriter
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.errors import DataError
 from sngan.progress import PassProgress
 
@@ -90,10 +89,6 @@ class ImageSet:
         text = (f"dataset: {len(self.images)} images {self.images.shape[1]}x{self.images.shape[2]}, "
                 f"{len(self.classes)} classes{names}, per class min {low} max {high}")
         return "; ".join([text, *self.notes])
-
-    def epochs(self, iterations: int, n_dis: int, batch_size: int) -> float:
-        """How many passes over these images a run makes (for the start-of-run summary)."""
-        return iterations * n_dis * batch_size / len(self.images) if len(self.images) else math.inf
 
 
 def synthetic_shapes(num: int, resolution: int, seed: int = 0) -> ImageSet:
@@ -163,7 +158,7 @@ class ArchiveSource:
 
     def __init__(self, cfg: DataConfig):
         self.root, self.split, self.download = Path(cfg.root), cfg.split, cfg.download
-        self.tag = dataset(cfg.name).cache_tag(cfg)
+        self.tag = DATASETS[cfg.name].cache_tag(cfg)
         self.files = Files(self.root, self.folder, self.archive)
 
     def place(self) -> str:

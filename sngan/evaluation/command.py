@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from sngan.config import Config
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.distributed import SINGLE, DistInfo, broadcast_object
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput, open_images
@@ -88,7 +88,7 @@ def evaluate_checkpoint(ckpt: str | Path, protocol: Protocol, *, stats: str | Pa
     if info.is_main:
         real_due = ref is None and not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed,
                                                       cfg.data.split, protocol.num_real, net).is_file()
-        real = [(protocol.num_real or dataset(cfg.data.name).known_size(cfg.data), "real")] if real_due else []
+        real = [(protocol.num_real or DATASETS[cfg.data.name].known_size(cfg.data), "real")] if real_due else []
         announce_cost(net, [(protocol.num_generated, "generated")] + real, log)
     if ref is None and info.is_main:
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, cfg.data.split, protocol.num_real,
@@ -132,7 +132,7 @@ def check_real_count(cfg: Config, protocol: Protocol) -> None:
     packing (a packed cache's manifest or the synthetic count); otherwise the cache build says it."""
     if protocol.num_real is None:
         return
-    available = dataset(cfg.data.name).known_size(cfg.data)
+    available = DATASETS[cfg.data.name].known_size(cfg.data)
     if available is not None and protocol.num_real > available:
         raise MetricError(f"protocol {protocol.name} needs {protocol.num_real} real images but {cfg.data.name} "
                           f"{cfg.data.split} holds {available}: use --protocol quick or --num-real {available}")

@@ -13,7 +13,7 @@ import torch
 from sngan.config import DataConfig
 from sngan.data import load_images
 from sngan.data.cache import cache_root
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.errors import MetricError
 from sngan.evaluation.images import ImageInput
 from sngan.evaluation.protocols import PRECISION
@@ -55,7 +55,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
     Returns:
         The statistics with their protocol record and cache path.
     """
-    split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
+    split_label = DATASETS[data_cfg.name].split_label(dataclasses.replace(data_cfg, split=split))
     path = reference_path(data_cfg, resolution, seed, split, num, net)
     if path.is_file():
         try:
@@ -94,7 +94,7 @@ def reference_stats(data_cfg: DataConfig, resolution: int, seed: int, split: str
 def reference_path(data_cfg: DataConfig, resolution: int, seed: int, split: str, num: int | None,
                    net: ScoringNetwork) -> Path:
     """Where `reference_stats` caches (and finds) these statistics."""
-    split_label = dataset(data_cfg.name).split_label(dataclasses.replace(data_cfg, split=split))
+    split_label = DATASETS[data_cfg.name].split_label(dataclasses.replace(data_cfg, split=split))
     return cache_path(cache_root(data_cfg), data_cfg, seed, split_label, num, resolution, net.features_key)
 
 
@@ -212,11 +212,11 @@ def stats_command(config: Path | None, out: Path, *, split: str | None, num: int
     else:
         assert config is not None  # exactly one of config, images (checked above)
         cfg = load_config(config, overrides)
-        dataset(cfg.data.name).check_split(split or cfg.data.split)  # before the network is loaded
+        DATASETS[cfg.data.name].check_split(split or cfg.data.split)  # before the network is loaded
         net = network(device)
         if not reference_path(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num,
                               net).is_file():
-            announce_cost(net, [(num or dataset(cfg.data.name).known_size(cfg.data), "real")], log)
+            announce_cost(net, [(num or DATASETS[cfg.data.name].known_size(cfg.data), "real")], log)
         ref = reference_stats(cfg.data, cfg.model.resolution, cfg.train.seed, split or cfg.data.split, num, net,
                               batch_size, log, features)
     record = ref.protocol

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sngan.config import DataConfig
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.errors import MetricError
 from sngan.io import atomic_write, open_input
 from sngan.metrics.dinov2 import ScoringNetwork, features_of
@@ -147,7 +147,7 @@ def cache_path(root: Path, data_cfg: DataConfig, seed: int, split: str, num: int
     cache `root`; `network` names what produced the features (`InceptionFeatures.features_key`: weights and input
     path)."""
     count = "all" if num is None else str(num)
-    tag = dataset(data_cfg.name).stats_tag(data_cfg, seed)  # synthetic: count and seed; folders: their path
+    tag = DATASETS[data_cfg.name].stats_tag(data_cfg, seed)  # synthetic: count and seed; folders: their path
     return root / "fid-stats" / f"{tag}-{split}-{resolution}px-n{count}-{SUBSET_RULE}-{network}.npz"
 
 

@@ -59,7 +59,7 @@ def measure_steps(cfg: Config) -> tuple[float, float]:
     """(seconds per D step, seconds per G step) of `cfg`'s model on its device, on synthetic data with compile off:
     MEASURE_WARMUP untimed G iterations (allocation, kernel choices), then the median of MEASURE_STEPS of each."""
     from sngan.distributed import resolve_device
-    from sngan.train.losses import get_losses
+    from sngan.train.losses import LOSSES
     from sngan.train.state import build_state
     from sngan.train.steps import d_step, g_step, iteration
 
@@ -73,7 +73,7 @@ def measure_steps(cfg: Config) -> tuple[float, float]:
     small = from_dict(raw)
     device = resolve_device(small.train.device)
     state = build_state(small, device, log=lambda _: None)
-    losses = get_losses(small.loss.type)
+    losses = LOSSES[small.loss.type]
     try:
         for _ in range(MEASURE_WARMUP):
             iteration(state, losses)

@@ -45,7 +45,7 @@ from sngan.models import count_parameters
 from sngan.progress import on_terminal, warning_lines
 from sngan.sample.generate import generate, latents
 from sngan.sample.writers import grid_writer
-from sngan.train.losses import get_losses
+from sngan.train.losses import LOSSES
 from sngan.train.perf import compile_or_eager, path_line, resolve_perf
 from sngan.train.rundir import RunFolder, check_owner
 from sngan.train.runlog import Progress, RunLog, check_wandb, open_wandb
@@ -302,7 +302,7 @@ def run_loop(state: TrainState, run_dir: Path, folder: RunFolder | None, run_log
              evaluator: TrainingEvaluator | None, lines: Progress, last_path: Path | None) -> Path | None:
     """G iterations until `train.iterations` or a stop signal; returns the newest checkpoint written."""
     cfg, info, device, t = state.cfg, state.dist, state.device, state.cfg.train
-    losses = get_losses(cfg.loss.type)
+    losses = LOSSES[cfg.loss.type]
     window = LossWindow(device, state.step)
     with SignalGuard(lines.message if info.is_main else None) as signals:
         while state.step < t.iterations:

@@ -74,13 +74,10 @@ def wasserstein_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch
     return fake_logits.mean() - real_logits.mean()
 
 
+# loss.type -> (d_loss(real_logits, fake_logits), g_loss(fake_logits))
 LOSSES: dict[str, tuple[Callable, Callable]] = {
     "hinge": (hinge_d, hinge_g),
     "nonsaturating": (nonsaturating_d, nonsaturating_g),
     "wasserstein": (wasserstein_d, hinge_g),  # the generator's -E[D(G(z))] is the hinge generator loss
 }
 
-
-def get_losses(loss_type: str) -> tuple[Callable, Callable]:
-    """(d_loss(real_logits, fake_logits), g_loss(fake_logits)) for a `loss.type` name."""
-    return LOSSES[loss_type]

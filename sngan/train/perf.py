@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -155,14 +154,6 @@ def compiled(module: nn.Module, perf: Perf) -> nn.Module:
         return module
     compiled_module = torch.compile(module, mode=None if perf.compile == "default" else perf.compile)
     return cast(nn.Module, compiled_module)  # an OptimizedModule: torch types torch.compile's result as a callable
-
-
-def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], perf: Perf) -> torch.optim.Adam:
-    """Adam with float betas (torch >= 2.14 rejects int/float mixes); fused kernel when `perf.fused_adam`."""
-    betas = (float(betas[0]), float(betas[1]))
-    if perf.fused_adam:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def begin_step(perf: Perf) -> None:

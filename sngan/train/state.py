@@ -14,6 +14,7 @@ checkpoint and each rank restores its own.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import random
 from collections.abc import Callable
@@ -31,12 +32,12 @@ from sngan.config import Config
 from sngan.data import Batches, StreamBatches, load_images, make_batches
 from sngan.data.cache import open_packed
 from sngan.data.sources import ImageSet
-from sngan.datasets import dataset
+from sngan.datasets import DATASETS
 from sngan.distributed import SINGLE, DistInfo, check_same_data, gather_objects, local_batch, together, wrap
 from sngan.errors import CheckpointError, SnganError
 from sngan.models import build_discriminator, build_generator
 from sngan.models.spectral import start_sn
-from sngan.train.perf import Perf, adam, compiled, resolve_perf, set_matmul_precision
+from sngan.train.perf import Perf, compiled, resolve_perf, set_matmul_precision
 from sngan.train.regularizers import orthogonal_init
 from sngan.train.rundir import checkpoint_run_id
 
@@ -204,7 +205,7 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2 ** 32)
     torch.manual_seed(cfg.train.seed)
-    image_set = _images_once_per_node(cfg, info, log) if info.enabled and dataset(cfg.data.name).packed else None
+    image_set = _images_once_per_node(cfg, info, log) if info.enabled and DATASETS[cfg.data.name].packed else None
     with together(info, "reading the dataset"):
         if image_set is None:
             image_set = load_images(cfg.data, cfg.model.resolution, seed=cfg.train.seed, log=log)
@@ -212,7 +213,8 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
     if info.enabled:  # a collective: every rank has its images here
         check_same_data(image_set.fingerprint(), info)
     with together(info, "building the networks"):
-        passes = image_set.epochs(cfg.train.iterations, cfg.train.n_dis, cfg.train.batch_size)
+        t, n = cfg.train, len(image_set.images)
+        passes = t.iterations * t.n_dis * t.batch_size / n if n else math.inf  # over the images, in the whole run
         log(f"{image_set.summary()}; {passes:.1f} epochs")
         if perf is None:
             perf = resolve_perf(cfg.perf, device, cfg.train.iterations)
@@ -226,8 +228,10 @@ def build_state(cfg: Config, device: torch.device, log: Callable[[str], None] = 
             for net in (generator, discriminator):
                 net.to(memory_format=torch.channels_last)
         start_sn(discriminator, cfg.model.sn_algorithm)  # a resumed run then loads its own u, v over these
-        opt_g = adam(generator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
-        opt_d = adam(discriminator.parameters(), cfg.optim.lr, (cfg.optim.beta1, cfg.optim.beta2), perf)
+        betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))  # torch >= 2.14 refuses an int/float mix
+        fused = True if perf.fused_adam else None  # None, not False: torch's own choice (foreach on CUDA)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=betas, fused=fused)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=betas, fused=fused)
         ema = copy.deepcopy(generator).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         if info.enabled:  # latents differ per rank (data: disjoint shares of one epoch order); weights do not
             torch.manual_seed(cfg.train.seed + 10_007 * info.rank)

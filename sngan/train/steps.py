@@ -48,17 +48,13 @@ def after_d_update(state: TrainState) -> None:
         clip_weights(state.d.module, state.cfg.optim.d_weight_clip)
 
 
-def lr_at(base_lr: float, decay: str, decay_start: int, iterations: int, step: int) -> float:
-    """Learning rate for the G iteration `step` (0-based): constant, then linear to 0 at `iterations`."""
-    if decay == "none" or step <= decay_start:
-        return base_lr
-    return base_lr * max(0.0, 1.0 - (step - decay_start) / (iterations - decay_start))
-
-
 def set_lr(state: TrainState) -> float:
-    """Set both optimisers' learning rate for the coming G iteration; returns it."""
-    o = state.cfg.optim
-    lr = lr_at(o.lr, o.lr_decay, o.lr_decay_start, state.cfg.train.iterations, state.step)
+    """Set both optimisers' learning rate for the coming G iteration `state.step` (0-based); returns it: `optim.lr`,
+    then with `optim.lr_decay: linear` from `optim.lr_decay_start` linearly down to 0 at `train.iterations`."""
+    o, step = state.cfg.optim, state.step
+    lr = o.lr
+    if o.lr_decay != "none" and step > o.lr_decay_start:
+        lr *= max(0.0, 1.0 - (step - o.lr_decay_start) / (state.cfg.train.iterations - o.lr_decay_start))
     for opt in (state.opt_g, state.opt_d):
         for group in opt.param_groups:
             group["lr"] = lr
@@ -143,7 +139,7 @@ def iteration(state: TrainState, losses: tuple[Callable, Callable]) -> Stepped:
     """One G iteration exactly as training runs it: learning rate, G step, `n_dis` D steps, step count, EMA.
 
     The loop and every benchmark in scripts/ call this, so a benchmark times what training runs. `losses` is
-    `(d_loss_fn, g_loss_fn)` as `sngan.train.losses.get_losses` returns it.
+    `(d_loss_fn, g_loss_fn)` as `sngan.train.losses.LOSSES` holds it.
     """
     d_loss_fn, g_loss_fn = losses
     lr = set_lr(state)
