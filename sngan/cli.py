@@ -60,13 +60,6 @@ def _click_error(exc: BaseException) -> TypeGuard[ClickError]:
 class OneLineGroup(TyperGroup):
     """Typer's group with usage errors as one `error: ...` line (exit 2) instead of a boxed help excerpt."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click privately)
-        # `sngan` alone prints the help on stderr, exit 2 (click's no_args_is_help), without click's error class
-        if not args and self.no_args_is_help and not ctx.resilient_parsing:
-            typer.echo(ctx.get_help(), err=True)
-            raise typer.Exit(2)
-        return super().parse_args(ctx, args)
-
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, **{**kwargs, "standalone_mode": False})
@@ -89,20 +82,20 @@ class OneLineGroup(TyperGroup):
         return code
 
 
-app = typer.Typer(cls=OneLineGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(cls=OneLineGroup, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None)  # click's plain help: long option names wrap at 80 columns, never cut
 
 
-def _print_version(value: bool) -> None:
-    if value:
+@app.callback(invoke_without_command=True)  # runs without a command too: `sngan --version`, `sngan`
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    """Train, evaluate and sample Spectrally Normalized GANs."""
+    if version:
         typer.echo(f"sngan {__version__}")
         raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
-    """Train, evaluate and sample Spectrally Normalized GANs."""
+    if ctx.invoked_subcommand is None:  # `sngan` alone: the help on stderr, exit 2 (a usage error)
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(2)
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -55,14 +55,8 @@ class Registered:
     module: str  # the module that holds the registry, imported when the names are first needed
     registry: str  # the dict's name in it
 
-    def table(self) -> dict:
-        return getattr(importlib.import_module(self.module), self.registry)
-
-    def __iter__(self) -> typing.Iterator:
-        return iter(self.table())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.table()
+    def __iter__(self) -> typing.Iterator:  # `in` iterates too (Python's rule for a class without __contains__)
+        return iter(getattr(importlib.import_module(self.module), self.registry))
 
     def __repr__(self) -> str:
         return f"the names of {self.module}.{self.registry}"
@@ -157,8 +151,8 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
 
 def build_section(cls: type, raw: Any, prefix: str = "", check: bool = True) -> Any:
     """An instance of the dataclass `cls` from the mapping `raw`: unknown keys refused, each value coerced to its
-    field's type and (unless `check` is False: `check_section` later) checked against its bounds; `prefix` names
-    the section in messages ('train' -> 'train.lr')."""
+    field's type and (unless `check` is False: `check_value` later) every value, nested sections' included, checked
+    against its bounds; `prefix` names the section in messages ('train' -> 'train.lr')."""
     where = prefix or "the top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{'key ' + repr(prefix) if prefix else where} must be a mapping of keys, got "
@@ -173,14 +167,8 @@ def build_section(cls: type, raw: Any, prefix: str = "", check: bool = True) -> 
         values[key] = coerce(value, hints[key], dotted)
     instance = cls(**values)
     if check:
-        check_section(instance, prefix)
+        check_value(instance, {}, prefix)
     return instance
-
-
-def check_section(instance: Any, prefix: str = "") -> None:
-    """Check each field of a built section against its bounds and choices (`check_value`)."""
-    for f in dataclasses.fields(instance):
-        check_value(getattr(instance, f.name), dict(f.metadata), f"{prefix}.{f.name}" if prefix else f.name)
 
 
 YAML_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
@@ -223,7 +211,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
                     raise
         raise ConfigError(f"key '{key}' must be {_type_name(typ)}, got {_value_name(value)} {shown(value)}")
     if isinstance(typ, type) and dataclasses.is_dataclass(typ):
-        return build_section(typ, value, key)
+        return build_section(typ, value, key, check=False)  # checked with the section that holds it
     if origin in (list, tuple) and isinstance(value, list):
         item = typing.get_args(typ)[0]
         items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -272,7 +260,11 @@ def shown(value: Any, limit: int = 200) -> str:
 
 def check_value(value: Any, meta: dict, key: str) -> None:
     """Refuse a value outside its field's bounds (`meta`: choices, gt, ge, le) or a non-finite float; a list's
-    elements and a mapping's values are checked one by one."""
+    elements and a mapping's values are checked one by one, a section's fields each against its own bounds."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            check_value(getattr(value, f.name), dict(f.metadata), f"{key}.{f.name}" if key else f.name)
+        return
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_value(item, meta, f"{key}[{i}]")
@@ -288,8 +280,6 @@ def check_value(value: Any, meta: dict, key: str) -> None:
     if meta.get("choices") is not None and value not in meta["choices"]:
         options = "|".join(str(c) for c in meta["choices"])
         raise ConfigError(f"key '{key}' must be one of {options}, got {shown(value)}")
-    if dataclasses.is_dataclass(value):
-        return
     if meta.get("gt") is not None and not value > meta["gt"]:
         raise ConfigError(f"key '{key}' must be > {meta['gt']}, got {shown(value)}")
     if meta.get("ge") is not None and not value >= meta["ge"]:
@@ -464,10 +454,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"section '{name}' must be a mapping, got {type(value).__name__}")
         sections[name] = value
-    built = {name: build_section(cls, sections.get(name, {}), name, check=False) for name, cls in SECTIONS.items()}
-    for name, section in built.items():  # after every key and type: a registry's choices may load torch
-        check_section(section, name)
-    cfg = Config(**built)
+    cfg = Config(**{name: build_section(cls, sections.get(name, {}), name, check=False)
+                    for name, cls in SECTIONS.items()})
+    check_value(cfg, {}, "")  # after every key and type: a registry's choices may load torch
     if cfg.optim.lr_decay == "linear" and cfg.optim.lr_decay_start >= cfg.train.iterations:
         raise ConfigError(f"key 'optim.lr_decay_start' must be < train.iterations ({cfg.train.iterations}), "
                           f"got {cfg.optim.lr_decay_start}")
@@ -490,7 +479,7 @@ def check_model(model_cfg: ModelConfig) -> None:
     if model_cfg.d_conditioning == "concat" and not (model_cfg.arch == "resnet" and model_cfg.num_classes):
         raise ConfigError("key 'model.d_conditioning' concat needs arch resnet and model.num_classes > 0 (it "
                           "concatenates a class embedding)")
-    sides = Registered("sngan.models", "RESOLUTIONS").table().get(model_cfg.arch, ())  # arch -> the sides it builds
+    sides = importlib.import_module("sngan.models").RESOLUTIONS.get(model_cfg.arch, ())  # arch -> the sides it builds
     if model_cfg.resolution not in sides:
         sizes = "|".join(map(str, sides))
         raise ConfigError(f"key 'model.resolution' must be one of {sizes} for arch {model_cfg.arch}, "
