@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -141,28 +140,34 @@ class Folder:
         self.identity = (opened.st_dev, opened.st_ino)
 
     @classmethod
-    def open(cls, path: str | Path, create: bool = False, follow: bool = False) -> Folder:
-        """A handle on `path` (created, with its parents, when `create`); its last component must be a real folder,
-        not a link (the folders above it are the user's choice), unless `follow`: a folder the user named
-        (`data.cache_dir`, an export's parent), which may be a link, followed once, here."""
+    def open(cls, path: str | Path, create: bool = False, follow: bool = False, parent: Folder | None = None) -> Folder:
+        """A handle on `path` (created when `create`: with its parents, or through `parent`, the handle on its
+        folder, when given); its last component must be a real folder, not a link (the folders above it are the
+        user's choice), unless `follow`: a folder the user named (`data.cache_dir`, an export's parent), which may
+        be a link, followed once, here."""
         path = Path(path)
+        name, dir_fd = (path.name, parent.fd) if parent is not None else (str(path), None)
         with writing(path):
-            if create:
+            if create and parent is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(path)
-            if follow:
-                return cls(path, os.open(path, FOLDER_FLAGS & ~os.O_NOFOLLOW))
-            return cls(path, _open_folder(path, os.open, path))
+                    os.mkdir(name, dir_fd=dir_fd)
+            try:
+                fd = os.open(name, FOLDER_FLAGS & ~os.O_NOFOLLOW if follow else FOLDER_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if follow or exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                info = None
+                with contextlib.suppress(OSError):
+                    info = os.stat(path, follow_symlinks=False)
+                raise SnganError(f"'{path}' is {_what(info)}, not a folder: sngan writes only into real folders, "
+                                 f"never through links (move it aside)") from None
+        return cls(path, fd, parent)
 
     def folder(self, name: str, create: bool = True) -> Folder:
         """A handle on the child folder `name`, opened through this one (created when `create` and absent)."""
-        path = self.path / name
-        with writing(path):
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, dir_fd=self.fd)
-            return Folder(path, _open_folder(name, functools.partial(os.open, dir_fd=self.fd), path), self)
+        return Folder.open(self.path / name, create, parent=self)
 
     def lstat(self, name: str) -> os.stat_result | None:
         """`name`'s own status in this folder (a link is not followed), or None when there is none."""
@@ -187,16 +192,17 @@ class Folder:
         """The entries of the folder that was opened (wherever it is now), sorted."""
         return sorted(os.listdir(self.fd))
 
-    def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> Path:
-        """`atomic_write` of `name` inside this folder: a temporary created here exclusively, renamed over `name`
-        through the handle, the folder fsynced. A link or a special file at `name` is refused."""
+    def write(self, name: str, data: bytes | Callable[[IO[bytes]], Any]) -> Path:
+        """`atomic_write` of `name` inside this folder: `data`, or what `data(fh)` writes, goes to a temporary created
+        here exclusively, renamed over `name` through the handle, the folder fsynced. A link or a special file at
+        `name` is refused."""
         path = self.path / name
         with writing(path):
             self._refuse_odd(name)
             fd, tmp = _create_temp_at(self.fd, name)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    write(fh)
+                    fh.write(data) if isinstance(data, bytes) else data(fh)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -206,9 +212,6 @@ class Folder:
                 raise
             os.fsync(self.fd)
         return path
-
-    def write_text(self, name: str, text: str) -> Path:
-        return self.write(name, lambda fh: fh.write(text.encode()))
 
     def write_all(self, files: list[tuple[str, bytes]]) -> None:
         """Write several files of this folder so that a refused write (full disk) changes none of them: every
@@ -250,10 +253,6 @@ class Folder:
         """Append `text` to `name` (one record line: a crash can tear only the last line)."""
         with self.open_append(name) as fh, writing(self.path / name):
             fh.write(text)
-
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        """The bytes of the regular file `name` here (`open_regular`, through the handle)."""
-        return open_regular(self.path / name, limit, dir_fd=self.fd, name=name)
 
     def unlink(self, name: str) -> None:
         """Delete the file `name` of this folder (the folder that was opened, never a link's target)."""
@@ -307,19 +306,6 @@ class Folder:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def _open_folder(name: str | Path, opener: Callable[..., int], path: Path) -> int:
-    try:
-        return opener(name, FOLDER_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            info = None
-            with contextlib.suppress(OSError):
-                info = os.stat(path, follow_symlinks=False)
-            raise SnganError(f"'{path}' is {_what(info)}, not a folder: sngan writes only into real folders, never "
-                             f"through links (move it aside)") from None
-        raise
 
 
 def _create_temp_at(dir_fd: int, name: str) -> tuple[int, str]:
@@ -600,15 +586,14 @@ def export_foreign(folder: Path) -> list[str]:
     return foreign
 
 
-def open_regular(path: str | Path, limit: int | None = None, dir_fd: int | None = None,
-                 name: str | None = None) -> bytes:
+def open_regular(path: str | Path, limit: int | None = None, folder: Folder | None = None) -> bytes:
     """The bytes of a regular file, never blocking on a FIFO or a device (opened non-blocking, checked with fstat
-    before any read) and never through a link; with `limit`, a larger file is one SnganError line. With `dir_fd`,
-    the file `name` is opened through that folder handle (`Folder.read`); `path` then only names it."""
+    before any read) and never through a link; with `limit`, a larger file is one SnganError line. With `folder`,
+    the file `path.name` is opened through that folder's handle (`path` then only names it in messages)."""
     path = Path(path)
     try:
-        target = path if dir_fd is None or name is None else name
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(path if folder is None else path.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=None if folder is None else folder.fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SnganError(f"{path}: is a symbolic link; sngan does not read through links here") from None

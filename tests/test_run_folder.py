@@ -303,7 +303,7 @@ def test_writes_through_a_folder_handle_land_in_the_folder_that_was_opened(tmp_p
     try:
         (tmp_path / "out").rename(tmp_path / "moved")
         (tmp_path / "out").symlink_to(user_folder(tmp_path / "elsewhere"))
-        folder.write_text("a.txt", "through the handle")
+        folder.write("a.txt", b"through the handle")
         assert (tmp_path / "moved" / "a.txt").read_text() == "through the handle"
         assert not (tmp_path / "elsewhere" / "a.txt").exists()
         with pytest.raises(FolderChanged, match="it is now a symbolic link"):

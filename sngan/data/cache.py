@@ -134,7 +134,7 @@ def _write(source: Source, folder: Path, resolution: int, key: str, progress: bo
             "dropped": result.dropped, "notices": result.notices, "content_sha256": content,
             "pack_seconds": round(time.perf_counter() - start, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        stage.write_text("manifest.json", json.dumps(manifest, indent=1) + "\n")
+        stage.write("manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
         stage.check()  # the staging folder is still the one made here (numpy wrote its arrays by name)
         try:
             os.rename(stage.path.name, folder.name, src_dir_fd=parent.fd, dst_dir_fd=parent.fd)

@@ -97,8 +97,8 @@ def write_result(run_dir: Path, status: str, message: str, cfg: Config) -> None:
     """A run's result.json, written through a handle on its run folder (never through a link that replaced it)."""
     folder = Folder.open(run_dir)
     try:
-        folder.write_text(RESULT, json.dumps({"status": status, "message": message, "config": to_yaml(cfg)},
-                                             indent=1))
+        folder.write(RESULT, json.dumps({"status": status, "message": message, "config": to_yaml(cfg)},
+                                        indent=1).encode())
     finally:
         folder.close()
 
@@ -394,10 +394,10 @@ def write_table(plan: Plan, out: Path, log: Callable[[str], None],
     lock = FolderLock(out, "study folder", wait_s=TABLE_LOCK_WAIT_S)
     try:
         records = [summarize(out / run_name(v, s), v, s, known.get(run_name(v, s))) for v, s in plan.runs()]
-        lock.folder.write_text("study.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        lock.folder.write("study.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
         done = [r for r in records if r["status"] in DONE]
         figures = write_figures(done, out, plan.evaluation) if done else []
-        lock.folder.write_text("study.md", markdown(plan, records, figures))
+        lock.folder.write("study.md", markdown(plan, records, figures).encode())
     finally:
         lock.release()
     waiting = sum(r["status"] in ("running", "pending") for r in records)

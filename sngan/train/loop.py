@@ -47,7 +47,7 @@ from sngan.sample.generate import generate, latents
 from sngan.sample.writers import grid_writer
 from sngan.train.losses import LOSSES
 from sngan.train.perf import compile_or_eager, path_line, resolve_perf
-from sngan.train.rundir import RunFolder
+from sngan.train.rundir import RunFolder, check_owner
 from sngan.train.runlog import Progress, RunLog, check_wandb, open_wandb
 from sngan.train.state import Resume, TrainState, build_state, open_resume
 from sngan.train.steps import LossWindow, iteration, refresh_ema_batchnorm
@@ -250,8 +250,7 @@ def _train(cfg: Config, run_dir: Path, resume: str | Path | Resume | None, lines
         if resume is not None and not isinstance(resume, Resume):
             resume = open_resume(resume, cfg)
         if info.is_main:  # every check of the folder it alone writes, before anything is built
-            RunFolder.check_start(run_dir, None if resume is None else resume.run_id,
-                                  None if resume is None else resume.path)
+            check_owner(run_dir, None if resume is None else resume.run_id, None if resume is None else resume.path)
             if cfg.train.wandb_project:
                 check_wandb(cfg.train)  # before anything is written, like the Inception weights
         device = resolve_device(cfg.train.device, info)

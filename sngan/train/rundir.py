@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from sngan.checkpoint import checkpoint_step, list_checkpoints, read_step
 from sngan.errors import CheckpointError, FolderChanged, SnganError
-from sngan.io import Folder, check_can_create, file_kind, read_jsonl, writing
+from sngan.io import Folder, check_can_create, file_kind, open_regular, read_jsonl, writing
 
 # Ownership: the run marker and the rules of `check_owner`
 
@@ -61,13 +61,13 @@ RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "log.txt")  # files a run w
 HOLDER = re.compile(r"^([^\s:]{1,255}:\d{1,10})?$")  # a lock file's content: host:pid while held, empty after
 
 
-def read_run_id(run_dir: Path) -> str | None:
-    """The id in `run_dir`'s marker, or None when there is no marker (or a link, or not an id)."""
-    path = run_dir / MARKER
-    if path.is_symlink() or not path.is_file():
+def read_run_id(run_dir: Path, folder: Folder | None = None) -> str | None:
+    """The id in `run_dir`'s marker, read through `folder` (the run folder's handle) when given, or None when there
+    is no marker (or a link, not a regular file, not an id)."""
+    try:
+        text = open_regular(run_dir / MARKER, 300, folder).decode(errors="replace").strip()
+    except SnganError:
         return None
-    with open(path, "rb") as fh:
-        text = fh.read(64).decode(errors="replace").strip()
     return text if RUN_ID.match(text) else None
 
 
@@ -134,8 +134,17 @@ def check_parts(run_dir: Path) -> None:
 
 
 def check_owner(run_dir: Path, run_id: str | None, ckpt_path: Path | None) -> None:
-    """Raise SnganError unless this run may write `run_dir` (module docstring): a new run (`ckpt_path` None) or the
-    resume of `ckpt_path`, whose checkpoint records `run_id`."""
+    """Every check of the folder a start makes, before anything is written: raise SnganError unless `run_dir` can be
+    created or written (not a file, a path under a file, a read-only parent), its parts can take the run's outputs
+    (`check_parts`), and this run may write it (module docstring): a new run (`ckpt_path` None) or the resume of
+    `ckpt_path`, whose checkpoint records `run_id`."""
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
+        raise SnganError(f"--out {os.fsencode(run_dir)!r} is not valid UTF-8; choose a folder name that is") from None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SnganError(f"--out '{run_dir}' is a file; a run needs a folder (choose another --out)")
+    check_can_create(run_dir / ".lock")
     if run_dir.is_symlink():
         raise SnganError(f"--out '{run_dir}' is a symbolic link; sngan never writes through links (give the real "
                          f"folder)")
@@ -297,9 +306,9 @@ class RunFolder:
     """One run folder, from the checks before its first write to the release of its lock (module docstring).
 
     `RunFolder.open` checks, locks and prepares the folder; then every write of the run goes through it: `save`
-    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `open_log` (log.txt), `part` (a
-    part's handle: TensorBoard writes through `part("tensorboard")`), and `rescue` when a part was swapped. `close`
-    releases the lock.
+    (checkpoints), `prune`, `write_grid`, `append_record` (metrics.jsonl), `handle` (the folder's own handle:
+    log.txt is appended through it), `part` (a part's handle: TensorBoard writes through `part("tensorboard")`),
+    and `rescue` when a part was swapped. `close` releases the lock.
     """
 
     def __init__(self, path: Path, run_id: str, lock: FolderLock, purge_step: int | None):
@@ -308,19 +317,6 @@ class RunFolder:
         self.purge_step = purge_step  # TensorBoard hides events at or after it (a resume's abandoned steps)
         self.parts: dict[str, Folder] = {}
 
-    @staticmethod
-    def check_start(path: Path, run_id: str | None, resume: Path | None) -> None:
-        """Every check of the folder a start makes, before anything is written: a folder that can be created or
-        written (not a file, a path under a file, a read-only parent), then `check_owner` (module docstring)."""
-        try:
-            str(path).encode("utf-8")
-        except UnicodeEncodeError:  # TensorBoard, W&B and the logs name the folder as text
-            raise SnganError(f"--out {os.fsencode(path)!r} is not valid UTF-8; choose a folder name that is") from None
-        if path.exists() and not path.is_dir():
-            raise SnganError(f"--out '{path}' is a file; a run needs a folder (choose another --out)")
-        check_can_create(path / ".lock")
-        check_owner(path, run_id, resume)
-
     @classmethod
     def open(cls, path: Path, config_yaml: str, start_step: int = 0, notice: Callable[[str], None] | None = None,
              run_id: str | None = None, resume: Path | None = None) -> RunFolder:
@@ -328,12 +324,12 @@ class RunFolder:
         folder for a run continuing from `start_step` (0: a new run) of `resume`, whose checkpoint records `run_id`:
         partial files removed, what a resume abandons moved aside, the marker and config.yaml written."""
         notice = notice or (lambda message: None)
-        cls.check_start(path, run_id, resume)
+        check_owner(path, run_id, resume)
         lock = FolderLock(path)
         folder = None
         try:
-            cls.check_start(path, run_id, resume)
-            marker = read_run_id(path)
+            check_owner(path, run_id, resume)
+            marker = read_run_id(path, lock.folder)
             folder = cls(path, marker or run_id or uuid.uuid4().hex, lock, None)
             folder._prepare(config_yaml, start_step, notice, write_marker=marker is None)
         except BaseException:
@@ -359,8 +355,8 @@ class RunFolder:
         changed (saving would re-create the run's parts in a folder that is not the run's)."""
         try:
             self.handle.check()
-            marker = self.handle.read(MARKER, 300).decode(errors="replace").strip()
-        except (FolderChanged, SnganError, OSError):
+            marker = read_run_id(self.path, self.handle)
+        except (FolderChanged, OSError):
             marker = None
         if marker != self.run_id:
             raise SnganError(f"run folder '{self.path}' is gone or no longer this run's (its {MARKER} marker is "
@@ -399,10 +395,6 @@ class RunFolder:
         self.check_ours()
         self.handle.append("metrics.jsonl", text)
 
-    def open_log(self) -> IO[str]:
-        """log.txt, opened for appending through the folder's handle (the caller closes it)."""
-        return self.handle.open_append("log.txt")
-
     def close(self) -> None:
         for folder in self.parts.values():
             folder.close()
@@ -422,7 +414,7 @@ class RunFolder:
         grids = [n for n in self._names("samples") if (m := GRID.match(n)) and int(m.group(1)) > start_step]
         # the changes, after every check and read
         if write_marker:
-            handle.write_text(MARKER, f"{self.run_id}\n")
+            handle.write(MARKER, f"{self.run_id}\n".encode())
         if not write_marker:  # a folder the run wrote before (an unmarked one holds nothing but its lock)
             for folder in [handle, *(self.part(p) for p in ("checkpoints", "samples") if handle.lstat(p) is not None)]:
                 for stale in folder.remove_stale_temps():
@@ -435,14 +427,14 @@ class RunFolder:
                    f"{self.path / moved}" + (" (an earlier start of this run stopped before its first checkpoint)"
                                              if restarted else ""))
         elif start_step and handle.lstat("metrics.jsonl") is not None:  # drops a torn last line before appending
-            handle.write_text("metrics.jsonl", _jsonl(kept))
+            handle.write("metrics.jsonl", _jsonl(kept).encode())
         self.purge_step = start_step + 1 if start_step or restarted else None
         for part, names, what in (("checkpoints", later, "checkpoints"), ("samples", grids, "sample grids")):
             if names:
                 aside = self._move_aside(part, names)
                 notice(f"{what} after step {start_step} (from the run being replaced) moved to {aside}"
                        if part == "checkpoints" else f"{what} after step {start_step} moved to {aside}")
-        handle.write_text("config.yaml", config_yaml)
+        handle.write("config.yaml", config_yaml.encode())
 
     def _names(self, part: str) -> list[str]:
         info = self.handle.lstat(part)

@@ -86,7 +86,7 @@ class Progress:
         """Append every line said so far and every later line to the run folder's log.txt."""
         if self._log is None:
             return
-        self._file = folder.open_log()  # closed in close(); through the folder's handle, never through a link
+        self._file = folder.handle.open_append("log.txt")  # closed in close(); through the handle, never a link
         self._file.write("".join(self._early))
         self._early = []
 
