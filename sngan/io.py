@@ -202,7 +202,10 @@ class Folder:
             fd, tmp = _create_temp_at(self.fd, name)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data) if isinstance(data, bytes) else data(fh)
+                    if isinstance(data, bytes):
+                        fh.write(data)
+                    else:
+                        data(fh)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
